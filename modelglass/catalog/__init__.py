@@ -1,0 +1,385 @@
+"""The catalog: models, their offers, capability scores with evidence, prices and quality axes.
+
+>>> import modelglass as mg
+>>> cat = mg.Catalog.default()
+>>> cat.models["flux-schnell"].name
+'FLUX.1 [schnell]'
+>>> cat.estimate_cost("flux-dev", provider="fal", width=1024, height=1024, n=1)  # doctest: +SKIP
+0.025
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import CatalogError
+from ._schema import (
+    AXES,
+    Controls,
+    Evidence,
+    Geometry,
+    GuidanceKind,
+    Licence,
+    Lifecycle,
+    Model,
+    Offer,
+    Price,
+    PriceKind,
+    QualityAxis,
+    Settings,
+    Status,
+)
+
+__all__ = [
+    "AXES",
+    "Catalog",
+    "Comparison",
+    "Controls",
+    "CostEstimate",
+    "Evidence",
+    "Geometry",
+    "GuidanceKind",
+    "Licence",
+    "Lifecycle",
+    "Model",
+    "Offer",
+    "OfferView",
+    "Price",
+    "PriceKind",
+    "QualityAxis",
+    "Score",
+    "Settings",
+    "Status",
+]
+
+
+@dataclass(frozen=True)
+class Score:
+    """One capability score and where it came from.
+
+    ``value`` is None when there is no evidence and no stated prior. ``estimated`` is True when
+    the value is a prior (a stated estimate), not computed from evidence.
+    """
+
+    axis: str
+    value: float | None
+    estimated: bool = False
+    evidence: tuple[Evidence, ...] = ()
+    formula: str = ""
+    formula_version: int = 1
+    reason: str = ""
+
+    @property
+    def known(self) -> bool:
+        return self.value is not None
+
+    def __str__(self) -> str:
+        if self.value is None:
+            return "unknown"
+        return f"{self.value:.1f}{'*' if self.estimated else ''}"
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """An estimated cost: ``usd`` for the whole call, None when the price is unknown.
+
+    ``basis`` says how it was computed, for people; ``approximate`` is True when a table had to be
+    interpolated (a size not in a per-tier price table, a GPU-time scaled from another size).
+    """
+
+    usd: float | None
+    per_image_usd: float | None
+    basis: str
+    approximate: bool = False
+    tier: str | None = None
+
+    @property
+    def known(self) -> bool:
+        return self.usd is not None
+
+
+@dataclass(frozen=True)
+class OfferView:
+    """An offer resolved against its model: the controls and geometry that really apply."""
+
+    model_id: str
+    model: Model
+    offer: Offer
+    controls: Controls
+    geometry: Geometry
+    gpu_hour_usd: float = 2.0
+
+    @property
+    def key(self) -> str:
+        return self.offer.key(self.model_id)
+
+    @property
+    def provider(self) -> str:
+        return self.offer.provider
+
+    @property
+    def endpoint(self) -> str:
+        return self.offer.endpoint
+
+    @property
+    def status(self) -> Status:
+        return self.model.lifecycle.status
+
+    def estimate_cost(self, width: int, height: int, n: int = 1, *, steps: int | None = None,
+                      quality: str | None = None, tier: str | None = None,
+                      gpu_hour_usd: float | None = None) -> CostEstimate:
+        """What ``n`` images of ``width``×``height`` would cost on this offer."""
+        return estimate_price(self.offer.price, width, height, n, steps=steps,
+                              default_steps=_default_steps(self.controls), quality=quality,
+                              tier=tier, gpu_hour_usd=gpu_hour_usd or self.gpu_hour_usd)
+
+
+def _default_steps(controls: Controls) -> int | None:
+    if controls.steps and controls.steps.default is not None:
+        return int(controls.steps.default)
+    return None
+
+
+def estimate_price(price: Price, width: int, height: int, n: int = 1, *, steps: int | None = None,
+                   default_steps: int | None = None, quality: str | None = None,
+                   tier: str | None = None, gpu_hour_usd: float = 2.0) -> CostEstimate:
+    """Pure price function shared by every offer kind. Unknown stays unknown (``usd=None``)."""
+    mp = width * height / 1e6
+    kind = price.kind
+    if kind is PriceKind.unknown:
+        return CostEstimate(None, None, "price unknown" + (f" ({price.note})" if price.note else ""))
+    if kind is PriceKind.per_image:
+        assert price.usd is not None
+        return CostEstimate(price.usd * n, price.usd, f"${price.usd:g}/image × {n}")
+    if kind is PriceKind.per_megapixel:
+        assert price.usd_per_megapixel is not None
+        billed = math.ceil(mp - 1e-9) if price.round_up_megapixels else mp
+        billed = max(billed, 1) if price.round_up_megapixels else billed
+        each = price.usd_per_megapixel * billed
+        return CostEstimate(each * n, each, f"${price.usd_per_megapixel:g}/MP × {billed:.2f} MP × {n}")
+    if kind is PriceKind.per_tier:
+        assert price.tiers is not None
+        chosen = tier or (price.tier_for_quality or {}).get(str(quality) if quality else "") \
+            or price.default_tier or next(iter(price.tiers))
+        if chosen not in price.tiers:
+            return CostEstimate(None, None, f"tier {chosen!r} has no price", tier=chosen)
+        table = price.tiers[chosen]
+        key = f"{width}x{height}"
+        if key in table:
+            each = table[key]
+            return CostEstimate(each * n, each, f"{chosen} tier {key}: ${each:g}/image × {n}",
+                                tier=chosen)
+        # Nearest listed size by area, scaled by area: flagged approximate.
+        def area(s: str) -> int:
+            w, h = (int(p) for p in s.split("x"))
+            return w * h
+        nearest = min(table, key=lambda s: abs(math.log(area(s) / (width * height))))
+        each = table[nearest] * (width * height) / area(nearest)
+        return CostEstimate(each * n, each, f"{chosen} tier ≈ ${table[nearest]:g} at {nearest} "
+                            f"scaled by area to {key} × {n}", approximate=True, tier=chosen)
+    if kind is PriceKind.gpu_seconds:
+        assert price.seconds is not None
+        secs = price.seconds * mp / price.at_megapixels
+        approximate = abs(mp - price.at_megapixels) > 0.01
+        if price.at_steps and (steps or default_steps):
+            secs *= (steps or default_steps or price.at_steps) / price.at_steps
+            approximate = approximate or (steps or default_steps) != price.at_steps
+        each = secs * gpu_hour_usd / 3600
+        return CostEstimate(each * n, each, f"{secs:.2f} GPU-s × ${gpu_hour_usd:g}/GPU-h × {n}",
+                            approximate=approximate)
+    raise AssertionError(kind)  # pragma: no cover
+
+
+@dataclass
+class Comparison:
+    """A side-by-side table of models: axes, controls and cheapest prices."""
+
+    columns: list[str]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    axis: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"axis": self.axis, "columns": self.columns, "rows": self.rows}
+
+    def __rich__(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title=f"compare{f' on {self.axis}' if self.axis else ''}")
+        table.add_column("")
+        for c in self.columns:
+            table.add_column(c)
+        if self.rows:
+            for key in self.rows[0]:
+                if key == "model":
+                    continue
+                table.add_row(key, *[_cell(r.get(key)) for r in self.rows])
+        return table
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "unknown"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+class Catalog:
+    """Models, offers and quality axes, loaded and cross-checked.
+
+    Use :meth:`default` for the packaged catalog, :meth:`load` for your own directory (same layout
+    as ``catalog/`` in the repository) or a single models YAML file merged over the default.
+    """
+
+    def __init__(self, settings: Settings, quality_axes: dict[str, QualityAxis],
+                 models: dict[str, Model], sources: list[str] | None = None) -> None:
+        from ._scores import compute_scores
+
+        self.settings = settings
+        self.quality_axes = quality_axes
+        self.models = models
+        self.sources = sources or []
+        self._scores = {mid: compute_scores(m, settings.formula_version) for mid, m in models.items()}
+        self._views: dict[str, OfferView] = {}
+        for mid, m in models.items():
+            for o in m.offers:
+                view = OfferView(mid, m, o, m.controls.merged(o.controls),
+                                 m.geometry.merged(o.geometry), settings.gpu_hour_usd)
+                self._views[view.key] = view
+
+    # -- loading ----------------------------------------------------------------------------------
+    @classmethod
+    def default(cls) -> Catalog:
+        """The catalog shipped with modelglass (cached after the first load)."""
+        global _DEFAULT
+        if _DEFAULT is None:
+            _DEFAULT = cls.load(default_catalog_dir())
+        return _DEFAULT
+
+    @classmethod
+    def load(cls, path: str | Path) -> Catalog:
+        """Load a catalog directory, or a models YAML file layered over the default catalog.
+
+        Raises :class:`CatalogError` listing every problem as ``file:line: field.path: message``.
+        """
+        from ._load import load_catalog
+
+        return load_catalog(Path(path))
+
+    # -- queries ----------------------------------------------------------------------------------
+    def offers(self, *, include_retired: bool = True) -> list[OfferView]:
+        """Every offer, in catalog order."""
+        return [v for v in self._views.values()
+                if include_retired or v.model.lifecycle.status is not Status.retired]
+
+    def offer(self, key: str) -> OfferView:
+        """One offer by key (``"flux-dev@fal"``)."""
+        try:
+            return self._views[key]
+        except KeyError:
+            raise CatalogError(f"no offer {key!r}; offers look like 'flux-dev@fal' "
+                               f"(see `modelglass catalog list`)") from None
+
+    def offers_for(self, model_id: str, provider: str | None = None) -> list[OfferView]:
+        self.model(model_id)
+        return [v for v in self._views.values()
+                if v.model_id == model_id and (provider is None or v.provider == provider)]
+
+    def model(self, model_id: str) -> Model:
+        try:
+            return self.models[model_id]
+        except KeyError:
+            close = [m for m in self.models if model_id.lower() in m or m in model_id.lower()]
+            hint = f" Did you mean {', '.join(close[:3])}?" if close else ""
+            raise CatalogError(f"unknown model {model_id!r}.{hint} "
+                               f"`modelglass catalog list` shows them all.") from None
+
+    def scores(self, model_id: str) -> dict[str, Score]:
+        self.model(model_id)
+        return self._scores[model_id]
+
+    def score(self, model_id: str, axis: str) -> Score:
+        return self.scores(model_id)[axis]
+
+    def quality(self, quality: Any) -> QualityAxis:
+        key = str(getattr(quality, "value", quality))
+        try:
+            return self.quality_axes[key]
+        except KeyError:
+            raise CatalogError(f"unknown quality axis {key!r}; one of "
+                               f"{', '.join(self.quality_axes)}") from None
+
+    @property
+    def providers(self) -> list[str]:
+        return sorted({v.provider for v in self._views.values()} | set(self.settings.providers))
+
+    def estimate_cost(self, model_id: str, provider: str | None = None, width: int = 1024,
+                      height: int = 1024, n: int = 1, *, steps: int | None = None,
+                      quality: str | None = None) -> float | None:
+        """Cheapest known cost for ``n`` images of this model (on ``provider`` if given).
+
+        Returns None when no matching offer has a known price: unknown is never $0.
+        """
+        views = self.offers_for(model_id, provider)
+        if not views:
+            raise CatalogError(f"model {model_id!r} has no offer on provider {provider!r}; "
+                               f"it is offered on {', '.join(v.provider for v in self.offers_for(model_id)) or 'no provider'}")
+        costs = [v.estimate_cost(width, height, n, steps=steps, quality=quality).usd for v in views]
+        known = [c for c in costs if c is not None]
+        return min(known) if known else None
+
+    def cheapest(self, model_id: str, width: int = 1024, height: int = 1024) -> tuple[OfferView, CostEstimate] | None:
+        best: tuple[OfferView, CostEstimate] | None = None
+        for v in self.offers_for(model_id):
+            est = v.estimate_cost(width, height, 1)
+            if est.usd is not None and (best is None or est.usd < (best[1].usd or math.inf)):
+                best = (v, est)
+        return best
+
+    def compare(self, model_ids: list[str], axis: str | None = None) -> Comparison:
+        """A side-by-side table of axes, controls and cheapest 1024² price.
+
+        With ``axis`` (a quality axis), adds each model's weighted quality on that axis.
+        """
+        comp = Comparison(columns=list(model_ids), axis=axis)
+        qa = self.quality(axis) if axis else None
+        for mid in model_ids:
+            m = self.model(mid)
+            sc = self.scores(mid)
+            row: dict[str, Any] = {"model": mid, "name": m.name, "status": m.lifecycle.status.value}
+            for ax in AXES:
+                row[ax] = str(sc[ax])
+            if qa is not None:
+                num = sum(w * (sc[a].value if sc[a].value is not None else qa.unknown_score)
+                          for a, w in qa.weights.items())
+                row[f"{axis} quality"] = round(num / sum(qa.weights.values()), 2)
+            c = m.controls
+            row["negative prompt"] = c.negative_prompt or "unknown"
+            row["guidance"] = c.guidance.kind.value if c.guidance else "unknown"
+            row["steps"] = (f"{c.steps.min:g}-{c.steps.max:g}" if c.steps and c.steps.min is not None
+                            and c.steps.max is not None else "n/a")
+            row["seed"] = {True: "yes", False: "no", None: "unknown"}[c.seed]
+            row["max MP"] = m.geometry.max_mp()
+            row["commercial use"] = {True: "yes", False: "no", None: "unverified"}[m.licence.commercial_use]
+            best = self.cheapest(mid)
+            row["cheapest 1024²"] = f"${best[1].usd:.4f} ({best[0].provider})" if best else "unknown"
+            comp.rows.append(row)
+        return comp
+
+    def __repr__(self) -> str:
+        return f"Catalog({len(self.models)} models, {len(self._views)} offers)"
+
+
+_DEFAULT: Catalog | None = None
+
+
+def default_catalog_dir() -> Path:
+    """The packaged catalog: ``modelglass/_catalog_data`` in a wheel, ``catalog/`` in a checkout."""
+    here = Path(__file__).resolve().parent.parent
+    packaged = here / "_catalog_data"
+    if packaged.is_dir():
+        return packaged
+    return here.parent / "catalog"

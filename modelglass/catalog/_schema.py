@@ -1,0 +1,372 @@
+"""The catalog's typed schema (pydantic v2). YAML files are validated against these classes.
+
+Shape of a catalog directory::
+
+    catalog/
+      settings.yaml     formula version, $/GPU-hour for local offers, the provider list
+      quality.yaml      the four quality axes: weights, minimums, target size, cost trade
+      models/*.yaml     ``models: {id: Model}``; each model lists its offers
+
+Unknown is a value: prices, scores, latencies and licence facts may be ``null`` and stay so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+AXES = ("prompt_adherence", "photorealism", "text_rendering", "style_range", "composition",
+        "speed", "resolution")
+
+Axis = Literal["prompt_adherence", "photorealism", "text_rendering", "style_range", "composition",
+               "speed", "resolution"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Status(str, Enum):
+    active = "active"
+    deprecated = "deprecated"
+    retired = "retired"
+
+
+class GuidanceKind(str, Enum):
+    """How a model takes guidance: classifier-free (``true-cfg``), an embedded scale learned by
+    guidance distillation (``distilled``), or not at all (``none``)."""
+
+    true_cfg = "true-cfg"
+    distilled = "distilled"
+    none = "none"
+
+
+class Evidence(_Strict):
+    """One raw measurement behind a score. ``metric`` names what the formula reads."""
+
+    metric: str
+    value: float
+    source: str
+    date: str | None = None
+    confidence: Literal["P", "S", "E", "K"] = "S"
+    note: str | None = None
+
+
+class Prior(_Strict):
+    """A stated estimate for an axis with no evidence. Shown as *estimated*, never silently."""
+
+    value: float = Field(ge=0, le=10)
+    reason: str
+
+
+class Lifecycle(_Strict):
+    status: Status = Status.active
+    released: dt.date | None = None
+    deprecated_on: dt.date | None = None
+    shutdown_on: dt.date | None = None
+    replacement: str | None = None
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _retired_needs_replacement_or_reason(self) -> Lifecycle:
+        if self.status is Status.deprecated and self.shutdown_on is None:
+            # Allowed (some deprecations are open-ended), but keep the field explicit.
+            pass
+        return self
+
+
+class Licence(_Strict):
+    id: str
+    open_weights: bool | None = None
+    commercial_use: bool | None = None  # None = not verified; never passes commercial=True
+    notes: str | None = None
+    source: str | None = None
+
+
+class Range(_Strict):
+    min: float | None = None
+    max: float | None = None
+    default: float | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> Range:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        if self.default is not None:
+            if self.min is not None and self.default < self.min:
+                raise ValueError(f"default {self.default} is below min {self.min}")
+            if self.max is not None and self.default > self.max:
+                raise ValueError(f"default {self.default} is above max {self.max}")
+        return self
+
+
+class Guidance(Range):
+    kind: GuidanceKind = GuidanceKind.none
+
+
+class Controls(_Strict):
+    """What a model (or an offer, where it differs) lets the caller set.
+
+    ``negative_prompt``: "native" (true CFG), "true-cfg-extra" (honoured only by enabling a second
+    pass that doubles cost, e.g. FLUX ``true_cfg_scale``), "none".
+    """
+
+    negative_prompt: Literal["native", "true-cfg-extra", "none"] | None = None
+    guidance: Guidance | None = None
+    steps: Range | None = None
+    seed: bool | None = None
+    samplers: list[str] | None = None
+    max_prompt_chars: int | None = Field(default=None, gt=0)
+    max_images_per_call: int | None = Field(default=None, ge=1)
+
+    def merged(self, override: Controls | None) -> Controls:
+        """These controls with every field the override sets replacing ours."""
+        if override is None:
+            return self
+        data = self.model_dump()
+        for key, val in override.model_dump(exclude_unset=True).items():
+            if val is not None:
+                data[key] = val
+        return Controls.model_validate(data)
+
+
+class Geometry(_Strict):
+    """Which output sizes are possible.
+
+    Either a fixed list (``sizes``), a fixed aspect-ratio table (``aspect_ratios``: ratio → the
+    size it produces), or a free range (``multiple_of``, ``min_side``/``max_side``,
+    ``min_megapixels``/``max_megapixels``, ``max_aspect``). ``default_size`` is what the
+    provider does when told nothing.
+    """
+
+    sizes: list[str] | None = None
+    aspect_ratios: dict[str, str] | None = None
+    multiple_of: int | None = Field(default=None, ge=1)
+    min_side: int | None = Field(default=None, ge=1)
+    max_side: int | None = Field(default=None, ge=1)
+    min_megapixels: float | None = Field(default=None, gt=0)
+    max_megapixels: float | None = Field(default=None, gt=0)
+    max_aspect: float | None = Field(default=None, ge=1)
+    default_size: str | None = None
+    native_megapixels: float | None = Field(default=None, gt=0)
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            for s in v:
+                _check_size(s)
+        return v
+
+    @field_validator("aspect_ratios")
+    @classmethod
+    def _ratios(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        if v is not None:
+            for ratio, size in v.items():
+                if ":" not in ratio:
+                    raise ValueError(f"aspect ratio key {ratio!r} must be W:H")
+                _check_size(size)
+        return v
+
+    @model_validator(mode="after")
+    def _sane(self) -> Geometry:
+        if self.min_side and self.max_side and self.min_side > self.max_side:
+            raise ValueError(f"min_side {self.min_side} is greater than max_side {self.max_side}")
+        if self.min_megapixels and self.max_megapixels and self.min_megapixels > self.max_megapixels:
+            raise ValueError("min_megapixels is greater than max_megapixels")
+        if self.default_size:
+            _check_size(self.default_size)
+        return self
+
+    def merged(self, override: Geometry | None) -> Geometry:
+        if override is None:
+            return self
+        data = self.model_dump()
+        set_fields = override.model_dump(exclude_unset=True)
+        # A fixed list in the override replaces the model's free range entirely.
+        if set_fields.get("sizes") or set_fields.get("aspect_ratios"):
+            data.update({"sizes": None, "aspect_ratios": None})
+        data.update({k: v for k, v in set_fields.items() if v is not None})
+        return Geometry.model_validate(data)
+
+    def max_mp(self) -> float | None:
+        """The largest output this geometry allows, in megapixels (10^6 pixels)."""
+        cands: list[float] = []
+        if self.sizes:
+            cands += [_mp(s) for s in self.sizes]
+        if self.aspect_ratios:
+            cands += [_mp(s) for s in self.aspect_ratios.values()]
+        if cands:
+            return max(cands)
+        if self.max_megapixels:
+            return self.max_megapixels
+        if self.max_side:
+            return self.max_side * self.max_side / 1e6
+        return None
+
+
+def _check_size(s: str) -> None:
+    parts = str(s).lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"size {s!r} must be WIDTHxHEIGHT, e.g. 1024x1024")
+
+
+def _mp(s: str) -> float:
+    w, h = (int(p) for p in s.lower().split("x"))
+    return w * h / 1e6
+
+
+class PriceKind(str, Enum):
+    per_image = "per_image"
+    per_megapixel = "per_megapixel"
+    per_tier = "per_tier"
+    gpu_seconds = "gpu_seconds"
+    unknown = "unknown"
+
+
+class Price(_Strict):
+    """How an offer is billed.
+
+    - ``per_image``: ``usd`` per image.
+    - ``per_megapixel``: ``usd_per_megapixel`` × output megapixels (rounded up to whole MP when
+      ``round_up_megapixels``), per image.
+    - ``per_tier``: ``tiers[tier][size]`` per image for a provider quality tier; a size missing from
+      the table is priced from the nearest listed size scaled by area (flagged approximate).
+      ``tier_for_quality`` picks the tier from the job's quality axis; ``default_tier`` otherwise.
+    - ``gpu_seconds``: ``seconds`` of GPU time per image at ``at_megapixels`` and ``at_steps``,
+      scaled linearly in megapixels and steps, × the catalog's $/GPU-hour (settings.yaml).
+    - ``unknown``: no price is known. Never treated as free.
+    """
+
+    kind: PriceKind
+    usd: float | None = Field(default=None, ge=0)
+    usd_per_megapixel: float | None = Field(default=None, ge=0)
+    round_up_megapixels: bool = False
+    tiers: dict[str, dict[str, float]] | None = None
+    tier_for_quality: dict[str, str] | None = None
+    default_tier: str | None = None
+    seconds: float | None = Field(default=None, gt=0)
+    at_megapixels: float = Field(default=1.048576, gt=0)
+    at_steps: int | None = Field(default=None, ge=1)
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> Price:
+        need = {
+            PriceKind.per_image: ["usd"],
+            PriceKind.per_megapixel: ["usd_per_megapixel"],
+            PriceKind.per_tier: ["tiers"],
+            PriceKind.gpu_seconds: ["seconds"],
+            PriceKind.unknown: [],
+        }[self.kind]
+        missing = [f for f in need if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"price kind {self.kind.value} needs {', '.join(missing)}")
+        if self.tiers:
+            for tier, table in self.tiers.items():
+                for size, usd in table.items():
+                    _check_size(size)
+                    if usd < 0:
+                        raise ValueError(f"tiers.{tier}.{size}: must be ≥ 0")
+            for q, tier in (self.tier_for_quality or {}).items():
+                if tier not in self.tiers:
+                    raise ValueError(f"tier_for_quality.{q}: tier {tier!r} is not in tiers")
+            if self.default_tier and self.default_tier not in self.tiers:
+                raise ValueError(f"default_tier {self.default_tier!r} is not in tiers")
+        return self
+
+
+class Latency(_Strict):
+    p50_s: float | None = Field(default=None, gt=0)
+    p95_s: float | None = Field(default=None, gt=0)
+    source: str | None = None
+    note: str | None = None
+
+
+class Offer(_Strict):
+    """A model served by a provider, with the provider's own limits and price."""
+
+    provider: str
+    endpoint: str
+    id: str | None = None  # defaults to "model@provider"; set it when one provider has two offers
+    price: Price
+    as_of: dt.date
+    source: str
+    latency: Latency | None = None
+    controls: Controls | None = None
+    geometry: Geometry | None = None
+    wire: dict[str, str] = Field(default_factory=dict)
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    pipeline: str | None = None  # local only: the diffusers pipeline class
+    notes: str | None = None
+
+    def key(self, model_id: str) -> str:
+        return self.id or f"{model_id}@{self.provider}"
+
+
+class Model(_Strict):
+    """One image model: who made it, what it can do (with evidence), and who serves it."""
+
+    name: str
+    family: str
+    architecture: str | None = None
+    training: str | None = None
+    licence: Licence
+    lifecycle: Lifecycle = Lifecycle()
+    evidence: list[Evidence] = Field(default_factory=list)
+    priors: dict[Axis, Prior] = Field(default_factory=dict)
+    controls: Controls
+    geometry: Geometry
+    offers: list[Offer] = Field(default_factory=list)
+    notes: str | None = None
+
+
+class QualityAxis(_Strict):
+    """One quality axis as data: what matters for this kind of job and what it may cost.
+
+    - ``weights``: capability axis → weight (normalised when used).
+    - ``minimums``: capability axis → hard minimum score (an unknown score fails it).
+    - ``target_size``: the size asked of the provider when the request gives no geometry.
+    - ``min_megapixels``: hard floor on the offer's largest output.
+    - ``cost_weight``: 0 = quality only, 1 = cost only; ``cost_reference_usd`` is the per-image
+      price that scores 0.5 on the cost scale.
+    - ``max_cost_usd``: a default per-image ceiling when the request gives none (None = no ceiling).
+    - ``unknown_score``: what an unknown capability counts as in the weighted sum (shown in the
+      explanation, never silent).
+    """
+
+    description: str
+    weights: dict[Axis, float]
+    minimums: dict[Axis, float] = Field(default_factory=dict)
+    target_size: str = "1024x1024"
+    min_megapixels: float | None = None
+    cost_weight: float = Field(ge=0, le=1)
+    cost_reference_usd: float = Field(gt=0)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    unknown_score: float = Field(default=3.0, ge=0, le=10)
+    dpi: int = 300
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v or any(w < 0 for w in v.values()) or not math.isfinite(sum(v.values())) or sum(v.values()) <= 0:
+            raise ValueError("weights must be ≥ 0 and not all zero")
+        return v
+
+    @field_validator("target_size")
+    @classmethod
+    def _target(cls, v: str) -> str:
+        _check_size(v)
+        return v
+
+
+class Settings(_Strict):
+    formula_version: int = 1
+    gpu_hour_usd: float = Field(default=2.0, gt=0)
+    providers: dict[str, str] = Field(default_factory=dict)  # id → description
+    sources: dict[str, str] = Field(default_factory=dict)  # source id → citation
+    as_of: dt.date | None = None

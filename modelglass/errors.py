@@ -1,0 +1,152 @@
+"""The modelglass error tree. Every error says what went wrong, where, and what to do next.
+
+    ModelglassError
+    ├── CatalogError            a catalog file is wrong (file:line and field path)
+    ├── InvalidRequest          a request field is wrong, or strict mode refused a fate
+    ├── NoEligibleModel         routing found nothing; carries why each candidate failed
+    ├── BudgetExceeded          the estimate would pass a limit; nothing was sent
+    ├── ProviderUnavailable     no key / no client installed / no GPU / weights not present
+    ├── ContentRejected         the provider refused the content (never retried)
+    ├── ProviderError           the provider failed; ``retryable`` says whether another try may help
+    │   ├── RateLimited         429; ``retry_after`` seconds when the provider said
+    │   ├── GenerationTimeout   the per-job deadline or a client timeout ran out
+    │   └── EmptyResult         the provider answered without usable images
+    └── AllAttemptsFailed       every ranked offer failed; carries every attempt
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .result import Attempt
+
+__all__ = [
+    "ModelglassError",
+    "CatalogError",
+    "InvalidRequest",
+    "NoEligibleModel",
+    "BudgetExceeded",
+    "ProviderUnavailable",
+    "ContentRejected",
+    "ProviderError",
+    "RateLimited",
+    "GenerationTimeout",
+    "EmptyResult",
+    "AllAttemptsFailed",
+]
+
+
+class ModelglassError(Exception):
+    """Base of every error modelglass raises on purpose."""
+
+
+class CatalogError(ModelglassError):
+    """A catalog file failed to load or cross-check.
+
+    ``problems`` lists every problem found, each already formatted as
+    ``path:line: field.path: message``.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        self.problems = problems or [message]
+        super().__init__(message if problems is None else "\n".join(problems))
+
+
+class InvalidRequest(ModelglassError, ValueError):
+    """A request field is invalid, or strict mode refused to approximate or drop a control."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class NoEligibleModel(ModelglassError):
+    """Routing found no offer that meets the hard constraints.
+
+    ``rejected`` maps ``model@provider`` to the reason each candidate failed.
+    """
+
+    def __init__(self, message: str, rejected: dict[str, str] | None = None) -> None:
+        self.rejected = rejected or {}
+        lines = [message]
+        for key, why in sorted(self.rejected.items())[:40]:
+            lines.append(f"  - {key}: {why}")
+        if len(self.rejected) > 40:
+            lines.append(f"  … and {len(self.rejected) - 40} more")
+        super().__init__("\n".join(lines))
+
+
+class BudgetExceeded(ModelglassError):
+    """The estimated cost would exceed ``max_cost_usd`` or a shared ``Budget``; nothing was sent."""
+
+    def __init__(self, message: str, estimate_usd: float | None = None,
+                 limit_usd: float | None = None) -> None:
+        self.estimate_usd = estimate_usd
+        self.limit_usd = limit_usd
+        super().__init__(message)
+
+
+class ProviderUnavailable(ModelglassError):
+    """A provider cannot be used here: no key, its client is not installed, no GPU, no weights."""
+
+    def __init__(self, message: str, provider: str | None = None) -> None:
+        self.provider = provider
+        super().__init__(message)
+
+
+class ContentRejected(ModelglassError):
+    """The provider refused the prompt or the output. Never retried, never falls back."""
+
+    def __init__(self, message: str, provider: str | None = None, code: str | None = None) -> None:
+        self.provider = provider
+        self.code = code
+        super().__init__(message)
+
+
+class ProviderError(ModelglassError):
+    """The provider failed. ``retryable`` says whether the same call may succeed later;
+    ``status`` is the HTTP status when there was one; ``body`` a short excerpt of the reply."""
+
+    retryable_default = False
+
+    def __init__(self, message: str, *, provider: str | None = None, status: int | None = None,
+                 body: Any = None, retryable: bool | None = None) -> None:
+        self.provider = provider
+        self.status = status
+        self.body = body
+        self.retryable = self.retryable_default if retryable is None else retryable
+        super().__init__(message)
+
+
+class RateLimited(ProviderError):
+    """HTTP 429. ``retry_after`` is the delay the provider asked for, in seconds, if any."""
+
+    retryable_default = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)
+
+
+class GenerationTimeout(ProviderError):
+    """A deadline ran out before the provider delivered images."""
+
+    retryable_default = True
+
+
+class EmptyResult(ProviderError):
+    """The provider answered but delivered no usable image (missing, expired or corrupt)."""
+
+    retryable_default = False
+
+
+class AllAttemptsFailed(ProviderError):
+    """Every ranked offer failed. ``attempts`` holds each try with its error."""
+
+    def __init__(self, message: str, attempts: list[Attempt]) -> None:
+        self.attempts = attempts
+        lines = [message]
+        for a in attempts:
+            lines.append(f"  - {a.model}@{a.provider} try {a.number}: {a.error}")
+        super().__init__("\n".join(lines), retryable=False)

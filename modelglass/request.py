@@ -1,0 +1,269 @@
+"""What the user asks for: :class:`ImageRequest`, :class:`Quality`, and the geometry parsers.
+
+Everything here is pure: no catalog, no provider. Offer-specific limits (prompt length, step
+ranges, sizes) are not errors here; the planner reports them as fates.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import InvalidRequest
+
+__all__ = [
+    "Quality",
+    "Sampler",
+    "ImageRequest",
+    "parse_size",
+    "parse_aspect_ratio",
+    "parse_print_size",
+    "SEED_MAX",
+    "CONTROL_NAMES",
+]
+
+SEED_MAX = 2**32 - 1
+MAX_PROMPT_CHARS = 100_000
+MAX_N = 16
+
+#: Controls a request can carry, in the order fates are reported.
+CONTROL_NAMES = ("prompt", "negative_prompt", "cfg", "steps", "seed", "size", "n", "sampler")
+
+
+class Quality(str, Enum):
+    """The job's quality axis: what the image is for. Each is defined as data in the catalog."""
+
+    draft = "draft"
+    thumbnail = "thumbnail"
+    hero = "hero"
+    print = "print"
+
+    def __str__(self) -> str:  # so f-strings and rich print "hero", not "Quality.hero"
+        return self.value
+
+
+class Sampler(str, Enum):
+    """Unified sampler names (A1111 vocabulary), mapped per pipeline by the local backend."""
+
+    euler = "euler"
+    euler_a = "euler_a"
+    dpmpp_2m = "dpmpp_2m"
+    dpmpp_2m_karras = "dpmpp_2m_karras"
+    ddim = "ddim"
+    unipc = "unipc"
+    lcm = "lcm"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+_ASPECT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$")
+_PRINT_RE = re.compile(
+    r"^\s*(\d+(?:\.\d+)?)\s*[xX×]\s*(\d+(?:\.\d+)?)\s*(in|inch|inches|cm|mm|\")\s*$"
+)
+_ISO_PAPER_MM = {
+    "A0": (841, 1189), "A1": (594, 841), "A2": (420, 594), "A3": (297, 420),
+    "A4": (210, 297), "A5": (148, 210), "A6": (105, 148),
+    "LETTER": (215.9, 279.4), "LEGAL": (215.9, 355.6),
+}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"1536x1024"`` → ``(1536, 1024)``. Sides must be 64..16384 pixels."""
+    m = _SIZE_RE.match(str(text))
+    if not m:
+        raise InvalidRequest(f"size {text!r} is not WIDTHxHEIGHT in pixels, e.g. '1024x1024'",
+                             field="size")
+    w, h = int(m.group(1)), int(m.group(2))
+    for side in (w, h):
+        if not 64 <= side <= 16384:
+            raise InvalidRequest(f"size {text!r}: each side must be 64..16384 pixels", field="size")
+    return w, h
+
+
+def parse_aspect_ratio(text: str) -> tuple[float, float]:
+    """``"3:2"`` → ``(3.0, 2.0)``. The ratio must lie within 1:8 .. 8:1."""
+    m = _ASPECT_RE.match(str(text))
+    if not m:
+        raise InvalidRequest(f"aspect_ratio {text!r} is not W:H, e.g. '3:2' or '16:9'",
+                             field="aspect_ratio")
+    w, h = float(m.group(1)), float(m.group(2))
+    if w <= 0 or h <= 0 or not 1 / 8 <= w / h <= 8:
+        raise InvalidRequest(f"aspect_ratio {text!r} must be positive and within 1:8 .. 8:1",
+                             field="aspect_ratio")
+    return w, h
+
+
+def parse_print_size(text: str) -> tuple[float, float]:
+    """A physical print size in inches: ``"8x10in"``, ``"20x30cm"``, ``"210x297mm"``, ``"A4"``."""
+    t = str(text).strip()
+    if t.upper() in _ISO_PAPER_MM:
+        w_mm, h_mm = _ISO_PAPER_MM[t.upper()]
+        return w_mm / 25.4, h_mm / 25.4
+    m = _PRINT_RE.match(t)
+    if not m:
+        raise InvalidRequest(
+            f"print_size {text!r} is not understood: use '8x10in', '20x30cm', '210x297mm' or a "
+            f"paper name ({', '.join(sorted(_ISO_PAPER_MM))})", field="print_size")
+    w, h, unit = float(m.group(1)), float(m.group(2)), m.group(3)
+    factor = {"cm": 1 / 2.54, "mm": 1 / 25.4}.get(unit, 1.0)
+    w, h = w * factor, h * factor
+    if not (0.5 <= w <= 120 and 0.5 <= h <= 120):
+        raise InvalidRequest(f"print_size {text!r}: each side must be 0.5..120 inches",
+                             field="print_size")
+    return w, h
+
+
+class ImageRequest(BaseModel):
+    """One image job, in the user's words.
+
+    Only ``prompt`` is required. Unset controls (``None``) are left to the offer's defaults and get
+    no fate; every control you set gets exactly one fate in the plan.
+
+    >>> ImageRequest(prompt="a lighthouse at dusk", quality="hero", size="1536x1024").pixel_size()
+    (1536, 1024)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    prompt: str
+    quality: Quality = Quality.hero
+    negative_prompt: str | None = None
+    cfg: float | None = Field(default=None, ge=0.0, le=50.0)
+    steps: int | None = Field(default=None, ge=1, le=500)
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
+    size: str | None = None
+    aspect_ratio: str | None = None
+    print_size: str | None = None
+    dpi: int | None = Field(default=None, ge=72, le=1200)
+    n: int = Field(default=1, ge=1, le=MAX_N)
+    sampler: Sampler | None = None
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    strict: bool = False
+    commercial: bool = False
+    model: str | None = None
+    provider: str | None = None
+    provider_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, v: str) -> str:
+        if not v or not v.strip():
+            raise ValueError("prompt must not be empty")
+        if len(v) > MAX_PROMPT_CHARS:
+            raise ValueError(f"prompt is {len(v)} characters; at most {MAX_PROMPT_CHARS}")
+        return v
+
+    @field_validator("negative_prompt")
+    @classmethod
+    def _negative(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            return None
+        return v
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        w, h = parse_size(v)
+        return f"{w}x{h}"
+
+    @field_validator("aspect_ratio")
+    @classmethod
+    def _aspect(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        parse_aspect_ratio(v)
+        return v.strip().replace(" ", "")
+
+    @field_validator("print_size")
+    @classmethod
+    def _print(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        parse_print_size(v)
+        return v.strip()
+
+    @field_validator("provider_options")
+    @classmethod
+    def _options(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for key, val in v.items():
+            if not isinstance(val, dict):
+                raise ValueError(f"provider_options[{key!r}] must be a mapping of field → value")
+        return v
+
+    @model_validator(mode="after")
+    def _geometry(self) -> ImageRequest:
+        given = [k for k in ("size", "aspect_ratio", "print_size") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give only one of size, aspect_ratio, print_size (got {', '.join(given)})")
+        if self.dpi is not None and self.print_size is None:
+            raise ValueError("dpi only applies with print_size, e.g. print_size='8x10in', dpi=300")
+        return self
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+
+    # -- geometry ---------------------------------------------------------------------------------
+    def pixel_size(self) -> tuple[int, int] | None:
+        """The exact pixel size asked for: ``size``, or ``print_size × dpi``; None otherwise."""
+        if self.size:
+            return parse_size(self.size)
+        if self.print_size:
+            w_in, h_in = parse_print_size(self.print_size)
+            dpi = self.dpi or 300
+            return round(w_in * dpi), round(h_in * dpi)
+        return None
+
+    def aspect(self) -> float | None:
+        """Width / height asked for, from whichever geometry field is set."""
+        px = self.pixel_size()
+        if px:
+            return px[0] / px[1]
+        if self.aspect_ratio:
+            w, h = parse_aspect_ratio(self.aspect_ratio)
+            return w / h
+        return None
+
+    def requested_controls(self) -> list[str]:
+        """The controls this request sets, each of which the plan must give a fate."""
+        out = ["prompt"]
+        if self.negative_prompt is not None:
+            out.append("negative_prompt")
+        if self.cfg is not None:
+            out.append("cfg")
+        if self.steps is not None:
+            out.append("steps")
+        if self.seed is not None:
+            out.append("seed")
+        if self.size or self.aspect_ratio or self.print_size:
+            out.append("size")
+        if self.n != 1:
+            out.append("n")
+        if self.sampler is not None:
+            out.append("sampler")
+        return out
+
+
+def _invalid(exc: ValidationError) -> InvalidRequest:
+    """Turn pydantic's report into one InvalidRequest naming each bad field and what is allowed."""
+    parts = []
+    first_field = None
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "request"
+        first_field = first_field or loc
+        msg = err.get("msg", "invalid").removeprefix("Value error, ")
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown field; see ImageRequest for the fields (provider-specific ones go in provider_options)"
+        if err.get("type") == "enum":
+            msg = f"{msg}"
+        parts.append(f"{loc}: {msg}")
+    return InvalidRequest("invalid request: " + "; ".join(parts), field=first_field)

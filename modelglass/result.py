@@ -1,0 +1,166 @@
+"""What a call gives back: :class:`Fate`, :class:`GeneratedImage`, :class:`ImageResult`, :class:`Attempt`."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .plan import ProviderCall
+    from .routing import RoutingDecision
+
+__all__ = ["FateKind", "Fate", "GeneratedImage", "ImageResult", "Attempt"]
+
+
+class FateKind(str, Enum):
+    """What happened to one requested control on its way to the provider.
+
+    - ``honored``: sent as asked, under the provider's own name for it.
+    - ``mapped``: sent in another form with the same effect (size → ``image_size`` preset).
+    - ``approximated``: sent, but changed (aspect off by 1.3 %, steps clamped to 50).
+    - ``dropped``: not sent; ``reason`` says why.
+    """
+
+    honored = "honored"
+    mapped = "mapped"
+    approximated = "approximated"
+    dropped = "dropped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Fate:
+    """The fate of one requested control: what was asked, what was sent, and why."""
+
+    control: str
+    kind: FateKind
+    requested: Any = None
+    applied: Any = None
+    reason: str = ""
+    delta: str | None = None
+
+    @property
+    def faithful(self) -> bool:
+        """True when the control reached the provider with its meaning intact."""
+        return self.kind in (FateKind.honored, FateKind.mapped)
+
+    def __str__(self) -> str:
+        text = f"{self.control}: {self.kind.value}"
+        if self.kind is not FateKind.dropped and self.applied is not None and self.applied != self.requested:
+            text += f" → {self.applied!r}"
+        if self.delta:
+            text += f" ({self.delta})"
+        if self.reason:
+            text += f" — {self.reason}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"control": self.control, "kind": self.kind.value, "requested": _plain(self.requested),
+                "applied": _plain(self.applied), "reason": self.reason, "delta": self.delta}
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Enum):
+        return v.value
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+@dataclass
+class GeneratedImage:
+    """One image: its bytes and what is known about them.
+
+    ``metadata`` holds the provenance written by :meth:`save` (request, plan, fates, model,
+    provider, seed, cost, timings).
+    """
+
+    data: bytes
+    mime: str
+    width: int
+    height: int
+    seed: int | None = None
+    index: int = 0
+    sha256: str = ""
+    simulated: bool = False
+    c2pa: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.sha256:
+            self.sha256 = hashlib.sha256(self.data).hexdigest()
+
+    def __repr__(self) -> str:
+        return (f"GeneratedImage({self.width}x{self.height} {self.mime}, seed={self.seed}, "
+                f"sha256={self.sha256[:12]}…, {len(self.data)} bytes)")
+
+    def save(self, path: Any) -> Any:
+        """Write the image as PNG with provenance embedded (see :mod:`modelglass._provenance`).
+
+        Returns the path written. If the provider's bytes carry C2PA credentials, they are kept
+        byte for byte and the provenance goes to a ``.json`` sidecar instead.
+        """
+        from ._provenance import save_image
+
+        return save_image(self, path)
+
+    def to_pil(self) -> Any:
+        """Open the bytes with Pillow."""
+        import io
+
+        from PIL import Image
+
+        return Image.open(io.BytesIO(self.data))
+
+
+@dataclass
+class Attempt:
+    """One provider try: which offer, how long, and its error if it failed."""
+
+    number: int
+    model: str
+    provider: str
+    offer_id: str
+    started_at: float
+    duration_s: float = 0.0
+    error: str | None = None
+    error_type: str | None = None
+    status: int | None = None
+    retryable: bool | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ImageResult:
+    """The outcome of ``generate``: images plus everything needed to explain them."""
+
+    images: list[GeneratedImage]
+    model: str
+    provider: str
+    cost_usd: float | None
+    cost_is_estimate: bool
+    latency_s: float
+    fates: list[Fate]
+    decision: RoutingDecision | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    plan: ProviderCall | None = None
+    simulated: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        cost = "unknown" if self.cost_usd is None else f"${self.cost_usd:.4f}"
+        if self.cost_is_estimate and self.cost_usd is not None:
+            cost += " (estimate)"
+        return (f"ImageResult({len(self.images)} image(s) from {self.model}@{self.provider}, "
+                f"cost {cost}, {self.latency_s:.2f}s)")
