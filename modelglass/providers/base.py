@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from ..catalog import OfferView
+    from ..catalog import CostEstimate, OfferView
     from ..plan import Planned, ProviderCall
     from ..result import Fate
 
@@ -102,6 +102,18 @@ class Provider(ABC):
     @abstractmethod
     async def agenerate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
         """Run one planned call (asynchronously) through the official client."""
+
+    def offer_availability(self, offer: OfferView) -> Availability:
+        """Can this particular offer run here? Default: whatever :meth:`availability` says.
+
+        The local backend overrides it: an offer is eligible only where its weights are present.
+        """
+        return self.availability()
+
+    def cost_estimate(self, offer: OfferView, width: int, height: int, n: int,
+                      steps: int | None) -> CostEstimate | None:
+        """A provider-specific estimate (e.g. measured GPU-seconds), or None for the catalog's."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and connections."""
