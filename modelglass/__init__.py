@@ -1,0 +1,70 @@
+"""modelglass: one call to generate images, whatever serves the model.
+
+>>> import modelglass as mg
+>>> client = mg.Client()                                          # doctest: +SKIP
+>>> r = client.generate("a lighthouse at dusk", quality="hero")   # doctest: +SKIP
+>>> r.images[0].save("out.png")                                   # doctest: +SKIP
+
+The public surface is what this module exports; everything else is private. Heavy dependencies
+(torch, diffusers, the provider clients) are imported lazily, where they are used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .catalog import Catalog, CostEstimate, OfferView, Score
+from .errors import (
+    AllAttemptsFailed,
+    BudgetExceeded,
+    CatalogError,
+    ContentRejected,
+    EmptyResult,
+    GenerationTimeout,
+    InvalidRequest,
+    ModelglassError,
+    NoEligibleModel,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+)
+from .plan import Planned, ProviderCall, plan_call
+from .request import ImageRequest, Quality, Sampler
+from .result import Attempt, Fate, FateKind, GeneratedImage, ImageResult
+
+if TYPE_CHECKING:
+    from .budget import Budget
+    from .client import AsyncClient, Client
+    from .providers.local import LocalBackend
+    from .routing import RoutingDecision
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AllAttemptsFailed", "AsyncClient", "Attempt", "Budget", "BudgetExceeded", "Catalog",
+    "CatalogError", "Client", "ContentRejected", "CostEstimate", "EmptyResult", "Fate", "FateKind",
+    "GeneratedImage", "GenerationTimeout", "ImageRequest", "ImageResult", "InvalidRequest",
+    "LocalBackend", "ModelglassError", "NoEligibleModel", "OfferView", "Planned", "ProviderCall",
+    "ProviderError", "ProviderUnavailable", "Quality", "RateLimited", "RoutingDecision", "Sampler",
+    "Score", "plan_call", "__version__",
+]
+
+_LAZY = {
+    "Client": ("modelglass.client", "Client"),
+    "AsyncClient": ("modelglass.client", "AsyncClient"),
+    "Budget": ("modelglass.budget", "Budget"),
+    "LocalBackend": ("modelglass.providers.local", "LocalBackend"),
+    "RoutingDecision": ("modelglass.routing", "RoutingDecision"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so `import modelglass` stays fast; none of these import torch or a provider client.
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'modelglass' has no attribute {name!r}")

@@ -1,17 +1,38 @@
 """Planning: request × offer → :class:`ProviderCall` (payload, fates, cost estimate). No I/O.
 
-(The planner implementation is being written; the data shapes below are fixed.)
+The planner is provider-independent. It reads the offer's controls and geometry from the catalog,
+decides what happens to every control the request sets (one :class:`~modelglass.result.Fate`
+each), snaps the geometry, draws a seed when none was given, and estimates the cost. The provider
+module then writes the payload in its own field names (``Provider.build_payload``) and may refine
+a fate (e.g. size ``mapped`` to an ``image_size`` preset).
+
+>>> import modelglass as mg
+>>> req = mg.ImageRequest(prompt="a fox", size="1536x1024", seed=7)
+>>> call = mg.Catalog.default().offer("flux-dev@fal")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+import random
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from .catalog._schema import GuidanceKind, PriceKind
+from .errors import InvalidRequest
+from .request import SEED_MAX, parse_aspect_ratio, parse_size
+from .result import Fate, FateKind
+
 if TYPE_CHECKING:
-    from .catalog import CostEstimate, OfferView
+    from .catalog import CostEstimate, Geometry, OfferView
+    from .providers.base import Provider
     from .request import ImageRequest
-    from .result import Fate
+
+__all__ = ["Planned", "ProviderCall", "plan_call", "snap_size", "SizeChoice", "TRUE_CFG_DEFAULT"]
+
+#: The true-CFG scale used when a negative prompt needs a second pass (FLUX ``true_cfg_scale``).
+TRUE_CFG_DEFAULT = 4.0
+_ASPECT_TOLERANCE = 0.01  # a 1 % aspect difference still counts as "the aspect you asked for"
 
 
 @dataclass(frozen=True)
@@ -37,6 +58,11 @@ class Planned:
     output_format: str = "png"
     options: dict[str, Any] = field(default_factory=dict)  # request.provider_options[provider]
     quality: str = "hero"
+
+    def chunk(self, start: int, count: int) -> Planned:
+        """The same plan for images ``start .. start+count-1`` (one provider call)."""
+        seeds = self.seeds[start:start + count] if self.seeds else None
+        return replace(self, n=count, seeds=seeds)
 
 
 @dataclass
@@ -66,3 +92,451 @@ class ProviderCall:
     @property
     def provider(self) -> str:
         return self.offer.provider
+
+    def fate(self, control: str) -> Fate | None:
+        return next((f for f in self.fates if f.control == control), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view: what a dry run shows."""
+        return {
+            "model": self.model, "provider": self.provider, "offer": self.offer.key,
+            "endpoint": self.offer.endpoint, "payload": self.payload,
+            "size": f"{self.planned.width}x{self.planned.height}", "n": self.planned.n,
+            "chunks": self.chunks, "seeds": list(self.planned.seeds) if self.planned.seeds else None,
+            "seed_drawn": self.seed_drawn,
+            "fates": [f.to_dict() for f in self.fates],
+            "estimate": {"usd": self.estimate.usd, "per_image_usd": self.estimate.per_image_usd,
+                         "basis": self.estimate.basis, "approximate": self.estimate.approximate,
+                         "tier": self.estimate.tier},
+            "upscale": self.upscale, "notes": self.notes,
+        }
+
+
+# -- geometry -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SizeChoice:
+    """A size the offer can produce; ``ratio`` is the table key when the offer takes a ratio."""
+
+    width: int
+    height: int
+    ratio: str | None = None
+
+
+def _log_ratio(a: float, b: float) -> float:
+    return abs(math.log(a / b))
+
+
+def _parse(s: str) -> tuple[int, int]:
+    w, h = (int(p) for p in s.lower().split("x"))
+    return w, h
+
+
+def snap_size(geo: Geometry, width: float, height: float, *, aspect_only: bool = False) -> SizeChoice:
+    """The size this geometry allows that is nearest to ``width``×``height``.
+
+    Nearest in aspect first, then in area. A free range keeps the aspect and scales into the
+    megapixel and side limits, rounding to ``multiple_of`` without leaving the limits.
+    """
+    want_aspect = width / height
+    want_area = width * height
+    table: list[SizeChoice] = []
+    if geo.sizes:
+        table = [SizeChoice(*_parse(s)) for s in geo.sizes]
+    elif geo.aspect_ratios:
+        table = [SizeChoice(*_parse(s), ratio=r) for r, s in geo.aspect_ratios.items()]
+    if table:
+        def key(c: SizeChoice) -> tuple[float, float, int, int]:
+            # Aspect within 0.5 % counts as equal so area decides between sizes of one ratio.
+            a = round(_log_ratio(c.width / c.height, want_aspect), 3)
+            area = 0.0 if aspect_only else _log_ratio(c.width * c.height, want_area)
+            return (a, area, c.width, c.height)
+        return min(table, key=key)
+    return _snap_free(geo, width, height)
+
+
+def _snap_free(geo: Geometry, width: float, height: float) -> SizeChoice:
+    m = geo.multiple_of or 1
+    aspect = width / height
+    if geo.max_aspect:
+        aspect = min(max(aspect, 1 / geo.max_aspect), geo.max_aspect)
+    area = width * height
+    if geo.max_megapixels:
+        area = min(area, geo.max_megapixels * 1e6)
+    if geo.min_megapixels:
+        area = max(area, geo.min_megapixels * 1e6)
+    w = math.sqrt(area * aspect)
+    h = w / aspect
+    lo = geo.min_side or m
+    hi = geo.max_side or 1 << 20
+    # Scale into the side limits, keeping the aspect where both sides can fit.
+    for _ in range(2):
+        if max(w, h) > hi:
+            s = hi / max(w, h)
+            w, h = w * s, h * s
+        if min(w, h) < lo:
+            s = lo / min(w, h)
+            w, h = w * s, h * s
+    w, h = min(max(w, lo), hi), min(max(h, lo), hi)
+
+    def fit(v: float) -> int:
+        r = max(m, int(round(v / m)) * m)
+        while r > hi and r - m >= m:
+            r -= m
+        while r < lo:
+            r += m
+        return r
+
+    wi, hi_ = fit(w), fit(h)
+    max_px = geo.max_megapixels * 1e6 if geo.max_megapixels else None
+    min_px = geo.min_megapixels * 1e6 if geo.min_megapixels else None
+    # Rounding can push the area just outside the megapixel range: step the longer side back in.
+    guard = 0
+    while max_px and wi * hi_ > max_px and guard < 10_000:
+        if wi >= hi_ and wi - m >= lo:
+            wi -= m
+        elif hi_ - m >= lo:
+            hi_ -= m
+        else:
+            break
+        guard += 1
+    while min_px and wi * hi_ < min_px and guard < 20_000:
+        if wi <= hi_ and wi + m <= hi:
+            wi += m
+        elif hi_ + m <= hi:
+            hi_ += m
+        else:
+            break
+        guard += 1
+    return SizeChoice(wi, hi_)
+
+
+def geometry_fits(geo: Geometry, width: int, height: int) -> bool:
+    """True when ``width``×``height`` is a size this geometry can produce exactly."""
+    if geo.sizes:
+        return f"{width}x{height}" in geo.sizes
+    if geo.aspect_ratios:
+        return f"{width}x{height}" in geo.aspect_ratios.values()
+    m = geo.multiple_of or 1
+    if width % m or height % m:
+        return False
+    if geo.min_side and min(width, height) < geo.min_side:
+        return False
+    if geo.max_side and max(width, height) > geo.max_side:
+        return False
+    mp = width * height / 1e6
+    if geo.max_megapixels and mp > geo.max_megapixels + 1e-9:
+        return False
+    if geo.min_megapixels and mp < geo.min_megapixels - 1e-9:
+        return False
+    if geo.max_aspect and max(width / height, height / width) > geo.max_aspect + 1e-9:
+        return False
+    return True
+
+
+def _describe_delta(want: tuple[float, float], got: tuple[int, int]) -> str:
+    a_want, a_got = want[0] / want[1], got[0] / got[1]
+    parts = []
+    a_err = abs(a_got / a_want - 1) * 100
+    if a_err >= 0.05:
+        parts.append(f"aspect off by {a_err:.1f} %")
+    area_change = (got[0] * got[1]) / (want[0] * want[1]) - 1
+    if abs(area_change) >= 0.0005:
+        parts.append(f"area {area_change * 100:+.1f} %")
+    return ", ".join(parts) or "rounded"
+
+
+# -- the planner ----------------------------------------------------------------------------------
+_PAYLOAD_PROVIDERS: dict[str, Provider] = {}
+
+
+def _payload_provider(name: str) -> Provider | None:
+    """A provider instance used only to build payloads (pure; needs no key)."""
+    if name not in _PAYLOAD_PROVIDERS:
+        try:
+            from .providers import create_provider
+
+            _PAYLOAD_PROVIDERS[name] = create_provider(name)
+        except Exception:  # a provider module that cannot be built still gets a generic payload
+            return None
+    return _PAYLOAD_PROVIDERS[name]
+
+
+def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | None = None,
+              rng: random.Random | None = None) -> ProviderCall:
+    """Plan ``request`` on ``offer``: one fate per requested control, snapped geometry, seeds and
+    the cost estimate; the payload in the provider's own field names.
+
+    Raises :class:`InvalidRequest` when ``request.strict`` and a control would be approximated
+    or dropped, naming each one and what the offer allows instead.
+    """
+    c = offer.controls
+    fates: dict[str, Fate] = {}
+    notes: list[str] = []
+    quality = str(request.quality)
+    options = dict(request.provider_options.get(offer.provider, {}))
+
+    # prompt
+    prompt = request.prompt
+    if c.max_prompt_chars and len(prompt) > c.max_prompt_chars:
+        fates["prompt"] = Fate("prompt", FateKind.approximated, len(prompt), c.max_prompt_chars,
+                               f"{offer.key} takes at most {c.max_prompt_chars} characters",
+                               f"truncated from {len(prompt)} to {c.max_prompt_chars} characters")
+        prompt = prompt[: c.max_prompt_chars]
+    else:
+        fates["prompt"] = Fate("prompt", FateKind.honored, None, None)
+
+    # guidance (cfg) and negative prompt
+    g = c.guidance
+    kind = g.kind if g else GuidanceKind.none
+    guidance: float | None = None
+    if g is not None and kind is not GuidanceKind.none and (g.min is not None or g.max is not None
+                                                            or g.default is not None):
+        guidance = g.default
+    if request.cfg is not None:
+        if g is None or kind is GuidanceKind.none or (g.min is None and g.max is None
+                                                       and g.default is None):
+            why = ("the model takes no guidance (it is distilled to run without it)"
+                   if g is not None and kind is GuidanceKind.none else
+                   f"{offer.key} does not expose guidance")
+            fates["cfg"] = Fate("cfg", FateKind.dropped, request.cfg, None, why)
+        else:
+            value = _clamp(request.cfg, g.min, g.max)
+            if kind is GuidanceKind.distilled:
+                fates["cfg"] = Fate("cfg", FateKind.mapped if value == request.cfg else FateKind.approximated,
+                                    request.cfg, value,
+                                    "sent as the embedded (distilled) guidance scale, not classifier-free guidance",
+                                    None if value == request.cfg else f"clamped to {g.min:g}..{g.max:g}")
+            elif value == request.cfg:
+                fates["cfg"] = Fate("cfg", FateKind.honored, request.cfg, value)
+            else:
+                fates["cfg"] = Fate("cfg", FateKind.approximated, request.cfg, value,
+                                    f"{offer.key} takes guidance {g.min:g}..{g.max:g}",
+                                    f"clamped from {request.cfg:g} to {value:g}")
+            guidance = value
+
+    negative: str | None = None
+    true_cfg: float | None = None
+    if request.negative_prompt is not None:
+        mode = c.negative_prompt
+        if mode == "native":
+            if kind is GuidanceKind.true_cfg and guidance is not None and guidance <= 1:
+                fates["negative_prompt"] = Fate(
+                    "negative_prompt", FateKind.dropped, request.negative_prompt, None,
+                    f"guidance {guidance:g} ≤ 1 turns classifier-free guidance off, so a negative "
+                    "prompt has no effect; raise cfg above 1 to use it")
+            else:
+                negative = request.negative_prompt
+                fates["negative_prompt"] = Fate("negative_prompt", FateKind.honored,
+                                                request.negative_prompt, request.negative_prompt)
+        elif mode == "true-cfg-extra":
+            negative = request.negative_prompt
+            true_cfg = TRUE_CFG_DEFAULT
+            fates["negative_prompt"] = Fate(
+                "negative_prompt", FateKind.mapped, request.negative_prompt, request.negative_prompt,
+                f"honoured through true CFG (true_cfg_scale={TRUE_CFG_DEFAULT:g}): a second "
+                "denoiser pass per step, so it costs about twice as much")
+        else:
+            why = ("the model has no negative prompt" if mode == "none"
+                   else f"{offer.key} is not known to accept a negative prompt")
+            fates["negative_prompt"] = Fate("negative_prompt", FateKind.dropped,
+                                            request.negative_prompt, None, why)
+
+    # steps
+    steps: int | None = None
+    s = c.steps
+    if s is not None and s.default is not None:
+        steps = int(s.default)
+    if request.steps is not None:
+        if s is None or (s.min is None and s.max is None and s.default is None):
+            fates["steps"] = Fate("steps", FateKind.dropped, request.steps, None,
+                                  f"{offer.key} does not expose the number of steps")
+            steps = None
+        else:
+            value = int(_clamp(request.steps, s.min, s.max))
+            if value == request.steps:
+                fates["steps"] = Fate("steps", FateKind.honored, request.steps, value)
+            else:
+                fates["steps"] = Fate("steps", FateKind.approximated, request.steps, value,
+                                      f"{offer.key} takes {s.min:g}..{s.max:g} steps",
+                                      f"clamped from {request.steps} to {value}")
+            steps = value
+
+    # seeds: image i gets seed + i
+    seeds: tuple[int, ...] | None = None
+    seed_drawn = False
+    n = request.n
+    if c.seed:
+        base = request.seed
+        if base is None:
+            base = (rng or random.SystemRandom()).randrange(0, SEED_MAX + 1)
+            seed_drawn = True
+        seeds = tuple((base + i) % (SEED_MAX + 1) for i in range(n))
+        if request.seed is not None:
+            fates["seed"] = Fate("seed", FateKind.honored, request.seed, request.seed)
+    elif request.seed is not None:
+        why = ("the provider has no seed parameter, so results are not reproducible"
+               if c.seed is False else "seed support on this offer is unverified; not sent")
+        fates["seed"] = Fate("seed", FateKind.dropped, request.seed, None, why)
+
+    # geometry
+    width, height, ratio, upscale = _plan_geometry(request, offer, fates, quality)
+
+    # n: split by the offer's images-per-call limit; the client loops over the chunks
+    per_call = c.max_images_per_call or 1
+    chunks = [min(per_call, n - i) for i in range(0, n, per_call)]
+    if request.n != 1:
+        if len(chunks) == 1:
+            fates["n"] = Fate("n", FateKind.honored, n, n)
+        else:
+            fates["n"] = Fate("n", FateKind.mapped, n, chunks,
+                              f"{offer.key} makes at most {per_call} per call; split into "
+                              f"{len(chunks)} calls")
+
+    # sampler
+    sampler: str | None = None
+    if request.sampler is not None:
+        wanted = request.sampler.value
+        if c.samplers and wanted in c.samplers:
+            sampler = wanted
+            fates["sampler"] = Fate("sampler", FateKind.honored, wanted, wanted)
+        else:
+            why = (f"not available on {offer.key} (available: {', '.join(c.samplers)})" if c.samplers
+                   else f"{offer.key} does not let the caller choose a sampler")
+            fates["sampler"] = Fate("sampler", FateKind.dropped, wanted, None, why)
+
+    # provider quality tier (priced per tier)
+    price = offer.offer.price
+    tier = None
+    if price.kind is PriceKind.per_tier:
+        tier = options.pop("quality", None) or (price.tier_for_quality or {}).get(quality) \
+            or price.default_tier or next(iter(price.tiers or {"": {}}))
+    output_format = str(options.pop("output_format", "png"))
+
+    planned = Planned(prompt=prompt, width=width, height=height, n=n, negative_prompt=negative,
+                      guidance=guidance, true_cfg=true_cfg, steps=steps, seeds=seeds,
+                      sampler=sampler, aspect_ratio=ratio, tier=tier, output_format=output_format,
+                      options=options, quality=quality)
+
+    # cost
+    estimate = provider.cost_estimate(offer, width, height, n, steps) if provider else None
+    if estimate is None:
+        estimate = offer.estimate_cost(width, height, n, steps=steps, quality=quality, tier=tier)
+    if true_cfg is not None and estimate.usd is not None and price.kind is PriceKind.gpu_seconds:
+        from .catalog import CostEstimate
+
+        estimate = CostEstimate(estimate.usd * 2, (estimate.per_image_usd or 0) * 2,
+                                estimate.basis + " × 2 (true-CFG second pass)", estimate.approximate,
+                                estimate.tier)
+
+    # payload, in the provider's own names, for the first chunk
+    builder = provider or _payload_provider(offer.provider)
+    if builder is not None:
+        payload, overrides = builder.build_payload(planned.chunk(0, chunks[0]), offer)
+        for control, fate in overrides.items():
+            if control in fates:
+                fates[control] = fate
+    else:
+        payload = {"prompt": prompt, "width": width, "height": height, "n": chunks[0]}
+        notes.append(f"provider module {offer.provider!r} unavailable; payload is generic")
+
+    ordered = [fates[k] for k in request.requested_controls() if k in fates]
+    if request.strict:
+        bad = [f for f in ordered if not f.faithful]
+        if bad:
+            raise InvalidRequest(
+                f"strict=True: {offer.key} cannot take this request as asked: "
+                + "; ".join(str(f) for f in bad)
+                + ". Change those controls, pick another model, or set strict=False to accept.",
+                field=bad[0].control)
+    return ProviderCall(request=request, offer=offer, planned=planned, payload=payload,
+                        fates=ordered, estimate=estimate, seed_drawn=seed_drawn, chunks=chunks,
+                        upscale=upscale, notes=notes)
+
+
+def _clamp(v: float, lo: float | None, hi: float | None) -> float:
+    if lo is not None and v < lo:
+        return lo
+    if hi is not None and v > hi:
+        return hi
+    return v
+
+
+def _plan_geometry(request: ImageRequest, offer: OfferView, fates: dict[str, Fate],
+                   quality: str) -> tuple[int, int, str | None, dict[str, Any] | None]:
+    geo = offer.geometry
+    axis = offer.quality_axes.get(quality)
+    upscale = None
+    px = request.pixel_size()
+    if request.size or request.print_size:
+        assert px is not None
+        want = (float(px[0]), float(px[1]))
+        choice = snap_size(geo, *want)
+        got = (choice.width, choice.height)
+        label = request.size or f"{request.print_size} at {request.dpi or 300} dpi"
+        if request.print_size and (got[0] < px[0] or got[1] < px[1]):
+            factor = max(px[0] / got[0], px[1] / got[1])
+            upscale = {"from": f"{got[0]}x{got[1]}", "to": f"{px[0]}x{px[1]}",
+                       "factor": round(factor, 3)}
+            fates["size"] = Fate("size", FateKind.approximated, label, f"{got[0]}x{got[1]}",
+                                 f"{offer.key} makes at most {got[0]}x{got[1]} at this aspect; "
+                                 f"an upscale step of ×{factor:.2f} is needed to reach "
+                                 f"{px[0]}x{px[1]} px", _describe_delta(want, got))
+        elif got == px:
+            fates["size"] = Fate("size", FateKind.mapped if choice.ratio else FateKind.honored,
+                                 label, f"{got[0]}x{got[1]}",
+                                 f"sent as aspect ratio {choice.ratio}" if choice.ratio else "")
+        elif request.print_size:
+            # More pixels than the print needs: the print is sharper, not smaller.
+            fates["size"] = Fate("size", FateKind.approximated, label, f"{got[0]}x{got[1]}",
+                                 "nearest size the offer makes; the printer scales it",
+                                 _describe_delta(want, got))
+        else:
+            allowed = _allowed_text(geo)
+            fates["size"] = Fate("size", FateKind.approximated, request.size, f"{got[0]}x{got[1]}",
+                                 f"nearest size {offer.key} makes ({allowed})",
+                                 _describe_delta(want, got))
+        return choice.width, choice.height, choice.ratio, upscale
+
+    target = parse_size(axis.target_size) if axis else (
+        parse_size(geo.default_size) if geo.default_size else (1024, 1024))
+    if request.aspect_ratio:
+        aw, ah = parse_aspect_ratio(request.aspect_ratio)
+        area = target[0] * target[1]
+        want = (math.sqrt(area * aw / ah), math.sqrt(area * ah / aw))
+        choice = snap_size(geo, *want, aspect_only=True)
+        got_aspect = choice.width / choice.height
+        err = abs(got_aspect / (aw / ah) - 1)
+        if err <= _ASPECT_TOLERANCE:
+            kind = FateKind.mapped if choice.ratio else FateKind.honored
+            fates["size"] = Fate("size", kind, request.aspect_ratio, f"{choice.width}x{choice.height}",
+                                 f"sent as aspect ratio {choice.ratio}" if choice.ratio else
+                                 f"{choice.width}x{choice.height} has aspect {request.aspect_ratio}"
+                                 + (f" (within {err * 100:.1f} %)" if err else ""))
+        else:
+            fates["size"] = Fate("size", FateKind.approximated, request.aspect_ratio,
+                                 f"{choice.width}x{choice.height}",
+                                 f"nearest aspect {offer.key} makes ({_allowed_text(geo)})",
+                                 f"aspect off by {err * 100:.1f} %")
+        return choice.width, choice.height, choice.ratio, None
+
+    choice = snap_size(geo, *target)
+    return choice.width, choice.height, choice.ratio, None
+
+
+def _allowed_text(geo: Geometry) -> str:
+    if geo.sizes:
+        return "sizes " + ", ".join(geo.sizes)
+    if geo.aspect_ratios:
+        return "aspect ratios " + ", ".join(geo.aspect_ratios)
+    parts = []
+    if geo.multiple_of:
+        parts.append(f"multiples of {geo.multiple_of}")
+    if geo.min_side or geo.max_side:
+        parts.append(f"sides {geo.min_side or 1}..{geo.max_side or '∞'}")
+    if geo.max_megapixels:
+        parts.append(f"≤ {geo.max_megapixels:g} MP")
+    if geo.min_megapixels:
+        parts.append(f"≥ {geo.min_megapixels:g} MP")
+    if geo.max_aspect:
+        parts.append(f"aspect ≤ {geo.max_aspect:g}:1")
+    return ", ".join(parts) or "any size"

@@ -111,6 +111,8 @@ class OfferView:
     controls: Controls
     geometry: Geometry
     gpu_hour_usd: float = 2.0
+    #: The catalog's quality axes, so a plan can find the axis's target size without the catalog.
+    quality_axes: dict[str, QualityAxis] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -143,6 +145,9 @@ def _default_steps(controls: Controls) -> int | None:
     return None
 
 
+_BILLED_MEGAPIXEL = 1024 * 1024
+
+
 def estimate_price(price: Price, width: int, height: int, n: int = 1, *, steps: int | None = None,
                    default_steps: int | None = None, quality: str | None = None,
                    tier: str | None = None, gpu_hour_usd: float = 2.0) -> CostEstimate:
@@ -156,6 +161,8 @@ def estimate_price(price: Price, width: int, height: int, n: int = 1, *, steps: 
         return CostEstimate(price.usd * n, price.usd, f"${price.usd:g}/image × {n}")
     if kind is PriceKind.per_megapixel:
         assert price.usd_per_megapixel is not None
+        # Providers bill a megapixel as 1024×1024 pixels (a 1024² image is 1 MP, not 1.05).
+        mp = width * height / _BILLED_MEGAPIXEL
         billed = math.ceil(mp - 1e-9) if price.round_up_megapixels else mp
         billed = max(billed, 1) if price.round_up_megapixels else billed
         each = price.usd_per_megapixel * billed
@@ -247,7 +254,8 @@ class Catalog:
         for mid, m in models.items():
             for o in m.offers:
                 view = OfferView(mid, m, o, m.controls.merged(o.controls),
-                                 m.geometry.merged(o.geometry), settings.gpu_hour_usd)
+                                 m.geometry.merged(o.geometry), settings.gpu_hour_usd,
+                                 quality_axes)
                 self._views[view.key] = view
 
     # -- loading ----------------------------------------------------------------------------------

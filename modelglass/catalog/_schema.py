@@ -124,12 +124,20 @@ class Controls(_Strict):
     max_images_per_call: int | None = Field(default=None, ge=1)
 
     def merged(self, override: Controls | None) -> Controls:
-        """These controls with every field the override sets replacing ours."""
+        """These controls with every field the override sets replacing ours.
+
+        Nested ranges merge field by field: an offer that sets ``guidance: {min: 0, max: 10}``
+        keeps the model's guidance ``kind`` (and ``default`` unless it sets one).
+        """
         if override is None:
             return self
         data = self.model_dump()
         for key, val in override.model_dump(exclude_unset=True).items():
-            if val is not None:
+            if val is None:
+                continue
+            if isinstance(val, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **val}
+            else:
                 data[key] = val
         return Controls.model_validate(data)
 
@@ -187,9 +195,12 @@ class Geometry(_Strict):
             return self
         data = self.model_dump()
         set_fields = override.model_dump(exclude_unset=True)
-        # A fixed list in the override replaces the model's free range entirely.
+        # A fixed list in the override replaces the model's free range entirely (the override
+        # may still give its own range, e.g. an aspect table plus custom sizes).
         if set_fields.get("sizes") or set_fields.get("aspect_ratios"):
-            data.update({"sizes": None, "aspect_ratios": None})
+            data.update({k: None for k in ("sizes", "aspect_ratios", "multiple_of", "min_side",
+                                           "max_side", "min_megapixels", "max_megapixels",
+                                           "max_aspect")})
         data.update({k: v for k, v in set_fields.items() if v is not None})
         return Geometry.model_validate(data)
 
@@ -233,7 +244,8 @@ class Price(_Strict):
 
     - ``per_image``: ``usd`` per image.
     - ``per_megapixel``: ``usd_per_megapixel`` × output megapixels (rounded up to whole MP when
-      ``round_up_megapixels``), per image.
+      ``round_up_megapixels``), per image. A billed megapixel is 1024×1024 pixels, as fal and
+      Replicate bill it: a 1024² image is 1 MP, 1536×1024 is 1.5 MP.
     - ``per_tier``: ``tiers[tier][size]`` per image for a provider quality tier; a size missing from
       the table is priced from the nearest listed size scaled by area (flagged approximate).
       ``tier_for_quality`` picks the tier from the job's quality axis; ``default_tier`` otherwise.

@@ -81,6 +81,8 @@ class Provider(ABC):
     #: The Python package its official client lives in (for "pip install modelglass[...]" hints).
     client_package: ClassVar[str | None] = None
     extra: ClassVar[str | None] = None
+    #: True when availability differs per offer (the local backend: weights present or not).
+    per_offer_availability: ClassVar[bool] = False
 
     @abstractmethod
     def availability(self) -> Availability:

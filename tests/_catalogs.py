@@ -1,0 +1,50 @@
+"""Small hand-built catalogs for unit tests that must not depend on the shipped YAML."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from modelglass.catalog import Catalog
+from modelglass.catalog._schema import Model, QualityAxis, Settings
+
+AS_OF = dt.date(2026, 11, 1)
+
+
+def axis(**kw: Any) -> QualityAxis:
+    base: dict[str, Any] = dict(description="test", weights={"prompt_adherence": 1.0},
+                                cost_weight=0.5, cost_reference_usd=0.02)
+    base.update(kw)
+    return QualityAxis.model_validate(base)
+
+
+AXES = {
+    "draft": axis(weights={"prompt_adherence": 1, "speed": 1}, target_size="1024x1024", cost_weight=0.8,
+                  cost_reference_usd=0.005),
+    "thumbnail": axis(target_size="512x512", cost_weight=0.7),
+    "hero": axis(weights={"prompt_adherence": 2, "photorealism": 1}, target_size="1024x1024",
+                 cost_weight=0.1),
+    "print": axis(target_size="2048x2048", cost_weight=0.1, min_megapixels=3.5),
+}
+
+
+def model(**kw: Any) -> Model:
+    base: dict[str, Any] = {
+        "name": "Test", "family": "test",
+        "licence": {"id": "apache-2.0", "open_weights": True, "commercial_use": True},
+        "controls": {"negative_prompt": "native", "guidance": {"kind": "true-cfg", "min": 1, "max": 20, "default": 7},
+                     "steps": {"min": 1, "max": 50, "default": 30}, "seed": True,
+                     "samplers": ["euler", "dpmpp_2m"], "max_images_per_call": 4},
+        "geometry": {"multiple_of": 8, "min_side": 256, "max_side": 2048, "max_megapixels": 4.2},
+        "offers": [{"provider": "fal", "endpoint": "fal-ai/test", "as_of": AS_OF, "source": "T",
+                    "price": {"kind": "per_image", "usd": 0.01}}],
+    }
+    for k, v in kw.items():
+        base[k] = v
+    return Model.model_validate(base)
+
+
+def catalog(models: dict[str, Model] | None = None) -> Catalog:
+    settings = Settings(providers={"openai": "", "fal": "", "replicate": "", "local": ""},
+                        sources={"T": "test"})
+    return Catalog(settings, AXES, models or {"test-sd": model()})
