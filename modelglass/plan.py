@@ -207,6 +207,21 @@ def _snap_free(geo: Geometry, width: float, height: float) -> SizeChoice:
         else:
             break
         guard += 1
+    if geo.max_aspect:
+        # Rounding to the multiple can tip a clamped aspect just past the limit: pull it back.
+        while max(wi / hi_, hi_ / wi) > geo.max_aspect + 1e-9 and guard < 30_000:
+            longer_is_w = wi > hi_
+            if longer_is_w and wi - m >= lo:
+                wi -= m
+            elif not longer_is_w and hi_ - m >= lo:
+                hi_ -= m
+            elif longer_is_w and hi_ + m <= hi:
+                hi_ += m
+            elif not longer_is_w and wi + m <= hi:
+                wi += m
+            else:
+                break
+            guard += 1
     return SizeChoice(wi, hi_)
 
 
@@ -506,7 +521,14 @@ def _plan_geometry(request: ImageRequest, offer: OfferView, fates: dict[str, Fat
         choice = snap_size(geo, *want, aspect_only=True)
         got_aspect = choice.width / choice.height
         err = abs(got_aspect / (aw / ah) - 1)
-        if err <= _ASPECT_TOLERANCE:
+        if choice.ratio and _same_ratio(choice.ratio, request.aspect_ratio):
+            # The provider takes this ratio by name; its own pixel size for it is what you get.
+            fates["size"] = Fate("size", FateKind.mapped, request.aspect_ratio,
+                                 f"{choice.width}x{choice.height}",
+                                 f"sent as aspect ratio {choice.ratio}; the provider renders it "
+                                 f"at {choice.width}x{choice.height}",
+                                 f"aspect off by {err * 100:.1f} %" if err >= 0.0005 else None)
+        elif err <= _ASPECT_TOLERANCE:
             kind = FateKind.mapped if choice.ratio else FateKind.honored
             fates["size"] = Fate("size", kind, request.aspect_ratio, f"{choice.width}x{choice.height}",
                                  f"sent as aspect ratio {choice.ratio}" if choice.ratio else
@@ -521,6 +543,12 @@ def _plan_geometry(request: ImageRequest, offer: OfferView, fates: dict[str, Fat
 
     choice = snap_size(geo, *target)
     return choice.width, choice.height, choice.ratio, None
+
+
+def _same_ratio(a: str, b: str) -> bool:
+    aw, ah = parse_aspect_ratio(a)
+    bw, bh = parse_aspect_ratio(b)
+    return abs(aw * bh - bw * ah) < 1e-9
 
 
 def _allowed_text(geo: Geometry) -> str:
