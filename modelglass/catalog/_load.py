@@ -128,22 +128,28 @@ _SEXAGESIMAL_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 def _to_data(loader: _Loader, node: yaml.Node, path: Path_, doc: _Doc,
              problems: _Problems) -> Any:
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # honour `<<: *anchor` merges
-        out: dict[str, Any] = {}
+        # Duplicate keys are checked among the keys written here; keys pulled in by a
+        # `<<: *anchor` merge come first and may be overridden, as YAML specifies.
         first: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = str(_scalar(loader, key_node))
+            line = key_node.start_mark.line + 1
+            if key in first:
+                problems.add(doc, path + (key,), f"duplicate key {key!r} (first at line "
+                             f"{first[key]}); remove one", line=line)
+            else:
+                first[key] = line
+        loader.flatten_mapping(node)
+        out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 problems.add(doc, path, "mapping keys must be plain scalars",
                              line=key_node.start_mark.line + 1)
                 continue
             key = str(_scalar(loader, key_node))
-            line = key_node.start_mark.line + 1
-            if key in out:
-                problems.add(doc, path + (key,), f"duplicate key {key!r} (first at line "
-                             f"{first[key]}); remove one", line=line)
-                continue
-            first[key] = line
-            doc.lines[path + (key,)] = line
+            doc.lines[path + (key,)] = key_node.start_mark.line + 1
             out[key] = _to_data(loader, value_node, path + (key,), doc, problems)
         return out
     if isinstance(node, yaml.SequenceNode):
@@ -287,7 +293,7 @@ def _read_quality(path: Path, out: _Sources, problems: _Problems) -> None:
                      "(draft, thumbnail, hero, print)")
         return
     for key in data:
-        if key != "axes":
+        if key != "axes" and not key.startswith("_"):
             problems.add(doc, (key,), "unknown top-level key; quality.yaml holds only `axes:`")
     for name, body in data["axes"].items():
         axis = _validate(QualityAxis, body, doc, ("axes", name), problems)
@@ -305,8 +311,9 @@ def _read_models(path: Path, out: _Sources, problems: _Problems, *, replace: boo
         problems.add(doc, (), "a models file needs a top-level `models:` mapping of id → model")
         return
     for key in data:
-        if key != "models":
-            problems.add(doc, (key,), "unknown top-level key; a models file holds only `models:`")
+        if key != "models" and not key.startswith("_"):
+            problems.add(doc, (key,), "unknown top-level key; a models file holds `models:` "
+                         "(and `_name:` keys for YAML anchors, which are ignored)")
     for mid, body in data["models"].items():
         if mid in out.models and not replace:
             first = out.models[mid][1]
@@ -473,9 +480,6 @@ def _check_merged(m: Model, offer: Any, doc: _Doc, path: Path_, problems: _Probl
                          "after merging with the model's geometry: " + _friendly(dict(err)))
         return
     del controls
-    if geometry.max_mp() is None:
-        problems.add(doc, path + ("geometry",), "no size limit known: give sizes, aspect_ratios, "
-                     "max_megapixels or max_side")
     if geometry.default_size:
         fixed = (geometry.sizes or []) + list((geometry.aspect_ratios or {}).values())
         ds = geometry.default_size
