@@ -1,0 +1,285 @@
+"""What routing decided and why: :class:`RoutingDecision`, :class:`Candidate`, :class:`Rejection`.
+
+A decision is data first (``choice``, ``ranked``, ``rejected``, ``signals``) and text second
+(:meth:`RoutingDecision.explain`). ``ranked`` is the fallback order: the client tries
+``ranked[0]`` and moves down the list only to offers that passed the same hard constraints.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NoEligibleModel
+from ._signals import Signals
+
+if TYPE_CHECKING:
+    from ..catalog import OfferView, QualityAxis
+    from ..plan import ProviderCall
+    from ..request import ImageRequest
+
+__all__ = ["Candidate", "Rejection", "RoutingDecision", "Row", "CONSTRAINTS"]
+
+#: Hard constraints in the order they are checked; a rejection names the first one that failed.
+CONSTRAINTS = ("pin", "lifecycle", "availability", "licence", "minimum", "resolution", "strict",
+               "geometry", "budget")
+
+_NEXT_STEP = {
+    "pin": "unpin model=/provider= to let the router choose",
+    "lifecycle": "use the named replacement",
+    "availability": "configure the provider (API key, client, local weights) or pass available=",
+    "licence": "drop commercial=True only if the image is not for commercial use",
+    "minimum": "use a lower quality axis, or add evidence for unknown scores to the catalog",
+    "resolution": "ask for a smaller print, or provide an upscaler",
+    "strict": "set strict=False to accept approximations, or change the controls",
+    "geometry": "ask for a size the offers can make",
+    "budget": "raise max_cost_usd, or use a cheaper quality axis",
+}
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An offer that failed a hard constraint: which one, and why, in numbers."""
+
+    offer_key: str
+    constraint: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.offer_key}: {self.constraint}: {self.reason}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"offer": self.offer_key, "constraint": self.constraint, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Row:
+    """A passing offer's scores, independent of the prompt's words (shared between decisions
+    for requests of the same shape)."""
+
+    offer: OfferView
+    quality: float
+    cost_usd: float | None
+    cost_per_image_usd: float | None
+    cost_score: float
+    total: float
+    reasons: tuple[str, ...]
+    flags: tuple[str, ...] = ()
+
+    def sort_key(self) -> tuple[float, float, str]:
+        # total desc, then cost asc (unknown last), then offer key: deterministic.
+        cost = self.cost_per_image_usd if self.cost_per_image_usd is not None else float("inf")
+        return (-round(self.total, 9), cost, self.offer.key)
+
+
+@dataclass(eq=False)
+class Candidate:
+    """One offer that passed every hard constraint, with its scores and its plan.
+
+    ``quality`` is the weighted capability score (0–10); ``cost_usd`` the estimated cost of the
+    whole call (None: price unknown); ``total`` what the ranking sorts by; ``reasons`` how the
+    total came about, for people. ``call`` is the :class:`~modelglass.plan.ProviderCall`.
+    """
+
+    offer: OfferView
+    quality: float
+    cost_usd: float | None
+    total: float
+    reasons: list[str]
+    cost_per_image_usd: float | None = None
+    cost_score: float = 0.0
+    flags: tuple[str, ...] = ()
+    _call: ProviderCall | None = field(default=None, repr=False)
+    _planner: Callable[[OfferView], ProviderCall] | None = field(default=None, repr=False)
+
+    @property
+    def call(self) -> ProviderCall:
+        """The plan of this request on this offer (planned on first use when not yet planned)."""
+        if self._call is None:
+            assert self._planner is not None
+            self._call = self._planner(self.offer)
+        return self._call
+
+    @property
+    def key(self) -> str:
+        return self.offer.key
+
+    @property
+    def model(self) -> str:
+        return self.offer.model_id
+
+    @property
+    def provider(self) -> str:
+        return self.offer.provider
+
+    def summary(self) -> str:
+        return (f"{self.key}: total {self.total:.3f}, quality {self.quality:.2f}/10, "
+                f"{_usd(self.cost_usd)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"offer": self.key, "model": self.model, "provider": self.provider,
+                "total": round(self.total, 6), "quality": round(self.quality, 4),
+                "cost_usd": self.cost_usd, "cost_per_image_usd": self.cost_per_image_usd,
+                "cost_score": round(self.cost_score, 6), "reasons": list(self.reasons),
+                "flags": list(self.flags)}
+
+
+def _usd(v: float | None) -> str:
+    if v is None:
+        return "price unknown"
+    return f"${v:.4f}" if v < 0.1 else f"${v:.3f}"
+
+
+class RoutingDecision:
+    """The ranked offers for one request, the rejected ones with reasons, and how it was scored.
+
+    >>> decision = route(ImageRequest(prompt="a fox", quality="draft"), catalog)  # doctest: +SKIP
+    >>> decision.choice.key, decision.choice.cost_usd                            # doctest: +SKIP
+    ('flux-schnell@fal', 0.003)
+    >>> print(decision.explain())                                                 # doctest: +SKIP
+    """
+
+    def __init__(self, *, request: ImageRequest, quality: str, quality_axis: QualityAxis,
+                 signals: Signals, weights: dict[str, float], rows: Sequence[Row],
+                 rejected: Sequence[Rejection], budget: str | None,
+                 planner: Callable[[OfferView], ProviderCall],
+                 calls: dict[str, ProviderCall] | None = None) -> None:
+        self.request = request
+        self.quality = quality
+        self.quality_axis = quality_axis
+        self.signals = signals
+        self.weights = weights
+        self.rejected: list[Rejection] = list(rejected)
+        self.budget = budget
+        self._rows = rows
+        self._planner = planner
+        self._calls = calls or {}
+
+    def _candidate(self, row: Row) -> Candidate:
+        return Candidate(offer=row.offer, quality=row.quality, cost_usd=row.cost_usd,
+                         total=row.total, reasons=list(row.reasons),
+                         cost_per_image_usd=row.cost_per_image_usd, cost_score=row.cost_score,
+                         flags=row.flags, _call=self._calls.get(row.offer.key),
+                         _planner=self._planner)
+
+    @cached_property
+    def ranked(self) -> list[Candidate]:
+        """Every passing offer, best first: the fallback order."""
+        if not self._rows:
+            return []
+        rest = [self._candidate(r) for r in self._rows[1:]]
+        return [self.choice, *rest] if self.choice is not None else rest
+
+    @cached_property
+    def choice(self) -> Candidate | None:
+        """The best passing offer, or None when every offer was rejected."""
+        return self._candidate(self._rows[0]) if self._rows else None
+
+    def require(self) -> Candidate:
+        """The choice; raises :class:`NoEligibleModel` with every rejection when there is none."""
+        if self.choice is not None:
+            return self.choice
+        counts = Counter(r.constraint for r in self.rejected)
+        summary = ", ".join(f"{n} {c}" for c, n in _by_order(counts))
+        steps = "; ".join(_NEXT_STEP[c] for c, _ in _by_order(counts) if c in _NEXT_STEP)
+        message = (f"no offer meets the hard constraints for quality {self.quality!r} "
+                   f"({len(self.rejected)} rejected: {summary or 'the catalog has no offers'})."
+                   + (f" To widen the choice: {steps}." if steps else ""))
+        raise NoEligibleModel(message, {r.offer_key: f"{r.constraint}: {r.reason}"
+                                        for r in self.rejected})
+
+    def rejected_by(self, constraint: str) -> list[Rejection]:
+        return [r for r in self.rejected if r.constraint == constraint]
+
+    # -- rendering --------------------------------------------------------------------------------
+    def explain(self, *, runners_up: int = 5, rejected_per_group: int = 4) -> str:
+        """A report for people: the choice and why, the runners-up, the rejections by constraint."""
+        ax = self.quality_axis
+        total_w = sum(self.weights.values()) or 1.0
+        weights = ", ".join(f"{a} {w / total_w:.2f}" for a, w in
+                            sorted(self.weights.items(), key=lambda kv: (-kv[1], kv[0])) if w > 0)
+        lines = [f"Routing for quality {self.quality!r}: {ax.description}".rstrip(": "),
+                 f"  weights: {weights}",
+                 f"  cost weight {ax.cost_weight:g} (a ${ax.cost_reference_usd:g}/image offer "
+                 f"scores 0.5 on cost); ceiling: {self.budget or 'none'}"]
+        if ax.minimums:
+            lines.append("  hard minimums: " + ", ".join(f"{a} ≥ {v:g}"
+                                                          for a, v in ax.minimums.items()))
+        for s in self.signals.describe():
+            lines.append(f"  signal: {s}")
+        lines.append("")
+        choice = self.choice
+        if choice is None:
+            lines.append(f"No eligible offer: all {len(self.rejected)} offers were rejected.")
+        else:
+            lines.append(f"Choice: {choice.key} ({choice.offer.model.name}) — total "
+                         f"{choice.total:.3f}, quality {choice.quality:.2f}/10, "
+                         f"cost {_usd(choice.cost_usd)}"
+                         + (f" for {self.request.n} images" if self.request.n > 1 else ""))
+            if len(self._rows) > 1:
+                second = self._rows[1]
+                lines.append(f"  · wins by {choice.total - second.total:.3f} over "
+                             f"{second.offer.key} (quality {second.quality:.2f}, "
+                             f"cost {_usd(second.cost_usd)})")
+            for r in choice.reasons:
+                lines.append(f"  · {r}")
+            if choice.flags:
+                lines.append(f"  · flags: {'; '.join(choice.flags)}")
+            rest = self._rows[1:1 + runners_up]
+            if rest:
+                best = self._rows[0]
+                lines.append("")
+                lines.append(f"Runners-up ({len(self._rows) - 1} more passed; fallback order):")
+                for i, row in enumerate(rest, start=2):
+                    lines.append(f"  {i}. {row.offer.key} — total {row.total:.3f} "
+                                 f"({row.total - best.total:+.3f}), quality {row.quality:.2f}, "
+                                 f"cost {_usd(row.cost_usd)}"
+                                 + (f"  [{'; '.join(row.flags)}]" if row.flags else ""))
+                if len(self._rows) - 1 > runners_up:
+                    lines.append(f"  … and {len(self._rows) - 1 - runners_up} more")
+        if self.rejected:
+            lines.append("")
+            lines.append(f"Rejected ({len(self.rejected)}):")
+            groups: dict[str, list[Rejection]] = {}
+            for r in self.rejected:
+                groups.setdefault(r.constraint, []).append(r)
+            for constraint, _ in _by_order(Counter({c: len(v) for c, v in groups.items()})):
+                group = groups[constraint]
+                lines.append(f"  {constraint} ({len(group)}):")
+                for r in group[:rejected_per_group]:
+                    lines.append(f"    - {r.offer_key}: {r.reason}")
+                if len(group) > rejected_per_group:
+                    lines.append(f"    … and {len(group) - rejected_per_group} more")
+        flagged = [row for row in self._rows[:1 + runners_up] if row.flags]
+        if flagged:
+            lines.append("")
+            lines.append("Flags: scores marked estimated are stated priors, not measurements; "
+                         f"unknown scores count as {ax.unknown_score:g}.")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (what ``--json`` prints)."""
+        return {
+            "quality": self.quality,
+            "weights": {a: round(w, 6) for a, w in self.weights.items()},
+            "cost_weight": self.quality_axis.cost_weight,
+            "cost_reference_usd": self.quality_axis.cost_reference_usd,
+            "budget": self.budget,
+            "signals": self.signals.to_dict(),
+            "choice": self.choice.to_dict() if self.choice else None,
+            "ranked": [c.to_dict() for c in self.ranked],
+            "rejected": [r.to_dict() for r in self.rejected],
+        }
+
+    def __repr__(self) -> str:
+        chosen = self.choice.key if self.choice else None
+        return (f"RoutingDecision(quality={self.quality!r}, choice={chosen!r}, "
+                f"ranked={len(self._rows)}, rejected={len(self.rejected)})")
+
+
+def _by_order(counts: Counter[str]) -> list[tuple[str, int]]:
+    order = {c: i for i, c in enumerate(CONSTRAINTS)}
+    return sorted(counts.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
