@@ -1,0 +1,188 @@
+"""Pipeline families and the payload a local call sends. Pure: no torch, no diffusers import.
+
+A *family* is what a diffusers pipeline class means for the controls: whether the negative prompt
+rides on classifier-free guidance (SD, SDXL, SD3, PixArt) or needs FLUX's ``true_cfg_scale``
+second pass, whether guidance is CFG or an embedding (FLUX dev), and which schedulers can drive it
+(noise-prediction "eps" schedulers, or flow-matching ones).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from ...errors import InvalidRequest
+from ...result import Fate, FateKind
+
+if TYPE_CHECKING:
+    from ...catalog import OfferView
+    from ...plan import Planned
+
+__all__ = ["Family", "family_for", "SchedulerChoice", "scheduler_for", "build_local_payload",
+           "PAYLOAD_ONLY_KEYS", "SAMPLERS"]
+
+SchedulerKind = Literal["eps", "flow"]
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one kind of pipeline takes the controls."""
+
+    name: str
+    #: "cfg": negative prompt works through classifier-free guidance (guidance_scale > 1);
+    #: "true_cfg": only through ``true_cfg_scale`` (a second denoiser pass); "none": not at all.
+    negative: Literal["cfg", "true_cfg", "none"]
+    #: "cfg": guidance_scale is classifier-free; "embedded": fed to the denoiser as an embedding.
+    guidance: Literal["cfg", "embedded"]
+    schedulers: SchedulerKind
+    #: encode_prompt → prompt_embeds round trip is implemented (fast path cache and batching).
+    embeddings: bool = False
+
+
+FAMILIES: dict[str, Family] = {
+    "StableDiffusionPipeline": Family("sd", "cfg", "cfg", "eps", embeddings=True),
+    "StableDiffusionXLPipeline": Family("sdxl", "cfg", "cfg", "eps", embeddings=True),
+    "FluxPipeline": Family("flux", "true_cfg", "embedded", "flow", embeddings=True),
+    "StableDiffusion3Pipeline": Family("sd3", "cfg", "cfg", "flow"),
+    "PixArtSigmaPipeline": Family("pixart", "cfg", "cfg", "eps"),
+    "PixArtAlphaPipeline": Family("pixart", "cfg", "cfg", "eps"),
+    "QwenImagePipeline": Family("qwen", "true_cfg", "cfg", "flow"),
+    "HiDreamImagePipeline": Family("hidream", "cfg", "cfg", "flow"),
+    "SanaPipeline": Family("sana", "cfg", "cfg", "flow"),
+    "LatentConsistencyModelPipeline": Family("lcm", "none", "embedded", "eps"),
+}
+_GENERIC = Family("generic", "cfg", "cfg", "eps")
+
+
+def family_for(pipeline_class: str | None) -> Family:
+    """The family of a diffusers pipeline class name (a generic CFG family when unknown)."""
+    if pipeline_class and pipeline_class in FAMILIES:
+        return FAMILIES[pipeline_class]
+    return _GENERIC
+
+
+@dataclass(frozen=True)
+class SchedulerChoice:
+    """A diffusers scheduler class name and the config overrides a unified sampler maps to."""
+
+    cls: str
+    overrides: dict[str, Any]
+
+
+_EPS: dict[str, SchedulerChoice] = {
+    "euler": SchedulerChoice("EulerDiscreteScheduler", {}),
+    "euler_a": SchedulerChoice("EulerAncestralDiscreteScheduler", {}),
+    "dpmpp_2m": SchedulerChoice("DPMSolverMultistepScheduler", {}),
+    "dpmpp_2m_karras": SchedulerChoice("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "ddim": SchedulerChoice("DDIMScheduler", {}),
+    "unipc": SchedulerChoice("UniPCMultistepScheduler", {}),
+    "lcm": SchedulerChoice("LCMScheduler", {}),
+}
+# Flow-matching pipelines pass ``mu`` (a resolution-dependent shift) to set_timesteps, so the
+# multistep solvers need flow sigmas and dynamic shifting to accept it.
+_FLOW: dict[str, SchedulerChoice] = {
+    "euler": SchedulerChoice("FlowMatchEulerDiscreteScheduler", {}),
+    "dpmpp_2m": SchedulerChoice("DPMSolverMultistepScheduler", {
+        "use_flow_sigmas": True, "prediction_type": "flow_prediction",
+        "use_dynamic_shifting": True}),
+    "unipc": SchedulerChoice("UniPCMultistepScheduler", {
+        "use_flow_sigmas": True, "prediction_type": "flow_prediction",
+        "use_dynamic_shifting": True}),
+}
+#: Unified sampler name → scheduler, per scheduler kind.
+SAMPLERS: dict[SchedulerKind, dict[str, SchedulerChoice]] = {"eps": _EPS, "flow": _FLOW}
+
+
+def scheduler_for(sampler: str, kind: SchedulerKind, *, where: str = "") -> SchedulerChoice:
+    """The scheduler for a unified sampler name on a pipeline of scheduler ``kind``.
+
+    Raises :class:`InvalidRequest` when the sampler does not apply (e.g. ``euler_a`` on FLUX,
+    which only runs flow-matching schedulers).
+    """
+    table = SAMPLERS[kind]
+    if sampler not in table:
+        what = "flow-matching" if kind == "flow" else "noise-prediction"
+        raise InvalidRequest(
+            f"sampler {sampler!r} does not apply to {where or 'this pipeline'} ({what} "
+            f"schedulers only); use one of {', '.join(table)}, or leave sampler unset",
+            field="sampler")
+    return table[sampler]
+
+
+#: Payload keys that are modelglass's, not arguments of the pipeline's ``__call__``.
+PAYLOAD_ONLY_KEYS = frozenset({"model", "pipeline", "seeds", "sampler", "scheduler",
+                               "scheduler_config"})
+
+
+def build_local_payload(planned: Planned, offer: OfferView) -> tuple[dict[str, Any], dict[str, Fate]]:
+    """The diffusers call for ``planned`` on ``offer``, as a JSON-ready dict, and fate overrides.
+
+    Keys are the pipeline's own argument names (``prompt``, ``negative_prompt``,
+    ``guidance_scale``, ``true_cfg_scale``, ``num_inference_steps``, ``width``, ``height``,
+    ``num_images_per_prompt``) plus modelglass's ``model``, ``pipeline``, ``seeds`` (one per
+    image) and ``sampler``/``scheduler``/``scheduler_config``. Controls the family does not take
+    are left out, with a fate saying why.
+    """
+    from ...catalog._schema import GuidanceKind
+
+    fam = family_for(offer.offer.pipeline)
+    fates: dict[str, Fate] = {}
+    payload: dict[str, Any] = {
+        "model": offer.endpoint,
+        "pipeline": offer.offer.pipeline or "DiffusionPipeline",
+        "prompt": planned.prompt,
+    }
+    guidance_kind = offer.controls.guidance.kind if offer.controls.guidance else None
+    takes_guidance = guidance_kind is not GuidanceKind.none
+    if planned.guidance is not None and takes_guidance:
+        payload["guidance_scale"] = float(planned.guidance)
+
+    if planned.negative_prompt is not None:
+        if fam.negative == "true_cfg":
+            if planned.true_cfg is not None and planned.true_cfg > 1:
+                payload["negative_prompt"] = planned.negative_prompt
+                payload["true_cfg_scale"] = float(planned.true_cfg)
+            else:
+                fates["negative_prompt"] = Fate(
+                    "negative_prompt", FateKind.dropped, planned.negative_prompt, None,
+                    f"{payload['pipeline']} ignores a negative prompt unless true_cfg_scale > 1 "
+                    "(a second pass per step); the plan did not enable it")
+        elif fam.negative == "cfg":
+            g = payload.get("guidance_scale")
+            if g is not None and g <= 1:
+                fates["negative_prompt"] = Fate(
+                    "negative_prompt", FateKind.dropped, planned.negative_prompt, None,
+                    f"guidance_scale {g:g} ≤ 1 turns classifier-free guidance off, so the "
+                    "negative prompt would have no effect; raise cfg above 1 to use it")
+            else:
+                payload["negative_prompt"] = planned.negative_prompt
+        else:
+            fates["negative_prompt"] = Fate(
+                "negative_prompt", FateKind.dropped, planned.negative_prompt, None,
+                f"{payload['pipeline']} takes no negative prompt")
+
+    if planned.steps is not None:
+        payload["num_inference_steps"] = int(planned.steps)
+    payload["width"] = int(planned.width)
+    payload["height"] = int(planned.height)
+    payload["num_images_per_prompt"] = int(planned.n)
+    if planned.seeds is not None:
+        payload["seeds"] = [int(s) for s in planned.seeds]
+
+    if planned.sampler is not None:
+        choice = scheduler_for(planned.sampler, fam.schedulers,
+                               where=f"{offer.key} ({payload['pipeline']})")
+        payload["sampler"] = planned.sampler
+        payload["scheduler"] = choice.cls
+        if choice.overrides:
+            payload["scheduler_config"] = dict(choice.overrides)
+
+    # Offer defaults (e.g. FLUX schnell's max_sequence_length=256) first, the user's
+    # provider_options["local"] last; both are diffusers argument names, checked at call time.
+    for source in (offer.offer.defaults, planned.options):
+        for key, value in source.items():
+            if key in PAYLOAD_ONLY_KEYS - {"scheduler_config"}:
+                raise InvalidRequest(f"provider option {key!r} is reserved by modelglass",
+                                     field=f"provider_options.local.{key}")
+            payload[key] = value
+    return payload, fates
