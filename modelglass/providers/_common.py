@@ -1,0 +1,720 @@
+"""Pure helpers shared by the hosted providers (openai, fal, replicate).
+
+Nothing here imports an official client. What lives here:
+
+- keys: :func:`resolve_key` (argument, then environment) and :func:`scrub` (no key value ever
+  reaches a message, a log line or a repr);
+- errors: :func:`excerpt`, :func:`retry_after_from`, :func:`http_error` (status → modelglass
+  error with a what-to-do message);
+- payload pieces: :func:`wire_name`, :func:`format_for_offer`, :func:`mime_for_format`,
+  :func:`ratio_for`, :func:`merge_options`;
+- data URIs: :func:`decode_data_uri`;
+- time: :class:`Deadline` and the per-job deadline that :func:`escalating_transport` applies to
+  every HTTP request a client makes;
+- the sans-I/O job runner: a provider writes its queue/poll logic once as a generator that
+  yields :class:`Op` / :class:`Sleep`; :func:`drive` and :func:`adrive` execute it with blocking
+  or awaiting I/O. The sync and async twins therefore share every decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import contextvars
+import email.utils
+import functools
+import html
+import json
+import math
+import os
+import re
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ..errors import (
+    ContentRejected,
+    GenerationTimeout,
+    InvalidRequest,
+    ProviderError,
+    RateLimited,
+)
+
+if TYPE_CHECKING:
+    from ..catalog import OfferView
+
+__all__ = [
+    "Deadline", "HTTPFailure", "Op", "Sleep", "adrive", "deadline_scope", "decode_data_uri",
+    "drive", "escalating_transport", "excerpt", "format_for_offer", "http_error",
+    "merge_options", "mime_for_format", "ratio_for", "resolve_key", "retry_after_from", "scrub",
+    "wire_name", "PerLoop",
+]
+
+T = TypeVar("T")
+
+# -- keys -----------------------------------------------------------------------------------------
+
+
+def resolve_key(explicit: str | None, env_keys: tuple[str, ...]) -> str | None:
+    """The key given as an argument, else the first of ``env_keys`` that is set (non-empty)."""
+    if explicit:
+        return explicit
+    for name in env_keys:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def scrub(text: str, secrets: tuple[str | None, ...]) -> str:
+    """``text`` with every secret (and each ``:``-separated half of one) replaced by ``***``."""
+    for secret in secrets:
+        if not secret:
+            continue
+        parts = {secret, *(p for p in secret.split(":") if len(p) >= 8)}
+        for part in sorted(parts, key=len, reverse=True):
+            text = text.replace(part, "***")
+    return text
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+_TAG_RE = re.compile(r"<[^>]+>")
+_WS_RE = re.compile(r"\s+")
+
+
+def excerpt(body: Any, secrets: tuple[str | None, ...] = (), limit: int = 300) -> str:
+    """A short, single-line, key-free excerpt of a reply body (JSON, text or HTML)."""
+    if body is None:
+        return ""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if not isinstance(body, str):
+        try:
+            body = json.dumps(body, default=str, ensure_ascii=False)
+        except (TypeError, ValueError):
+            body = repr(body)
+    if "<" in body and ">" in body and re.search(r"<\s*(html|body|head|title|h1)\b", body, re.I):
+        body = html.unescape(_TAG_RE.sub(" ", body))
+    text = _WS_RE.sub(" ", body).strip()
+    text = scrub(text, secrets)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def looks_like_html(body: Any, content_type: str | None = None) -> bool:
+    """True for gateway pages: an HTML content type, or a body that opens with markup."""
+    if content_type and "html" in content_type.lower():
+        return True
+    return isinstance(body, str) and body.lstrip()[:15].lower().startswith(("<html", "<!doctype"))
+
+
+def retry_after_from(headers: Mapping[str, str] | None, body: Any = None) -> float | None:
+    """Seconds to wait before retrying, from ``retry-after-ms`` / ``Retry-After`` (seconds or an
+    HTTP date) or a JSON body's ``retry_after`` (Replicate). None when the provider did not say."""
+    h = {k.lower(): v for k, v in (headers or {}).items()}
+    raw_ms = h.get("retry-after-ms")
+    if raw_ms:
+        try:
+            ms = float(raw_ms)
+            if math.isfinite(ms) and ms >= 0:
+                return ms / 1000
+        except ValueError:
+            pass
+    raw = h.get("retry-after")
+    if raw:
+        try:
+            secs = float(raw)
+            if math.isfinite(secs) and secs >= 0:
+                return secs
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(raw)
+            except (TypeError, ValueError):
+                when = None
+            if when is not None:
+                return max(0.0, when.timestamp() - time.time())
+    if isinstance(body, Mapping):
+        value = body.get("retry_after")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+    return None
+
+
+def http_error(provider: str, status: int, *, headers: Mapping[str, str] | None = None,
+               body: Any = None, key_env: str, what: str, secrets: tuple[str | None, ...] = (),
+               detail: str | None = None, retryable: bool | None = None) -> ProviderError:
+    """The modelglass error for an HTTP error reply, with what to do next.
+
+    ``what`` names the thing called (``"fal endpoint fal-ai/flux/dev"``); ``detail`` overrides
+    the excerpt of ``body``. Content refusals are provider-specific and decided by the caller
+    before this. ``retryable`` overrides the status-based decision (e.g. ``x-should-retry``).
+    """
+    text = detail if detail is not None else excerpt(body, secrets)
+    html_page = looks_like_html(body, (headers or {}).get("content-type")
+                                if headers is not None else None)
+    if html_page:
+        text = f"gateway page: {excerpt(body, secrets, 120)}"
+    short = excerpt(body, secrets)
+    suffix = f": {text}" if text else ""
+    if status == 429:
+        after = retry_after_from(headers, body)
+        wait = f"; it asked to wait {after:g} s" if after is not None else ""
+        return RateLimited(f"{provider} rate limit (HTTP 429) on {what}{wait}{suffix}. "
+                           f"modelglass retries after the delay; lower concurrency if it persists.",
+                           retry_after=after, provider=provider, status=429, body=short,
+                           retryable=True if retryable is None else retryable)
+    if status >= 500 or status in (408, 409):
+        return ProviderError(f"{provider} server error (HTTP {status}) on {what}{suffix}. "
+                             f"Transient; retrying may help.", provider=provider, status=status,
+                             body=short, retryable=True if retryable is None else retryable)
+    if status == 401:
+        msg = (f"{provider} refused the key (HTTP 401) on {what}{suffix}. "
+               f"Check {key_env}: it is missing, mistyped or revoked.")
+    elif status == 403:
+        msg = (f"{provider} denied access (HTTP 403) on {what}{suffix}. "
+               f"The key in {key_env} lacks access to it (billing, organisation or model access).")
+    elif status == 404:
+        msg = (f"{provider} does not know {what} (HTTP 404){suffix}. The model may be retired or "
+               f"renamed: check its lifecycle in the catalog, or pick another model.")
+    elif status in (400, 422):
+        msg = (f"{provider} rejected the request (HTTP {status}) on {what}{suffix}. "
+               f"A field is out of range or not accepted; `client.plan(request)` shows the payload.")
+    else:
+        msg = f"{provider} answered HTTP {status} on {what}{suffix}."
+    return ProviderError(msg, provider=provider, status=status, body=short,
+                         retryable=False if retryable is None else retryable)
+
+
+def wrong_shape(provider: str, what: str, problem: str, body: Any = None,
+                secrets: tuple[str | None, ...] = ()) -> ProviderError:
+    """A reply that parsed but is not what the API documents (not retryable: it would repeat)."""
+    tail = f" Reply: {excerpt(body, secrets, 200)}" if body is not None else ""
+    return ProviderError(f"{provider} answered {what} with a reply modelglass cannot use: "
+                         f"{problem}.{tail} This is a provider or proxy fault; report it if it "
+                         f"persists.", provider=provider, body=excerpt(body, secrets),
+                         retryable=False)
+
+
+def connection_error(provider: str, what: str, exc: BaseException,
+                     secrets: tuple[str | None, ...] = ()) -> ProviderError:
+    """A connection failure or timeout below HTTP (retryable)."""
+    reason = scrub(f"{type(exc).__name__}: {exc}", secrets)
+    if _is_timeout(exc):
+        return GenerationTimeout(f"{provider} did not answer {what} in time ({reason}).",
+                                 provider=provider, retryable=True)
+    return ProviderError(f"could not reach {provider} for {what} ({reason}). Check the network "
+                         f"or the provider's status page; retrying may help.", provider=provider,
+                         retryable=True)
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
+
+
+# -- payload pieces -------------------------------------------------------------------------------
+
+_MIME = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp",
+         "gif": "image/gif", "svg": "image/svg+xml"}
+
+
+def mime_for_format(fmt: str | None) -> str | None:
+    """``"jpg"`` → ``"image/jpeg"``; None for an unknown format."""
+    return _MIME.get((fmt or "").lower())
+
+
+def format_for_offer(wanted: str, allowed: list[str]) -> str:
+    """The offer's spelling of ``wanted`` (``jpeg`` ↔ ``jpg``), else PNG, else the first allowed."""
+    wanted = wanted.lower()
+    aliases = {"jpeg": ("jpeg", "jpg"), "jpg": ("jpg", "jpeg")}.get(wanted, (wanted,))
+    for a in aliases:
+        if a in allowed:
+            return a
+    return "png" if "png" in allowed else allowed[0]
+
+
+def wire_name(offer: OfferView, control: str, default: str | None) -> str | None:
+    """The offer's field name for ``control`` (``wire:`` map, else the provider default);
+    None when the offer has no such field (``none``)."""
+    name = offer.offer.wire.get(control, default)
+    if name is None or str(name).lower() in ("none", "", "-"):
+        return None
+    return str(name)
+
+
+def ratio_for(width: int, height: int, table: Mapping[str, str] | None) -> str | None:
+    """The ratio key of ``table`` whose size is exactly ``width``×``height``; else the reduced
+    ``W:H`` when it is a key of the table (or there is no table); else None."""
+    size = f"{width}x{height}"
+    for ratio, s in (table or {}).items():
+        if s == size:
+            return ratio
+    g = math.gcd(width, height)
+    reduced = f"{width // g}:{height // g}"
+    if table is None or reduced in table:
+        return reduced
+    return None
+
+
+def nearest_ratio(width: int, height: int, ratios: list[str]) -> str:
+    """The ratio in ``ratios`` closest to ``width/height`` (log distance)."""
+    def dist(r: str) -> float:
+        a, b = (float(x) for x in r.split(":"))
+        return abs(math.log((a / b) / (width / height)))
+    return min(ratios, key=dist)
+
+
+def merge_options(payload: dict[str, Any], options: Mapping[str, Any], *, provider: str,
+                  reserved: dict[str, str], forbidden: Mapping[str, str] | None = None) -> None:
+    """Add ``provider_options`` to ``payload``.
+
+    An option may not set a field a request control owns (``reserved``: field → control) or a
+    field the provider module refuses (``forbidden``: field → why); both raise
+    :class:`InvalidRequest` saying what to use instead.
+    """
+    for key, value in options.items():
+        if forbidden and key in forbidden:
+            raise InvalidRequest(f"provider_options[{provider!r}][{key!r}]: {forbidden[key]}",
+                                 field=f"provider_options.{provider}.{key}")
+        if key in reserved:
+            raise InvalidRequest(
+                f"provider_options[{provider!r}][{key!r}] sets a field that the request's "
+                f"`{reserved[key]}` control owns; set {reserved[key]}=... on the request instead",
+                field=f"provider_options.{provider}.{key}")
+        payload[key] = value
+
+
+# -- data URIs ------------------------------------------------------------------------------------
+
+_DATA_URI_RE = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?),(?P<data>.*)$",
+                          re.S)
+
+
+def decode_data_uri(uri: str) -> tuple[bytes, str | None]:
+    """``data:image/png;base64,...`` → (bytes, mime). Raises ValueError on a malformed URI."""
+    m = _DATA_URI_RE.match(uri)
+    if not m:
+        raise ValueError("not a data: URI")
+    params = m.group("params") or ""
+    data = m.group("data")
+    if ";base64" in params:
+        try:
+            raw = base64.b64decode(data, validate=False)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"bad base64 in data: URI ({exc})") from None
+    else:
+        from urllib.parse import unquote_to_bytes
+
+        raw = unquote_to_bytes(data)
+    return raw, m.group("mime")
+
+
+def decode_b64(data: str) -> bytes:
+    """Strict base64 → bytes (ValueError on garbage, so a corrupt reply is not taken as an image)."""
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"invalid base64 image data ({exc})") from None
+
+
+# -- time -----------------------------------------------------------------------------------------
+
+
+class Deadline:
+    """A point in monotonic time by which one job must be done."""
+
+    def __init__(self, seconds: float, *, per_request_s: float | None = None) -> None:
+        if not seconds or seconds <= 0 or not math.isfinite(seconds):
+            raise ValueError(f"timeout_s must be a positive number of seconds, got {seconds!r}")
+        self.seconds = float(seconds)
+        self.per_request_s = per_request_s
+        self.started = time.monotonic()
+        self.at = self.started + self.seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.at
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def clamp(self, seconds: float | None) -> float:
+        """``seconds`` cut to what is left and to ``per_request_s`` (at least 1 ms, so a client
+        never gets 0, which some read as "no limit")."""
+        left = self.remaining()
+        if self.per_request_s is not None:
+            left = min(left, self.per_request_s)
+        value = left if seconds is None else min(seconds, left)
+        return max(value, 0.001)
+
+
+_CURRENT_DEADLINE: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
+    "modelglass_provider_deadline", default=None)
+
+
+@contextlib.contextmanager
+def deadline_scope(deadline: Deadline) -> Iterator[Deadline]:
+    """Within this block (this thread / this task), every HTTP request made through an
+    :func:`escalating_transport` has its timeouts cut to the deadline's remaining time."""
+    token = _CURRENT_DEADLINE.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _CURRENT_DEADLINE.reset(token)
+
+
+# -- the transport seam ---------------------------------------------------------------------------
+
+
+class HTTPFailure(Exception):
+    """An HTTP error reply (``response`` set, body already read) or a transport error (``error``
+    set), raised from inside the client's transport.
+
+    It deliberately is *not* an ``httpx.HTTPError``: the fal and replicate clients retry only
+    ``httpx`` errors and error statuses they see, so raising this from the transport takes the
+    decision to retry away from them and gives it to modelglass (which honours Retry-After).
+    """
+
+    def __init__(self, response: Any = None, error: BaseException | None = None) -> None:
+        self.response = response
+        self.error = error
+        super().__init__(f"HTTP {response.status_code}" if response is not None
+                         else f"{type(error).__name__}: {error}")
+
+    @property
+    def status(self) -> int | None:
+        return None if self.response is None else int(self.response.status_code)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {} if self.response is None else {k.lower(): v for k, v in
+                                                  self.response.headers.items()}
+
+    def body(self) -> Any:
+        """The reply body: parsed JSON when it is JSON, else text."""
+        if self.response is None:
+            return None
+        try:
+            return self.response.json()
+        except (ValueError, UnicodeDecodeError):
+            return self.response.text
+
+
+def _clamp_request_timeouts(request: Any) -> None:
+    deadline = _CURRENT_DEADLINE.get()
+    if deadline is None:
+        return
+    timeouts = dict(request.extensions.get("timeout") or {})
+    for k in ("connect", "read", "write", "pool"):
+        timeouts[k] = deadline.clamp(timeouts.get(k))
+    request.extensions["timeout"] = timeouts
+
+
+@functools.cache
+def _transport_classes() -> tuple[type, type]:
+    import httpx
+
+    class EscalatingTransport(httpx.BaseTransport):
+        def __init__(self, inner: httpx.BaseTransport) -> None:
+            self.inner = inner
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            _clamp_request_timeouts(request)
+            try:
+                response = self.inner.handle_request(request)
+            except httpx.TransportError as exc:
+                raise HTTPFailure(error=exc) from exc
+            if response.status_code >= 400:
+                try:
+                    response.read()
+                finally:
+                    response.close()
+                response.request = request
+                raise HTTPFailure(response=response)
+            return response
+
+        def close(self) -> None:
+            self.inner.close()
+
+    class AsyncEscalatingTransport(httpx.AsyncBaseTransport):
+        def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+            self.inner = inner
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            _clamp_request_timeouts(request)
+            try:
+                response = await self.inner.handle_async_request(request)
+            except httpx.TransportError as exc:
+                raise HTTPFailure(error=exc) from exc
+            if response.status_code >= 400:
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+                response.request = request
+                raise HTTPFailure(response=response)
+            return response
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    return EscalatingTransport, AsyncEscalatingTransport
+
+
+def escalating_transport(inner: Any, *, asynchronous: bool = False) -> Any:
+    """Wrap an ``httpx`` transport so that error replies and transport errors surface as
+    :class:`HTTPFailure` (never retried inside the client) and every request's timeouts are cut
+    to the current :func:`deadline_scope`."""
+    sync_cls, async_cls = _transport_classes()
+    return (async_cls if asynchronous else sync_cls)(inner)
+
+
+# -- one client per event loop --------------------------------------------------------------------
+
+
+class PerLoop(Generic[T]):
+    """Async clients hold connections bound to one event loop; keep one per running loop."""
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = \
+            weakref.WeakKeyDictionary()
+
+    def get(self) -> T:
+        loop = asyncio.get_running_loop()
+        client = self._by_loop.get(loop)
+        if client is None:
+            client = self._by_loop[loop] = self._factory()
+        return client
+
+    def pop_current(self) -> T | None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return self._by_loop.pop(loop, None)
+
+    def clear(self) -> None:
+        self._by_loop.clear()
+
+
+# -- the sans-I/O job runner ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Op:
+    """One I/O step of a job: call ``name`` on the provider's wire object with ``args``."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Wait ``seconds`` before the next step."""
+
+    seconds: float
+
+
+Job = Generator["Op | Sleep", Any, T]
+
+
+def drive(job: Job[T], wire: Any) -> T:
+    """Run a job with blocking I/O: each :class:`Op` is ``getattr(wire, name)(*args)``; its
+    result (or exception) is sent (or thrown) back into the job."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = job.throw(error) if error is not None else job.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        value, error = None, None
+        if isinstance(step, Sleep):
+            time.sleep(max(0.0, step.seconds))
+            continue
+        try:
+            value = getattr(wire, step.name)(*step.args)
+        except Exception as exc:  # noqa: BLE001 - every client failure goes back to the job
+            error = exc
+
+
+async def adrive(job: Job[T], wire: Any) -> T:
+    """:func:`drive` for coroutines: each :class:`Op` is awaited."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = job.throw(error) if error is not None else job.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        value, error = None, None
+        if isinstance(step, Sleep):
+            await asyncio.sleep(max(0.0, step.seconds))
+            continue
+        try:
+            result = getattr(wire, step.name)(*step.args)
+            value = await result if isinstance(result, Awaitable) else result
+        except Exception as exc:  # noqa: BLE001 - every client failure goes back to the job
+            error = exc
+
+
+def content_rejected(provider: str, message: str, code: str | None) -> ContentRejected:
+    """A content refusal, with the standard advice."""
+    return ContentRejected(f"{message} Rephrase the prompt; modelglass does not retry refusals "
+                           f"or fall back to another model for them.", provider=provider, code=code)
+
+
+# -- the payload core -----------------------------------------------------------------------------
+
+FAL_PRESETS: dict[str, tuple[int, int]] = {
+    "square_hd": (1024, 1024), "square": (512, 512), "portrait_4_3": (768, 1024),
+    "portrait_16_9": (576, 1024), "landscape_4_3": (1024, 768), "landscape_16_9": (1024, 576),
+}
+
+
+@dataclass(frozen=True)
+class WireDefaults:
+    """A provider's field names when an offer's ``wire:`` map does not say otherwise."""
+
+    size: str
+    names: Mapping[str, str | None]
+    output_formats: tuple[str, ...]
+
+
+def build_fields(planned: Any, offer: OfferView, defaults: WireDefaults, *,
+                 provider: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """The provider-independent part of a payload, in the offer's field names.
+
+    Returns ``(payload, fate_overrides, reserved)``: ``reserved`` maps each field written from a
+    request control to that control's name (so ``provider_options`` cannot overwrite it).
+    Fixed ``defaults:`` of the offer come first; controls override them. A control is written only
+    when the plan carries it, the catalog says the offer supports it, and the offer has a field
+    for it; a planned value with nowhere to go gets a ``dropped`` fate.
+    """
+    from ..catalog._schema import GuidanceKind
+    from ..result import Fate, FateKind
+
+    c = offer.controls
+    payload: dict[str, Any] = dict(offer.offer.defaults)
+    fates: dict[str, Any] = {}
+    reserved: dict[str, str] = {}
+
+    def name(control: str) -> str | None:
+        return wire_name(offer, control, defaults.names.get(control))
+
+    def put(control: str, field_name: str, value: Any) -> None:
+        payload[field_name] = value
+        reserved[field_name] = control
+
+    def no_field(control: str, requested: Any) -> None:
+        fates[control] = Fate(control, FateKind.dropped, requested, None,
+                              f"{offer.key} ({offer.endpoint}) has no request field for it")
+
+    put("prompt", name("prompt") or "prompt", planned.prompt)
+
+    if planned.steps is not None and c.steps is not None:
+        if (field_name := name("steps")) is not None:
+            put("steps", field_name, int(planned.steps))
+        else:
+            no_field("steps", planned.steps)
+
+    guidance_ok = c.guidance is not None and c.guidance.kind is not GuidanceKind.none
+    if planned.guidance is not None and guidance_ok:
+        if (field_name := name("guidance")) is not None:
+            put("cfg", field_name, float(planned.guidance))
+        else:
+            no_field("cfg", planned.guidance)
+
+    if planned.negative_prompt is not None and c.negative_prompt in ("native", "true-cfg-extra"):
+        field_name = name("negative_prompt")
+        true_cfg_field = name("true_cfg")
+        if field_name is None:
+            no_field("negative_prompt", planned.negative_prompt)
+        elif c.negative_prompt == "true-cfg-extra" and planned.true_cfg is not None:
+            if true_cfg_field is None:
+                no_field("negative_prompt", planned.negative_prompt)
+            else:
+                put("negative_prompt", field_name, planned.negative_prompt)
+                put("negative_prompt", true_cfg_field, float(planned.true_cfg))
+        else:
+            put("negative_prompt", field_name, planned.negative_prompt)
+
+    if planned.seeds and c.seed:
+        if (field_name := name("seed")) is not None:
+            put("seed", field_name, int(planned.seeds[0]))
+        else:
+            no_field("seed", planned.seeds[0])
+
+    if (field_name := name("n")) is not None:
+        put("n", field_name, int(planned.n))
+    elif planned.n > 1:
+        no_field("n", planned.n)
+
+    size_fields, size_fate = _size_fields(planned, offer, offer.offer.wire.get("size", defaults.size))
+    for k, v in size_fields.items():
+        put("size", k, v)
+    if size_fate is not None:
+        fates["size"] = size_fate
+
+    if planned.tier is not None and (field_name := name("tier")) is not None:
+        put("quality", field_name, planned.tier)
+
+    # The output format is no request control: an offer whose wire map lists its fields but not
+    # this one gets none (e.g. Replicate SDXL has no output_format input).
+    wire = offer.offer.wire
+    fmt_default = defaults.names.get("output_format") if not wire else None
+    if (field_name := wire_name(offer, "output_format", fmt_default)) is not None:
+        listed = offer.offer.wire.get("output_format_values")
+        allowed = ([v.strip() for v in listed.split(",") if v.strip()] if listed
+                   else list(defaults.output_formats))
+        payload[field_name] = format_for_offer(planned.output_format, allowed)
+        reserved[field_name] = "output_format"
+    return payload, fates, reserved
+
+
+def _size_fields(planned: Any, offer: OfferView, kind: str) -> tuple[dict[str, Any], Any]:
+    from ..result import Fate, FateKind
+
+    w, h = int(planned.width), int(planned.height)
+    size = f"{w}x{h}"
+    table = offer.geometry.aspect_ratios
+    if kind in ("none", ""):
+        return {}, None
+    if kind == "openai_size":
+        return {"size": size}, None
+    if kind == "width_height":
+        return {"width": w, "height": h}, None
+    if kind == "image_size":
+        for preset, dims in FAL_PRESETS.items():
+            if dims == (w, h):
+                return {"image_size": preset}, Fate("size", FateKind.mapped, size, preset,
+                                                    f"sent as the image_size preset {preset}")
+        return {"image_size": {"width": w, "height": h}}, None
+    if kind == "aspect_ratio":
+        ratio = planned.aspect_ratio or ratio_for(w, h, table)
+        if ratio is None:
+            ratio = nearest_ratio(w, h, list(table or {"1:1": "1024x1024"}))
+            return {"aspect_ratio": ratio}, Fate(
+                "size", FateKind.approximated, size, ratio,
+                f"{offer.key} takes only aspect ratios; {size} is not one of its sizes")
+        return {"aspect_ratio": ratio}, Fate("size", FateKind.mapped, size, ratio,
+                                             f"sent as aspect ratio {ratio}")
+    if kind == "aspect_ratio_custom":
+        ratio = planned.aspect_ratio
+        if ratio is None or (table and table.get(ratio) != size):
+            ratio = next((r for r, s in (table or {}).items() if s == size), None)
+        if ratio is not None:
+            return {"aspect_ratio": ratio}, Fate("size", FateKind.mapped, size, ratio,
+                                                 f"sent as aspect ratio {ratio}")
+        return {"aspect_ratio": "custom", "width": w, "height": h}, None
+    from ..errors import CatalogError
+
+    raise CatalogError(f"offer {offer.key}: unknown wire size kind {kind!r}; use one of "
+                       "openai_size, image_size, aspect_ratio, width_height, aspect_ratio_custom, none")

@@ -1,0 +1,540 @@
+"""fal.ai through the official ``fal-client``, on the queue API: submit → status → result.
+
+The request id is the job's identity. Once a submit has been answered with an id, a status poll
+or result fetch that fails transiently is retried *by that id* within the job's deadline; the job
+is never submitted again (that would be billed twice). A submit that failed (no id) is left to the
+client layer's retry policy.
+
+Retries and timeouts. ``fal-client`` retries up to 10 times by itself (429, 408, 409, ingress
+5xx, connection errors, timeouts), ignoring Retry-After. modelglass decides retries instead, so
+the ``httpx`` client that ``fal_client.SyncClient`` / ``AsyncClient`` use here is built with an
+*escalating transport* (:func:`._common.escalating_transport`): error replies and transport
+errors leave the transport as :class:`._common.HTTPFailure`, which is not an ``httpx`` error, so
+fal-client's retry loop (which catches only ``httpx.HTTPError`` / ``FalClientHTTPError``) lets it
+through on the first attempt. No module-level constant of fal-client is changed, so other users
+of fal-client in the same process keep its default behaviour. The same transport cuts every
+request's timeouts (submit, status, result, cancel; fal-client's own poll timeout is 120 s) to
+the job's remaining time.
+
+Field names follow the offer's ``wire:`` map; the defaults below are fal's common schema
+(``image_size`` preset or ``{width, height}``, ``num_images``, ``num_inference_steps``,
+``guidance_scale``, ``output_format`` ``jpeg``/``png``). ``safety_tolerance`` from
+``provider_options["fal"]`` is sent as the string fal's schema wants.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import logging
+import os
+from collections.abc import Generator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    ContentRejected,
+    EmptyResult,
+    GenerationTimeout,
+    ModelglassError,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+)
+from ._common import (
+    Deadline,
+    HTTPFailure,
+    Op,
+    PerLoop,
+    Sleep,
+    WireDefaults,
+    adrive,
+    build_fields,
+    connection_error,
+    content_rejected,
+    deadline_scope,
+    decode_data_uri,
+    drive,
+    escalating_transport,
+    excerpt,
+    http_error,
+    merge_options,
+    mime_for_format,
+    scrub,
+    wrong_shape,
+)
+from .base import Availability, Provider, ProviderOutput, RawImage
+
+if TYPE_CHECKING:
+    from ..catalog import OfferView
+    from ..plan import Planned, ProviderCall
+    from ..result import Fate
+
+__all__ = ["FalProvider", "FAL_WIRE"]
+
+log = logging.getLogger("modelglass")
+
+FAL_WIRE = WireDefaults(
+    size="image_size",
+    names={"n": "num_images", "steps": "num_inference_steps", "guidance": "guidance_scale",
+           "negative_prompt": "negative_prompt", "seed": "seed", "output_format": "output_format",
+           "true_cfg": None},
+    output_formats=("jpeg", "png"),
+)
+
+_CONTENT_TYPES = {"content_policy_violation"}
+_TIMEOUT_TYPES = {"request_timeout", "startup_timeout"}
+
+
+class FalProvider(Provider):
+    """fal.ai, through ``fal_client`` (queue API).
+
+    >>> FalProvider(api_key="...", request_timeout_s=30).availability().ok  # doctest: +SKIP
+    True
+
+    ``request_timeout_s`` bounds each HTTP request; the job's ``timeout_s`` (given per call) bounds
+    the whole submit → result. ``poll_interval_s`` is the first status-poll interval; it grows
+    ×1.5 per poll up to ``max_poll_interval_s``.
+    """
+
+    name = "fal"
+    env_keys = ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET")
+    client_package = "fal_client"
+    extra = "fal"
+
+    def __init__(self, api_key: str | None = None, *, request_timeout_s: float = 60.0,
+                 poll_interval_s: float = 0.1, max_poll_interval_s: float = 1.0,
+                 cancel_timeout_s: float = 3.0) -> None:
+        self._explicit_key = api_key
+        self.request_timeout_s = request_timeout_s
+        self.poll_interval_s = poll_interval_s
+        self.max_poll_interval_s = max_poll_interval_s
+        self.cancel_timeout_s = cancel_timeout_s
+        self._sync: _SyncWire | None = None
+        self._async: PerLoop[_AsyncWire] = PerLoop(self._make_async_wire)
+
+    def __repr__(self) -> str:
+        return f"FalProvider(key={'set' if self._key() else 'missing'})"
+
+    # -- availability -----------------------------------------------------------------------------
+    def _key(self) -> str | None:
+        if self._explicit_key:
+            return self._explicit_key
+        if key := os.environ.get("FAL_KEY"):
+            return key
+        key_id, secret = os.environ.get("FAL_KEY_ID"), os.environ.get("FAL_KEY_SECRET")
+        if key_id and secret:
+            return f"{key_id}:{secret}"
+        return None
+
+    def _secrets(self) -> tuple[str | None, ...]:
+        return (self._key(), os.environ.get("FAL_KEY_SECRET"))
+
+    def availability(self) -> Availability:
+        if importlib.util.find_spec("fal_client") is None:
+            return Availability(False, "the fal client is not installed: "
+                                       "pip install 'modelglass[fal]'")
+        if not self._key():
+            return Availability(False, "no fal key: set FAL_KEY (or FAL_KEY_ID and "
+                                       "FAL_KEY_SECRET), or pass api_key=")
+        return Availability(True, "FAL_KEY set; fal-client installed")
+
+    # -- payload (pure) ---------------------------------------------------------------------------
+    def build_payload(self, planned: Planned, offer: OfferView) -> tuple[dict[str, Any], dict[str, Fate]]:
+        payload, fates, reserved = build_fields(planned, offer, FAL_WIRE, provider=self.name)
+        options = dict(planned.options)
+        if "safety_tolerance" in options and options["safety_tolerance"] is not None:
+            options["safety_tolerance"] = str(options["safety_tolerance"])  # fal: "1".."6"
+        merge_options(payload, options, provider=self.name, reserved=reserved)
+        return payload, fates
+
+    # -- calls ------------------------------------------------------------------------------------
+    def generate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
+        deadline = Deadline(timeout_s, per_request_s=self.request_timeout_s)
+        wire = self._sync_wire()
+        with deadline_scope(deadline):
+            return drive(self._job(call, deadline), wire)
+
+    async def agenerate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
+        deadline = Deadline(timeout_s, per_request_s=self.request_timeout_s)
+        wire = self._async.get()
+        with deadline_scope(deadline):
+            return await adrive(self._job(call, deadline), wire)
+
+    def close(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    async def aclose(self) -> None:
+        wire = self._async.pop_current()
+        if wire is not None:
+            await wire.aclose()
+
+    # -- the job: one pure state machine for both twins -------------------------------------------
+    def _job(self, call: ProviderCall, deadline: Deadline) -> Generator[Op | Sleep, Any, ProviderOutput]:
+        app = call.offer.endpoint
+        try:
+            handle = yield Op("submit", (app, call.payload))
+        except Exception as exc:  # noqa: BLE001 - mapped below
+            raise self._error(exc, f"submit to {app}") from None
+        request_id = str(handle.request_id)
+        what = f"fal request {request_id} ({app})"
+        submitted = deadline.elapsed()
+        log.debug("fal: submitted %s", what)
+
+        interval = self.poll_interval_s
+        failures = 0
+        state = "IN_QUEUE"
+        started: float | None = None
+        while True:
+            if deadline.expired:
+                yield from self._cancel(handle)
+                raise GenerationTimeout(
+                    f"{what} was still {state} after {deadline.seconds:g} s; it was cancelled. "
+                    f"Raise the job timeout, or pick a faster model.", provider=self.name,
+                    retryable=True)
+            try:
+                state, info = yield Op("status", (handle,))
+            except Exception as exc:  # noqa: BLE001
+                err = self._error(exc, f"status of {what}")
+                if err.retryable and not deadline.expired:
+                    failures += 1
+                    log.info("fal: status poll of %s failed (%s); resuming by id", what, err)
+                    yield Sleep(self._backoff(err, failures, deadline))
+                    continue
+                yield from self._cancel(handle)
+                raise err from None
+            if state == "IN_PROGRESS" and started is None:
+                started = deadline.elapsed()
+            if state == "COMPLETED":
+                break
+            yield Sleep(min(interval, deadline.remaining()))
+            interval = min(interval * 1.5, self.max_poll_interval_s)
+
+        # A job that COMPLETED with an error answers its result with that error every time:
+        # fetching again cannot help, so only a clean completion's fetch is resumed.
+        job_failed = bool(info.get("error") or info.get("error_type"))
+        while True:
+            try:
+                result = yield Op("result", (handle,))
+                break
+            except Exception as exc:  # noqa: BLE001
+                err = self._error(exc, f"result of {what}")
+                if job_failed and isinstance(err, ProviderError) and not isinstance(err, RateLimited):
+                    raise err from None
+                if err.retryable and not deadline.expired:
+                    failures += 1
+                    yield Sleep(self._backoff(err, failures, deadline))
+                    continue
+                if deadline.expired and err.retryable:
+                    raise GenerationTimeout(f"{what} finished but its result could not be fetched "
+                                            f"within {deadline.seconds:g} s ({err}).",
+                                            provider=self.name, retryable=True) from None
+                raise err from None
+        timings = {"submit_s": round(submitted, 4), "total_s": round(deadline.elapsed(), 4)}
+        if started is not None:
+            timings["queue_s"] = round(started - submitted, 4)
+        for k, v in (info.get("metrics") or {}).items():
+            if isinstance(v, (int, float)):
+                timings[f"fal_{k}"] = float(v)
+        return self._output(result, request_id, call, timings, what)
+
+    def _cancel(self, handle: Any) -> Generator[Op | Sleep, Any, None]:
+        try:
+            yield Op("cancel", (handle,))
+        except Exception as exc:  # noqa: BLE001 - best effort
+            log.info("fal: cancel of request %s failed: %s", getattr(handle, "request_id", "?"),
+                     scrub(str(exc), self._secrets()))
+
+    @staticmethod
+    def _backoff(err: ProviderError, failures: int, deadline: Deadline) -> float:
+        wait = err.retry_after if isinstance(err, RateLimited) and err.retry_after else \
+            min(0.1 * 2 ** (failures - 1), 2.0)
+        return min(wait, deadline.remaining())
+
+    # -- parsing (pure) ---------------------------------------------------------------------------
+    def _output(self, result: Any, request_id: str, call: ProviderCall, timings: dict[str, float],
+                what: str) -> ProviderOutput:
+        secrets = self._secrets()
+        if not isinstance(result, Mapping):
+            raise wrong_shape(self.name, what, "the result is not a JSON object", result, secrets)
+        images = result.get("images")
+        if images is None and isinstance(result.get("image"), Mapping):
+            images = [result["image"]]  # some endpoints answer with a single "image"
+        if not isinstance(images, list):
+            raise wrong_shape(self.name, what, "the result has no 'images' list", result, secrets)
+        if not images:
+            raise EmptyResult(f"{what} completed without images. Retry, or pick another model.",
+                              provider=self.name, body=excerpt(result, secrets))
+        flags = result.get("has_nsfw_concepts") or []
+        flagged = [i for i, f in enumerate(flags) if f is True]
+        if flagged:
+            raise content_rejected(
+                self.name, f"fal's safety checker flagged image(s) {flagged} of {what} as NSFW "
+                           f"and blacked them out.", "has_nsfw_concepts")
+        seed = result.get("seed")
+        seed = int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else None
+        default_mime = mime_for_format(str(call.payload.get("output_format")
+                                           or call.payload.get("format") or "jpeg"))
+        out: list[RawImage] = []
+        for i, img in enumerate(images):
+            if not isinstance(img, Mapping) or not isinstance(img.get("url"), str) or not img["url"]:
+                raise wrong_shape(self.name, what, f"images[{i}] has no url", result, secrets)
+            url: str = img["url"]
+            mime = img.get("content_type") if isinstance(img.get("content_type"), str) else None
+            data = None
+            if url.startswith("data:"):
+                try:
+                    data, uri_mime = decode_data_uri(url)
+                except ValueError as exc:
+                    raise wrong_shape(self.name, what, f"images[{i}] is a bad data: URI ({exc})",
+                                      None) from None
+                mime = mime or uri_mime
+                url_out: str | None = None
+            else:
+                url_out = url
+            out.append(RawImage(data=data, url=url_out, mime=mime or default_mime,
+                                width=_int_or_none(img.get("width")),
+                                height=_int_or_none(img.get("height")),
+                                seed=seed if len(images) == 1 else None))
+        raw = {k: v for k, v in result.items() if k != "images"}
+        raw["images"] = [{k: v for k, v in img.items() if k != "url" or not str(v).startswith("data:")}
+                         for img in images if isinstance(img, Mapping)]
+        for k, v in (result.get("timings") or {}).items():
+            if isinstance(v, (int, float)):
+                timings[f"fal_{k}"] = float(v)
+        return ProviderOutput(images=out, cost_usd=None, request_id=request_id, raw=raw,
+                              timings=timings, extra={"seed": seed, "endpoint": call.offer.endpoint})
+
+    def _error(self, exc: BaseException, what: str) -> ProviderError | ContentRejected | Any:
+        """Map anything the client raised to a modelglass error (never by message text)."""
+        secrets = self._secrets()
+        if isinstance(exc, ModelglassError):
+            return exc
+        if isinstance(exc, HTTPFailure):
+            if exc.response is None:
+                return connection_error(self.name, what, exc.error or exc, secrets)
+            return self._http_error(exc.status or 0, exc.headers, exc.body(), what)
+        fal_http = _fal_http_error_type()
+        if fal_http is not None and isinstance(exc, fal_http):  # only if it bypassed our transport
+            resp = exc.response  # type: ignore[attr-defined]
+            body: Any
+            try:
+                body = resp.json()
+            except ValueError:
+                body = resp.text
+            return self._http_error(int(exc.status_code), {k.lower(): v for k, v in  # type: ignore[attr-defined]
+                                                           resp.headers.items()}, body, what)
+        if isinstance(exc, json.JSONDecodeError):
+            return wrong_shape(self.name, what, f"malformed JSON ({exc.msg} at char {exc.pos})",
+                               exc.doc[:200] if isinstance(exc.doc, str) else None, secrets)
+        if isinstance(exc, KeyError):
+            return wrong_shape(self.name, what, f"the reply lacks the field {exc}", None)
+        if isinstance(exc, TypeError):
+            return wrong_shape(self.name, what, f"the reply has the wrong shape ({exc})", None)
+        if isinstance(exc, ValueError):
+            # fal-client raises ValueError("Unknown status: X") for a status it does not know
+            # (e.g. FAILED): the job's state is unknowable, so it is not retried.
+            return ProviderError(
+                f"fal reported a state modelglass does not know for {what} "
+                f"({scrub(str(exc), secrets)}); the job was abandoned.",
+                provider=self.name, retryable=False)
+        if isinstance(exc, TimeoutError):
+            return GenerationTimeout(f"{what} timed out ({scrub(str(exc), secrets)}).",
+                                     provider=self.name, retryable=True)
+        if _is_httpx_error(exc):
+            return connection_error(self.name, what, exc, secrets)
+        return ProviderError(f"fal client failed on {what}: "
+                             f"{type(exc).__name__}: {scrub(str(exc), secrets)}",
+                             provider=self.name, retryable=False)
+
+    def _http_error(self, status: int, headers: Mapping[str, str], body: Any,
+                    what: str) -> ProviderError | ContentRejected:
+        secrets = self._secrets()
+        detail_obj = body.get("detail") if isinstance(body, Mapping) else None
+        error_type = (body.get("error_type") if isinstance(body, Mapping) else None) \
+            or headers.get("x-fal-error-type")
+        types = {d.get("type") for d in detail_obj if isinstance(d, Mapping)} \
+            if isinstance(detail_obj, list) else set()
+        if status in (400, 422) and (types & _CONTENT_TYPES or error_type in _CONTENT_TYPES):
+            return content_rejected(self.name, f"fal refused the content of {what}: "
+                                               f"{_detail_text(detail_obj, secrets)}.",
+                                    "content_policy_violation")
+        detail = _detail_text(detail_obj, secrets) if detail_obj is not None else None
+        retryable: bool | None = None
+        flag = headers.get("x-fal-retryable", headers.get("x-fal-needs-retry"))
+        if flag is not None:
+            retryable = flag.strip().lower() in ("true", "1", "yes")
+        if status == 504 and (error_type in _TIMEOUT_TYPES or
+                              headers.get("x-fal-request-timeout-type")):
+            return GenerationTimeout(f"fal timed out {what} on its side (HTTP 504, "
+                                     f"{error_type or 'request timeout'}).", provider=self.name,
+                                     status=504, body=excerpt(body, secrets),
+                                     retryable=True if retryable is None else retryable)
+        return http_error(self.name, status, headers=headers, body=body, key_env="FAL_KEY",
+                          what=what, secrets=secrets, detail=detail, retryable=retryable)
+
+    # -- clients (lazy) ---------------------------------------------------------------------------
+    def _require_key(self) -> str:
+        key = self._key()
+        if not key:
+            raise ProviderUnavailable("no fal key: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET)",
+                                      provider=self.name)
+        if importlib.util.find_spec("fal_client") is None:
+            raise ProviderUnavailable("the fal client is not installed: pip install 'modelglass[fal]'",
+                                      provider=self.name)
+        return key
+
+    def _sync_wire(self) -> _SyncWire:
+        if self._sync is None:
+            import httpx
+            from fal_client.client import USER_AGENT, BackupDomainTransport
+
+            key = self._require_key()
+            http = httpx.Client(
+                transport=escalating_transport(BackupDomainTransport()),
+                headers={"Authorization": f"Key {key}", "User-Agent": USER_AGENT},
+                timeout=httpx.Timeout(self.request_timeout_s, connect=10.0),
+                follow_redirects=True)
+            sync_cls, _ = _client_classes()
+            self._sync = _SyncWire(sync_cls(key, self.request_timeout_s, http), self.cancel_timeout_s)
+        return self._sync
+
+    def _make_async_wire(self) -> _AsyncWire:
+        import httpx
+        from fal_client.client import USER_AGENT, AsyncBackupDomainTransport
+
+        key = self._require_key()
+        http = httpx.AsyncClient(
+            transport=escalating_transport(AsyncBackupDomainTransport(), asynchronous=True),
+            headers={"Authorization": f"Key {key}", "User-Agent": USER_AGENT},
+            timeout=httpx.Timeout(self.request_timeout_s, connect=10.0),
+            follow_redirects=True)
+        _, async_cls = _client_classes()
+        return _AsyncWire(async_cls(key, self.request_timeout_s, http), self.cancel_timeout_s)
+
+
+def _int_or_none(v: Any) -> int | None:
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _detail_text(detail: Any, secrets: tuple[str | None, ...]) -> str:
+    """fal's ``detail``: a string, or a FastAPI list of ``{loc, msg, type}``."""
+    if isinstance(detail, list):
+        parts = []
+        for d in detail[:5]:
+            if isinstance(d, Mapping):
+                loc = ".".join(str(x) for x in (d.get("loc") or [])[1:]) or "input"
+                parts.append(f"{loc}: {d.get('msg', d.get('type', ''))}")
+            else:
+                parts.append(str(d))
+        return excerpt("; ".join(parts), secrets)
+    return excerpt(detail, secrets)
+
+
+def _is_httpx_error(exc: BaseException) -> bool:
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, httpx.HTTPError)
+
+
+def _fal_http_error_type() -> type | None:
+    try:
+        from fal_client.client import FalClientHTTPError
+    except ImportError:  # pragma: no cover
+        return None
+    return FalClientHTTPError
+
+
+@functools.cache
+def _client_classes() -> tuple[type, type]:
+    """``fal_client`` clients that use the ``httpx`` client modelglass built (escalating
+    transport) instead of building their own. Everything else is fal-client's code."""
+    import fal_client
+
+    class _SyncFal(fal_client.SyncClient):  # type: ignore[misc]
+        def __init__(self, key: str, default_timeout: float, http: Any) -> None:
+            super().__init__(key=key, default_timeout=default_timeout)
+            object.__setattr__(self, "_mg_http", http)
+
+        @property
+        def _client(self) -> Any:  # type: ignore[override]
+            return self.__dict__["_mg_http"]
+
+    class _AsyncFal(fal_client.AsyncClient):  # type: ignore[misc]
+        def __init__(self, key: str, default_timeout: float, http: Any) -> None:
+            super().__init__(key=key, default_timeout=default_timeout)
+            self.__dict__["_mg_http"] = http
+
+        @property
+        def _client(self) -> Any:  # type: ignore[override]
+            async def get() -> Any:
+                return self.__dict__["_mg_http"]
+            return get()
+
+    return _SyncFal, _AsyncFal
+
+
+def _status_of(status: Any) -> tuple[str, dict[str, Any]]:
+    from fal_client.client import Completed, InProgress, Queued
+
+    if isinstance(status, Queued):
+        return "IN_QUEUE", {"position": status.position}
+    if isinstance(status, InProgress):
+        return "IN_PROGRESS", {}
+    if isinstance(status, Completed):
+        return "COMPLETED", {"metrics": status.metrics or {}, "error": status.error,
+                             "error_type": status.error_type}
+    raise ValueError(f"Unknown status object {type(status).__name__}")
+
+
+class _SyncWire:
+    """The blocking I/O of one fal job: each method is one client call."""
+
+    def __init__(self, client: Any, cancel_timeout_s: float) -> None:
+        self.client = client
+        self.cancel_timeout_s = cancel_timeout_s
+
+    def submit(self, app: str, args: dict[str, Any]) -> Any:
+        return self.client.submit(app, args)
+
+    def status(self, handle: Any) -> tuple[str, dict[str, Any]]:
+        return _status_of(handle.status(with_logs=False))
+
+    def result(self, handle: Any) -> Any:
+        return handle.get()
+
+    def cancel(self, handle: Any) -> None:
+        with deadline_scope(Deadline(self.cancel_timeout_s)):
+            handle.cancel()
+
+    def close(self) -> None:
+        self.client.__dict__["_mg_http"].close()
+
+
+class _AsyncWire:
+    """The awaiting I/O of one fal job (same method names as :class:`_SyncWire`)."""
+
+    def __init__(self, client: Any, cancel_timeout_s: float) -> None:
+        self.client = client
+        self.cancel_timeout_s = cancel_timeout_s
+
+    async def submit(self, app: str, args: dict[str, Any]) -> Any:
+        return await self.client.submit(app, args)
+
+    async def status(self, handle: Any) -> tuple[str, dict[str, Any]]:
+        return _status_of(await handle.status(with_logs=False))
+
+    async def result(self, handle: Any) -> Any:
+        return await handle.get()
+
+    async def cancel(self, handle: Any) -> None:
+        with deadline_scope(Deadline(self.cancel_timeout_s)):
+            await handle.cancel()
+
+    async def aclose(self) -> None:
+        await self.client.__dict__["_mg_http"].aclose()
+

@@ -1,0 +1,370 @@
+"""OpenAI's Images API (``images.generate``) through the official ``openai`` client.
+
+The gpt-image line only: ``model``, ``prompt``, ``n``, ``size``, ``quality`` (the plan's tier),
+``output_format``, and ``background`` / ``output_compression`` / ``moderation`` / ``user`` /
+``safety_identifier`` / ``complexity`` from ``provider_options["openai"]``. ``response_format``
+is never sent (gpt-image models always answer base64 and reject it). Retired models (dall-e-2,
+dall-e-3, gpt-image-1) are refused before anything is sent, naming the replacement.
+
+Retries and timeouts: the client is built with ``max_retries=0`` (its default is 2, honouring
+Retry-After only up to 120 s) so that modelglass alone decides; each call gets ``timeout=`` the
+job's remaining time (the client's default is 600 s).
+
+Cost: from the reply's ``usage`` where the token prices are known (:data:`TOKEN_PRICES`), else
+None and the client falls back to the plan's estimate.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import inspect
+import json
+import os
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..catalog._schema import Status
+from ..errors import (
+    EmptyResult,
+    GenerationTimeout,
+    InvalidRequest,
+    ModelglassError,
+    ProviderError,
+    ProviderUnavailable,
+)
+from ._common import (
+    Deadline,
+    PerLoop,
+    WireDefaults,
+    build_fields,
+    connection_error,
+    content_rejected,
+    decode_b64,
+    decode_data_uri,
+    excerpt,
+    http_error,
+    merge_options,
+    mime_for_format,
+    scrub,
+    wrong_shape,
+)
+from .base import Availability, Provider, ProviderOutput, RawImage
+
+if TYPE_CHECKING:
+    from ..catalog import OfferView
+    from ..plan import Planned, ProviderCall
+    from ..result import Fate
+
+__all__ = ["OpenAIProvider", "OPENAI_WIRE", "TOKEN_PRICES", "cost_from_usage"]
+
+OPENAI_WIRE = WireDefaults(
+    size="openai_size",
+    names={"n": "n", "steps": None, "guidance": None, "negative_prompt": None, "seed": None,
+           "output_format": "output_format", "tier": "quality", "true_cfg": None},
+    output_formats=("png", "jpeg", "webp"),
+)
+
+#: USD per 1M tokens: (text input, image input, image output). None = not known.
+#: gpt-image-2: image output $30/1M and text input $5/1M (research/catalog-data.md, source S12,
+#: fal's mirror of OpenAI's token prices [P]). gpt-image-1.5 / -1-mini: no checked token prices,
+#: so their cost stays None and the client uses the per-image estimate.
+TOKEN_PRICES: dict[str, tuple[float | None, float | None, float | None]] = {
+    "gpt-image-2": (5.0, None, 30.0),
+}
+
+_OPTIONS = ("background", "output_compression", "moderation", "user", "safety_identifier",
+            "complexity")
+_FORBIDDEN = {
+    "response_format": "gpt-image models always answer base64 and reject response_format; "
+                       "leave it out",
+    "stream": "streaming (partial images) is not supported by modelglass",
+    "partial_images": "streaming (partial images) is not supported by modelglass",
+    "model": "the model comes from the catalog offer; choose it with model=...",
+}
+_CONTENT_CODES = ("moderation_blocked", "content_policy_violation")
+_DATE_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+
+
+def cost_from_usage(model: str, usage: Any) -> float | None:
+    """USD for one reply's ``usage``, or None when a needed token price is unknown."""
+    prices = TOKEN_PRICES.get(_DATE_SUFFIX.sub("", model))
+    if prices is None or usage is None:
+        return None
+    text_in, image_in, image_out = prices
+    get = (lambda o, k: o.get(k)) if isinstance(usage, Mapping) else getattr  # noqa: E731
+    input_tokens = get(usage, "input_tokens") or 0
+    output_tokens = get(usage, "output_tokens")
+    if output_tokens is None or image_out is None:
+        return None
+    details = get(usage, "input_tokens_details")
+    if details is not None:
+        text_tokens = (details.get("text_tokens") if isinstance(details, Mapping)
+                       else getattr(details, "text_tokens", None)) or 0
+        image_tokens = (details.get("image_tokens") if isinstance(details, Mapping)
+                        else getattr(details, "image_tokens", None)) or 0
+    else:
+        text_tokens, image_tokens = input_tokens, 0
+    if (text_tokens and text_in is None) or (image_tokens and image_in is None):
+        return None
+    usd = output_tokens * image_out + text_tokens * (text_in or 0) + image_tokens * (image_in or 0)
+    return round(usd / 1e6, 6)
+
+
+class OpenAIProvider(Provider):
+    """OpenAI Images API, through ``openai.OpenAI`` / ``openai.AsyncOpenAI``.
+
+    >>> OpenAIProvider(api_key="sk-...").availability().ok  # doctest: +SKIP
+    True
+    """
+
+    name = "openai"
+    env_keys = ("OPENAI_API_KEY",)
+    client_package = "openai"
+    extra = "openai"
+
+    def __init__(self, api_key: str | None = None, *, base_url: str | None = None,
+                 connect_timeout_s: float = 10.0, request_timeout_s: float = 300.0) -> None:
+        self._explicit_key = api_key
+        self._base_url = base_url
+        self.connect_timeout_s = connect_timeout_s
+        self.request_timeout_s = request_timeout_s
+        self._sync: Any = None
+        self._async: PerLoop[Any] = PerLoop(lambda: self._make_client(asynchronous=True))
+
+    def __repr__(self) -> str:
+        return f"OpenAIProvider(key={'set' if self._key() else 'missing'})"
+
+    def _key(self) -> str | None:
+        return self._explicit_key or os.environ.get("OPENAI_API_KEY") or None
+
+    def _secrets(self) -> tuple[str | None, ...]:
+        return (self._key(),)
+
+    def availability(self) -> Availability:
+        if importlib.util.find_spec("openai") is None:
+            return Availability(False, "the openai client is not installed: "
+                                       "pip install 'modelglass[openai]'")
+        if not self._key():
+            return Availability(False, "no OpenAI key: set OPENAI_API_KEY, or pass api_key=")
+        return Availability(True, "OPENAI_API_KEY set; openai installed")
+
+    # -- payload (pure) ---------------------------------------------------------------------------
+    def build_payload(self, planned: Planned, offer: OfferView) -> tuple[dict[str, Any], dict[str, Fate]]:
+        _refuse_retired(offer)
+        payload, fates, reserved = build_fields(planned, offer, OPENAI_WIRE, provider=self.name)
+        payload = {"model": offer.endpoint, **payload}
+        options = dict(planned.options)
+        unknown = sorted(set(options) - set(_OPTIONS) - set(_FORBIDDEN))
+        if unknown:
+            raise InvalidRequest(
+                f"provider_options['openai'] has {', '.join(map(repr, unknown))}, which the "
+                f"Images API does not take for gpt-image models; allowed: {', '.join(_OPTIONS)}",
+                field=f"provider_options.openai.{unknown[0]}")
+        merge_options(payload, options, provider=self.name, reserved=reserved, forbidden=_FORBIDDEN)
+        return payload, fates
+
+    # -- calls ------------------------------------------------------------------------------------
+    def generate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
+        _refuse_retired(call.offer)
+        deadline = Deadline(timeout_s)
+        client = self._sync_client()
+        kwargs = _call_kwargs(client.images.generate, call.payload)
+        try:
+            response = client.images.generate(**kwargs, timeout=deadline.clamp(self.request_timeout_s))
+        except Exception as exc:  # noqa: BLE001 - mapped at this boundary
+            raise self._error(exc, call) from None
+        return self._output(response, call, deadline)
+
+    async def agenerate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
+        _refuse_retired(call.offer)
+        deadline = Deadline(timeout_s)
+        client = self._async.get()
+        kwargs = _call_kwargs(client.images.generate, call.payload)
+        try:
+            response = await client.images.generate(
+                **kwargs, timeout=deadline.clamp(self.request_timeout_s))
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc, call) from None
+        return self._output(response, call, deadline)
+
+    def close(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    async def aclose(self) -> None:
+        client = self._async.pop_current()
+        if client is not None:
+            await client.close()
+
+    # -- parsing (pure) ---------------------------------------------------------------------------
+    def _output(self, response: Any, call: ProviderCall, deadline: Deadline) -> ProviderOutput:
+        secrets = self._secrets()
+        model = str(call.payload.get("model", call.offer.endpoint))
+        what = f"images.generate ({model})"
+        if isinstance(response, str) or not hasattr(response, "data"):
+            # openai returns the raw text when a 200 reply is not JSON (gateway pages, proxies).
+            raise wrong_shape(self.name, what, "the reply is not JSON", response, secrets)
+        data = response.data
+        if data is None:
+            raise wrong_shape(self.name, what, "the reply has no 'data' list",
+                              _dump(response), secrets)
+        if not data:
+            raise EmptyResult(f"OpenAI answered {what} without images. Retry, or pick another "
+                              f"model.", provider=self.name)
+        fmt = getattr(response, "output_format", None) or call.payload.get("output_format") or "png"
+        mime = mime_for_format(str(fmt)) or "image/png"
+        width = height = None
+        size = getattr(response, "size", None) or call.payload.get("size")
+        if isinstance(size, str) and re.fullmatch(r"\d+x\d+", size):
+            width, height = (int(p) for p in size.split("x"))
+        images: list[RawImage] = []
+        for i, item in enumerate(data):
+            b64 = getattr(item, "b64_json", None)
+            url = getattr(item, "url", None)
+            if isinstance(b64, str) and b64:
+                try:
+                    images.append(RawImage(data=decode_b64(b64), mime=mime, width=width,
+                                           height=height))
+                except ValueError as exc:
+                    raise wrong_shape(self.name, what, f"data[{i}].b64_json: {exc}", None) from None
+            elif isinstance(url, str) and url.startswith("data:"):
+                raw, uri_mime = decode_data_uri(url)
+                images.append(RawImage(data=raw, mime=uri_mime or mime, width=width, height=height))
+            elif isinstance(url, str) and url:
+                images.append(RawImage(url=url, mime=mime, width=width, height=height))
+            else:
+                raise wrong_shape(self.name, what, f"data[{i}] has neither b64_json nor url",
+                                  _dump(response), secrets)
+        usage = getattr(response, "usage", None)
+        raw = {k: v for k, v in _dump(response).items() if k != "data"}
+        return ProviderOutput(images=images, cost_usd=cost_from_usage(model, usage),
+                              request_id=getattr(response, "_request_id", None), raw=raw,
+                              timings={"total_s": round(deadline.elapsed(), 4)},
+                              extra={"usage": raw.get("usage")})
+
+    def _error(self, exc: BaseException, call: ProviderCall) -> ModelglassError:
+        """Map an ``openai`` exception by its status and error code (never its message text)."""
+        import openai
+
+        secrets = self._secrets()
+        model = str(call.payload.get("model", call.offer.endpoint))
+        what = f"images.generate ({model})"
+        if isinstance(exc, ModelglassError):
+            return exc
+        if isinstance(exc, openai.APITimeoutError):
+            return GenerationTimeout(f"OpenAI did not answer {what} in time.", provider=self.name,
+                                     retryable=True)
+        if isinstance(exc, openai.APIConnectionError):
+            return connection_error(self.name, what, exc.__cause__ or exc, secrets)
+        if isinstance(exc, openai.APIResponseValidationError):
+            return wrong_shape(self.name, what, "the reply does not match the Images API schema",
+                               exc.body, secrets)
+        if isinstance(exc, openai.APIStatusError):
+            status = int(exc.status_code)
+            body = exc.body
+            err = body if isinstance(body, Mapping) else {}
+            code = exc.code or (str(err.get("code")) if err.get("code") else None)
+            message = excerpt(err.get("message") if err else body, secrets)
+            headers = {k.lower(): v for k, v in exc.response.headers.items()}
+            rid = f" (request id {exc.request_id})" if exc.request_id else ""
+            if code in _CONTENT_CODES:
+                stage = (err.get("moderation_details") or {}).get("moderation_stage") \
+                    if isinstance(err.get("moderation_details"), Mapping) else None
+                where = f" at the {stage} stage" if stage else ""
+                return content_rejected(self.name, f"OpenAI's safety system refused {what}"
+                                                   f"{where} ({code}){rid}: {message}", code)
+            should = headers.get("x-should-retry")
+            retryable = {"true": True, "false": False}.get((should or "").lower())
+            if status == 429 and code == "insufficient_quota":
+                return ProviderError(f"OpenAI quota exhausted (HTTP 429 insufficient_quota) on "
+                                     f"{what}{rid}. Add credit or raise the limit of the "
+                                     f"OPENAI_API_KEY project; retrying will not help.",
+                                     provider=self.name, status=429, body=message, retryable=False)
+            if status == 404 and code == "model_not_found":
+                repl = call.offer.model.lifecycle.replacement
+                hint = f" Use {repl!r} instead." if repl else " Pick another model."
+                return ProviderError(f"OpenAI does not know the model {model!r} (HTTP 404 "
+                                     f"model_not_found){rid}: it is retired, renamed, or the key "
+                                     f"in OPENAI_API_KEY has no access to it.{hint}",
+                                     provider=self.name, status=404, body=message, retryable=False)
+            detail = f"{code}: {message}" if code and message else (message or code or None)
+            if isinstance(body, str):
+                detail = None  # an HTML / text body: http_error summarises it
+            return http_error(self.name, status, headers=headers, body=body,
+                              key_env="OPENAI_API_KEY", what=what + rid, secrets=secrets,
+                              detail=detail, retryable=retryable)
+        if isinstance(exc, json.JSONDecodeError):
+            return wrong_shape(self.name, what, f"malformed JSON ({exc.msg} at char {exc.pos})",
+                               exc.doc[:200] if isinstance(exc.doc, str) else None, secrets)
+        if isinstance(exc, openai.OpenAIError):
+            return ProviderUnavailable(f"OpenAI client error: {scrub(str(exc), secrets)}. "
+                                       f"Check OPENAI_API_KEY.", provider=self.name)
+        if isinstance(exc, (KeyError, TypeError, AttributeError, ValueError)):
+            return wrong_shape(self.name, what, f"{type(exc).__name__}: {scrub(str(exc), secrets)}",
+                               None)
+        return ProviderError(f"openai client failed on {what}: {type(exc).__name__}: "
+                             f"{scrub(str(exc), secrets)}", provider=self.name, retryable=False)
+
+    # -- clients (lazy) ---------------------------------------------------------------------------
+    def _sync_client(self) -> Any:
+        if self._sync is None:
+            self._sync = self._make_client(asynchronous=False)
+        return self._sync
+
+    def _make_client(self, *, asynchronous: bool) -> Any:
+        key = self._key()
+        if not key:
+            raise ProviderUnavailable("no OpenAI key: set OPENAI_API_KEY", provider=self.name)
+        if importlib.util.find_spec("openai") is None:
+            raise ProviderUnavailable("the openai client is not installed: "
+                                      "pip install 'modelglass[openai]'", provider=self.name)
+        import openai
+
+        cls = openai.AsyncOpenAI if asynchronous else openai.OpenAI
+        kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0,
+                                  "timeout": openai.Timeout(self.request_timeout_s,
+                                                            connect=self.connect_timeout_s)}
+        if self._base_url:
+            kwargs["base_url"] = self._base_url
+        return cls(**kwargs)
+
+
+def _refuse_retired(offer: OfferView) -> None:
+    life = offer.model.lifecycle
+    if life.status is Status.retired:
+        when = f" on {life.shutdown_on}" if life.shutdown_on else ""
+        repl = (f" Use {life.replacement!r} instead (model={life.replacement!r})."
+                if life.replacement else " Pick a current model.")
+        raise InvalidRequest(f"{offer.model_id} ({offer.endpoint}) was retired by OpenAI{when}; "
+                             f"the API no longer serves it, so nothing was sent.{repl}",
+                             field="model")
+
+
+@functools.lru_cache(maxsize=8)
+def _params_of(fn: Any) -> frozenset[str]:
+    return frozenset(inspect.signature(fn).parameters)
+
+
+def _call_kwargs(fn: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Payload fields the client method names as parameters go as kwargs; any other field
+    (a newer API option) goes through ``extra_body`` unchanged."""
+    try:
+        known = _params_of(getattr(fn, "__func__", fn))
+    except (TypeError, ValueError):  # pragma: no cover
+        known = frozenset()
+    kwargs = {k: v for k, v in payload.items() if k in known}
+    extra = {k: v for k, v in payload.items() if k not in known}
+    if extra:
+        kwargs["extra_body"] = extra
+    return kwargs
+
+
+def _dump(response: Any) -> dict[str, Any]:
+    try:
+        dumped = response.model_dump(exclude_none=True)
+        return dumped if isinstance(dumped, dict) else {}
+    except Exception:  # noqa: BLE001 - best effort for messages
+        return {}
