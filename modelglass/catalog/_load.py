@@ -24,6 +24,7 @@ from ._schema import (
     Controls,
     Geometry,
     Model,
+    Offer,
     QualityAxis,
     Settings,
     Status,
@@ -184,14 +185,11 @@ def _known_field_names() -> set[str]:
 def _friendly(err: dict[str, Any]) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
-    if kind == "greater_than_equal":
-        return f"must be ≥ {ctx['ge']}"
-    if kind == "greater_than":
-        return f"must be > {ctx['gt']}"
-    if kind == "less_than_equal":
-        return f"must be ≤ {ctx['le']}"
-    if kind == "less_than":
-        return f"must be < {ctx['lt']}"
+    bounds = {"greater_than_equal": ("≥", "ge"), "greater_than": (">", "gt"),
+              "less_than_equal": ("≤", "le"), "less_than": ("<", "lt")}
+    if kind in bounds:
+        sign, key = bounds[kind]
+        return f"must be {sign} {ctx[key]:g}"
     if kind == "missing":
         return "is required but missing"
     if kind == "extra_forbidden":
@@ -264,6 +262,7 @@ class _Sources:
     axes: dict[str, tuple[QualityAxis, _Doc]] = field(default_factory=dict)
     axes_doc: _Doc | None = None
     models: dict[str, tuple[Model, _Doc]] = field(default_factory=dict)
+    offer_index: dict[str, list[int]] = field(default_factory=dict)  # offer → its index in the file
     files: list[str] = field(default_factory=list)
 
 
@@ -323,9 +322,30 @@ def _read_models(path: Path, out: _Sources, problems: _Problems, *, replace: boo
         if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]*", mid):
             problems.add(doc, ("models", mid), "model ids are lower-case kebab-case "
                          "(letters, digits, '.', '-')")
-        model = _validate(Model, body, doc, ("models", mid), problems)
+        model, index = _validate_model(body, doc, ("models", mid), problems)
         if model is not None:
             out.models[mid] = (model, doc)
+            out.offer_index[mid] = index
+
+
+def _validate_model(body: Any, doc: _Doc, prefix: Path_,
+                    problems: _Problems) -> tuple[Model | None, list[int]]:
+    """Validate a model and each offer on its own, so one bad offer does not hide the others
+    from the cross-checks. Returns the model with its valid offers, and their indices in the file.
+    """
+    if not (isinstance(body, dict) and isinstance(body.get("offers"), list)):
+        model = _validate(Model, body, doc, prefix, problems)
+        return model, list(range(len(model.offers))) if model is not None else []
+    model = _validate(Model, {**body, "offers": []}, doc, prefix, problems)
+    offers, index = [], []
+    for i, raw in enumerate(body["offers"]):
+        offer = _validate(Offer, raw, doc, prefix + ("offers", i), problems)
+        if offer is not None:
+            offers.append(offer)
+            index.append(i)
+    if model is None:
+        return None, []
+    return model.model_copy(update={"offers": offers}), index
 
 
 def _read_dir(path: Path, problems: _Problems) -> _Sources:
@@ -427,7 +447,7 @@ def _cross_check(src: _Sources, problems: _Problems) -> None:
                     f"; known: {', '.join(sorted(KNOWN_METRICS))}"
                 problems.add(doc, path + ("metric",), f"unknown metric {ev.metric!r}{hint}")
 
-        for i, offer in enumerate(m.offers):
+        for i, offer in zip(src.offer_index[mid], m.offers):
             path = base + ("offers", i)
             key = offer.key(mid)
             if key in seen_offers:
