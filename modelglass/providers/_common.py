@@ -51,7 +51,7 @@ __all__ = [
     "Deadline", "HTTPFailure", "Op", "Sleep", "adrive", "deadline_scope", "decode_data_uri",
     "drive", "escalating_transport", "excerpt", "format_for_offer", "http_error",
     "merge_options", "mime_for_format", "ratio_for", "resolve_key", "retry_after_from", "scrub",
-    "wire_name", "PerLoop",
+    "wire_name", "PerLoop", "retryable",
 ]
 
 T = TypeVar("T")
@@ -563,6 +563,12 @@ async def adrive(job: Job[T], wire: Any) -> T:
             value = await result if isinstance(result, Awaitable) else result
         except Exception as exc:  # noqa: BLE001 - every client failure goes back to the job
             error = exc
+
+
+def retryable(err: BaseException) -> bool:
+    """Whether another try of the same step may succeed (False for refusals and non-provider
+    errors)."""
+    return bool(getattr(err, "retryable", False))
 
 
 def content_rejected(provider: str, message: str, code: str | None) -> ContentRejected:

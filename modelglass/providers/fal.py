@@ -60,6 +60,7 @@ from ._common import (
     http_error,
     merge_options,
     mime_for_format,
+    retryable,
     scrub,
     wrong_shape,
 )
@@ -198,7 +199,7 @@ class FalProvider(Provider):
                 state, info = yield Op("status", (handle,))
             except Exception as exc:  # noqa: BLE001
                 err = self._error(exc, f"status of {what}")
-                if err.retryable and not deadline.expired:
+                if retryable(err) and not deadline.expired:
                     failures += 1
                     log.info("fal: status poll of %s failed (%s); resuming by id", what, err)
                     yield Sleep(self._backoff(err, failures, deadline))
@@ -223,11 +224,11 @@ class FalProvider(Provider):
                 err = self._error(exc, f"result of {what}")
                 if job_failed and isinstance(err, ProviderError) and not isinstance(err, RateLimited):
                     raise err from None
-                if err.retryable and not deadline.expired:
+                if retryable(err) and not deadline.expired:
                     failures += 1
                     yield Sleep(self._backoff(err, failures, deadline))
                     continue
-                if deadline.expired and err.retryable:
+                if deadline.expired and retryable(err):
                     raise GenerationTimeout(f"{what} finished but its result could not be fetched "
                                             f"within {deadline.seconds:g} s ({err}).",
                                             provider=self.name, retryable=True) from None

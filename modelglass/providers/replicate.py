@@ -56,6 +56,7 @@ from ._common import (
     http_error,
     merge_options,
     mime_for_format,
+    retryable,
     scrub,
     wrong_shape,
 )
@@ -203,7 +204,7 @@ class ReplicateProvider(Provider):
                 pred = yield Op("get", (pid,))
             except Exception as exc:  # noqa: BLE001
                 err = self._error(exc, f"poll of {what}", created=True)
-                if err.retryable and not deadline.expired:
+                if retryable(err) and not deadline.expired:
                     failures += 1
                     log.info("replicate: poll of %s failed (%s); polling again", what, err)
                     yield Sleep(self._backoff(err, failures, deadline))
