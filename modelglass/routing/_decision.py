@@ -25,7 +25,7 @@ __all__ = ["Candidate", "Rejection", "RoutingDecision", "Row", "CONSTRAINTS"]
 
 #: Hard constraints in the order they are checked; a rejection names the first one that failed.
 CONSTRAINTS = ("pin", "lifecycle", "availability", "licence", "minimum", "resolution", "strict",
-               "geometry", "budget")
+               "geometry", "plan", "budget")
 
 _NEXT_STEP = {
     "pin": "unpin model=/provider= to let the router choose",
@@ -36,6 +36,7 @@ _NEXT_STEP = {
     "resolution": "ask for a smaller print, or provide an upscaler",
     "strict": "set strict=False to accept approximations, or change the controls",
     "geometry": "ask for a size the offers can make",
+    "plan": "fix the request field the planner names",
     "budget": "raise max_cost_usd, or use a cheaper quality axis",
 }
 

@@ -8,7 +8,8 @@ Per offer, in order (the first failure is the rejection's constraint):
 4. ``licence``: ``commercial=True`` needs ``commercial_use: true`` (unverified does not pass);
 5. ``minimum``: the quality axis's hard minimums (an unknown score fails, saying so);
 6. ``resolution``: the axis's ``min_megapixels`` (print), unless ``Policy.upscale_available``;
-7. ``strict`` / ``geometry``: :func:`~modelglass.plan.plan_call` refuses the request;
+7. ``strict`` / ``geometry`` / ``plan``: :func:`~modelglass.plan.plan_call` refuses the request
+   (strict mode, an impossible size, or another planning problem, with the planner's message);
 8. ``budget``: the plan's estimate against ``max_cost_usd`` (or the axis's per-image ceiling);
    an unknown price cannot pass a ceiling.
 
@@ -245,6 +246,18 @@ def _lifecycle_reason(f: _Facts, today: dt.date) -> str | None:
     return None
 
 
+_GEOMETRY_FIELDS = frozenset({"size", "aspect_ratio", "print_size", "dpi"})
+
+
+def _plan_constraint(exc: InvalidRequest, request: ImageRequest) -> str:
+    """Which constraint a planner refusal is: strict mode, geometry, or another plan problem."""
+    if request.strict and str(exc).startswith("strict"):
+        return "strict"
+    if exc.field in _GEOMETRY_FIELDS or exc.field is None and "size" in str(exc):
+        return "geometry"
+    return "plan"
+
+
 def _licence_reason(f: _Facts) -> str | None:
     if f.commercial is True:
         return None
@@ -330,8 +343,7 @@ def _rank(idx: _Index, request: ImageRequest, quality: str, axis: QualityAxis,
         try:
             call = planner(view)
         except InvalidRequest as exc:
-            constraint = "strict" if request.strict and str(exc).startswith("strict") \
-                else "geometry"
+            constraint = _plan_constraint(exc, request)
             reject(Rejection(f.key, constraint, str(exc)))
             continue
         if short_mp is not None:

@@ -25,13 +25,15 @@ __all__ = ["Signals", "prompt_signals"]
 
 # An opening quote must start the text or follow a space or an opening bracket, and its closing
 # twin must end the text or precede a space or punctuation: that keeps apostrophes ("don't",
-# "the cat's toy") from pairing up into fake quoted text.
+# "the cat's toy") from pairing up into fake quoted text; single quotes need two characters
+# inside ("rock 'n' roll" quotes nothing). A curly closing quote that is really an apostrophe
+# (‘World’s Best’) does not end the quote, because a letter follows it.
 _QUOTED = re.compile(
     r"“([^”]{1,200})”"
-    r"|‘([^’]{1,200})’"
+    r"|(?:^|(?<=[\s(\[{:=]))‘([^‘\n]{2,200}?)’(?=$|[\s.,;:!?)\]}])"
     r"|«([^»]{1,200})»"
     r"|(?:^|(?<=[\s(\[{:=]))\"([^\"\n]{1,200})\"(?=$|[\s.,;:!?)\]}])"
-    r"|(?:^|(?<=[\s(\[{:=]))'([^'\n]{1,200})'(?=$|[\s.,;:!?)\]}])"
+    r"|(?:^|(?<=[\s(\[{:=]))'([^'\n]{2,200})'(?=$|[\s.,;:!?)\]}])"
 )
 
 _NUMBER_WORDS = ("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
