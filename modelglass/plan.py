@@ -448,7 +448,9 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     if builder is not None:
         payload, overrides = builder.build_payload(planned.chunk(0, chunks[0]), offer)
         for control, fate in overrides.items():
-            if control in fates:
+            # A provider's word replaces the planner's only when it is no more faithful: a size
+            # already approximated stays approximated even if the provider sends it as a preset.
+            if control in fates and _SEVERITY[fate.kind] >= _SEVERITY[fates[control].kind]:
                 fates[control] = fate
     else:
         payload = {"prompt": prompt, "width": width, "height": height, "n": chunks[0]}
@@ -466,6 +468,9 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     return ProviderCall(request=request, offer=offer, planned=planned, payload=payload,
                         fates=ordered, estimate=estimate, seed_drawn=seed_drawn, chunks=chunks,
                         upscale=upscale, notes=notes)
+
+
+_SEVERITY = {FateKind.honored: 0, FateKind.mapped: 1, FateKind.approximated: 2, FateKind.dropped: 3}
 
 
 def _clamp(v: float, lo: float | None, hi: float | None) -> float:

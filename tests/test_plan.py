@@ -30,7 +30,10 @@ def test_every_requested_control_gets_exactly_one_fate() -> None:
                          sampler="euler"), offer())
     assert [f.control for f in call.fates] == ["prompt", "negative_prompt", "cfg", "steps", "seed",
                                                "size", "n", "sampler"]
-    assert all(f.kind is FateKind.honored for f in call.fates)
+    assert all(f.kind is FateKind.honored for f in call.fates if f.control != "size")
+    size = call.fate("size")
+    assert size is not None and size.kind is FateKind.mapped and size.applied == "square_hd"
+    assert call.payload["image_size"] == "square_hd"
 
 
 def test_unrequested_controls_get_no_fate_but_offer_defaults_apply() -> None:
