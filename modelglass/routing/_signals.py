@@ -47,6 +47,10 @@ _COUNT = re.compile(
     r"(?:[a-z]+\s+){0,2}?([a-z]{2,}s|people|children|men|women|mice|geese|sheep|fish|deer)\b",
     re.IGNORECASE,
 )
+_QUOTE_CHARS = ("“", "‘", "«", '"', "'")
+# Every number word contains one of these; a prompt with none of them and no digit has no count.
+_COUNT_HINTS = ("two", "thre", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                "twelve", "dozen", "pair", "couple", "several", "both")
 _SPATIAL_PHRASES = ("left of", "right of", "to the left", "to the right", "on the left",
                     "on the right", "above", "below", "beneath", "underneath", "behind",
                     "in front of", "between", "next to", "beside", "on top of", "under",
@@ -118,13 +122,18 @@ def prompt_signals(prompt: str, negative_prompt: str | None = None) -> Signals:
     >>> prompt_signals("don't forget the cat's toy").quoted_text
     ()
     """
-    quoted = tuple(t.strip() for m in _QUOTED.finditer(prompt)
-                   for t in m.groups() if t is not None and t.strip())
+    # Cheap pre-checks keep the common prompt (no quotes, no numbers) off the slower regexes.
+    quoted: tuple[str, ...] = ()
+    if any(q in prompt for q in _QUOTE_CHARS):
+        quoted = tuple(t.strip() for m in _QUOTED.finditer(prompt)
+                       for t in m.groups() if t is not None and t.strip())
     counts = []
-    for m in _COUNT.finditer(prompt):
-        if m.group(1) is not None and m.group(3).lower() in _UNITS:
-            continue
-        counts.append(m.group(0))
+    lowered = prompt.lower()
+    if any(ch.isdigit() for ch in prompt) or any(w in lowered for w in _COUNT_HINTS):
+        for m in _COUNT.finditer(prompt):
+            if m.group(1) is not None and m.group(3).lower() in _UNITS:
+                continue
+            counts.append(m.group(0))
     spatial = tuple(dict.fromkeys(m.group(1).lower() for m in _SPATIAL.finditer(prompt)))
     return Signals(quoted_text=quoted, counts=tuple(counts), spatial=spatial,
                    negative_prompt=bool(negative_prompt and negative_prompt.strip()))
