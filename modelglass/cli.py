@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import ModelglassError
@@ -124,7 +125,7 @@ def catalog_show(model: str, json_out: bool = JsonOpt, catalog: str | None = Cat
         emit_json(data)
         return
     lc = m.lifecycle
-    out.print(f"[bold]{m.name}[/] ({model}) — {m.family}; {m.architecture or 'architecture unknown'}")
+    out.print(f"[bold]{escape(m.name)}[/] ({model}) — {m.family}; {m.architecture or 'architecture unknown'}")
     out.print(f"status: {lc.status.value}" + (f", shutdown {lc.shutdown_on}" if lc.shutdown_on else "")
               + (f", replacement {lc.replacement}" if lc.replacement else ""))
     lic = m.licence
@@ -136,7 +137,7 @@ def catalog_show(model: str, json_out: bool = JsonOpt, catalog: str | None = Cat
     for a in AXES:
         s = sc[a]
         ev = "; ".join(f"{e.metric}={e.value:g} [{e.source}]" for e in s.evidence) or s.reason or "no evidence"
-        t.add_row(a, str(s), ev, s.formula)
+        t.add_row(a, str(s), escape(ev), escape(s.formula))
     out.print(t)
     c = m.controls
     out.print(f"controls: negative prompt {c.negative_prompt or 'unknown'}; guidance "
@@ -153,7 +154,7 @@ def catalog_show(model: str, json_out: bool = JsonOpt, catalog: str | None = Cat
                   "unknown" if o["latency_p50_s"] is None else f"{o['latency_p50_s']:g} s")
     out.print(t)
     if m.notes:
-        out.print(f"notes: {m.notes}")
+        out.print(f"notes: {escape(m.notes)}", highlight=False)
 
 
 @catalog_app.command("compare")
@@ -230,7 +231,7 @@ def route(prompt: str, quality: str = _quality, model: str | None = _model,
         emit_json(decision.to_dict())
         return
     if explain or decision.choice is None:
-        out.print(decision.explain(), highlight=False)
+        out.print(decision.explain(), highlight=False, markup=False)
     else:
         c = decision.choice
         cost = "unknown" if c.cost_usd is None else f"${c.cost_usd:.4f}"

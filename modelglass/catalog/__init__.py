@@ -231,7 +231,9 @@ def _cell(v: Any) -> str:
         return "unknown"
     if isinstance(v, float):
         return f"{v:.4g}"
-    return str(v)
+    from rich.markup import escape  # names like "FLUX.1 [dev]" are not markup
+
+    return escape(str(v))
 
 
 class Catalog:
