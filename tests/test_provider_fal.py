@@ -45,6 +45,7 @@ def _fresh(sim: Simulator) -> None:
 
 def provider(**kw: Any) -> FalProvider:
     kw.setdefault("poll_interval_s", 0.01)
+    kw.setdefault("poll_retry_backoff_s", 0.01)
     return FalProvider(**kw)
 
 
@@ -132,10 +133,10 @@ def test_failed_result_fetch_resumes_without_resubmit(sim: Simulator, mode: str)
 
 @pytest.mark.parametrize("mode", MODES)
 def test_rate_limited_poll_waits_its_retry_after_then_resumes(sim: Simulator, mode: str) -> None:
-    sim.fail("fal", status=429, at="status", retry_after=0.3)
+    sim.fail("fal", status=429, at="status", retry_after=0.2)
     t0 = time.monotonic()
     out = run(provider(), call_for(), mode)
-    assert out.images and time.monotonic() - t0 >= 0.3
+    assert out.images and time.monotonic() - t0 >= 0.2
     assert len(sim.requests("fal", stage="submit")) == 1
 
 
@@ -244,7 +245,7 @@ def test_hang_ends_in_generation_timeout_within_the_deadline(sim: Simulator, mod
     sim.fail("fal", kind="hang", at=at, delay=20)
     t0 = time.monotonic()
     with pytest.raises(GenerationTimeout):
-        run(provider(), call_for(), mode, timeout_s=0.8)
+        run(provider(), call_for(), mode, timeout_s=0.5)
     assert time.monotonic() - t0 < 3.0
     if at == "status":
         assert len(sim.requests("fal", stage="cancel")) == 1
@@ -302,7 +303,7 @@ def test_generate_without_a_key_is_provider_unavailable(monkeypatch: pytest.Monk
 # -- payload shapes per endpoint -------------------------------------------------------------------
 
 def planned(**kw: Any) -> Planned:
-    base: dict[str, Any] = dict(prompt="p", width=1024, height=1024, n=1)
+    base: dict[str, Any] = {"prompt": "p", "width": 1024, "height": 1024, "n": 1}
     base.update(kw)
     return Planned(**base)
 

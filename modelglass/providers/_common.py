@@ -48,10 +48,27 @@ if TYPE_CHECKING:
     from ..catalog import OfferView
 
 __all__ = [
-    "Deadline", "HTTPFailure", "Op", "Sleep", "adrive", "deadline_scope", "decode_data_uri",
-    "drive", "escalating_transport", "excerpt", "format_for_offer", "http_error",
-    "merge_options", "mime_for_format", "ratio_for", "resolve_key", "retry_after_from", "scrub",
-    "wire_name", "PerLoop", "retryable",
+    "Deadline",
+    "HTTPFailure",
+    "Op",
+    "PerLoop",
+    "Sleep",
+    "adrive",
+    "deadline_scope",
+    "decode_data_uri",
+    "drive",
+    "escalating_transport",
+    "excerpt",
+    "format_for_offer",
+    "http_error",
+    "merge_options",
+    "mime_for_format",
+    "ratio_for",
+    "resolve_key",
+    "retry_after_from",
+    "retryable",
+    "scrub",
+    "wire_name",
 ]
 
 T = TypeVar("T")
@@ -98,7 +115,7 @@ def excerpt(body: Any, secrets: tuple[str | None, ...] = (), limit: int = 300) -
             body = json.dumps(body, default=str, ensure_ascii=False)
         except (TypeError, ValueError):
             body = repr(body)
-    if "<" in body and ">" in body and re.search(r"<\s*(html|body|head|title|h1)\b", body, re.I):
+    if "<" in body and ">" in body and re.search(r"<\s*(html|body|head|title|h1)\b", body, re.IGNORECASE):
         body = html.unescape(_TAG_RE.sub(" ", body))
     text = _WS_RE.sub(" ", body).strip()
     text = scrub(text, secrets)
@@ -290,7 +307,7 @@ def merge_options(payload: dict[str, Any], options: Mapping[str, Any], *, provid
 # -- data URIs ------------------------------------------------------------------------------------
 
 _DATA_URI_RE = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?),(?P<data>.*)$",
-                          re.S)
+                          re.DOTALL)
 
 
 def decode_data_uri(uri: str) -> tuple[bytes, str | None]:

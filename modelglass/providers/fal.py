@@ -71,7 +71,7 @@ if TYPE_CHECKING:
     from ..plan import Planned, ProviderCall
     from ..result import Fate
 
-__all__ = ["FalProvider", "FAL_WIRE"]
+__all__ = ["FAL_WIRE", "FalProvider"]
 
 log = logging.getLogger("modelglass")
 
@@ -105,12 +105,13 @@ class FalProvider(Provider):
 
     def __init__(self, api_key: str | None = None, *, request_timeout_s: float = 60.0,
                  poll_interval_s: float = 0.1, max_poll_interval_s: float = 1.0,
-                 cancel_timeout_s: float = 3.0) -> None:
+                 cancel_timeout_s: float = 3.0, poll_retry_backoff_s: float = 0.1) -> None:
         self._explicit_key = api_key
         self.request_timeout_s = request_timeout_s
         self.poll_interval_s = poll_interval_s
         self.max_poll_interval_s = max_poll_interval_s
         self.cancel_timeout_s = cancel_timeout_s
+        self.poll_retry_backoff_s = poll_retry_backoff_s
         self._sync: _SyncWire | None = None
         self._async: PerLoop[_AsyncWire] = PerLoop(self._make_async_wire)
 
@@ -199,11 +200,12 @@ class FalProvider(Provider):
                 state, info = yield Op("status", (handle,))
             except Exception as exc:  # noqa: BLE001
                 err = self._error(exc, f"status of {what}")
-                if retryable(err) and not deadline.expired:
-                    failures += 1
-                    log.info("fal: status poll of %s failed (%s); resuming by id", what, err)
-                    yield Sleep(self._backoff(err, failures, deadline))
-                    continue
+                if retryable(err):
+                    if not deadline.expired:
+                        failures += 1
+                        log.info("fal: status poll of %s failed (%s); resuming by id", what, err)
+                        yield Sleep(self._backoff(err, failures, deadline))
+                    continue  # past the deadline the loop's head cancels and says so
                 yield from self._cancel(handle)
                 raise err from None
             if state == "IN_PROGRESS" and started is None:
@@ -248,10 +250,11 @@ class FalProvider(Provider):
             log.info("fal: cancel of request %s failed: %s", getattr(handle, "request_id", "?"),
                      scrub(str(exc), self._secrets()))
 
-    @staticmethod
-    def _backoff(err: ProviderError, failures: int, deadline: Deadline) -> float:
+    def _backoff(self, err: ProviderError, failures: int, deadline: Deadline) -> float:
+        """How long to wait before polling again after a failed poll: the provider's
+        Retry-After, else exponential from ``poll_retry_backoff_s`` (capped at 2 s)."""
         wait = err.retry_after if isinstance(err, RateLimited) and err.retry_after else \
-            min(0.1 * 2 ** (failures - 1), 2.0)
+            min(self.poll_retry_backoff_s * 2 ** (failures - 1), 2.0)
         return min(wait, deadline.remaining())
 
     # -- parsing (pure) ---------------------------------------------------------------------------

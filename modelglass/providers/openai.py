@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from ..plan import Planned, ProviderCall
     from ..result import Fate
 
-__all__ = ["OpenAIProvider", "OPENAI_WIRE", "TOKEN_PRICES", "cost_from_usage"]
+__all__ = ["OPENAI_WIRE", "TOKEN_PRICES", "OpenAIProvider", "cost_from_usage"]
 
 OPENAI_WIRE = WireDefaults(
     size="openai_size",
@@ -93,7 +93,7 @@ def cost_from_usage(model: str, usage: Any) -> float | None:
     if prices is None or usage is None:
         return None
     text_in, image_in, image_out = prices
-    get = (lambda o, k: o.get(k)) if isinstance(usage, Mapping) else getattr  # noqa: E731
+    get = (lambda o, k: o.get(k)) if isinstance(usage, Mapping) else getattr
     input_tokens = get(usage, "input_tokens") or 0
     output_tokens = get(usage, "output_tokens")
     if output_tokens is None or image_out is None:

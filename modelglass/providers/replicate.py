@@ -29,7 +29,6 @@ from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
-    ContentRejected,
     EmptyResult,
     GenerationTimeout,
     ModelglassError,
@@ -67,7 +66,7 @@ if TYPE_CHECKING:
     from ..plan import Planned, ProviderCall
     from ..result import Fate
 
-__all__ = ["ReplicateProvider", "REPLICATE_WIRE"]
+__all__ = ["REPLICATE_WIRE", "ReplicateProvider"]
 
 log = logging.getLogger("modelglass")
 
@@ -82,7 +81,7 @@ REPLICATE_WIRE = WireDefaults(
 _TERMINAL = ("succeeded", "failed", "canceled")
 # Replicate reports a safety-checker refusal only as the prediction's error *text*; there is no
 # code or status for it, so this is the one place a message is matched.
-_NSFW_RE = re.compile(r"nsfw|safety[ _-]?check|sensitive (image|content)|content[ _-]?polic", re.I)
+_NSFW_RE = re.compile(r"nsfw|safety[ _-]?check|sensitive (image|content)|content[ _-]?polic", re.IGNORECASE)
 _EXT_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
              ".webp": "image/webp", ".gif": "image/gif"}
 
@@ -102,12 +101,14 @@ class ReplicateProvider(Provider):
 
     def __init__(self, api_token: str | None = None, *, request_timeout_s: float = 30.0,
                  poll_interval_s: float | None = None, max_poll_interval_s: float = 2.0,
-                 cancel_timeout_s: float = 3.0, api_key: str | None = None) -> None:
+                 cancel_timeout_s: float = 3.0, poll_retry_backoff_s: float = 0.1,
+                 api_key: str | None = None) -> None:
         self._explicit_key = api_token or api_key
         self.request_timeout_s = request_timeout_s
         self._poll_interval_s = poll_interval_s
         self.max_poll_interval_s = max_poll_interval_s
         self.cancel_timeout_s = cancel_timeout_s
+        self.poll_retry_backoff_s = poll_retry_backoff_s
         self._sync: _SyncWire | None = None
         self._async: PerLoop[_AsyncWire] = PerLoop(self._make_async_wire)
 
@@ -200,17 +201,19 @@ class ReplicateProvider(Provider):
             yield Sleep(min(interval, deadline.remaining()))
             if deadline.elapsed() > 5.0:
                 interval = min(interval * 1.5, self.max_poll_interval_s)
+            if deadline.expired:
+                continue
             try:
                 pred = yield Op("get", (pid,))
             except Exception as exc:  # noqa: BLE001
                 err = self._error(exc, f"poll of {what}", created=True)
-                if retryable(err) and not deadline.expired:
-                    failures += 1
-                    log.info("replicate: poll of %s failed (%s); polling again", what, err)
-                    yield Sleep(self._backoff(err, failures, deadline))
-                    continue
-                if not isinstance(err, GenerationTimeout) or not deadline.expired:
-                    yield from self._cancel(pid)
+                if retryable(err):
+                    if not deadline.expired:
+                        failures += 1
+                        log.info("replicate: poll of %s failed (%s); polling again", what, err)
+                        yield Sleep(self._backoff(err, failures, deadline))
+                    continue  # past the deadline the loop's head cancels and says so
+                yield from self._cancel(pid)
                 raise err from None
         return self._output(pred, call, what, created_s, deadline)
 
@@ -220,10 +223,11 @@ class ReplicateProvider(Provider):
         except Exception as exc:  # noqa: BLE001 - best effort
             log.info("replicate: cancel of %s failed: %s", pid, scrub(str(exc), self._secrets()))
 
-    @staticmethod
-    def _backoff(err: ProviderError, failures: int, deadline: Deadline) -> float:
+    def _backoff(self, err: ProviderError, failures: int, deadline: Deadline) -> float:
+        """How long to wait before polling again after a failed poll: the provider's
+        Retry-After, else exponential from ``poll_retry_backoff_s`` (capped at 2 s)."""
         wait = err.retry_after if isinstance(err, RateLimited) and err.retry_after else \
-            min(0.1 * 2 ** (failures - 1), 2.0)
+            min(self.poll_retry_backoff_s * 2 ** (failures - 1), 2.0)
         return min(wait, deadline.remaining())
 
     # -- parsing (pure) ---------------------------------------------------------------------------

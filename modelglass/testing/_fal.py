@@ -15,13 +15,13 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ._server import DROP, FileSpec, ProviderApp, RecordedRequest, Reply, _Drop, new_request_id
 from ._sizes import FAL_PRESETS, ULTRA_SIZES, size_for_aspect
 
-__all__ = ["FalApp", "ENDPOINTS"]
+__all__ = ["ENDPOINTS", "FalApp"]
 
 _STEP_1_50 = (1, 50)
 # endpoint id -> what its schema accepts (wire-format notes §2.7)
@@ -367,5 +367,5 @@ def _failure(status: int, body: Any) -> tuple[int, Any, str, str]:
 
 
 def _log(message: str) -> dict[str, Any]:
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
     return {"message": message, "level": "INFO", "source": "USER", "timestamp": stamp}

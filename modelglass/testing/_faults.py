@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Fault", "FaultBook", "FAULT_KINDS", "STAGES"]
+__all__ = ["FAULT_KINDS", "STAGES", "Fault", "FaultBook"]
 
 FAULT_KINDS = ("status", "gateway_html", "slow", "failed", "canceled", "expired", "content",
                "malformed", "wrong_shape", "drop", "hang", "unknown_status")

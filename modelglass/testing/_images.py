@@ -19,7 +19,7 @@ from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["SIMULATED_MARKER", "is_simulated", "render_image", "mime_for", "normalize_format"]
+__all__ = ["SIMULATED_MARKER", "is_simulated", "mime_for", "normalize_format", "render_image"]
 
 SIMULATED_MARKER = "modelglass simulator — not a real generation"
 _MARKER_BYTES = SIMULATED_MARKER.encode("utf-8")

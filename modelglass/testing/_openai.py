@@ -28,7 +28,7 @@ from ._faults import Fault
 from ._images import normalize_format
 from ._server import DROP, FileSpec, ProviderApp, RecordedRequest, Reply, _Drop, new_request_id
 
-__all__ = ["OpenAIApp", "DEFAULT_RETIRED", "OUTPUT_TOKENS_1024"]
+__all__ = ["DEFAULT_RETIRED", "OUTPUT_TOKENS_1024", "OpenAIApp"]
 
 DEFAULT_RETIRED = ("dall-e-2", "dall-e-3", "gpt-image-1")
 OUTPUT_TOKENS_1024 = {"low": 272, "medium": 1056, "high": 4160, "xhigh": 6240, "max": 8320}

@@ -16,13 +16,13 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ._server import DROP, FileSpec, ProviderApp, RecordedRequest, Reply, _Drop
 from ._sizes import ONE_MP_SIZES, ULTRA_SIZES, size_for_aspect
 
-__all__ = ["ReplicateApp", "MODELS", "VERSIONS"]
+__all__ = ["MODELS", "VERSIONS", "ReplicateApp"]
 
 _FLUX_FORMATS = ("webp", "jpg", "png")
 _PRO_ASPECTS = ("custom", "1:1", "16:9", "3:2", "2:3", "4:5", "5:4", "9:16", "3:4", "4:3")
@@ -74,7 +74,7 @@ class _Prediction:
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class ReplicateApp(ProviderApp):

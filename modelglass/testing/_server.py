@@ -26,8 +26,15 @@ from urllib.parse import parse_qsl, urlsplit
 from ._faults import Fault, FaultBook
 from ._images import mime_for, render_image
 
-__all__ = ["RecordedRequest", "Reply", "DROP", "ProviderState", "ProviderApp", "FileSpec",
-           "start_server"]
+__all__ = [
+    "DROP",
+    "FileSpec",
+    "ProviderApp",
+    "ProviderState",
+    "RecordedRequest",
+    "Reply",
+    "start_server",
+]
 
 logger = logging.getLogger("modelglass")
 
@@ -240,13 +247,13 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "modelglass-simulator"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("simulator %s: " + format, self.server.app.provider, *args)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         self._dispatch()
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_GET  # noqa: N815
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_GET
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -349,7 +356,7 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         logger.debug("simulator %s: error on connection from %s", self.app.provider,
-                     client_address, exc_info=True)
+                     client_address, exc_info=True)  # noqa: LOG014 - called inside except
 
     def close_connections(self) -> None:
         with self._conns_lock:

@@ -10,15 +10,15 @@ import sys
 import tempfile
 import threading
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from ._faults import Fault, make_fault
 from ._fal import FalApp
+from ._faults import Fault, make_fault
 from ._openai import DEFAULT_RETIRED, OpenAIApp
 from ._replicate import ReplicateApp
 from ._server import ProviderApp, ProviderState, RecordedRequest, _Running, start_server
 
-__all__ = ["Simulator", "simulate", "PROVIDERS"]
+__all__ = ["PROVIDERS", "Simulator", "simulate"]
 
 logger = logging.getLogger("modelglass")
 
@@ -158,13 +158,13 @@ class Simulator:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
 
-    def __enter__(self) -> Simulator:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    async def __aenter__(self) -> Simulator:
+    async def __aenter__(self) -> Self:
         return self.start()
 
     async def __aexit__(self, *exc: object) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FAL_PRESETS", "ULTRA_SIZES", "ONE_MP_SIZES", "size_for_aspect"]
+__all__ = ["FAL_PRESETS", "ONE_MP_SIZES", "ULTRA_SIZES", "size_for_aspect"]
 
 FAL_PRESETS: dict[str, tuple[int, int]] = {
     "square_hd": (1024, 1024),
