@@ -41,8 +41,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelglass")
 
-__all__ = ["Fetched", "fetch", "afetch", "verify_bytes", "size_fate", "has_c2pa",
-           "DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_PIXELS",
+    "Fetched",
+    "afetch",
+    "fetch",
+    "has_c2pa",
+    "size_fate",
+    "verify_bytes",
+]
 
 #: Largest image file accepted, in bytes (64 MiB).
 DEFAULT_MAX_BYTES = 64 << 20

@@ -269,7 +269,7 @@ def loopback() -> Iterator[tuple[str, dict[str, tuple[int, str, bytes]]]]:
     routes: dict[str, tuple[int, str, bytes]] = {}
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             status, ctype, body = routes.get(self.path, (404, "text/plain", b"not found"))
             self.send_response(status)
             self.send_header("Content-Type", ctype)
