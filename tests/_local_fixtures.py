@@ -25,10 +25,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-import torch  # noqa: E402
+import torch
 
-from modelglass.catalog import OfferView  # noqa: E402
-from modelglass.catalog._schema import Controls, Geometry, Licence, Model, Offer, Price  # noqa: E402
+from modelglass.catalog import OfferView
+from modelglass.catalog._schema import Controls, Geometry, Licence, Model, Offer, Price
 
 # CPU results are bit-identical run to run only at a fixed thread count.
 torch.set_num_threads(2)
@@ -54,18 +54,18 @@ def offer_view(model_id: str, kind: str, **offer_kw: Any) -> OfferView:
     flux = kind.startswith("flux")
     if kind == "flux-schnell":
         controls = Controls(negative_prompt="none", guidance={"kind": "none"},
-                            steps={"min": 1, "max": 8, "default": 2}, seed=True,
+                            steps={"min": 1, "max": 8, "default": 2}, seed=True, max_images_per_call=4,
                             samplers=["euler", "dpmpp_2m", "unipc"])
     elif flux:
         controls = Controls(negative_prompt="true-cfg-extra",
                             guidance={"kind": "distilled", "min": 0, "max": 10, "default": 3.5},
-                            steps={"min": 1, "max": 50, "default": 2}, seed=True,
+                            steps={"min": 1, "max": 50, "default": 2}, seed=True, max_images_per_call=4,
                             samplers=["euler", "dpmpp_2m", "unipc"])
     else:
         controls = Controls(negative_prompt="native",
                             guidance={"kind": "true-cfg", "min": 0, "max": 20,
                                       "default": 7.5 if kind == "sd" else 5.0},
-                            steps={"min": 1, "max": 50, "default": 2}, seed=True,
+                            steps={"min": 1, "max": 50, "default": 2}, seed=True, max_images_per_call=4,
                             samplers=EPS_SAMPLERS)
     geometry = Geometry(multiple_of=16 if flux else 8, min_side=64, max_side=256,
                         default_size="64x64")

@@ -26,7 +26,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KINDS", "build_tiny", "save_tiny", "clip_tokenizer", "t5_tokenizer", "CLIP_MAX_LENGTH"]
+__all__ = [
+    "CLIP_MAX_LENGTH",
+    "KINDS",
+    "build_tiny",
+    "clip_tokenizer",
+    "safety_checker",
+    "save_tiny",
+    "t5_tokenizer",
+]
 
 #: Real CLIP pads to 77 tokens; pipelines read the length from the tokenizer, so it must be set.
 CLIP_MAX_LENGTH = 77
@@ -112,18 +120,23 @@ def _clip_config(tok: Any, hidden: int, layers: int, **kw: Any) -> Any:
 
     # The special ids come from the tokenizer. An eos_token_id of 2 would switch CLIPTextModel to
     # its legacy pooling (argmax of input ids) and only work by accident.
-    base: dict[str, Any] = dict(
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, hidden_size=hidden, intermediate_size=37,
-        layer_norm_eps=1e-5, num_attention_heads=4, num_hidden_layers=layers, vocab_size=1000,
-        max_position_embeddings=CLIP_MAX_LENGTH)
+    base: dict[str, Any] = {
+        "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id, "hidden_size": hidden, "intermediate_size": 37,
+        "layer_norm_eps": 1e-5, "num_attention_heads": 4, "num_hidden_layers": layers,
+        "vocab_size": 1000, "max_position_embeddings": CLIP_MAX_LENGTH}
     base.update(kw)
     return CLIPTextConfig(**base)
 
 
 def _sd(work: Path, safety_checker: Any = None, feature_extractor: Any = None) -> Any:
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextModel
 
     tok = clip_tokenizer(work / "tokenizer")
@@ -151,8 +164,12 @@ def _sd(work: Path, safety_checker: Any = None, feature_extractor: Any = None) -
 
 def _sdxl(work: Path) -> Any:
     import torch
-    from diffusers import (AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline,
-                           UNet2DConditionModel)
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     tok = clip_tokenizer(work / "tokenizer")
@@ -185,8 +202,12 @@ def _sdxl(work: Path) -> Any:
 
 def _flux(work: Path, guidance_embeds: bool) -> Any:
     import torch
-    from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline,
-                           FluxTransformer2DModel)
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        FluxPipeline,
+        FluxTransformer2DModel,
+    )
     from transformers import CLIPTextModel, T5Config, T5EncoderModel
 
     tok = clip_tokenizer(work / "tokenizer")
@@ -215,6 +236,38 @@ def _flux(work: Path, guidance_embeds: bool) -> Any:
     return FluxPipeline(scheduler=scheduler, text_encoder=te, text_encoder_2=te2, tokenizer=tok,
                         tokenizer_2=tok2, transformer=transformer, vae=vae, image_encoder=None,
                         feature_extractor=None)
+
+
+def safety_checker(*, flag: bool) -> tuple[Any, Any]:
+    """A tiny real ``StableDiffusionSafetyChecker`` and its feature extractor, for SD pipelines.
+
+    It is diffusers' own checker (a CLIP vision tower and concept embeddings) at toy size. A random
+    tower cannot tell unsafe content, so the concept thresholds decide: ``flag=True`` puts them
+    below any cosine similarity (every image is flagged and blacked out, as the real checker does
+    for unsafe content), ``flag=False`` above (nothing is). Pass both to :func:`build_tiny`::
+
+        checker, extractor = safety_checker(flag=True)
+        pipe = build_tiny("sd", work, safety_checker=checker, feature_extractor=extractor)
+    """
+    import torch
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config={"hidden_size": 8, "intermediate_size": 16, "num_attention_heads": 2,
+                     "num_hidden_layers": 1, "vocab_size": 1000},
+        vision_config={"hidden_size": 8, "intermediate_size": 16, "num_attention_heads": 2,
+                       "num_hidden_layers": 1, "image_size": 32, "patch_size": 8},
+        projection_dim=8)
+    checker = StableDiffusionSafetyChecker(config).eval()
+    threshold = -2.0 if flag else 2.0  # cosine similarity lies in [-1, 1]
+    with torch.no_grad():
+        checker.concept_embeds_weights.fill_(threshold)
+        checker.special_care_embeds_weights.fill_(threshold)
+    extractor = CLIPImageProcessor(size={"shortest_edge": 32},
+                                   crop_size={"height": 32, "width": 32})
+    return checker, extractor
 
 
 def build_tiny(kind: str, workdir: str | os.PathLike[str], **components: Any) -> Any:

@@ -17,5 +17,14 @@ from ._backend import LocalBackend
 from ._families import SAMPLERS, Family, SchedulerChoice, family_for, scheduler_for
 from ._weights import WeightsInfo, cached_snapshot, inspect_folder
 
-__all__ = ["LocalBackend", "Family", "family_for", "SchedulerChoice", "scheduler_for", "SAMPLERS",
-           "WeightsInfo", "inspect_folder", "cached_snapshot"]
+__all__ = [
+           "SAMPLERS",
+           "Family",
+           "LocalBackend",
+           "SchedulerChoice",
+           "WeightsInfo",
+           "cached_snapshot",
+           "family_for",
+           "inspect_folder",
+           "scheduler_for",
+]

@@ -324,7 +324,7 @@ class LocalBackend(Provider):
                 result = submit(entry, job, merge=True, max_images=self.batch_max_images,
                                 enqueue=False)
                 out.append(self._output(call.offer, entry, payload, result, t0))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if not return_exceptions:
                     raise
                 out.append(exc)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ._families import Family
 
-__all__ = ["PipelineEntry", "PipelineCache", "module_bytes"]
+__all__ = ["PipelineCache", "PipelineEntry", "module_bytes"]
 
 log = logging.getLogger("modelglass")
 

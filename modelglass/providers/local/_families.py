@@ -18,8 +18,15 @@ if TYPE_CHECKING:
     from ...catalog import OfferView
     from ...plan import Planned
 
-__all__ = ["Family", "family_for", "SchedulerChoice", "scheduler_for", "build_local_payload",
-           "PAYLOAD_ONLY_KEYS", "SAMPLERS"]
+__all__ = [
+    "PAYLOAD_ONLY_KEYS",
+    "SAMPLERS",
+    "Family",
+    "SchedulerChoice",
+    "build_local_payload",
+    "family_for",
+    "scheduler_for",
+]
 
 SchedulerKind = Literal["eps", "flow"]
 

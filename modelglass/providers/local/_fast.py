@@ -14,7 +14,7 @@ from typing import Any
 
 from ._families import Family
 
-__all__ = ["denoiser", "optimise", "EmbeddingCache", "TEXT_OPTIONS"]
+__all__ = ["TEXT_OPTIONS", "EmbeddingCache", "denoiser", "optimise"]
 
 log = logging.getLogger("modelglass")
 

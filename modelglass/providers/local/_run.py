@@ -23,7 +23,7 @@ from ._cache import PipelineEntry
 from ._families import PAYLOAD_ONLY_KEYS
 from ._fast import TEXT_OPTIONS, EmbeddingCache
 
-__all__ = ["Job", "RunResult", "submit", "call_kwargs", "RESERVED_OPTIONS"]
+__all__ = ["RESERVED_OPTIONS", "Job", "RunResult", "call_kwargs", "submit"]
 
 log = logging.getLogger("modelglass")
 
@@ -128,13 +128,14 @@ def call_kwargs(pipe: Any, payload: dict[str, Any]) -> dict[str, Any]:
     if reserved:
         raise InvalidRequest(f"{', '.join(reserved)}: set by modelglass, not a provider option",
                              field=f"provider_options.local.{reserved[0]}")
-    params = inspect.signature(pipe.__call__).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(k for k in kwargs if k not in params)
-        if unknown:
-            raise InvalidRequest(
-                f"{type(pipe).__name__} does not take {', '.join(unknown)}; its arguments are "
-                f"{', '.join(p for p in params if p != 'self')}", field=unknown[0])
+    # Named parameters only: a pipeline's **kwargs catch deprecated callbacks, not options.
+    params = {name for name, p in inspect.signature(pipe.__call__).parameters.items()
+              if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)}
+    unknown = sorted(k for k in kwargs if k not in params)
+    if unknown:
+        raise InvalidRequest(
+            f"{type(pipe).__name__} does not take {', '.join(unknown)}; its arguments are "
+            f"{', '.join(sorted(params - {'self'}))}", field=unknown[0])
     return kwargs
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WeightsInfo", "inspect_folder", "cached_snapshot", "fetch_hint", "bytes_for_dtype"]
+__all__ = ["WeightsInfo", "bytes_for_dtype", "cached_snapshot", "fetch_hint", "inspect_folder"]
 
 log = logging.getLogger("modelglass")
 
