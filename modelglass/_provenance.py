@@ -1,0 +1,424 @@
+"""Saving images with their provenance, and reading it back.
+
+:meth:`GeneratedImage.save` lands here. What is written, by the path's suffix:
+
+- ``.png`` (or no suffix): a PNG holding two text chunks, placed before the image data:
+
+  - ``parameters`` (``tEXt``, or ``iTXt`` when the text is not Latin-1): the AUTOMATIC1111 line
+    format that image viewers, ComfyUI and civitai read::
+
+        a lighthouse at dusk
+        Negative prompt: blurry
+        Steps: 30, Sampler: euler, CFG scale: 6.5, Seed: 42, Size: 1024x1024, Model: flux-dev, ...
+
+  - ``modelglass`` (``iTXt``, zlib-compressed when large): JSON with the request, the planned
+    call, every fate, model, provider, seed, cost, timings, ``simulated`` and the sha256 of the
+    provider's bytes.
+
+  PNG bytes from the provider are not re-encoded: the chunks are spliced in, every other chunk is
+  kept as delivered. JPEG and WebP bytes are converted to PNG (lossless from the decoded pixels).
+- ``.jpg`` / ``.jpeg`` / ``.webp``: the image in that format (the provider's bytes as they are
+  when already in it, else converted by Pillow) and the provenance in a sidecar
+  ``<stem>.modelglass.json`` (the JSON above plus the ``parameters`` text) — those formats have
+  no text chunk every reader agrees on.
+- any other suffix: :class:`~modelglass.errors.InvalidRequest`.
+
+**C2PA**: if the provider's bytes carry content credentials (:func:`~modelglass._download.has_c2pa`),
+rewriting them would break the signature. They are written byte for byte with their native
+extension (``out.png`` becomes ``out.jpg`` for JPEG bytes) and the provenance goes to the
+sidecar. :func:`save_image` returns the path it really wrote.
+
+**Secrets**: metadata should never hold keys; a defensive scrub still replaces the values of the
+provider key variables (``OPENAI_API_KEY``, ``FAL_KEY``, ``REPLICATE_API_TOKEN`` …), credential
+headers and key-shaped strings with ``[redacted]`` before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import struct
+import tempfile
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._download import has_c2pa, png_chunks
+from .errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from .result import GeneratedImage, ImageResult
+
+__all__ = ["build_metadata", "parameters_text", "read_metadata", "save_image", "sidecar_path"]
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+METADATA_KEY = "modelglass"
+PARAMETERS_KEY = "parameters"
+SIDECAR_SUFFIX = ".modelglass.json"
+REDACTED = "[redacted]"
+SIMULATED_NOTE = "made by the modelglass provider simulators; no provider was called"
+
+_NATIVE = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
+_SUFFIX_FORMAT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+_COMPRESS_OVER = 8 * 1024
+# Environment variables whose values must never be written anywhere.
+_KEY_ENV = ("OPENAI_API_KEY", "FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "REPLICATE_API_TOKEN")
+_SECRET_NAME = re.compile(
+    r"^(authorization|proxy-authorization|cookie|set-cookie|x-api-key|api[_-]?key|api[_-]?token|"
+    r"access[_-]?token|auth[_-]?token|token|secret|client[_-]?secret|password|key|"
+    r"fal[_-]key|.*_api_key|.*_api_token|.*_secret)$", re.IGNORECASE)
+_SECRET_SHAPES = re.compile(r"\bsk-[A-Za-z0-9_-]{20,}|\br8_[A-Za-z0-9]{20,}|"
+                            r"\bBearer\s+[A-Za-z0-9._~+/=-]{16,}")
+
+
+# -- metadata -------------------------------------------------------------------------------------
+def build_metadata(result: ImageResult, image: GeneratedImage) -> dict[str, Any]:
+    """The provenance of ``image`` from ``result``: what :attr:`GeneratedImage.metadata` holds.
+
+    Keys: ``model``, ``provider``, ``offer``, ``seed``, ``simulated``, ``sha256`` (of the
+    provider's bytes), ``image`` (index, size, mime), ``request`` (the ``ImageRequest`` as
+    JSON), ``planned`` (the provider-independent values sent: steps, guidance, sampler …),
+    ``plan`` (``ProviderCall.to_dict()``: endpoint, payload, estimate), ``fates``, ``cost_usd``,
+    ``cost_is_estimate``, ``latency_s``, ``timings`` and ``attempts``.
+    """
+    call = result.plan
+    meta: dict[str, Any] = {
+        "model": result.model, "provider": result.provider,
+        "offer": call.offer.key if call is not None else f"{result.model}@{result.provider}",
+        "seed": image.seed,
+        "simulated": bool(result.simulated or image.simulated),
+        "sha256": image.sha256,
+        "image": {"index": image.index, "width": image.width, "height": image.height,
+                  "mime": image.mime, "c2pa": image.c2pa},
+        "fates": [f.to_dict() for f in result.fates],
+        "cost_usd": result.cost_usd, "cost_is_estimate": result.cost_is_estimate,
+        "latency_s": result.latency_s, "timings": dict(result.timings),
+        "attempts": [a.to_dict() for a in result.attempts],
+    }
+    if call is not None:
+        meta["request"] = call.request.model_dump(mode="json")
+        planned = dataclasses.asdict(call.planned)
+        guidance = call.offer.controls.guidance
+        planned["guidance_kind"] = guidance.kind.value if guidance is not None else None
+        meta["planned"] = planned
+        meta["plan"] = call.to_dict()
+    return meta
+
+
+def _full_metadata(image: GeneratedImage) -> dict[str, Any]:
+    """``image.metadata`` completed with what the image itself knows, then scrubbed."""
+    from . import __version__
+    from .testing import SIMULATED_MARKER
+
+    meta = dict(image.metadata)
+    meta.setdefault("seed", image.seed)
+    meta.setdefault("sha256", image.sha256)
+    img = dict(meta.get("image") or {})
+    img.update({"index": image.index, "width": image.width, "height": image.height,
+                "mime": image.mime, "c2pa": image.c2pa or has_c2pa(image.data)})
+    meta["image"] = img
+    # A simulated image must never pass for a real one, whoever built the metadata.
+    simulated = bool(image.simulated or meta.get("simulated") or SIMULATED_MARKER.encode() in image.data)
+    meta["simulated"] = simulated
+    if simulated:
+        meta["simulated_note"] = SIMULATED_NOTE
+    meta["saved_by"] = f"modelglass {__version__}"
+    return scrub(meta)
+
+
+def _secret_values() -> list[str]:
+    values: set[str] = set()
+    for name in _KEY_ENV:
+        value = os.environ.get(name, "")
+        if len(value) >= 6:
+            values.add(value)
+            # FAL_KEY is "id:secret": either half alone is still a credential.
+            values.update(part for part in value.split(":") if len(part) >= 6)
+    return sorted(values, key=len, reverse=True)
+
+
+def scrub(obj: Any, secrets: list[str] | None = None) -> Any:
+    """A copy of ``obj`` with credentials replaced by ``[redacted]``.
+
+    Values under credential-like names (``authorization``, ``api_key``, ``token`` …) go, and so
+    does any string holding a provider key from the environment or a key-shaped token.
+    """
+    secrets = _secret_values() if secrets is None else secrets
+    if isinstance(obj, Mapping):
+        return {k: (REDACTED if isinstance(k, str) and _SECRET_NAME.match(k) and v
+                    else scrub(v, secrets)) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [scrub(v, secrets) for v in obj]
+    if isinstance(obj, str):
+        for value in secrets:
+            obj = obj.replace(value, REDACTED)
+        return _SECRET_SHAPES.sub(REDACTED, obj)
+    return obj
+
+
+# -- A1111 parameters -----------------------------------------------------------------------------
+def _quote(value: Any) -> str:
+    # A1111's rule: a value with a comma, colon or newline is written as a JSON string.
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ",:\n") else text
+
+
+def _num(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def parameters_text(meta: dict[str, Any]) -> str:
+    """The AUTOMATIC1111 ``parameters`` text for ``meta`` (the shape :func:`build_metadata` makes).
+
+    Values are what was *sent* (after planning), so the text reproduces the image; what happened
+    to each requested control is in the JSON's ``fates``.
+
+    >>> print(parameters_text({"request": {"prompt": "a fox", "negative_prompt": "blurry"},
+    ...                        "planned": {"steps": 30, "guidance": 6.5}, "seed": 42,
+    ...                        "image": {"width": 1024, "height": 1024},
+    ...                        "model": "sdxl", "provider": "fal"}))
+    a fox
+    Negative prompt: blurry
+    Steps: 30, CFG scale: 6.5, Seed: 42, Size: 1024x1024, Model: sdxl, Provider: fal
+    """
+    request = meta.get("request") or {}
+    planned = meta.get("planned") or {}
+    image = meta.get("image") or {}
+
+    def sent(name: str, request_name: str | None = None) -> Any:
+        if name in planned:
+            return planned[name]
+        return request.get(request_name or name)
+
+    prompt = sent("prompt") or meta.get("prompt") or ""
+    lines = [str(prompt)]
+    negative = sent("negative_prompt")
+    if negative:
+        lines.append(f"Negative prompt: {negative}")
+    fields: list[tuple[str, Any]] = [("Steps", sent("steps")), ("Sampler", sent("sampler"))]
+    guidance = sent("guidance", "cfg")
+    if planned.get("guidance_kind") == "distilled":
+        fields += [("CFG scale", planned.get("true_cfg")), ("Distilled CFG Scale", guidance)]
+    else:
+        fields.append(("CFG scale", guidance))
+    seed = meta.get("seed")
+    fields.append(("Seed", seed if seed is not None else request.get("seed")))
+    width = image.get("width") or planned.get("width")
+    height = image.get("height") or planned.get("height")
+    fields.append(("Size", f"{width}x{height}" if width and height else None))
+    fields += [("Model", meta.get("model")), ("Provider", meta.get("provider")),
+               ("Quality", sent("quality")), ("Tier", planned.get("tier"))]
+    cost = meta.get("cost_usd")
+    if cost is not None:
+        fields.append(("Cost", f"${cost:.4f}" + (" estimate" if meta.get("cost_is_estimate") else "")))
+    if meta.get("simulated"):
+        fields.append(("Simulated", "true"))
+    if meta.get("saved_by"):
+        fields.append(("Version", meta["saved_by"]))
+    line = ", ".join(f"{k}: {_quote(_num(v))}" for k, v in fields if v is not None and v != "")
+    if line:
+        lines.append(line)
+    return "\n".join(lines)
+
+
+# -- PNG chunks -----------------------------------------------------------------------------------
+def _chunk(ctype: bytes, body: bytes) -> bytes:
+    return (struct.pack(">I", len(body)) + ctype + body
+            + struct.pack(">I", zlib.crc32(ctype + body) & 0xFFFFFFFF))
+
+
+def _text_chunk(key: str, text: str, *, itxt: bool = False) -> bytes:
+    if not itxt:
+        try:
+            return _chunk(b"tEXt", key.encode("latin-1") + b"\0" + text.encode("latin-1"))
+        except UnicodeEncodeError:
+            pass
+    raw = text.encode("utf-8")
+    compressed = len(raw) > _COMPRESS_OVER
+    body = zlib.compress(raw) if compressed else raw
+    return _chunk(b"iTXt", key.encode("latin-1") + b"\0" + bytes([int(compressed), 0])
+                  + b"\0\0" + body)
+
+
+def _read_text_chunk(ctype: bytes, body: bytes) -> tuple[str, str] | None:
+    key, sep, rest = body.partition(b"\0")
+    if not sep:
+        return None
+    try:
+        if ctype == b"tEXt":
+            return key.decode("latin-1"), rest.decode("latin-1")
+        if ctype == b"zTXt":
+            return key.decode("latin-1"), zlib.decompress(rest[1:]).decode("latin-1")
+        if ctype == b"iTXt":
+            flag = rest[0]
+            _lang, _, rest = rest[2:].partition(b"\0")
+            _translated, _, text = rest.partition(b"\0")
+            return key.decode("latin-1"), (zlib.decompress(text) if flag else text).decode("utf-8")
+    except (zlib.error, UnicodeDecodeError, IndexError):
+        return None
+    return None
+
+
+def png_text(data: bytes) -> dict[str, str]:
+    """Every text chunk of a PNG (``tEXt``, ``zTXt``, ``iTXt``), keyword → text."""
+    out: dict[str, str] = {}
+    for ctype, start, end in png_chunks(data):
+        if ctype in (b"tEXt", b"zTXt", b"iTXt"):
+            found = _read_text_chunk(ctype, data[start + 8:end - 4])
+            if found:
+                out.setdefault(*found)
+    return out
+
+
+def _with_text(png: bytes, texts: list[bytes]) -> bytes:
+    """``png`` with ``texts`` spliced in before the first IDAT; older copies of our keys dropped."""
+    ours = (PARAMETERS_KEY.encode(), METADATA_KEY.encode())
+    parts = [png[:8]]
+    inserted = False
+    for ctype, start, end in png_chunks(png):
+        if ctype in (b"tEXt", b"zTXt", b"iTXt") and png[start + 8:end - 4].split(b"\0", 1)[0] in ours:
+            continue
+        if ctype == b"IDAT" and not inserted:
+            parts.extend(texts)
+            inserted = True
+        parts.append(png[start:end])
+    return b"".join(parts)
+
+
+def _to_png(data: bytes) -> bytes:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        keep = im.mode if im.mode in ("RGB", "RGBA", "L", "LA", "P", "I;16") else (
+            "RGBA" if "A" in im.getbands() else "RGB")
+        out = im if im.mode == keep else im.convert(keep)
+        buf = io.BytesIO()
+        icc = im.info.get("icc_profile")
+        out.save(buf, "PNG", **({"icc_profile": icc} if icc else {}))
+        return buf.getvalue()
+
+
+def _convert(data: bytes, fmt: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        if im.format == fmt:
+            return data  # already in the requested format: keep the provider's bytes
+        out = im.convert("RGB") if fmt == "JPEG" and im.mode != "RGB" else im
+        buf = io.BytesIO()
+        icc = im.info.get("icc_profile")
+        extra: dict[str, Any] = {"icc_profile": icc} if icc else {}
+        if fmt == "WEBP":
+            extra["lossless"] = True
+        else:
+            extra["quality"] = 95
+        out.save(buf, fmt, **extra)
+        return buf.getvalue()
+
+
+# -- files ----------------------------------------------------------------------------------------
+def sidecar_path(path: str | os.PathLike[str]) -> Path:
+    """Where the provenance of an image saved at ``path`` goes when it is not embedded."""
+    p = Path(path)
+    return p.with_name(p.stem + SIDECAR_SUFFIX)
+
+
+def _write(path: Path, data: bytes) -> None:
+    # Write then rename, so a reader never sees half a file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _sniff(data: bytes) -> str:
+    if data.startswith(PNG_SIGNATURE):
+        return "image/png"
+    if data.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return ""
+
+
+def save_image(image: GeneratedImage, path: str | os.PathLike[str]) -> Path:
+    """Write ``image`` to ``path`` with its provenance; return the path actually written.
+
+    See the module docstring for what each suffix gets. Parent folders are created.
+
+    >>> r.images[0].save("out/lighthouse.png")         # doctest: +SKIP
+    PosixPath('out/lighthouse.png')
+    """
+    target = Path(path)
+    suffix = target.suffix.lower()
+    mime = _sniff(image.data) or image.mime
+    meta = _full_metadata(image)
+    params = scrub(parameters_text(meta))
+    if meta["image"]["c2pa"]:
+        native = _NATIVE.get(mime, suffix or ".bin")
+        if _SUFFIX_FORMAT.get(suffix) != _SUFFIX_FORMAT.get(native):
+            target = target.with_suffix(native)
+        meta["saved"] = {"format": mime, "rewritten": False,
+                         "why": "the provider's bytes carry C2PA content credentials"}
+        return _save_with_sidecar(target, image.data, meta, params)
+    if suffix in ("", ".png"):
+        target = target.with_suffix(".png")
+        png = image.data if mime == "image/png" else _to_png(image.data)
+        meta["saved"] = {"format": "image/png", "rewritten": mime != "image/png",
+                         "metadata": "png text chunks"}
+        texts = [_text_chunk(PARAMETERS_KEY, params),
+                 _text_chunk(METADATA_KEY, json.dumps(meta, ensure_ascii=False, default=str),
+                             itxt=True)]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write(target, _with_text(png, texts))
+        return target
+    fmt = _SUFFIX_FORMAT.get(suffix)
+    if fmt is None:
+        raise InvalidRequest(f"cannot save an image as {suffix!r}: use .png (provenance "
+                             "embedded) or .jpg / .jpeg / .webp (provenance in a "
+                             f"{SIDECAR_SUFFIX} sidecar)", field="path")
+    data = _convert(image.data, fmt)
+    meta["saved"] = {"format": f"image/{fmt.lower()}", "rewritten": data is not image.data,
+                     "metadata": "sidecar"}
+    return _save_with_sidecar(target, data, meta, params)
+
+
+def _save_with_sidecar(target: Path, data: bytes, meta: dict[str, Any], params: str) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _write(target, data)
+    doc = {**meta, "parameters": params, "file": target.name}
+    _write(sidecar_path(target), (json.dumps(doc, indent=2, ensure_ascii=False, default=str)
+                                  + "\n").encode("utf-8"))
+    return target
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The modelglass provenance of a saved image: its PNG ``modelglass`` chunk, else its sidecar.
+
+    Also accepts the sidecar's own path. Raises ``FileNotFoundError`` when the file does not
+    exist and ``ValueError`` when it holds no modelglass provenance.
+    """
+    p = Path(path)
+    if p.name.endswith(SIDECAR_SUFFIX):
+        return json.loads(p.read_text("utf-8"))  # type: ignore[no-any-return]
+    data = p.read_bytes()
+    if data.startswith(PNG_SIGNATURE):
+        text = png_text(data).get(METADATA_KEY)
+        if text is not None:
+            return json.loads(text)  # type: ignore[no-any-return]
+    side = sidecar_path(p)
+    if side.exists():
+        return json.loads(side.read_text("utf-8"))  # type: ignore[no-any-return]
+    raise ValueError(f"{p} holds no modelglass provenance: no {METADATA_KEY!r} PNG chunk and no "
+                     f"{side.name} sidecar")
