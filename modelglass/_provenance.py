@@ -188,9 +188,18 @@ def parameters_text(meta: dict[str, Any]) -> str:
     planned = meta.get("planned") or {}
     image = meta.get("image") or {}
 
+    fates = {f.get("control"): f for f in meta.get("fates") or [] if isinstance(f, Mapping)}
+
     def sent(name: str, request_name: str | None = None) -> Any:
         if name in planned:
             return planned[name]
+        # No planned values recorded: the fates say what became of each requested control.
+        fate = fates.get(request_name or name)
+        if fate is not None:
+            if fate.get("kind") == "dropped":
+                return None
+            if fate.get("applied") is not None:
+                return fate["applied"]
         return request.get(request_name or name)
 
     prompt = sent("prompt") or meta.get("prompt") or ""

@@ -287,3 +287,12 @@ def test_build_metadata_from_a_planned_result(tmp_path: Path) -> None:
     assert params.startswith("a red bicycle\n")
     assert "Seed: 7" in params and "Model: flux-schnell" in params and "Provider: fal" in params
     assert "Simulated: true" in params
+
+
+def test_without_planned_values_the_fates_say_what_was_sent() -> None:
+    meta = _meta(fates=[Fate("steps", FateKind.approximated, 80, 50).to_dict(),
+                        Fate("negative_prompt", FateKind.dropped, "blurry", None,
+                             "distilled model").to_dict()])
+    del meta["planned"]
+    text = parameters_text(meta)
+    assert "Steps: 50" in text and "Negative prompt" not in text and "CFG scale: 6.5" in text
