@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import ModelglassError
+from .errors import ContentRejected, ModelglassError, ProviderError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Generate images through one call, whatever serves the model.")
@@ -28,7 +28,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def friendly(fn: F) -> F:
-    """Print modelglass errors as one clear message and exit non-zero, without a traceback."""
+    """Print modelglass errors as one clear message and exit non-zero, without a traceback.
+
+    Exit status 1 when a provider failed or refused (the request itself was fine), 2 for
+    everything the user can fix (request, catalog, budget, keys).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -36,7 +40,8 @@ def friendly(fn: F) -> F:
             return fn(*args, **kwargs)
         except ModelglassError as exc:
             err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", markup=True, highlight=False)
-            raise typer.Exit(2) from None
+            provider_failed = isinstance(exc, ProviderError | ContentRejected)
+            raise typer.Exit(1 if provider_failed else 2) from None
 
     return wrapper  # type: ignore[return-value]
 
