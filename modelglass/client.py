@@ -45,6 +45,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -150,26 +151,31 @@ class _Run:
 class _RetryPolicy:
     """tenacity's ``stop`` and ``wait`` for one provider call of one job.
 
-    ``stop`` decides the next wait too, so that a wait past the job's deadline stops the retries
-    instead of sleeping into the deadline; ``wait`` returns what ``stop`` decided.
+    The wait is decided once per failed try (tenacity asks ``wait`` and ``stop`` in an order that
+    changed between versions): a wait that would pass the job's deadline stops the retries
+    instead of sleeping into the deadline.
     """
 
     def __init__(self, client: _BaseClient, job: _Job, run: _Run) -> None:
-        from tenacity import wait_exponential_jitter
-
         self.client, self.job, self.run = client, job, run
-        self._backoff = wait_exponential_jitter(initial=client.retry_backoff_s,
-                                                max=client.retry_after_cap_s,
-                                                jitter=client.retry_backoff_s)
-        self._next = 0.0
+        self._decided: tuple[int, float] = (0, 0.0)
 
     def delay(self, state: Any) -> float:
+        """``Retry-After`` (capped) when the provider said, else exponential backoff + jitter."""
         from .errors import RateLimited
 
+        number, seconds = self._decided
+        if number == state.attempt_number:
+            return seconds
         exc = state.outcome.exception()
+        cap = self.client.retry_after_cap_s
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            return float(min(exc.retry_after, self.client.retry_after_cap_s))
-        return float(self._backoff(state))
+            seconds = min(exc.retry_after, cap)
+        else:
+            base = self.client.retry_backoff_s
+            seconds = min(cap, base * 2 ** (state.attempt_number - 1) + random.uniform(0, base))
+        self._decided = (state.attempt_number, float(seconds))
+        return float(seconds)
 
     def stop(self, state: Any) -> bool:
         exc = state.outcome.exception()
@@ -177,21 +183,21 @@ class _RetryPolicy:
             log.info("%s: giving up after %d tries: %s", self.run.key, state.attempt_number,
                      self.client._scrub(str(exc)))
             return True
-        self._next = self.delay(state)
-        if self._next >= self.job.remaining() - _DEADLINE_SLACK_S:
+        wait = self.delay(state)
+        if wait >= self.job.remaining() - _DEADLINE_SLACK_S:
             log.info("%s: not retrying: waiting %.2f s would pass the job's deadline",
-                     self.run.key, self._next)
+                     self.run.key, wait)
             return True
         return False
 
     def wait(self, state: Any) -> float:
-        return self._next
+        return self.delay(state)
 
     def before_sleep(self, state: Any) -> None:
-        exc = state.outcome.exception()
-        self.job.add_time("retry_wait_s", self._next)
+        exc, wait = state.outcome.exception(), self.delay(state)
+        self.job.add_time("retry_wait_s", wait)
         log.info("%s: try %d failed (%s); retrying in %.2f s", self.run.key,
-                 state.attempt_number, self.client._scrub(str(exc)), self._next)
+                 state.attempt_number, self.client._scrub(str(exc)), wait)
 
     def kwargs(self) -> dict[str, Any]:
         from tenacity import retry_if_exception
@@ -357,7 +363,8 @@ class _BaseClient:
         """One provider call per chunk of ``n``; chunk ``k`` continues the seeds (seed + i)."""
         if len(call.chunks) == 1:
             return [call]
-        calls = [call]
+        # The first chunk's payload is the plan's own; its planned n is the chunk's.
+        calls = [dataclasses.replace(call, planned=call.planned.chunk(0, call.chunks[0]))]
         start = call.chunks[0]
         for count in call.chunks[1:]:
             planned = call.planned.chunk(start, count)
