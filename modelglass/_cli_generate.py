@@ -1,0 +1,270 @@
+"""``modelglass generate`` and ``modelglass providers``, added to the CLI by :func:`register`.
+
+``generate --simulate`` is the first thing a new user runs: it starts the loopback simulators
+in-process (they set the keys and hosts the official clients read), runs the whole path — route,
+plan, call, download, verify, save — and says on screen and in each file's metadata that the
+image is simulated. ``--dry-run`` stops after planning; nothing is sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.panel import Panel
+from rich.table import Table
+
+from .cli import (
+    CatalogOpt,
+    JsonOpt,
+    _aspect,
+    _assume,
+    _assume_opt,
+    _catalog,
+    _cfg,
+    _commercial,
+    _dpi,
+    _max_cost,
+    _model,
+    _n,
+    _negative,
+    _print,
+    _provider,
+    _quality,
+    _sampler,
+    _seed,
+    _size,
+    _steps,
+    _strict,
+    emit_json,
+    friendly,
+    out,
+    print_plan,
+    request_kwargs,
+)
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .result import ImageResult
+
+__all__ = ["generate", "providers", "register"]
+
+# What `--simulate` serves; local is never simulated (and needs no keys).
+_SIMULATED = ("openai", "fal", "replicate")
+SIMULATED_BANNER = "SIMULATED — no provider was called"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``generate`` and ``providers`` to the ``modelglass`` app."""
+    app.command("generate")(generate)
+    app.command("providers")(providers)
+
+
+# -- client ----------------------------------------------------------------------------------------
+def _local_wanted(provider: str | None) -> bool:
+    # Torch is imported only when local is asked for, or when the local extra is installed (then
+    # routing must know whether there is a GPU to offer local models on).
+    if provider == "local":
+        return True
+    return provider is None and all(importlib.util.find_spec(m) is not None
+                                    for m in ("torch", "diffusers"))
+
+
+def _make_client(catalog: str | None, provider: str | None, simulated: bool,
+                 assume: list[str] | None) -> Client:
+    import modelglass as mg
+
+    kwargs: dict[str, Any] = {"catalog": _catalog(catalog) if catalog else None}
+    if simulated:
+        # Route among what the simulators serve, so the run is the same on every machine.
+        kwargs["available"] = list(_SIMULATED) + (["local"] if provider == "local" else [])
+    elif assume is not None:
+        kwargs["available"] = assume
+    if provider == "local" or (not simulated and _local_wanted(provider)):
+        kwargs["local"] = mg.LocalBackend()
+    return mg.Client(**kwargs)
+
+
+@contextlib.contextmanager
+def _maybe_simulate(enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    try:
+        from .testing import simulate
+        sim = simulate()
+        sim.start()
+    except ImportError as exc:
+        raise typer.BadParameter(f"--simulate needs the testing extra ({exc.name} is missing): "
+                                 "pip install 'modelglass[testing]'") from None
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+# -- files -----------------------------------------------------------------------------------------
+def _slug(prompt: str, limit: int = 40) -> str:
+    words = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")
+    return (words[:limit].rstrip("-") or "image")
+
+
+def _free(path: Path) -> Path:
+    """``path``, or ``stem-2.png``, ``stem-3.png`` … when it exists: never overwrite."""
+    if not path.exists():
+        return path
+    for i in range(2, 10_000):
+        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+    raise typer.BadParameter(f"too many files named {path.stem}-N in {path.parent}")
+
+
+def save_all(result: ImageResult, prompt: str, out_dir: Path) -> list[Path]:
+    """Save every image of ``result`` into ``out_dir`` as ``<prompt-slug>-s<seed>-<i>.png``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    for img in result.images:
+        seed = "x" if img.seed is None else str(img.seed)
+        files.append(img.save(_free(out_dir / f"{_slug(prompt)}-s{seed}-{img.index}.png")))
+    return files
+
+
+def summary(result: ImageResult, files: list[Path]) -> dict[str, Any]:
+    """The JSON view of a generation: what was made, where it went, and how."""
+    decision = result.decision
+    return {
+        "simulated": result.simulated,
+        "note": "SIMULATED: no provider was called" if result.simulated else None,
+        "model": result.model, "provider": result.provider,
+        "offer": result.plan.offer.key if result.plan is not None else None,
+        "cost_usd": result.cost_usd, "cost_is_estimate": result.cost_is_estimate,
+        "latency_s": round(result.latency_s, 4),
+        "files": [str(f) for f in files],
+        "images": [{"file": str(f), "width": img.width, "height": img.height, "mime": img.mime,
+                    "seed": img.seed, "sha256": img.sha256, "simulated": img.simulated,
+                    "c2pa": img.c2pa} for img, f in zip(result.images, files, strict=True)],
+        "fates": [f.to_dict() for f in result.fates],
+        "attempts": [a.to_dict() for a in result.attempts],
+        "timings": result.timings,
+        "ranked": [c.offer.key for c in decision.ranked[:5]] if decision is not None else [],
+    }
+
+
+def _print_result(data: dict[str, Any], simulate_flag: bool) -> None:
+    if data["simulated"]:
+        out.print(Panel("[bold]SIMULATED — no provider was called.[/]\nThe images are "
+                        "placeholders from modelglass's built-in simulators; each file's "
+                        "metadata says simulated: true.", style="yellow", expand=False))
+    elif simulate_flag:
+        out.print("[yellow]--simulate: hosted providers were simulated, but this image came "
+                  f"from {data['provider']} (not simulated).[/]")
+    cost = "unknown" if data["cost_usd"] is None else f"${data['cost_usd']:.4f}"
+    if data["cost_is_estimate"] and data["cost_usd"] is not None:
+        cost += " (estimate)"
+    if data["simulated"]:
+        cost += " — simulated, nothing was charged"
+    out.print(f"[bold]{data['offer'] or data['model'] + '@' + data['provider']}[/]  "
+              f"cost {cost}  {data['latency_s']:.2f} s", highlight=False, soft_wrap=True)
+    for img in data["images"]:
+        out.print(f"  {img['file']}  {img['width']}x{img['height']}  seed {img['seed']}",
+                  highlight=False, soft_wrap=True)
+    if data["fates"]:
+        t = Table(title="fates")
+        for col in ("control", "fate", "sent", "why / delta"):
+            t.add_column(col)
+        for f in data["fates"]:
+            t.add_row(f["control"], f["kind"], "" if f["applied"] is None else str(f["applied"]),
+                      " ".join(x for x in (f["reason"], f["delta"] and f"({f['delta']})") if x))
+        out.print(t)
+    if len(data["attempts"]) > 1 or any(a["error"] for a in data["attempts"]):
+        t = Table(title="attempts")
+        for col in ("#", "offer", "seconds", "error"):
+            t.add_column(col)
+        for a in data["attempts"]:
+            t.add_row(str(a["number"]), a["offer_id"], f"{a['duration_s']:.2f}", a["error"] or "")
+        out.print(t)
+
+
+_out_opt = typer.Option(Path("out"), "--out", "-o", help="Folder for the images (created).")
+_simulate_opt = typer.Option(False, "--simulate", help="Serve the call from built-in simulators: "
+                             "no keys, no internet, no cost.")
+_dry_run_opt = typer.Option(False, "--dry-run", help="Plan only (like `modelglass plan`); "
+                            "send nothing.")
+
+
+# -- commands --------------------------------------------------------------------------------------
+@friendly
+def generate(prompt: str, quality: str = _quality, model: str | None = _model,
+             provider: str | None = _provider, negative: str | None = _negative,
+             cfg: float | None = _cfg, steps: int | None = _steps, seed: int | None = _seed,
+             size: str | None = _size, aspect_ratio: str | None = _aspect,
+             print_size: str | None = _print, dpi: int | None = _dpi, n: int = _n,
+             sampler: str | None = _sampler, max_cost: float | None = _max_cost,
+             strict: bool = _strict, commercial: bool = _commercial,
+             out_dir: Path = _out_opt, simulate: bool = _simulate_opt,
+             dry_run: bool = _dry_run_opt,
+             assume_available: str | None = _assume_opt,
+             json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
+    """Generate images for PROMPT and save them with their provenance to --out."""
+    kw = request_kwargs(quality, model, provider, negative, cfg, steps, seed, size, aspect_ratio,
+                        print_size, dpi, n, sampler, max_cost, strict, commercial)
+    with _maybe_simulate(simulate):
+        client = _make_client(catalog, provider, simulate, _assume(assume_available))
+        with client:
+            if dry_run:
+                data = client.plan(prompt, **kw).to_dict()
+                if json_out:
+                    emit_json({"dry_run": True, "simulated": simulate, "plan": data})
+                else:
+                    out.print("[bold]dry run[/]: nothing was sent")
+                    print_plan(data)
+                return
+            result = client.generate(prompt, **kw)
+            files = save_all(result, prompt, out_dir)
+    data = summary(result, files)
+    if json_out:
+        emit_json(data)
+    else:
+        _print_result(data, simulate)
+
+
+@friendly
+def providers(json_out: bool = JsonOpt) -> None:
+    """Which providers can be used here, and what to do about the ones that cannot."""
+    import modelglass as mg
+
+    from .providers import PROVIDER_CLASSES, provider_class
+
+    client = mg.Client()
+    rows: list[dict[str, Any]] = []
+    for name in PROVIDER_CLASSES:
+        avail = client.availability(name)
+        try:
+            cls = provider_class(name)
+            package, extra, keys = cls.client_package, cls.extra, list(cls.env_keys)
+        except ImportError:
+            package, extra, keys = None, None, []
+        rows.append({
+            "provider": name, "available": avail.ok, "reason": avail.reason,
+            "keys": keys, "client_package": package,
+            "installed": None if package is None else importlib.util.find_spec(package) is not None,
+            "install": f"pip install 'modelglass[{extra or name}]'",
+        })
+    if json_out:
+        emit_json(rows)
+        return
+    t = Table(title="providers")
+    for col in ("provider", "available", "why / what to do"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["provider"], "[green]yes[/]" if r["available"] else "[red]no[/]", r["reason"])
+    out.print(t)
+    if not any(r["available"] for r in rows):
+        out.print("Nothing is usable yet: try `modelglass generate \"...\" --simulate` "
+                  "(no keys needed).")
