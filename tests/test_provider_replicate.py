@@ -289,3 +289,34 @@ def test_output_format_uses_the_offer_spelling() -> None:
     payload, _ = ReplicateProvider().build_payload(planned(output_format="jpeg"),
                                                    CAT.offer("flux-schnell@replicate"))
     assert payload["output_format"] == "jpg"
+
+
+def sdxl_with_samplers() -> Any:
+    """The shipped SDXL offer as if the catalog listed cog-sdxl's schedulers."""
+    import dataclasses
+
+    view = CAT.offer("sdxl@replicate")
+    offer = view.offer.model_copy(update={"wire": {**view.offer.wire, "sampler": "scheduler"}})
+    controls = view.controls.model_copy(update={"samplers": ["euler", "dpmpp_2m_karras", "unipc"]})
+    return dataclasses.replace(view, offer=offer, controls=controls)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sdxl_sampler_is_sent_as_the_cog_scheduler_where_the_wire_map_names_it(
+        sim: Simulator, mode: str) -> None:
+    view = sdxl_with_samplers()
+    call = plan_call(mg.ImageRequest(prompt="p", sampler="dpmpp_2m_karras", seed=1), view,
+                     provider=ReplicateProvider())
+    assert call.payload["scheduler"] == "KarrasDPM"
+    assert call.fate("sampler").kind is mg.FateKind.honored
+    assert run(provider(), call, mode).images
+    assert creates(sim)[0].json["input"]["scheduler"] == "KarrasDPM"
+
+
+def test_a_sampler_without_a_provider_spelling_is_dropped_and_never_sent() -> None:
+    call = plan_call(mg.ImageRequest(prompt="p", sampler="unipc"), sdxl_with_samplers(),
+                     provider=ReplicateProvider())
+    assert call.fate("sampler").kind is mg.FateKind.dropped and "scheduler" not in call.payload
+    payload, _ = ReplicateProvider().build_payload(planned(sampler="euler"),
+                                                   CAT.offer("sdxl@replicate"))
+    assert "scheduler" not in payload

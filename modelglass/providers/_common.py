@@ -33,7 +33,7 @@ import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import (
@@ -609,6 +609,9 @@ class WireDefaults:
     size: str
     names: Mapping[str, str | None]
     output_formats: tuple[str, ...]
+    #: Unified sampler name → the provider's spelling, for offers whose ``wire:`` map names a
+    #: ``sampler`` field (e.g. Replicate SDXL's ``scheduler``). A sampler missing here is dropped.
+    samplers: Mapping[str, str] = field(default_factory=dict)
 
 
 def build_fields(planned: Any, offer: OfferView, defaults: WireDefaults, *,
@@ -674,6 +677,18 @@ def build_fields(planned: Any, offer: OfferView, defaults: WireDefaults, *,
             put("seed", field_name, int(planned.seeds[0]))
         else:
             no_field("seed", planned.seeds[0])
+
+    if planned.sampler is not None and (field_name := name("sampler")) is not None:
+        # Hosted offers take a sampler only where the wire map names the field. (An offer that
+        # lists samplers but has no field still keeps the planner's fate: tests/test_plan.py
+        # relies on it; the capability matrix keeps the shipped catalog free of such offers.)
+        value = defaults.samplers.get(str(planned.sampler))
+        if value is None:
+            fates["sampler"] = Fate("sampler", FateKind.dropped, planned.sampler, None,
+                                    f"{offer.key} ({offer.endpoint}) has no {planned.sampler} "
+                                    f"for its {field_name} field")
+        else:
+            put("sampler", field_name, value)
 
     if (field_name := name("n")) is not None:
         put("n", field_name, int(planned.n))

@@ -76,6 +76,10 @@ REPLICATE_WIRE = WireDefaults(
            "negative_prompt": "negative_prompt", "seed": "seed", "output_format": "output_format",
            "true_cfg": None},
     output_formats=("webp", "jpg", "png"),
+    # cog-sdxl's ``scheduler`` enum (wire-formats.md §3.6); KarrasDPM is DPM++ 2M with Karras
+    # sigmas there. HeunDiscrete and PNDM have no unified name.
+    samplers={"euler": "K_EULER", "euler_a": "K_EULER_ANCESTRAL", "dpmpp_2m": "DPMSolverMultistep",
+              "dpmpp_2m_karras": "KarrasDPM", "ddim": "DDIM"},
 )
 
 _TERMINAL = ("succeeded", "failed", "canceled")
