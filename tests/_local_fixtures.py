@@ -49,10 +49,16 @@ def tiny_folder(kind: str) -> Path:
     return save_tiny(kind, _ROOT / kind)
 
 
-def offer_view(model_id: str, kind: str, **offer_kw: Any) -> OfferView:
-    """A local catalog offer for a tiny pipeline, with toy geometry and the real control kinds."""
+def offer_view(model_id: str, kind: str, *, controls: Controls | None = None,
+               defaults: dict[str, Any] | None = None, **offer_kw: Any) -> OfferView:
+    """A local catalog offer for a tiny pipeline, with toy geometry and the real control kinds.
+
+    ``controls`` and ``defaults`` replace the offer's (e.g. a Turbo-like offer: guidance none).
+    """
     flux = kind.startswith("flux")
-    if kind == "flux-schnell":
+    if controls is not None:
+        pass
+    elif kind == "flux-schnell":
         controls = Controls(negative_prompt="none", guidance={"kind": "none"},
                             steps={"min": 1, "max": 8, "default": 2}, seed=True, max_images_per_call=4,
                             samplers=["euler", "dpmpp_2m", "unipc"])
@@ -73,7 +79,8 @@ def offer_view(model_id: str, kind: str, **offer_kw: Any) -> OfferView:
                   pipeline=PIPELINE[kind],
                   price=Price(kind="gpu_seconds", seconds=6.5, at_steps=50),
                   as_of=dt.date(2026, 11, 22), source="tests",
-                  defaults={"max_sequence_length": 48} if flux else {}, **offer_kw)
+                  defaults=defaults if defaults is not None
+                  else ({"max_sequence_length": 48} if flux else {}), **offer_kw)
     model = Model(name=f"tiny {kind}", family=kind, licence=Licence(id="test"),
                   controls=controls, geometry=geometry, offers=[offer])
     return OfferView(model_id, model, offer, model.controls.merged(offer.controls),
@@ -106,3 +113,12 @@ def hand_written(folder: Path, kind: str, **kwargs: Any) -> list[Any]:
     pipe = getattr(diffusers, PIPELINE[kind]).from_pretrained(str(folder), local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe(**kwargs).images
+
+
+def tiny_catalog(*kinds: str) -> Any:
+    """The shipped catalog's settings and quality axes with one local model per tiny ``kind``
+    (model id = kind, offer ``<kind>@local`` pointing at ``modelglass-tests/tiny-<kind>``)."""
+    from modelglass.catalog import Catalog
+
+    base = Catalog.default()
+    return Catalog(base.settings, base.quality_axes, {k: offer_view(k, k).model for k in kinds})

@@ -133,7 +133,7 @@ def test_result_records_the_stack_a_seed_reproduces_on(backend, views):
     assert out.extra["transformers"] == transformers.__version__
     assert out.extra["scheduler"] == "DDIMScheduler"
     assert out.extra["gpu_seconds"] > 0
-    assert out.cost_usd == pytest.approx(out.extra["gpu_seconds"] * 2.0 / 3600, rel=1e-3)
+    assert out.cost_usd == pytest.approx(out.timings["gpu_s"] * 2.0 / 3600)
     assert out.images[0].data[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -169,7 +169,7 @@ def test_cost_is_measured_seconds_times_the_gpu_hour_and_feeds_later_estimates(v
     backend = LocalBackend(device="cpu", gpu_hour_usd=3.6, paths={"sd": tiny_folder("sd")})
     assert backend.cost_estimate(views["sd"], 64, 64, 1, 2) is None  # nothing measured yet
     first = backend.generate(plan(views["sd"]), timeout_s=60)
-    assert first.cost_usd == pytest.approx(first.extra["gpu_seconds"] / 1000, rel=1e-3)
+    assert first.cost_usd == pytest.approx(first.timings["gpu_s"] / 1000)
     assert backend.cost_estimate(views["sd"], 64, 64, 1, 2) is None  # the warm-up call is not used
     second = backend.generate(plan(views["sd"]), timeout_s=60)
     est = backend.cost_estimate(views["sd"], 64, 64, 1, 2)

@@ -22,6 +22,7 @@ from ..base import Availability, Provider, ProviderOutput, RawImage
 from ._cache import PipelineCache, PipelineEntry, module_bytes
 from ._families import build_local_payload, family_for
 from ._fast import EmbeddingCache, optimise
+from ._recipe import Recipe
 from ._run import Job, RunResult, submit
 from ._weights import cached_snapshot, fetch_hint, inspect_folder
 
@@ -162,28 +163,37 @@ class LocalBackend(Provider):
         kind, source = self._source(offer)
         if kind == "pipeline":
             return Availability(True, "ready pipeline given")
+        if kind == "missing":
+            return Availability(False, self._fetch_hint(offer))
+        if kind == "folder" and inspect_folder(source) is None:
+            return Availability(False, f"paths[{offer.model_id!r}] = {source} is not a "
+                                       "diffusers folder (no model_index.json); save one with "
+                                       "pipe.save_pretrained(folder)")
+        missing = Recipe.of(offer).missing(offer, self.paths)
+        if missing:
+            return Availability(False, missing)
         if kind == "folder":
-            if inspect_folder(source) is None:
-                return Availability(False, f"paths[{offer.model_id!r}] = {source} is not a "
-                                           "diffusers folder (no model_index.json); save one with "
-                                           "pipe.save_pretrained(folder)")
             return Availability(True, f"folder {source}")
-        if kind == "cache":
-            return Availability(True, f"in the Hugging Face cache at {source}")
-        return Availability(False, fetch_hint(offer.model_id, offer.endpoint))
+        return Availability(True, f"in the Hugging Face cache at {source}")
 
     def _source(self, offer: OfferView) -> tuple[str, Any]:
-        names = (offer.key, offer.model_id, offer.endpoint)
+        # An offer assembled from a base model (SDXL-Lightning) loads that base's folder.
+        repo = Recipe.of(offer).base_model or offer.endpoint
+        names = (offer.key, offer.model_id, repo)
         for n in names:
             if n in self.pipelines:
                 return "pipeline", n
         for n in names:
             if n in self.paths:
                 return "folder", self.paths[n]
-        snap = cached_snapshot(offer.endpoint)
+        snap = cached_snapshot(repo)
         if snap is not None:
             return "cache", snap
         return "missing", None
+
+    @staticmethod
+    def _fetch_hint(offer: OfferView) -> str:
+        return fetch_hint(offer.model_id, Recipe.of(offer).base_model or offer.endpoint)
 
     # -- payload and cost (pure) ----------------------------------------------------------------
     def build_payload(self, planned: Planned, offer: OfferView) -> tuple[dict[str, Any], dict[str, Fate]]:
@@ -249,7 +259,7 @@ class LocalBackend(Provider):
                     embeddings=EmbeddingCache() if self.fast else None))
             return entry
         if kind == "missing":
-            raise ProviderUnavailable(fetch_hint(offer.model_id, offer.endpoint), provider="local")
+            raise ProviderUnavailable(self._fetch_hint(offer), provider="local")
         key = f"{offer.model_id}:{source}"
         info = inspect_folder(source)
         estimate = info.memory_bytes(self._dtype_name()) if info else 0
@@ -260,17 +270,21 @@ class LocalBackend(Provider):
 
         name = offer.offer.pipeline or "DiffusionPipeline"
         cls = getattr(diffusers, name, None) or diffusers.DiffusionPipeline
+        recipe = Recipe.of(offer)
         kwargs: dict[str, Any] = {"local_files_only": True, _dtype_kw(): self._torch_dtype()}
         if self.variant:
             kwargs["variant"] = self.variant
         started = time.perf_counter()
         try:
+            kwargs.update(recipe.components(self.paths, self._torch_dtype()))
             pipe = cls.from_pretrained(str(source), **kwargs)
+            assembled = recipe.apply(pipe, offer, self.paths)
         except (OSError, ValueError) as exc:
             raise ProviderUnavailable(
                 f"could not load {offer.model_id!r} from {source}: {exc}. The folder may be "
-                f"incomplete. {fetch_hint(offer.model_id, offer.endpoint)}",
-                provider="local") from exc
+                f"incomplete. {self._fetch_hint(offer)}", provider="local") from exc
+        if assembled:
+            log.info("local: assembled %s: %s", key, ", ".join(assembled))
         pipe.to(self._device())
         pipe.set_progress_bar_config(disable=True)
         applied = optimise(pipe, compile=self._compile_mode(),
@@ -371,14 +385,14 @@ class LocalBackend(Provider):
             images.append(RawImage(data=buf.getvalue(), mime="image/png", width=img.width,
                                    height=img.height, seed=int(seed)))
         hour = self._hour_usd(offer)
-        self._record(offer, payload, result)
+        self._record(offer, entry, payload, result)
         extra = {**self._versions(entry), "scheduler": result.scheduler,
                  "sampler": payload.get("sampler"), "gpu_seconds": round(result.seconds, 4),
                  "gpu_hour_usd": hour, "batch_images": result.batch_images,
                  "warm": result.warm, "fast": list(entry.fast) if self.fast else [],
                  "pipeline": type(entry.pipe).__name__, "seeds": list(seeds),
-                 "reproducible_on": "the same device, dtype, torch/diffusers/transformers "
-                                    "versions and thread count"}
+                 "reproducible_on": "the same stack (extra['stack']): device, dtype, library "
+                                    "versions, CPU thread count, fast-path options"}
         if result.embeddings:
             extra["prompt_embeddings"] = result.embeddings
         return ProviderOutput(
@@ -387,33 +401,52 @@ class LocalBackend(Provider):
                      "call_s": result.call_seconds, "load_s": entry.load_s},
             extra=extra)
 
-    def _record(self, offer: OfferView, payload: dict[str, Any], result: RunResult) -> None:
+    def _record(self, offer: OfferView, entry: PipelineEntry, payload: dict[str, Any],
+                result: RunResult) -> None:
         if not result.warm:  # first call: one-off setup (and compile) would skew the estimate
             return
         steps = payload.get("num_inference_steps") or 50
-        passes = 2 if payload.get("true_cfg_scale") else 1  # the planner doubles true-CFG itself
+        # FLUX's true CFG is an extra pass the planner prices by doubling; Qwen-Image's is its
+        # ordinary CFG (like SD's, part of the rate).
+        passes = 2 if payload.get("true_cfg_scale") and entry.family.guidance != "true_cfg" else 1
         mp = payload["width"] * payload["height"] / 1e6
         per_image = result.seconds / max(1, len(result.images))
         self._measured.setdefault(offer.key, deque(maxlen=16)).append(
             (per_image / passes / mp / steps, int(steps)))
 
-    def _versions(self, entry: PipelineEntry) -> dict[str, str]:
+    def _versions(self, entry: PipelineEntry) -> dict[str, Any]:
+        """The stack a seed reproduces on: device, dtype, library versions, and what changes
+        low bits (CPU threads; CUDA, cuDNN; the fast-path options applied)."""
+        import torch
+
         if self._stack is None:
+            import platform
+
             import diffusers
-            import torch
             import transformers
 
             self._stack = {"torch": torch.__version__, "diffusers": diffusers.__version__,
-                           "transformers": transformers.__version__}
+                           "transformers": transformers.__version__,
+                           "python": platform.python_version()}
+            if torch.version.cuda:
+                self._stack["cuda"] = torch.version.cuda
+                cudnn = torch.backends.cudnn.version()
+                if cudnn:
+                    self._stack["cudnn"] = str(cudnn)
         pipe = entry.pipe
         device = str(getattr(pipe, "device", self._device()))
         name = device
         if device.startswith("cuda"):
-            import torch
-
             name = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
-        return {"device": name, "dtype": str(getattr(pipe, "dtype", "")).removeprefix("torch."),
-                **self._stack}
+        stack: dict[str, Any] = {"device": name,
+                                 "dtype": str(getattr(pipe, "dtype", "")).removeprefix("torch."),
+                                 **self._stack}
+        if device == "cpu":
+            stack["cpu_threads"] = torch.get_num_threads()
+        stack["fast"] = list(entry.fast)
+        # Flat keys too: the client stamps device, dtype and versions into image provenance.
+        return {**{k: stack[k] for k in ("device", "dtype", "torch", "diffusers",
+                                         "transformers")}, "stack": stack}
 
     # -- device, dtype, memory ------------------------------------------------------------------
     def _device(self) -> str:

@@ -242,26 +242,28 @@ def _call(entry: PipelineEntry, batch: list[Job]) -> list[RunResult]:
 
 
 def _scheduler_for_call(entry: PipelineEntry, payload: dict[str, Any]) -> Any:
-    """The pipeline's own scheduler, or a new one from its config for the payload's sampler."""
+    """The pipeline's own scheduler, or a new one from its config for the payload's sampler
+    (``scheduler``) and scheduler settings (``scheduler_config``, e.g. ``timestep_spacing``)."""
     original = entry.original_scheduler
     name = payload.get("scheduler")
-    if not name:
+    overrides = payload.get("scheduler_config") or {}
+    if not name and not overrides:
         return original
     import diffusers
 
-    cls = getattr(diffusers, name, None)
+    cls = getattr(diffusers, name, None) if name else type(original)
     if cls is None:
         raise InvalidRequest(f"diffusers {diffusers.__version__} has no scheduler {name}",
                              field="sampler")
     kind = "flow" if "FlowMatch" in type(original).__name__ \
         or original.config.get("use_flow_sigmas") else "eps"
-    if kind == "flow" and not name.startswith("FlowMatch") \
-            and not (payload.get("scheduler_config") or {}).get("use_flow_sigmas"):
+    if kind == "flow" and not cls.__name__.startswith("FlowMatch") \
+            and not overrides.get("use_flow_sigmas"):
         raise InvalidRequest(
-            f"sampler {payload.get('sampler')!r} maps to {name}, a noise-prediction scheduler; "
-            f"{type(entry.pipe).__name__} at {entry.key!r} runs flow-matching schedulers only",
-            field="sampler")
-    return cls.from_config(original.config, **(payload.get("scheduler_config") or {}))
+            f"sampler {payload.get('sampler')!r} maps to {cls.__name__}, a noise-prediction "
+            f"scheduler; {type(entry.pipe).__name__} at {entry.key!r} runs flow-matching "
+            "schedulers only", field="sampler")
+    return cls.from_config(original.config, **overrides)
 
 
 def _translate(exc: BaseException, entry: PipelineEntry) -> BaseException:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WeightsInfo", "bytes_for_dtype", "cached_snapshot", "fetch_hint", "inspect_folder"]
+__all__ = ["WeightsInfo", "bytes_for_dtype", "cached_file", "cached_repo", "cached_snapshot",
+           "fetch_hint", "inspect_folder"]
 
 log = logging.getLogger("modelglass")
 
@@ -124,6 +125,33 @@ def cached_snapshot(repo_id: str) -> Path | None:
     if isinstance(found, str):
         return Path(found).parent
     return None
+
+
+def cached_repo(repo_id: str) -> Path | None:
+    """The snapshot folder of any repo (a LoRA, a text encoder) in the local HF cache, or None."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception as exc:  # noqa: BLE001 - absent, malformed id, or offline: "not cached"
+        log.debug("HF cache lookup for %s failed: %s", repo_id, exc)
+        return None
+
+
+def cached_file(repo_id: str, filename: str) -> Path | None:
+    """One file of ``repo_id`` in the local Hugging Face cache, or None. Never downloads."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        found = try_to_load_from_cache(repo_id, filename)
+    except Exception as exc:  # noqa: BLE001
+        log.debug("HF cache lookup for %s/%s failed: %s", repo_id, filename, exc)
+        return None
+    return Path(found) if isinstance(found, str) else None
 
 
 def fetch_hint(model_id: str, repo_id: str) -> str:
