@@ -167,3 +167,19 @@ def test_provider_local_runs_a_local_pipeline(tmp_path: Path, monkeypatch: pytes
     assert made and data["offer"] == "flux-schnell@local" and data["simulated"] is False
     meta = read_metadata(data["files"][0])
     assert meta["simulated"] is False and meta["provider"] == "local" and meta["seed"] == 3
+
+
+def test_no_key_reaches_the_screen_or_the_files(tmp_path: Path) -> None:
+    from modelglass.testing._simulate import FAL_KEY, OPENAI_KEY, REPLICATE_TOKEN
+
+    for quality in ("draft", "hero"):
+        code, output = _run("generate", PROMPT, "-q", quality, "--simulate", "--out",
+                            str(tmp_path), "--json")
+        assert code == 0, output
+        _, table = _run("generate", PROMPT, "-q", quality, "--simulate", "--out", str(tmp_path))
+        for key in (FAL_KEY, OPENAI_KEY, REPLICATE_TOKEN):
+            assert key not in output and key not in table
+    for path in tmp_path.iterdir():
+        data = path.read_bytes()
+        for key in (FAL_KEY, OPENAI_KEY, REPLICATE_TOKEN):
+            assert key.encode() not in data, path.name
