@@ -40,13 +40,13 @@ PROVIDERS: dict[str, Provider] = {}
 # to the catalog's owner with the YAML line. Not strict: the test passes again once fixed.
 KNOWN_CATALOG_PROBLEMS: dict[str, str] = {
     "lcm-lora-sdxl@local": (
-        "catalog/models/stability.yaml (lcm-lora-sdxl local offer) sets defaults.scheduler, a "
+        "catalog/models/stability.yaml:261 (lcm-lora-sdxl local offer) sets defaults.scheduler, a "
         "key the local payload builder reserves (use samplers: [lcm] instead); every plan fails"),
     "qwen-image@local/negative_prompt": (
-        "catalog/models/others.yaml (qwen-image local offer) says negative_prompt: native, but "
-        "QwenImagePipeline honours it only through true_cfg_scale (true-cfg-extra)"),
+        "catalog/models/others.yaml:356 (qwen-image, local offer at :373) says negative_prompt: "
+        "native, but QwenImagePipeline honours it only through true_cfg_scale (true-cfg-extra)"),
     "flux-1.1-pro@replicate/aspect_ratios": (
-        "catalog/models/flux.yaml (flux-1.1-pro replicate offer) lists 21:9 and 9:21; the "
+        "catalog/models/flux.yaml:234 (flux-1.1-pro replicate offer) lists 21:9 and 9:21; the "
         "Replicate schema in wire-formats.md §3.6 has neither (custom, 1:1, 16:9, 3:2, 2:3, "
         "4:5, 5:4, 9:16, 3:4, 4:3)"),
 }
