@@ -77,6 +77,7 @@ class LocalBackend(Provider):
     name: ClassVar[str] = "local"
     client_package: ClassVar[str | None] = "diffusers"
     extra: ClassVar[str | None] = "local"
+    per_offer_availability: ClassVar[bool] = True  # weights present or not, offer by offer
 
     def __init__(self, device: Device = "auto", dtype: DType | str = "auto", *,
                  paths: dict[str, str | os.PathLike[str]] | None = None,
