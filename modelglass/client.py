@@ -87,7 +87,8 @@ _NO_FALLBACK = (InvalidRequest, BudgetExceeded)
 #: Below this many seconds left, the job's deadline counts as spent (no call could finish).
 _DEADLINE_SLACK_S = 0.05
 #: Keys in ``ProviderOutput.extra`` that describe the software that made the image.
-_VERSION_KEYS = ("torch", "diffusers", "transformers", "device", "dtype")
+_VERSION_KEYS = ("torch", "diffusers", "transformers", "python", "cuda", "cudnn", "device",
+                 "dtype", "threads", "stack", "pipeline", "scheduler")
 
 
 def _retryable(exc: BaseException) -> bool:
