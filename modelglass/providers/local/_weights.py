@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WeightsInfo", "bytes_for_dtype", "cached_file", "cached_repo", "cached_snapshot",
-           "fetch_hint", "inspect_folder"]
+__all__ = ["WeightsInfo", "bytes_for_dtype", "cached_file", "cached_pipelines", "cached_repo",
+           "cached_snapshot", "fetch_hint", "hf_cache_dir", "inspect_folder"]
 
 log = logging.getLogger("modelglass")
 
@@ -152,6 +152,45 @@ def cached_file(repo_id: str, filename: str) -> Path | None:
         log.debug("HF cache lookup for %s/%s failed: %s", repo_id, filename, exc)
         return None
     return Path(found) if isinstance(found, str) else None
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache folder, as huggingface_hub resolves it (read at call time)."""
+    import os
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    try:
+        from huggingface_hub import constants
+
+        return Path(constants.HF_HUB_CACHE)
+    except ImportError:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        return (Path(xdg) if xdg else Path.home() / ".cache") / "huggingface" / "hub"
+
+
+def cached_pipelines(cache_dir: str | Path | None = None) -> list[tuple[str, Path]]:
+    """``(repo id, snapshot folder)`` of every diffusers pipeline in the HF cache (no network).
+
+    The snapshot is the one ``refs/main`` points at, else the most recently modified one.
+    """
+    root = Path(cache_dir) if cache_dir is not None else hf_cache_dir()
+    found = []
+    for repo in sorted(root.glob("models--*")):
+        snapshots = repo / "snapshots"
+        if not snapshots.is_dir():
+            continue
+        ref = repo / "refs" / "main"
+        snap = snapshots / ref.read_text(encoding="utf-8").strip() if ref.is_file() else None
+        if snap is None or not (snap / "model_index.json").is_file():
+            candidates = [d for d in snapshots.iterdir() if (d / "model_index.json").is_file()]
+            if not candidates:
+                continue
+            snap = max(candidates, key=lambda d: d.stat().st_mtime)
+        found.append((repo.name.removeprefix("models--").replace("--", "/"), snap))
+    return found
 
 
 def fetch_hint(model_id: str, repo_id: str) -> str:
