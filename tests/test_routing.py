@@ -528,3 +528,12 @@ def test_shipped_quoted_text_hero_picks_a_strong_text_renderer(shipped: Catalog)
     c = d.require()
     tr = shipped.score(c.model, "text_rendering").value
     assert tr is not None and tr >= 6, d.explain()
+
+
+def test_a_pinned_model_below_the_axis_minimum_is_kept_and_flagged() -> None:
+    cat = catalog(low=model(scores=good(prompt_adherence=4.0)), ok=model(scores=good()))
+    free = route(req(quality="hero"), cat, today=TODAY)
+    assert rejection(free, "low@fal")[0] == "minimum"
+    pinned = route(req(quality="hero", model="low"), cat, today=TODAY)
+    assert keys(pinned) == ["low@fal"]
+    assert any("kept because the model was pinned" in f for f in pinned.ranked[0].flags)

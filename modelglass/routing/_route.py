@@ -329,9 +329,13 @@ def _rank(idx: _Index, request: ImageRequest, quality: str, axis: QualityAxis,
                 reject(Rejection(f.key, "licence", why))
                 continue
         mq = qtable[f.model_id]
+        below = None
         if mq.failed_minimums:
-            reject(Rejection(f.key, "minimum", mq.failed_minimums))
-            continue
+            if request.model is None:
+                reject(Rejection(f.key, "minimum", mq.failed_minimums))
+                continue
+            # The user named this model: the axis minimums inform, they do not overrule a pin.
+            below = mq.failed_minimums
         short_mp = None
         if min_mp is not None and (f.max_mp is None or f.max_mp < min_mp - 1e-9):
             shown = "unknown" if f.max_mp is None else f"{f.max_mp:.2f} MP"
@@ -356,13 +360,15 @@ def _rank(idx: _Index, request: ImageRequest, quality: str, axis: QualityAxis,
             reject(Rejection(f.key, "budget", why))
             continue
         calls[f.key] = call
-        rows.append(_score(f, call, mq, cw, ref, quality, policy, negative, short_mp, axis))
+        rows.append(_score(f, call, mq, cw, ref, quality, policy, negative, short_mp, axis,
+                           below))
     rows.sort(key=Row.sort_key)
     return rows, rejected
 
 
 def _score(f: _Facts, call: ProviderCall, mq: ModelQuality, cw: float, ref: float, quality: str,
-           policy: Policy, negative: bool, short_mp: str | None, axis: QualityAxis) -> Row:
+           policy: Policy, negative: bool, short_mp: str | None, axis: QualityAxis,
+           below: str | None = None) -> Row:
     est = call.estimate
     per = est.per_image_usd
     cs = cost_score(per, ref, policy)
@@ -398,6 +404,8 @@ def _score(f: _Facts, call: ProviderCall, mq: ModelQuality, cw: float, ref: floa
     if short_mp is not None:
         reasons.append(short_mp + "; passes with an upscale step")
     flags: list[str] = []
+    if below is not None:
+        flags.append(f"below the {quality} minimums ({below}); kept because the model was pinned")
     if mq.estimated_axes:
         flags.append("estimated: " + ", ".join(mq.estimated_axes))
     if mq.unknown_axes:
