@@ -31,6 +31,7 @@ __all__ = [
     "KINDS",
     "build_tiny",
     "clip_tokenizer",
+    "eval_mode",
     "safety_checker",
     "save_tiny",
     "t5_tokenizer",
@@ -279,14 +280,30 @@ def build_tiny(kind: str, workdir: str | os.PathLike[str], **components: Any) ->
     """
     work = Path(workdir)
     if kind == "sd":
-        return _sd(work, **components)
-    if components:
+        pipe = _sd(work, **components)
+    elif components:
         raise TypeError(f"extra components are only supported for kind 'sd', not {kind!r}")
-    if kind == "sdxl":
-        return _sdxl(work)
-    if kind in ("flux-dev", "flux-schnell"):
-        return _flux(work, guidance_embeds=kind == "flux-dev")
-    raise ValueError(f"unknown tiny pipeline kind {kind!r}; one of {', '.join(KINDS)}")
+    elif kind == "sdxl":
+        pipe = _sdxl(work)
+    elif kind in ("flux-dev", "flux-schnell"):
+        pipe = _flux(work, guidance_embeds=kind == "flux-dev")
+    else:
+        raise ValueError(f"unknown tiny pipeline kind {kind!r}; one of {', '.join(KINDS)}")
+    return eval_mode(pipe)
+
+
+def eval_mode(pipe: Any) -> Any:
+    """Put every model of ``pipe`` in eval mode, as ``from_pretrained`` does.
+
+    Models built from configs start in training mode, where dropout (T5's rate is 0.1) makes
+    every call draw different noise: a seed would not reproduce the image.
+    """
+    import torch
+
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.eval()
+    return pipe
 
 
 def save_tiny(kind: str, directory: str | os.PathLike[str]) -> Path:

@@ -59,7 +59,8 @@ class LocalBackend(Provider):
         dtype: "auto" (bfloat16 on CUDA, float16 if the GPU lacks bf16 or on MPS, float32 on CPU)
             or an explicit "float32" / "bfloat16" / "float16".
         paths: catalog model id (or offer key, or repo id) → diffusers folder.
-        pipelines: catalog model id → a ready ``DiffusionPipeline`` (used as is, never evicted).
+        pipelines: catalog model id → a ready ``DiffusionPipeline`` on its device (never evicted;
+            with ``fast=True`` the fast path's load-time options are applied to it in place).
         fast: opt in to the fast path: fused QKV, channels_last, ``torch.compile`` (regional by
             default, on CUDA), a prompt-embedding cache, and merging of concurrent requests for one
             pipeline into one batched call. Off by default, so the default image is exactly what
@@ -254,10 +255,16 @@ class LocalBackend(Provider):
             key = f"pipeline:{source}"
             entry = cache.peek(key)
             if entry is None:
-                pipe = self.pipelines[source]
-                entry = cache.add(PipelineEntry(
-                    key, pipe, family_for(type(pipe).__name__), module_bytes(pipe), pinned=True,
-                    embeddings=EmbeddingCache() if self.fast else None))
+                with self._cache_mutex:  # two first callers must not optimise one pipeline twice
+                    entry = cache.peek(key)
+                    if entry is None:
+                        pipe = self.pipelines[source]
+                        applied = optimise(pipe, compile=self._compile_mode(),
+                                           compile_options=self.compile_options) if self.fast else []
+                        entry = cache.add(PipelineEntry(
+                            key, pipe, family_for(type(pipe).__name__), module_bytes(pipe),
+                            pinned=True, fast=applied,
+                            embeddings=EmbeddingCache() if self.fast else None))
             return entry
         if kind == "missing":
             raise ProviderUnavailable(self._fetch_hint(offer), provider="local")
