@@ -250,7 +250,7 @@ class FalProvider(Provider):
             log.info("fal: cancel of request %s failed: %s", getattr(handle, "request_id", "?"),
                      scrub(str(exc), self._secrets()))
 
-    def _backoff(self, err: ProviderError, failures: int, deadline: Deadline) -> float:
+    def _backoff(self, err: BaseException, failures: int, deadline: Deadline) -> float:
         """How long to wait before polling again after a failed poll: the provider's
         Retry-After, else exponential from ``poll_retry_backoff_s`` (capped at 2 s)."""
         wait = err.retry_after if isinstance(err, RateLimited) and err.retry_after else \

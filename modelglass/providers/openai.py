@@ -239,11 +239,11 @@ class OpenAIProvider(Provider):
                 raise wrong_shape(self.name, what, f"data[{i}] has neither b64_json nor url",
                                   _dump(response), secrets)
         usage = getattr(response, "usage", None)
-        raw = {k: v for k, v in _dump(response).items() if k != "data"}
+        reply = {k: v for k, v in _dump(response).items() if k != "data"}
         return ProviderOutput(images=images, cost_usd=cost_from_usage(model, usage),
-                              request_id=getattr(response, "_request_id", None), raw=raw,
+                              request_id=getattr(response, "_request_id", None), raw=reply,
                               timings={"total_s": round(deadline.elapsed(), 4)},
-                              extra={"usage": raw.get("usage")})
+                              extra={"usage": reply.get("usage")})
 
     def _error(self, exc: BaseException, call: ProviderCall) -> ModelglassError:
         """Map an ``openai`` exception by its status and error code (never its message text)."""

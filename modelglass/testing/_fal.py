@@ -200,7 +200,7 @@ class FalApp(ProviderApp):
                 job.logs.append(_log("Generation finished (simulated)"))
             if job.phase == "progress":
                 job.progress_shown = True
-                body = {"status": "IN_PROGRESS", **self._urls(job),
+                body: dict[str, Any] = {"status": "IN_PROGRESS", **self._urls(job),
                         "logs": list(job.logs) if with_logs else None}
                 return Reply.json(202, body, self._headers(job.id))
         body = {"status": "COMPLETED", **self._urls(job),

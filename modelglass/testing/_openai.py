@@ -289,7 +289,7 @@ def usage_for(job: dict[str, Any]) -> dict[str, Any]:
 
 def _parse_multipart(req: RecordedRequest) -> tuple[dict[str, Any] | None, int]:
     """Form fields of an edits request (values coerced like the API does) and image count."""
-    ctype = req.header("content-type", "")
+    ctype = req.header("content-type") or ""
     if "multipart/form-data" not in ctype:
         return None, 0
     msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
@@ -303,7 +303,8 @@ def _parse_multipart(req: RecordedRequest) -> tuple[dict[str, Any] | None, int]:
         elif name == "mask":
             fields["mask"] = True
         elif isinstance(name, str):
-            value = part.get_payload(decode=True).decode("utf-8", "replace")
+            payload = part.get_payload(decode=True)
+            value = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
             fields[name] = int(value) if name in ("n", "output_compression") and value.isdigit() \
                 else value
     return fields, images

@@ -259,14 +259,14 @@ class ReplicateApp(ProviderApp):
         if spec.get("ultra"):
             return ULTRA_SIZES[ratio]
         if ratio == "custom":
-            dims = []
+            sides: list[int] = []
             for name in ("width", "height"):
                 v = inp.get(name)
                 if not isinstance(v, int) or not 256 <= v <= 1440:
                     raise _Invalid(name, f"{name} must be an integer between 256 and 1440 "
                                    "when aspect_ratio is custom", "number_one_of")
-                dims.append(round(v / 32) * 32)
-            return dims[0], dims[1]
+                sides.append(round(v / 32) * 32)
+            return sides[0], sides[1]
         w, h = ONE_MP_SIZES[ratio]
         if str(inp.get("megapixels", "1")) == "0.25":
             w, h = round(w / 32) * 16, round(h / 32) * 16

@@ -20,7 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, overload
 from urllib.parse import parse_qsl, urlsplit
 
 from ._faults import Fault, FaultBook
@@ -68,6 +68,11 @@ class RecordedRequest:
     stage: str | None = None
     fault: str | None = None
     time: float = 0.0
+
+    @overload
+    def header(self, name: str) -> str | None: ...
+    @overload
+    def header(self, name: str, default: str) -> str: ...
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """A request header by case-insensitive name."""
@@ -257,7 +262,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -342,7 +347,7 @@ class _Server(ThreadingHTTPServer):
                 sock = self.ssl_context.wrap_socket(sock, server_side=True)
             with self._conns_lock:
                 self._conns.add(sock)
-            self.RequestHandlerClass(sock, client_address, self)
+            self.RequestHandlerClass(sock, client_address, self)  # type: ignore[arg-type]
         except (OSError, ssl.SSLError) as exc:
             logger.debug("simulator %s connection ended: %s", self.app.provider, exc)
         finally:

@@ -92,7 +92,7 @@ class Simulator:
         self.fal_queue_host = ""
 
     # lifecycle ----------------------------------------------------------------------
-    def start(self) -> Simulator:
+    def start(self) -> Self:
         """Start the listeners, set the environment and patch already-imported clients."""
         if self._running:
             raise RuntimeError("this Simulator is already running")
