@@ -45,10 +45,6 @@ KNOWN_CATALOG_PROBLEMS: dict[str, str] = {
     "qwen-image@local/negative_prompt": (
         "catalog/models/others.yaml:356 (qwen-image, local offer at :373) says negative_prompt: "
         "native, but QwenImagePipeline honours it only through true_cfg_scale (true-cfg-extra)"),
-    "flux-1.1-pro@replicate/aspect_ratios": (
-        "catalog/models/flux.yaml:234 (flux-1.1-pro replicate offer) lists 21:9 and 9:21; the "
-        "Replicate schema in wire-formats.md §3.6 has neither (custom, 1:1, 16:9, 3:2, 2:3, "
-        "4:5, 5:4, 9:16, 3:4, 4:3)"),
 }
 
 
@@ -295,9 +291,7 @@ def test_the_simulated_api_accepts_every_payload_the_catalog_allows(sim: Simulat
             assert len(out.images) == call.chunks[0], label
     finally:
         prov.close()
-    ratio_problem = f"{view.key}/aspect_ratios" in KNOWN_CATALOG_PROBLEMS
-    other = [f for f in failures if not (ratio_problem and f.startswith("ratio-"))]
-    assert not other, f"{view.key}: the API rejects payloads the catalog allows:\n" + \
-        "\n".join(other)
     if failures:
-        known_problem(f"{view.key}/aspect_ratios")
+        known_problem(f"{view.key}/accept")
+    assert not failures, f"{view.key}: the API rejects payloads the catalog allows:\n" + \
+        "\n".join(failures)
