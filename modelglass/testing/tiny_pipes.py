@@ -94,7 +94,7 @@ def clip_tokenizer(directory: str | os.PathLike[str], *, pad_token: str = "<|end
 def t5_tokenizer(directory: str | os.PathLike[str], *, max_length: int = 512) -> Any:
     """A T5-style Unigram tokenizer (``tokenizers`` library, no sentencepiece), saved and loaded."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import T5TokenizerFast
+    from transformers import T5TokenizerFast  # type: ignore[attr-defined]  # a 5.x alias
 
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)

@@ -251,7 +251,10 @@ def _scheduler_for_call(entry: PipelineEntry, payload: dict[str, Any]) -> Any:
         return original
     import diffusers
 
-    cls = getattr(diffusers, name, None) if name else type(original)
+    if original is None:
+        raise InvalidRequest(f"{type(entry.pipe).__name__} has no scheduler to swap",
+                             field="sampler")
+    cls: Any = getattr(diffusers, name, None) if name else type(original)
     if cls is None:
         raise InvalidRequest(f"diffusers {diffusers.__version__} has no scheduler {name}",
                              field="sampler")
