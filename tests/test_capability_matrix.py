@@ -38,14 +38,7 @@ PROVIDERS: dict[str, Provider] = {}
 
 # Offers whose catalog entry disagrees with its provider module or API; each one is reported
 # to the catalog's owner with the YAML line. Not strict: the test passes again once fixed.
-KNOWN_CATALOG_PROBLEMS: dict[str, str] = {
-    "lcm-lora-sdxl@local": (
-        "catalog/models/stability.yaml:261 (lcm-lora-sdxl local offer) sets defaults.scheduler, a "
-        "key the local payload builder reserves (use samplers: [lcm] instead); every plan fails"),
-    "qwen-image@local/negative_prompt": (
-        "catalog/models/others.yaml:356 (qwen-image, local offer at :373) says negative_prompt: "
-        "native, but QwenImagePipeline honours it only through true_cfg_scale (true-cfg-extra)"),
-}
+KNOWN_CATALOG_PROBLEMS: dict[str, str] = {}
 
 
 def provider_for(view: OfferView) -> Provider:
@@ -126,6 +119,12 @@ def change(view: OfferView, control: str) -> tuple[dict[str, Any], dict[str, Any
     c = view.controls
     is_supported = supported(view, control)
     if control == "negative_prompt":
+        g = c.guidance
+        if (is_supported and g is not None and g.kind.value == "true-cfg" and g.max is not None
+                and (g.default is None or g.default <= 1)):
+            # A negative prompt works through CFG; at a default scale of 1 (LCM) CFG is off and
+            # the planner drops it, so the base turns CFG on.
+            return {"cfg": g.max}, {"negative_prompt": "blurry, watermark"}
         return {}, {"negative_prompt": "blurry, watermark"}
     if control == "cfg":
         g = c.guidance
