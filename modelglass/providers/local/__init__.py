@@ -7,7 +7,8 @@
 Modules: ``_backend`` (:class:`LocalBackend`), ``_families`` (pipeline families, sampler →
 scheduler mapping, the payload; pure), ``_cache`` (loaded pipelines bounded by device memory),
 ``_run`` (one call per pipeline at a time, merged batches), ``_fast`` (the opt-in fast path),
-``_weights`` (weights on disk and in the Hugging Face cache). torch and diffusers are imported
+``_weights`` (weights on disk and in the Hugging Face cache), ``_recipe`` (offers assembled at
+load time: LoRA, replacement UNet, extra text encoder). See docs/local.md. torch and diffusers are imported
 only when a pipeline is loaded or a device is probed.
 """
 
