@@ -30,7 +30,9 @@ def test_every_requested_control_gets_exactly_one_fate() -> None:
                          sampler="euler"), offer())
     assert [f.control for f in call.fates] == ["prompt", "negative_prompt", "cfg", "steps", "seed",
                                                "size", "n", "sampler"]
-    assert all(f.kind is FateKind.honored for f in call.fates if f.control != "size")
+    assert all(f.kind is FateKind.honored for f in call.fates if f.control not in ("size", "sampler"))
+    sampler = call.fate("sampler")  # the test offer lists samplers but names no wire field for one
+    assert sampler is not None and sampler.kind is FateKind.dropped and "no request field" in sampler.reason
     size = call.fate("size")
     assert size is not None and size.kind is FateKind.mapped and size.applied == "square_hd"
     assert call.payload["image_size"] == "square_hd"

@@ -678,12 +678,13 @@ def build_fields(planned: Any, offer: OfferView, defaults: WireDefaults, *,
         else:
             no_field("seed", planned.seeds[0])
 
-    if planned.sampler is not None and (field_name := name("sampler")) is not None:
-        # Hosted offers take a sampler only where the wire map names the field. (An offer that
-        # lists samplers but has no field still keeps the planner's fate: tests/test_plan.py
-        # relies on it; the capability matrix keeps the shipped catalog free of such offers.)
+    if planned.sampler is not None and c.samplers:
+        # Hosted offers take a sampler only where the wire map names the field.
+        field_name = name("sampler")
         value = defaults.samplers.get(str(planned.sampler))
-        if value is None:
+        if field_name is None:
+            no_field("sampler", planned.sampler)
+        elif value is None:
             fates["sampler"] = Fate("sampler", FateKind.dropped, planned.sampler, None,
                                     f"{offer.key} ({offer.endpoint}) has no {planned.sampler} "
                                     f"for its {field_name} field")
