@@ -33,10 +33,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modelglass.catalog import Catalog  # noqa: E402
-from modelglass.catalog._schema import Model, QualityAxis, Settings  # noqa: E402
-from modelglass.request import ImageRequest  # noqa: E402
-from modelglass.routing import clear_cache, route  # noqa: E402
+from modelglass.catalog import Catalog
+from modelglass.catalog._schema import Model, QualityAxis, Settings
+from modelglass.request import ImageRequest
+from modelglass.routing import clear_cache, route
 
 TODAY = dt.date(2026, 11, 1)
 PROVIDERS = ("fal", "replicate", "openai", "local")

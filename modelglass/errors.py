@@ -22,18 +22,18 @@ if TYPE_CHECKING:
     from .result import Attempt
 
 __all__ = [
-    "ModelglassError",
-    "CatalogError",
-    "InvalidRequest",
-    "NoEligibleModel",
-    "BudgetExceeded",
-    "ProviderUnavailable",
-    "ContentRejected",
-    "ProviderError",
-    "RateLimited",
-    "GenerationTimeout",
-    "EmptyResult",
     "AllAttemptsFailed",
+    "BudgetExceeded",
+    "CatalogError",
+    "ContentRejected",
+    "EmptyResult",
+    "GenerationTimeout",
+    "InvalidRequest",
+    "ModelglassError",
+    "NoEligibleModel",
+    "ProviderError",
+    "ProviderUnavailable",
+    "RateLimited",
 ]
 
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .providers.base import Provider
     from .request import ImageRequest
 
-__all__ = ["Planned", "ProviderCall", "plan_call", "snap_size", "SizeChoice", "TRUE_CFG_DEFAULT"]
+__all__ = ["TRUE_CFG_DEFAULT", "Planned", "ProviderCall", "SizeChoice", "plan_call", "snap_size"]
 
 #: The true-CFG scale used when a negative prompt needs a second pass (FLUX ``true_cfg_scale``).
 TRUE_CFG_DEFAULT = 4.0
@@ -179,7 +179,7 @@ def _snap_free(geo: Geometry, width: float, height: float) -> SizeChoice:
     w, h = min(max(w, lo), hi), min(max(h, lo), hi)
 
     def fit(v: float) -> int:
-        r = max(m, int(round(v / m)) * m)
+        r = max(m, round(v / m) * m)
         while r > hi and r - m >= m:
             r -= m
         while r < lo:
@@ -243,9 +243,7 @@ def geometry_fits(geo: Geometry, width: int, height: int) -> bool:
         return False
     if geo.min_megapixels and mp < geo.min_megapixels - 1e-9:
         return False
-    if geo.max_aspect and max(width / height, height / width) > geo.max_aspect + 1e-9:
-        return False
-    return True
+    return not (geo.max_aspect and max(width / height, height / width) > geo.max_aspect + 1e-9)
 
 
 def _describe_delta(want: tuple[float, float], got: tuple[int, int]) -> str:
@@ -271,7 +269,7 @@ def _payload_provider(name: str) -> Provider | None:
             from .providers import create_provider
 
             _PAYLOAD_PROVIDERS[name] = create_provider(name)
-        except Exception:  # a provider module that cannot be built still gets a generic payload
+        except Exception:  # noqa: BLE001 - a provider module that cannot be built still gets a generic payload
             return None
     return _PAYLOAD_PROVIDERS[name]
 

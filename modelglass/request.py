@@ -15,14 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import InvalidRequest
 
 __all__ = [
+    "CONTROL_NAMES",
+    "SEED_MAX",
+    "ImageRequest",
     "Quality",
     "Sampler",
-    "ImageRequest",
-    "parse_size",
     "parse_aspect_ratio",
     "parse_print_size",
-    "SEED_MAX",
-    "CONTROL_NAMES",
+    "parse_size",
 ]
 
 SEED_MAX = 2**32 - 1
@@ -194,7 +194,8 @@ class ImageRequest(BaseModel):
     def _options(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for key, val in v.items():
             if not isinstance(val, dict):
-                raise ValueError(f"provider_options[{key!r}] must be a mapping of field → value")
+                raise ValueError(  # noqa: TRY004 - pydantic turns ValueError into a field error
+                    f"provider_options[{key!r}] must be a mapping of field → value")
         return v
 
     @model_validator(mode="after")

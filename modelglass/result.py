@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from .plan import ProviderCall
     from .routing import RoutingDecision
 
-__all__ = ["FateKind", "Fate", "GeneratedImage", "ImageResult", "Attempt"]
+__all__ = ["Attempt", "Fate", "FateKind", "GeneratedImage", "ImageResult"]
 
 
 class FateKind(str, Enum):

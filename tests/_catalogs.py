@@ -12,8 +12,8 @@ AS_OF = dt.date(2026, 11, 1)
 
 
 def axis(**kw: Any) -> QualityAxis:
-    base: dict[str, Any] = dict(description="test", weights={"prompt_adherence": 1.0},
-                                cost_weight=0.5, cost_reference_usd=0.02)
+    base: dict[str, Any] = {"description": "test", "weights": {"prompt_adherence": 1.0},
+                                "cost_weight": 0.5, "cost_reference_usd": 0.02}
     base.update(kw)
     return QualityAxis.model_validate(base)
 

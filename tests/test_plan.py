@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from _catalogs import catalog, model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,8 +13,6 @@ import modelglass as mg
 from modelglass.catalog._schema import Geometry
 from modelglass.plan import geometry_fits, plan_call, snap_size
 from modelglass.result import FateKind
-
-from _catalogs import catalog, model
 
 
 def offer(**kw):  # type: ignore[no-untyped-def]

@@ -9,8 +9,8 @@ import random
 from typing import Any
 
 import pytest
-
 from _catalogs import AS_OF, axis
+
 from modelglass.catalog import Catalog, OfferView
 from modelglass.catalog._schema import Model, QualityAxis, Settings
 from modelglass.errors import CatalogError, InvalidRequest, NoEligibleModel

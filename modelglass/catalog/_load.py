@@ -9,6 +9,7 @@ the line where it was written. Problems are collected across all files and raise
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
 import re
 from collections.abc import Iterable
@@ -385,10 +386,9 @@ def _cross_check(src: _Sources, problems: _Problems) -> None:
 
     if src.axes_doc is not None:
         for name in REQUIRED_QUALITY_AXES:
-            if name not in src.axes:
-                if name not in (src.axes_doc.data or {}).get("axes", {}):
-                    problems.add(src.axes_doc, ("axes",), f"quality axis {name!r} is missing; "
-                                 f"all of {', '.join(REQUIRED_QUALITY_AXES)} are required")
+            if name not in src.axes and name not in (src.axes_doc.data or {}).get("axes", {}):
+                problems.add(src.axes_doc, ("axes",), f"quality axis {name!r} is missing; "
+                             f"all of {', '.join(REQUIRED_QUALITY_AXES)} are required")
 
     providers = set(settings.providers)
     sources = set(settings.sources)
@@ -421,7 +421,7 @@ def _cross_check(src: _Sources, problems: _Problems) -> None:
         dates = [("released", lc.released), ("deprecated_on", lc.deprecated_on),
                  ("shutdown_on", lc.shutdown_on)]
         known = [(n, d) for n, d in dates if d is not None]
-        for (n1, d1), (n2, d2) in zip(known, known[1:]):
+        for (n1, d1), (n2, d2) in itertools.pairwise(known):
             if d1 > d2:
                 problems.add(doc, base + ("lifecycle", n2), f"{n2} {d2} is before {n1} {d1}")
         if as_of is not None and lc.shutdown_on is not None:

@@ -10,8 +10,15 @@ from typing import Any
 
 from .base import Availability, Provider, ProviderOutput, RawImage
 
-__all__ = ["Availability", "Provider", "ProviderOutput", "RawImage", "PROVIDER_CLASSES",
-           "provider_class", "create_provider"]
+__all__ = [
+    "PROVIDER_CLASSES",
+    "Availability",
+    "Provider",
+    "ProviderOutput",
+    "RawImage",
+    "create_provider",
+    "provider_class",
+]
 
 PROVIDER_CLASSES: dict[str, str] = {
     "openai": "modelglass.providers.openai:OpenAIProvider",

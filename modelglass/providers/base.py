@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..plan import Planned, ProviderCall
     from ..result import Fate
 
-__all__ = ["Provider", "ProviderOutput", "RawImage", "Availability"]
+__all__ = ["Availability", "Provider", "ProviderOutput", "RawImage"]
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,8 @@ class Provider(ABC):
         """A provider-specific estimate (e.g. measured GPU-seconds), or None for the catalog's."""
         return None
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release clients and connections."""
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook
+    async def aclose(self) -> None:
         """Release async clients and connections."""

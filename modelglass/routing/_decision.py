@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..plan import ProviderCall
     from ..request import ImageRequest
 
-__all__ = ["Candidate", "Rejection", "RoutingDecision", "Row", "CONSTRAINTS"]
+__all__ = ["CONSTRAINTS", "Candidate", "Rejection", "RoutingDecision", "Row"]
 
 #: Hard constraints in the order they are checked; a rejection names the first one that failed.
 CONSTRAINTS = ("pin", "lifecycle", "availability", "licence", "minimum", "resolution", "strict",

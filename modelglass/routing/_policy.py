@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..catalog import QualityAxis, Score
     from ..plan import ProviderCall
 
-__all__ = ["Policy", "ModelQuality", "signal_weights", "model_quality"]
+__all__ = ["ModelQuality", "Policy", "model_quality", "signal_weights"]
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from ..providers.base import Availability, Provider
     from ..request import ImageRequest
 
-__all__ = ["route", "clear_cache"]
+__all__ = ["clear_cache", "route"]
 
 Available = Callable[["OfferView"], "Availability"] | Iterable[str] | None
 
@@ -55,8 +55,17 @@ _MEMO_ROWS = 200_000
 class _Facts:
     """What routing reads of one offer, flattened once per catalog (no pydantic in the loop)."""
 
-    __slots__ = ("key", "model_id", "provider", "status", "shutdown_on", "replacement",
-                 "commercial", "licence_id", "max_mp")
+    __slots__ = (
+        "commercial",
+        "key",
+        "licence_id",
+        "max_mp",
+        "model_id",
+        "provider",
+        "replacement",
+        "shutdown_on",
+        "status",
+    )
 
     def __init__(self, view: OfferView) -> None:
         m = view.model
