@@ -419,7 +419,7 @@ class _BaseClient:
         """``text`` without any key this client knows (belt and braces: providers scrub too)."""
         from .providers._common import scrub
 
-        secrets = [*self._api_keys.values()]
+        secrets: list[str | None] = [*self._api_keys.values()]
         for prov in self._providers.values():
             secrets.extend(os.environ.get(name) for name in prov.env_keys)
         return scrub(text, tuple(secrets))
