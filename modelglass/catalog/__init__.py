@@ -363,8 +363,10 @@ class Catalog:
             for ax in AXES:
                 row[ax] = str(sc[ax])
             if qa is not None:
-                num = sum(w * (sc[a].value if sc[a].value is not None else qa.unknown_score)
-                          for a, w in qa.weights.items())
+                num = 0.0
+                for a, w in qa.weights.items():
+                    v = sc[a].value
+                    num += w * (v if v is not None else qa.unknown_score)
                 row[f"{axis} quality"] = round(num / sum(qa.weights.values()), 2)
             c = m.controls
             row["negative prompt"] = c.negative_prompt or "unknown"

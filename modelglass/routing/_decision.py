@@ -245,13 +245,13 @@ class RoutingDecision:
             lines.append("")
             lines.append(f"Rejected ({len(self.rejected)}):")
             groups: dict[str, list[Rejection]] = {}
-            for r in self.rejected:
-                groups.setdefault(r.constraint, []).append(r)
+            for rej in self.rejected:
+                groups.setdefault(rej.constraint, []).append(rej)
             for constraint, _ in _by_order(Counter({c: len(v) for c, v in groups.items()})):
                 group = groups[constraint]
                 lines.append(f"  {constraint} ({len(group)}):")
-                for r in group[:rejected_per_group]:
-                    lines.append(f"    - {r.offer_key}: {r.reason}")
+                lines.extend(f"    - {rej.offer_key}: {rej.reason}"
+                             for rej in group[:rejected_per_group])
                 if len(group) > rejected_per_group:
                     lines.append(f"    … and {len(group) - rejected_per_group} more")
         flagged = [row for row in self._rows[:1 + runners_up] if row.flags]

@@ -63,7 +63,7 @@ DEFAULT_POLICY = Policy()
 
 def signal_weights(axis: QualityAxis, signals: Signals, policy: Policy) -> dict[str, float]:
     """The axis weights adjusted by the prompt's signals (not normalised)."""
-    weights = dict(axis.weights)
+    weights: dict[str, float] = {str(k): v for k, v in axis.weights.items()}
     total = sum(weights.values())
     if signals.text_matters:
         weights["text_rendering"] = weights.get("text_rendering", 0.0) \
