@@ -150,11 +150,19 @@ class LocalBackend(Provider):
 
     def offer_availability(self, offer: OfferView) -> Availability:
         """Eligible only where the weights are here: a ready pipeline, a folder, or the HF cache."""
+        if offer.provider != self.name:
+            return Availability(False, f"{offer.key} is not a local offer")
+        missing_pkgs = [m for m in ("torch", "diffusers", "transformers")
+                        if importlib.util.find_spec(m) is None]
+        if missing_pkgs:
+            return self.availability()  # says what to install, without importing anything
+        # Weights first: on a machine without them, routing never pays torch's import.
+        kind, source = self._source(offer)
+        if kind == "missing":
+            return Availability(False, self._fetch_hint(offer))
         base = self.availability()
         if not base.ok:
             return base
-        if offer.provider != self.name:
-            return Availability(False, f"{offer.key} is not a local offer")
         pipe_cls = offer.offer.pipeline
         if pipe_cls and pipe_cls not in ("DiffusionPipeline", "AutoPipelineForText2Image"):
             import diffusers
@@ -162,11 +170,8 @@ class LocalBackend(Provider):
             if not hasattr(diffusers, pipe_cls):
                 return Availability(False, f"diffusers {diffusers.__version__} has no {pipe_cls} "
                                            f"(needed by {offer.key}); upgrade diffusers")
-        kind, source = self._source(offer)
         if kind == "pipeline":
             return Availability(True, "ready pipeline given")
-        if kind == "missing":
-            return Availability(False, self._fetch_hint(offer))
         if kind == "folder" and inspect_folder(source) is None:
             return Availability(False, f"paths[{offer.model_id!r}] = {source} is not a "
                                        "diffusers folder (no model_index.json); save one with "
