@@ -113,10 +113,7 @@ def verify_bytes(data: bytes, mime_hint: str | None = None, *, provider: str | N
                 if width * height > max_pixels:
                     raise bad(f"{width}x{height} is {width * height / 1e6:.0f} MP, over the "
                               f"{max_pixels / 1e6:.0f} MP cap (decompression-bomb guard)")
-                im.verify()
-            # verify() leaves the image unusable; re-open to read what a user will get.
-            with Image.open(io.BytesIO(data)) as im:
-                width, height = im.size
+                im.verify()  # the size was read from the header above; verify checks the rest
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise bad(f"decompression-bomb guard: {exc}") from None
         except UnidentifiedImageError:
