@@ -36,6 +36,7 @@ headers and key-shaped strings with ``[redacted]`` before anything is written.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -339,12 +340,22 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
     return p.with_name(p.stem + SIDECAR_SUFFIX)
 
 
+@functools.cache
+def _umask() -> int:
+    # Reading the umask means setting it; do it once, not on every save from every thread.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _write(path: Path, data: bytes) -> None:
     # Write then rename, so a reader never sees half a file.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        # mkstemp makes the file 0600; a saved image gets the usual mode under the umask.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

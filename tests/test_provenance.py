@@ -296,3 +296,19 @@ def test_without_planned_values_the_fates_say_what_was_sent() -> None:
     del meta["planned"]
     text = parameters_text(meta)
     assert "Steps: 50" in text and "Negative prompt" not in text and "CFG scale: 6.5" in text
+
+
+def test_saved_files_get_the_usual_mode_under_the_umask(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import stat
+
+    from modelglass.result import GeneratedImage
+    from modelglass.testing import render_image
+
+    img = GeneratedImage(data=render_image("a fox", 1, 32, 32), mime="image/png", width=32, height=32)
+    old = os.umask(0o022)
+    try:
+        path = img.save(tmp_path / "fox.png")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
