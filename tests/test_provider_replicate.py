@@ -317,6 +317,7 @@ def test_a_sampler_without_a_provider_spelling_is_dropped_and_never_sent() -> No
     call = plan_call(mg.ImageRequest(prompt="p", sampler="unipc"), sdxl_with_samplers(),
                      provider=ReplicateProvider())
     assert call.fate("sampler").kind is mg.FateKind.dropped and "scheduler" not in call.payload
+    # The shipped offer names cog-sdxl's scheduler field, so a sampler it knows goes on the wire.
     payload, _ = ReplicateProvider().build_payload(planned(sampler="euler"),
                                                    CAT.offer("sdxl@replicate"))
-    assert "scheduler" not in payload
+    assert payload["scheduler"] == "K_EULER"
