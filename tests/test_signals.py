@@ -95,3 +95,24 @@ def test_to_dict_is_plain_data() -> None:
     d = prompt_signals("3 apples above a bowl").to_dict()
     assert d["counts"] == ["3 apples"] and d["spatial"] == ["above"]
     assert d["composition_matters"] is True and d["text_matters"] is False
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modelglass.routing import _signals
+
+_WORDS = ["two", "Three", "cats", "4", "35mm", "left of", "'OPEN'", '"SALE"', "“Hi”", "don't",
+          "a", "dozen", "eggs", "pair of", "shoes", "above", "the", "sign", "«x»", "both", "dogs"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_WORDS), max_size=12))
+def test_the_cheap_prechecks_never_change_the_signals(words: list[str]) -> None:
+    prompt = " ".join(words)
+    quoted = tuple(t.strip() for m in _signals._QUOTED.finditer(prompt)
+                   for t in m.groups() if t is not None and t.strip())
+    counts = tuple(m.group(0) for m in _signals._COUNT.finditer(prompt)
+                   if not (m.group(1) is not None and m.group(3).lower() in _signals._UNITS))
+    s = _signals.prompt_signals(prompt)
+    assert (s.quoted_text, s.counts) == (quoted, counts)

@@ -89,7 +89,7 @@ class _Index:
         self.providers = frozenset(f.provider for f in self.facts)
         limits = [v.controls.max_prompt_chars for v in self.views if v.controls.max_prompt_chars]
         self.min_prompt_limit = min(limits) if limits else None
-        self.quality: dict[tuple[Any, ...], dict[str, ModelQuality]] = {}
+        self.quality: dict[tuple[Any, ...], tuple[dict[str, float], dict[str, ModelQuality]]] = {}
         self.memo: OrderedDict[tuple[Any, ...], tuple[list[Row], list[Rejection], Any]] = \
             OrderedDict()
         self.memo_limit = max(4, _MEMO_ROWS // max(1, len(self.views)))
@@ -97,14 +97,14 @@ class _Index:
 
     def model_quality(self, catalog: Catalog, name: str, axis: QualityAxis, signals: Signals,
                       policy: Policy) -> tuple[dict[str, float], dict[str, ModelQuality]]:
-        weights = signal_weights(axis, signals, policy)
         key = (name, signals.key, policy)
-        table = self.quality.get(key)
-        if table is None:
+        hit = self.quality.get(key)
+        if hit is None:
+            weights = signal_weights(axis, signals, policy)
             table = {mid: model_quality(catalog.scores(mid), axis, weights, signals, policy)
                      for mid in catalog.models}
-            self.quality[key] = table
-        return weights, table
+            hit = self.quality[key] = (weights, table)
+        return hit
 
 
 _INDEXES: weakref.WeakKeyDictionary[Catalog, _Index] = weakref.WeakKeyDictionary()

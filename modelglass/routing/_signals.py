@@ -47,10 +47,10 @@ _COUNT = re.compile(
     r"(?:[a-z]+\s+){0,2}?([a-z]{2,}s|people|children|men|women|mice|geese|sheep|fish|deer)\b",
     re.IGNORECASE,
 )
-_QUOTE_CHARS = ("“", "‘", "«", '"', "'")
+_QUOTE_HINT = re.compile("[“‘«\"']")
 # Every number word contains one of these; a prompt with none of them and no digit has no count.
-_COUNT_HINTS = ("two", "thre", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-                "twelve", "dozen", "pair", "couple", "several", "both")
+_COUNT_HINT = re.compile(r"\d|two|thre|four|five|six|seven|eight|nine|ten|eleven|twelve|dozen|pair"
+                         r"|couple|several|both", re.IGNORECASE)
 _SPATIAL_PHRASES = ("left of", "right of", "to the left", "to the right", "on the left",
                     "on the right", "above", "below", "beneath", "underneath", "behind",
                     "in front of", "between", "next to", "beside", "on top of", "under",
@@ -124,12 +124,11 @@ def prompt_signals(prompt: str, negative_prompt: str | None = None) -> Signals:
     """
     # Cheap pre-checks keep the common prompt (no quotes, no numbers) off the slower regexes.
     quoted: tuple[str, ...] = ()
-    if any(q in prompt for q in _QUOTE_CHARS):
+    if _QUOTE_HINT.search(prompt):
         quoted = tuple(t.strip() for m in _QUOTED.finditer(prompt)
                        for t in m.groups() if t is not None and t.strip())
     counts = []
-    lowered = prompt.lower()
-    if any(ch.isdigit() for ch in prompt) or any(w in lowered for w in _COUNT_HINTS):
+    if _COUNT_HINT.search(prompt):
         for m in _COUNT.finditer(prompt):
             if m.group(1) is not None and m.group(3).lower() in _UNITS:
                 continue
