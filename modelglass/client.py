@@ -530,6 +530,7 @@ class _BaseClient:
         }
         if versions:
             base["versions"] = versions
+        base["planned"] = _planned_meta(run.call, result.fates)
         chunk_of: list[tuple[ProviderCall, ProviderOutput]] = []
         for chunk, out in zip(run.chunk_calls, run.outputs, strict=False):
             chunk_of.extend((chunk, out) for _ in out.images)
@@ -754,3 +755,23 @@ class AsyncClient(_BaseClient):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+_PLANNED_CONTROLS = {"negative_prompt": "negative_prompt", "guidance": "cfg", "true_cfg": "cfg",
+                     "steps": "steps", "sampler": "sampler"}
+
+
+def _planned_meta(call: ProviderCall, fates: list[Any]) -> dict[str, Any]:
+    """What was actually sent for each control (for the A1111 ``parameters`` line): planned
+    values, minus any the provider dropped."""
+    p = call.planned
+    dropped = {f.control for f in fates if f.kind.value == "dropped"}
+    g = call.offer.controls.guidance
+    out: dict[str, Any] = {"width": p.width, "height": p.height, "tier": p.tier,
+                           "guidance_kind": g.kind.value if g is not None else None}
+    for name, control in _PLANNED_CONTROLS.items():
+        value = getattr(p, name)
+        if value is not None and control not in dropped:
+            out[name] = value
+    return out
+

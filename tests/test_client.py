@@ -407,3 +407,19 @@ def test_an_invalid_request_is_raised_before_any_request(sim: Simulator) -> None
     with make_client() as client, pytest.raises(mg.InvalidRequest):
         client.generate(PROMPT, quality="draft", n=0)
     assert sim.requests() == []
+
+
+def test_saved_parameters_say_what_was_sent_not_only_what_was_asked(tmp_path: Any) -> None:
+    from PIL import Image
+
+    r = make_client().generate("a fox", quality="hero", model="sdxl", provider="replicate", seed=3,
+                               negative_prompt="blurry", sampler="euler")
+    meta = r.images[0].metadata
+    assert meta["planned"]["steps"] == 50 and meta["planned"]["guidance"] == 7.5  # offer defaults
+    text = Image.open(r.images[0].save(tmp_path / "fox.png")).text["parameters"]
+    assert "Negative prompt: blurry" in text
+    assert "Steps: 50" in text and "Sampler: euler" in text and "CFG scale: 7.5" in text
+    # gpt-image takes no steps or sampler: nothing is claimed for them
+    r = make_client().generate("a fox", quality="thumbnail", model="gpt-image-1-mini",
+                               provider="openai", sampler="euler")
+    assert "sampler" not in r.images[0].metadata["planned"]
