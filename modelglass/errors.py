@@ -70,10 +70,17 @@ class NoEligibleModel(ModelglassError):
     def __init__(self, message: str, rejected: dict[str, str] | None = None) -> None:
         self.rejected = rejected or {}
         lines = [message]
-        for key, why in sorted(self.rejected.items())[:40]:
-            lines.append(f"  - {key}: {why}")
-        if len(self.rejected) > 40:
-            lines.append(f"  … and {len(self.rejected) - 40} more")
+        # Offers left out by the user's own pin explain nothing; the others come first.
+        pinned_away = sum(1 for why in self.rejected.values() if why.startswith("pin:"))
+        shown = sorted((k, why) for k, why in self.rejected.items() if not why.startswith("pin:"))
+        if not shown:
+            shown = sorted(self.rejected.items())
+            pinned_away = 0
+        lines.extend(f"  - {key}: {why}" for key, why in shown[:40])
+        if len(shown) > 40:
+            lines.append(f"  … and {len(shown) - 40} more")
+        if pinned_away:
+            lines.append(f"  ({pinned_away} offers of other models/providers left out by the pin)")
         super().__init__("\n".join(lines))
 
 

@@ -537,3 +537,18 @@ def test_a_pinned_model_below_the_axis_minimum_is_kept_and_flagged() -> None:
     pinned = route(req(quality="hero", model="low"), cat, today=TODAY)
     assert keys(pinned) == ["low@fal"]
     assert any("kept because the model was pinned" in f for f in pinned.ranked[0].flags)
+
+
+def test_no_eligible_model_error_puts_the_pinned_offers_reason_first() -> None:
+    cat = catalog(**{f"m{i}": model(scores=good()) for i in range(5)},
+                  old=model(scores=good(), lifecycle={"status": "retired",
+                                                      "shutdown_on": "2026-05-12",
+                                                      "replacement": "m0"}))
+    d = route(req(model="old"), cat, today=TODAY)
+    with pytest.raises(NoEligibleModel) as info:
+        d.require()
+    text = str(info.value)
+    first = text.splitlines()[1]
+    assert first.startswith("  - old@fal: lifecycle:") and "use m0" in first
+    assert "5 offers of other models/providers left out by the pin" in text
+    assert "m1@fal" not in text
