@@ -30,7 +30,8 @@ CONSTRAINTS = ("pin", "lifecycle", "availability", "licence", "minimum", "resolu
 _NEXT_STEP = {
     "pin": "unpin model=/provider= to let the router choose",
     "lifecycle": "use the named replacement",
-    "availability": "configure the provider (API key, client, local weights) or pass available=",
+    "availability": ("configure the provider (API key, client, local weights) or pass available= "
+                     "(CLI: --assume-available fal,replicate,openai)"),
     "licence": "drop commercial=True only if the image is not for commercial use",
     "minimum": "use a lower quality axis, or add evidence for unknown scores to the catalog",
     "resolution": "ask for a smaller print, or provide an upscaler",
