@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import importlib.util
 import json
 import os
 import platform
@@ -162,11 +163,16 @@ def single_call(provider: str, calls: int) -> dict[str, Any]:
     return {"provider": provider, "raw_ms": raw_ms, "mg_ms": mg_ms, "ratio": mg_ms / raw_ms}
 
 
-async def throughput(jobs: int) -> dict[str, float]:
+async def throughput(jobs: int, aiohttp: bool = False) -> dict[str, float]:
+    """(b) on the OpenAI simulator; ``aiohttp``: both sides on the aiohttp transport."""
+    import openai
+
+    from modelglass.providers.openai import OpenAIProvider
+
     fields = REQUESTS["openai"]
     sem = asyncio.Semaphore(CONCURRENCY)
 
-    async with mg.AsyncClient() as client:
+    async with mg.AsyncClient(providers={"openai": OpenAIProvider(aiohttp=aiohttp)}) as client:
         await client.generate(PROMPT, **fields)  # warm
 
         async def one() -> None:
@@ -178,9 +184,8 @@ async def throughput(jobs: int) -> dict[str, float]:
         mg_s = time.perf_counter() - t0
         payload = client.plan(PROMPT, **fields).payload
 
-    import openai
-
-    oc = openai.AsyncOpenAI(max_retries=0)
+    kw: dict[str, Any] = {"http_client": openai.DefaultAioHttpClient()} if aiohttp else {}
+    oc = openai.AsyncOpenAI(max_retries=0, **kw)
     await oc.images.generate(**payload)
 
     async def raw_one() -> None:
@@ -211,7 +216,10 @@ def main() -> None:
     with Simulators() as sim:
         rows = [single_call(p, calls) for p in ("openai", "fal", "replicate")]
         sim.service_time("openai", SERVICE_S)
-        tp = asyncio.run(throughput(jobs))
+        tps = [("httpx (default)", asyncio.run(throughput(jobs)))]
+        if importlib.util.find_spec("httpx_aiohttp") is not None:
+            tps.append(("aiohttp (OpenAIProvider(aiohttp=True))",
+                        asyncio.run(throughput(jobs, aiohttp=True))))
 
     print(f"\n(a) one call, raw official client vs client.generate, median of {calls} each "
           f"(service time 0)")
@@ -221,17 +229,17 @@ def main() -> None:
         ok = "met" if r["ratio"] <= TARGET_SINGLE else "MISSED"
         print(f"  {r['provider']:<10} {r['raw_ms']:>8.2f} {r['mg_ms']:>12.2f} "
               f"{r['mg_ms'] - r['raw_ms']:>12.2f} {r['ratio']:>6.3f}×  {ok}")
-    ok = "met" if tp["ratio"] <= TARGET_THROUGHPUT else "MISSED"
-    print(f"\n(b) {tp['jobs']:g} jobs, concurrency {CONCURRENCY}, {SERVICE_S * 1e3:g} ms service "
-          f"time (OpenAI simulator)")
-    print(f"  ideal {tp['ideal_s']:.3f} s   AsyncClient.generate {tp['mg_s']:.3f} s   "
-          f"ratio {tp['ratio']:.3f}×   target ≤ {TARGET_THROUGHPUT:.2f}×  {ok}")
-    print(f"  raw AsyncOpenAI under the same load: {tp['raw_s']:.3f} s, {tp['raw_ratio']:.3f}× "
-          f"ideal; AsyncClient ÷ raw: {tp['mg_s'] / tp['raw_s']:.3f}×")
-    if tp["raw_ratio"] > TARGET_THROUGHPUT:
-        print("  note: the raw client misses the ideal too, so the simulator (Python threads) is "
-              "the bottleneck at this load; the ÷ raw ratio is modelglass's own share")
-
+    for transport, tp in tps:
+        ok = "met" if tp["ratio"] <= TARGET_THROUGHPUT else "MISSED"
+        print(f"\n(b) {tp['jobs']:g} jobs, concurrency {CONCURRENCY}, {SERVICE_S * 1e3:g} ms service "
+              f"time (OpenAI simulator), async transport: {transport}")
+        print(f"  ideal {tp['ideal_s']:.3f} s   AsyncClient.generate {tp['mg_s']:.3f} s   "
+              f"ratio {tp['ratio']:.3f}×   target ≤ {TARGET_THROUGHPUT:.2f}×  {ok}")
+        print(f"  raw AsyncOpenAI under the same load: {tp['raw_s']:.3f} s, "
+              f"{tp['raw_ratio']:.3f}× ideal; AsyncClient ÷ raw: {tp['mg_s'] / tp['raw_s']:.3f}×")
+    if tps[0][1]["raw_ratio"] > TARGET_THROUGHPUT:
+        print("  note: with httpx's async pool the raw client misses the ideal too (it stalls past a "
+              "few dozen concurrent requests); the ÷ raw ratio is modelglass's own share")
 
 if __name__ == "__main__":
     main()

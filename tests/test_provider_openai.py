@@ -358,3 +358,17 @@ def test_cost_from_usage_is_none_without_output_tokens_or_prices() -> None:
     assert cost_from_usage("gpt-image-2", {"input_tokens": 5}) is None
     assert cost_from_usage("gpt-image-1.5", {"output_tokens": 100}) is None
     assert cost_from_usage("gpt-image-2-2026-04-21", {"output_tokens": 1_000_000}) == 30.0
+
+
+def test_opt_in_aiohttp_transport_generates_and_maps_errors(sim: Simulator) -> None:
+    out = run(OpenAIProvider(aiohttp=True), call_for(), "async")
+    assert len(out.images) == 1 and out.images[0].data
+    assert len(wire(sim)) == 1
+    sim.fail("openai", status=429, retry_after=2)
+    with pytest.raises(RateLimited) as ei:
+        run(OpenAIProvider(aiohttp=True), call_for(), "async")
+    assert ei.value.retry_after == 2
+
+
+def test_aiohttp_is_off_by_default() -> None:
+    assert OpenAIProvider().aiohttp is False

@@ -125,9 +125,15 @@ class OpenAIProvider(Provider):
     extra = "openai"
 
     def __init__(self, api_key: str | None = None, *, base_url: str | None = None,
-                 connect_timeout_s: float = 10.0, request_timeout_s: float = 300.0) -> None:
+                 connect_timeout_s: float = 10.0, request_timeout_s: float = 300.0,
+                 aiohttp: bool = False) -> None:
         self._explicit_key = api_key
         self._base_url = base_url
+        #: Opt-in: the async client on aiohttp (``pip install 'openai[aiohttp]'``). httpx's own
+        #: async pool stalls past a few dozen concurrent requests (benchmarks/RESULTS.md); the
+        #: price is that httpx-aiohttp reports a dropped connection as a connect timeout, so such
+        #: a failure moves on to the next offer instead of being retried on this one.
+        self.aiohttp = aiohttp
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s
         self._sync: Any = None
@@ -329,6 +335,11 @@ class OpenAIProvider(Provider):
                                                             connect=self.connect_timeout_s)}
         if self._base_url:
             kwargs["base_url"] = self._base_url
+        if asynchronous and self.aiohttp:
+            if importlib.util.find_spec("httpx_aiohttp") is None:
+                raise ProviderUnavailable("OpenAIProvider(aiohttp=True) needs the aiohttp transport: "
+                                          "pip install 'openai[aiohttp]'", provider=self.name)
+            kwargs["http_client"] = openai.DefaultAioHttpClient(timeout=kwargs["timeout"])
         return cls(**kwargs)
 
 
