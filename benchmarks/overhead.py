@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import importlib.util
 import json
 import os
 import platform
@@ -202,6 +201,16 @@ async def throughput(jobs: int, aiohttp: bool = False) -> dict[str, float]:
             "ratio": mg_s / ideal, "raw_ratio": raw_s / ideal}
 
 
+def _aiohttp_usable() -> bool:
+    import openai
+
+    try:
+        openai.DefaultAioHttpClient()
+    except (RuntimeError, ImportError, AttributeError):
+        return False
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
@@ -217,7 +226,7 @@ def main() -> None:
         rows = [single_call(p, calls) for p in ("openai", "fal", "replicate")]
         sim.service_time("openai", SERVICE_S)
         tps = [("httpx (default)", asyncio.run(throughput(jobs)))]
-        if importlib.util.find_spec("httpx_aiohttp") is not None:
+        if _aiohttp_usable():
             tps.append(("aiohttp (OpenAIProvider(aiohttp=True))",
                         asyncio.run(throughput(jobs, aiohttp=True))))
 

@@ -336,10 +336,12 @@ class OpenAIProvider(Provider):
         if self._base_url:
             kwargs["base_url"] = self._base_url
         if asynchronous and self.aiohttp:
-            if importlib.util.find_spec("httpx_aiohttp") is None:
-                raise ProviderUnavailable("OpenAIProvider(aiohttp=True) needs the aiohttp transport: "
-                                          "pip install 'openai[aiohttp]'", provider=self.name)
-            kwargs["http_client"] = openai.DefaultAioHttpClient(timeout=kwargs["timeout"])
+            try:
+                kwargs["http_client"] = openai.DefaultAioHttpClient(timeout=kwargs["timeout"])
+            except (RuntimeError, ImportError, AttributeError):
+                raise ProviderUnavailable("OpenAIProvider(aiohttp=True) needs the aiohttp "
+                                          "transport: pip install 'modelglass[openai-aiohttp]'",
+                                          provider=self.name) from None
         return cls(**kwargs)
 
 
