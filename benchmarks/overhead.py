@@ -247,8 +247,8 @@ def main() -> None:
         print(f"  raw AsyncOpenAI under the same load: {tp['raw_s']:.3f} s, "
               f"{tp['raw_ratio']:.3f}× ideal; AsyncClient ÷ raw: {tp['mg_s'] / tp['raw_s']:.3f}×")
     if tps[0][1]["raw_ratio"] > TARGET_THROUGHPUT:
-        print("  note: with httpx's async pool the raw client misses the ideal too (it stalls past a "
-              "few dozen concurrent requests); the ÷ raw ratio is modelglass's own share")
+        print("  note: the raw client misses the ideal too (its async HTTP stack at this load); "
+              "the ÷ raw ratio is modelglass's own share")
 
 if __name__ == "__main__":
     main()
