@@ -36,20 +36,11 @@ LIVE = [v for v in OFFERS if v.model.lifecycle.status is not Status.retired]
 CONTROLS = ["negative_prompt", "cfg", "steps", "seed", "n", "size", "sampler", "tier"]
 PROVIDERS: dict[str, Provider] = {}
 
-# Offers whose catalog entry disagrees with its provider module or API; each one is reported
-# to the catalog's owner with the YAML line. Not strict: the test passes again once fixed.
-KNOWN_CATALOG_PROBLEMS: dict[str, str] = {}
-
-
 def provider_for(view: OfferView) -> Provider:
     if view.provider not in PROVIDERS:
         PROVIDERS[view.provider] = create_provider(view.provider)
     return PROVIDERS[view.provider]
 
-
-def known_problem(key: str) -> None:
-    if key in KNOWN_CATALOG_PROBLEMS:
-        pytest.xfail(KNOWN_CATALOG_PROBLEMS[key])
 
 
 # -- what the catalog claims ----------------------------------------------------------------------
@@ -174,8 +165,6 @@ def matrix() -> Iterator[Any]:
 @pytest.mark.parametrize("view,control", list(matrix()))
 def test_supported_controls_change_the_payload_and_unsupported_ones_are_dropped(
         view: OfferView, control: str) -> None:
-    known_problem(view.key)
-    known_problem(f"{view.key}/{control}")
     base_fields, changed_fields = change(view, control)
     base = plan(view, **base_fields)
     changed = plan(view, **{**base_fields, **changed_fields})
@@ -290,7 +279,5 @@ def test_the_simulated_api_accepts_every_payload_the_catalog_allows(sim: Simulat
             assert len(out.images) == call.chunks[0], label
     finally:
         prov.close()
-    if failures:
-        known_problem(f"{view.key}/accept")
     assert not failures, f"{view.key}: the API rejects payloads the catalog allows:\n" + \
         "\n".join(failures)

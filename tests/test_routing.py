@@ -469,10 +469,7 @@ def test_ranked_starts_with_the_choice() -> None:
 # -- the shipped catalog ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def shipped() -> Catalog:
-    try:
-        return Catalog.default()
-    except CatalogError as exc:  # pragma: no cover - only while the catalog is being written
-        pytest.skip(f"shipped catalog not loadable yet: {exc}")
+    return Catalog.default()  # a shipped catalog that does not load fails these tests
 
 
 def test_shipped_draft_routes_to_a_cheap_fast_model(shipped: Catalog) -> None:
