@@ -10,7 +10,9 @@
     ├── ProviderError           the provider failed; ``retryable`` says whether another try may help
     │   ├── RateLimited         429; ``retry_after`` seconds when the provider said
     │   ├── GenerationTimeout   the per-job deadline or a client timeout ran out
-    │   └── EmptyResult         the provider answered without usable images
+    │   ├── EmptyResult         the provider answered without usable images
+    │   ├── OutcomeUnknown      a create may have run (and been billed); it was not re-sent
+    │   └── DownloadFailed      a paid image could not be downloaded; carries what was fetched
     └── AllAttemptsFailed       every ranked offer failed; carries every attempt
 """
 
@@ -26,11 +28,13 @@ __all__ = [
     "BudgetExceeded",
     "CatalogError",
     "ContentRejected",
+    "DownloadFailed",
     "EmptyResult",
     "GenerationTimeout",
     "InvalidRequest",
     "ModelglassError",
     "NoEligibleModel",
+    "OutcomeUnknown",
     "ProviderError",
     "ProviderUnavailable",
     "RateLimited",
@@ -146,6 +150,57 @@ class EmptyResult(ProviderError):
     """The provider answered but delivered no usable image (missing, expired or corrupt)."""
 
     retryable_default = False
+
+
+class OutcomeUnknown(ProviderError):
+    """A create (OpenAI POST, fal submit, Replicate create) was sent, but whether the provider ran
+    it is unknown: the connection dropped, the reply was cut short, or it did not come in time.
+
+    The provider may have billed it, so ``possibly_charged`` is True and it is never re-sent
+    blindly: ``retryable`` is False, the budget keeps the reservation (``estimate_usd``), and the
+    client falls back to another offer only with ``allow_double_payment=True``. ``request_id`` is
+    the provider's id for the job when it is known (then it can be looked up or cancelled).
+    ``stage`` names the step that failed (``"create"``, ``"reply"``).
+    """
+
+    retryable_default = False
+    possibly_charged = True
+
+    def __init__(self, message: str, *, request_id: str | None = None,
+                 estimate_usd: float | None = None, stage: str = "create", **kw: Any) -> None:
+        self.request_id = request_id
+        self.estimate_usd = estimate_usd
+        self.stage = stage
+        kw.setdefault("retryable", False)
+        super().__init__(message, **kw)
+
+
+class DownloadFailed(ProviderError):
+    """An image the provider made (and billed) could not be downloaded or verified.
+
+    ``url`` is the image's URL (may carry a signed token: it never appears in the message, which
+    names only the host); ``request_id`` and ``cost_usd`` identify the paid job; ``fetched`` holds
+    the images of the same call that *were* downloaded, as ``(index, Fetched)`` pairs, so nothing
+    paid for is thrown away; ``index`` is the failed image's position; ``reason`` is the underlying
+    modelglass error.
+    """
+
+    retryable_default = False
+
+    def __init__(self, message: str, *, url: str | None = None, request_id: str | None = None,
+                 cost_usd: float | None = None, index: int | None = None,
+                 fetched: list[tuple[int, Any]] | None = None,
+                 reason: BaseException | None = None, **kw: Any) -> None:
+        self.url = url
+        self.request_id = request_id
+        self.cost_usd = cost_usd
+        self.index = index
+        self.fetched = list(fetched or [])
+        self.reason = reason
+        super().__init__(message, **kw)
+
+    def __repr__(self) -> str:  # the URL may be signed: never in a repr
+        return f"DownloadFailed({str(self)!r})"
 
 
 class AllAttemptsFailed(ProviderError):
