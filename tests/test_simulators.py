@@ -511,3 +511,65 @@ def test_a_simulator_cannot_start_twice_and_async_with_works() -> None:
             with pytest.raises(RuntimeError, match="already running"):
                 s.start()
     asyncio.run(go())
+
+
+# -- lost creates: the request is processed, the answer is lost -----------------------------------
+
+def _post(url: str, body: dict[str, Any], auth: str, timeout: float = 5.0) -> httpx.Response:
+    with httpx.Client(timeout=timeout) as c:
+        return c.post(url, json=body, headers={"Authorization": auth})
+
+
+OPENAI_BODY = {"model": "gpt-image-2", "prompt": PROMPT, "size": "1024x1024"}
+
+
+@pytest.mark.parametrize("kind", ["processed_drop", "truncated"])
+def test_openai_processed_faults_bill_the_generation_but_lose_the_answer(sim: Simulator,
+                                                                          kind: str) -> None:
+    sim.fail("openai", kind=kind)
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        _post(sim.openai_base_url + "/images/generations", OPENAI_BODY, "Bearer sim-openai-key")
+    assert sim.billed("openai") == 1
+    # normal service resumes, and bills again
+    ok = _post(sim.openai_base_url + "/images/generations", OPENAI_BODY, "Bearer sim-openai-key")
+    assert ok.status_code == 200 and sim.billed("openai") == 2
+
+
+def test_plain_drop_closes_before_anything_is_billed(sim: Simulator) -> None:
+    sim.fail("fal", kind="drop")
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        _post(sim.url("fal") + "/fal-ai/flux/dev", {"prompt": PROMPT}, "Key sim-fal-key")
+    assert sim.billed("fal") == 0
+
+
+def test_processed_hang_creates_the_job_then_stays_silent(sim: Simulator) -> None:
+    sim.fail("replicate", kind="processed_hang", delay=1.0)
+    started = time.monotonic()
+    with pytest.raises(httpx.TimeoutException):
+        _post(sim.replicate_base_url + "/v1/models/black-forest-labs/flux-schnell/predictions",
+              {"input": {"prompt": PROMPT}}, "Bearer sim-replicate-token", timeout=0.3)
+    assert time.monotonic() - started < 1.0
+    assert sim.billed("replicate") == 1
+    # the prediction exists and can be found by listing
+    with httpx.Client(timeout=5) as c:
+        listed = c.get(sim.replicate_base_url + "/v1/predictions",
+                       headers={"Authorization": "Bearer sim-replicate-token"}).json()
+    newest = listed["results"][0]
+    assert newest["input"] == {"prompt": PROMPT} and newest["status"] == "starting"
+
+
+def test_truncated_status_poll_still_advances_the_job(sim: Simulator) -> None:
+    handle = fal().submit("fal-ai/flux/dev", {"prompt": PROMPT})
+    sim.fail("fal", kind="truncated", at="status", times=5)
+    auth = {"Authorization": "Key sim-fal-key"}
+    with httpx.Client(timeout=5) as c:
+        for _ in range(5):
+            with pytest.raises(httpx.RemoteProtocolError):
+                c.get(handle.status_url, headers=auth)
+        assert c.get(handle.status_url, headers=auth).json()["status"] == "COMPLETED"
+    assert sim.billed("fal") == 1
+
+
+def test_processed_faults_refuse_unknown_stages() -> None:
+    with simulate() as s, pytest.raises(ValueError, match="stage"):
+        s.fail("fal", kind="processed_drop", at="poll")

@@ -145,6 +145,7 @@ class FalApp(ProviderApp):
                 req.fault = "failed"
                 status, body, _, _ = _failure(failed.status or 500, failed.body)
                 return Reply.json(status, body, self._headers(new_request_id()))
+            self.state.bill()
             return Reply.json(200, output, self._headers(new_request_id()))
         return self._enqueue(req, endpoint, output)
 
@@ -166,6 +167,7 @@ class FalApp(ProviderApp):
                 job.error = _failure(bound.status or 500, bound.body)
         with self._lock:
             self._jobs[rid] = job
+        self.state.bill()
         return Reply.json(200, {"status": "IN_QUEUE", **self._urls(job), "queue_position": 0},
                           self._headers(rid))
 

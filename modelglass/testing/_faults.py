@@ -15,12 +15,22 @@ content             generate                                fal: result, submit,
 malformed           generate                                fal: result, …; replicate: create, …
 wrong_shape         generate                                as malformed
 drop, hang          generate, download                      any stage
+processed_drop      generate, download                      any stage (default: the create)
+processed_hang      generate, download                      any stage (default: the create)
+truncated           generate, download                      any stage (default: the create)
 expired             download                                download
 slow                —                                       fal: status; replicate: poll
 failed              —                                       fal: result, run; replicate: poll
 canceled            —                                       replicate: poll
 unknown_status      —                                       fal: status; replicate: poll
 ==================  ======================================  =================================
+
+``drop`` and ``hang`` strike *before* the request is processed: nothing was created or billed.
+The ``processed_*`` kinds and ``truncated`` strike *after*: the request was processed (a create
+made its job, which :meth:`Simulator.billed` counts) and then the connection closes without an
+answer (``processed_drop``), stays silent for ``delay`` seconds and closes (``processed_hang``),
+or the answer is cut off after half its body while ``Content-Length`` promises all of it
+(``truncated``). They show lost creates: a client that re-sends after one pays twice.
 """
 
 from __future__ import annotations
@@ -30,16 +40,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FAULT_KINDS", "STAGES", "Fault", "FaultBook"]
+__all__ = ["FAULT_KINDS", "PROCESSED_KINDS", "STAGES", "Fault", "FaultBook"]
 
 FAULT_KINDS = ("status", "gateway_html", "slow", "failed", "canceled", "expired", "content",
-               "malformed", "wrong_shape", "drop", "hang", "unknown_status")
+               "malformed", "wrong_shape", "drop", "hang", "unknown_status",
+               "processed_drop", "processed_hang", "truncated")
 
 STAGES: dict[str, tuple[str, ...]] = {
     "openai": ("generate", "edit", "download"),
     "fal": ("submit", "status", "result", "cancel", "run", "download"),
-    "replicate": ("create", "poll", "cancel", "version", "download"),
+    "replicate": ("create", "poll", "cancel", "version", "list", "download"),
 }
+#: Kinds that hit after the request was processed (its job exists and is billed).
+PROCESSED_KINDS = ("processed_drop", "processed_hang", "truncated")
 
 _ANY = "*"
 # provider -> kind -> allowed stages (first is the default). "*" means every stage.
@@ -49,6 +62,7 @@ _ALLOWED: dict[str, dict[str, tuple[str, ...]]] = {
         "content": ("generate", "edit"), "malformed": ("generate", "edit"),
         "wrong_shape": ("generate", "edit"), "drop": ("generate", _ANY),
         "hang": ("generate", _ANY), "expired": ("download",),
+        **{k: ("generate", _ANY) for k in PROCESSED_KINDS},
     },
     "fal": {
         "status": ("submit", _ANY), "gateway_html": ("submit", _ANY),
@@ -57,6 +71,7 @@ _ALLOWED: dict[str, dict[str, tuple[str, ...]]] = {
         "malformed": ("result", "submit", "status", "run"),
         "wrong_shape": ("result", "submit", "status", "run"),
         "drop": ("submit", _ANY), "hang": ("submit", _ANY), "unknown_status": ("status",),
+        **{k: ("submit", _ANY) for k in PROCESSED_KINDS},
     },
     "replicate": {
         "status": ("create", _ANY), "gateway_html": ("create", _ANY),
@@ -64,6 +79,7 @@ _ALLOWED: dict[str, dict[str, tuple[str, ...]]] = {
         "expired": ("download",), "malformed": ("create", "poll", "cancel", "version"),
         "wrong_shape": ("create", "poll", "cancel", "version"),
         "drop": ("create", _ANY), "hang": ("create", _ANY), "unknown_status": ("poll",),
+        **{k: ("create", _ANY) for k in PROCESSED_KINDS},
     },
 }
 
@@ -122,7 +138,7 @@ def make_fault(provider: str, kind: str, *, status: int | None, times: int,
         status = 500
     if status is not None and not 100 <= status <= 599:
         raise ValueError(f"status must be an HTTP status code, got {status}")
-    if kind == "hang" and delay is None:
+    if kind in ("hang", "processed_hang") and delay is None:
         delay = DEFAULT_HANG_S
     return Fault(provider=provider, kind=kind, stage=stage, times=times, status=status,
                  retry_after=retry_after, body=body, delay=delay, headers=dict(headers or {}))

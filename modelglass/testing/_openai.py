@@ -91,6 +91,7 @@ class OpenAIApp(ProviderApp):
             return self._content_reply(job["model"], content)
         if self.state.sleep(self.state.service_time):
             return DROP
+        self.state.bill()
         return Reply.json(200, self._answer(job), self._headers())
 
     # validation ---------------------------------------------------------------------

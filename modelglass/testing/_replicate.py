@@ -98,6 +98,8 @@ class ReplicateApp(ProviderApp):
             return None
         if req.path == "/v1/predictions" and req.method == "POST":
             return "create"
+        if req.path == "/v1/predictions" and req.method == "GET":
+            return "list"
         if m := _PRED_PATH.match(req.path):
             if m.group(2) and req.method == "POST":
                 return "cancel"
@@ -116,6 +118,8 @@ class ReplicateApp(ProviderApp):
             return self._version(req)
         if stage == "create":
             return self._create(req)
+        if stage == "list":
+            return self._list()
         m = _PRED_PATH.match(req.path)
         assert m is not None
         with self._lock:
@@ -128,6 +132,13 @@ class ReplicateApp(ProviderApp):
                     self._finish(pred, "canceled")
             return Reply.json(200, self._json(pred))
         return self._poll(pred, req)
+
+    def _list(self) -> Reply:
+        """``GET /v1/predictions``: every prediction, newest first, one page."""
+        with self._lock:
+            preds = sorted(self._preds.values(), key=lambda p: p.created, reverse=True)
+            results = [self._json(p) for p in preds]
+        return Reply.json(200, {"next": None, "previous": None, "results": results})
 
     # versions -----------------------------------------------------------------------
     def _version(self, req: RecordedRequest) -> Reply:
@@ -188,6 +199,7 @@ class ReplicateApp(ProviderApp):
             pred.error_text = bound.body if isinstance(bound.body, str) else default
         with self._lock:
             self._preds[pred.id] = pred
+        self.state.bill()
         headers: dict[str, str] = {}
         window = _prefer_wait(req.header("prefer"))
         if window is not None:

@@ -38,7 +38,8 @@ __all__ = [
 
 logger = logging.getLogger("modelglass")
 
-GENERIC_KINDS = ("status", "gateway_html", "drop", "hang", "malformed", "wrong_shape", "expired")
+GENERIC_KINDS = ("status", "gateway_html", "drop", "hang", "malformed", "wrong_shape", "expired",
+                 "processed_drop", "processed_hang", "truncated")
 
 _NGINX_PAGE = """<html>
 <head><title>{status} {reason}</title></head>
@@ -91,6 +92,8 @@ class Reply:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    #: Send only this many bytes of the body (``Content-Length`` still promises all), then close.
+    truncate_at: int | None = None
 
     @classmethod
     def json(cls, status: int, obj: Any, headers: dict[str, str] | None = None,
@@ -130,6 +133,7 @@ class ProviderState:
         self.stop = stop
         self.faults = FaultBook()
         self.service_time = 0.0
+        self._billed = 0
         self._records: list[RecordedRequest] = []
         self._files: dict[str, FileSpec] = {}
         self._lock = threading.Lock()
@@ -137,6 +141,16 @@ class ProviderState:
     def record(self, req: RecordedRequest) -> None:
         with self._lock:
             self._records.append(req)
+
+    def bill(self, generations: int = 1) -> None:
+        """Count a generation the provider would charge for (a create that made its job)."""
+        with self._lock:
+            self._billed += generations
+
+    @property
+    def billed(self) -> int:
+        with self._lock:
+            return self._billed
 
     def records(self) -> list[RecordedRequest]:
         with self._lock:
@@ -156,6 +170,7 @@ class ProviderState:
     def reset(self) -> None:
         with self._lock:
             self._records.clear()
+            self._billed = 0
         self.faults.clear()
 
     def sleep(self, seconds: float) -> bool:
@@ -206,6 +221,17 @@ class ProviderApp:
         kind = fault.kind
         if kind == "drop":
             return DROP
+        if kind in ("processed_drop", "processed_hang", "truncated"):
+            # The request is processed first (a create makes, and bills, its job); only the
+            # answer is lost.
+            real = self.handle(req, stage, role)
+            if isinstance(real, _Drop) or kind == "processed_drop":
+                return DROP
+            if kind == "processed_hang":
+                self.state.sleep(fault.delay or 0.0)
+                return DROP
+            real.truncate_at = max(1, len(real.body) // 2) if real.body else 0
+            return real
         if kind == "hang":
             if self.state.sleep(fault.delay or 0.0):
                 return DROP
@@ -318,7 +344,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(reply.body)
+            body = reply.body if reply.truncate_at is None else reply.body[:reply.truncate_at]
+            self.wfile.write(body)
+        if reply.truncate_at is not None:
+            self.wfile.flush()
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class _Server(ThreadingHTTPServer):

@@ -24,7 +24,8 @@ logger = logging.getLogger("modelglass")
 
 Provider = Literal["openai", "fal", "replicate"]
 FaultKind = Literal["status", "gateway_html", "slow", "failed", "canceled", "expired", "content",
-                    "malformed", "wrong_shape", "drop", "hang", "unknown_status"]
+                    "malformed", "wrong_shape", "drop", "hang", "unknown_status",
+                    "processed_drop", "processed_hang", "truncated"]
 PROVIDERS: tuple[str, ...] = ("openai", "fal", "replicate")
 
 # Obviously fake: the project greps outputs for secrets.
@@ -213,6 +214,18 @@ class Simulator:
         if provider is None:
             records.sort(key=lambda r: r.time)
         return [r for r in records if stage is None or r.stage == stage]
+
+    def billed(self, provider: Provider) -> int:
+        """How many generations ``provider`` would have charged for: every create that made its
+        job (OpenAI: every answered generation), whether or not the answer reached the client.
+        A cancelled job still counts (it may have started).
+
+        >>> with simulate() as sim:                           # doctest: +SKIP
+        ...     sim.fail("fal", kind="processed_drop")       # submit runs, the reply is lost
+        ...     ...
+        ...     assert sim.billed("fal") == 1
+        """
+        return self._states[_check(provider)].billed
 
     def reset(self, provider: Provider | None = None) -> None:
         """Forget recorded requests and scripted faults (of one provider, or all)."""
