@@ -69,7 +69,11 @@ from .request import ImageRequest
 from .result import Attempt, Fate, FateKind, GeneratedImage, ImageResult
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     import httpx
+
+    from .jobs._batch import BatchReport, JobOutcome
 
     from ._download import Fetched
     from .budget import Budget, Reservation
@@ -649,6 +653,20 @@ class Client(_BaseClient):
                     self._http = httpx.Client()
         return self._http  # type: ignore[return-value]
 
+    # batch entry points (modelglass/jobs/_batch.py does the work)
+    def generate_many(self, requests: Iterable[ImageRequest | dict[str, Any]], /, *,
+                      concurrency: int = 32, budget: Budget | float | None = None,
+                      journal: str | os.PathLike[str] | None = None,
+                      **options: Any) -> BatchReport:
+        """Run many requests (``ImageRequest`` or dicts of its fields with an optional ``id``)
+        under one concurrency limit, budget and journal; the report lists them in input order.
+        ``options``: ``out``, ``cache``, ``limits``, ``allow_double_payment``, ``retry_failed``,
+        ``durable``, ``on_event``, ``on_outcome`` (see ``docs/batch.md``)."""
+        from .jobs._batch import Batch, run_sync
+
+        return run_sync(Batch(self, requests, concurrency=concurrency, budget=budget,
+                              journal=journal, **options))
+
     def close(self) -> None:
         """Close the provider clients and the download client."""
         for p in list(self._providers.values()):
@@ -741,6 +759,18 @@ class AsyncClient(_BaseClient):
         import httpx
 
         return httpx.AsyncClient()
+
+    # batch entry points (modelglass/jobs/_batch.py does the work)
+    def agenerate_many(self, requests: Iterable[ImageRequest | dict[str, Any]], /, *,
+                       concurrency: int = 32, budget: Budget | float | None = None,
+                       journal: str | os.PathLike[str] | None = None,
+                       **options: Any) -> AsyncIterator[JobOutcome]:
+        """The async twin of :meth:`Client.generate_many`: ``async for outcome in ...`` yields
+        each job's :class:`~modelglass.jobs.JobOutcome` as it completes."""
+        from .jobs._batch import Batch, run_async
+
+        return run_async(Batch(self, requests, concurrency=concurrency, budget=budget,
+                               journal=journal, **options))
 
     async def aclose(self) -> None:
         """Close the provider clients and this event loop's download client."""

@@ -1,0 +1,815 @@
+"""Batches: many jobs under one concurrency limit, one budget and one journal.
+
+:meth:`Client.generate_many` and :meth:`AsyncClient.agenerate_many` land here. A batch:
+
+1. **Prepares** its jobs: each request (an :class:`~modelglass.request.ImageRequest`, or a dict
+   of its fields with an optional ``id``) gets an id; with a journal, jobs done in an earlier run
+   are skipped once their files check out, jobs submitted before a crash are *resumed* by their
+   provider request id, and jobs that may have been charged without a recorded id are reported,
+   not re-sent (see :mod:`._journal`).
+2. **Schedules** them (:class:`Scheduler`, no I/O): at most ``concurrency`` jobs in flight, and per
+   provider (the first-ranked offer's) at most ``in_flight`` jobs and ``per_minute`` starts,
+   taking providers in turn so one slow provider's queue does not starve the others.
+3. **Holds money before it sends**: each job's estimate is reserved on the batch budget when it
+   is admitted; the engine's own reservation takes over that hold, and the actual cost is
+   settled when the job ends. When the next job could pass the limit, nothing more is
+   submitted: the batch waits for jobs in flight, and when none is left the rest of the queue is
+   reported as ``undone``.
+4. **Keeps every paid image**: each job's images are saved (with provenance) and their files'
+   sha256 recorded before the job counts as done.
+
+Drivers: :func:`run_async` (an async iterator, as completed) and :func:`run_sync` (worker threads,
+results in input order) share the scheduler and the per-job logic; the Ray engine
+(:mod:`._ray`) runs the jobs as Ray tasks with the same scheduler and journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import copy
+import hashlib
+import inspect
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..budget import Budget, Reservation
+from ..errors import BudgetExceeded, InvalidRequest, ModelglassError, OutcomeUnknown
+from ..request import ImageRequest
+from ._events import JobEvent, Resume
+
+if TYPE_CHECKING:
+    from ..result import ImageResult
+    from ._cache import ResultCache
+    from ._journal import Journal, JournalJob
+
+log = logging.getLogger("modelglass")
+
+__all__ = ["BatchReport", "JobOutcome", "ProviderLimit", "Scheduler", "load_limits"]
+
+Status = Literal["done", "cached", "skipped", "failed", "possibly_charged", "undone"]
+Requests = Iterable[ImageRequest | Mapping[str, Any]]
+OnEvent = Callable[[JobEvent], None]
+
+
+# -- limits --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProviderLimit:
+    """How hard a batch may use one provider: jobs ``in_flight`` at once, and job starts
+    ``per_minute`` (None: no limit besides the batch's own concurrency)."""
+
+    in_flight: int | None = None
+    per_minute: float | None = None
+
+
+def load_limits(path: str | os.PathLike[str] | None = None) -> dict[str, ProviderLimit]:
+    """Per-provider limits from a YAML file: ``{fal: {in_flight: 16, per_minute: 600}, …}``.
+
+    ``path`` defaults to ``$MODELGLASS_LIMITS``, else ``<user config dir>/modelglass/limits.yaml``
+    (platformdirs); no file means no per-provider limits.
+    """
+    import yaml
+
+    if path is None:
+        path = os.environ.get("MODELGLASS_LIMITS")
+    if path is None:
+        from platformdirs import user_config_dir
+
+        path = Path(user_config_dir("modelglass")) / "limits.yaml"
+        if not path.is_file():
+            return {}
+    text = Path(path).read_text()
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"{path}: limits must be a mapping of provider -> "
+                             f"{{in_flight, per_minute}}", field="limits")
+    out: dict[str, ProviderLimit] = {}
+    for provider, spec in data.items():
+        if not isinstance(spec, dict) or set(spec) - {"in_flight", "per_minute"}:
+            raise InvalidRequest(f"{path}: {provider}: expected keys in_flight and/or per_minute, "
+                                 f"got {spec!r}", field=f"limits.{provider}")
+        out[str(provider)] = ProviderLimit(spec.get("in_flight"), spec.get("per_minute"))
+    return out
+
+
+# -- outcomes ------------------------------------------------------------------------------------
+@dataclass
+class JobOutcome:
+    """How one job of a batch ended.
+
+    ``status``: ``done`` (ran now), ``cached`` (served from the result cache, no cost),
+    ``skipped`` (done in an earlier run of the journal; files re-verified), ``failed``,
+    ``possibly_charged`` (sent before a crash with no result recorded; not re-sent), ``undone``
+    (never submitted: the budget ran out first). ``result`` is set for the first three.
+    """
+
+    id: str
+    index: int
+    request: ImageRequest
+    status: Status
+    result: ImageResult | None = None
+    error: ModelglassError | None = None
+    files: list[Path] = field(default_factory=list)
+    cost_usd: float | None = None
+    entry: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the job has its images."""
+        return self.status in ("done", "cached", "skipped")
+
+    def manifest(self) -> dict[str, Any]:
+        """The job's line in the batch manifest: id, model, provider, cost, seed, sha256, fates,
+        error (and status, files)."""
+        if self.entry is not None and self.result is None:
+            return {**self.entry, "status": self.status}
+        r = self.result
+        return {
+            "id": self.id, "status": self.status,
+            "model": r.model if r else None, "provider": r.provider if r else None,
+            "offer": (r.plan.offer.key if r and r.plan is not None else None),
+            "cost_usd": self.cost_usd,
+            "seed": [i.seed for i in r.images] if r else None,
+            "sha256": [i.sha256 for i in r.images] if r else [],
+            "files": [str(f) for f in self.files],
+            "fates": [f.to_dict() for f in r.fates] if r else [],
+            "simulated": r.simulated if r else False,
+            "error": _error_dict(self.error),
+        }
+
+
+class BatchReport(Sequence[JobOutcome]):
+    """Every job's :class:`JobOutcome`, in input order, and what the batch spent.
+
+    >>> report = client.generate_many(requests, budget=mg.Budget(5.0))     # doctest: +SKIP
+    >>> [o.result.images[0] for o in report if o.ok]                       # doctest: +SKIP
+    >>> report.undone                                                      # doctest: +SKIP
+    """
+
+    def __init__(self, outcomes: list[JobOutcome], budget: Budget | None, elapsed_s: float) -> None:
+        self.outcomes = sorted(outcomes, key=lambda o: o.index)
+        self.budget = budget
+        self.elapsed_s = elapsed_s
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.outcomes[i]
+
+    def __len__(self) -> int:
+        return len(self.outcomes)
+
+    def __repr__(self) -> str:
+        return f"BatchReport({self.counts()}, spent=${self.spent_usd:.4f})"
+
+    @property
+    def results(self) -> list[ImageResult | None]:
+        """Each job's result in input order (None where it has none)."""
+        return [o.result for o in self.outcomes]
+
+    @property
+    def spent_usd(self) -> float:
+        """What the batch's jobs cost (this run's settled costs, plus earlier runs' journal)."""
+        return self.budget.spent if self.budget is not None else sum(
+            o.cost_usd or 0.0 for o in self.outcomes if o.status == "done")
+
+    @property
+    def undone(self) -> list[str]:
+        """Ids of the jobs never submitted because the budget ran out."""
+        return [o.id for o in self.outcomes if o.status == "undone"]
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs ended in each status."""
+        return dict(collections.Counter(o.status for o in self.outcomes))
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON view: counts, spend, budget, undone and failed job ids, elapsed time."""
+        return {"jobs": len(self), "counts": self.counts(), "spent_usd": round(self.spent_usd, 6),
+                "budget_usd": self.budget.limit_usd if self.budget is not None else None,
+                "undone": self.undone,
+                "failed": [o.id for o in self.outcomes if o.status == "failed"],
+                "possibly_charged": [o.id for o in self.outcomes
+                                     if o.status == "possibly_charged"],
+                "elapsed_s": round(self.elapsed_s, 3)}
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+@dataclass
+class Job:
+    """One job the batch will run: its id, request, first-choice provider and estimate."""
+
+    id: str
+    index: int
+    request: ImageRequest
+    provider: str = "?"
+    offer_key: str | None = None
+    estimate: float | None = None
+    resume: Resume | None = None
+    cache_key: str | None = None
+    call: Any = None  # the first-ranked ProviderCall (for the cache)
+    hold: Reservation | None = None
+
+
+def job_ids(requests: Requests) -> list[tuple[str, ImageRequest]]:
+    """Each request with its id: the one it names, else a hash of the request (plus ``#k`` for
+    its k-th repeat), so the same jobs file gets the same ids on every run."""
+    out: list[tuple[str, ImageRequest]] = []
+    seen: collections.Counter[str] = collections.Counter()
+    given: set[str] = set()
+    for i, item in enumerate(requests):
+        job_id: str | None = None
+        if isinstance(item, ImageRequest):
+            request = item
+        elif isinstance(item, Mapping):
+            fields = dict(item)
+            job_id = fields.pop("id", None)
+            try:
+                request = ImageRequest(**fields)
+            except ModelglassError:
+                raise
+            except Exception as exc:  # pydantic's ValidationError names the bad field
+                raise InvalidRequest(f"request {i} ({job_id or 'no id'}): {exc}") from None
+        else:
+            raise InvalidRequest(f"request {i}: expected an ImageRequest or a dict of its fields, "
+                                 f"got {type(item).__name__}")
+        if job_id is not None:
+            job_id = str(job_id)
+            if job_id in given:
+                raise InvalidRequest(f"request {i}: id {job_id!r} is used twice; ids must be "
+                                     f"unique within a batch", field="id")
+            given.add(job_id)
+        else:
+            digest = hashlib.sha256(_request_json(request).encode()).hexdigest()[:16]
+            seen[digest] += 1
+            job_id = digest if seen[digest] == 1 else f"{digest}#{seen[digest]}"
+        out.append((job_id, request))
+    return out
+
+
+def _request_json(request: ImageRequest) -> str:
+    return json.dumps(request.model_dump(mode="json", exclude_defaults=True), sort_keys=True,
+                      separators=(",", ":"), default=str)
+
+
+def _error_dict(exc: BaseException | None) -> dict[str, Any] | None:
+    if exc is None:
+        return None
+    out: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc).splitlines()[0][:500]}
+    for attr in ("request_id", "status", "retry_after", "estimate_usd", "cost_usd", "url"):
+        value = getattr(exc, attr, None)
+        if value is not None:
+            out[attr] = value
+    return out
+
+
+# -- budget --------------------------------------------------------------------------------------
+class _Lease:
+    """The budget one job's engine sees: the hold taken when the job was admitted becomes the
+    engine's first reservation (so no other job can take that money between admission and
+    the engine's reserve); later reservations (a pricier fallback) come from the batch budget.
+    """
+
+    def __init__(self, budget: Budget, hold: Reservation | None) -> None:
+        self._budget, self._hold = budget, hold
+        self.limit_usd = budget.limit_usd
+
+    def reserve(self, amount: float | None, *, label: str = "") -> Reservation:
+        hold, self._hold = self._hold, None
+        if hold is not None:
+            if amount is not None and amount <= hold.amount + 1e-12:
+                return hold
+            self._budget.release(hold)
+        return self._budget.reserve(amount, label=label)
+
+    def settle(self, reservation: Reservation, actual_usd: float | None) -> None:
+        self._budget.settle(reservation, actual_usd)
+
+    def release(self, reservation: Reservation) -> None:
+        self._budget.release(reservation)
+
+    def close(self) -> None:
+        """Give back the hold if the engine never took it."""
+        hold, self._hold = self._hold, None
+        if hold is not None:
+            self._budget.release(hold)
+
+    def __getattr__(self, name: str) -> Any:  # spent, reserved, remaining, …
+        return getattr(self._budget, name)
+
+
+# -- scheduling ----------------------------------------------------------------------------------
+class Scheduler:
+    """Which job to start next, with no I/O: a global concurrency limit, per-provider limits,
+    providers taken in turn, and budget admission.
+
+    :meth:`next` returns a job to start (its estimate already held on the budget), or None and
+    how many seconds until a rate limit frees a slot (None: wait for a job to finish).
+    :meth:`finished` must be called when a started job ends.
+    """
+
+    def __init__(self, jobs: Iterable[Job], *, concurrency: int,
+                 limits: Mapping[str, ProviderLimit] | None = None,
+                 budget: Budget | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        if concurrency < 1:
+            raise InvalidRequest(f"concurrency must be at least 1, got {concurrency}",
+                                 field="concurrency")
+        self.concurrency = concurrency
+        self.limits = dict(limits or {})
+        self.budget = budget
+        self.clock = clock
+        self.queues: dict[str, collections.deque[Job]] = {}
+        for job in jobs:
+            self.queues.setdefault(job.provider, collections.deque()).append(job)
+        self._order = list(self.queues)
+        self._turn = 0
+        self.running = 0
+        self.in_flight: collections.Counter[str] = collections.Counter()
+        self._starts: dict[str, collections.deque[float]] = collections.defaultdict(
+            collections.deque)
+        self.stopped: BudgetExceeded | None = None
+        self.undone: list[Job] = []
+
+    @property
+    def pending(self) -> int:
+        return sum(len(q) for q in self.queues.values())
+
+    def next(self) -> tuple[Job | None, float | None]:
+        if self.running >= self.concurrency or self.stopped is not None:
+            return None, None
+        now = self.clock()
+        soonest: float | None = None
+        n = len(self._order)
+        for k in range(n):
+            provider = self._order[(self._turn + k) % n]
+            queue = self.queues[provider]
+            if not queue:
+                continue
+            limit = self.limits.get(provider)
+            if limit is not None and limit.in_flight is not None \
+                    and self.in_flight[provider] >= limit.in_flight:
+                continue
+            if limit is not None and limit.per_minute is not None:
+                starts = self._starts[provider]
+                while starts and starts[0] <= now - 60.0:
+                    starts.popleft()
+                if len(starts) >= limit.per_minute:
+                    free_at = starts[0] + 60.0 - now
+                    soonest = free_at if soonest is None else min(soonest, free_at)
+                    continue
+            job = queue[0]
+            if not self._admit(job):
+                return None, None
+            queue.popleft()
+            self._turn = (self._turn + k + 1) % n
+            self.running += 1
+            self.in_flight[provider] += 1
+            self._starts[provider].append(now)
+            return job, None
+        return None, soonest
+
+    def _admit(self, job: Job) -> bool:
+        """Hold the job's estimate; when it does not fit, wait for jobs in flight, and when none
+        is left, stop: the rest of the queue is undone."""
+        if self.budget is None:
+            return True
+        try:
+            job.hold = self.budget.reserve(job.estimate, label=f"job {job.id}")
+            return True
+        except BudgetExceeded as exc:
+            if self.running == 0 or job.estimate is None:
+                self.stopped = exc
+                for queue in self.queues.values():
+                    self.undone.extend(queue)
+                    queue.clear()
+            return False
+
+    def finished(self, job: Job) -> None:
+        self.running -= 1
+        self.in_flight[job.provider] -= 1
+
+
+# -- the batch -----------------------------------------------------------------------------------
+class Batch:
+    """One run of a batch: its jobs, journal, budget, cache and where images go. The drivers
+    below call :meth:`prepare`, then :meth:`run_one` / :meth:`arun_one` per job."""
+
+    def __init__(self, client: Any, requests: Requests, *, concurrency: int = 32,
+                 budget: Budget | float | None = None, journal: str | os.PathLike[str] | Journal
+                 | None = None, out: str | os.PathLike[str] | None = None,
+                 cache: ResultCache | str | os.PathLike[str] | bool | None = None,
+                 limits: Mapping[str, ProviderLimit] | None = None,
+                 allow_double_payment: bool = False, retry_failed: bool = False,
+                 durable: bool = False, on_event: OnEvent | None = None,
+                 on_outcome: Callable[[JobOutcome], None] | None = None) -> None:
+        from ._cache import ResultCache
+        from ._journal import Journal
+
+        self.client = client
+        self.concurrency = concurrency
+        if isinstance(budget, (int, float)):
+            budget = Budget(float(budget))
+        self.budget: Budget | None = budget if budget is not None else client.budget
+        self._own_journal = journal is not None and not isinstance(journal, Journal)
+        self.journal: Journal | None = (Journal(journal, durable=durable) if self._own_journal
+                                        else journal)  # type: ignore[assignment]
+        if out is not None:
+            self.out: Path | None = Path(out)
+        elif self.journal is not None:
+            self.out = self.journal.path.with_name(self.journal.path.name + ".images")
+        else:
+            self.out = None
+        self.cache = (ResultCache() if cache is True else None if cache in (None, False)
+                      else cache if isinstance(cache, ResultCache) else ResultCache(cache))
+        self.limits = dict(limits) if limits is not None else load_limits()
+        self.allow_double_payment = allow_double_payment
+        self.retry_failed = retry_failed
+        self.on_event = on_event
+        self.on_outcome = on_outcome
+        self.requests = requests
+        self.started = time.monotonic()
+        self.outcomes: list[JobOutcome] = []
+        params = inspect.signature(client.generate).parameters
+        self._events_ok = "events" in params
+        self._resume_ok = "resume" in params
+        self._lock = threading.Lock()
+
+    # -- preparation ------------------------------------------------------------------------------
+    def prepare(self) -> list[Job]:
+        """Ids, journal, routing and the cache; returns the jobs to run (in input order).
+        Jobs that need no run (done earlier, possibly charged, unroutable) become outcomes."""
+        pairs = job_ids(self.requests)
+        records: dict[str, JournalJob] = {}
+        if self.journal is not None:
+            records = self.journal.begin(
+                (jid, json.loads(_request_json(req))) for jid, req in pairs)
+        jobs: list[Job] = []
+        for index, (job_id, request) in enumerate(pairs):
+            job = Job(job_id, index, request)
+            record = records.get(job_id)
+            if record is not None and not self._from_journal(job, record):
+                continue
+            if job.resume is None and not self._route(job):
+                continue
+            jobs.append(job)
+        if self.budget is not None and self.journal is not None:
+            prior = self.journal.spent()
+            if prior > 0:  # what earlier runs cost counts against this batch's limit
+                self.budget.settle(self.budget.reserve(0.0, label="earlier runs"), prior)
+        return jobs
+
+    def _from_journal(self, job: Job, record: JournalJob) -> bool:
+        """Whether ``job`` still has to run, given what the journal says; sets ``job.resume``."""
+        assert self.journal is not None
+        state = record.state
+        if state == "done":
+            problems = record.files_ok()
+            if not problems:
+                self._finish(JobOutcome(job.id, job.index, job.request, "skipped",
+                                        result=_result_from_files(record), cost_usd=record.cost,
+                                        files=[Path(p) for p, _ in record.files],
+                                        entry=record.entry), record=False)
+                return False
+            log.warning("job %s: %s", job.id, "; ".join(problems))
+            call = record.resumable_call()
+            if call is None and not record.calls:
+                call = None
+            if not self.allow_double_payment:
+                err = OutcomeUnknown(
+                    f"job {job.id} was paid for (${record.cost or 0:.4f}) but its files changed "
+                    f"on disk ({'; '.join(problems)}); not sent again. Restore the files, or pass "
+                    f"allow_double_payment (--allow-double-payment) to pay for it again.")
+                self._finish(JobOutcome(job.id, job.index, job.request, "failed", error=err,
+                                        cost_usd=record.cost, entry=record.entry), record=False)
+                return False
+            self.journal.reset(job.id, carry=record.cost or 0.0)
+            return True
+        if state == "failed":
+            if self.retry_failed and not record.possibly_charged:
+                self.journal.reset(job.id, carry=record.cost or 0.0)
+                return True
+            status: Status = "possibly_charged" if record.possibly_charged else "failed"
+            err = _error_from_dict(record.error)
+            self._finish(JobOutcome(job.id, job.index, job.request, status, error=err,
+                                    cost_usd=record.cost, entry=record.entry), record=False)
+            return False
+        if state == "pending":
+            return True
+        call = record.resumable_call()
+        if call is not None and self._resume_ok and not record.possibly_charged:
+            job.resume = Resume(offer_key=call.offer_key, request_id=call.request_id or "",
+                                chunk=call.chunk)
+            job.offer_key = call.offer_key
+            job.provider = call.offer_key.rsplit("@", 1)[-1]
+            job.estimate = record.estimate
+            return True
+        # Started (or submitted to a provider without resumable jobs) and no result recorded:
+        # the provider may have billed it.
+        if self.allow_double_payment:
+            self.journal.reset(job.id, carry=record.estimate or 0.0)
+            return True
+        where = record.offer_key or "its first-ranked offer"
+        err = OutcomeUnknown(
+            f"job {job.id} was sent to {where} before the previous run stopped, and no result or "
+            f"resumable request id was recorded: it may have been charged (up to "
+            f"${record.estimate or 0:.4f}), so it was not sent again. Check the provider's "
+            f"dashboard; pass allow_double_payment (--allow-double-payment) to send it anyway.",
+            request_id=None)
+        self.journal.failed(job.id, error=_error_dict(err) or {}, possibly_charged=True)
+        self._finish(JobOutcome(job.id, job.index, job.request, "possibly_charged", error=err),
+                     record=False)
+        return False
+
+    def _route(self, job: Job) -> bool:
+        """First-choice provider and estimate (for the scheduler and the budget); the cache."""
+        try:
+            decision = self.client.route(job.request)
+        except ModelglassError as exc:
+            self._fail_early(job, exc)
+            return False
+        if not decision.ranked:
+            from ..errors import NoEligibleModel
+
+            self._fail_early(job, NoEligibleModel(
+                f"no offer can serve job {job.id}: " + decision.explain().splitlines()[0]))
+            return False
+        first = decision.ranked[0]
+        job.provider, job.offer_key, job.estimate = first.offer.provider, first.key, first.cost_usd
+        if self.cache is not None:
+            from ._cache import cache_key
+
+            job.call = first.call
+            job.cache_key = cache_key(job.call)
+        return True
+
+    def _fail_early(self, job: Job, exc: ModelglassError) -> None:
+        if self.journal is not None:
+            self.journal.failed(job.id, error=_error_dict(exc) or {})
+        self._finish(JobOutcome(job.id, job.index, job.request, "failed", error=exc),
+                     record=False)
+
+    # -- one job ----------------------------------------------------------------------------------
+    def _before(self, job: Job) -> tuple[Any, _Lease | None, dict[str, Any]]:
+        """The client, budget lease and keyword arguments for one job's ``generate``."""
+        lease = None
+        client = self.client
+        if self.budget is not None:
+            lease = _Lease(self.budget, job.hold)
+            client = copy.copy(self.client)
+            client.budget = lease
+        if self.journal is not None:
+            self.journal.started(job.id, offer_key=job.offer_key, provider=job.provider,
+                                 estimate=job.estimate)
+        kwargs: dict[str, Any] = {}
+        if self._events_ok:
+            kwargs["job_id"] = job.id
+            kwargs["events"] = self._sink
+        if job.resume is not None:
+            kwargs["resume"] = job.resume
+        return client, lease, kwargs
+
+    def _sink(self, event: JobEvent) -> None:
+        if self.journal is not None:
+            self.journal.record(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _cached(self, job: Job) -> JobOutcome | None:
+        if self.cache is None or job.cache_key is None:
+            return None
+        result = self.cache.get(job.cache_key, job.call)
+        if result is None:
+            return None
+        if job.hold is not None and self.budget is not None:
+            self.budget.release(job.hold)
+            job.hold = None
+        return self._succeeded(job, result, status="cached")
+
+    def _succeeded(self, job: Job, result: ImageResult, status: Status = "done") -> JobOutcome:
+        files = self._save(job, result)
+        outcome = JobOutcome(job.id, job.index, job.request, status, result=result,
+                             files=[p for p, _ in files],
+                             cost_usd=0.0 if status == "cached" else result.cost_usd)
+        if self.journal is not None:
+            self.journal.done(job.id, cost=outcome.cost_usd, entry=outcome.manifest(),
+                              files=[(str(p), sha) for p, sha in files])
+        if status == "done" and self.cache is not None and job.cache_key is not None \
+                and result.plan is not None and result.plan.offer.key == job.offer_key:
+            self.cache.put(job.cache_key, result)
+        return self._finish(outcome)
+
+    def _failed(self, job: Job, exc: ModelglassError) -> JobOutcome:
+        partial = getattr(exc, "partial", None)
+        charged = bool(getattr(exc, "possibly_charged", False)) or isinstance(exc, OutcomeUnknown)
+        status: Status = "possibly_charged" if charged else "failed"
+        if isinstance(exc, BudgetExceeded) and job.resume is None:
+            status = "undone"  # refused before anything was sent
+        files = self._save(job, partial) if partial is not None else []
+        cost = getattr(exc, "cost_usd", None)
+        outcome = JobOutcome(job.id, job.index, job.request, status, result=partial, error=exc,
+                             files=[p for p, _ in files], cost_usd=cost)
+        if self.journal is not None:
+            if status == "undone":
+                self.journal.reset(job.id)
+            else:
+                self.journal.failed(job.id, error=_error_dict(exc) or {}, cost=cost,
+                                    possibly_charged=charged, entry=outcome.manifest())
+        return self._finish(outcome)
+
+    def _save(self, job: Job, result: ImageResult) -> list[tuple[Path, str]]:
+        """Save every image (PNG with provenance) as ``<out>/<id>-<i>.png``; returns each file
+        with the sha256 of its bytes on disk."""
+        from ._journal import file_sha256
+
+        if self.out is None:
+            return []
+        saved = []
+        stem = _safe_name(job.id)
+        for img in result.images:
+            path = Path(img.save(self.out / f"{stem}-{img.index}.png"))
+            saved.append((path, file_sha256(path)))
+        return saved
+
+    def _finish(self, outcome: JobOutcome, record: bool = True) -> JobOutcome:
+        with self._lock:
+            self.outcomes.append(outcome)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+        return outcome
+
+    def run_one(self, job: Job) -> JobOutcome:
+        """Run one admitted job with the sync client."""
+        cached = self._cached(job)
+        if cached is not None:
+            return cached
+        client, lease, kwargs = self._before(job)
+        try:
+            result = client.generate(job.request, **kwargs)
+        except ModelglassError as exc:
+            return self._failed(job, exc)
+        finally:
+            if lease is not None:
+                lease.close()
+        return self._succeeded(job, result)
+
+    async def arun_one(self, job: Job) -> JobOutcome:
+        """Run one admitted job with the async client."""
+        cached = self._cached(job)
+        if cached is not None:
+            return cached
+        client, lease, kwargs = self._before(job)
+        try:
+            result = await client.generate(job.request, **kwargs)
+        except ModelglassError as exc:
+            return self._failed(job, exc)
+        finally:
+            if lease is not None:
+                lease.close()
+        return self._succeeded(job, result)
+
+    def scheduler(self, jobs: list[Job]) -> Scheduler:
+        return Scheduler(jobs, concurrency=self.concurrency, limits=self.limits,
+                         budget=self.budget)
+
+    def leftovers(self, sched: Scheduler) -> list[JobOutcome]:
+        """The jobs never submitted (the budget stopped the batch), as ``undone`` outcomes."""
+        out = []
+        for job in sorted(sched.undone, key=lambda j: j.index):
+            err = sched.stopped or BudgetExceeded("the batch's budget ran out")
+            out.append(self._finish(JobOutcome(job.id, job.index, job.request, "undone",
+                                               error=err)))
+        return out
+
+    def report(self) -> BatchReport:
+        return BatchReport(list(self.outcomes), self.budget, time.monotonic() - self.started)
+
+    def close(self) -> None:
+        if self._own_journal and self.journal is not None:
+            self.journal.close()
+
+
+# -- drivers -------------------------------------------------------------------------------------
+async def run_async(batch: Batch) -> AsyncIterator[JobOutcome]:
+    """Run ``batch`` on the event loop; yield each outcome as it completes (jobs that needed no
+    run first). Closing the iterator early cancels the jobs in flight."""
+    try:
+        jobs = batch.prepare()
+        for outcome in list(batch.outcomes):
+            yield outcome
+        sched = batch.scheduler(jobs)
+        tasks: dict[asyncio.Task[JobOutcome], Job] = {}
+        try:
+            while True:
+                job, wait_s = sched.next()
+                while job is not None:
+                    tasks[asyncio.ensure_future(batch.arun_one(job))] = job
+                    job, wait_s = sched.next()
+                if not tasks:
+                    if wait_s is None:
+                        break
+                    await asyncio.sleep(wait_s)
+                    continue
+                done, _ = await asyncio.wait(tasks, timeout=wait_s, return_when="FIRST_COMPLETED")
+                for task in done:
+                    sched.finished(tasks.pop(task))
+                    yield task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+        for outcome in batch.leftovers(sched):
+            yield outcome
+    finally:
+        batch.close()
+
+
+def run_sync(batch: Batch) -> BatchReport:
+    """Run ``batch`` on ``concurrency`` worker threads; the report lists jobs in input order."""
+    try:
+        for _ in _drive_threads(batch):
+            pass
+        return batch.report()
+    finally:
+        batch.close()
+
+
+def _drive_threads(batch: Batch) -> Iterator[JobOutcome]:
+    jobs = batch.prepare()
+    sched = batch.scheduler(jobs)
+    futures: dict[Future[JobOutcome], Job] = {}
+    with ThreadPoolExecutor(max_workers=batch.concurrency,
+                            thread_name_prefix="modelglass-batch") as pool:
+        try:
+            while True:
+                job, wait_s = sched.next()
+                while job is not None:
+                    futures[pool.submit(batch.run_one, job)] = job
+                    job, wait_s = sched.next()
+                if not futures:
+                    if wait_s is None:
+                        break
+                    time.sleep(wait_s)
+                    continue
+                done, _ = wait(futures, timeout=wait_s, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    sched.finished(futures.pop(fut))
+                    yield fut.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    yield from batch.leftovers(sched)
+
+
+def _safe_name(job_id: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", job_id).strip("._") or "job"
+    if name != job_id:  # two ids that sanitize alike must not share files
+        name += "-" + hashlib.sha256(job_id.encode()).hexdigest()[:8]
+    return name[:120]
+
+
+def _error_from_dict(data: dict[str, Any] | None) -> ModelglassError:
+    from .. import errors
+
+    data = data or {}
+    cls = getattr(errors, str(data.get("type", "")), None)
+    message = f"(from the journal) {data.get('message', 'failed in an earlier run')}"
+    if isinstance(cls, type) and issubclass(cls, ModelglassError):
+        try:
+            return cls(message)
+        except TypeError:
+            pass
+    return ModelglassError(message)
+
+
+def _result_from_files(record: JournalJob) -> ImageResult | None:
+    """An :class:`ImageResult` rebuilt from a done job's saved files and manifest entry."""
+    from ..result import Fate, FateKind, GeneratedImage, ImageResult
+
+    entry = record.entry or {}
+    images = []
+    seeds = entry.get("seed") or []
+    for i, (path, _sha) in enumerate(record.files):
+        data = Path(path).read_bytes()
+        import io
+
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+        images.append(GeneratedImage(data=data, mime="image/png", width=width, height=height,
+                                     seed=seeds[i] if i < len(seeds) else None, index=i,
+                                     simulated=bool(entry.get("simulated"))))
+    fates = [Fate(f["control"], FateKind(f["kind"]), f.get("requested"), f.get("applied"),
+                  f.get("reason", ""), f.get("delta")) for f in entry.get("fates", [])]
+    return ImageResult(images=images, model=entry.get("model") or "?",
+                       provider=entry.get("provider") or "?", cost_usd=record.cost,
+                       cost_is_estimate=False, latency_s=0.0, fates=fates,
+                       simulated=bool(entry.get("simulated")),
+                       extra={"from_journal": True, "job_id": record.id})

@@ -1,0 +1,354 @@
+"""The batch journal: one SQLite file that says, for every job, how far it got.
+
+A batch writes each transition *before* acting on it: ``started`` before the job may send
+anything, ``submitted`` (with the provider's request id) as soon as the engine knows the id and
+before it polls, ``done`` only once every image is on disk with its sha256. After a crash (even
+a SIGKILL) the next run reads the journal and:
+
+- skips ``done`` jobs whose files are still on disk with the recorded sha256;
+- resumes ``submitted`` jobs by their request id (:class:`~modelglass.jobs.Resume`): polled,
+  never re-submitted;
+- reports a job that was ``started`` but whose request id never reached the journal as
+  *possibly charged*: the provider may have billed it (an OpenAI or local call has no id to
+  resume by), so it is not re-sent unless the caller allows paying twice.
+
+Durability: WAL mode with ``synchronous=NORMAL`` by default. A commit is then in the WAL file
+(the OS page cache) when ``commit`` returns, so killing the process at any point — SIGKILL
+included — loses nothing that was committed; only a power cut or kernel crash can lose the last
+commits. ``durable=True`` switches to ``synchronous=FULL`` (an fsync per commit) for that case,
+at roughly a millisecond or more per transition on ordinary disks; ``benchmarks/batch.py``
+measures both.
+
+The standard library's :mod:`sqlite3` only; one connection guarded by a lock, so the event sink
+may be called from worker threads (the sync runner) or the event loop (the async one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from ._events import JobEvent
+
+__all__ = ["Journal", "JournalJob", "file_sha256"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    request TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    offer_key TEXT,
+    provider TEXT,
+    estimate REAL,
+    cost REAL,
+    possibly_charged INTEGER NOT NULL DEFAULT 0,
+    carried REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    entry TEXT,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS calls (
+    job_id TEXT NOT NULL,
+    chunk INTEGER NOT NULL,
+    offer_key TEXT NOT NULL,
+    request_id TEXT,
+    state TEXT NOT NULL,
+    urls TEXT,
+    sha256 TEXT,
+    cost REAL,
+    PRIMARY KEY (job_id, chunk, offer_key)
+);
+CREATE TABLE IF NOT EXISTS files (
+    job_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (job_id, idx)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+#: Journal states, in the order a job moves through them (``failed`` may follow any).
+STATES = ("pending", "started", "submitted", "generated", "downloaded", "done", "failed")
+_PERSISTED_EVENTS = {"submitted", "generated", "downloaded"}
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class JournalCall:
+    """One provider call of a job as the journal knows it."""
+
+    chunk: int
+    offer_key: str
+    request_id: str | None
+    state: str
+    urls: tuple[str, ...] = ()
+    sha256: tuple[str, ...] = ()
+    cost: float | None = None
+
+
+@dataclass
+class JournalJob:
+    """One job's row, with its provider calls and saved files."""
+
+    id: str
+    seq: int
+    request: dict[str, Any]
+    state: str
+    offer_key: str | None = None
+    provider: str | None = None
+    estimate: float | None = None
+    cost: float | None = None
+    possibly_charged: bool = False
+    error: dict[str, Any] | None = None
+    entry: dict[str, Any] | None = None
+    carried: float = 0.0
+    calls: list[JournalCall] = field(default_factory=list)
+    files: list[tuple[str, str]] = field(default_factory=list)  # (path, sha256 of the file)
+
+    def resumable_call(self) -> JournalCall | None:
+        """The latest call that has a provider request id and no downloaded images yet."""
+        open_calls = [c for c in self.calls if c.request_id and c.state != "downloaded"]
+        return open_calls[-1] if open_calls else None
+
+    def files_ok(self) -> list[str]:
+        """Problems with the saved files (missing, or sha256 differs); empty when all is well."""
+        problems = []
+        for path, digest in self.files:
+            p = Path(path)
+            if not p.is_file():
+                problems.append(f"{path}: missing")
+            elif file_sha256(p) != digest:
+                problems.append(f"{path}: sha256 differs from the journal's {digest[:12]}…")
+        return problems
+
+
+class Journal:
+    """A batch's persistent record (see the module docstring).
+
+    >>> with Journal("run.db") as j:                                  # doctest: +SKIP
+    ...     jobs = j.begin([("a", {"prompt": "a red bicycle"})])
+    """
+
+    def __init__(self, path: str | Path, *, durable: bool = False) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we write BEGIN/COMMIT ourselves, one transaction per transition.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=30.0)
+        self._lock = threading.Lock()
+        self.durable = durable
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._db.executescript(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"Journal({str(self.path)!r}, durable={self.durable})"
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the database (checkpointing the WAL)."""
+        with self._lock:
+            self._db.close()
+
+    def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in statements:
+                    self._db.execute(sql, args)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- setup ------------------------------------------------------------------------------------
+    def begin(self, jobs: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, JournalJob]:
+        """Add the jobs not yet in the journal (as ``pending``) and return every job's record.
+
+        A job id already in the journal with a different request is an error: the jobs changed
+        between runs, so resuming by id could pay for one request and return another.
+        """
+        rows = {r.id: r for r in self.jobs()}
+        new: list[tuple[str, tuple[Any, ...]]] = []
+        now = time.time()
+        for seq, (job_id, request) in enumerate(jobs):
+            text = _canonical(request)
+            known = rows.get(job_id)
+            if known is not None:
+                if _canonical(known.request) != text:
+                    raise InvalidRequest(
+                        f"job {job_id!r} in the journal {self.path} was recorded with a different "
+                        f"request; the jobs changed since the journal was written. Use a new "
+                        f"journal, or give the changed job a new id.", field="id")
+                continue
+            new.append(("INSERT INTO jobs (id, seq, request, state, updated) "
+                        "VALUES (?, ?, ?, 'pending', ?)", (job_id, seq, text, now)))
+        if new:
+            self._write(new)
+        return {r.id: r for r in self.jobs()}
+
+    def jobs(self) -> list[JournalJob]:
+        """Every job in the journal, in input order, with its calls and files."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, seq, request, state, offer_key, provider, estimate, cost, "
+                "possibly_charged, error, entry, carried FROM jobs ORDER BY seq").fetchall()
+            calls = self._db.execute(
+                "SELECT job_id, chunk, offer_key, request_id, state, urls, sha256, cost "
+                "FROM calls ORDER BY rowid").fetchall()
+            files = self._db.execute(
+                "SELECT job_id, path, sha256 FROM files ORDER BY job_id, idx").fetchall()
+        out = {r[0]: JournalJob(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6], r[7],
+                                bool(r[8]), _loads(r[9]), _loads(r[10]), r[11]) for r in rows}
+        for job_id, chunk, offer, rid, state, urls, sha, cost in calls:
+            if job_id in out:
+                out[job_id].calls.append(JournalCall(chunk, offer, rid, state,
+                                                     tuple(_loads(urls) or ()),
+                                                     tuple(_loads(sha) or ()), cost))
+        for job_id, path, sha in files:
+            if job_id in out:
+                out[job_id].files.append((path, sha))
+        return list(out.values())
+
+    def get(self, job_id: str) -> JournalJob | None:
+        """One job's record."""
+        return next((j for j in self.jobs() if j.id == job_id), None)
+
+    # -- transitions ------------------------------------------------------------------------------
+    def started(self, job_id: str, *, offer_key: str | None, provider: str | None,
+                estimate: float | None) -> None:
+        """The job is about to run: from here on it may send (and be billed for) a request."""
+        self._write([("UPDATE jobs SET state='started', offer_key=?, provider=?, estimate=?, "
+                      "updated=? WHERE id=? AND state IN ('pending', 'started', 'failed')",
+                      (offer_key, provider, estimate, time.time(), job_id))])
+
+    def record(self, event: JobEvent) -> None:
+        """The engine's event sink: persist the transitions a restart needs.
+
+        ``submitted`` (request id), ``generated`` (URLs) and ``downloaded`` (sha256) are written
+        and committed before this returns, so the engine acts on them only once they are safe.
+        ``pending``, ``waiting``, ``done`` and ``failed`` are the runner's to record (it knows
+        where the files went), except that a ``possibly_charged`` flag is kept at once.
+        """
+        if event.state not in _PERSISTED_EVENTS:
+            if event.possibly_charged:
+                self._write([("UPDATE jobs SET possibly_charged=1, updated=? WHERE id=?",
+                              (time.time(), event.job_id))])
+            return
+        offer = event.offer_key or "?"
+        stmts: list[tuple[str, tuple[Any, ...]]] = []
+        if event.state == "submitted":
+            stmts.append(("INSERT INTO calls (job_id, chunk, offer_key, request_id, state) "
+                          "VALUES (?, ?, ?, ?, 'submitted') ON CONFLICT(job_id, chunk, offer_key) "
+                          "DO UPDATE SET request_id=excluded.request_id, state='submitted'",
+                          (event.job_id, event.chunk, offer, event.request_id)))
+        else:
+            column, value = (("urls", json.dumps(list(event.urls))) if event.state == "generated"
+                             else ("sha256", json.dumps(list(event.sha256))))
+            stmts.append((f"INSERT INTO calls (job_id, chunk, offer_key, request_id, state, "
+                          f"{column}, cost) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                          f"ON CONFLICT(job_id, chunk, offer_key) DO UPDATE SET "
+                          f"state=excluded.state, {column}=excluded.{column}, "
+                          f"cost=COALESCE(excluded.cost, calls.cost), "
+                          f"request_id=COALESCE(calls.request_id, excluded.request_id)",
+                          (event.job_id, event.chunk, offer, event.request_id, event.state, value,
+                           event.cost_usd)))
+        stmts.append(("UPDATE jobs SET state=?, offer_key=COALESCE(?, offer_key), "
+                      "provider=COALESCE(?, provider), possibly_charged=MAX(possibly_charged, ?), "
+                      "updated=? WHERE id=? AND state NOT IN ('done', 'failed')",
+                      (event.state, event.offer_key, event.provider, int(event.possibly_charged),
+                       time.time(), event.job_id)))
+        self._write(stmts)
+
+    def done(self, job_id: str, *, cost: float | None, entry: dict[str, Any],
+             files: list[tuple[str, str]]) -> None:
+        """Every image of the job is on disk (``files``: path and the file's sha256)."""
+        stmts: list[tuple[str, tuple[Any, ...]]] = [("DELETE FROM files WHERE job_id=?", (job_id,))]
+        stmts += [("INSERT INTO files (job_id, idx, path, sha256) VALUES (?, ?, ?, ?)",
+                   (job_id, i, path, sha)) for i, (path, sha) in enumerate(files)]
+        stmts.append(("UPDATE jobs SET state='done', cost=?, entry=?, error=NULL, "
+                      "offer_key=COALESCE(?, offer_key), provider=COALESCE(?, provider), "
+                      "updated=? WHERE id=?",
+                      (cost, json.dumps(entry, default=str), entry.get("offer"),
+                       entry.get("provider"), time.time(), job_id)))
+        self._write(stmts)
+
+    def failed(self, job_id: str, *, error: dict[str, Any], cost: float | None = None,
+               possibly_charged: bool = False, entry: dict[str, Any] | None = None) -> None:
+        """The job ended without images (or with some, listed in ``entry``)."""
+        self._write([("UPDATE jobs SET state='failed', error=?, cost=?, entry=?, "
+                      "possibly_charged=MAX(possibly_charged, ?), updated=? WHERE id=?",
+                      (json.dumps(error, default=str), cost,
+                       None if entry is None else json.dumps(entry, default=str),
+                       int(possibly_charged), time.time(), job_id))])
+
+    def reset(self, job_id: str, *, carry: float = 0.0) -> None:
+        """Forget a job's progress (it will run again as new): only for jobs that charged
+        nothing, or when the caller allowed paying twice. ``carry`` is what the earlier try
+        may have cost; it stays counted in :meth:`spent`."""
+        self._write([("DELETE FROM calls WHERE job_id=?", (job_id,)),
+                     ("DELETE FROM files WHERE job_id=?", (job_id,)),
+                     ("UPDATE jobs SET state='pending', cost=NULL, error=NULL, entry=NULL, "
+                      "possibly_charged=0, carried=carried+?, updated=? WHERE id=?",
+                      (carry, time.time(), job_id))])
+
+    # -- money ------------------------------------------------------------------------------------
+    def spent(self) -> float:
+        """USD this journal's jobs have cost so far, as an upper bound: settled costs; the
+        estimate of every job that may have been charged without a known cost (``started``
+        with no request id, or flagged possibly charged); and what earlier runs may have been
+        charged for jobs that were sent again (``carried``). Jobs with a request id that will
+        be resumed are not counted: resuming reserves and settles them again."""
+        total = 0.0
+        for job in self.jobs():
+            total += job.carried
+            if job.cost is not None:
+                total += job.cost
+            elif job.possibly_charged or job.state == "started":
+                total += job.estimate or 0.0
+        return total
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Store a batch-wide setting (JSON)."""
+        self._write([("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                      "SET value=excluded.value", (key, json.dumps(value, default=str)))])
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        """A batch-wide setting stored with :meth:`set_meta`."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+
+def _canonical(request: dict[str, Any]) -> str:
+    return json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
