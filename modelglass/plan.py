@@ -420,9 +420,9 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     # provider quality tier (priced per tier)
     price = offer.offer.price
     tier = None
-    if price.kind is PriceKind.per_tier:
+    if price.kind in (PriceKind.per_tier, PriceKind.per_token):
         tier = options.pop("quality", None) or (price.tier_for_quality or {}).get(quality) \
-            or price.default_tier or next(iter(price.tiers or {"": {}}))
+            or price.default_tier or next(iter(price.tiers or price.output_tokens or {"": {}}))
     output_format = str(options.pop("output_format", "png"))
 
     planned = Planned(prompt=prompt, width=width, height=height, n=n, negative_prompt=negative,
@@ -433,13 +433,15 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     # cost
     estimate = provider.cost_estimate(offer, width, height, n, steps) if provider else None
     if estimate is None:
-        estimate = offer.estimate_cost(width, height, n, steps=steps, quality=quality, tier=tier)
+        estimate = offer.estimate_cost(width, height, n, steps=steps, quality=quality, tier=tier,
+                                       prompt=prompt)
     if true_cfg is not None and estimate.usd is not None and price.kind is PriceKind.gpu_seconds:
         from .catalog import CostEstimate
 
         estimate = CostEstimate(estimate.usd * 2, (estimate.per_image_usd or 0) * 2,
                                 estimate.basis + " × 2 (true-CFG second pass)", estimate.approximate,
-                                estimate.tier)
+                                estimate.tier, max_usd=(estimate.max_usd or estimate.usd) * 2,
+                                offer=estimate.offer)
 
     # payload, in the provider's own names, for the first chunk
     builder = provider or _payload_provider(offer.provider)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelglass.catalog import Catalog, Price, estimate_price
+from modelglass.catalog import Catalog, CostEstimate, Price, estimate_price
 from modelglass.errors import CatalogError
 
 
@@ -43,11 +43,6 @@ def test_per_megapixel_rounds_up_to_whole_megapixels(cat: Catalog, w: int, h: in
     assert est.usd == pytest.approx(0.05 * billed_mp)
 
 
-def test_catalog_estimate_cost_on_fal_flux_dev(cat: Catalog) -> None:
-    assert cat.estimate_cost("flux-dev", provider="fal", width=1024, height=1024, n=1) == \
-        pytest.approx(0.025)
-
-
 def test_per_megapixel_without_rounding_is_proportional() -> None:
     price = Price(kind="per_megapixel", usd_per_megapixel=0.02)
     assert estimate_price(price, 1536, 1024).usd == pytest.approx(0.03)
@@ -74,13 +69,13 @@ def test_per_tier_without_quality_uses_the_default_tier(cat: Catalog) -> None:
     assert cat.offer("dall-e-3@openai").estimate_cost(1792, 1024, quality="hero").usd == 0.12
 
 
-def test_per_tier_unlisted_size_is_interpolated_and_flagged(cat: Catalog) -> None:
-    est = cat.offer("gpt-image-2@openai").estimate_cost(1536, 1024, quality="hero")
+def test_per_tier_unlisted_size_is_interpolated_and_flagged() -> None:
+    # (gpt-image-2 used to be priced this way; it is token-priced now: test_price_kinds.py.)
+    price = Price.model_validate({"kind": "per_tier", "tiers": {"medium": {"1024x1024": 0.07}}})
+    est = estimate_price(price, 1536, 1024, quality="hero")
     assert est.approximate
     assert est.usd == pytest.approx(0.07 * 1.5)
     assert "scaled by area" in est.basis
-    big = cat.offer("gpt-image-2@openai").estimate_cost(3840, 2160, quality="print")
-    assert big.usd == pytest.approx(0.19 * 3840 * 2160 / 1024**2)
 
 
 # --- GPU seconds (local) --------------------------------------------------------------------------
@@ -112,20 +107,59 @@ def test_gpu_seconds_use_the_configured_gpu_hour_price(cat: Catalog) -> None:
     assert est.usd == pytest.approx(6.5 * 4.0 / 3600)
 
 
-# --- unknown is never free ------------------------------------------------------------------------
+# --- unknown is never free; Catalog.estimate_cost has the same shape as OfferView's ------------
 
-def test_unknown_price_estimates_none_not_zero(cat: Catalog) -> None:
-    est = cat.offer("flux-pro@fal").estimate_cost(1024, 1024)
+def _two_offer_catalog() -> Catalog:
+    from _catalogs import AS_OF, catalog, model
+
+    offers = [
+        {"provider": "fal", "endpoint": "fal-ai/x", "as_of": AS_OF, "source": "T",
+         "price": {"kind": "per_megapixel", "usd_per_megapixel": 0.025, "round_up_megapixels": True}},
+        {"provider": "replicate", "endpoint": "x/y", "as_of": AS_OF, "source": "T",
+         "price": {"kind": "unknown", "note": "not published"}},
+        {"provider": "local", "endpoint": "org/x", "as_of": AS_OF, "source": "T",
+         "pipeline": "StableDiffusionXLPipeline",
+         "price": {"kind": "gpu_seconds", "seconds": 2.0, "at_steps": 30}},
+    ]
+    unknown_only = [{**offers[1]}, {**offers[2]}]
+    return catalog({"x": model(offers=offers), "y": model(offers=unknown_only),
+                    "z": model(offers=[offers[2]])})
+
+
+def test_unknown_price_estimates_none_not_zero() -> None:
+    cat = _two_offer_catalog()
+    est = cat.offer("x@replicate").estimate_cost(1024, 1024)
     assert est.usd is None and est.per_image_usd is None and not est.known
-    assert cat.estimate_cost("flux-pro") is None
-    assert cat.estimate_cost("sd-3.5-large", provider="local") is None
+    whole = cat.estimate_cost("y")
+    assert whole.usd is None and "y@replicate: price unknown" in whole.basis
 
 
-def test_catalog_estimate_is_the_cheapest_known_offer(cat: Catalog) -> None:
-    # fal $0.025, Replicate $0.025, local 23 s × 28/50 steps at $2/GPU-hour.
-    assert cat.estimate_cost("flux-dev") == pytest.approx(23.0 * 28 / 50 * 2.0 / 3600)
-    # sd-3.5-large: local is unknown, fal is known → fal.
-    assert cat.estimate_cost("sd-3.5-large") == pytest.approx(0.065)
+def test_catalog_estimate_is_a_cost_estimate_naming_the_offer() -> None:
+    est = _two_offer_catalog().estimate_cost("x", width=1536, height=1024, n=2)
+    assert isinstance(est, CostEstimate)
+    assert (est.offer, est.usd, est.max_usd) == ("x@fal", pytest.approx(0.1), pytest.approx(0.1))
+
+
+def test_catalog_estimate_without_a_provider_never_prices_the_local_offer() -> None:
+    cat = _two_offer_catalog()
+    # The local offer is far cheaper (2 GPU-s) but needs a GPU and weights: hosted wins.
+    assert cat.estimate_cost("x").offer == "x@fal"
+    only_local = cat.estimate_cost("z")
+    assert only_local.usd is None and "provider='local'" in only_local.basis
+    local = cat.estimate_cost("z", provider="local")
+    assert local.offer == "z@local" and local.usd == pytest.approx(2.0 * 2.0 / 3600)
+
+
+def test_offer_estimate_splits_n_into_calls_of_max_images_per_call() -> None:
+    from _catalogs import AS_OF, catalog, model
+
+    price = {"kind": "per_token", "usd_per_1m_image_output_tokens": 30,
+             "usd_per_1m_text_input_tokens": 5, "output_tokens": {"low": {"1024x1024": 200}}}
+    cat = catalog({"t": model(offers=[{"provider": "openai", "endpoint": "t", "as_of": AS_OF,
+                                       "source": "T", "price": price}])})
+    est = cat.offer("t@openai").estimate_cost(1024, 1024, 6, prompt="p" * 400)  # 4 per call
+    assert est.usd == pytest.approx((6 * 200 * 30 + 2 * 100 * 5) / 1e6)
+    assert est.offer == "t@openai"
 
 
 def test_estimate_on_a_provider_without_that_model_is_an_error(cat: Catalog) -> None:

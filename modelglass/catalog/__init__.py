@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import CatalogError
+from ._price import CostEstimate, cost_from_usage, estimate_price
 from ._schema import (
     AXES,
     Controls,
@@ -53,6 +55,8 @@ __all__ = [
     "Score",
     "Settings",
     "Status",
+    "cost_from_usage",
+    "estimate_price",
 ]
 
 
@@ -80,25 +84,6 @@ class Score:
         if self.value is None:
             return "unknown"
         return f"{self.value:.1f}{'*' if self.estimated else ''}"
-
-
-@dataclass(frozen=True)
-class CostEstimate:
-    """An estimated cost: ``usd`` for the whole call, None when the price is unknown.
-
-    ``basis`` says how it was computed, for people; ``approximate`` is True when a table had to be
-    interpolated (a size not in a per-tier price table, a GPU-time scaled from another size).
-    """
-
-    usd: float | None
-    per_image_usd: float | None
-    basis: str
-    approximate: bool = False
-    tier: str | None = None
-
-    @property
-    def known(self) -> bool:
-        return self.usd is not None
 
 
 @dataclass(frozen=True)
@@ -132,72 +117,24 @@ class OfferView:
 
     def estimate_cost(self, width: int, height: int, n: int = 1, *, steps: int | None = None,
                       quality: str | None = None, tier: str | None = None,
-                      gpu_hour_usd: float | None = None) -> CostEstimate:
-        """What ``n`` images of ``width``×``height`` would cost on this offer."""
-        return estimate_price(self.offer.price, width, height, n, steps=steps,
-                              default_steps=_default_steps(self.controls), quality=quality,
-                              tier=tier, gpu_hour_usd=gpu_hour_usd or self.gpu_hour_usd)
+                      gpu_hour_usd: float | None = None, prompt: str | None = None) -> CostEstimate:
+        """What ``n`` images of ``width``×``height`` would cost on this offer.
+
+        ``prompt`` counts for token-priced offers (its text tokens are billed once per call);
+        ``n`` is split into calls of at most the offer's ``max_images_per_call``. The estimate's
+        ``max_usd`` is an upper bound usable as a budget reservation.
+        """
+        est = estimate_price(self.offer.price, width, height, n, steps=steps,
+                             default_steps=_default_steps(self.controls), quality=quality,
+                             tier=tier, gpu_hour_usd=gpu_hour_usd or self.gpu_hour_usd,
+                             prompt=prompt, images_per_call=self.controls.max_images_per_call)
+        return dataclasses.replace(est, offer=self.key)
 
 
 def _default_steps(controls: Controls) -> int | None:
     if controls.steps and controls.steps.default is not None:
         return int(controls.steps.default)
     return None
-
-
-_BILLED_MEGAPIXEL = 1024 * 1024
-
-
-def estimate_price(price: Price, width: int, height: int, n: int = 1, *, steps: int | None = None,
-                   default_steps: int | None = None, quality: str | None = None,
-                   tier: str | None = None, gpu_hour_usd: float = 2.0) -> CostEstimate:
-    """Pure price function shared by every offer kind. Unknown stays unknown (``usd=None``)."""
-    mp = width * height / 1e6
-    kind = price.kind
-    if kind is PriceKind.unknown:
-        return CostEstimate(None, None, "price unknown" + (f" ({price.note})" if price.note else ""))
-    if kind is PriceKind.per_image:
-        assert price.usd is not None
-        return CostEstimate(price.usd * n, price.usd, f"${price.usd:g}/image × {n}")
-    if kind is PriceKind.per_megapixel:
-        assert price.usd_per_megapixel is not None
-        # Providers bill a megapixel as 1024×1024 pixels (a 1024² image is 1 MP, not 1.05).
-        mp = width * height / _BILLED_MEGAPIXEL
-        billed = math.ceil(mp - 1e-9) if price.round_up_megapixels else mp
-        billed = max(billed, 1) if price.round_up_megapixels else billed
-        each = price.usd_per_megapixel * billed
-        return CostEstimate(each * n, each, f"${price.usd_per_megapixel:g}/MP × {billed:.2f} MP × {n}")
-    if kind is PriceKind.per_tier:
-        assert price.tiers is not None
-        chosen = tier or (price.tier_for_quality or {}).get(str(quality) if quality else "") \
-            or price.default_tier or next(iter(price.tiers))
-        if chosen not in price.tiers:
-            return CostEstimate(None, None, f"tier {chosen!r} has no price", tier=chosen)
-        table = price.tiers[chosen]
-        key = f"{width}x{height}"
-        if key in table:
-            each = table[key]
-            return CostEstimate(each * n, each, f"{chosen} tier {key}: ${each:g}/image × {n}",
-                                tier=chosen)
-        # Nearest listed size by area, scaled by area: flagged approximate.
-        def area(s: str) -> int:
-            w, h = (int(p) for p in s.split("x"))
-            return w * h
-        nearest = min(table, key=lambda s: abs(math.log(area(s) / (width * height))))
-        each = table[nearest] * (width * height) / area(nearest)
-        return CostEstimate(each * n, each, f"{chosen} tier ≈ ${table[nearest]:g} at {nearest} "
-                            f"scaled by area to {key} × {n}", approximate=True, tier=chosen)
-    if kind is PriceKind.gpu_seconds:
-        assert price.seconds is not None
-        secs = price.seconds * mp / price.at_megapixels
-        approximate = abs(mp - price.at_megapixels) > 0.01
-        if price.at_steps and (steps or default_steps):
-            secs *= (steps or default_steps or price.at_steps) / price.at_steps
-            approximate = approximate or (steps or default_steps) != price.at_steps
-        each = secs * gpu_hour_usd / 3600
-        return CostEstimate(each * n, each, f"{secs:.2f} GPU-s × ${gpu_hour_usd:g}/GPU-h × {n}",
-                            approximate=approximate)
-    raise AssertionError(kind)  # pragma: no cover
 
 
 @dataclass
@@ -328,18 +265,34 @@ class Catalog:
 
     def estimate_cost(self, model_id: str, provider: str | None = None, width: int = 1024,
                       height: int = 1024, n: int = 1, *, steps: int | None = None,
-                      quality: str | None = None) -> float | None:
-        """Cheapest known cost for ``n`` images of this model (on ``provider`` if given).
+                      quality: str | None = None, prompt: str | None = None) -> CostEstimate:
+        """The cheapest known cost for ``n`` images of this model, as a :class:`CostEstimate`.
 
-        Returns None when no matching offer has a known price: unknown is never $0.
+        With ``provider``, that provider's offers; without, the hosted offers only: a local offer
+        costs GPU time only where a GPU and the weights are present, so it is priced only when
+        asked for (``provider="local"``). ``estimate.offer`` names the offer priced; ``usd`` is
+        None when no matching offer has a known price (unknown is never $0).
+
+        >>> Catalog.default().estimate_cost("flux-dev", provider="fal").offer  # doctest: +SKIP
+        'flux-dev@fal'
         """
         views = self.offers_for(model_id, provider)
         if not views:
             raise CatalogError(f"model {model_id!r} has no offer on provider {provider!r}; "
                                f"it is offered on {', '.join(v.provider for v in self.offers_for(model_id)) or 'no provider'}")
-        costs = [v.estimate_cost(width, height, n, steps=steps, quality=quality).usd for v in views]
-        known = [c for c in costs if c is not None]
-        return min(known) if known else None
+        local = [v for v in views if v.provider == "local"] if provider is None else []
+        views = [v for v in views if v not in local]
+        ests = [v.estimate_cost(width, height, n, steps=steps, quality=quality, prompt=prompt)
+                for v in views]
+        known = [e for e in ests if e.usd is not None]
+        if known:
+            return min(known, key=lambda e: e.usd or 0.0)
+        if local and not views:
+            return CostEstimate(None, None, f"{model_id} is offered only locally "
+                                f"({', '.join(v.key for v in local)}); its cost is GPU time where "
+                                "a GPU and the weights are present: pass provider='local'")
+        return CostEstimate(None, None, "no offer of " + model_id + " has a known price ("
+                            + "; ".join(f"{e.offer}: {e.basis}" for e in ests) + ")")
 
     def cheapest(self, model_id: str, width: int = 1024, height: int = 1024) -> tuple[OfferView, CostEstimate] | None:
         best: tuple[OfferView, CostEstimate] | None = None

@@ -205,7 +205,9 @@ def _friendly(err: dict[str, Any]) -> str:
         return str(inner) if inner is not None else err["msg"].removeprefix("Value error, ")
     if kind.startswith("date"):
         return f"{err.get('input')!r} is not a date; write it as YYYY-MM-DD"
-    if kind.startswith(("float", "int")) or kind in ("finite_number",):
+    if kind == "finite_number":
+        return f"{err.get('input')!r} is not allowed; write a finite number (no .nan or .inf)"
+    if kind.startswith(("float", "int")):
         what = "a whole number" if kind.startswith("int") else "a number"
         return f"{err.get('input')!r} is not {what}"
     if kind.startswith("bool"):

@@ -27,7 +27,8 @@ Axis = Literal["prompt_adherence", "photorealism", "text_rendering", "style_rang
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinities are refused everywhere: a `.nan` price would switch budget limits off.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Status(str, Enum):
@@ -234,31 +235,82 @@ def _mp(s: str) -> float:
 class PriceKind(str, Enum):
     per_image = "per_image"
     per_megapixel = "per_megapixel"
+    first_megapixel = "first_megapixel"
+    per_image_resolution = "per_image_resolution"
     per_tier = "per_tier"
+    per_token = "per_token"
     gpu_seconds = "gpu_seconds"
     unknown = "unknown"
 
 
 class Price(_Strict):
-    """How an offer is billed.
+    """How an offer is billed. One ``kind`` and the fields it needs; every number finite and ≥ 0.
 
-    - ``per_image``: ``usd`` per image.
-    - ``per_megapixel``: ``usd_per_megapixel`` × output megapixels (rounded up to whole MP when
-      ``round_up_megapixels``), per image. A billed megapixel is 1024×1024 pixels, as fal and
-      Replicate bill it: a 1024² image is 1 MP, 1536×1024 is 1.5 MP.
-    - ``per_tier``: ``tiers[tier][size]`` per image for a provider quality tier; a size missing from
-      the table is priced from the nearest listed size scaled by area (flagged approximate).
-      ``tier_for_quality`` picks the tier from the job's quality axis; ``default_tier`` otherwise.
-    - ``gpu_seconds``: ``seconds`` of GPU time per image at ``at_megapixels`` and ``at_steps``,
-      scaled linearly in megapixels and steps, × the catalog's $/GPU-hour (settings.yaml).
-    - ``unknown``: no price is known. Never treated as free.
+    A billed megapixel (MP) is 1024×1024 pixels, as fal and Replicate bill it: a 1024² image is
+    1 MP, 1536×1024 is 1.5 MP, 2048² is 4 MP. Each kind in YAML (``docs/catalog.md`` has more)::
+
+        # per_image: usd per image, whatever the size
+        price: {kind: per_image, usd: 0.003}
+
+        # per_megapixel: usd_per_megapixel × output MP per image; whole MP (at least 1) when
+        # round_up_megapixels is true, proportional otherwise
+        price: {kind: per_megapixel, usd_per_megapixel: 0.025, round_up_megapixels: true}
+
+        # first_megapixel: usd for the first MP + usd_per_extra_megapixel × each further MP
+        # (FLUX.2 [pro] on fal: 2048² = 0.03 + 3 × 0.015 = 0.075). The extra MP are rounded up
+        # to whole MP unless round_up_megapixels: false.
+        price: {kind: first_megapixel, usd: 0.03, usd_per_extra_megapixel: 0.015}
+
+        # per_image_resolution: usd × the multiplier of the output's resolution bucket (Gemini
+        # image models). The bucket is the smallest whose long side holds the output's long
+        # side: bucket "nK" holds up to n × 1584 px (1K: 1024², 1376×768 … 1584×672 at 21:9;
+        # 2K: 2048²; 4K: 4096²), or give resolution_long_side: {1K: 1600, ...} explicitly.
+        price: {kind: per_image_resolution, usd: 0.134,
+                resolution_multipliers: {1K: 1.0, 2K: 1.0, 4K: 1.79}}
+
+        # per_tier: tiers[tier][size] usd per image for a provider quality tier; a size missing
+        # from the table is priced from the nearest listed size scaled by area (approximate).
+        # tier_for_quality picks the tier from the job's quality axis; default_tier otherwise.
+        price: {kind: per_tier, tiers: {low: {1024x1024: 0.011}, high: {1024x1024: 0.167}},
+                tier_for_quality: {draft: low, hero: high}, default_tier: low}
+
+        # per_token: token-priced (gpt-image-2). usd per 1M tokens for image output, text
+        # input and image input; output_tokens[tier][size] = image-output tokens per image.
+        # Estimate: n × output tokens × rate + prompt text tokens (ceil(chars / 4), once per
+        # call) × text rate. A size missing from the table uses the nearest listed size's
+        # count (counts do not follow area), flagged approximate. The actual cost of a result
+        # comes from the reply's `usage` (see modelglass.catalog.cost_from_usage).
+        price: {kind: per_token, usd_per_1m_image_output_tokens: 30,
+                usd_per_1m_text_input_tokens: 5, usd_per_1m_image_input_tokens: 8,
+                output_tokens: {low: {1024x1024: 200, 1536x1024: 167},
+                                medium: {1024x1024: 1767, 1536x1024: 1367},
+                                high: {1024x1024: 7033, 1536x1024: 5500}},
+                tier_for_quality: {draft: low, thumbnail: low, hero: medium, print: high},
+                default_tier: medium}
+
+        # gpu_seconds: seconds of GPU time per image at at_megapixels (10^6 px) and at_steps,
+        # scaled linearly in megapixels and steps, × the catalog's $/GPU-hour (settings.yaml)
+        price: {kind: gpu_seconds, seconds: 23.0, at_megapixels: 1.048576, at_steps: 50}
+
+        # unknown: no price is known. Never treated as free; say why in note
+        price: {kind: unknown, note: "not published"}
+
+    Every estimate also carries ``max_usd``, an upper bound for budget reservations (see
+    :class:`~modelglass.catalog.CostEstimate`).
     """
 
     kind: PriceKind
     usd: float | None = Field(default=None, ge=0)
     usd_per_megapixel: float | None = Field(default=None, ge=0)
-    round_up_megapixels: bool = False
+    usd_per_extra_megapixel: float | None = Field(default=None, ge=0)
+    round_up_megapixels: bool | None = None
+    resolution_multipliers: dict[str, float] | None = None
+    resolution_long_side: dict[str, int] | None = None
     tiers: dict[str, dict[str, float]] | None = None
+    output_tokens: dict[str, dict[str, int]] | None = None
+    usd_per_1m_image_output_tokens: float | None = Field(default=None, ge=0)
+    usd_per_1m_text_input_tokens: float | None = Field(default=None, ge=0)
+    usd_per_1m_image_input_tokens: float | None = Field(default=None, ge=0)
     tier_for_quality: dict[str, str] | None = None
     default_tier: str | None = None
     seconds: float | None = Field(default=None, gt=0)
@@ -271,24 +323,46 @@ class Price(_Strict):
         need = {
             PriceKind.per_image: ["usd"],
             PriceKind.per_megapixel: ["usd_per_megapixel"],
+            PriceKind.first_megapixel: ["usd", "usd_per_extra_megapixel"],
+            PriceKind.per_image_resolution: ["usd", "resolution_multipliers"],
             PriceKind.per_tier: ["tiers"],
+            PriceKind.per_token: ["usd_per_1m_image_output_tokens", "output_tokens"],
             PriceKind.gpu_seconds: ["seconds"],
             PriceKind.unknown: [],
         }[self.kind]
         missing = [f for f in need if getattr(self, f) is None]
         if missing:
             raise ValueError(f"price kind {self.kind.value} needs {', '.join(missing)}")
-        if self.tiers:
-            for tier, table in self.tiers.items():
-                for size, usd in table.items():
+        tables = self.tiers if self.kind is PriceKind.per_tier else \
+            self.output_tokens if self.kind is PriceKind.per_token else None
+        what = "tiers" if self.kind is PriceKind.per_tier else "output_tokens"
+        if tables is not None:
+            if not tables:
+                raise ValueError(f"{what} must list at least one tier")
+            for tier, table in tables.items():
+                if not table:
+                    raise ValueError(f"{what}.{tier}: list at least one size")
+                for size, value in table.items():
                     _check_size(size)
-                    if usd < 0:
-                        raise ValueError(f"tiers.{tier}.{size}: must be ≥ 0")
+                    if value < 0:
+                        raise ValueError(f"{what}.{tier}.{size}: must be ≥ 0")
             for q, tier in (self.tier_for_quality or {}).items():
-                if tier not in self.tiers:
-                    raise ValueError(f"tier_for_quality.{q}: tier {tier!r} is not in tiers")
-            if self.default_tier and self.default_tier not in self.tiers:
-                raise ValueError(f"default_tier {self.default_tier!r} is not in tiers")
+                if tier not in tables:
+                    raise ValueError(f"tier_for_quality.{q}: tier {tier!r} is not in {what}")
+            if self.default_tier and self.default_tier not in tables:
+                raise ValueError(f"default_tier {self.default_tier!r} is not in {what}")
+        if self.resolution_multipliers is not None:
+            from ._price import bucket_long_side
+
+            if not self.resolution_multipliers:
+                raise ValueError("resolution_multipliers must list at least one bucket")
+            for name, mult in self.resolution_multipliers.items():
+                if mult < 0:
+                    raise ValueError(f"resolution_multipliers.{name}: must be ≥ 0")
+                bucket_long_side(name, self.resolution_long_side)
+        for name, side in (self.resolution_long_side or {}).items():
+            if side < 1:
+                raise ValueError(f"resolution_long_side.{name}: must be ≥ 1")
         return self
 
 

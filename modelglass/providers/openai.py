@@ -10,8 +10,8 @@ Retries and timeouts: the client is built with ``max_retries=0`` (its default is
 Retry-After only up to 120 s) so that modelglass alone decides; each call gets ``timeout=`` the
 job's remaining time (the client's default is 600 s).
 
-Cost: from the reply's ``usage`` where the token prices are known (:data:`TOKEN_PRICES`), else
-None and the client falls back to the plan's estimate.
+Cost: from the reply's ``usage`` at the offer's catalog token prices (``kind: per_token``; else
+:data:`TOKEN_PRICES`), else None and the client falls back to the plan's estimate.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from .base import Availability, Provider, ProviderOutput, RawImage
 
 if TYPE_CHECKING:
     from ..catalog import OfferView
+    from ..catalog._schema import Price
     from ..plan import Planned, ProviderCall
     from ..result import Fate
 
@@ -66,12 +67,11 @@ OPENAI_WIRE = WireDefaults(
     output_formats=("png", "jpeg", "webp"),
 )
 
-#: USD per 1M tokens: (text input, image input, image output). None = not known.
-#: gpt-image-2: image output $30/1M and text input $5/1M (research/catalog-data.md, source S12,
-#: fal's mirror of OpenAI's token prices [P]). gpt-image-1.5 / -1-mini: no checked token prices,
-#: so their cost stays None and the client uses the per-image estimate.
+#: USD per 1M tokens: (text input, image input, image output), used only when the offer's catalog
+#: price is not token-priced (``kind: per_token``); the catalog's token prices win. gpt-image-2:
+#: image output $30/1M, text input $5/1M, image input $8/1M (OpenAI's published token prices).
 TOKEN_PRICES: dict[str, tuple[float | None, float | None, float | None]] = {
-    "gpt-image-2": (5.0, None, 30.0),
+    "gpt-image-2": (5.0, 8.0, 30.0),
 }
 
 _OPTIONS = ("background", "output_compression", "moderation", "user", "safety_identifier",
@@ -87,29 +87,25 @@ _CONTENT_CODES = ("moderation_blocked", "content_policy_violation")
 _DATE_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 
 
-def cost_from_usage(model: str, usage: Any) -> float | None:
-    """USD for one reply's ``usage``, or None when a needed token price is unknown."""
-    prices = TOKEN_PRICES.get(_DATE_SUFFIX.sub("", model))
-    if prices is None or usage is None:
-        return None
-    text_in, image_in, image_out = prices
-    get = (lambda o, k: o.get(k)) if isinstance(usage, Mapping) else getattr
-    input_tokens = get(usage, "input_tokens") or 0
-    output_tokens = get(usage, "output_tokens")
-    if output_tokens is None or image_out is None:
-        return None
-    details = get(usage, "input_tokens_details")
-    if details is not None:
-        text_tokens = (details.get("text_tokens") if isinstance(details, Mapping)
-                       else getattr(details, "text_tokens", None)) or 0
-        image_tokens = (details.get("image_tokens") if isinstance(details, Mapping)
-                        else getattr(details, "image_tokens", None)) or 0
-    else:
-        text_tokens, image_tokens = input_tokens, 0
-    if (text_tokens and text_in is None) or (image_tokens and image_in is None):
-        return None
-    usd = output_tokens * image_out + text_tokens * (text_in or 0) + image_tokens * (image_in or 0)
-    return round(usd / 1e6, 6)
+def cost_from_usage(model: str, usage: Any, price: Price | None = None) -> float | None:
+    """USD for one reply's ``usage``, or None when a needed token price is unknown or a count is
+    malformed (negative, NaN, not a whole number): the caller then keeps its estimate.
+
+    ``price`` is the offer's catalog price; when it is token-priced its rates are used, else the
+    fallback :data:`TOKEN_PRICES` for ``model`` (a dated snapshot id maps to its model).
+    """
+    from ..catalog._price import cost_from_usage as catalog_cost
+    from ..catalog._schema import Price, PriceKind
+
+    if price is None or price.kind is not PriceKind.per_token:
+        rates = TOKEN_PRICES.get(_DATE_SUFFIX.sub("", model))
+        if rates is None or rates[2] is None:
+            return None
+        text_in, image_in, image_out = rates
+        price = Price(kind=PriceKind.per_token, usd_per_1m_image_output_tokens=image_out,
+                      usd_per_1m_text_input_tokens=text_in, usd_per_1m_image_input_tokens=image_in,
+                      output_tokens={"any": {"1024x1024": 0}})
+    return catalog_cost(price, usage)
 
 
 class OpenAIProvider(Provider):
@@ -246,7 +242,7 @@ class OpenAIProvider(Provider):
                                   _dump(response), secrets)
         usage = getattr(response, "usage", None)
         reply = {k: v for k, v in _dump(response).items() if k != "data"}
-        return ProviderOutput(images=images, cost_usd=cost_from_usage(model, usage),
+        return ProviderOutput(images=images, cost_usd=cost_from_usage(model, usage, call.offer.offer.price),
                               request_id=getattr(response, "_request_id", None), raw=reply,
                               timings={"total_s": round(deadline.elapsed(), 4)},
                               extra={"usage": reply.get("usage")})

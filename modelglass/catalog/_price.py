@@ -1,0 +1,355 @@
+"""Prices as providers bill them: the price kinds, the estimate, its upper bound, and usage cost.
+
+Every function here is pure. :class:`~modelglass.catalog.Price` (the YAML schema) lives in
+``_schema.py``; this module turns a ``Price`` plus a job (size, ``n``, steps, tier, prompt) into a
+:class:`CostEstimate`, and a provider's reported token ``usage`` into an actual cost.
+
+Two numbers come out of every estimate:
+
+- ``usd``: the expected cost of the call (what routing ranks on and what a result reports when the
+  provider does not say what it charged);
+- ``max_usd``: an upper bound of what the call can cost, for budget reservations. It includes every
+  token kind (prompt text tokens bounded by the prompt's UTF-8 byte count, since a byte-level BPE
+  token is at least one byte), the dearest tier when the tier is not fixed, the prompt repeated for
+  every chunk when ``n`` is split over several calls, and a 2× margin on estimated GPU time.
+
+Unknown stays unknown: an ``unknown`` price gives ``usd=None`` and ``max_usd=None``, never $0.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from ._schema import Price
+
+__all__ = [
+    "BILLED_MEGAPIXEL",
+    "PROMPT_TOKEN_OVERHEAD",
+    "CostEstimate",
+    "cost_from_usage",
+    "estimate_price",
+    "prompt_tokens",
+    "resolution_bucket",
+]
+
+#: Providers bill a megapixel as 1024×1024 pixels (a 1024² image is 1 MP, 1536×1024 is 1.5 MP).
+BILLED_MEGAPIXEL = 1024 * 1024
+
+#: Tokens a token-priced API may add around the prompt (role and formatting), counted in the bound.
+PROMPT_TOKEN_OVERHEAD = 16
+
+#: Typical characters per text token for English prose with OpenAI's tokenizers (the expected
+#: cost); the bound uses one token per UTF-8 byte, which no byte-level BPE can exceed.
+CHARS_PER_TOKEN = 4
+
+#: A Gemini-style resolution bucket ``nK`` holds outputs whose long side is at most ``n × 1584``
+#: pixels: at 1K the widest output (21:9) is 1584×672, the square one 1024×1024.
+_BUCKET_LONG_SIDE_PER_K = 1584
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """An estimated cost: ``usd`` for the whole call, None when the price is unknown.
+
+    - ``per_image_usd``: ``usd / n`` (what routing compares and axis ceilings check).
+    - ``max_usd``: an upper bound of what the call can cost, usable as a budget reservation: every
+      token kind (the prompt at one token per UTF-8 byte), the dearest tier when the tier is not
+      fixed, the prompt once per chunk when ``n`` is split over calls, 2× on estimated GPU time.
+      Equal to ``usd`` when the price is exact; None when the price is unknown.
+    - ``basis`` says how it was computed, for people; ``approximate`` is True when a table had to
+      be interpolated (a size not in a table, a GPU time scaled from another size).
+    - ``tier``: the provider quality tier priced; ``offer``: which offer was priced
+      (``model@provider``), set by :meth:`Catalog.estimate_cost` and :meth:`OfferView.estimate_cost`.
+    - ``prompt_tokens``: the text tokens the estimate assumed per call (token-priced offers).
+
+    >>> CostEstimate(0.05, 0.025, "$0.025/image × 2").max_usd
+    0.05
+    """
+
+    usd: float | None
+    per_image_usd: float | None
+    basis: str
+    approximate: bool = False
+    tier: str | None = None
+    max_usd: float | None = None
+    offer: str | None = None
+    prompt_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_usd is None and self.usd is not None:
+            object.__setattr__(self, "max_usd", self.usd)
+
+    @property
+    def known(self) -> bool:
+        return self.usd is not None
+
+
+def prompt_tokens(prompt: str | None) -> tuple[int, int]:
+    """(expected, upper bound) text tokens for a prompt.
+
+    Expected: ``ceil(chars / 4)``. Upper bound: the UTF-8 byte count plus
+    :data:`PROMPT_TOKEN_OVERHEAD` (a byte-level BPE token covers at least one byte).
+
+    >>> prompt_tokens("a red bicycle")
+    (4, 29)
+    """
+    if not prompt:
+        return 0, PROMPT_TOKEN_OVERHEAD if prompt is not None else 0
+    expected = math.ceil(len(prompt) / CHARS_PER_TOKEN)
+    nbytes = len(prompt.encode("utf-8", "surrogatepass"))
+    return expected, nbytes + PROMPT_TOKEN_OVERHEAD
+
+
+_BUCKET = re.compile(r"^(\d+(?:\.\d+)?)K$", re.IGNORECASE)
+
+
+def bucket_long_side(name: str, explicit: Mapping[str, int] | None = None) -> int:
+    """The largest long side (pixels) an output in resolution bucket ``name`` may have."""
+    if explicit and name in explicit:
+        return int(explicit[name])
+    m = _BUCKET.match(name)
+    if not m:
+        raise ValueError(f"resolution bucket {name!r} must look like 1K, 2K, 4K or 0.5K "
+                         "(or give its long side in resolution_long_side)")
+    return round(float(m.group(1)) * _BUCKET_LONG_SIDE_PER_K)
+
+
+def resolution_bucket(price: Price, width: int, height: int) -> str | None:
+    """The smallest bucket of ``price.resolution_multipliers`` whose long side holds the output.
+
+    >>> from modelglass.catalog import Price
+    >>> p = Price(kind="per_image_resolution", usd=0.134,
+    ...           resolution_multipliers={"1K": 1, "2K": 1, "4K": 1.79})
+    >>> resolution_bucket(p, 1376, 768), resolution_bucket(p, 2048, 2048), resolution_bucket(p, 4096, 4096)
+    ('1K', '2K', '4K')
+    """
+    long_side = max(width, height)
+    buckets = sorted((bucket_long_side(b, price.resolution_long_side), b)
+                     for b in price.resolution_multipliers or {})
+    for side, name in buckets:
+        if long_side <= side:
+            return name
+    return None
+
+
+def _check_job(width: int, height: int, n: int) -> None:
+    for name, v in (("width", width), ("height", height), ("n", n)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise InvalidRequest(f"{name} must be a whole number ≥ 1, got {v!r}", field=name)
+
+
+def _resolve_tier(price: Price, table: Mapping[str, Any], quality: str | None,
+                  tier: str | None) -> tuple[str, bool]:
+    """(tier to price, whether the tier is fixed). ``auto`` or no tier → default, not fixed."""
+    if tier and tier != "auto":
+        return tier, True
+    chosen = (price.tier_for_quality or {}).get(str(quality) if quality else "") \
+        or price.default_tier or next(iter(table))
+    return chosen, tier is None
+
+
+def _area(size: str) -> int:
+    w, h = (int(p) for p in size.lower().split("x"))
+    return w * h
+
+
+def _nearest(table: Mapping[str, Any], width: int, height: int) -> str:
+    return min(table, key=lambda s: abs(math.log(_area(s) / (width * height))))
+
+
+def estimate_price(price: Price, width: int, height: int, n: int = 1, *, steps: int | None = None,
+                   default_steps: int | None = None, quality: str | None = None,
+                   tier: str | None = None, gpu_hour_usd: float = 2.0, prompt: str | None = None,
+                   images_per_call: int | None = None) -> CostEstimate:
+    """What ``n`` images of ``width``×``height`` cost under ``price`` (see :class:`CostEstimate`).
+
+    ``prompt`` matters for token-priced offers (its text tokens are billed once per call);
+    ``images_per_call`` is how many images one call makes (``n`` is split into
+    ``ceil(n / images_per_call)`` calls; unknown → one call expected, ``n`` calls in the bound).
+
+    Raises :class:`InvalidRequest` for a width, height or ``n`` below 1.
+    """
+    from ._schema import PriceKind
+
+    _check_job(width, height, n)
+    kind = price.kind
+    if kind is PriceKind.unknown:
+        return CostEstimate(None, None, "price unknown" + (f" ({price.note})" if price.note else ""))
+    if kind is PriceKind.per_image:
+        assert price.usd is not None
+        return CostEstimate(price.usd * n, price.usd, f"${price.usd:g}/image × {n}")
+    if kind is PriceKind.per_megapixel:
+        assert price.usd_per_megapixel is not None
+        mp = width * height / BILLED_MEGAPIXEL
+        if price.round_up_megapixels:
+            mp = max(math.ceil(mp - 1e-9), 1)
+        each = price.usd_per_megapixel * mp
+        return CostEstimate(each * n, each,
+                            f"${price.usd_per_megapixel:g}/MP × {mp:.2f} MP × {n}")
+    if kind is PriceKind.first_megapixel:
+        assert price.usd is not None and price.usd_per_extra_megapixel is not None
+        extra = max(width * height / BILLED_MEGAPIXEL - 1, 0.0)
+        if price.round_up_megapixels is not False:  # rounded up unless the catalog says not
+            extra = math.ceil(extra - 1e-9)
+        each = price.usd + price.usd_per_extra_megapixel * extra
+        return CostEstimate(each * n, each, f"${price.usd:g} first MP + "
+                            f"${price.usd_per_extra_megapixel:g} × {extra:g} extra MP × {n}")
+    if kind is PriceKind.per_image_resolution:
+        assert price.usd is not None and price.resolution_multipliers
+        bucket = resolution_bucket(price, width, height)
+        if bucket is None:
+            return CostEstimate(None, None, f"{width}x{height} is larger than the largest priced "
+                                f"resolution ({', '.join(price.resolution_multipliers)})")
+        each = price.usd * price.resolution_multipliers[bucket]
+        return CostEstimate(each * n, each, f"${price.usd:g} × {price.resolution_multipliers[bucket]:g}"
+                            f" ({bucket}) per image × {n}")
+    if kind is PriceKind.per_tier:
+        return _per_tier(price, width, height, n, quality, tier)
+    if kind is PriceKind.per_token:
+        return _per_token(price, width, height, n, quality, tier, prompt, images_per_call)
+    if kind is PriceKind.gpu_seconds:
+        assert price.seconds is not None
+        mp = width * height / 1e6
+        secs = price.seconds * mp / price.at_megapixels
+        approximate = abs(mp - price.at_megapixels) > 0.01
+        if price.at_steps and (steps or default_steps):
+            secs *= (steps or default_steps or price.at_steps) / price.at_steps
+            approximate = approximate or (steps or default_steps) != price.at_steps
+        each = secs * gpu_hour_usd / 3600
+        return CostEstimate(each * n, each, f"{secs:.2f} GPU-s × ${gpu_hour_usd:g}/GPU-h × {n}",
+                            approximate=approximate, max_usd=each * n * 2)
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _per_tier(price: Price, width: int, height: int, n: int, quality: str | None,
+              tier: str | None) -> CostEstimate:
+    assert price.tiers is not None
+    chosen, fixed = _resolve_tier(price, price.tiers, quality, tier)
+    if chosen not in price.tiers:
+        return CostEstimate(None, None, f"tier {chosen!r} has no price", tier=chosen)
+    key = f"{width}x{height}"
+
+    def each_in(name: str) -> tuple[float, bool]:
+        table = price.tiers[name]  # type: ignore[index]
+        if key in table:
+            return table[key], False
+        near = _nearest(table, width, height)
+        return table[near] * (width * height) / _area(near), True
+
+    each, approx = each_in(chosen)
+    dearest = each if fixed else max(each_in(t)[0] for t in price.tiers)
+    if approx:
+        near = _nearest(price.tiers[chosen], width, height)
+        basis = (f"{chosen} tier ≈ ${price.tiers[chosen][near]:g} at {near} scaled by area to "
+                 f"{key} × {n}")
+    else:
+        basis = f"{chosen} tier {key}: ${each:g}/image × {n}"
+    return CostEstimate(each * n, each, basis, approximate=approx, tier=chosen,
+                        max_usd=dearest * n)
+
+
+def _per_token(price: Price, width: int, height: int, n: int, quality: str | None,
+               tier: str | None, prompt: str | None, images_per_call: int | None) -> CostEstimate:
+    assert price.output_tokens is not None and price.usd_per_1m_image_output_tokens is not None
+    chosen, fixed = _resolve_tier(price, price.output_tokens, quality, tier)
+    if chosen not in price.output_tokens:
+        return CostEstimate(None, None, f"tier {chosen!r} has no output-token table", tier=chosen)
+    key = f"{width}x{height}"
+
+    def tokens_in(name: str) -> tuple[int, int, bool]:
+        """(expected, bound, approximate) image-output tokens for one image in tier ``name``."""
+        table = price.output_tokens[name]  # type: ignore[index]
+        if key in table:
+            return table[key], table[key], False
+        # Not in the table: the nearest listed size's count (token counts do not follow area),
+        # bounded by that count scaled up by area when this size is larger.
+        near = table[_nearest(table, width, height)]
+        return near, math.ceil(near * max(1.0, width * height / _area(_nearest(table, width, height)))), True
+
+    out_exp, out_max, approx = tokens_in(chosen)
+    if not fixed:
+        out_max = max(tokens_in(t)[1] for t in price.output_tokens)
+    calls = math.ceil(n / images_per_call) if images_per_call else 1
+    calls_max = math.ceil(n / images_per_call) if images_per_call else n
+    text_exp, text_max = prompt_tokens(prompt)
+    text_rate = price.usd_per_1m_text_input_tokens
+    if text_rate is None and text_max:
+        text_rate_known = False
+        text_rate = 0.0
+    else:
+        text_rate_known = True
+        text_rate = text_rate or 0.0
+    out_rate = price.usd_per_1m_image_output_tokens
+    usd = (n * out_exp * out_rate + calls * text_exp * text_rate) / 1e6
+    bound = (n * out_max * out_rate + calls_max * text_max * text_rate) / 1e6
+    basis = (f"{chosen} tier {key}: {out_exp} image tokens × ${out_rate:g}/1M × {n}"
+             + (f" + {text_exp} prompt tokens × ${text_rate:g}/1M × {calls} call"
+                f"{'s' if calls != 1 else ''}" if text_exp else "")
+             + ("" if text_rate_known else " (text-token price unknown, not counted)"))
+    if approx:
+        basis += f"; {key} is not in the token table, nearest size used"
+    return CostEstimate(round(usd, 9), round(usd / n, 9), basis, approximate=approx or not text_rate_known,
+                        tier=chosen, max_usd=round(bound, 9), prompt_tokens=text_exp)
+
+
+def _get(obj: Any, key: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def _count(value: Any) -> int | None:
+    """A token count from a reply: a finite whole number ≥ 0, else None (malformed)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value) or value < 0 or value != int(value):
+        return None
+    return int(value)
+
+
+def cost_from_usage(price: Price, usage: Any) -> float | None:
+    """The actual USD of one reply from its ``usage`` (OpenAI Images API shape), or None.
+
+    ``usage`` has ``output_tokens`` (image output), ``input_tokens`` and optionally
+    ``input_tokens_details: {text_tokens, image_tokens}``; a mapping or an object. None when the
+    price is not token-priced, a needed token price is unknown, ``output_tokens`` is missing, or a
+    count is malformed (negative, fractional, NaN, not a number): the caller keeps its estimate.
+
+    >>> from modelglass.catalog import Price
+    >>> p = Price(kind="per_token", usd_per_1m_image_output_tokens=30, usd_per_1m_text_input_tokens=5,
+    ...           output_tokens={"low": {"1024x1024": 200}})
+    >>> cost_from_usage(p, {"output_tokens": 200, "input_tokens": 10})
+    0.00605
+    """
+    from ._schema import PriceKind
+
+    if price.kind is not PriceKind.per_token or usage is None:
+        return None
+    out_rate = price.usd_per_1m_image_output_tokens
+    if _get(usage, "output_tokens") is None or out_rate is None:
+        return None
+    output = _count(_get(usage, "output_tokens"))
+    input_total = _count(_get(usage, "input_tokens"))
+    details = _get(usage, "input_tokens_details")
+    if details is not None:
+        text, image = _count(_get(details, "text_tokens")), _count(_get(details, "image_tokens"))
+    else:
+        text, image = input_total, 0
+    if output is None or input_total is None or text is None or image is None:
+        return None
+    text_rate, image_rate = price.usd_per_1m_text_input_tokens, price.usd_per_1m_image_input_tokens
+    if (text and text_rate is None) or (image and image_rate is None):
+        return None
+    usd = output * out_rate + text * (text_rate or 0) + image * (image_rate or 0)
+    return round(usd / 1e6, 6)
