@@ -301,6 +301,12 @@ def _register_optional() -> None:
     else:
         register(app)
     try:
+        from ._cli_batch import register as register_batch
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        register_batch(app)
+    try:
         from ._cli_local import local_app
     except ImportError:  # pragma: no cover
         pass

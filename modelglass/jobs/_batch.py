@@ -121,6 +121,7 @@ class JobOutcome:
     files: list[Path] = field(default_factory=list)
     cost_usd: float | None = None
     entry: dict[str, Any] | None = None
+    file_sha256: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -141,6 +142,7 @@ class JobOutcome:
             "seed": [i.seed for i in r.images] if r else None,
             "sha256": [i.sha256 for i in r.images] if r else [],
             "files": [str(f) for f in self.files],
+            "file_sha256": list(self.file_sha256),
             "fates": [f.to_dict() for f in r.fates] if r else [],
             "simulated": r.simulated if r else False,
             "error": _error_dict(self.error),
@@ -594,7 +596,7 @@ class Batch:
     def _succeeded(self, job: Job, result: ImageResult, status: Status = "done") -> JobOutcome:
         files = self._save(job, result)
         outcome = JobOutcome(job.id, job.index, job.request, status, result=result,
-                             files=[p for p, _ in files],
+                             files=[p for p, _ in files], file_sha256=[s for _, s in files],
                              cost_usd=0.0 if status == "cached" else result.cost_usd)
         if self.journal is not None:
             self.journal.done(job.id, cost=outcome.cost_usd, entry=outcome.manifest(),

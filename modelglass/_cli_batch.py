@@ -1,0 +1,233 @@
+"""``modelglass batch jobs.jsonl --out out/ --journal run.db``: many jobs, one budget, resumable.
+
+``jobs.jsonl`` holds one request per line: the fields of :class:`~modelglass.ImageRequest`, plus
+an optional ``id``. Every bad line is reported with its line number before anything is sent.
+The output folder gets the images (``<id>-<i>.png``, provenance embedded) and ``manifest.jsonl``
+(one line per job, in input order: id, status, model, provider, cost, seed, sha256, files, fates,
+error). Run the same command again after a crash: done jobs are skipped, submitted ones resumed
+by their provider request id, and nothing is paid for twice (see ``docs/batch.md``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from .cli import CatalogOpt, JsonOpt, _assume, _assume_opt, emit_json, err, friendly, out
+from .errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from .jobs._batch import Batch, BatchReport, JobOutcome
+
+__all__ = ["batch", "read_jobs", "register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``batch`` to the ``modelglass`` app."""
+    app.command("batch")(batch)
+
+
+def read_jobs(path: Path) -> list[dict[str, Any]]:
+    """The jobs of a JSONL file, each checked as an :class:`ImageRequest`; every bad line is
+    reported (``path:line: what is wrong``) in one :class:`InvalidRequest`."""
+    from pydantic import ValidationError
+
+    from .request import ImageRequest
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read the jobs file {path}: {exc.strerror}") from None
+    jobs: list[dict[str, Any]] = []
+    problems: list[str] = []
+    ids: dict[str, int] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"{path}:{number}: not JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(data, dict):
+            problems.append(f"{path}:{number}: expected a JSON object of ImageRequest fields, "
+                            f"got {type(data).__name__}")
+            continue
+        fields = {k: v for k, v in data.items() if k != "id"}
+        try:
+            ImageRequest(**fields)
+        except ValidationError as exc:
+            for e in exc.errors():
+                where = ".".join(str(p) for p in e["loc"]) or "request"
+                problems.append(f"{path}:{number}: {where}: {e['msg']}")
+            continue
+        except (InvalidRequest, TypeError, ValueError) as exc:
+            problems.append(f"{path}:{number}: {exc}")
+            continue
+        if "id" in data:
+            job_id = str(data["id"])
+            if job_id in ids:
+                problems.append(f"{path}:{number}: id {job_id!r} already used on line "
+                                f"{ids[job_id]}")
+                continue
+            ids[job_id] = number
+        jobs.append(data)
+    if problems:
+        raise InvalidRequest(f"{len(problems)} bad line(s) in {path}; nothing was sent:\n"
+                             + "\n".join(problems), field="jobs")
+    if not jobs:
+        raise InvalidRequest(f"{path} holds no jobs (one JSON object per line)", field="jobs")
+    return jobs
+
+
+def _write_manifest(report: BatchReport, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "manifest.jsonl"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest-")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        for outcome in report:
+            fh.write(json.dumps(outcome.manifest(), default=str) + "\n")
+    os.replace(tmp, target)
+    return target
+
+
+class _Progress:
+    """The rich progress bar: done / failed / cached, spend against the budget, ETA."""
+
+    def __init__(self, total: int, budget: float | None, enabled: bool) -> None:
+        self.counts = {"done": 0, "failed": 0, "cached": 0, "skipped": 0, "undone": 0,
+                       "possibly_charged": 0}
+        self.batch: Batch | None = None
+        self.budget = budget
+        self.progress: Any = None
+        if enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[line]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                TimeRemainingColumn(), console=err, transient=False)
+            self.task = self.progress.add_task("batch", total=total, line="")
+
+    def __enter__(self) -> _Progress:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def outcome(self, o: JobOutcome) -> None:
+        self.counts[o.status] = self.counts.get(o.status, 0) + 1
+        if self.progress is None:
+            return
+        c = self.counts
+        spent = self.batch.budget.spent if self.batch and self.batch.budget else sum(
+            x.cost_usd or 0.0 for x in (self.batch.outcomes if self.batch else []))
+        money = (f"${spent:.2f}/${self.budget:.2f}" if self.budget is not None
+                 else f"${spent:.2f}")
+        line = (f"[green]{c['done'] + c['skipped']} done[/] [red]{c['failed']} failed[/] "
+                f"[cyan]{c['cached']} cached[/]"
+                + (f" [yellow]{c['undone']} undone[/]" if c["undone"] else "")
+                + (f" [magenta]{c['possibly_charged']} possibly charged[/]"
+                   if c["possibly_charged"] else "") + f"  {money}")
+        self.progress.update(self.task, advance=1, line=line)
+
+
+@friendly
+def batch(jobs_file: Path = typer.Argument(..., help="JSONL: one ImageRequest per line "
+                                           "(plus an optional id)."),
+          out_dir: Path = typer.Option(Path("out"), "--out", "-o",
+                                       help="Folder for the images and manifest.jsonl."),
+          concurrency: int = typer.Option(32, "--concurrency", "-c", help="Jobs in flight."),
+          budget: float | None = typer.Option(None, "--budget", help="USD limit for the whole "
+                                              "batch (earlier runs of the journal included)."),
+          journal: Path | None = typer.Option(None, "--journal", help="SQLite journal: makes "
+                                              "the batch resumable after a crash."),
+          engine: str = typer.Option("local", "--engine", help="local (this process) or ray."),
+          address: str | None = typer.Option(None, "--address", help="Ray cluster address "
+                                             "(`auto` for the running cluster)."),
+          cache: Path | None = typer.Option(None, "--cache", help="Result cache folder: repeats "
+                                            "of a fixed-seed job on a deterministic offer are "
+                                            "free."),
+          limits: Path | None = typer.Option(None, "--limits", help="YAML of per-provider "
+                                             "limits {provider: {in_flight, per_minute}}."),
+          allow_double_payment: bool = typer.Option(
+              False, "--allow-double-payment", help="Re-send jobs that may already have been "
+              "charged (sent before a crash, no result recorded)."),
+          retry_failed: bool = typer.Option(False, "--retry-failed", help="Run jobs that failed "
+                                            "in an earlier run again (those that cost nothing)."),
+          durable: bool = typer.Option(False, "--durable", help="fsync the journal on every "
+                                       "step (survives power loss, slower)."),
+          simulate: bool = typer.Option(False, "--simulate", help="Serve every job from the "
+                                        "built-in simulators: no keys, no cost."),
+          assume_available: str | None = _assume_opt,
+          json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
+    """Run every job of JOBS_FILE with a progress bar; resumable with --journal."""
+    from ._cli_generate import _make_client, _maybe_simulate
+    from .jobs._batch import Batch, load_limits, run_sync
+
+    requests = read_jobs(jobs_file)
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter(f"--engine must be local or ray, got {engine!r}")
+    progress = _Progress(len(requests), budget, enabled=not json_out)
+    t0 = time.monotonic()
+    with _maybe_simulate(simulate):
+        client = _make_client(catalog, None, simulate, _assume(assume_available))
+        with client:
+            b = Batch(client, requests, concurrency=concurrency, budget=budget,
+                      journal=journal, out=out_dir, cache=cache,
+                      limits=load_limits(limits) if limits else None,
+                      allow_double_payment=allow_double_payment, retry_failed=retry_failed,
+                      durable=durable, on_outcome=progress.outcome)
+            progress.batch = b
+            with progress:
+                if engine == "ray":
+                    from .jobs._ray import run_ray
+
+                    report = run_ray(b, address=address)
+                else:
+                    report = run_sync(b)
+    manifest = _write_manifest(report, out_dir)
+    data = {**report.summary(), "manifest": str(manifest), "out": str(out_dir),
+            "journal": str(journal) if journal else None, "simulated": simulate,
+            "wall_s": round(time.monotonic() - t0, 3)}
+    if json_out:
+        emit_json(data)
+    else:
+        _print_summary(data, report)
+    if any(o.status in ("failed", "possibly_charged", "undone") for o in report):
+        raise typer.Exit(1)
+
+
+def _print_summary(data: dict[str, Any], report: BatchReport) -> None:
+    counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in data["counts"].items())
+    budget = f" of ${data['budget_usd']:.2f}" if data["budget_usd"] is not None else ""
+    out.print(f"[bold]{data['jobs']} jobs[/]: {counts}; spent ${data['spent_usd']:.4f}{budget} "
+              f"in {data['wall_s']:.1f} s", highlight=False, soft_wrap=True)
+    if data["simulated"]:
+        out.print("[yellow]SIMULATED — no provider was called; nothing was charged.[/]")
+    for o in report:
+        if o.status in ("failed", "possibly_charged"):
+            msg = str(o.error).splitlines()[0] if o.error else ""
+            out.print(f"  [red]{o.status}[/] {o.id}: {type(o.error).__name__}: {msg}",
+                      highlight=False, soft_wrap=True)
+    if data["undone"]:
+        out.print(f"[yellow]{len(data['undone'])} job(s) left undone: the next one could pass "
+                  f"the budget.[/] Raise --budget and run again with the same --journal to "
+                  f"finish them.", highlight=False)
+    out.print(f"manifest: {data['manifest']}", highlight=False, soft_wrap=True)
