@@ -542,7 +542,11 @@ class Batch:
                 f"no offer can serve job {job.id}: " + decision.explain().splitlines()[0]))
             return False
         first = decision.ranked[0]
-        job.provider, job.offer_key, job.estimate = first.offer.provider, first.key, first.cost_usd
+        job.provider, job.offer_key = first.offer.provider, first.key
+        # The upper bound of what the call can cost (when the estimate carries one) is what
+        # the budget must hold; the point estimate otherwise.
+        job.estimate = getattr(getattr(first.call, "estimate", None), "max_usd", None) \
+            or first.cost_usd
         if self.cache is not None:
             from ._cache import cache_key
 
