@@ -14,7 +14,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CatalogError
 from ._price import CostEstimate, cost_from_usage, estimate_price
@@ -34,6 +34,9 @@ from ._schema import (
     Settings,
     Status,
 )
+
+if TYPE_CHECKING:
+    from ._query import OfferRow
 
 __all__ = [
     "AXES",
@@ -301,6 +304,30 @@ class Catalog:
             if est.usd is not None and (best is None or est.usd < (best[1].usd or math.inf)):
                 best = (v, est)
         return best
+
+    def query(self, *, axis: str | None = None, supports: Any = None, where: Any = None,
+              provider: Any = None, licence: str | None = None, commercial: bool | None = None,
+              lifecycle: Any = None, sort: str | None = "cost", size: str | None = None,
+              include_ineligible: bool = False) -> list[OfferRow]:
+        """Offers that pass every filter, sorted; each an :class:`OfferRow` with numbers.
+
+        ``axis``: keep the offers the router would consider on this quality axis, with their
+        weighted quality; ``supports``: controls the offer really sends (judged by planning a
+        probe on it: ``negative_prompt``, ``cfg``, ``steps``, ``seed``, ``sampler``);
+        ``where``: ``{"text_rendering": (">=", 8)}`` or ``"text_rendering>=8"`` (an unknown score
+        never passes); ``provider``, ``licence`` (id), ``commercial`` (True: licensed for it),
+        ``lifecycle`` (``active``/``deprecated``/``retired``); ``sort``: ``"cost"`` per image at
+        ``size`` (the axis's target size, else 1024²; unknown prices last), ``"quality"`` (needs
+        an axis) or a score name.
+
+        >>> cat.query(axis="hero", supports=["negative_prompt"],
+        ...           where={"text_rendering": (">=", 8)}, sort="cost")     # doctest: +SKIP
+        """
+        from ._query import query
+
+        return query(self, axis=axis, supports=supports, where=where, provider=provider,
+                     licence=licence, commercial=commercial, lifecycle=lifecycle, sort=sort,
+                     size=size, include_ineligible=include_ineligible)
 
     def compare(self, model_ids: list[str], axis: str | None = None) -> Comparison:
         """A side-by-side table of axes, controls and cheapest 1024² price.
