@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .budget import Budget
     from .client import AsyncClient, Client
     from .providers.local import LocalBackend
-    from .routing import RoutingDecision
+    from .routing import Policy, RoutingDecision
 
 __version__ = "0.1.0"
 
@@ -64,6 +64,7 @@ __all__ = [
     "NoEligibleModel",
     "OfferView",
     "Planned",
+    "Policy",
     "ProviderCall",
     "ProviderError",
     "ProviderUnavailable",
@@ -82,6 +83,7 @@ _LAZY = {
     "Budget": ("modelglass.budget", "Budget"),
     "LocalBackend": ("modelglass.providers.local", "LocalBackend"),
     "RoutingDecision": ("modelglass.routing", "RoutingDecision"),
+    "Policy": ("modelglass.routing", "Policy"),
 }
 
 

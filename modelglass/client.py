@@ -226,8 +226,14 @@ class _BaseClient:
                  api_keys: dict[str, str] | None = None, budget: Budget | None = None,
                  timeout_s: float = 120.0, deadline_s: float = 600.0, max_retries: int = 3,
                  retry_after_cap_s: float = 30.0, retry_backoff_s: float = 0.5,
-                 max_download_bytes: int = 64 << 20) -> None:
+                 max_download_bytes: int = 64 << 20, policy: Any = None) -> None:
         self.catalog = catalog or Catalog.default()
+        # policy hook: the routing rules (mg.Policy, a policy file path, or None: the shipped
+        # default) and the process-wide provider health board they read and attempts feed.
+        from .routing import HealthBoard, Policy
+
+        self.policy = Policy.coerce(policy, catalog=self.catalog) or Policy.default()
+        self.health = HealthBoard.shared()
         self._providers: dict[str, Provider] = dict(providers or {})
         if local is not None:
             self._providers["local"] = local
@@ -314,18 +320,23 @@ class _BaseClient:
         return ImageRequest(prompt=request, **{k: v for k, v in kw.items() if v is not None})
 
     def route(self, request: ImageRequest | str | None = None, /, *,
-              available: Iterable[str] | None = None, **kw: Any) -> Any:
+              available: Iterable[str] | None = None, policy: Any = None, **kw: Any) -> Any:
         """Rank every eligible offer for ``request`` and say why; no network.
 
         ``available`` overrides which providers count as available (default: those configured
-        here — keys present, clients installed, local weights found).
+        here — keys present, clients installed, local weights found). ``policy`` overrides this
+        client's policy for this call (an ``mg.Policy`` or a policy file path).
         """
-        from .routing import route
+        from .routing import Policy, route
+        from .routing._latency import DEFAULT_OBSERVED
 
         req = self._request(request, **kw)
         assume = set(available) if available is not None else self._assume_available
+        # policy hook: this call's policy, the shared health board, observed latencies
         return route(req, self.catalog, available=self._offer_available(assume),
-                     providers=self._providers_for_planning())
+                     providers=self._providers_for_planning(),
+                     policy=Policy.coerce(policy, catalog=self.catalog) or self.policy,
+                     health=self.health, observed=DEFAULT_OBSERVED)
 
     def _providers_for_planning(self) -> dict[str, Provider]:
         return dict(self._providers)
@@ -435,6 +446,12 @@ class _BaseClient:
             attempt.error_type = type(exc).__name__
             attempt.status = getattr(exc, "status", None)
             attempt.retryable = _retryable(exc)
+            # observed-store hook: per-offer failure counts for `catalog verify` and routing
+            from .catalog._observed import observe_failure
+
+            observe_failure(self, attempt.offer_id, exc, attempt.duration_s)
+        # health hook: every attempt's outcome feeds the process-wide provider health board
+        self.health.observe(attempt.offer_id, attempt.provider, exc)
 
     def _delivered(self, run: _Run, chunk: ProviderCall, output: ProviderOutput) -> None:
         """A provider call answered: from here on its images are billed, downloaded or not."""
@@ -510,6 +527,10 @@ class _BaseClient:
                              decision=job.decision, attempts=job.attempts, plan=call,
                              simulated=simulated, timings=dict(job.timings), extra=extra)
         self._stamp(result, run)
+        # observed-store hook: latency, reported cost, sizes and seeds of every result
+        from .catalog._observed import observe_result
+
+        observe_result(self, result)
         return result
 
     @staticmethod

@@ -131,7 +131,8 @@ class ImageRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
     prompt: str
-    quality: Quality = Quality.hero
+    #: A shipped axis (:class:`Quality`) or the name of a routing policy's own axis.
+    quality: Quality | str = Quality.hero
     negative_prompt: str | None = None
     cfg: float | None = Field(default=None, ge=0.0, le=50.0)
     steps: int | None = Field(default=None, ge=1, le=500)
@@ -143,11 +144,28 @@ class ImageRequest(BaseModel):
     n: int = Field(default=1, ge=1, le=MAX_N)
     sampler: Sampler | None = None
     max_cost_usd: float | None = Field(default=None, gt=0)
+    #: Hard limit on the offer's p90 latency in seconds (observed where measured, else catalog).
+    max_latency_s: float | None = Field(default=None, gt=0)
     strict: bool = False
     commercial: bool = False
     model: str | None = None
     provider: str | None = None
     provider_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("quality", mode="before")
+    @classmethod
+    def _quality(cls, v: Any) -> Any:
+        # The four shipped axes stay Quality members; any other name is a policy's own axis,
+        # checked against the policy when the request is routed.
+        if isinstance(v, str) and not isinstance(v, Quality):
+            name = v.strip()
+            if name in Quality.__members__:
+                return Quality(name)
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]{0,63}", name):
+                raise ValueError(f"quality {v!r} is not an axis name (draft, thumbnail, hero, "
+                                 "print, or a policy's own axis such as 'social-card')")
+            return name
+        return v
 
     @field_validator("prompt")
     @classmethod

@@ -11,6 +11,11 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# observed-store: never the user's real cache dir, and off unless a test turns it on (recorded
+# latencies would otherwise make routing depend on test order).
+os.environ["MODELGLASS_OBSERVED_DB"] = os.path.join(
+    __import__("tempfile").mkdtemp(prefix="modelglass-observed-"), "observed.sqlite")
+os.environ["MODELGLASS_OBSERVE"] = "0"
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 # Keys from the developer's shell must never reach a test (or a real provider).
 for _key in ("OPENAI_API_KEY", "FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "REPLICATE_API_TOKEN",
@@ -49,3 +54,14 @@ def _guarded_connect_ex(self: socket.socket, address: object) -> int:
 
 socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
 socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _fresh_provider_health() -> None:
+    """Each test starts with no provider cooling down (the health board is process-wide)."""
+    from modelglass.routing import HealthBoard
+
+    HealthBoard.shared().reset()

@@ -10,13 +10,18 @@
 non-retired models on available providers; hard constraints reject offers with a reason each
 (:class:`Rejection`); the rest are scored by the axis weights, adjusted by the prompt's
 :class:`Signals`, traded against cost as the axis says, and ranked into a fallback order
-(:class:`Candidate`). :class:`Policy` holds the tunable numbers.
+(:class:`Candidate`). :class:`Policy` holds the rules (a YAML file; the shipped default is
+``catalog/policies/default.yaml``), :class:`HealthBoard` the providers cooling down.
 """
 
 from ._decision import CONSTRAINTS, Candidate, Rejection, RoutingDecision
-from ._policy import Policy
+from ._health import HealthBoard
+from ._policy import HealthRules, Policy, load_policy
 from ._route import clear_cache, route
+from ._scoring import Scoring
 from ._signals import Signals, prompt_signals
+from ._sizing import SIZE_TOLERANCE
 
-__all__ = ["CONSTRAINTS", "Candidate", "Policy", "Rejection", "RoutingDecision", "Signals",
-           "clear_cache", "prompt_signals", "route"]
+__all__ = ["CONSTRAINTS", "SIZE_TOLERANCE", "Candidate", "HealthBoard", "HealthRules", "Policy",
+           "Rejection", "RoutingDecision", "Scoring", "Signals", "clear_cache", "load_policy",
+           "prompt_signals", "route"]

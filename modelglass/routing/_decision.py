@@ -24,21 +24,26 @@ if TYPE_CHECKING:
 __all__ = ["CONSTRAINTS", "Candidate", "Rejection", "RoutingDecision", "Row"]
 
 #: Hard constraints in the order they are checked; a rejection names the first one that failed.
-CONSTRAINTS = ("pin", "lifecycle", "availability", "licence", "minimum", "resolution", "strict",
-               "geometry", "plan", "budget")
+CONSTRAINTS = ("pin", "lifecycle", "availability", "health", "policy", "licence", "minimum",
+               "latency", "resolution", "strict", "geometry", "plan", "budget", "size")
 
 _NEXT_STEP = {
     "pin": "unpin model=/provider= to let the router choose",
     "lifecycle": "use the named replacement",
     "availability": ("configure the provider (API key, client, local weights) or pass available= "
                      "(CLI: --assume-available fal,replicate,openai)"),
-    "licence": "drop commercial=True only if the image is not for commercial use",
+    "health": "wait for the cooldown, or change the policy's health: thresholds",
+    "policy": "widen the policy's providers:/models: allow and deny lists",
+    "licence": ("drop commercial=True (or the policy's require:) only if the image is not for "
+                "commercial use"),
+    "latency": "raise max_latency_s / limits.max_latency_p90_s, or allow unknown latency",
     "minimum": "use a lower quality axis, or add evidence for unknown scores to the catalog",
     "resolution": "ask for a smaller print, or provide an upscaler",
     "strict": "set strict=False to accept approximations, or change the controls",
     "geometry": "ask for a size the offers can make",
     "plan": "fix the request field the planner names",
     "budget": "raise max_cost_usd, or use a cheaper quality axis",
+    "size": "ask for a size more offers make",
 }
 
 
@@ -70,6 +75,7 @@ class Row:
     total: float
     reasons: tuple[str, ...]
     flags: tuple[str, ...] = ()
+    latency_s: float | None = None
 
     def sort_key(self) -> tuple[float, float, str]:
         # total desc, then cost asc (unknown last), then offer key: deterministic.
@@ -148,7 +154,8 @@ class RoutingDecision:
                  signals: Signals, weights: dict[str, float], rows: Sequence[Row],
                  rejected: Sequence[Rejection], budget: str | None,
                  planner: Callable[[OfferView], ProviderCall],
-                 calls: dict[str, ProviderCall] | None = None) -> None:
+                 calls: dict[str, ProviderCall] | None = None,
+                 notices: Sequence[str] = (), policy: Any = None) -> None:
         self.request = request
         self.quality = quality
         self.quality_axis = quality_axis
@@ -159,6 +166,10 @@ class RoutingDecision:
         self._rows = rows
         self._planner = planner
         self._calls = calls or {}
+        #: What the choice does differently from what was asked, stated before anything is sent
+        #: (e.g. a size no eligible offer makes).
+        self.notices: list[str] = list(notices)
+        self.policy = policy
 
     def _candidate(self, row: Row) -> Candidate:
         return Candidate(offer=row.offer, quality=row.quality, cost_usd=row.cost_usd,
@@ -210,6 +221,10 @@ class RoutingDecision:
         if ax.minimums:
             lines.append("  hard minimums: " + ", ".join(f"{a} ≥ {v:g}"
                                                           for a, v in ax.minimums.items()))
+        if self.policy is not None and getattr(self.policy, "source", None):
+            lines.append(f"  policy: {self.policy.name} ({self.policy.source})")
+        for notice in self.notices:
+            lines.insert(0, f"NOTE: {notice}")
         for s in self.signals.describe():
             lines.append(f"  signal: {s}")
         lines.append("")
@@ -219,7 +234,7 @@ class RoutingDecision:
         else:
             lines.append(f"Choice: {choice.key} ({choice.offer.model.name}) — total "
                          f"{choice.total:.3f}, quality {choice.quality:.2f}/10, "
-                         f"cost {_usd(choice.cost_usd)}"
+                                 f"cost {_usd(choice.cost_usd)}"
                          + (f" for {self.request.n} images" if self.request.n > 1 else ""))
             if len(self._rows) > 1:
                 second = self._rows[1]
@@ -271,6 +286,7 @@ class RoutingDecision:
             "cost_reference_usd": self.quality_axis.cost_reference_usd,
             "budget": self.budget,
             "signals": self.signals.to_dict(),
+            "notices": list(self.notices),
             "choice": self.choice.to_dict() if self.choice else None,
             "ranked": [c.to_dict() for c in self.ranked],
             "rejected": [r.to_dict() for r in self.rejected],

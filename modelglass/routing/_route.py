@@ -5,15 +5,24 @@ Per offer, in order (the first failure is the rejection's constraint):
 1. ``pin``: ``request.model`` / ``request.provider`` restrict the candidates;
 2. ``lifecycle``: retired models, and deprecated ones whose ``shutdown_on`` has passed, are out;
 3. ``availability``: the provider (or, via a callable, the offer) must be usable from here;
-4. ``licence``: ``commercial=True`` needs ``commercial_use: true`` (unverified does not pass);
-5. ``minimum``: the quality axis's hard minimums (an unknown score fails, saying so);
-6. ``resolution``: the axis's ``min_megapixels`` (print), unless ``Policy.upscale_available``;
-7. ``strict`` / ``geometry`` / ``plan``: :func:`~modelglass.plan.plan_call` refuses the request
-   (strict mode, an impossible size, or another planning problem, with the planner's message);
-8. ``budget``: the plan's estimate against ``max_cost_usd`` (or the axis's per-image ceiling);
-   an unknown price cannot pass a ceiling.
+4. ``health``: the provider (or offer) is cooling down after repeated failures (applied after the
+   memo, from the :class:`~._health.HealthBoard` the caller passes; never memoised);
+5. ``policy``: the policy's provider / model ``allow`` and ``deny`` lists;
+6. ``licence``: ``commercial=True`` or the policy's ``require:`` needs a verified licence fact;
+7. ``minimum``: the quality axis's hard minimums (an unknown score fails, saying so);
+8. ``latency``: ``max_latency_s`` (request) / ``limits.max_latency_p90_s`` (policy) against the
+   observed p90 where measured, else the catalog's figure (see :mod:`._latency`);
+9. ``resolution``: the axis's ``min_megapixels`` (print), unless ``Policy.upscale_available``;
+10. ``strict`` / ``geometry`` / ``plan``: :func:`~modelglass.plan.plan_call` refuses the request
+    (strict mode, an impossible size, or another planning problem, with the planner's message);
+11. ``budget``: the plan's estimate against ``max_cost_usd`` (or the axis's per-image ceiling,
+    or the policy's ``limits.max_cost_usd``); an unknown price cannot pass a ceiling;
+12. ``size``: with ``size=`` given, offers that cannot make it (within :data:`SIZE_TOLERANCE`)
+    are out when any other eligible offer can; when none can, they all stay and the decision
+    states the approximation up front (``decision.notices``).
 
-Passing offers are scored (see :mod:`._policy`) and sorted: total desc, cost asc, offer key.
+Passing offers are scored (see :mod:`._scoring`) and sorted: total desc, then the policy's
+``tie_break`` keys (default: cost asc, offer key).
 
 Speed: the catalog's per-offer facts and each model's weighted quality are computed once per
 catalog and axis. The ranking itself depends on the prompt only through its signals (and its
@@ -23,6 +32,7 @@ planning and only plans the candidates whose ``call`` is read.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import weakref
@@ -35,14 +45,18 @@ from ..errors import InvalidRequest
 from ..plan import plan_call
 from ..result import FateKind
 from ._decision import Rejection, RoutingDecision, Row
-from ._policy import DEFAULT_POLICY, ModelQuality, Policy, cost_score, model_quality, signal_weights
+from ._latency import LatencySource, offer_latency
+from ._policy import Policy
+from ._scoring import ModelQuality, Scoring, cost_score, model_quality, signal_weights
 from ._signals import Signals, prompt_signals
+from ._sizing import size_gap
 
 if TYPE_CHECKING:
     from ..catalog import Catalog, OfferView, QualityAxis
     from ..plan import ProviderCall
     from ..providers.base import Availability, Provider
     from ..request import ImageRequest
+    from ._health import HealthBoard
 
 __all__ = ["clear_cache", "route"]
 
@@ -61,6 +75,7 @@ class _Facts:
         "licence_id",
         "max_mp",
         "model_id",
+        "open_weights",
         "provider",
         "replacement",
         "shutdown_on",
@@ -76,6 +91,7 @@ class _Facts:
         self.shutdown_on = m.lifecycle.shutdown_on
         self.replacement = m.lifecycle.replacement
         self.commercial = m.licence.commercial_use
+        self.open_weights = m.licence.open_weights
         self.licence_id = m.licence.id
         self.max_mp = view.geometry.max_mp()
 
@@ -100,11 +116,28 @@ class _Index:
         key = (name, signals.key, policy)
         hit = self.quality.get(key)
         if hit is None:
-            weights = signal_weights(axis, signals, policy)
-            table = {mid: model_quality(catalog.scores(mid), axis, weights, signals, policy)
+            weights = signal_weights(axis, signals, policy.scoring)
+            table = {mid: model_quality(catalog.scores(mid), axis, weights, signals,
+                                        policy.scoring)
                      for mid in catalog.models}
             hit = self.quality[key] = (weights, table)
         return hit
+
+    def views_for(self, catalog: Catalog, policy: Policy, name: str,
+                  axis: QualityAxis) -> tuple[list[OfferView], str]:
+        """The offers as the planner should see them under ``policy`` for axis ``name``, and
+        the quality name to plan with: a policy axis plans as the shipped axis it extends (its
+        price tier) with the policy's target size and dpi."""
+        if name not in policy.spec.axes:
+            return self.views, name
+        key = ("views", policy, name)
+        hit = self.quality.get(key)
+        if hit is None:
+            root = policy.root_axis(name, catalog)
+            axes = {**catalog.quality_axes, root: axis, name: axis}
+            views = [dataclasses.replace(v, quality_axes=axes) for v in self.views]
+            hit = self.quality[key] = (views, root)  # type: ignore[assignment]
+        return hit  # type: ignore[return-value]
 
 
 _INDEXES: weakref.WeakKeyDictionary[Catalog, _Index] = weakref.WeakKeyDictionary()
@@ -131,13 +164,18 @@ def clear_cache(catalog: Catalog | None = None) -> None:
 
 def route(request: ImageRequest, catalog: Catalog, *, available: Available = None,
           today: dt.date | None = None, providers: Mapping[str, Provider] | None = None,
-          policy: Policy | None = None) -> RoutingDecision:
+          policy: Policy | None = None, health: HealthBoard | None = None,
+          observed: LatencySource | None = None) -> RoutingDecision:
     """Rank the catalog's offers for ``request`` by its quality axis; explain every rejection.
 
     ``available``: the provider ids usable here, or a per-offer callable returning
     :class:`~modelglass.providers.base.Availability`; None counts every provider as available.
     ``today`` decides which deprecated models have shut down (default: the system date).
     ``providers``: provider instances whose cost estimates and payloads the plans should use.
+    ``policy``: the routing rules (default: :meth:`Policy.default`, the shipped policy file).
+    ``health``: a :class:`~._health.HealthBoard` whose cooling providers/offers are skipped
+    (None: health is not consulted). ``observed``: measured latencies (``latency_p90(key)``)
+    that latency limits prefer over the catalog's figures.
 
     >>> import modelglass as mg
     >>> d = route(mg.ImageRequest(prompt="a fox", quality="draft"), mg.Catalog.default(),
@@ -145,11 +183,12 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
     >>> d.choice.key                                                   # doctest: +SKIP
     'flux-schnell@fal'
     """
-    policy = policy or DEFAULT_POLICY
+    policy = policy or Policy.default()
+    policy.check(catalog)
     today = today or dt.date.today()
     providers = providers or {}
     quality = str(getattr(request.quality, "value", request.quality))
-    axis = catalog.quality(quality)
+    axis = policy.quality_axis(quality, catalog)
     signals = prompt_signals(request.prompt, request.negative_prompt)
     idx = _index(catalog)
     if request.model is not None and request.model not in catalog.models:
@@ -173,38 +212,70 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
         shown = ", ".join(sorted(names)) or "none"
         check = _provider_check(idx, names, shown)
 
-    budget = _budget_text(request, axis, quality)
+    budget = _budget_text(request, axis, quality, policy)
+    views, plan_quality = idx.views_for(catalog, policy, quality, axis)
+    plan_request = request if plan_quality == quality else \
+        request.model_copy(update={"quality": plan_quality})
 
     def planner(view: OfferView) -> ProviderCall:
-        return plan_call(request, view, provider=providers.get(view.provider))
+        return plan_call(plan_request, view, provider=providers.get(view.provider))
+
+    latency_limit = _latency_limit(request, policy)
+    latency: list[tuple[float | None, str]] | None = None
+    if latency_limit is not None or "latency" in policy.tie_break:
+        latency = [offer_latency(v, observed) for v in idx.views]
 
     plen = len(request.prompt)
     key = (quality, request.model, request.provider, request.negative_prompt, request.cfg,
            request.steps, request.seed is None, request.size, request.aspect_ratio,
            request.print_size, request.dpi, request.n, request.sampler, request.max_cost_usd,
-           request.strict, request.commercial,
+           request.strict, request.commercial, getattr(request, "max_latency_s", None),
            repr(request.provider_options) if request.provider_options else None,
            plen if idx.min_prompt_limit is not None and plen > idx.min_prompt_limit else 0,
            signals.key, today, avail_key, policy,
-           tuple(sorted((k, id(p)) for k, p in providers.items())))
+           tuple(sorted((k, id(p)) for k, p in providers.items())),
+           tuple(v for v, _ in latency) if latency is not None else None)
     with idx.lock:
         hit = idx.memo.get(key)
         if hit is not None:
             idx.memo.move_to_end(key)
     calls: dict[str, ProviderCall] = {}
     if hit is not None:
-        rows, rejected, _ = hit
+        rows, rejected, (notices, _) = hit
     else:
-        rows, rejected = _rank(idx, request, quality, axis, qtable, check, today, policy,
-                               planner, calls)
+        ctx = _Context(request, quality, axis, qtable, check, today, policy, planner, views,
+                       latency, latency_limit)
+        rows, rejected, notices = _rank(idx, ctx, calls)
         with idx.lock:
             # The providers ride along so their ids in the key cannot be reused while cached.
-            idx.memo[key] = (rows, rejected, tuple(providers.values()))
+            idx.memo[key] = (rows, rejected, (notices, tuple(providers.values())))
             while len(idx.memo) > idx.memo_limit:
                 idx.memo.popitem(last=False)
+    if health is not None and policy.health.enabled and rows:
+        rows, rejected = _apply_health(rows, rejected, health, policy)
     return RoutingDecision(request=request, quality=quality, quality_axis=axis, signals=signals,
                            weights=weights, rows=rows, rejected=rejected, budget=budget,
-                           planner=planner, calls=calls)
+                           planner=planner, calls=calls, notices=notices, policy=policy)
+
+
+def _latency_limit(request: ImageRequest, policy: Policy) -> float | None:
+    limits = [v for v in (getattr(request, "max_latency_s", None),
+                          policy.limits.max_latency_p90_s) if v is not None]
+    return min(limits) if limits else None
+
+
+def _apply_health(rows: list[Row], rejected: list[Rejection], health: HealthBoard,
+                  policy: Policy) -> tuple[list[Row], list[Rejection]]:
+    """Move offers whose provider (or offer) is cooling down from the ranking to the rejected."""
+    kept: list[Row] = []
+    out = list(rejected)
+    for row in rows:
+        why = health.cooling(row.offer.key, row.offer.provider, policy.health)
+        if why:
+            out.append(Rejection(row.offer.key, "health", why))
+        else:
+            kept.append(row)
+    return kept, out
 
 
 def _always(_: int) -> str | None:
@@ -267,25 +338,58 @@ def _plan_constraint(exc: InvalidRequest, request: ImageRequest) -> str:
     return "plan"
 
 
-def _licence_reason(f: _Facts) -> str | None:
+def _licence_reason(f: _Facts, why: str) -> str | None:
     if f.commercial is True:
         return None
     if f.commercial is False:
-        return f"licence {f.licence_id} does not allow commercial use (commercial=True requested)"
-    return (f"commercial use under licence {f.licence_id} is unverified; commercial=True needs a "
+        return f"licence {f.licence_id} does not allow commercial use ({why})"
+    return (f"commercial use under licence {f.licence_id} is unverified; {why} needs a "
             "verified yes")
 
 
-def _budget_text(request: ImageRequest, axis: QualityAxis, quality: str) -> str | None:
+def _open_weights_reason(f: _Facts) -> str | None:
+    if f.open_weights is True:
+        return None
+    fact = "closed weights" if f.open_weights is False else "open weights unverified"
+    return f"{fact} under licence {f.licence_id} (the policy requires open_weights: true)"
+
+
+def _names_reason(f: _Facts, policy: Policy) -> str | None:
+    where = f" ({policy.source})" if policy.source else ""
+    for rules, name, kind in ((policy.providers, f.provider, "provider"),
+                              (policy.models, f.model_id, "model")):
+        if name in rules.deny:
+            return f"the policy denies {kind} {name!r}{where}"
+        if rules.allow is not None and name not in rules.allow:
+            return (f"{kind} {name!r} is not in the policy's allow list "
+                    f"({', '.join(rules.allow) or 'empty'}){where}")
+    return None
+
+
+def _ceiling(request: ImageRequest, axis: QualityAxis, quality: str,
+             policy: Policy) -> tuple[float, str] | None:
+    """The per-image ceiling when the request gives none: the lower of the axis's and the
+    policy's ``limits.max_cost_usd``, and where it comes from."""
+    options = []
+    if axis.max_cost_usd is not None:
+        options.append((axis.max_cost_usd, f"the {quality} axis default"))
+    if policy.limits.max_cost_usd is not None:
+        options.append((policy.limits.max_cost_usd, "the policy's limits.max_cost_usd"))
+    return min(options) if options else None
+
+
+def _budget_text(request: ImageRequest, axis: QualityAxis, quality: str,
+                 policy: Policy) -> str | None:
     if request.max_cost_usd is not None:
         return f"max_cost_usd ${request.max_cost_usd:g} per call"
-    if axis.max_cost_usd is not None:
-        return f"${axis.max_cost_usd:g}/image ({quality} axis default; max_cost_usd overrides)"
+    ceiling = _ceiling(request, axis, quality, policy)
+    if ceiling is not None:
+        return f"${ceiling[0]:g}/image ({ceiling[1]}; max_cost_usd overrides)"
     return None
 
 
 def _budget_reason(call: ProviderCall, request: ImageRequest, axis: QualityAxis,
-                   quality: str) -> str | None:
+                   quality: str, policy: Policy) -> str | None:
     est = call.estimate
     if request.max_cost_usd is not None:
         limit = request.max_cost_usd
@@ -296,48 +400,90 @@ def _budget_reason(call: ProviderCall, request: ImageRequest, axis: QualityAxis,
             return (f"estimated ${est.usd:.4f}{images} exceeds max_cost_usd ${limit:g} "
                     f"({est.basis})")
         return None
-    if axis.max_cost_usd is not None:
-        limit = axis.max_cost_usd
+    ceiling = _ceiling(request, axis, quality, policy)
+    if ceiling is not None:
+        limit, where = ceiling
         if est.per_image_usd is None:
             return (f"price unknown; cannot be checked against max_cost_usd ${limit:g} "
-                    f"(the {quality} axis default, per image)")
+                    f"({where}, per image)")
         if est.per_image_usd > limit + 1e-12:
-            return (f"estimated ${est.per_image_usd:.4f}/image exceeds the {quality} axis ceiling "
+            label = (f"the {quality} axis ceiling" if where.endswith("axis default") else
+                     "the policy's limits.max_cost_usd ceiling")
+            return (f"estimated ${est.per_image_usd:.4f}/image exceeds {label} "
                     f"${limit:g}/image ({est.basis}); pass max_cost_usd to override")
     return None
 
 
-def _rank(idx: _Index, request: ImageRequest, quality: str, axis: QualityAxis,
-          qtable: dict[str, ModelQuality], check: Callable[[int], str | None], today: dt.date,
-          policy: Policy, planner: Callable[[OfferView], ProviderCall],
-          calls: dict[str, ProviderCall]) -> tuple[list[Row], list[Rejection]]:
+def _latency_reason(value: float | None, basis: str, limit: float,
+                    policy: Policy) -> str | None:
+    if value is None:
+        if policy.limits.unknown_latency == "allow":
+            return None
+        return (f"{basis}; cannot be checked against the latency limit {limit:g} s "
+                "(the policy's limits.unknown_latency: allow lets such offers through)")
+    if value > limit + 1e-9:
+        return f"{basis} > limit {limit:g} s"
+    return None
+
+
+class _Context:
+    """What one ranking reads (bundled so the memo miss path takes one argument)."""
+
+    __slots__ = ("axis", "check", "latency", "latency_limit", "planner", "policy", "qtable",
+                 "quality", "request", "today", "views")
+
+    def __init__(self, request: ImageRequest, quality: str, axis: QualityAxis,
+                 qtable: dict[str, ModelQuality], check: Callable[[int], str | None],
+                 today: dt.date, policy: Policy, planner: Callable[[OfferView], ProviderCall],
+                 views: list[OfferView], latency: list[tuple[float | None, str]] | None,
+                 latency_limit: float | None) -> None:
+        self.request, self.quality, self.axis, self.qtable = request, quality, axis, qtable
+        self.check, self.today, self.policy, self.planner = check, today, policy, planner
+        self.views, self.latency, self.latency_limit = views, latency, latency_limit
+
+
+def _rank(idx: _Index, ctx: _Context,
+          calls: dict[str, ProviderCall]) -> tuple[list[Row], list[Rejection], tuple[str, ...]]:
+    request, axis, quality, policy = ctx.request, ctx.axis, ctx.quality, ctx.policy
     rows: list[Row] = []
+    approx: list[tuple[Row, str]] = []  # passing offers that cannot make the requested size
     rejected: list[Rejection] = []
     reject = rejected.append
-    cw = axis.cost_weight
-    ref = axis.cost_reference_usd
     min_mp = axis.min_megapixels
-    commercial = request.commercial
+    commercial_why = ("commercial=True requested" if request.commercial else
+                      "the policy requires commercial_use: true"
+                      if policy.require.commercial_use else None)
+    open_weights = policy.require.open_weights is True
     negative = request.negative_prompt is not None
+    want_px = request.pixel_size() if request.size else None
     for i, f in enumerate(idx.facts):
         why = _pin_reason(f, request)
         if why:
             reject(Rejection(f.key, "pin", why))
             continue
-        why = _lifecycle_reason(f, today)
+        why = _lifecycle_reason(f, ctx.today)
         if why:
             reject(Rejection(f.key, "lifecycle", why))
             continue
-        why = check(i)
+        why = ctx.check(i)
         if why:
             reject(Rejection(f.key, "availability", why))
             continue
-        if commercial:
-            why = _licence_reason(f)
+        why = _names_reason(f, policy)
+        if why:
+            reject(Rejection(f.key, "policy", why))
+            continue
+        if commercial_why:
+            why = _licence_reason(f, commercial_why)
             if why:
                 reject(Rejection(f.key, "licence", why))
                 continue
-        mq = qtable[f.model_id]
+        if open_weights:
+            why = _open_weights_reason(f)
+            if why:
+                reject(Rejection(f.key, "licence", why))
+                continue
+        mq = ctx.qtable[f.model_id]
         below = None
         if mq.failed_minimums:
             if request.model is None:
@@ -345,6 +491,12 @@ def _rank(idx: _Index, request: ImageRequest, quality: str, axis: QualityAxis,
                 continue
             # The user named this model: the axis minimums inform, they do not overrule a pin.
             below = mq.failed_minimums
+        lat = ctx.latency[i] if ctx.latency is not None else (None, "")
+        if ctx.latency_limit is not None:
+            why = _latency_reason(lat[0], lat[1], ctx.latency_limit, policy)
+            if why:
+                reject(Rejection(f.key, "latency", why))
+                continue
         short_mp = None
         if min_mp is not None and (f.max_mp is None or f.max_mp < min_mp - 1e-9):
             shown = "unknown" if f.max_mp is None else f"{f.max_mp:.2f} MP"
@@ -352,9 +504,9 @@ def _rank(idx: _Index, request: ImageRequest, quality: str, axis: QualityAxis,
             if policy.upscale_available is None:
                 reject(Rejection(f.key, "resolution", short_mp + " (no upscaler configured)"))
                 continue
-        view = idx.views[i]
+        view = ctx.views[i]
         try:
-            call = planner(view)
+            call = ctx.planner(view)
         except InvalidRequest as exc:
             constraint = _plan_constraint(exc, request)
             reject(Rejection(f.key, constraint, str(exc)))
@@ -364,23 +516,76 @@ def _rank(idx: _Index, request: ImageRequest, quality: str, axis: QualityAxis,
             if not policy.upscale_available(call):
                 reject(Rejection(f.key, "resolution", short_mp + " and no upscale step fits"))
                 continue
-        why = _budget_reason(call, request, axis, quality)
+        why = _budget_reason(call, request, axis, quality, policy)
         if why:
             reject(Rejection(f.key, "budget", why))
             continue
         calls[f.key] = call
-        rows.append(_score(f, call, mq, cw, ref, quality, policy, negative, short_mp, axis,
-                           below))
-    rows.sort(key=Row.sort_key)
-    return rows, rejected
+        row = _score(f, call, mq, ctx, negative, short_mp, below, lat[0])
+        gap = size_gap(want_px, call) if want_px is not None else None
+        if gap is not None:
+            approx.append((row, gap))
+        else:
+            rows.append(row)
+    notices: tuple[str, ...] = ()
+    if approx and rows:
+        for row, gap in approx:
+            reject(Rejection(row.offer.key, "size", f"{gap}; {len(rows)} eligible offer(s) make "
+                                                    f"{request.size} as asked"))
+            calls.pop(row.offer.key, None)
+    elif approx:
+        rows = [row for row, _ in approx]
+    rows = _order(rows, policy)
+    if approx and rows and rows[0] in {r for r, _ in approx}:
+        gap = {r.offer.key: g for r, g in approx}[rows[0].offer.key]
+        notices = (f"size {request.size} approximated: no eligible offer makes it within "
+                   f"tolerance; {rows[0].offer.key} {gap}",)
+    return rows, rejected, notices
 
 
-def _score(f: _Facts, call: ProviderCall, mq: ModelQuality, cw: float, ref: float, quality: str,
-           policy: Policy, negative: bool, short_mp: str | None, axis: QualityAxis,
-           below: str | None = None) -> Row:
+def _order(rows: list[Row], policy: Policy) -> list[Row]:
+    """Total desc; totals within ``tie_tolerance`` of a group's best are ordered by the policy's
+    ``tie_break`` keys, then by offer key."""
+    rows = sorted(rows, key=Row.sort_key)
+    keys = policy.tie_break
+    if keys == ("cost", "offer") and policy.tie_tolerance == 0:
+        return rows  # Row.sort_key is exactly that order
+
+    def tie_key(r: Row) -> tuple[Any, ...]:
+        out: list[Any] = []
+        for k in keys:
+            if k == "cost":
+                out.append(r.cost_per_image_usd if r.cost_per_image_usd is not None
+                           else float("inf"))
+            elif k == "quality":
+                out.append(-r.quality)
+            elif k == "latency":
+                out.append(r.latency_s if r.latency_s is not None else float("inf"))
+            else:
+                out.append(r.offer.key)
+        out.append(r.offer.key)
+        return tuple(out)
+
+    tol = policy.tie_tolerance + 1e-9
+    ordered: list[Row] = []
+    i = 0
+    while i < len(rows):
+        j = i + 1
+        while j < len(rows) and rows[i].total - rows[j].total <= tol:
+            j += 1
+        ordered.extend(sorted(rows[i:j], key=tie_key))
+        i = j
+    return ordered
+
+
+def _score(f: _Facts, call: ProviderCall, mq: ModelQuality, ctx: _Context, negative: bool,
+           short_mp: str | None, below: str | None, latency_s: float | None) -> Row:
+    axis, quality, policy = ctx.axis, ctx.quality, ctx.policy
+    scoring: Scoring = policy.scoring
+    cw, ref = axis.cost_weight, axis.cost_reference_usd
     est = call.estimate
     per = est.per_image_usd
-    cs = cost_score(per, ref, policy)
+    cs = cost_score(per, ref, scoring)
     total = (1.0 - cw) * mq.quality / 10.0 + cw * cs + mq.adjustment
     reasons = [f"quality {mq.quality:.2f}/10 on the {quality} weights",
                (f"cost {est.basis}{' (approximate)' if est.approximate else ''} → cost score "
@@ -390,26 +595,32 @@ def _score(f: _Facts, call: ProviderCall, mq: ModelQuality, cw: float, ref: floa
     for fate in call.fates:
         if fate.control == "negative_prompt" and negative:
             if fate.faithful:
-                total += policy.negative_bonus
-                reasons.append(f"negative prompt {fate.kind.value} (+{policy.negative_bonus:g})")
+                total += scoring.negative_bonus
+                reasons.append(f"negative prompt {fate.kind.value} (+{scoring.negative_bonus:g})")
             elif fate.kind is FateKind.dropped:
-                total -= policy.negative_penalty
+                total -= scoring.negative_penalty
                 reasons.append(f"negative prompt dropped: {fate.reason} "
-                               f"(−{policy.negative_penalty:g})")
+                               f"(−{scoring.negative_penalty:g})")
             else:
-                total -= policy.approximated_penalty
-                reasons.append(f"{fate} (−{policy.approximated_penalty:g})")
+                total -= scoring.approximated_penalty
+                reasons.append(f"{fate} (−{scoring.approximated_penalty:g})")
         elif fate.kind is FateKind.approximated:
-            total -= policy.approximated_penalty
-            reasons.append(f"{fate} (−{policy.approximated_penalty:g})")
+            total -= scoring.approximated_penalty
+            reasons.append(f"{fate} (−{scoring.approximated_penalty:g})")
         elif fate.kind is FateKind.dropped:
-            total -= policy.dropped_penalty
-            reasons.append(f"{fate} (−{policy.dropped_penalty:g})")
+            total -= scoring.dropped_penalty
+            reasons.append(f"{fate} (−{scoring.dropped_penalty:g})")
     if f.status is Status.deprecated:
-        total -= policy.deprecated_penalty
+        total -= scoring.deprecated_penalty
         when = f", shuts down {f.shutdown_on.isoformat()}" if f.shutdown_on else ""
         use = f"; replacement {f.replacement}" if f.replacement else ""
-        reasons.append(f"deprecated{when}{use} (−{policy.deprecated_penalty:g})")
+        reasons.append(f"deprecated{when}{use} (−{scoring.deprecated_penalty:g})")
+    for rules, name, kind in ((policy.providers, f.provider, "provider"),
+                              (policy.models, f.model_id, "model")):
+        bonus = rules.prefer.get(name)
+        if bonus:
+            total += bonus
+            reasons.append(f"policy prefers {kind} {name} ({bonus:+g})")
     if short_mp is not None:
         reasons.append(short_mp + "; passes with an upscale step")
     flags: list[str] = []
@@ -424,4 +635,5 @@ def _score(f: _Facts, call: ProviderCall, mq: ModelQuality, cw: float, ref: floa
     elif est.approximate:
         flags.append("approximate price")
     return Row(offer=call.offer, quality=mq.quality, cost_usd=est.usd, cost_per_image_usd=per,
-               cost_score=cs, total=total, reasons=tuple(reasons), flags=tuple(flags))
+               cost_score=cs, total=total, reasons=tuple(reasons), flags=tuple(flags),
+               latency_s=latency_s)
