@@ -450,6 +450,10 @@ class _BaseClient:
             from .catalog._observed import observe_failure
 
             observe_failure(self, attempt.offer_id, exc, attempt.duration_s)
+            # observed-store hook: per-offer failure counts for `catalog verify` and routing
+            from .catalog._observed import observe_failure
+
+            observe_failure(self, attempt.offer_id, exc, attempt.duration_s)
         # health hook: every attempt's outcome feeds the process-wide provider health board
         self.health.observe(attempt.offer_id, attempt.provider, exc)
 
@@ -527,6 +531,10 @@ class _BaseClient:
                              decision=job.decision, attempts=job.attempts, plan=call,
                              simulated=simulated, timings=dict(job.timings), extra=extra)
         self._stamp(result, run)
+        # observed-store hook: latency, reported cost, sizes and seeds of every result
+        from .catalog._observed import observe_result
+
+        observe_result(self, result)
         # observed-store hook: latency, reported cost, sizes and seeds of every result
         from .catalog._observed import observe_result
 
