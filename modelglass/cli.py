@@ -8,14 +8,22 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from .errors import ContentRejected, ModelglassError, ProviderError
+from .errors import (
+    ContentRejected,
+    ModelglassError,
+    NoEligibleModel,
+    ProviderError,
+    ProviderUnavailable,
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Generate images through one call, whatever serves the model.")
@@ -27,11 +35,68 @@ err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: Exit statuses, the same for every command (README "Exit codes").
+EXIT_OK, EXIT_PROVIDER, EXIT_USER, EXIT_NO_OFFER = 0, 1, 2, 3
+
+
+def exit_code(exc: ModelglassError) -> int:
+    """1: a provider failed or refused (the request itself was fine); 3: no offer is eligible;
+    2: everything else the user can fix (request, catalog, budget, keys)."""
+    if isinstance(exc, NoEligibleModel):
+        return EXIT_NO_OFFER
+    return EXIT_PROVIDER if isinstance(exc, ProviderError | ContentRejected) else EXIT_USER
+
+
+def error_dict(exc: ModelglassError) -> dict[str, Any]:
+    """The JSON form of an error: type, message, exit code and the fields that say more."""
+    data: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc),
+                            "exit_code": exit_code(exc)}
+    for name in ("field", "provider", "status", "retry_after", "retryable", "estimate_usd",
+                 "limit_usd", "code"):
+        value = getattr(exc, name, None)
+        if value is not None:
+            data[name] = value
+    rejected = getattr(exc, "rejected", None)
+    if rejected:
+        data["rejected"] = dict(rejected)
+    attempts = getattr(exc, "attempts", None)
+    if attempts:
+        data["attempts"] = [a.to_dict() if hasattr(a, "to_dict") else str(a) for a in attempts]
+    hint = _hint(exc)
+    if hint:
+        data["hint"] = hint
+    return data
+
+
+def _keys_set() -> bool:
+    import os
+
+    try:
+        from .providers import PROVIDER_CLASSES, provider_class
+
+        names = [k for p in PROVIDER_CLASSES for k in provider_class(p).env_keys]
+    except Exception:  # noqa: BLE001 - a hint must never be the thing that fails
+        names = ["OPENAI_API_KEY", "FAL_KEY", "REPLICATE_API_TOKEN"]
+    return any(os.environ.get(k) for k in names)
+
+
+def _hint(exc: ModelglassError) -> str | None:
+    text = str(exc)
+    if isinstance(exc, NoEligibleModel | ProviderUnavailable) and not _keys_set() and (
+            isinstance(exc, ProviderUnavailable) or "availability" in text):
+        return ("no provider key is set here: add --simulate to run against the built-in "
+                "simulators (no keys, no cost), or --assume-available fal,openai to route and "
+                "plan without keys")
+    return None
+
+
 def friendly(fn: F) -> F:
     """Print modelglass errors as one clear message and exit non-zero, without a traceback.
 
-    Exit status 1 when a provider failed or refused (the request itself was fine), 2 for
-    everything the user can fix (request, catalog, budget, keys).
+    Exit statuses (:func:`exit_code`): 1 when a provider failed or refused, 2 for what the user
+    can fix, 3 when no offer is eligible. With ``--json`` the error is a JSON object on stdout
+    (``{"error": {"type", "message", "exit_code", ...}}``). Error text is printed literally:
+    provider replies and user input are never read as Rich markup.
     """
 
     @functools.wraps(fn)
@@ -39,15 +104,54 @@ def friendly(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ModelglassError as exc:
-            err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", markup=True, highlight=False)
-            provider_failed = isinstance(exc, ProviderError | ContentRejected)
-            raise typer.Exit(1 if provider_failed else 2) from None
+            code = exit_code(exc)
+            if kwargs.get("json_out"):
+                emit_json({"error": error_dict(exc)})
+            else:
+                verbose = bool(kwargs.get("verbose"))
+                err.print(Text.assemble(("error: ", "bold red"),
+                                        f"{type(exc).__name__}: {_message(exc, verbose)}"),
+                          highlight=False)
+                hint = _hint(exc)
+                if hint:
+                    err.print(Text(f"hint: {hint}", style="yellow"), highlight=False)
+            raise typer.Exit(code) from None
 
     return wrapper  # type: ignore[return-value]
 
 
+def _message(exc: ModelglassError, verbose: bool) -> str:
+    # NoEligibleModel keeps every rejection; by default a few lines, all with --verbose.
+    full = getattr(exc, "full_message", None)
+    if verbose and callable(full):
+        return str(full())
+    return str(exc)
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("modelglass")
+        except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+            from . import __version__ as v
+        sys.stdout.write(f"modelglass {v}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       metavar="", help="Print the version and exit.")) -> None:
+    """Generate images through one call, whatever serves the model.
+
+    Exit status, for every command: 0 done; 1 a provider failed or refused; 2 something you can
+    fix (a flag, the request, the catalog, a key, the budget); 3 no offer is eligible.
+    """
 
 
 def _catalog(path: str | None) -> Any:
@@ -61,48 +165,89 @@ JsonOpt = typer.Option(False, "--json", help="Print JSON instead of tables.")
 
 
 # -- catalog --------------------------------------------------------------------------------------
+_where_opt = typer.Option(None, "--where", help="Score filter, e.g. \"text_rendering>=8\" (repeat "
+                          "or comma-separate; unknown scores never pass).")
+_supports_opt = typer.Option(None, "--supports", help="Controls the offer really sends: "
+                             "negative_prompt, cfg, steps, seed, sampler (repeat or comma-separate).")
+_plot_out = typer.Option(Path("catalog-plot.png"), "--out", "-o",
+                         help="A .png or .svg file to write.")
+_html_out = typer.Option(Path("catalog.html"), "--out", "-o", help="The HTML file to write.")
+_source_ids = typer.Argument(None, help="Source tags to explain (default: all), e.g. S40 S47.")
+
+
 @catalog_app.command("list")
 @friendly
 def catalog_list(json_out: bool = JsonOpt, catalog: str | None = CatalogOpt,
-                 all_: bool = typer.Option(True, "--all/--active", help="Include retired models.")) -> None:
-    """Every model: status, cheapest offer at 1024², axis scores (* = estimated)."""
-    from .catalog import AXES
+                 all_: bool = typer.Option(True, "--all/--active", help="Include retired models."),
+                 axis: str | None = typer.Option(
+                     None, "--axis", help="Only offers the router would consider on this quality "
+                     "axis (draft, thumbnail, hero, print), with their weighted quality."),
+                 sort: str | None = typer.Option(
+                     None, "--sort", help="cost (per image, cheapest first), quality (needs "
+                     "--axis) or a score name (highest first)."),
+                 where: list[str] | None = _where_opt,
+                 supports: list[str] | None = _supports_opt,
+                 provider: str | None = typer.Option(None, "--provider",
+                                                     help="Only these providers (comma-separated)."),
+                 commercial: bool = typer.Option(False, "--commercial", metavar="",
+                                                 help="Only models licensed for commercial use."),
+                 lifecycle: str | None = typer.Option(
+                     None, "--lifecycle", help="active, deprecated or retired (comma-separated)."),
+                 size: str | None = typer.Option(
+                     None, "--size", help="Price at WIDTHxHEIGHT (default: the axis's target size, "
+                     "else 1024x1024)."),
+                 offers: bool = typer.Option(False, "--offers", metavar="",
+                                             help="One row per offer even without filters.")) -> None:
+    """Every model (status, cheapest offer at 1024², scores); with any filter or sort, the
+    matching offers, one row each, with numbers in --json.
+    """
+    from ._cli_catalog import model_rows, print_models, print_offers
 
     cat = _catalog(catalog)
-    rows = []
-    for mid, m in cat.models.items():
-        if not all_ and m.lifecycle.status.value == "retired":
-            continue
-        best = cat.cheapest(mid)
-        sc = cat.scores(mid)
-        rows.append({
-            "id": mid, "name": m.name, "status": m.lifecycle.status.value,
-            "shutdown_on": m.lifecycle.shutdown_on, "replacement": m.lifecycle.replacement,
-            "providers": sorted({o.provider for o in m.offers}),
-            "cheapest": ({"offer": best[0].key, "usd": best[1].usd} if best else None),
-            "scores": {a: (None if sc[a].value is None else
-                           {"value": sc[a].value, "estimated": sc[a].estimated}) for a in AXES},
-        })
-    if json_out:
-        emit_json(rows)
+    query_mode = offers or any(x for x in (axis, sort, where, supports, provider, lifecycle, size,
+                                           commercial))
+    if not query_mode:
+        rows = model_rows(cat, include_retired=all_)
+        if json_out:
+            emit_json(rows)
+        else:
+            print_models(out, rows)
         return
-    t = Table(title=f"{len(rows)} models")
-    for col in ("id", "status", "providers", "cheapest 1024²", *(a[:8] for a in AXES)):
-        t.add_column(col)
-    for r in rows:
-        status = r["status"] + (f" → {r['replacement']}" if r["replacement"] else "")
-        cheap = f"${r['cheapest']['usd']:.4f} {r['cheapest']['offer'].split('@')[1]}" if r["cheapest"] else "unknown"
-        scores = [("—" if s is None else f"{s['value']:.1f}{'*' if s['estimated'] else ''}")
-                  for s in r["scores"].values()]
-        t.add_row(r["id"], status, ",".join(r["providers"]), cheap, *scores)
-    out.print(t)
-    out.print("— unknown   * estimated from a stated prior (see `catalog show`)")
+    lifecycle_filter = lifecycle if lifecycle or all_ else "active,deprecated"
+    found = cat.query(axis=axis, supports=supports or None, where=where or None,
+                      provider=provider, commercial=True if commercial else None,
+                      lifecycle=lifecycle_filter, sort=sort or "cost", size=size)
+    if json_out:
+        emit_json([r.to_dict() for r in found])
+        return
+    from .catalog._query import parse_where
+
+    where_keys = list(parse_where(where)) if where else []
+    print_offers(out, found, axis=axis, where=where_keys, sort=sort)
+
+
+@catalog_app.command("sources")
+@friendly
+def catalog_sources(ids: list[str] | None = _source_ids,
+                    json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
+    """What each source tag such as [S40] in the catalog cites."""
+    from ._cli_catalog import print_sources
+
+    cat = _catalog(catalog)
+    chosen = [i.strip().strip("[]").upper() for i in ids or []]
+    if json_out:
+        srcs = cat.settings.sources
+        emit_json({sid: srcs.get(sid) for sid in (chosen or list(srcs))})
+        return
+    print_sources(out, cat, chosen or None)
 
 
 @catalog_app.command("show")
 @friendly
 def catalog_show(model: str, json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
-    """One model: the evidence behind each score, controls, offers and prices."""
+    """One model: the evidence behind each score (with what each source tag cites), controls,
+    offers and prices."""
+    from ._cli_catalog import fmt_usd, sources_used
     from .catalog import AXES
 
     cat = _catalog(catalog)
@@ -112,7 +257,7 @@ def catalog_show(model: str, json_out: bool = JsonOpt, catalog: str | None = Cat
     for v in cat.offers_for(model):
         est = v.estimate_cost(1024, 1024, 1)
         offers.append({"offer": v.key, "endpoint": v.endpoint, "price": v.offer.price.model_dump(exclude_none=True),
-                       "usd_1024": est.usd, "basis": est.basis, "as_of": v.offer.as_of,
+                       "usd_1024": None if est.usd is None else round(est.usd, 6), "basis": est.basis, "as_of": v.offer.as_of,
                        "source": v.offer.source,
                        "latency_p50_s": v.offer.latency.p50_s if v.offer.latency else None,
                        "controls": v.controls.model_dump(exclude_none=True, mode="json"),
@@ -125,6 +270,7 @@ def catalog_show(model: str, json_out: bool = JsonOpt, catalog: str | None = Cat
                        "evidence": [e.model_dump() for e in sc[a].evidence]} for a in AXES},
         "controls": m.controls.model_dump(exclude_none=True, mode="json"),
         "geometry": m.geometry.model_dump(exclude_none=True), "offers": offers, "notes": m.notes,
+        "sources": {t: cat.settings.sources.get(t) for t in sources_used(cat, model)},
     }
     if json_out:
         emit_json(data)
@@ -142,24 +288,31 @@ def catalog_show(model: str, json_out: bool = JsonOpt, catalog: str | None = Cat
     for a in AXES:
         s = sc[a]
         ev = "; ".join(f"{e.metric}={e.value:g} [{e.source}]" for e in s.evidence) or s.reason or "no evidence"
-        t.add_row(a, str(s), escape(ev), escape(s.formula))
+        t.add_row(a, str(s), Text(ev), Text(s.formula))
     out.print(t)
     c = m.controls
     out.print(f"controls: negative prompt {c.negative_prompt or 'unknown'}; guidance "
               f"{c.guidance.kind.value if c.guidance else 'unknown'}"
               f"{f' {c.guidance.min:g}..{c.guidance.max:g} (default {c.guidance.default:g})' if c.guidance and c.guidance.min is not None and c.guidance.max is not None and c.guidance.default is not None else ''}; "
               f"steps {f'{c.steps.min:g}..{c.steps.max:g}' if c.steps and c.steps.min is not None and c.steps.max is not None else 'n/a'}; "
-              f"seed {c.seed}; samplers {', '.join(c.samplers or []) or 'n/a'}")
+              f"seed {_yes_no(c.seed)}; samplers {', '.join(c.samplers or []) or 'n/a'}",
+              markup=False, highlight=False)
     t = Table(title="offers")
     for col in ("offer", "endpoint", "price at 1024²", "basis", "as of", "source", "p50 latency"):
         t.add_column(col)
     for o in offers:
-        t.add_row(o["offer"], o["endpoint"], "unknown" if o["usd_1024"] is None else f"${o['usd_1024']:.4f}",
-                  o["basis"], str(o["as_of"]), o["source"],
-                  "unknown" if o["latency_p50_s"] is None else f"{o['latency_p50_s']:g} s")
+        cells = [o["offer"], o["endpoint"], fmt_usd(o["usd_1024"]), o["basis"], str(o["as_of"]),
+                 o["source"], "unknown" if o["latency_p50_s"] is None else f"{o['latency_p50_s']:g} s"]
+        t.add_row(*(Text(c) for c in cells))
     out.print(t)
     if m.notes:
         out.print(f"notes: {escape(m.notes)}", highlight=False)
+    tags = sources_used(cat, model)
+    if tags:
+        out.print("sources:", style="bold")
+        for tag in tags:
+            out.print(Text(f"  [{tag}] {cat.settings.sources.get(tag, 'not in settings.yaml')}"),
+                      highlight=False)
 
 
 @catalog_app.command("compare")
@@ -167,11 +320,60 @@ def catalog_show(model: str, json_out: bool = JsonOpt, catalog: str | None = Cat
 def catalog_compare(models: list[str], axis: str | None = typer.Option(None, "--axis"),
                     json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Models side by side: axes, controls, cheapest price (and weighted quality on --axis)."""
-    comp = _catalog(catalog).compare(models, axis=axis)
+    from ._cli_catalog import compare_numbers
+
+    cat = _catalog(catalog)
+    comp = cat.compare(models, axis=axis)
     if json_out:
-        emit_json(comp.to_dict())
+        emit_json(compare_numbers(cat, models, axis))
     else:
         out.print(comp)
+
+
+def _yes_no(v: bool | None) -> str:
+    return {True: "yes", False: "no", None: "unknown"}[v]
+
+
+@catalog_app.command("plot")
+@friendly
+def catalog_plot(axis: str = typer.Option("hero", "--axis", help="Quality axis to plot."),
+                 out_path: Path = _plot_out,
+                 provider: str | None = typer.Option(None, "--provider",
+                                                     help="Only these providers (comma-separated)."),
+                 size: str | None = typer.Option(None, "--size", help="Price at WIDTHxHEIGHT "
+                                                 "(default: the axis's target size)."),
+                 json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
+    """Estimated cost per image (log) against quality on AXIS for every offer the router
+    considers, with the Pareto front marked. Needs matplotlib (modelglass[plot])."""
+    from .catalog._plot import pareto_front, plot_axis, plot_points
+
+    cat = _catalog(catalog)
+    path = plot_axis(cat, axis, out_path, size=size, provider=provider)
+    points, unknown = plot_points(cat.query(axis=axis, provider=provider, size=size))
+    front = pareto_front(points)
+    if json_out:
+        emit_json({"file": str(path), "axis": axis, "points": len(points),
+                   "pareto_front": [p.label for p in front], "price_unknown": unknown})
+        return
+    out.print(Text(f"wrote {path}: {len(points)} points, Pareto front: "
+                   + ", ".join(p.label for p in front)), highlight=False)
+
+
+@catalog_app.command("html")
+@friendly
+def catalog_html(out_path: Path = _html_out,
+                 json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
+    """One self-contained page (no network needed to view it): a sortable, filterable table of
+    models and offers, each score's evidence with its source, prices and lifecycle warnings."""
+    from .catalog._html import write_html
+
+    cat = _catalog(catalog)
+    path = write_html(cat, out_path)
+    if json_out:
+        emit_json({"file": str(path), "bytes": path.stat().st_size})
+        return
+    out.print(Text(f"wrote {path} ({path.stat().st_size // 1024} KB); open it in a browser"),
+              highlight=False)
 
 
 # -- route / plan ---------------------------------------------------------------------------------
@@ -306,6 +508,12 @@ def _register_optional() -> None:
         pass
     else:
         register_batch(app)
+    try:
+        from ._cli_compare import register as register_compare
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        register_compare(app)
     try:
         from ._cli_local import local_app
     except ImportError:  # pragma: no cover

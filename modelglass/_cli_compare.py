@@ -1,0 +1,85 @@
+"""``modelglass compare``: one prompt and seed across models, as a contact sheet PNG and JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from .cli import CatalogOpt, JsonOpt, _assume, _assume_opt, emit_json, friendly, out
+
+__all__ = ["compare", "register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``compare`` to the ``modelglass`` app."""
+    app.command("compare")(compare)
+
+
+_models_opt = typer.Option(..., "--models", "-m", help="Comma-separated model ids; pin a provider "
+                           "with model@provider (e.g. gpt-image-2@fal).")
+_sheet_opt = typer.Option(Path("sheet.png"), "--out", "-o", help="Contact sheet PNG to write; the "
+                          "JSON goes next to it (sheet.json). Never overwritten: sheet-2.png …")
+
+
+@friendly
+def compare(prompt: str, models: str = _models_opt, seed: int | None = typer.Option(
+                None, "--seed", help="One seed for every model (where the offer takes one)."),
+            quality: str = typer.Option("hero", "--quality", "-q"),
+            size: str | None = typer.Option(None, "--size", help="WIDTHxHEIGHT for every model."),
+            budget: float | None = typer.Option(None, "--budget", help="Most the whole "
+                                                "comparison may cost, USD; models that no "
+                                                "longer fit are skipped."),
+            concurrency: int = typer.Option(8, "--concurrency", min=1, max=64),
+            out_path: Path = _sheet_opt,
+            simulate: bool = typer.Option(False, "--simulate", metavar="", help="Serve every "
+                                          "call from the built-in simulators: no keys, no cost."),
+            assume_available: str | None = _assume_opt,
+            json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
+    """Generate PROMPT once on each of --models, concurrently, and lay the results side by side:
+    model, provider, cost, latency and every control that was not honored."""
+    from ._cli_generate import _free, _make_client, _maybe_simulate
+    from ._compare import compare_models, parse_models
+
+    if out_path.suffix.lower() != ".png":
+        raise typer.BadParameter("--out must be a .png file", param_hint="--out")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    sheet_path = _free(out_path)
+    pinned = {p for _, p in parse_models(models) if p}
+    fields = {"size": size} if size else {}
+    with _maybe_simulate(simulate):
+        client = _make_client(catalog, "local" if pinned == {"local"} else None, simulate,
+                              _assume(assume_available))
+        with client:
+            sheet = compare_models(client, prompt, models, seed=seed, quality=quality,
+                                   budget=budget, concurrency=concurrency, **fields)
+    sheet.render(sheet_path)
+    json_path = sheet_path.with_suffix(".json")
+    data = {**sheet.to_dict(), "sheet": str(sheet_path), "json": str(json_path)}
+    import json
+
+    json_path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    if json_out:
+        emit_json(data)
+        return
+    _print_sheet(data)
+
+
+def _print_sheet(data: dict) -> None:
+    if data["simulated"]:
+        out.print(Text("SIMULATED — no provider was called; nothing was charged.", style="yellow"))
+    t = Table(title=f"compare: {len(data['tiles'])} models, seed {data['seed']}")
+    for col in ("model", "provider", "cost", "seconds", "not honored / error"):
+        t.add_column(col)
+    for tile in data["tiles"]:
+        cost = "—" if tile["cost_usd"] is None else f"${tile['cost_usd']:.3g}"
+        secs = "—" if tile["latency_s"] is None else f"{tile['latency_s']:.2f}"
+        notes = tile["error"] or "; ".join(f"{f['control']} {f['kind']}" for f in tile["fates"]) \
+            or "every control honored"
+        t.add_row(*(Text(str(c)) for c in (tile["model"], tile["provider"] or "—", cost, secs,
+                                            notes)))
+    out.print(t)
+    out.print(Text(f"total ${data['cost_usd']:.3g} in {data['wall_s']:.1f} s; sheet {data['sheet']}, "
+                   f"JSON {data['json']}"), highlight=False, soft_wrap=True)
