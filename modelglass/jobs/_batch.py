@@ -234,10 +234,9 @@ def job_ids(requests: Requests) -> list[tuple[str, ImageRequest]]:
             job_id = fields.pop("id", None)
             try:
                 request = ImageRequest(**fields)
-            except ModelglassError:
-                raise
-            except Exception as exc:  # pydantic's ValidationError names the bad field
-                raise InvalidRequest(f"request {i} ({job_id or 'no id'}): {exc}") from None
+            except Exception as exc:  # InvalidRequest, or pydantic's ValidationError
+                raise InvalidRequest(f"request {i} ({job_id or 'no id'}): {exc}",
+                                     field=getattr(exc, "field", None)) from None
         else:
             raise InvalidRequest(f"request {i}: expected an ImageRequest or a dict of its fields, "
                                  f"got {type(item).__name__}")
@@ -459,6 +458,8 @@ class Batch:
                 continue
             if job.resume is None and not self._route(job):
                 continue
+            if self._cached(job) is not None:  # free: no budget hold, no slot
+                continue
             jobs.append(job)
         if self.budget is not None and self.journal is not None:
             prior = self.journal.spent()
@@ -592,9 +593,6 @@ class Batch:
         result = self.cache.get(job.cache_key, job.call)
         if result is None:
             return None
-        if job.hold is not None and self.budget is not None:
-            self.budget.release(job.hold)
-            job.hold = None
         return self._succeeded(job, result, status="cached")
 
     def _succeeded(self, job: Job, result: ImageResult, status: Status = "done") -> JobOutcome:
@@ -651,9 +649,6 @@ class Batch:
 
     def run_one(self, job: Job) -> JobOutcome:
         """Run one admitted job with the sync client."""
-        cached = self._cached(job)
-        if cached is not None:
-            return cached
         client, lease, kwargs = self._before(job)
         try:
             result = client.generate(job.request, **kwargs)
@@ -666,9 +661,6 @@ class Batch:
 
     async def arun_one(self, job: Job) -> JobOutcome:
         """Run one admitted job with the async client."""
-        cached = self._cached(job)
-        if cached is not None:
-            return cached
         client, lease, kwargs = self._before(job)
         try:
             result = await client.generate(job.request, **kwargs)
