@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import textwrap
 from pathlib import Path
@@ -178,10 +179,11 @@ def test_bad_date_is_explained(tmp_path: Path) -> None:
 
 
 def test_price_newer_than_the_catalog_date_is_refused(tmp_path: Path) -> None:
-    root = make_catalog(tmp_path, edit(TOY, "as_of: 2026-01-01", "as_of: 2027-01-01"))
+    root = make_catalog(tmp_path, edit(TOY, "as_of: 2026-01-01", "as_of: 2099-01-01"))
+    catalog_date = Catalog.load(make_catalog(tmp_path / "ok")).settings.as_of
     assert problems_of(root) == [
-        f"{root}/models/toy.yaml:15: models.toy.offers[0].as_of: as_of 2027-01-01 is after the "
-        "catalog date 2026-11-22 (settings.yaml as_of)"]
+        f"{root}/models/toy.yaml:15: models.toy.offers[0].as_of: as_of 2099-01-01 is after the "
+        f"catalog date {catalog_date} (settings.yaml as_of)"]
 
 
 def test_unknown_source_id_is_refused(tmp_path: Path) -> None:
@@ -291,11 +293,13 @@ def test_directory_without_models_is_reported(tmp_path: Path) -> None:
 
 def test_unknown_formula_version_is_reported_in_settings(tmp_path: Path) -> None:
     settings = (default_catalog_dir() / "settings.yaml").read_text()
-    settings = edit(settings, "formula_version: 1", "formula_version: 7")
+    from modelglass.catalog._scores import FORMULAS
+
+    settings = re.sub(r"(?m)^formula_version: \d+", "formula_version: 77", settings)
     line = next(i for i, s in enumerate(settings.splitlines(), 1) if s.startswith("formula_version"))
     root = make_catalog(tmp_path, settings=settings)
     assert problems_of(root) == [f"{root}/settings.yaml:{line}: formula_version: unknown formula "
-                                 "version 7; known: 1"]
+                                 f"version 77; known: {', '.join(map(str, FORMULAS))}"]
 
 
 # --- a single models file layered over the default catalog ------------------------------------------

@@ -97,20 +97,89 @@ class _Problems(list[str]):
         self.append(f"{file}:{ln}: {_fmt_path(path)}: {message}")
 
 
+#: A YAML file may expand (every alias counted where it is used) to at most this many nodes, and
+#: nest at most MAX_DEPTH levels: a few hundred bytes of nested aliases would otherwise expand to
+#: billions of nodes (the "billion laughs"), and deep nesting would exhaust the stack.
+MAX_NODES = 200_000
+MAX_DEPTH = 64
+
+
+class _UnsafeYAML(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def _check_graph(root: yaml.Node) -> None:
+    """Refuse self-referencing aliases, deep nesting and alias bombs before building any data.
+
+    Linear in the composed node graph: each node's expanded size is computed once.
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        nid = id(node)
+        if nid in on_path:
+            raise _UnsafeYAML(node.start_mark.line + 1, "an alias refers to the node that "
+                              "contains it (a self-referencing alias); YAML catalogs must be trees")
+        if nid in sizes:
+            return sizes[nid]
+        if depth > MAX_DEPTH:
+            raise _UnsafeYAML(node.start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")
+        total = 1
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            on_path.add(nid)
+            children = ([n for pair in node.value for n in pair]
+                        if isinstance(node, yaml.MappingNode) else node.value)
+            for child in children:
+                total += size(child, depth + 1)
+                if total > MAX_NODES:
+                    raise _UnsafeYAML(node.start_mark.line + 1, f"expands to more than "
+                                      f"{MAX_NODES:,} nodes through aliases (an alias bomb?)")
+            on_path.discard(nid)
+        sizes[nid] = total
+        return total
+
+    size(root, 0)
+
+
+def _decode(raw: bytes, file: str, problems: _Problems) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        problems.append(f"{file}:{line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                        f"{col}); save the file as UTF-8")
+        return None
+
+
 def _parse(path: Path, problems: _Problems) -> _Doc | None:
     file = _display(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         problems.append(f"{file}:1: cannot read file: {exc.strerror or exc}")
+        return None
+    text = _decode(raw, file, problems)
+    if text is None:
         return None
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         doc = _Doc(file, None, {(): 1})
         if node is not None:
-            doc.data = _to_data(loader, node, (), doc, problems)
+            _check_graph(node)
+            doc.data = _to_data(loader, node, (), doc, problems, {})
         return doc
+    except _UnsafeYAML as exc:
+        problems.append(f"{file}:{exc.line}: unsafe YAML: {exc}")
+        return None
+    except RecursionError:
+        problems.append(f"{file}:{loader.line + 1}: unsafe YAML: nested too deeply to read "
+                        f"(more than {MAX_DEPTH} levels are refused)")
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -118,7 +187,7 @@ def _parse(path: Path, problems: _Problems) -> _Doc | None:
         problems.append(f"{file}:{line}: YAML syntax error: {what}")
         return None
     except yaml.YAMLError as exc:
-        problems.append(f"{file}:1: YAML error: {exc}")
+        problems.append(f"{file}:{getattr(loader, 'line', 0) + 1}: YAML error: {exc}")
         return None
     finally:
         loader.dispose()
@@ -128,7 +197,19 @@ _SEXAGESIMAL_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 
 def _to_data(loader: _Loader, node: yaml.Node, path: Path_, doc: _Doc,
-             problems: _Problems) -> Any:
+             problems: _Problems, seen: dict[int, Any]) -> Any:
+    # An alias is the same node again: build its data once (lines stay those of its first use;
+    # later uses point at the alias itself).
+    if id(node) in seen:
+        return seen[id(node)]
+    data = _node_data(loader, node, path, doc, problems, seen)
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        seen[id(node)] = data
+    return data
+
+
+def _node_data(loader: _Loader, node: yaml.Node, path: Path_, doc: _Doc,
+               problems: _Problems, seen: dict[int, Any]) -> Any:
     if isinstance(node, yaml.MappingNode):
         # Duplicate keys are checked among the keys written here; keys pulled in by a
         # `<<: *anchor` merge come first and may be overridden, as YAML specifies.
@@ -152,13 +233,13 @@ def _to_data(loader: _Loader, node: yaml.Node, path: Path_, doc: _Doc,
                 continue
             key = str(_scalar(loader, key_node))
             doc.lines[path + (key,)] = key_node.start_mark.line + 1
-            out[key] = _to_data(loader, value_node, path + (key,), doc, problems)
+            out[key] = _to_data(loader, value_node, path + (key,), doc, problems, seen)
         return out
     if isinstance(node, yaml.SequenceNode):
         items = []
         for i, item in enumerate(node.value):
             doc.lines[path + (i,)] = item.start_mark.line + 1
-            items.append(_to_data(loader, item, path + (i,), doc, problems))
+            items.append(_to_data(loader, item, path + (i,), doc, problems, seen))
         return items
     return _scalar(loader, node)
 
