@@ -372,7 +372,8 @@ class Policy:
         """Raise :class:`CatalogError` when a name this policy uses is not in ``catalog``."""
         if id(catalog) in self._checked:
             return
-        problems = [f"{self.source or 'policy'}: {p}" for _, p in _name_problems(self.spec, catalog)]
+        problems = [f"{self.source or 'policy'}: {p}"
+                    for _, p in _name_problems(self.spec.model_dump(), catalog)]
         if problems:
             raise CatalogError(f"policy has {len(problems)} problem(s)", problems=problems)
         for name in self.spec.axes:
@@ -417,28 +418,35 @@ def _unknown(kind: str, name: str, valid: list[str]) -> str:
     return f"unknown {kind} {name!r}{hint} (valid: {', '.join(valid)})"
 
 
-def _name_problems(spec: PolicyFile, catalog: Catalog) -> list[tuple[tuple[str | int, ...], str]]:
-    """(path, message) for every name the spec uses that the catalog does not know."""
+def _name_problems(data: Any, catalog: Catalog) -> list[tuple[tuple[str | int, ...], str]]:
+    """(path, message) for every name a policy's raw data uses that the catalog does not know.
+    Tolerant of a malformed shape (the schema reports that), so names are checked even then."""
     out: list[tuple[tuple[str | int, ...], str]] = []
+    if not isinstance(data, dict):
+        return out
     providers = sorted(catalog.providers)
     models = sorted(catalog.models)
-    axes = list(dict.fromkeys([*catalog.quality_axes, *spec.axes]))
+    own = data.get("axes") if isinstance(data.get("axes"), dict) else {}
+    axes = list(dict.fromkeys([*catalog.quality_axes, *own]))
     for section, valid, kind in (("providers", providers, "provider"),
                                  ("models", models, "model")):
-        rules: NameRules = getattr(spec, section)
-        for i, n in enumerate(rules.allow or []):
-            if n not in valid:
-                out.append(((section, "allow", i), _unknown(kind, n, valid)))
-        for i, n in enumerate(rules.deny):
-            if n not in valid:
-                out.append(((section, "deny", i), _unknown(kind, n, valid)))
-        for n in rules.prefer:
-            if n not in valid:
-                out.append(((section, "prefer", n), _unknown(kind, n, valid)))
-    for name, rules in spec.axes.items():
-        if rules.extends is not None and rules.extends not in axes:
-            out.append((("axes", name, "extends"), _unknown("quality axis", rules.extends, axes)))
-        elif rules.extends is None and name not in catalog.quality_axes:
+        rules = data.get(section)
+        if not isinstance(rules, dict):
+            continue
+        for part in ("allow", "deny"):
+            names = rules.get(part)
+            for i, n in enumerate(names if isinstance(names, list) else []):
+                if str(n) not in valid:
+                    out.append(((section, part, i), _unknown(kind, str(n), valid)))
+        prefer = rules.get("prefer")
+        for n in prefer if isinstance(prefer, dict) else {}:
+            if str(n) not in valid:
+                out.append(((section, "prefer", n), _unknown(kind, str(n), valid)))
+    for name, rules in own.items():
+        ext = rules.get("extends") if isinstance(rules, dict) else None
+        if ext is not None and str(ext) not in axes:
+            out.append((("axes", name, "extends"), _unknown("quality axis", str(ext), axes)))
+        elif ext is None and name not in catalog.quality_axes:
             out.append((("axes", name), f"axis {name!r} is new: add `extends:` naming the axis it "
                                          f"builds on (one of {', '.join(axes)})"))
     return out
@@ -470,10 +478,10 @@ def _read(path: Path, catalog: Catalog, problems: Any, chain: tuple[Path, ...]) 
         problems.add(doc, (), "a policy file is a mapping (extends:, axes:, providers:, …)")
         return {}
     spec = _validate(PolicyFile, data, doc, (), problems)
+    for where, message in _name_problems(data, catalog):
+        problems.add(doc, where, message)
     if spec is None:
         return {}
-    for where, message in _name_problems(spec, catalog):
-        problems.add(doc, where, message)
     for name, rules in data.get("axes", {}).items() if isinstance(data.get("axes"), dict) else ():
         _check_axis_keys(rules, doc, ("axes", name), problems)
     parent: dict[str, Any] = {}
@@ -523,4 +531,11 @@ def load_policy(path: Path, *, catalog: Catalog | None = None) -> Policy:
             policy._checked.add(id(catalog))
             return policy
     n = len(problems)
-    raise CatalogError(f"policy has {n} problem{'s' if n != 1 else ''}", problems=list(problems))
+    raise CatalogError(f"policy has {n} problem{'s' if n != 1 else ''}",
+                       problems=sorted(problems, key=_line_order))
+
+
+def _line_order(problem: str) -> tuple[str, int]:
+    file, _, rest = problem.partition(":")
+    line = rest.partition(":")[0]
+    return file, int(line) if line.isdigit() else 0

@@ -536,8 +536,9 @@ def _rank(idx: _Index, ctx: _Context,
     elif approx:
         rows = [row for row, _ in approx]
     rows = _order(rows, policy)
-    if approx and rows and rows[0] in {r for r, _ in approx}:
-        gap = {r.offer.key: g for r, g in approx}[rows[0].offer.key]
+    gaps = {r.offer.key: g for r, g in approx}
+    if rows and rows[0].offer.key in gaps and not any(r.offer.key not in gaps for r in rows):
+        gap = gaps[rows[0].offer.key]
         notices = (f"size {request.size} approximated: no eligible offer makes it within "
                    f"tolerance; {rows[0].offer.key} {gap}",)
     return rows, rejected, notices
