@@ -40,6 +40,8 @@ from ..errors import (
     ContentRejected,
     GenerationTimeout,
     InvalidRequest,
+    ModelglassError,
+    OutcomeUnknown,
     ProviderError,
     RateLimited,
 )
@@ -56,6 +58,7 @@ __all__ = [
     "adrive",
     "deadline_scope",
     "decode_data_uri",
+    "detach",
     "drive",
     "escalating_transport",
     "excerpt",
@@ -63,6 +66,8 @@ __all__ = [
     "http_error",
     "merge_options",
     "mime_for_format",
+    "never_sent",
+    "outcome_unknown",
     "ratio_for",
     "resolve_key",
     "retry_after_from",
@@ -230,6 +235,58 @@ def connection_error(provider: str, what: str, exc: BaseException,
 
 def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
+
+
+def never_sent(exc: BaseException) -> bool:
+    """True when a transport failure certainly happened before the request reached the server
+    (no connection, or no free connection in the pool), so sending it again cannot bill twice.
+
+    Anything else — a read error, a dropped or reset connection, a read timeout, a reply cut
+    short — may have come after the server took the request. The chain (``error``,
+    ``__cause__``, ``__context__``) is walked down to the transport's own exception, matched by
+    class name because the clients vendor their own copies of httpx (openai: ``httpx2``).
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        name = type(cur).__name__
+        if name in _NOT_SENT or isinstance(cur, ConnectionRefusedError):
+            return True
+        if name in _MAYBE_SENT:
+            return False
+        cur = getattr(cur, "error", None) or cur.__cause__ or cur.__context__
+    return False
+
+
+_NOT_SENT = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout"})
+_MAYBE_SENT = frozenset({"ReadError", "ReadTimeout", "WriteError", "WriteTimeout",
+                         "RemoteProtocolError", "LocalProtocolError", "ProtocolError",
+                         "CloseError", "NetworkError", "TimeoutException"})
+
+
+def outcome_unknown(provider: str, what: str, reason: str, *, request_id: str | None = None,
+                    stage: str = "create", secrets: tuple[str | None, ...] = (),
+                    cancelled: bool = False) -> OutcomeUnknown:
+    """The error for a create that may have run: say so, and say what to do."""
+    rid = (f" Its request id is {request_id}"
+           + ("; it was cancelled." if cancelled else "; look it up in the provider's dashboard.")
+           if request_id else " The provider did not say its request id.")
+    return OutcomeUnknown(
+        f"{provider} may have run {what}, but its answer was lost ({scrub(reason, secrets)}). "
+        f"It may have been billed, so modelglass did not send it again.{rid} The budget keeps "
+        f"its estimate. To try another offer anyway (and maybe pay twice), pass "
+        f"allow_double_payment=True.", provider=provider, request_id=request_id, stage=stage)
+
+
+def detach(err: BaseException) -> BaseException:
+    """``err`` without its ``__cause__`` / ``__context__``: the client exception it replaced
+    holds the HTTP request (with the key in its Authorization header) and the unscrubbed reply,
+    and must not travel with a modelglass error."""
+    err.__cause__ = None
+    err.__context__ = None
+    err.__suppress_context__ = True
+    return err
 
 
 # -- payload pieces -------------------------------------------------------------------------------
@@ -445,13 +502,17 @@ def _transport_classes() -> tuple[type, type]:
             _clamp_request_timeouts(request)
             try:
                 response = self.inner.handle_request(request)
-            except httpx.TransportError as exc:
-                raise HTTPFailure(error=exc) from exc
-            if response.status_code >= 400:
+                # Read the body here: a reply cut short then surfaces as HTTPFailure too, and
+                # never as an httpx error that the client's own retry loop would act on (fal
+                # re-submitting a create whose reply was truncated would bill twice).
                 try:
                     response.read()
                 finally:
-                    response.close()
+                    if response.status_code >= 400:
+                        response.close()
+            except httpx.TransportError as exc:
+                raise HTTPFailure(error=exc) from exc
+            if response.status_code >= 400:
                 response.request = request
                 raise HTTPFailure(response=response)
             return response
@@ -467,13 +528,14 @@ def _transport_classes() -> tuple[type, type]:
             _clamp_request_timeouts(request)
             try:
                 response = await self.inner.handle_async_request(request)
-            except httpx.TransportError as exc:
-                raise HTTPFailure(error=exc) from exc
-            if response.status_code >= 400:
                 try:
                     await response.aread()
                 finally:
-                    await response.aclose()
+                    if response.status_code >= 400:
+                        await response.aclose()
+            except httpx.TransportError as exc:
+                raise HTTPFailure(error=exc) from exc
+            if response.status_code >= 400:
                 response.request = request
                 raise HTTPFailure(response=response)
             return response
@@ -552,6 +614,9 @@ def drive(job: Job[T], wire: Any) -> T:
             step = job.throw(error) if error is not None else job.send(value)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except ModelglassError as err:
+            detach(err)
+            raise
         value, error = None, None
         if isinstance(step, Sleep):
             time.sleep(max(0.0, step.seconds))
@@ -571,6 +636,9 @@ async def adrive(job: Job[T], wire: Any) -> T:
             step = job.throw(error) if error is not None else job.send(value)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except ModelglassError as err:
+            detach(err)
+            raise
         value, error = None, None
         if isinstance(step, Sleep):
             await asyncio.sleep(max(0.0, step.seconds))

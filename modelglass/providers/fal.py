@@ -29,7 +29,7 @@ import importlib.util
 import json
 import logging
 import os
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -60,6 +60,8 @@ from ._common import (
     http_error,
     merge_options,
     mime_for_format,
+    never_sent,
+    outcome_unknown,
     retryable,
     scrub,
     wrong_shape,
@@ -163,6 +165,26 @@ class FalProvider(Provider):
         with deadline_scope(deadline):
             return await adrive(self._job(call, deadline), wire)
 
+    # -- resumable jobs (driven by the job engine) -------------------------------------------------
+    def job(self, call: ProviderCall, *, timeout_s: float, resume: str | None = None,
+            on_submitted: Callable[[str], None] | None = None
+            ) -> tuple[Generator[Op | Sleep, Any, ProviderOutput], Deadline]:
+        deadline = Deadline(timeout_s, per_request_s=self.request_timeout_s)
+        return self._job(call, deadline, resume=resume, on_submitted=on_submitted), deadline
+
+    def cancel_job(self, call: ProviderCall, request_id: str) -> Generator[Op | Sleep, Any, None]:
+        return self._cancel_by_id(call.offer.endpoint, request_id)
+
+    def wire(self) -> _SyncWire:
+        return self._sync_wire()
+
+    def awire(self) -> _AsyncWire:
+        return self._async.get()
+
+    def _cancel_by_id(self, app: str, request_id: str) -> Generator[Op | Sleep, Any, None]:
+        handle = yield Op("handle", (app, request_id))
+        yield from self._cancel(handle)
+
     def close(self) -> None:
         if self._sync is not None:
             self._sync.close()
@@ -174,13 +196,20 @@ class FalProvider(Provider):
             await wire.aclose()
 
     # -- the job: one pure state machine for both twins -------------------------------------------
-    def _job(self, call: ProviderCall, deadline: Deadline) -> Generator[Op | Sleep, Any, ProviderOutput]:
+    def _job(self, call: ProviderCall, deadline: Deadline, *, resume: str | None = None,
+             on_submitted: Callable[[str], None] | None = None
+             ) -> Generator[Op | Sleep, Any, ProviderOutput]:
         app = call.offer.endpoint
-        try:
-            handle = yield Op("submit", (app, call.payload))
-        except Exception as exc:  # noqa: BLE001 - mapped below
-            raise self._error(exc, f"submit to {app}") from None
+        if resume is not None:  # a job submitted earlier (e.g. before a crash): poll, never re-submit
+            handle = yield Op("handle", (app, resume))
+        else:
+            try:
+                handle = yield Op("submit", (app, call.payload))
+            except Exception as exc:  # noqa: BLE001 - mapped below
+                raise self._submit_error(exc, app) from None
         request_id = str(handle.request_id)
+        if on_submitted is not None:
+            on_submitted(request_id)
         what = f"fal request {request_id} ({app})"
         submitted = deadline.elapsed()
         log.debug("fal: submitted %s", what)
@@ -189,30 +218,33 @@ class FalProvider(Provider):
         failures = 0
         state = "IN_QUEUE"
         started: float | None = None
+        # The cancel must fit inside the deadline too: polling stops this much before it.
+        reserve = min(self.cancel_timeout_s, 0.1 * deadline.seconds)
         while True:
-            if deadline.expired:
-                yield from self._cancel(handle)
-                raise GenerationTimeout(
-                    f"{what} was still {state} after {deadline.seconds:g} s; it was cancelled. "
-                    f"Raise the job timeout, or pick a faster model.", provider=self.name,
-                    retryable=True)
+            if deadline.remaining() <= reserve:
+                cancelled = yield from self._cancel(handle, deadline)
+                raise self._ran_out(what, state, deadline, cancelled, request_id)
             try:
                 state, info = yield Op("status", (handle,))
             except Exception as exc:  # noqa: BLE001
                 err = self._error(exc, f"status of {what}")
                 if retryable(err):
-                    if not deadline.expired:
+                    wait = self._backoff(err, failures + 1, deadline)
+                    if wait is not None and deadline.remaining() - wait > reserve:
                         failures += 1
                         log.info("fal: status poll of %s failed (%s); resuming by id", what, err)
-                        yield Sleep(self._backoff(err, failures, deadline))
-                    continue  # past the deadline the loop's head cancels and says so
-                yield from self._cancel(handle)
+                        yield Sleep(wait)
+                        continue
+                    # Waiting as asked would pass the deadline: stop now, not at the deadline.
+                    cancelled = yield from self._cancel(handle, deadline)
+                    raise self._ran_out(what, state, deadline, cancelled, request_id, err)
+                yield from self._cancel(handle, deadline)
                 raise err from None
             if state == "IN_PROGRESS" and started is None:
                 started = deadline.elapsed()
             if state == "COMPLETED":
                 break
-            yield Sleep(min(interval, deadline.remaining()))
+            yield Sleep(max(0.0, min(interval, deadline.remaining() - reserve)))
             interval = min(interval * 1.5, self.max_poll_interval_s)
 
         # A job that COMPLETED with an error answers its result with that error every time:
@@ -226,9 +258,10 @@ class FalProvider(Provider):
                 err = self._error(exc, f"result of {what}")
                 if job_failed and isinstance(err, ProviderError) and not isinstance(err, RateLimited):
                     raise err from None
-                if retryable(err) and not deadline.expired:
+                wait = self._backoff(err, failures + 1, deadline) if retryable(err) else None
+                if wait is not None and not deadline.expired:
                     failures += 1
-                    yield Sleep(self._backoff(err, failures, deadline))
+                    yield Sleep(wait)
                     continue
                 if deadline.expired and retryable(err):
                     raise GenerationTimeout(f"{what} finished but its result could not be fetched "
@@ -243,19 +276,57 @@ class FalProvider(Provider):
                 timings[f"fal_{k}"] = float(v)
         return self._output(result, request_id, call, timings, what)
 
-    def _cancel(self, handle: Any) -> Generator[Op | Sleep, Any, None]:
+    def _cancel(self, handle: Any, deadline: Deadline | None = None
+                ) -> Generator[Op | Sleep, Any, bool]:
+        """Ask fal to cancel; True only when fal confirmed (``CANCELLATION_REQUESTED``). Within
+        a job the cancel gets what is left of its deadline (at most ``cancel_timeout_s``)."""
+        seconds = self.cancel_timeout_s if deadline is None else \
+            max(0.05, min(self.cancel_timeout_s, deadline.remaining()))
         try:
-            yield Op("cancel", (handle,))
+            yield Op("cancel", (handle, seconds))
         except Exception as exc:  # noqa: BLE001 - best effort
             log.info("fal: cancel of request %s failed: %s", getattr(handle, "request_id", "?"),
                      scrub(str(exc), self._secrets()))
+            return False
+        return True
 
-    def _backoff(self, err: BaseException, failures: int, deadline: Deadline) -> float:
+    def _ran_out(self, what: str, state: str, deadline: Deadline, cancelled: bool,
+                 request_id: str, why: BaseException | None = None) -> ProviderError:
+        """The error for a job given up at its deadline: say whether the cancel was confirmed."""
+        because = f" ({why})" if why is not None else ""
+        if cancelled:
+            return GenerationTimeout(
+                f"{what} was still {state} when its {deadline.seconds:g} s ran out{because}; it "
+                f"was cancelled. Raise the job timeout, or pick a faster model.",
+                provider=self.name, retryable=True)
+        return outcome_unknown(
+            self.name, what, f"it was still {state} when its {deadline.seconds:g} s ran out"
+            f"{because}, and fal did not confirm the cancel, so it may still run", stage="poll",
+            request_id=request_id, secrets=self._secrets())
+
+    def _backoff(self, err: BaseException, failures: int, deadline: Deadline) -> float | None:
         """How long to wait before polling again after a failed poll: the provider's
-        Retry-After, else exponential from ``poll_retry_backoff_s`` (capped at 2 s)."""
+        Retry-After, else exponential from ``poll_retry_backoff_s`` (capped at 2 s). None when
+        the wait would pass the deadline (waiting would only run the job out)."""
         wait = err.retry_after if isinstance(err, RateLimited) and err.retry_after else \
             min(self.poll_retry_backoff_s * 2 ** (failures - 1), 2.0)
-        return min(wait, deadline.remaining())
+        if wait >= deadline.remaining():
+            return None
+        return wait
+
+    def _submit_error(self, exc: BaseException, app: str) -> ModelglassError:
+        """A failed submit: retryable only when fal certainly did not queue it (an error reply,
+        or no connection at all). A submit whose answer was lost, cut short or came too late
+        may have queued — and billed — the job; fal cannot look a request up without its id,
+        so that is :class:`OutcomeUnknown`, never a blind re-send."""
+        what = f"submit to {app}"
+        err = self._error(exc, what)
+        answered = isinstance(exc, HTTPFailure) and exc.response is not None
+        fal_http = _fal_http_error_type()
+        if isinstance(exc, ModelglassError) or answered or never_sent(exc) or (
+                fal_http is not None and isinstance(exc, fal_http)):
+            return err
+        return outcome_unknown(self.name, f"the {what}", str(err), secrets=self._secrets())
 
     # -- parsing (pure) ---------------------------------------------------------------------------
     def _output(self, result: Any, request_id: str, call: ProviderCall, timings: dict[str, float],
@@ -511,8 +582,11 @@ class _SyncWire:
     def result(self, handle: Any) -> Any:
         return handle.get()
 
-    def cancel(self, handle: Any) -> None:
-        with deadline_scope(Deadline(self.cancel_timeout_s)):
+    def handle(self, app: str, request_id: str) -> Any:
+        return self.client.get_handle(app, request_id)
+
+    def cancel(self, handle: Any, timeout_s: float | None = None) -> None:
+        with deadline_scope(Deadline(timeout_s or self.cancel_timeout_s)):
             handle.cancel()
 
     def close(self) -> None:
@@ -535,8 +609,11 @@ class _AsyncWire:
     async def result(self, handle: Any) -> Any:
         return await handle.get()
 
-    async def cancel(self, handle: Any) -> None:
-        with deadline_scope(Deadline(self.cancel_timeout_s)):
+    async def handle(self, app: str, request_id: str) -> Any:
+        return self.client.get_handle(app, request_id)
+
+    async def cancel(self, handle: Any, timeout_s: float | None = None) -> None:
+        with deadline_scope(Deadline(timeout_s or self.cancel_timeout_s)):
             await handle.cancel()
 
     async def aclose(self) -> None:

@@ -20,6 +20,7 @@ import functools
 import importlib.util
 import inspect
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..catalog._schema import Status
 from ..errors import (
+    ContentRejected,
     EmptyResult,
     GenerationTimeout,
     InvalidRequest,
@@ -43,10 +45,13 @@ from ._common import (
     content_rejected,
     decode_b64,
     decode_data_uri,
+    detach,
     excerpt,
     http_error,
     merge_options,
     mime_for_format,
+    never_sent,
+    outcome_unknown,
     scrub,
     wrong_shape,
 )
@@ -106,6 +111,28 @@ def cost_from_usage(model: str, usage: Any, price: Price | None = None) -> float
                       usd_per_1m_text_input_tokens=text_in, usd_per_1m_image_input_tokens=image_in,
                       output_tokens={"any": {"1024x1024": 0}})
     return catalog_cost(price, usage)
+
+
+def check_usage(usage: Any) -> str | None:
+    """What is wrong with the token counts of ``usage`` (negative, NaN, infinite, not a
+    number), or None when they are fine or absent. A poisoned count must never become a cost:
+    a negative or NaN spend switches every later budget check off."""
+    if usage is None:
+        return None
+    def get(o: Any, k: str) -> Any:
+        return o.get(k) if isinstance(o, Mapping) else getattr(o, k, None)
+    fields = [(k, get(usage, k)) for k in ("input_tokens", "output_tokens", "total_tokens")]
+    for nested in ("input_tokens_details", "output_tokens_details"):
+        details = get(usage, nested)
+        if details is not None:
+            fields += [(f"{nested}.{k}", get(details, k)) for k in ("text_tokens", "image_tokens")]
+    for name, value in fields:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or value < 0:
+            return f"usage.{name} is {value!r}, not a token count"
+    return None
 
 
 class OpenAIProvider(Provider):
@@ -176,8 +203,10 @@ class OpenAIProvider(Provider):
         try:
             response = client.images.generate(**kwargs, timeout=deadline.clamp(self.request_timeout_s))
         except Exception as exc:  # noqa: BLE001 - mapped at this boundary
-            raise self._error(exc, call) from None
-        return self._output(response, call, deadline)
+            err = self._error(exc, call)
+        else:
+            return self._guarded_output(response, call, deadline)
+        raise detach(err)  # outside the handler: no __context__ holding the request and its key
 
     async def agenerate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
         _refuse_retired(call.offer)
@@ -188,8 +217,10 @@ class OpenAIProvider(Provider):
             response = await client.images.generate(
                 **kwargs, timeout=deadline.clamp(self.request_timeout_s))
         except Exception as exc:  # noqa: BLE001
-            raise self._error(exc, call) from None
-        return self._output(response, call, deadline)
+            err = self._error(exc, call)
+        else:
+            return self._guarded_output(response, call, deadline)
+        raise detach(err)
 
     def close(self) -> None:
         if self._sync is not None:
@@ -202,6 +233,23 @@ class OpenAIProvider(Provider):
             await client.close()
 
     # -- parsing (pure) ---------------------------------------------------------------------------
+    def _guarded_output(self, response: Any, call: ProviderCall,
+                        deadline: Deadline) -> ProviderOutput:
+        """:meth:`_output`, where a 200 reply that cannot be used is a generation OpenAI ran
+        (and billed): :class:`OutcomeUnknown` (possibly charged), never a plain failure that
+        would release the budget and invite a second, billed try."""
+        try:
+            return self._output(response, call, deadline)
+        except (EmptyResult, ContentRejected):
+            raise
+        except ProviderError as exc:
+            err: ModelglassError = outcome_unknown(
+                self.name, f"images.generate ({call.offer.endpoint})",
+                f"its 200 reply was unusable: {exc}",
+                request_id=getattr(response, "_request_id", None), stage="reply",
+                secrets=self._secrets())
+        raise detach(err)
+
     def _output(self, response: Any, call: ProviderCall, deadline: Deadline) -> ProviderOutput:
         secrets = self._secrets()
         model = str(call.payload.get("model", call.offer.endpoint))
@@ -241,6 +289,8 @@ class OpenAIProvider(Provider):
                 raise wrong_shape(self.name, what, f"data[{i}] has neither b64_json nor url",
                                   _dump(response), secrets)
         usage = getattr(response, "usage", None)
+        if (problem := check_usage(usage)) is not None:
+            raise wrong_shape(self.name, what, problem, None)
         reply = {k: v for k, v in _dump(response).items() if k != "data"}
         return ProviderOutput(images=images, cost_usd=cost_from_usage(model, usage, call.offer.offer.price),
                               request_id=getattr(response, "_request_id", None), raw=reply,
@@ -256,14 +306,25 @@ class OpenAIProvider(Provider):
         what = f"images.generate ({model})"
         if isinstance(exc, ModelglassError):
             return exc
+        # A POST that reached the server may have run and been billed even when its answer was
+        # lost: only a failure before sending is retried; the rest is OutcomeUnknown.
         if isinstance(exc, openai.APITimeoutError):
-            return GenerationTimeout(f"OpenAI did not answer {what} in time.", provider=self.name,
-                                     retryable=True)
+            # httpx-aiohttp reports a dropped connection as a connect timeout: not trusted there.
+            if never_sent(exc) and not self.aiohttp:
+                return GenerationTimeout(f"OpenAI could not be reached for {what} in time.",
+                                         provider=self.name, retryable=True)
+            return outcome_unknown(self.name, what, "no answer before the timeout",
+                                   secrets=secrets)
         if isinstance(exc, openai.APIConnectionError):
-            return connection_error(self.name, what, exc.__cause__ or exc, secrets)
+            if never_sent(exc):
+                return connection_error(self.name, what, exc.__cause__ or exc, secrets)
+            cause = exc.__cause__ or exc
+            return outcome_unknown(self.name, what, f"{type(cause).__name__}: {cause}",
+                                   secrets=secrets)
         if isinstance(exc, openai.APIResponseValidationError):
-            return wrong_shape(self.name, what, "the reply does not match the Images API schema",
-                               exc.body, secrets)
+            return outcome_unknown(self.name, what, "its 200 reply does not match the Images API "
+                                   "schema", request_id=exc.response.headers.get("x-request-id"),
+                                   stage="reply", secrets=secrets)
         if isinstance(exc, openai.APIStatusError):
             status = int(exc.status_code)
             body = exc.body
@@ -299,8 +360,8 @@ class OpenAIProvider(Provider):
                               key_env="OPENAI_API_KEY", what=what + rid, secrets=secrets,
                               detail=detail, retryable=retryable)
         if isinstance(exc, json.JSONDecodeError):
-            return wrong_shape(self.name, what, f"malformed JSON ({exc.msg} at char {exc.pos})",
-                               exc.doc[:200] if isinstance(exc.doc, str) else None, secrets)
+            return outcome_unknown(self.name, what, f"its 200 reply is malformed JSON ({exc.msg} "
+                                   f"at char {exc.pos})", stage="reply", secrets=secrets)
         if isinstance(exc, openai.OpenAIError):
             return ProviderUnavailable(f"OpenAI client error: {scrub(str(exc), secrets)}. "
                                        f"Check OPENAI_API_KEY.", provider=self.name)

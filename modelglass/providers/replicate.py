@@ -25,7 +25,10 @@ import json
 import logging
 import os
 import re
-from collections.abc import Generator, Mapping
+import threading
+import time
+from collections.abc import Callable, Generator, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -55,6 +58,8 @@ from ._common import (
     http_error,
     merge_options,
     mime_for_format,
+    never_sent,
+    outcome_unknown,
     retryable,
     scrub,
     wrong_shape,
@@ -115,6 +120,8 @@ class ReplicateProvider(Provider):
         self.poll_retry_backoff_s = poll_retry_backoff_s
         self._sync: _SyncWire | None = None
         self._async: PerLoop[_AsyncWire] = PerLoop(self._make_async_wire)
+        self._claimed: dict[str, None] = {}
+        self._claimed_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ReplicateProvider(token={'set' if self._key() else 'missing'})"
@@ -168,6 +175,22 @@ class ReplicateProvider(Provider):
         with deadline_scope(deadline):
             return await adrive(self._job(call, deadline), wire)
 
+    # -- resumable jobs (driven by the job engine) -------------------------------------------------
+    def job(self, call: ProviderCall, *, timeout_s: float, resume: str | None = None,
+            on_submitted: Callable[[str], None] | None = None
+            ) -> tuple[Generator[Op | Sleep, Any, ProviderOutput], Deadline]:
+        deadline = Deadline(timeout_s, per_request_s=self.request_timeout_s)
+        return self._job(call, deadline, resume=resume, on_submitted=on_submitted), deadline
+
+    def cancel_job(self, call: ProviderCall, request_id: str) -> Generator[Op | Sleep, Any, None]:
+        return self._cancel(request_id)
+
+    def wire(self) -> _SyncWire:
+        return self._sync_wire()
+
+    def awire(self) -> _AsyncWire:
+        return self._async.get()
+
     def close(self) -> None:
         if self._sync is not None:
             self._sync.close()
@@ -179,60 +202,187 @@ class ReplicateProvider(Provider):
             await wire.aclose()
 
     # -- the job ----------------------------------------------------------------------------------
-    def _job(self, call: ProviderCall, deadline: Deadline) -> Generator[Op | Sleep, Any, ProviderOutput]:
+    def _job(self, call: ProviderCall, deadline: Deadline, *, resume: str | None = None,
+             on_submitted: Callable[[str], None] | None = None
+             ) -> Generator[Op | Sleep, Any, ProviderOutput]:
         endpoint = call.offer.endpoint
         model, _, version = endpoint.partition(":")
-        try:
-            if version:
-                pred = yield Op("create_version", (version, call.payload))
-            else:
-                pred = yield Op("create_model", (model, call.payload))
-        except Exception as exc:  # noqa: BLE001
-            raise self._error(exc, f"create on {endpoint}", created=False) from None
+        reserve = min(self.cancel_timeout_s, 0.1 * deadline.seconds)
+        if resume is not None:  # created earlier (e.g. before a crash): poll it, never re-create
+            pred = {"id": resume, "status": "starting"}
+        else:
+            sent_at = time.time()
+            lost: ModelglassError | None = None
+            try:
+                if version:
+                    pred = yield Op("create_version", (version, call.payload))
+                else:
+                    pred = yield Op("create_model", (model, call.payload))
+            except Exception as exc:  # noqa: BLE001
+                err = self._error(exc, f"create on {endpoint}", created=False)
+                if not self._may_have_created(exc):
+                    raise err from None
+                lost = err
+            if lost is not None:
+                # The create may have run: find the prediction instead of creating another.
+                found = yield from self._find_lost(call, sent_at, deadline, reserve)
+                if found is None:
+                    raise outcome_unknown(self.name, f"the create on {endpoint}", str(lost),
+                                          secrets=self._secrets())
+                log.warning("replicate: the create on %s lost its answer (%s); found its "
+                            "prediction %s by listing recent predictions", endpoint, lost,
+                            found["id"])
+                pred = found
+                if deadline.remaining() <= reserve:
+                    # Found too late to wait for it: cancel it now that its id is known.
+                    self._claim(str(found["id"]))
+                    cancelled = yield from self._cancel(str(found["id"]))
+                    raise outcome_unknown(self.name, f"the create on {endpoint}",
+                                          f"{lost}; its prediction was found after the deadline",
+                                          request_id=str(found["id"]), cancelled=cancelled,
+                                          secrets=self._secrets())
         pid = str(pred["id"])
+        self._claim(pid)
+        if on_submitted is not None:
+            on_submitted(pid)
         what = f"Replicate prediction {pid} ({endpoint})"
         created_s = deadline.elapsed()
 
         interval = self.poll_interval_s
         failures = 0
         while pred.get("status") not in _TERMINAL:
-            if deadline.expired:
-                yield from self._cancel(pid)
-                raise GenerationTimeout(
-                    f"{what} was still {pred.get('status')} after {deadline.seconds:g} s; it was "
-                    f"cancelled. Raise the job timeout, or pick a faster model.",
-                    provider=self.name, retryable=True)
-            yield Sleep(min(interval, deadline.remaining()))
+            # The cancel must fit inside the deadline too: polling stops this much before it.
+            if deadline.remaining() <= reserve:
+                cancelled = yield from self._cancel(pid, deadline)
+                raise self._ran_out(what, str(pred.get("status")), deadline, cancelled, pid)
+            yield Sleep(max(0.0, min(interval, deadline.remaining() - reserve)))
             if deadline.elapsed() > 5.0:
                 interval = min(interval * 1.5, self.max_poll_interval_s)
-            if deadline.expired:
+            if deadline.remaining() <= reserve:
                 continue
             try:
                 pred = yield Op("get", (pid,))
             except Exception as exc:  # noqa: BLE001
                 err = self._error(exc, f"poll of {what}", created=True)
                 if retryable(err):
-                    if not deadline.expired:
+                    wait = self._backoff(err, failures + 1, deadline)
+                    if wait is not None and deadline.remaining() - wait > reserve:
                         failures += 1
                         log.info("replicate: poll of %s failed (%s); polling again", what, err)
-                        yield Sleep(self._backoff(err, failures, deadline))
-                    continue  # past the deadline the loop's head cancels and says so
-                yield from self._cancel(pid)
+                        yield Sleep(wait)
+                        continue
+                    # Waiting as asked would pass the deadline: stop now, not at the deadline.
+                    cancelled = yield from self._cancel(pid, deadline)
+                    raise self._ran_out(what, str(pred.get("status")), deadline, cancelled, pid,
+                                        err)
+                yield from self._cancel(pid, deadline)
                 raise err from None
         return self._output(pred, call, what, created_s, deadline)
 
-    def _cancel(self, pid: str) -> Generator[Op | Sleep, Any, None]:
+    def _cancel(self, pid: str, deadline: Deadline | None = None
+                ) -> Generator[Op | Sleep, Any, bool]:
+        """Ask Replicate to cancel; True only when it answered (the prediction is canceled or
+        already over). Within a job the cancel gets what is left of its deadline."""
+        seconds = self.cancel_timeout_s if deadline is None else \
+            max(0.05, min(self.cancel_timeout_s, deadline.remaining()))
         try:
-            yield Op("cancel", (pid,))
+            yield Op("cancel", (pid, seconds))
         except Exception as exc:  # noqa: BLE001 - best effort
             log.info("replicate: cancel of %s failed: %s", pid, scrub(str(exc), self._secrets()))
+            return False
+        return True
 
-    def _backoff(self, err: BaseException, failures: int, deadline: Deadline) -> float:
+    def _ran_out(self, what: str, status: str, deadline: Deadline, cancelled: bool, pid: str,
+                 why: BaseException | None = None) -> ProviderError:
+        """The error for a prediction given up at its deadline: whether the cancel was confirmed."""
+        because = f" ({why})" if why is not None else ""
+        if cancelled:
+            return GenerationTimeout(
+                f"{what} was still {status} when its {deadline.seconds:g} s ran out{because}; it "
+                f"was cancelled. Raise the job timeout, or pick a faster model.",
+                provider=self.name, retryable=True)
+        return outcome_unknown(
+            self.name, what, f"it was still {status} when its {deadline.seconds:g} s ran out"
+            f"{because}, and Replicate did not confirm the cancel, so it may still run",
+            stage="poll", request_id=pid, secrets=self._secrets())
+
+    def _backoff(self, err: BaseException, failures: int, deadline: Deadline) -> float | None:
         """How long to wait before polling again after a failed poll: the provider's
-        Retry-After, else exponential from ``poll_retry_backoff_s`` (capped at 2 s)."""
+        Retry-After, else exponential from ``poll_retry_backoff_s`` (capped at 2 s). None when
+        the wait would pass the deadline."""
         wait = err.retry_after if isinstance(err, RateLimited) and err.retry_after else \
             min(self.poll_retry_backoff_s * 2 ** (failures - 1), 2.0)
-        return min(wait, deadline.remaining())
+        return None if wait >= deadline.remaining() else wait
+
+    # -- lost creates -----------------------------------------------------------------------------
+    @staticmethod
+    def _may_have_created(exc: BaseException) -> bool:
+        """Whether a failed create may have made a prediction: not when Replicate answered
+        with an error status, nor when no connection was made; yes for a lost, cut or late
+        answer (or one that could not be read)."""
+        if isinstance(exc, ModelglassError):
+            return False
+        if isinstance(exc, HTTPFailure):
+            return exc.response is None and not never_sent(exc)
+        rep = _replicate_error_type()
+        if rep is not None and isinstance(exc, rep):
+            return False
+        return not never_sent(exc)
+
+    def _claim(self, pid: str) -> None:
+        """Remember a prediction this provider owns, so a lost create never adopts it."""
+        with self._claimed_lock:
+            self._claimed[pid] = None
+            while len(self._claimed) > 4096:
+                self._claimed.pop(next(iter(self._claimed)))
+
+    def _find_lost(self, call: ProviderCall, sent_at: float, deadline: Deadline, reserve: float
+                   ) -> Generator[Op | Sleep, Any, dict[str, Any] | None]:
+        """The prediction a lost create made, from the recent predictions: same model (or
+        version), created after the create was sent (30 s of clock skew allowed), exactly the
+        same input, not owned by another call of this provider. Listed a few times, since a
+        create that hung may show up late; None when it never does."""
+        endpoint = call.offer.endpoint
+        model, _, version = endpoint.partition(":")
+        want = _canonical(call.payload)
+        for attempt, wait in enumerate((0.0, 0.25, 0.5, 1.0)):
+            if attempt:
+                if deadline.remaining() - wait <= reserve:
+                    break
+                yield Sleep(wait)
+            # The lookup may run when the create's hang used up the deadline: it gets its own
+            # short time, since finding (and cancelling) a billed job is worth a second or two.
+            seconds = min(self.request_timeout_s, max(deadline.remaining(), self.cancel_timeout_s))
+            try:
+                recent = yield Op("recent", (seconds,))
+            except Exception as exc:  # noqa: BLE001 - the lookup is best effort
+                log.info("replicate: listing predictions to find a lost create failed: %s",
+                         scrub(str(exc), self._secrets()))
+                continue
+            matches = []
+            for pred in recent:
+                pid = str(pred.get("id"))
+                with self._claimed_lock:
+                    if pid in self._claimed:
+                        continue
+                if version and pred.get("version") != version:
+                    continue
+                if not version and pred.get("model") not in (model, None):
+                    continue
+                created = _timestamp(pred.get("created_at"))
+                if created is not None and created < sent_at - 30:
+                    continue
+                if "input" not in pred or pred.get("input") is None:
+                    try:
+                        pred = yield Op("get_within", (pid, seconds))
+                    except Exception:  # noqa: BLE001
+                        continue
+                if _canonical(pred.get("input")) == want:
+                    matches.append(pred)
+            if matches:
+                # Oldest first: two identical lost creates adopt their predictions in order.
+                return min(matches, key=lambda p: _timestamp(p.get("created_at")) or 0.0)
+        return None
 
     # -- parsing (pure) ---------------------------------------------------------------------------
     def _output(self, pred: Mapping[str, Any], call: ProviderCall, what: str, created_s: float,
@@ -360,6 +510,23 @@ class ReplicateProvider(Provider):
         return _AsyncWire(self._client(True), self.cancel_timeout_s)
 
 
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def _timestamp(value: Any) -> float | None:
+    """Seconds since the epoch of an ISO 8601 ``created_at``; None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
 def _mime_from_url(url: str) -> str | None:
     path = url.split("?", 1)[0].lower()
     for ext, mime in _EXT_MIME.items():
@@ -428,8 +595,16 @@ class _SyncWire:
     def get(self, pid: str) -> dict[str, Any]:
         return _snapshot(self.client.predictions.get(pid))
 
-    def cancel(self, pid: str) -> None:
-        with deadline_scope(Deadline(self.cancel_timeout_s)):
+    def recent(self, timeout_s: float) -> list[dict[str, Any]]:
+        with deadline_scope(Deadline(timeout_s)):
+            return [_snapshot(p) for p in self.client.predictions.list().results]
+
+    def get_within(self, pid: str, timeout_s: float) -> dict[str, Any]:
+        with deadline_scope(Deadline(timeout_s)):
+            return self.get(pid)
+
+    def cancel(self, pid: str, timeout_s: float | None = None) -> None:
+        with deadline_scope(Deadline(timeout_s or self.cancel_timeout_s)):
             self.client.predictions.cancel(pid)
 
     def close(self) -> None:
@@ -452,8 +627,16 @@ class _AsyncWire:
     async def get(self, pid: str) -> dict[str, Any]:
         return _snapshot(await self.client.predictions.async_get(pid))
 
-    async def cancel(self, pid: str) -> None:
-        with deadline_scope(Deadline(self.cancel_timeout_s)):
+    async def recent(self, timeout_s: float) -> list[dict[str, Any]]:
+        with deadline_scope(Deadline(timeout_s)):
+            return [_snapshot(p) for p in (await self.client.predictions.async_list()).results]
+
+    async def get_within(self, pid: str, timeout_s: float) -> dict[str, Any]:
+        with deadline_scope(Deadline(timeout_s)):
+            return await self.get(pid)
+
+    async def cancel(self, pid: str, timeout_s: float | None = None) -> None:
+        with deadline_scope(Deadline(timeout_s or self.cancel_timeout_s)):
             await self.client.predictions.async_cancel(pid)
 
     async def aclose(self) -> None:
