@@ -282,6 +282,7 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     Raises :class:`InvalidRequest` when ``request.strict`` and a control would be approximated
     or dropped, naming each one and what the offer allows instead.
     """
+    _refuse_retired(offer)
     c = offer.controls
     fates: dict[str, Fate] = {}
     notes: list[str] = []
@@ -468,6 +469,19 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     return ProviderCall(request=request, offer=offer, planned=planned, payload=payload,
                         fates=ordered, estimate=estimate, seed_drawn=seed_drawn, chunks=chunks,
                         upscale=upscale, notes=notes)
+
+
+def _refuse_retired(offer: OfferView) -> None:
+    """A retired model is served by no provider any more (catalog lifecycle): refuse to plan it,
+    naming the replacement, before anything is sent."""
+    life = offer.model.lifecycle
+    if life.status.value != "retired":
+        return
+    when = f" on {life.shutdown_on}" if life.shutdown_on else ""
+    repl = (f" Use {life.replacement!r} instead (model={life.replacement!r})."
+            if life.replacement else " Pick a current model.")
+    raise InvalidRequest(f"{offer.model_id} ({offer.key}) was retired{when}; {offer.provider} no "
+                         f"longer serves it, so nothing was sent.{repl}", field="model")
 
 
 _SEVERITY = {FateKind.honored: 0, FateKind.mapped: 1, FateKind.approximated: 2, FateKind.dropped: 3}

@@ -18,6 +18,9 @@ REQUIRED_IDS = [
     "sd-1.5", "sdxl", "sdxl-turbo", "sdxl-lightning", "lcm-lora-sdxl", "sd-3.5-large",
     "sd-3.5-medium", "sd-3.5-large-turbo", "ideogram-3", "recraft-v3", "imagen-4-fast",
     "imagen-4-ultra", "hidream-i1", "qwen-image", "pixart-sigma", "playground-v2.5",
+    # added in the 2026-11-29 refresh (issue 7)
+    "gemini-3.1-flash-image", "gemini-3-pro-image", "flux-2-max", "flux-2-flash", "seedream-4.5",
+    "recraft-v4", "z-image-turbo",
 ]
 
 
@@ -99,9 +102,11 @@ def test_unknown_prices_stay_unknown(cat: Catalog) -> None:
 
 def test_settings_values(cat: Catalog) -> None:
     s = cat.settings
-    assert (s.formula_version, s.gpu_hour_usd, s.as_of) == (1, 2.0, dt.date(2026, 11, 22))
+    assert (s.formula_version, s.gpu_hour_usd, s.as_of) == (2, 2.0, dt.date(2026, 11, 29))
     assert set(s.providers) == {"openai", "fal", "replicate", "local"}
-    assert {f"S{i:02d}" for i in range(1, 69)} <= set(s.sources)
+    assert {f"S{i:02d}" for i in range(1, 87)} | {"I7"} <= set(s.sources)
+    for i in range(69, 87):   # the 2026-11-29 sources say when they were checked
+        assert "2026-11-29" in s.sources[f"S{i}"], i
 
 
 # --- quality axes -------------------------------------------------------------------------------

@@ -175,14 +175,14 @@ def test_compare_rows_show_axes_controls_and_prices(cat: Catalog) -> None:
     schnell, gpt2, sdxl = table.rows
     assert schnell["name"] == "FLUX.1 [schnell]"
     assert schnell["speed"] == "8.2" and schnell["photorealism"] == "unknown"
-    assert gpt2["prompt_adherence"] == "9.5*"          # an estimated prior is starred
+    assert gpt2["prompt_adherence"] == "8.0"           # arena fallback, formula v2 (no prior)
     assert sdxl["prompt_adherence"] == "3.9"
     assert schnell["steps"] == "1-4" and gpt2["steps"] == "n/a"
     assert schnell["negative prompt"] == "true-cfg-extra" and sdxl["negative prompt"] == "native"
     assert gpt2["guidance"] == "none" and sdxl["guidance"] == "true-cfg"
     assert sdxl["commercial use"] == "yes"
     assert schnell["cheapest 1024²"] == "$0.0012 (local)"    # 2.1 GPU-s at $2/GPU-hour
-    assert gpt2["cheapest 1024²"] == "$0.0700 (openai)"     # default_tier: medium
+    assert gpt2["cheapest 1024²"] == "$0.0530 (openai)"     # medium: 1767 tokens × $30/1M
     assert gpt2["max MP"] == pytest.approx(8.2944)
 
 

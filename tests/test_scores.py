@@ -1,4 +1,5 @@
-"""Capability scores: formula v1 with fixed anchors reproduces the worked derivations (§3.2)."""
+"""Capability scores: formula v1 with fixed anchors reproduces the worked derivations (§3.2);
+formula v2 adds arena Elo as a documented fallback for prompt adherence and keeps speed hosted-only."""
 
 from __future__ import annotations
 
@@ -32,16 +33,14 @@ WORKED = [
     ("dall-e-2", "prompt_adherence", 2.4), ("dall-e-2", "composition", 1.7),
     ("dall-e-2", "resolution", 3.4),
     ("sdxl", "prompt_adherence", 3.9), ("sdxl", "composition", 2.2), ("sdxl", "photorealism", 1.5),
-    ("sdxl", "style_range", 4.9), ("sdxl", "speed", 4.6), ("sdxl", "resolution", 3.4),
+    ("sdxl", "style_range", 4.9), ("sdxl", "resolution", 3.4),
     ("sdxl-turbo", "prompt_adherence", 3.0), ("sdxl-turbo", "composition", 1.6),
     ("sdxl-turbo", "resolution", 0.1),
-    ("pixart-sigma", "prompt_adherence", 4.8), ("pixart-sigma", "speed", 6.5),
-    ("pixart-sigma", "resolution", 6.8),
-    ("playground-v2.5", "prompt_adherence", 4.2), ("playground-v2.5", "speed", 5.1),
-    ("playground-v2.5", "resolution", 3.4),
+    ("pixart-sigma", "prompt_adherence", 4.8), ("pixart-sigma", "resolution", 6.8),
+    ("playground-v2.5", "prompt_adherence", 4.2), ("playground-v2.5", "resolution", 3.4),
     ("flux-dev", "prompt_adherence", 6.6), ("flux-dev", "composition", 3.9),
     ("flux-dev", "text_rendering", 5.5), ("flux-dev", "photorealism", 5.1),
-    ("flux-dev", "style_range", 6.3), ("flux-dev", "speed", 2.0), ("flux-dev", "resolution", 5.0),
+    ("flux-dev", "style_range", 6.3), ("flux-dev", "resolution", 5.0),
     ("flux-schnell", "prompt_adherence", 7.2), ("flux-schnell", "speed", 8.2),
     ("dall-e-3", "prompt_adherence", 6.6), ("dall-e-3", "composition", 5.2),
     ("dall-e-3", "photorealism", 5.1), ("dall-e-3", "style_range", 5.1), ("dall-e-3", "speed", 3.7),
@@ -92,16 +91,75 @@ def test_scores_without_evidence_are_unknown_not_zero() -> None:
     assert cat.score("hidream-i1", "speed").value is None
 
 
-def test_top_models_without_benchmarks_show_estimated_priors() -> None:
+def test_the_shipped_catalog_states_no_priors_so_no_score_is_hand_placed() -> None:
     cat = Catalog.default()
-    for mid in ("gpt-image-2", "gpt-image-1.5", "flux-1.1-pro", "ideogram-3", "imagen-4-ultra",
-                "recraft-v3"):
-        score = cat.score(mid, "prompt_adherence")
-        assert score.estimated, mid
-        assert score.value is not None and 7 <= score.value <= 10, mid
-        assert str(score).endswith("*")
-        assert score.reason.startswith("estimated: ")
-    assert "1512" in cat.score("gpt-image-2", "prompt_adherence").reason
+    assert cat.settings.formula_version == 2
+    assert {mid: list(m.priors) for mid, m in cat.models.items() if m.priors} == {}
+    for mid in cat.models:
+        for axis, score in cat.scores(mid).items():
+            assert not score.estimated, (mid, axis)
+            assert score.value is None or score.evidence, (mid, axis)
+
+
+@pytest.mark.parametrize(("model_id", "expected"), [
+    # Δ = Elo − FLUX.2 [max] in the same snapshot; median over snapshots; 10/(1+10^(−Δ/400)).
+    ("gpt-image-2", 8.0),        # LMArena 2026-04-19: 1512−1165 = 347; AA 2026-05-01: 1335−1201 = 134
+    ("gpt-image-1.5", 6.0),      # AA: 1272−1201 = 71
+    ("gemini-3.1-flash-image", 5.9),  # AA: 1261−1201 = 60
+    ("gemini-3-pro-image", 5.2),      # AA: 1216−1201 = 15
+    ("flux-2-max", 5.0),         # the anchor itself
+])
+def test_arena_only_models_get_prompt_adherence_from_formula_v2(model_id: str,
+                                                               expected: float) -> None:
+    score = Catalog.default().score(model_id, "prompt_adherence")
+    assert score.value == pytest.approx(expected)
+    assert not score.estimated and score.formula_version == 2
+    assert {e.metric for e in score.evidence} == {"arena_elo_vs_anchor"}
+    assert "anchor" in score.formula
+
+
+@pytest.mark.parametrize("model_id", ["flux-1.1-pro", "flux-1.1-pro-ultra", "ideogram-3",
+                                      "recraft-v3", "gpt-image-1-mini", "flux-2-pro"])
+def test_models_with_no_formula_input_have_unknown_prompt_adherence(model_id: str) -> None:
+    score = Catalog.default().score(model_id, "prompt_adherence")
+    assert score.value is None and str(score) == "unknown"
+
+
+@pytest.mark.parametrize("model_id", ["sdxl", "pixart-sigma", "playground-v2.5", "flux-dev"])
+def test_speed_is_hosted_latency_only_local_gpu_time_is_kept_apart(model_id: str) -> None:
+    cat = Catalog.default()
+    assert cat.score(model_id, "speed").value is None
+    local = [e for e in cat.models[model_id].evidence if e.metric == "latency_local_a100_s"]
+    assert local and all("A100" in (e.note or "") for e in local)
+    assert not [e for e in cat.models[model_id].evidence if e.metric == "latency_s"]
+
+
+# --- formula v2 on synthetic evidence -------------------------------------------------------------
+
+@pytest.mark.parametrize(("delta", "expected"), [(0, 5.0), (200, 7.6), (400, 9.1), (-200, 2.4),
+                                                 (1600, 10.0), (-1600, 0.0)])
+def test_v2_maps_an_elo_difference_to_ten_times_the_win_probability(delta: float,
+                                                                     expected: float) -> None:
+    score = compute_scores(toy([ev("arena_elo_vs_anchor", delta)]), 2)["prompt_adherence"]
+    assert score.value == expected
+
+
+def test_v2_arena_is_a_fallback_benchmarks_win() -> None:
+    both = toy([ev("geneval", 0.65), ev("arena_elo_vs_anchor", 400)])
+    assert compute_scores(both, 2)["prompt_adherence"].value == 5.0
+    assert [e.metric for e in compute_scores(both, 2)["prompt_adherence"].evidence] == ["geneval"]
+
+
+def test_v1_ignores_arena_evidence() -> None:
+    model = toy([ev("arena_elo_vs_anchor", 400)])
+    assert compute_scores(model, 1)["prompt_adherence"].value is None
+
+
+def test_v2_keeps_every_v1_axis_formula_but_prompt_adherence_and_speed_text() -> None:
+    for axis in AXES:
+        assert FORMULAS[2][axis].terms == FORMULAS[1][axis].terms, axis
+    assert FORMULAS[2]["prompt_adherence"].fallback and not FORMULAS[1]["prompt_adherence"].fallback
+    assert "local" in FORMULAS[2]["speed"].text
 
 
 def test_evidence_wins_over_a_prior() -> None:
@@ -173,11 +231,12 @@ def test_every_axis_has_a_score_and_a_formula_text() -> None:
 
 
 def test_unknown_formula_version_raises_catalog_error() -> None:
-    with pytest.raises(CatalogError, match="unknown formula_version 2; known: 1"):
-        compute_scores(toy(), 2)
+    with pytest.raises(CatalogError, match="unknown formula_version 3; known: 1, 2"):
+        compute_scores(toy(), 3)
 
 
 def test_formula_table_is_versioned_data_covering_every_axis() -> None:
-    assert set(FORMULAS[1]) == set(AXES)
+    assert set(FORMULAS[1]) == set(AXES) == set(FORMULAS[2])
+    assert "arena_elo_vs_anchor" in KNOWN_METRICS and "latency_local_a100_s" in KNOWN_METRICS
     assert {"geneval", "dpg", "cvtg2k", "longtext_en", "hps_photo", "hps_min_style",
             "geneval_position", "geneval_color_attr", "latency_s", "max_megapixels"} <= KNOWN_METRICS

@@ -5,10 +5,15 @@ Each formula version is data: per axis, a list of *terms*; a term reads one or m
 mean), maps it onto 0–10 with a scale anchored at two values, and the axis is the mean of the terms
 that have evidence. Scores are clipped to [0, 10] and rounded to 0.1.
 
-With no evidence, a model's stated ``priors[axis]`` is used and marked ``estimated``; with neither,
-the score is unknown (``value=None``): never guessed silently.
+An axis may also have *fallback terms*: read only when none of its primary terms has evidence.
+Formula v2 uses one for prompt adherence: a model with no GenEval / DPG but an arena rating gets
+its win probability against the snapshot's anchor model, ×10 (see ``FORMULAS[2]``).
 
-To add formula v2, add ``FORMULAS[2]``; catalogs choose with ``formula_version`` in settings.yaml.
+With no evidence, a model's stated ``priors[axis]`` is used and marked ``estimated``; with neither,
+the score is unknown (``value=None``): never guessed silently. The shipped catalog states no
+priors (formula v2): every shipped score comes from evidence through a formula, or is unknown.
+
+Versions are data: ``FORMULAS[n]``; catalogs choose with ``formula_version`` in settings.yaml.
 """
 
 from __future__ import annotations
@@ -34,15 +39,19 @@ class Scale:
     - ``linear``: ``lo`` → 0, ``hi`` → 10.
     - ``log``: ``lo`` → 0, ``hi`` → 10 on a log scale (more is better).
     - ``log_inverse``: ``lo`` → 10, ``hi`` → 0 on a log scale (less is better, e.g. latency).
+    - ``elo``: an Elo difference ``x`` to an anchor model → ``10 / (1 + 10^(−x/lo))`` (``lo`` is
+      the Elo scale, 400): the win probability against the anchor, ×10; the anchor scores 5.0.
     """
 
-    kind: Literal["linear", "log", "log_inverse"]
+    kind: Literal["linear", "log", "log_inverse", "elo"]
     lo: float
     hi: float
 
     def __call__(self, x: float) -> float:
         if self.kind == "linear":
             return 10 * (x - self.lo) / (self.hi - self.lo)
+        if self.kind == "elo":
+            return 10 / (1 + 10 ** (-x / self.lo))
         if x <= 0:
             return 10.0 if self.kind == "log_inverse" else 0.0
         if self.kind == "log":
@@ -60,11 +69,14 @@ class Term:
 
 @dataclass(frozen=True)
 class AxisFormula:
+    """An axis: the mean of its ``terms`` with evidence; ``fallback`` terms only when none has."""
+
     terms: tuple[Term, ...]
     text: str
+    fallback: tuple[Term, ...] = ()
 
 
-def _t(*metrics: str, kind: Literal["linear", "log", "log_inverse"] = "linear",
+def _t(*metrics: str, kind: Literal["linear", "log", "log_inverse", "elo"] = "linear",
        lo: float, hi: float) -> Term:
     return Term(metrics, Scale(kind, lo, hi))
 
@@ -97,6 +109,32 @@ FORMULAS: dict[int, dict[str, AxisFormula]] = {
     },
 }
 
+# Formula v2 (2026-11-29, issue 7): v1 unchanged on every axis, plus one fallback term.
+#
+# - prompt_adherence: when a model has neither GenEval nor DPG, its arena rating is used:
+#   ``arena_elo_vs_anchor`` = the model's Elo minus the anchor model's Elo *in the same snapshot*
+#   (never across snapshots), mapped to 10 / (1 + 10^(−Δ/400)), i.e. 10 × the probability that
+#   people prefer it to the anchor. The anchor scores 5.0; +200 Elo ≈ 7.6; +400 ≈ 9.1. Several
+#   snapshots are combined by the median Δ. The shipped catalog anchors every snapshot on
+#   FLUX.2 [max], the one model present in both 2026 snapshots (catalog-data §2.1, §3.1). This is
+#   overall preference standing in for adherence, so it is a fallback only: any GenEval/DPG wins.
+# - speed: unchanged formula, one definition: hosted latency per 1024² image at the cheapest
+#   provider (``latency_s``). Local GPU times are recorded as ``latency_local_a100_s`` and never
+#   feed the hosted speed score.
+_V1 = FORMULAS[1]
+FORMULAS[2] = {
+    **_V1,
+    "prompt_adherence": AxisFormula(
+        _V1["prompt_adherence"].terms,
+        _V1["prompt_adherence"].text + "; with neither, arena: 10/(1+10^(−Δ/400)), Δ = Elo − "
+        "anchor Elo in one snapshot (anchor → 5.0)",
+        fallback=(_t("arena_elo_vs_anchor", kind="elo", lo=400, hi=400),)),
+    "speed": AxisFormula(
+        _V1["speed"].terms,
+        "10·ln(60/latency_s)/ln(120): 0.5 s → 10, 60 s → 0 (hosted s per 1024² image at the "
+        "cheapest provider; local GPU time is not used)"),
+}
+
 # Metrics the catalog may record without any formula reading them yet (kept as evidence).
 INFORMATIONAL_METRICS = frozenset({
     "longtext_zh", "tiif_short", "tiif_long", "hps_avg", "elo", "latency_p95_s",
@@ -104,8 +142,8 @@ INFORMATIONAL_METRICS = frozenset({
 })
 
 KNOWN_METRICS = frozenset(
-    {m for version in FORMULAS.values() for f in version.values() for t in f.terms
-     for m in t.metrics} | INFORMATIONAL_METRICS
+    {m for version in FORMULAS.values() for f in version.values()
+     for t in (*f.terms, *f.fallback) for m in t.metrics} | INFORMATIONAL_METRICS
 )
 
 
@@ -144,14 +182,17 @@ def compute_scores(model: Model, formula_version: int) -> dict[str, Score]:
         formula = formulas[axis]
         values: list[float] = []
         used: list[Evidence] = []
-        for term in formula.terms:
-            if not all(m in by_metric for m in term.metrics):
-                continue
-            raw = statistics.fmean(statistics.median(e.value for e in by_metric[m])
-                                   for m in term.metrics)
-            values.append(term.scale(raw))
-            for m in term.metrics:
-                used.extend(by_metric[m])
+        for terms in (formula.terms, formula.fallback):
+            for term in terms:
+                if not all(m in by_metric for m in term.metrics):
+                    continue
+                raw = statistics.fmean(statistics.median(e.value for e in by_metric[m])
+                                       for m in term.metrics)
+                values.append(term.scale(raw))
+                for m in term.metrics:
+                    used.extend(by_metric[m])
+            if values:
+                break
         if values:
             scores[axis] = Score(axis, _round(statistics.fmean(values)), False, tuple(used),
                                  formula.text, formula_version,
