@@ -19,6 +19,7 @@ import typer
 from rich.panel import Panel
 from rich.table import Table
 
+from ._cli_policy import apply_policy, policy_opt
 from .cli import (
     CatalogOpt,
     JsonOpt,
@@ -209,13 +210,14 @@ def generate(prompt: str, quality: str = _quality, model: str | None = _model,
              strict: bool = _strict, commercial: bool = _commercial,
              out_dir: Path = _out_opt, simulate: bool = _simulate_opt,
              dry_run: bool = _dry_run_opt,
-             assume_available: str | None = _assume_opt,
+             assume_available: str | None = _assume_opt, policy: str | None = policy_opt,
              json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Generate images for PROMPT and save them with their provenance to --out."""
     kw = request_kwargs(quality, model, provider, negative, cfg, steps, seed, size, aspect_ratio,
                         print_size, dpi, n, sampler, max_cost, strict, commercial)
     with _maybe_simulate(simulate):
         client = _make_client(catalog, provider, simulate, _assume(assume_available))
+        apply_policy(client, policy)  # policy hook
         with client:
             if dry_run:
                 data = client.plan(prompt, **kw).to_dict()

@@ -188,3 +188,14 @@ def write_plot(result: Replay, path: Path) -> None:
 def register(app: Any) -> None:
     """Add ``policy`` to the ``modelglass`` command."""
     app.add_typer(policy_app, name="policy")
+
+
+#: ``--policy`` for commands that run jobs (``generate``, ``batch``).
+policy_opt = typer.Option(None, "--policy",
+                          help="A routing policy file (default: the shipped default policy).")
+
+
+def apply_policy(client: Any, value: str | None) -> None:
+    """Route ``client``'s jobs by the policy file ``value`` (None: keep the client's)."""
+    if value:
+        client.policy = _policy(value, client.catalog)

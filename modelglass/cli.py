@@ -414,6 +414,8 @@ _sampler = typer.Option(None, "--sampler")
 _max_cost = typer.Option(None, "--max-cost", help="Hard ceiling in USD for the call.")
 _strict = typer.Option(False, "--strict", help="Refuse instead of approximating or dropping.")
 _commercial = typer.Option(False, "--commercial", help="Only models licensed for commercial use.")
+_policy_opt = typer.Option(None, "--policy",
+                           help="A routing policy file (default: the shipped default policy).")
 _assume_opt = typer.Option(None, "--assume-available",
                            help="Comma-separated providers to treat as available (no keys needed).")
 
@@ -427,13 +429,14 @@ def route(prompt: str, quality: str = _quality, model: str | None = _model,
           print_size: str | None = _print, dpi: int | None = _dpi, n: int = _n,
           sampler: str | None = _sampler, max_cost: float | None = _max_cost,
           strict: bool = _strict, commercial: bool = _commercial,
-          assume_available: str | None = _assume_opt,
+          assume_available: str | None = _assume_opt, policy: str | None = _policy_opt,
           explain: bool = typer.Option(False, "--explain", help="Say why, with the runner-ups."),
           json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Pick a model and provider for PROMPT, and say why. No network."""
     kw = request_kwargs(quality, model, provider, negative, cfg, steps, seed, size, aspect_ratio,
                         print_size, dpi, n, sampler, max_cost, strict, commercial)
-    decision = _client(catalog).route(prompt, available=_assume(assume_available), **kw)
+    decision = _client(catalog).route(prompt, available=_assume(assume_available), policy=policy,
+                                      **kw)
     if json_out:
         emit_json(decision.to_dict())
         return
@@ -456,12 +459,12 @@ def plan(prompt: str, quality: str = _quality, model: str | None = _model,
          print_size: str | None = _print, dpi: int | None = _dpi, n: int = _n,
          sampler: str | None = _sampler, max_cost: float | None = _max_cost,
          strict: bool = _strict, commercial: bool = _commercial,
-         assume_available: str | None = _assume_opt,
+         assume_available: str | None = _assume_opt, policy: str | None = _policy_opt,
          json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Dry run: the exact provider payload, what happens to each control, and the cost."""
     kw = request_kwargs(quality, model, provider, negative, cfg, steps, seed, size, aspect_ratio,
                         print_size, dpi, n, sampler, max_cost, strict, commercial)
-    call = _client(catalog).plan(prompt, available=_assume(assume_available), **kw)
+    call = _client(catalog).plan(prompt, available=_assume(assume_available), policy=policy, **kw)
     data = call.to_dict()
     if json_out:
         emit_json(data)
@@ -514,6 +517,12 @@ def _register_optional() -> None:
         pass
     else:
         register_compare(app)
+    try:
+        from ._cli_policy import register as register_policy
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        register_policy(app)
     try:
         from ._cli_local import local_app
     except ImportError:  # pragma: no cover

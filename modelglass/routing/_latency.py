@@ -12,6 +12,7 @@ Order of evidence for an offer's p90 latency:
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -46,17 +47,27 @@ def offer_latency(view: OfferView, observed: LatencySource | None) -> tuple[floa
     return None, "latency unknown (not observed, not in the catalog)"
 
 
+_STORES: dict[tuple[str | None, str | None], LatencySource | None] = {}
+
+
 def default_observed() -> LatencySource | None:
-    """The process's observed-latency store, when the catalog has one; else None."""
+    """The process's observed-latency store, when the catalog has one; else None. One store
+    per configuration (``MODELGLASS_OBSERVED_DB``, ``MODELGLASS_OBSERVE``), opened once."""
+    key = (os.environ.get("MODELGLASS_OBSERVED_DB"), os.environ.get("MODELGLASS_OBSERVE"))
+    if key in _STORES:
+        return _STORES[key]
     try:
-        from ..catalog._observed import ObservedStore  # type: ignore[import-not-found]
+        from ..catalog._observed import ObservedStore
     except ImportError:
         return None
+    store: LatencySource | None
     try:
-        return ObservedStore.default()  # type: ignore[no-any-return]
+        store = ObservedStore.default()
     except Exception as exc:  # noqa: BLE001 - unreadable store: route on the catalog's figures
         log.warning("observed latency store unavailable: %s", exc)
-        return None
+        store = None
+    _STORES[key] = store
+    return store
 
 
 class _DefaultObserved:
