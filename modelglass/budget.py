@@ -12,19 +12,61 @@ against ``spent + reserved``, so concurrent calls cannot overshoot it together.
 
 An unknown price cannot be reserved: ``reserve(None)`` raises :class:`BudgetExceeded` saying so,
 because modelglass never treats an unknown price as $0.
+
+Every number that enters a budget is checked: a limit or a reservation that is not a finite
+number ≥ 0 is a typed error (a NaN would switch every later check off); an actual cost that is
+not one is not trusted, and the amount held is spent instead. A reservation should be the upper
+bound of what the call can cost (:func:`amount_to_hold`), so settling never passes the limit;
+when a provider still bills more than was held, the spending is recorded as it is, the overrun
+is logged and kept in :attr:`Budget.overruns`, and every later reservation is refused while
+the budget stands over its limit.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
+import math
 import threading
 from dataclasses import dataclass
+from typing import Any
 
-from .errors import BudgetExceeded
+from .errors import BudgetExceeded, InvalidRequest
 
-__all__ = ["Budget", "Reservation"]
+__all__ = ["Budget", "Reservation", "amount_to_hold"]
+
+log = logging.getLogger("modelglass")
 
 _ids = itertools.count(1)
+# A hair of tolerance so that a limit met exactly by float sums is not refused.
+_EPS = 1e-12
+
+
+def _finite_usd(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number >= 0 (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    v = float(value)
+    return v if math.isfinite(v) and v >= 0 else None
+
+
+def amount_to_hold(estimate: Any) -> float | None:
+    """What to reserve for a call: the estimate's upper bound (``max_usd``) when it has one,
+    else its ``usd``; a plain number is taken as it is. None when the price is unknown.
+
+    >>> from types import SimpleNamespace
+    >>> amount_to_hold(SimpleNamespace(usd=0.04, max_usd=0.06))
+    0.06
+    >>> amount_to_hold(0.04)
+    0.04
+    """
+    if estimate is None or isinstance(estimate, (int, float)):
+        return None if estimate is None else float(estimate)
+    upper = getattr(estimate, "max_usd", None)
+    usd = getattr(estimate, "usd", None)
+    if upper is not None and usd is not None and _finite_usd(upper) is not None:
+        return max(float(upper), float(usd)) if _finite_usd(usd) is not None else float(upper)
+    return None if usd is None else float(usd)
 
 
 @dataclass(frozen=True)
@@ -36,12 +78,22 @@ class Reservation:
     label: str = ""
 
 
+@dataclass(frozen=True)
+class Overrun:
+    """A settlement that cost more than its reservation held."""
+
+    label: str
+    held_usd: float
+    actual_usd: float
+
+
 class Budget:
     """A spending limit in USD, safe to share between threads, event loops and clients.
 
     ``spent`` is what settled calls cost, ``reserved`` what running calls hold, ``remaining``
     what is left for new reservations. One :class:`threading.Lock` guards the arithmetic: every
-    operation is a few additions, never I/O, so it never blocks an event loop for long.
+    operation is a few additions, never I/O and never an ``await``, so it is as safe between
+    asyncio tasks as between threads and never blocks an event loop for long.
 
     >>> import modelglass as mg
     >>> budget = mg.Budget(5.0)
@@ -50,11 +102,15 @@ class Budget:
     """
 
     def __init__(self, limit_usd: float) -> None:
-        if not limit_usd >= 0:  # also refuses NaN
-            raise ValueError(f"limit_usd must be a number >= 0, got {limit_usd!r}")
-        self.limit_usd = float(limit_usd)
+        limit = _finite_usd(limit_usd)
+        if limit is None:
+            raise InvalidRequest(
+                f"Budget(limit_usd={limit_usd!r}): the limit must be a finite number of USD >= 0 "
+                f"(for no limit, pass budget=None)", field="limit_usd")
+        self.limit_usd = limit
         self._spent = 0.0
         self._held: dict[int, Reservation] = {}
+        self._overruns: list[Overrun] = []
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -79,10 +135,24 @@ class Budget:
         with self._lock:
             return max(0.0, self.limit_usd - self._spent - sum(r.amount for r in self._held.values()))
 
+    @property
+    def overruns(self) -> list[Overrun]:
+        """Every settlement whose actual cost passed what its reservation held."""
+        with self._lock:
+            return list(self._overruns)
+
+    @property
+    def over_limit(self) -> bool:
+        """True when spending passed the limit (only an overrun can do that)."""
+        with self._lock:
+            return self._spent > self.limit_usd + _EPS
+
     def reserve(self, amount: float | None, *, label: str = "") -> Reservation:
         """Hold ``amount`` USD for a call, or raise :class:`BudgetExceeded` (nothing is held).
 
-        ``amount`` None means the price is unknown: it cannot be reserved against a limit.
+        ``amount`` should be the call's upper bound (:func:`amount_to_hold`). None means the
+        price is unknown: it cannot be reserved against a limit. An amount that is not a finite
+        number >= 0 is refused the same way: nothing is sent on a poisoned estimate.
         """
         what = f" for {label}" if label else ""
         if amount is None:
@@ -91,32 +161,56 @@ class Budget:
                 f"${self.limit_usd:.4f}. Pick a model with a known price (see "
                 f"`client.route(...).explain()`), or call without a budget.",
                 estimate_usd=None, limit_usd=self.limit_usd)
-        if not amount >= 0:
-            raise ValueError(f"a reservation must be >= 0 USD, got {amount!r}")
+        value = _finite_usd(amount)
+        if value is None:
+            raise BudgetExceeded(
+                f"the estimate{what} is {amount!r}, not a finite number of USD >= 0, so it cannot "
+                f"be reserved; nothing was sent. This is a catalog price or estimate fault: "
+                f"check the offer's price with `modelglass catalog show`.",
+                estimate_usd=None, limit_usd=self.limit_usd)
         with self._lock:
             held = sum(r.amount for r in self._held.values())
             free = self.limit_usd - self._spent - held
-            # A hair of tolerance so that a limit met exactly by float sums is not refused.
-            if amount > free + 1e-12:
+            if value > free + _EPS:
+                over = (f" Spending already passed the limit by ${self._spent - self.limit_usd:.4f}"
+                        f" (a call cost more than it reserved)." if self._spent > self.limit_usd
+                        + _EPS else "")
                 raise BudgetExceeded(
-                    f"the estimate{what} is ${amount:.4f} but the budget has ${max(free, 0):.4f} "
+                    f"the estimate{what} is ${value:.4f} but the budget has ${max(free, 0):.4f} "
                     f"left (limit ${self.limit_usd:.4f}, spent ${self._spent:.4f}, reserved by "
-                    f"calls in flight ${held:.4f}). Nothing was sent. Raise the limit, wait for "
-                    f"calls in flight, or ask for a cheaper quality axis.",
-                    estimate_usd=amount, limit_usd=self.limit_usd)
-            reservation = Reservation(next(_ids), float(amount), label)
+                    f"calls in flight ${held:.4f}).{over} Nothing was sent. Raise the limit, wait "
+                    f"for calls in flight, or ask for a cheaper quality axis.",
+                    estimate_usd=value, limit_usd=self.limit_usd)
+            reservation = Reservation(next(_ids), value, label)
             self._held[reservation.id] = reservation
             return reservation
 
     def settle(self, reservation: Reservation, actual_usd: float | None) -> None:
         """Turn a reservation into spending: ``actual_usd`` when known, else the amount held.
 
-        The actual cost may exceed what was held (the provider billed more than estimated); it is
-        recorded as spent all the same. Settling twice, or after a release, is an error.
+        An ``actual_usd`` that is not a finite number >= 0 is not trusted: the amount held is
+        spent instead (and a warning logged). An actual cost above what was held is recorded
+        as spent all the same, logged, and kept in :attr:`overruns`; if it takes spending past
+        the limit, every later reservation is refused. Settling twice, or after a release, is
+        an error.
         """
         with self._lock:
             self._pop(reservation)
-            self._spent += reservation.amount if actual_usd is None else float(actual_usd)
+            actual = reservation.amount if actual_usd is None else _finite_usd(actual_usd)
+            if actual is None:
+                log.warning("budget: the actual cost %r of %s is not a number of USD >= 0; "
+                            "counting the $%.4f held instead", actual_usd,
+                            reservation.label or f"reservation {reservation.id}",
+                            reservation.amount)
+                actual = reservation.amount
+            if actual > reservation.amount + _EPS:
+                self._overruns.append(Overrun(reservation.label, reservation.amount, actual))
+                log.warning("budget: %s cost $%.4f, more than the $%.4f it reserved%s",
+                            reservation.label or f"reservation {reservation.id}", actual,
+                            reservation.amount,
+                            "; spending now passes the limit, so new reservations are refused"
+                            if self._spent + actual > self.limit_usd + _EPS else "")
+            self._spent += actual
 
     def release(self, reservation: Reservation) -> None:
         """Give a reservation back unspent (the call failed before anything was billed)."""

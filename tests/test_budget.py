@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 
 import pytest
@@ -117,3 +118,121 @@ def test_tasks_share_one_budget() -> None:
         return await asyncio.gather(*(job() for _ in range(20)))
 
     assert sum(asyncio.run(main())) == 5
+
+
+# -- issue 8, item 2: every number checked; spend never passes the limit --------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from modelglass.budget import amount_to_hold  # noqa: E402
+
+BAD = [float("nan"), float("inf"), -float("inf"), -0.01, "0.1", True, None]
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), "5", True])
+def test_a_bad_limit_is_a_typed_error_naming_the_field(bad: object) -> None:
+    with pytest.raises(mg.InvalidRequest, match="limit_usd") as info:
+        Budget(bad)  # type: ignore[arg-type]
+    assert info.value.field == "limit_usd"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.01, "0.1", True])
+def test_a_poisoned_estimate_is_refused_and_holds_nothing(bad: object) -> None:
+    b = Budget(1.0)
+    with pytest.raises(mg.BudgetExceeded, match="not a finite number"):
+        b.reserve(bad, label="x@y")  # type: ignore[arg-type]
+    assert b.reserved == 0 and b.spent == 0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -5.0, "1"])
+def test_a_poisoned_actual_cost_is_not_trusted(bad: object,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    b = Budget(1.0)
+    b.settle(b.reserve(0.2, label="x@y"), bad)  # type: ignore[arg-type]
+    assert b.spent == pytest.approx(0.2)  # the amount held, never NaN or negative
+    assert "not a number of USD" in caplog.text
+    b.reserve(0.8)  # the limit still works after it
+    with pytest.raises(mg.BudgetExceeded):
+        b.reserve(0.01)
+
+
+def test_an_actual_above_the_reservation_is_recorded_flagged_and_blocks_new_reservations(
+        caplog: pytest.LogCaptureFixture) -> None:
+    b = Budget(0.10)
+    b.settle(b.reserve(0.05, label="gpt-image-2@openai"), 0.135)
+    assert b.spent == pytest.approx(0.135) and b.over_limit
+    assert b.overruns[0].held_usd == 0.05 and b.overruns[0].actual_usd == 0.135
+    assert "more than the $0.0500 it reserved" in caplog.text
+    with pytest.raises(mg.BudgetExceeded, match="passed the limit"):
+        b.reserve(0.0)
+
+
+def test_the_upper_bound_is_what_is_held() -> None:
+    from types import SimpleNamespace
+
+    assert amount_to_hold(SimpleNamespace(usd=0.04, max_usd=0.09)) == 0.09
+    assert amount_to_hold(SimpleNamespace(usd=0.04, max_usd=None)) == 0.04
+    assert amount_to_hold(SimpleNamespace(usd=0.04)) == 0.04
+    assert amount_to_hold(SimpleNamespace(usd=None, max_usd=None)) is None
+    assert amount_to_hold(SimpleNamespace(usd=0.04, max_usd=float("nan"))) == 0.04
+
+
+jobs = st.lists(st.tuples(st.floats(0, 0.5), st.floats(0, 1)), min_size=1, max_size=40)
+
+
+def _run_job(b: Budget, upper: float, fraction: float) -> None:
+    try:
+        r = b.reserve(upper)
+    except mg.BudgetExceeded:
+        return
+    if fraction < 0.2:
+        b.release(r)  # failed before billing
+    else:
+        b.settle(r, upper * fraction)  # actual <= the upper bound held
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(limit=st.floats(0, 2), work=jobs)
+def test_threads_spend_never_exceeds_the_limit(limit: float, work: list[tuple[float, float]]) -> None:
+    b = Budget(limit)
+    threads = [threading.Thread(target=_run_job, args=(b, upper, frac)) for upper, frac in work]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert b.spent <= limit + 1e-9 and b.reserved == 0 and not b.over_limit
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(limit=st.floats(0, 2), work=jobs)
+def test_tasks_spend_never_exceeds_the_limit(limit: float, work: list[tuple[float, float]]) -> None:
+    b = Budget(limit)
+
+    async def job(upper: float, fraction: float) -> None:
+        try:
+            r = b.reserve(upper)
+        except mg.BudgetExceeded:
+            return
+        await asyncio.sleep(0)
+        b.settle(r, upper * fraction)
+
+    async def main() -> None:
+        await asyncio.gather(*(job(u, f) for u, f in work))
+
+    asyncio.run(main())
+    assert b.spent <= limit + 1e-9 and b.reserved == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(limit=st.floats(0, 2), work=jobs, bad=st.sampled_from(BAD))
+def test_poisoned_actuals_in_a_mix_never_make_spend_nan_or_pass_the_limit(
+        limit: float, work: list[tuple[float, float]], bad: object) -> None:
+    b = Budget(limit)
+    for i, (upper, fraction) in enumerate(work):
+        try:
+            r = b.reserve(upper)
+        except mg.BudgetExceeded:
+            continue
+        b.settle(r, bad if i % 3 == 0 else upper * fraction)  # type: ignore[arg-type]
+    assert math.isfinite(b.spent) and 0 <= b.spent <= limit + 1e-9
