@@ -15,10 +15,11 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import typer
 
+from ._cli_policy import apply_policy, policy_opt
 from .cli import CatalogOpt, JsonOpt, _assume, _assume_opt, emit_json, err, friendly, out
 from .errors import InvalidRequest
 
@@ -122,7 +123,7 @@ class _Progress:
                 TimeRemainingColumn(), console=err, transient=False)
             self.task = self.progress.add_task("batch", total=total, line="")
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> Self:
         if self.progress is not None:
             self.progress.start()
         return self
@@ -148,35 +149,40 @@ class _Progress:
         self.progress.update(self.task, advance=1, line=line)
 
 
+_jobs_arg = typer.Argument(..., help="JSONL: one ImageRequest per line (plus an optional id).")
+_out_opt = typer.Option(Path("out"), "--out", "-o", help="Folder for the images and manifest.jsonl.")
+_concurrency_opt = typer.Option(32, "--concurrency", "-c", help="Jobs in flight.")
+_budget_opt = typer.Option(None, "--budget", help="USD limit for the whole batch (earlier runs "
+                           "of the journal included).")
+_journal_opt = typer.Option(None, "--journal", help="SQLite journal: makes the batch resumable "
+                            "after a crash.")
+_engine_opt = typer.Option("local", "--engine", help="local (this process) or ray.")
+_address_opt = typer.Option(None, "--address", help="Ray cluster address (`auto` for the "
+                            "running cluster).")
+_cache_opt = typer.Option(None, "--cache", help="Result cache folder: repeats of a fixed-seed "
+                          "job on a deterministic offer are free.")
+_limits_opt = typer.Option(None, "--limits", help="YAML of per-provider limits "
+                           "{provider: {in_flight, per_minute}}.")
+_double_opt = typer.Option(False, "--allow-double-payment", help="Re-send jobs that may already "
+                           "have been charged (sent before a crash, no result recorded).")
+_retry_failed_opt = typer.Option(False, "--retry-failed", help="Run jobs that failed in an "
+                                 "earlier run again (those that cost nothing).")
+_durable_opt = typer.Option(False, "--durable", help="fsync the journal on every step "
+                            "(survives power loss, slower).")
+_simulate_opt = typer.Option(False, "--simulate", help="Serve every job from the built-in "
+                             "simulators: no keys, no cost.")
+
+
 @friendly
-def batch(jobs_file: Path = typer.Argument(..., help="JSONL: one ImageRequest per line "
-                                           "(plus an optional id)."),
-          out_dir: Path = typer.Option(Path("out"), "--out", "-o",
-                                       help="Folder for the images and manifest.jsonl."),
-          concurrency: int = typer.Option(32, "--concurrency", "-c", help="Jobs in flight."),
-          budget: float | None = typer.Option(None, "--budget", help="USD limit for the whole "
-                                              "batch (earlier runs of the journal included)."),
-          journal: Path | None = typer.Option(None, "--journal", help="SQLite journal: makes "
-                                              "the batch resumable after a crash."),
-          engine: str = typer.Option("local", "--engine", help="local (this process) or ray."),
-          address: str | None = typer.Option(None, "--address", help="Ray cluster address "
-                                             "(`auto` for the running cluster)."),
-          cache: Path | None = typer.Option(None, "--cache", help="Result cache folder: repeats "
-                                            "of a fixed-seed job on a deterministic offer are "
-                                            "free."),
-          limits: Path | None = typer.Option(None, "--limits", help="YAML of per-provider "
-                                             "limits {provider: {in_flight, per_minute}}."),
-          allow_double_payment: bool = typer.Option(
-              False, "--allow-double-payment", help="Re-send jobs that may already have been "
-              "charged (sent before a crash, no result recorded)."),
-          retry_failed: bool = typer.Option(False, "--retry-failed", help="Run jobs that failed "
-                                            "in an earlier run again (those that cost nothing)."),
-          durable: bool = typer.Option(False, "--durable", help="fsync the journal on every "
-                                       "step (survives power loss, slower)."),
-          simulate: bool = typer.Option(False, "--simulate", help="Serve every job from the "
-                                        "built-in simulators: no keys, no cost."),
-          assume_available: str | None = _assume_opt,
-          json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
+def batch(jobs_file: Path = _jobs_arg, out_dir: Path = _out_opt,
+          concurrency: int = _concurrency_opt, budget: float | None = _budget_opt,
+          journal: Path | None = _journal_opt, engine: str = _engine_opt,
+          address: str | None = _address_opt, cache: Path | None = _cache_opt,
+          limits: Path | None = _limits_opt, allow_double_payment: bool = _double_opt,
+          retry_failed: bool = _retry_failed_opt, durable: bool = _durable_opt,
+          simulate: bool = _simulate_opt, assume_available: str | None = _assume_opt,
+          json_out: bool = JsonOpt, catalog: str | None = CatalogOpt,
+          policy: str | None = policy_opt) -> None:
     """Run every job of JOBS_FILE with a progress bar; resumable with --journal."""
     from ._cli_generate import _make_client, _maybe_simulate
     from .jobs._batch import Batch, load_limits, run_sync
@@ -188,6 +194,7 @@ def batch(jobs_file: Path = typer.Argument(..., help="JSONL: one ImageRequest pe
     t0 = time.monotonic()
     with _maybe_simulate(simulate):
         client = _make_client(catalog, None, simulate, _assume(assume_available))
+        apply_policy(client, policy)  # policy hook
         with client:
             b = Batch(client, requests, concurrency=concurrency, budget=budget,
                       journal=journal, out=out_dir, cache=cache,

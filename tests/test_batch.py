@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import modelglass as mg
-from modelglass.testing import simulate
 from modelglass.budget import Budget
 from modelglass.errors import BudgetExceeded, ProviderError
 from modelglass.jobs._batch import (
@@ -28,6 +27,7 @@ from modelglass.jobs._batch import (
 )
 from modelglass.request import ImageRequest
 from modelglass.result import GeneratedImage, ImageResult
+from modelglass.testing import simulate
 
 
 # -- a client that needs no network: route says the provider, generate sleeps -------------------

@@ -46,6 +46,7 @@ from ..budget import Budget, Reservation
 from ..errors import BudgetExceeded, InvalidRequest, ModelglassError, OutcomeUnknown
 from ..request import ImageRequest
 from ._events import JobEvent, Resume
+from ._schedule import Lease, ProviderLimit, Scheduler, load_limits
 
 if TYPE_CHECKING:
     from ..result import ImageResult
@@ -59,46 +60,6 @@ __all__ = ["BatchReport", "JobOutcome", "ProviderLimit", "Scheduler", "load_limi
 Status = Literal["done", "cached", "skipped", "failed", "possibly_charged", "undone"]
 Requests = Iterable[ImageRequest | Mapping[str, Any]]
 OnEvent = Callable[[JobEvent], None]
-
-
-# -- limits --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ProviderLimit:
-    """How hard a batch may use one provider: jobs ``in_flight`` at once, and job starts
-    ``per_minute`` (None: no limit besides the batch's own concurrency)."""
-
-    in_flight: int | None = None
-    per_minute: float | None = None
-
-
-def load_limits(path: str | os.PathLike[str] | None = None) -> dict[str, ProviderLimit]:
-    """Per-provider limits from a YAML file: ``{fal: {in_flight: 16, per_minute: 600}, …}``.
-
-    ``path`` defaults to ``$MODELGLASS_LIMITS``, else ``<user config dir>/modelglass/limits.yaml``
-    (platformdirs); no file means no per-provider limits.
-    """
-    import yaml
-
-    if path is None:
-        path = os.environ.get("MODELGLASS_LIMITS")
-    if path is None:
-        from platformdirs import user_config_dir
-
-        path = Path(user_config_dir("modelglass")) / "limits.yaml"
-        if not path.is_file():
-            return {}
-    text = Path(path).read_text()
-    data = yaml.safe_load(text) or {}
-    if not isinstance(data, dict):
-        raise InvalidRequest(f"{path}: limits must be a mapping of provider -> "
-                             f"{{in_flight, per_minute}}", field="limits")
-    out: dict[str, ProviderLimit] = {}
-    for provider, spec in data.items():
-        if not isinstance(spec, dict) or set(spec) - {"in_flight", "per_minute"}:
-            raise InvalidRequest(f"{path}: {provider}: expected keys in_flight and/or per_minute, "
-                                 f"got {spec!r}", field=f"limits.{provider}")
-        out[str(provider)] = ProviderLimit(spec.get("in_flight"), spec.get("per_minute"))
-    return out
 
 
 # -- outcomes ------------------------------------------------------------------------------------
@@ -234,7 +195,7 @@ def job_ids(requests: Requests) -> list[tuple[str, ImageRequest]]:
             job_id = fields.pop("id", None)
             try:
                 request = ImageRequest(**fields)
-            except Exception as exc:  # InvalidRequest, or pydantic's ValidationError
+            except Exception as exc:  # noqa: BLE001 - InvalidRequest or pydantic's ValidationError
                 raise InvalidRequest(f"request {i} ({job_id or 'no id'}): {exc}",
                                      field=getattr(exc, "field", None)) from None
         else:
@@ -270,132 +231,6 @@ def _error_dict(exc: BaseException | None) -> dict[str, Any] | None:
     return out
 
 
-# -- budget --------------------------------------------------------------------------------------
-class _Lease:
-    """The budget one job's engine sees: the hold taken when the job was admitted becomes the
-    engine's first reservation (so no other job can take that money between admission and
-    the engine's reserve); later reservations (a pricier fallback) come from the batch budget.
-    """
-
-    def __init__(self, budget: Budget, hold: Reservation | None) -> None:
-        self._budget, self._hold = budget, hold
-        self.limit_usd = budget.limit_usd
-
-    def reserve(self, amount: float | None, *, label: str = "") -> Reservation:
-        hold, self._hold = self._hold, None
-        if hold is not None:
-            if amount is not None and amount <= hold.amount + 1e-12:
-                return hold
-            self._budget.release(hold)
-        return self._budget.reserve(amount, label=label)
-
-    def settle(self, reservation: Reservation, actual_usd: float | None) -> None:
-        self._budget.settle(reservation, actual_usd)
-
-    def release(self, reservation: Reservation) -> None:
-        self._budget.release(reservation)
-
-    def close(self) -> None:
-        """Give back the hold if the engine never took it."""
-        hold, self._hold = self._hold, None
-        if hold is not None:
-            self._budget.release(hold)
-
-    def __getattr__(self, name: str) -> Any:  # spent, reserved, remaining, …
-        return getattr(self._budget, name)
-
-
-# -- scheduling ----------------------------------------------------------------------------------
-class Scheduler:
-    """Which job to start next, with no I/O: a global concurrency limit, per-provider limits,
-    providers taken in turn, and budget admission.
-
-    :meth:`next` returns a job to start (its estimate already held on the budget), or None and
-    how many seconds until a rate limit frees a slot (None: wait for a job to finish).
-    :meth:`finished` must be called when a started job ends.
-    """
-
-    def __init__(self, jobs: Iterable[Job], *, concurrency: int,
-                 limits: Mapping[str, ProviderLimit] | None = None,
-                 budget: Budget | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        if concurrency < 1:
-            raise InvalidRequest(f"concurrency must be at least 1, got {concurrency}",
-                                 field="concurrency")
-        self.concurrency = concurrency
-        self.limits = dict(limits or {})
-        self.budget = budget
-        self.clock = clock
-        self.queues: dict[str, collections.deque[Job]] = {}
-        for job in jobs:
-            self.queues.setdefault(job.provider, collections.deque()).append(job)
-        self._order = list(self.queues)
-        self._turn = 0
-        self.running = 0
-        self.in_flight: collections.Counter[str] = collections.Counter()
-        self._starts: dict[str, collections.deque[float]] = collections.defaultdict(
-            collections.deque)
-        self.stopped: BudgetExceeded | None = None
-        self.undone: list[Job] = []
-
-    @property
-    def pending(self) -> int:
-        return sum(len(q) for q in self.queues.values())
-
-    def next(self) -> tuple[Job | None, float | None]:
-        if self.running >= self.concurrency or self.stopped is not None:
-            return None, None
-        now = self.clock()
-        soonest: float | None = None
-        n = len(self._order)
-        for k in range(n):
-            provider = self._order[(self._turn + k) % n]
-            queue = self.queues[provider]
-            if not queue:
-                continue
-            limit = self.limits.get(provider)
-            if limit is not None and limit.in_flight is not None \
-                    and self.in_flight[provider] >= limit.in_flight:
-                continue
-            if limit is not None and limit.per_minute is not None:
-                starts = self._starts[provider]
-                while starts and starts[0] <= now - 60.0:
-                    starts.popleft()
-                if len(starts) >= limit.per_minute:
-                    free_at = starts[0] + 60.0 - now
-                    soonest = free_at if soonest is None else min(soonest, free_at)
-                    continue
-            job = queue[0]
-            if not self._admit(job):
-                return None, None
-            queue.popleft()
-            self._turn = (self._turn + k + 1) % n
-            self.running += 1
-            self.in_flight[provider] += 1
-            self._starts[provider].append(now)
-            return job, None
-        return None, soonest
-
-    def _admit(self, job: Job) -> bool:
-        """Hold the job's estimate; when it does not fit, wait for jobs in flight, and when none
-        is left, stop: the rest of the queue is undone."""
-        if self.budget is None:
-            return True
-        try:
-            job.hold = self.budget.reserve(job.estimate, label=f"job {job.id}")
-            return True
-        except BudgetExceeded as exc:
-            if self.running == 0 or job.estimate is None:
-                self.stopped = exc
-                for queue in self.queues.values():
-                    self.undone.extend(queue)
-                    queue.clear()
-            return False
-
-    def finished(self, job: Job) -> None:
-        self.running -= 1
-        self.in_flight[job.provider] -= 1
-
-
 # -- the batch -----------------------------------------------------------------------------------
 class Batch:
     """One run of a batch: its jobs, journal, budget, cache and where images go. The drivers
@@ -418,16 +253,18 @@ class Batch:
             budget = Budget(float(budget))
         self.budget: Budget | None = budget if budget is not None else client.budget
         self._own_journal = journal is not None and not isinstance(journal, Journal)
-        self.journal: Journal | None = (Journal(journal, durable=durable) if self._own_journal
-                                        else journal)  # type: ignore[assignment]
+        self.journal: Journal | None = (
+            journal if journal is None or isinstance(journal, Journal)
+            else Journal(journal, durable=durable))
         if out is not None:
             self.out: Path | None = Path(out)
         elif self.journal is not None:
             self.out = self.journal.path.with_name(self.journal.path.name + ".images")
         else:
             self.out = None
-        self.cache = (ResultCache() if cache is True else None if cache in (None, False)
-                      else cache if isinstance(cache, ResultCache) else ResultCache(cache))
+        self.cache: ResultCache | None = (
+            None if cache is None or cache is False else ResultCache() if cache is True
+            else cache if isinstance(cache, ResultCache) else ResultCache(cache))
         self.limits = dict(limits) if limits is not None else load_limits()
         self.allow_double_payment = allow_double_payment
         self.retry_failed = retry_failed
@@ -477,7 +314,7 @@ class Batch:
                 self._finish(JobOutcome(job.id, job.index, job.request, "skipped",
                                         result=_result_from_files(record), cost_usd=record.cost,
                                         files=[Path(p) for p, _ in record.files],
-                                        entry=record.entry), record=False)
+                                        entry=record.entry))
                 return False
             log.warning("job %s: %s", job.id, "; ".join(problems))
             call = record.resumable_call()
@@ -489,7 +326,7 @@ class Batch:
                     f"on disk ({'; '.join(problems)}); not sent again. Restore the files, or pass "
                     f"allow_double_payment (--allow-double-payment) to pay for it again.")
                 self._finish(JobOutcome(job.id, job.index, job.request, "failed", error=err,
-                                        cost_usd=record.cost, entry=record.entry), record=False)
+                                        cost_usd=record.cost, entry=record.entry))
                 return False
             self.journal.reset(job.id, carry=record.cost or 0.0)
             return True
@@ -498,9 +335,9 @@ class Batch:
                 self.journal.reset(job.id, carry=record.cost or 0.0)
                 return True
             status: Status = "possibly_charged" if record.possibly_charged else "failed"
-            err = _error_from_dict(record.error)
-            self._finish(JobOutcome(job.id, job.index, job.request, status, error=err,
-                                    cost_usd=record.cost, entry=record.entry), record=False)
+            self._finish(JobOutcome(job.id, job.index, job.request, status,
+                                    error=_error_from_dict(record.error),
+                                    cost_usd=record.cost, entry=record.entry))
             return False
         if state == "pending":
             return True
@@ -525,8 +362,7 @@ class Batch:
             f"dashboard; pass allow_double_payment (--allow-double-payment) to send it anyway.",
             request_id=None)
         self.journal.failed(job.id, error=_error_dict(err) or {}, possibly_charged=True)
-        self._finish(JobOutcome(job.id, job.index, job.request, "possibly_charged", error=err),
-                     record=False)
+        self._finish(JobOutcome(job.id, job.index, job.request, "possibly_charged", error=err))
         return False
 
     def _route(self, job: Job) -> bool:
@@ -558,16 +394,15 @@ class Batch:
     def _fail_early(self, job: Job, exc: ModelglassError) -> None:
         if self.journal is not None:
             self.journal.failed(job.id, error=_error_dict(exc) or {})
-        self._finish(JobOutcome(job.id, job.index, job.request, "failed", error=exc),
-                     record=False)
+        self._finish(JobOutcome(job.id, job.index, job.request, "failed", error=exc))
 
     # -- one job ----------------------------------------------------------------------------------
-    def _before(self, job: Job) -> tuple[Any, _Lease | None, dict[str, Any]]:
+    def _before(self, job: Job) -> tuple[Any, Lease | None, dict[str, Any]]:
         """The client, budget lease and keyword arguments for one job's ``generate``."""
         lease = None
         client = self.client
         if self.budget is not None:
-            lease = _Lease(self.budget, job.hold)
+            lease = Lease(self.budget, job.hold)
             client = copy.copy(self.client)
             client.budget = lease
         if self.journal is not None:
@@ -640,7 +475,7 @@ class Batch:
             saved.append((path, file_sha256(path)))
         return saved
 
-    def _finish(self, outcome: JobOutcome, record: bool = True) -> JobOutcome:
+    def _finish(self, outcome: JobOutcome) -> JobOutcome:
         with self._lock:
             self.outcomes.append(outcome)
         if self.on_outcome is not None:

@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from ..errors import InvalidRequest
 
@@ -149,7 +150,7 @@ class Journal:
     ...     jobs = j.begin([("a", {"prompt": "a red bicycle"})])
     """
 
-    def __init__(self, path: str | Path, *, durable: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we write BEGIN/COMMIT ourselves, one transaction per transition.
@@ -165,7 +166,7 @@ class Journal:
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r}, durable={self.durable})"
 
-    def __enter__(self) -> Journal:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
