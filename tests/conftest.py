@@ -16,6 +16,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ["MODELGLASS_OBSERVED_DB"] = os.path.join(
     __import__("tempfile").mkdtemp(prefix="modelglass-observed-"), "observed.sqlite")
 os.environ["MODELGLASS_OBSERVE"] = "0"
+# The developer's own catalog overlay (~/.config/modelglass/overlay.yaml) never reaches a test.
+os.environ["MODELGLASS_CATALOG_OVERLAY"] = ""
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 # Keys from the developer's shell must never reach a test (or a real provider).
 for _key in ("OPENAI_API_KEY", "FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "REPLICATE_API_TOKEN",

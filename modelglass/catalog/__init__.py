@@ -36,6 +36,7 @@ from ._schema import (
 )
 
 if TYPE_CHECKING:
+    from ._overlay import OverlayReport
     from ._query import OfferRow
 
 __all__ = [
@@ -184,40 +185,64 @@ class Catalog:
     """
 
     def __init__(self, settings: Settings, quality_axes: dict[str, QualityAxis],
-                 models: dict[str, Model], sources: list[str] | None = None) -> None:
+                 models: dict[str, Model], sources: list[str] | None = None, *,
+                 overlay: OverlayReport | None = None) -> None:
+        from ._overlay import OverlayReport
         from ._scores import compute_scores
 
         self.settings = settings
         self.quality_axes = quality_axes
         self.models = models
         self.sources = sources or []
+        #: What the overlays changed (``catalog diff``): changes, disabled offers, seen endpoints.
+        self.overlay: OverlayReport = overlay or OverlayReport()
         self._scores = {mid: compute_scores(m, settings.formula_version) for mid, m in models.items()}
         self._views: dict[str, OfferView] = {}
+        #: Offers an overlay disabled: known (``catalog show``), never routed.
+        self.disabled: dict[str, OfferView] = {}
         for mid, m in models.items():
             for o in m.offers:
                 view = OfferView(mid, m, o, m.controls.merged(o.controls),
                                  m.geometry.merged(o.geometry), settings.gpu_hour_usd,
                                  quality_axes)
-                self._views[view.key] = view
+                if view.key in self.overlay.disabled:
+                    self.disabled[view.key] = view
+                else:
+                    self._views[view.key] = view
 
     # -- loading ----------------------------------------------------------------------------------
     @classmethod
     def default(cls) -> Catalog:
-        """The catalog shipped with modelglass (cached after the first load)."""
+        """The shipped catalog plus the user's overlay, if any (cached until the overlay changes).
+
+        The overlay is ``$MODELGLASS_CATALOG_OVERLAY``, else ``overlay.yaml`` in the user config
+        directory (see :func:`~modelglass.catalog._overlay.default_overlay_path`).
+        """
+        from ._overlay import default_overlay_path
+
         global _DEFAULT
-        if _DEFAULT is None:
-            _DEFAULT = cls.load(default_catalog_dir())
-        return _DEFAULT
+        overlay = default_overlay_path()
+        try:
+            stamp: Any = (str(overlay), overlay.stat().st_mtime_ns) if overlay else None
+        except OSError:
+            overlay, stamp = None, None  # no overlay file: the shipped catalog alone
+        if _DEFAULT is None or _DEFAULT[0] != stamp:
+            _DEFAULT = (stamp, cls.load(default_catalog_dir(),
+                                        overlays=[overlay] if overlay else None))
+        return _DEFAULT[1]
 
     @classmethod
-    def load(cls, path: str | Path) -> Catalog:
-        """Load a catalog directory, or a models YAML file layered over the default catalog.
+    def load(cls, path: str | Path, overlays: list[str | Path] | None = None) -> Catalog:
+        """Load a catalog directory (or a models YAML file layered over the shipped catalog),
+        then each overlay in order (prices, endpoints, disabled offers, private deployments).
 
         Raises :class:`CatalogError` listing every problem as ``file:line: field.path: message``.
+
+        >>> cat = Catalog.load("catalog/", overlays=["~/my-prices.yaml"])  # doctest: +SKIP
         """
         from ._load import load_catalog
 
-        return load_catalog(Path(path))
+        return load_catalog(Path(path), overlays=overlays)
 
     # -- queries ----------------------------------------------------------------------------------
     def offers(self, *, include_retired: bool = True) -> list[OfferView]:
@@ -230,6 +255,10 @@ class Catalog:
         try:
             return self._views[key]
         except KeyError:
+            if key in self.disabled:
+                raise CatalogError(f"offer {key!r} is disabled by your catalog overlay "
+                                   f"({self.overlay.disabled.get(key, '')}); remove it from "
+                                   "the overlay to route it again") from None
             raise CatalogError(f"no offer {key!r}; offers look like 'flux-dev@fal' "
                                f"(see `modelglass catalog list`)") from None
 
@@ -365,7 +394,7 @@ class Catalog:
         return f"Catalog({len(self.models)} models, {len(self._views)} offers)"
 
 
-_DEFAULT: Catalog | None = None
+_DEFAULT: tuple[Any, Catalog] | None = None
 
 
 def default_catalog_dir() -> Path:

@@ -601,8 +601,9 @@ def _check_merged(m: Model, offer: Any, doc: _Doc, path: Path_, problems: _Probl
 # --------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------
-def load_catalog(path: Path) -> Catalog:
-    """Load a catalog directory, or one models YAML file layered over the default catalog.
+def load_catalog(path: Path, overlays: Iterable[str | Path] | None = None) -> Catalog:
+    """Load a catalog directory, or one models YAML file layered over the default catalog, then
+    each overlay (see ``_overlay.py``) in order.
 
     Every problem in every file is collected first; then one :class:`CatalogError` lists them
     all as ``file:line: field.path: message``.
@@ -625,6 +626,10 @@ def load_catalog(path: Path) -> Catalog:
                            "directory (settings.yaml, quality.yaml, models/) or a models YAML file")
 
     _cross_check(src, problems)
+    from ._overlay import apply_overlays
+
+    settings_ = src.settings[0] if src.settings else Settings()
+    report = apply_overlays(src, overlays or (), problems, settings_.providers)
     if problems:
         n = len(problems)
         raise CatalogError(f"catalog has {n} problem{'s' if n != 1 else ''}", problems=problems)
@@ -634,6 +639,6 @@ def load_catalog(path: Path) -> Catalog:
     axes = {name: axis for name, (axis, _) in src.axes.items()}
     models = {mid: m for mid, (m, _) in src.models.items()}
     try:
-        return Catalog(settings, axes, models, sources=src.files)
+        return Catalog(settings, axes, models, sources=src.files, overlay=report)
     except ValidationError as exc:  # pragma: no cover - the cross-checks merge offers first
         raise CatalogError(f"catalog failed to assemble: {exc}") from exc

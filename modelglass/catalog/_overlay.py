@@ -1,0 +1,318 @@
+"""Overlays: the user's YAML layered over the shipped catalog.
+
+An overlay changes what the user knows better than the shipped files: negotiated or synced prices,
+other endpoints, models or offers to leave alone, and private deployments (the user's own fal app
+or Replicate deployment) added as extra offers of a catalog model. The shipped files are never
+written; ``modelglass catalog sync`` writes an overlay with ``source: sync``.
+
+Format (every key optional)::
+
+    as_of: 2026-11-29            # the date of every price below that does not give its own
+    source: negotiated 2026-11   # where the figures come from (free text; sync writes "sync")
+    offers:                      # patches of existing offers, by key
+      flux-dev@fal:
+        price: {kind: per_megapixel, usd_per_megapixel: 0.02, round_up_megapixels: true}
+        endpoint: fal-ai/flux/dev
+        latency: {p50_s: 3.1}
+      sd-3.5-large@fal: {disabled: true, reason: "not allowed by our legal team"}
+    models:
+      imagen-4: {disabled: true, reason: shut down}   # every offer of the model
+    deployments:                 # extra offers: a model of the catalog on your own endpoint
+      - model: flux-dev
+        provider: fal
+        id: flux-dev@my-fal-app
+        endpoint: my-team/flux-dev-app
+        price: {kind: gpu_seconds, seconds: 3.0}
+    seen:                        # written by sync: endpoints the provider lists, not described
+      fal: [fal-ai/some-new-model]
+
+Overlays apply in order; a later one wins. Problems are reported as ``file:line: field: message``
+like the shipped catalog's. Disabled offers are not routed; ``seen`` endpoints never are.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, ValidationError
+
+from ._schema import Controls, Geometry, Latency, Model, Offer, Price, _Strict
+
+if TYPE_CHECKING:
+    from ._load import _Doc, _Problems, _Sources
+
+__all__ = ["OVERLAY_ENV", "Overlay", "OverlayChange", "OverlayReport", "apply_overlays",
+           "default_overlay_path"]
+
+#: Environment variable naming the user's overlay file ("" or "none": no overlay).
+OVERLAY_ENV = "MODELGLASS_CATALOG_OVERLAY"
+
+
+def default_overlay_path() -> Path | None:
+    """The user's overlay: ``$MODELGLASS_CATALOG_OVERLAY``, else ``overlay.yaml`` in the
+    platformdirs user config directory (``~/.config/modelglass/overlay.yaml`` on Linux).
+
+    Returns the path whether or not the file exists (``catalog sync`` writes it); None when the
+    environment variable is set to ``""`` or ``none``.
+    """
+    env = os.environ.get(OVERLAY_ENV)
+    if env is not None:
+        return None if env.strip().lower() in ("", "none", "0") else Path(env).expanduser()
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("modelglass")) / "overlay.yaml"
+
+
+class OfferPatch(_Strict):
+    """Changes to one existing offer. ``disabled: true`` takes it out of routing."""
+
+    price: Price | None = None
+    as_of: dt.date | None = None
+    source: str | None = None
+    endpoint: str | None = None
+    latency: Latency | None = None
+    controls: Controls | None = None
+    geometry: Geometry | None = None
+    wire: dict[str, str] | None = None
+    defaults: dict[str, Any] | None = None
+    notes: str | None = None
+    disabled: bool = False
+    reason: str | None = None
+
+
+class ModelPatch(_Strict):
+    """``disabled: true`` takes every offer of the model out of routing."""
+
+    disabled: bool = False
+    reason: str | None = None
+
+
+class Overlay(_Strict):
+    """One overlay file (see the module docstring for the format)."""
+
+    as_of: dt.date | None = None
+    source: str | None = None
+    note: str | None = None
+    offers: dict[str, OfferPatch] = Field(default_factory=dict)
+    models: dict[str, ModelPatch] = Field(default_factory=dict)
+    deployments: list[dict[str, Any]] = Field(default_factory=list)
+    seen: dict[str, list[str]] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OverlayChange:
+    """One thing an overlay changed: ``what`` is ``price``, ``endpoint``, ``disabled``, ``added``,
+    …; ``before`` / ``after`` are plain values (prices as dicts)."""
+
+    file: str
+    line: int
+    offer: str
+    what: str
+    before: Any = None
+    after: Any = None
+
+
+@dataclass
+class OverlayReport:
+    """What the overlays did to the shipped catalog (``catalog diff`` prints it)."""
+
+    files: list[str] = field(default_factory=list)
+    changes: list[OverlayChange] = field(default_factory=list)
+    #: offer key → why it is not routed
+    disabled: dict[str, str] = field(default_factory=dict)
+    #: provider → endpoints the provider lists that the catalog does not describe (not routed)
+    seen: dict[str, list[str]] = field(default_factory=dict)
+
+
+_PATCH_FIELDS = ("price", "as_of", "source", "endpoint", "latency", "wire", "defaults", "notes")
+
+
+def _plain(v: Any) -> Any:
+    if hasattr(v, "model_dump"):
+        return v.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+    return v.isoformat() if isinstance(v, dt.date) else v
+
+
+def apply_overlays(src: _Sources, paths: Iterable[str | Path], problems: _Problems,
+                   providers: Iterable[str]) -> OverlayReport:
+    """Layer each overlay file over ``src`` (in place), in order. Problems go to ``problems``."""
+    from ._load import _parse
+
+    report = OverlayReport()
+    for p in paths:
+        path = Path(p).expanduser()
+        if not path.is_file():
+            from ._load import _display
+
+            problems.append(f"{_display(path)}:1: overlay file not found; check the path "
+                            f"(or {OVERLAY_ENV})")
+            continue
+        doc = _parse(path, problems)
+        if doc is None:
+            continue
+        report.files.append(doc.file)
+        if doc.data is None:
+            continue
+        if not isinstance(doc.data, dict):
+            problems.add(doc, (), "an overlay is a mapping with offers:, models:, deployments:")
+            continue
+        _apply_one(src, doc, report, problems, set(providers))
+    return report
+
+
+def _find_offer(src: _Sources, key: str) -> tuple[str, int] | None:
+    for mid, (m, _) in src.models.items():
+        for i, o in enumerate(m.offers):
+            if o.key(mid) == key:
+                return mid, i
+    return None
+
+
+def _all_keys(src: _Sources) -> list[str]:
+    return [o.key(mid) for mid, (m, _) in src.models.items() for o in m.offers]
+
+
+def _apply_one(src: _Sources, doc: _Doc, report: OverlayReport, problems: _Problems,
+               providers: set[str]) -> None:
+    from ._load import _check_merged, _validate
+
+    data = {k: v for k, v in doc.data.items() if not str(k).startswith("_")}
+    head = _validate(Overlay, {k: v for k, v in data.items()
+                               if k not in ("offers", "models", "deployments")}, doc, (), problems)
+    if head is None:
+        return
+    for section, kind in (("offers", dict), ("models", dict), ("deployments", list)):
+        if section in data and not isinstance(data[section], kind):
+            problems.add(doc, (section,), "must be a " + ("mapping" if kind is dict else "list"))
+            data[section] = kind()
+
+    # -- patches of existing offers ---------------------------------------------------------------
+    for key, body in (data.get("offers") or {}).items():
+        path = ("offers", key)
+        patch = _validate(OfferPatch, body, doc, path, problems)
+        if patch is None:
+            continue
+        where = _find_offer(src, key)
+        if where is None:
+            close = difflib.get_close_matches(key, _all_keys(src), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else \
+                "; add a private endpoint under deployments:"
+            problems.add(doc, path, f"no offer {key!r} in the catalog{hint}")
+            continue
+        mid, i = where
+        model, mdoc = src.models[mid]
+        offer = model.offers[i]
+        line = doc.line(path)
+        if patch.disabled:
+            report.disabled[key] = patch.reason or f"disabled by {doc.file}:{line}"
+            report.changes.append(OverlayChange(doc.file, line, key, "disabled", False, True))
+        changed = patch.model_dump(exclude_unset=True)
+        if "price" in changed and patch.as_of is None and head.as_of is None:
+            problems.add(doc, path + ("price",), "a changed price needs its date: give as_of "
+                         "here or at the top of the overlay")
+            continue
+        update: dict[str, Any] = {}
+        for name in _PATCH_FIELDS:
+            if name in changed:
+                update[name] = getattr(patch, name)
+        if "price" in changed:
+            update.setdefault("as_of", head.as_of)
+            update.setdefault("source", head.source or f"overlay {doc.file}")
+        if patch.controls is not None:
+            update["controls"] = (offer.controls or Controls()).merged(patch.controls)
+        if patch.geometry is not None:
+            update["geometry"] = (offer.geometry or Geometry()).merged(patch.geometry)
+        if not update:
+            continue
+        try:
+            new = Offer.model_validate({**offer.model_dump(), **update})
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                from ._load import _friendly
+
+                problems.add(doc, path + tuple(err["loc"]), _friendly(dict(err)))
+            continue
+        for name, value in update.items():
+            before = getattr(offer, name)
+            if _plain(before) != _plain(value):
+                report.changes.append(OverlayChange(doc.file, doc.line(path + (name,)), key, name,
+                                                    _plain(before), _plain(value)))
+        offers = list(model.offers)
+        offers[i] = new
+        src.models[mid] = (model.model_copy(update={"offers": offers}), mdoc)
+
+    # -- whole models --------------------------------------------------------------------------
+    for mid, body in (data.get("models") or {}).items():
+        path = ("models", mid)
+        patch = _validate(ModelPatch, body, doc, path, problems)
+        if patch is None:
+            continue
+        if mid not in src.models:
+            close = difflib.get_close_matches(mid, src.models, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.add(doc, path, f"no model {mid!r} in the catalog{hint}")
+            continue
+        if patch.disabled:
+            line = doc.line(path)
+            for o in src.models[mid][0].offers:
+                report.disabled[o.key(mid)] = patch.reason or f"model disabled by {doc.file}:{line}"
+                report.changes.append(OverlayChange(doc.file, line, o.key(mid), "disabled",
+                                                    False, True))
+
+    # -- private deployments -------------------------------------------------------------------
+    for i, body in enumerate(data.get("deployments") or []):
+        path = ("deployments", i)
+        if not isinstance(body, dict):
+            problems.add(doc, path, "a deployment is a mapping (model, provider, endpoint, price)")
+            continue
+        mid = body.get("model")
+        if mid not in src.models:
+            close = difflib.get_close_matches(str(mid), src.models, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.add(doc, path + ("model",), f"{mid!r} is not a model in the catalog{hint}; "
+                         "a deployment adds an offer to an existing model")
+            continue
+        raw = {k: v for k, v in body.items() if k != "model"}
+        raw.setdefault("as_of", head.as_of)
+        raw.setdefault("source", head.source or f"overlay {doc.file}")
+        if raw["as_of"] is None:
+            problems.add(doc, path, "a deployment needs as_of (here or at the top of the overlay)")
+            continue
+        offer = _validate(Offer, raw, doc, path, problems)
+        if offer is None:
+            continue
+        key = offer.key(mid)
+        if offer.provider not in providers:
+            problems.add(doc, path + ("provider",), f"unknown provider {offer.provider!r}; one of "
+                         f"{', '.join(sorted(providers))}")
+            continue
+        if _find_offer(src, key) is not None:
+            problems.add(doc, path, f"offer {key!r} already exists; give the deployment its own "
+                         "`id:` (e.g. flux-dev@my-app), or patch the offer under offers:")
+            continue
+        model, mdoc = src.models[mid]
+        _check_merged(model, offer, doc, path, problems)
+        src.models[mid] = (model.model_copy(update={"offers": [*model.offers, offer]}), mdoc)
+        src.offer_index.setdefault(mid, []).append(len(model.offers))
+        report.changes.append(OverlayChange(doc.file, doc.line(path), key, "added", None,
+                                            _plain(offer)))
+
+    # -- endpoints seen, not described --------------------------------------------------------
+    described = {(o.provider, o.endpoint) for _, (m, _) in src.models.items() for o in m.offers}
+    for provider, endpoints in head.seen.items():
+        fresh = [e for e in endpoints if (provider, e) not in described]
+        if fresh:
+            merged = report.seen.setdefault(provider, [])
+            merged.extend(e for e in fresh if e not in merged)
+
+
+def disabled_models(models: dict[str, Model], report: OverlayReport) -> set[str]:
+    """Model ids whose every offer is disabled."""
+    return {mid for mid, m in models.items()
+            if m.offers and all(o.key(mid) in report.disabled for o in m.offers)}
