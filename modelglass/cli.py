@@ -36,14 +36,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 #: Exit statuses, the same for every command (README "Exit codes").
-EXIT_OK, EXIT_PROVIDER, EXIT_USER, EXIT_NO_OFFER = 0, 1, 2, 3
+EXIT_OK, EXIT_PROVIDER, EXIT_USER = 0, 1, 2
 
 
 def exit_code(exc: ModelglassError) -> int:
-    """1: a provider failed or refused (the request itself was fine); 3: no offer is eligible;
-    2: everything else the user can fix (request, catalog, budget, keys)."""
-    if isinstance(exc, NoEligibleModel):
-        return EXIT_NO_OFFER
+    """1: a provider failed or refused (the request itself was fine); 2: everything the user can
+    change — a flag, the request, the catalog, a key, the budget, or nothing being eligible."""
     return EXIT_PROVIDER if isinstance(exc, ProviderError | ContentRejected) else EXIT_USER
 
 
@@ -84,17 +82,20 @@ def _hint(exc: ModelglassError) -> str | None:
     text = str(exc)
     if isinstance(exc, NoEligibleModel | ProviderUnavailable) and not _keys_set() and (
             isinstance(exc, ProviderUnavailable) or "availability" in text):
-        return ("no provider key is set here: add --simulate to run against the built-in "
-                "simulators (no keys, no cost), or --assume-available fal,openai to route and "
-                "plan without keys")
+        return _NO_KEYS
     return None
+
+
+_NO_KEYS = ("no provider key is set here: add --simulate to generate against the built-in "
+            "simulators (no keys, no cost), or --assume-available fal,openai to route and plan "
+            "without keys")
 
 
 def friendly(fn: F) -> F:
     """Print modelglass errors as one clear message and exit non-zero, without a traceback.
 
     Exit statuses (:func:`exit_code`): 1 when a provider failed or refused, 2 for what the user
-    can fix, 3 when no offer is eligible. With ``--json`` the error is a JSON object on stdout
+    can change (nothing eligible included). With ``--json`` the error is a JSON object on stdout
     (``{"error": {"type", "message", "exit_code", ...}}``). Error text is printed literally:
     provider replies and user input are never read as Rich markup.
     """
@@ -108,7 +109,7 @@ def friendly(fn: F) -> F:
             if kwargs.get("json_out"):
                 emit_json({"error": error_dict(exc)})
             else:
-                verbose = bool(kwargs.get("verbose"))
+                verbose = _STATE["verbose"]
                 err.print(Text.assemble(("error: ", "bold red"),
                                         f"{type(exc).__name__}: {_message(exc, verbose)}"),
                           highlight=False)
@@ -144,14 +145,21 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+_STATE = {"verbose": False}
+
+
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       metavar="", help="Print the version and exit.")) -> None:
+                                       metavar="", help="Print the version and exit."),
+          verbose: bool = typer.Option(False, "--verbose", "-v", metavar="",
+                                       help="Errors in full: every rejected offer.")) -> None:
     """Generate images through one call, whatever serves the model.
 
     Exit status, for every command: 0 done; 1 a provider failed or refused; 2 something you can
-    fix (a flag, the request, the catalog, a key, the budget); 3 no offer is eligible.
+    change (a flag, the request, the catalog, a key, the budget, or no offer is eligible).
+    With --json, an error is printed as {"error": {"type", "message", "exit_code", ...}}.
     """
+    _STATE["verbose"] = verbose
 
 
 def _catalog(path: str | None) -> Any:
@@ -438,7 +446,15 @@ def route(prompt: str, quality: str = _quality, model: str | None = _model,
     decision = _client(catalog).route(prompt, available=_assume(assume_available), policy=policy,
                                       **kw)
     if json_out:
-        emit_json(decision.to_dict())
+        data = decision.to_dict()
+        if decision.choice is None:
+            try:
+                decision.require()
+            except NoEligibleModel as exc:
+                data["error"] = error_dict(exc)
+        emit_json(data)
+        if decision.choice is None:
+            raise typer.Exit(EXIT_USER)
         return
     if explain or decision.choice is None:
         out.print(decision.explain(), highlight=False, markup=False)
@@ -447,7 +463,9 @@ def route(prompt: str, quality: str = _quality, model: str | None = _model,
         cost = "unknown" if c.cost_usd is None else f"${c.cost_usd:.4f}"
         out.print(f"{c.offer.key}  (estimated {cost})")
     if decision.choice is None:
-        raise typer.Exit(1)
+        if decision.rejected_by("availability") and not _keys_set():
+            err.print(Text(f"hint: {_NO_KEYS}", style="yellow"), highlight=False)
+        raise typer.Exit(EXIT_USER)
 
 
 @app.command()

@@ -4,6 +4,7 @@
     ├── CatalogError            a catalog file is wrong (file:line and field path)
     ├── InvalidRequest          a request field is wrong, or strict mode refused a fate
     ├── NoEligibleModel         routing found nothing; carries why each candidate failed
+    │   └── StrictRefused       strict mode refused the pinned offer (also an InvalidRequest)
     ├── BudgetExceeded          the estimate would pass a limit; nothing was sent
     ├── ProviderUnavailable     no key / no client installed / no GPU / weights not present
     ├── ContentRejected         the provider refused the content (never retried)
@@ -38,6 +39,7 @@ __all__ = [
     "ProviderError",
     "ProviderUnavailable",
     "RateLimited",
+    "StrictRefused",
 ]
 
 
@@ -68,24 +70,63 @@ class InvalidRequest(ModelglassError, ValueError):
 class NoEligibleModel(ModelglassError):
     """Routing found no offer that meets the hard constraints.
 
-    ``rejected`` maps ``model@provider`` to the reason each candidate failed.
+    ``rejected`` maps ``model@provider`` to the reason each candidate failed. ``str(exc)`` leads
+    with what to do (``lead``), then a few lines grouping the rejections by reason;
+    :meth:`full_message` lists every offer.
     """
 
-    def __init__(self, message: str, rejected: dict[str, str] | None = None) -> None:
+    def __init__(self, message: str, rejected: dict[str, str] | None = None, *,
+                 lead: str | None = None) -> None:
         self.rejected = rejected or {}
-        lines = [message]
-        # Offers left out by the user's own pin explain nothing; the others come first.
-        pinned_away = sum(1 for why in self.rejected.values() if why.startswith("pin:"))
-        shown = sorted((k, why) for k, why in self.rejected.items() if not why.startswith("pin:"))
-        if not shown:
-            shown = sorted(self.rejected.items())
-            pinned_away = 0
-        lines.extend(f"  - {key}: {why}" for key, why in shown[:40])
-        if len(shown) > 40:
-            lines.append(f"  … and {len(shown) - 40} more")
+        self.headline = message
+        self.lead = lead
+        super().__init__(self.summary())
+
+    def summary(self, per_constraint: int = 2) -> str:
+        """The lead, the headline and the rejections grouped by constraint and reason."""
+        lines = [self.lead] if self.lead else []
+        lines.append(self.headline)
+        groups: dict[str, dict[str, list[str]]] = {}
+        pinned_away = 0
+        for key, why in self.rejected.items():
+            constraint, _, reason = why.partition(": ")
+            if constraint == "pin" and len(self.rejected) > 1:
+                pinned_away += 1
+                continue
+            groups.setdefault(constraint, {}).setdefault(reason or why, []).append(key)
+        hidden = 0
+        for constraint, reasons in groups.items():
+            ordered = sorted(reasons.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+            for reason, keys in ordered[:per_constraint]:
+                who = keys[0] if len(keys) == 1 else f"{len(keys)} offers, e.g. {keys[0]}"
+                lines.append(f"  - {constraint}: {reason} ({who})")
+            hidden += sum(len(k) for _, k in ordered[per_constraint:])
         if pinned_away:
             lines.append(f"  ({pinned_away} offers of other models/providers left out by the pin)")
-        super().__init__("\n".join(lines))
+        if hidden:
+            lines.append(f"  … {hidden} more offers rejected for other reasons: "
+                         "exc.full_message() (CLI: modelglass --verbose ...) lists every one")
+        return "\n".join(lines)
+
+    def full_message(self) -> str:
+        """Every rejected offer with its reason."""
+        lines = [self.lead] if self.lead else []
+        lines.append(self.headline)
+        lines.extend(f"  - {key}: {why}" for key, why in sorted(self.rejected.items()))
+        return "\n".join(lines)
+
+
+class StrictRefused(InvalidRequest, NoEligibleModel):
+    """strict=True refused the pinned offer(s): the request cannot be served as asked there.
+
+    An :class:`InvalidRequest` (change the request) and a :class:`NoEligibleModel` (nothing was
+    routed) at once; ``field`` names the control that was refused.
+    """
+
+    def __init__(self, message: str, rejected: dict[str, str] | None = None, *,
+                 lead: str | None = None, field: str | None = None) -> None:
+        self.field = field
+        NoEligibleModel.__init__(self, message, rejected, lead=lead)
 
 
 class BudgetExceeded(ModelglassError):

@@ -546,6 +546,6 @@ def test_no_eligible_model_error_puts_the_pinned_offers_reason_first() -> None:
         d.require()
     text = str(info.value)
     first = text.splitlines()[1]
-    assert first.startswith("  - old@fal: lifecycle:") and "use m0" in first
+    assert first.startswith("  - lifecycle:") and "old@fal" in first and "use m0" in first
     assert "5 offers of other models/providers left out by the pin" in text
     assert "m1@fal" not in text

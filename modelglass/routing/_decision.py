@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NoEligibleModel
+from ..errors import NoEligibleModel, StrictRefused
 from ._signals import Signals
 
 if TYPE_CHECKING:
@@ -201,8 +201,16 @@ class RoutingDecision:
         message = (f"no offer meets the hard constraints for quality {self.quality!r} "
                    f"({len(self.rejected)} rejected: {summary or 'the catalog has no offers'})."
                    + (f" To widen the choice: {steps}." if steps else ""))
-        raise NoEligibleModel(message, {r.offer_key: f"{r.constraint}: {r.reason}"
-                                        for r in self.rejected})
+        rejected = {r.offer_key: f"{r.constraint}: {r.reason}" for r in self.rejected}
+        lead = _lead(self.request, self.rejected)
+        # Offers that were available and pinned, yet refused: only strict stood in the way?
+        usable = [r for r in self.rejected if r.constraint not in ("pin", "availability")]
+        if (self.request.strict and (self.request.model or self.request.provider) and usable
+                and all(r.constraint == "strict" for r in usable)):
+            # The pinned offer could serve the request, only not exactly as asked: change the
+            # request (InvalidRequest), not the routing.
+            raise StrictRefused(message, rejected, lead=lead, field=_strict_field(usable[0]))
+        raise NoEligibleModel(message, rejected, lead=lead)
 
     def rejected_by(self, constraint: str) -> list[Rejection]:
         return [r for r in self.rejected if r.constraint == constraint]
@@ -301,3 +309,33 @@ class RoutingDecision:
 def _by_order(counts: Counter[str]) -> list[tuple[str, int]]:
     order = {c: i for i, c in enumerate(CONSTRAINTS)}
     return sorted(counts.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+
+
+def _lead(request: ImageRequest, rejected: Sequence[Rejection]) -> str | None:
+    """The first thing to try: where a pinned model is offered, or the one strict reason."""
+    considered = [r for r in rejected if r.constraint != "pin"]
+    strict = [r for r in considered if r.constraint == "strict"]
+    if strict and len({r.reason.replace(r.offer_key, "") for r in strict}) == 1:
+        who = strict[0].offer_key if len(strict) == 1 else _and([r.offer_key for r in strict])
+        return f"strict=True refused {who}: {strict[0].reason}"
+    if request.model and request.provider:
+        elsewhere = [r.offer_key for r in rejected
+                     if r.constraint == "pin" and r.offer_key.startswith(f"{request.model}@")]
+        if elsewhere and not considered:
+            where = _and([k.split("@", 1)[1] for k in elsewhere])
+            return (f"{request.model} is offered on {where}, not on {request.provider}: pin one "
+                    f"of those (provider={elsewhere[0].split('@', 1)[1]!r}) or drop provider=")
+        if not elsewhere and not considered:
+            return f"{request.model} has no offer in the catalog"
+    return None
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _strict_field(rejection: Rejection) -> str | None:
+    for control in ("negative_prompt", "cfg", "steps", "seed", "size", "sampler", "n", "prompt"):
+        if control in rejection.reason:
+            return control
+    return None
