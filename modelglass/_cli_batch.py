@@ -69,7 +69,7 @@ def read_jobs(path: Path) -> list[dict[str, Any]]:
                 problems.append(f"{path}:{number}: {where}: {e['msg']}")
             continue
         except (InvalidRequest, TypeError, ValueError) as exc:
-            problems.append(f"{path}:{number}: {exc}")
+            problems.append(f"{path}:{number}: {str(exc).removeprefix('invalid request: ')}")
             continue
         if "id" in data:
             job_id = str(data["id"])
