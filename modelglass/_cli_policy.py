@@ -59,17 +59,19 @@ def check(path: Path, json_out: bool = _json_opt, catalog: str | None = _catalog
         emit_json(data)
         return
     out.print(f"[green]ok[/] {escape(str(path))}: policy {policy.name!r}", highlight=False)
-    t = Table(title="quality axes under this policy")
-    for col in ("axis", "weights", "minimums", "size", "cost weight", "ceiling $/image"):
-        t.add_column(col)
+    out.print("quality axes under this policy:", highlight=False)
     for a in axes:
         ax = policy.quality_axis(a, cat)
         total = sum(ax.weights.values()) or 1.0
-        t.add_row(a, ", ".join(f"{k} {v / total:.2f}" for k, v in ax.weights.items()),
-                  ", ".join(f"{k} ≥ {v:g}" for k, v in ax.minimums.items()) or "—",
-                  ax.target_size, f"{ax.cost_weight:g}",
-                  "—" if ax.max_cost_usd is None else f"{ax.max_cost_usd:g}")
-    out.print(t)
+        base = policy.spec.axes.get(a)
+        origin = (f" (extends {base.extends})" if base is not None and base.extends else
+                  " (changed by the policy)" if base is not None else "")
+        weights = ", ".join(f"{k} {v / total:.2f}" for k, v in ax.weights.items())
+        minimums = ", ".join(f"{k} ≥ {v:g}" for k, v in ax.minimums.items()) or "none"
+        ceiling = "none" if ax.max_cost_usd is None else f"${ax.max_cost_usd:g}/image"
+        out.print(f"  {a}{origin}: weights {weights}; minimums {minimums}; size "
+                  f"{ax.target_size}; cost weight {ax.cost_weight:g}; ceiling {ceiling}",
+                  highlight=False, markup=False, soft_wrap=True)
     rules = policy.spec
     for section in ("providers", "models"):
         r = getattr(rules, section)

@@ -477,13 +477,13 @@ def _read(path: Path, catalog: Catalog, problems: Any, chain: tuple[Path, ...]) 
     if not isinstance(data, dict):
         problems.add(doc, (), "a policy file is a mapping (extends:, axes:, providers:, …)")
         return {}
+    for name, rules in data.get("axes", {}).items() if isinstance(data.get("axes"), dict) else ():
+        _check_axis_keys(rules, doc, ("axes", name), problems)
     spec = _validate(PolicyFile, data, doc, (), problems)
     for where, message in _name_problems(data, catalog):
         problems.add(doc, where, message)
     if spec is None:
         return {}
-    for name, rules in data.get("axes", {}).items() if isinstance(data.get("axes"), dict) else ():
-        _check_axis_keys(rules, doc, ("axes", name), problems)
     parent: dict[str, Any] = {}
     ext = data.get("extends", "default")
     if ext is not None:
@@ -505,6 +505,7 @@ def _check_axis_keys(rules: Any, doc: Any, where: tuple[str, ...], problems: Any
         for a, b in (("min", "minimums"), ("size", "target_size")):
             if a in rules and b in rules:
                 problems.add(doc, (*where, b), f"give either `{a}` or `{b}`, not both")
+                del rules[b]  # reported once, here, not again as an unknown field
 
 
 def load_policy(path: Path, *, catalog: Catalog | None = None) -> Policy:
