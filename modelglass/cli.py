@@ -205,15 +205,18 @@ def catalog_list(json_out: bool = JsonOpt, catalog: str | None = CatalogOpt,
                      None, "--size", help="Price at WIDTHxHEIGHT (default: the axis's target size, "
                      "else 1024x1024)."),
                  offers: bool = typer.Option(False, "--offers", metavar="",
-                                             help="One row per offer even without filters.")) -> None:
+                                             help="One row per offer even without filters."),
+                 stale: bool = typer.Option(False, "--stale", metavar="",
+                                            help="Only offers whose price is older than 90 days "
+                                            "(re-check with `catalog sync`).")) -> None:
     """Every model (status, cheapest offer at 1024², scores); with any filter or sort, the
     matching offers, one row each, with numbers in --json.
     """
     from ._cli_catalog import model_rows, print_models, print_offers
 
     cat = _catalog(catalog)
-    query_mode = offers or any(x for x in (axis, sort, where, supports, provider, lifecycle, size,
-                                           commercial))
+    query_mode = offers or stale or any(x for x in (axis, sort, where, supports, provider,
+                                                    lifecycle, size, commercial))
     if not query_mode:
         rows = model_rows(cat, include_retired=all_)
         if json_out:
@@ -225,6 +228,8 @@ def catalog_list(json_out: bool = JsonOpt, catalog: str | None = CatalogOpt,
     found = cat.query(axis=axis, supports=supports or None, where=where or None,
                       provider=provider, commercial=True if commercial else None,
                       lifecycle=lifecycle_filter, sort=sort or "cost", size=size)
+    if stale:  # freshness: prices older than 90 days (catalog helper)
+        found = [r for r in found if r.offer.price_stale]
     if json_out:
         emit_json([r.to_dict() for r in found])
         return
@@ -266,6 +271,7 @@ def catalog_show(model: str, json_out: bool = JsonOpt, catalog: str | None = Cat
         est = v.estimate_cost(1024, 1024, 1)
         offers.append({"offer": v.key, "endpoint": v.endpoint, "price": v.offer.price.model_dump(exclude_none=True),
                        "usd_1024": None if est.usd is None else round(est.usd, 6), "basis": est.basis, "as_of": v.offer.as_of,
+                       "price_age_days": v.price_age_days(), "price_stale": v.price_stale,
                        "source": v.offer.source,
                        "latency_p50_s": v.offer.latency.p50_s if v.offer.latency else None,
                        "controls": v.controls.model_dump(exclude_none=True, mode="json"),
@@ -309,7 +315,8 @@ def catalog_show(model: str, json_out: bool = JsonOpt, catalog: str | None = Cat
     for col in ("offer", "endpoint", "price at 1024²", "basis", "as of", "source", "p50 latency"):
         t.add_column(col)
     for o in offers:
-        cells = [o["offer"], o["endpoint"], fmt_usd(o["usd_1024"]), o["basis"], str(o["as_of"]),
+        cells = [o["offer"], o["endpoint"], fmt_usd(o["usd_1024"]), o["basis"],
+                 str(o["as_of"]) + (f" (stale: {o['price_age_days']} days)" if o["price_stale"] else ""),
                  o["source"], "unknown" if o["latency_p50_s"] is None else f"{o['latency_p50_s']:g} s"]
         t.add_row(*(Text(c) for c in cells))
     out.print(t)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,7 @@ __all__ = [
     "QualityAxis",
     "Score",
     "Settings",
+    "STALE_AFTER_DAYS",
     "Status",
     "cost_from_usage",
     "estimate_price",
@@ -90,6 +92,10 @@ class Score:
         return f"{self.value:.1f}{'*' if self.estimated else ''}"
 
 
+#: A price whose ``as_of`` is older than this many days is flagged stale.
+STALE_AFTER_DAYS = 90
+
+
 @dataclass(frozen=True)
 class OfferView:
     """An offer resolved against its model: the controls and geometry that really apply."""
@@ -118,6 +124,21 @@ class OfferView:
     @property
     def status(self) -> Status:
         return self.model.lifecycle.status
+
+    def price_age_days(self, today: dt.date | None = None) -> int:
+        """Days since this offer's price was checked (``as_of``), as of ``today`` (default: now)."""
+        return ((today or dt.date.today()) - self.offer.as_of).days
+
+    @property
+    def price_stale(self) -> bool:
+        """True when the price is older than :data:`STALE_AFTER_DAYS` (90) days today: shown
+        flagged in ``explain()``, ``catalog list`` and ``catalog show``; re-check it with
+        ``modelglass catalog sync``. :meth:`price_stale_on` takes another date."""
+        return self.price_stale_on(None)
+
+    def price_stale_on(self, today: dt.date | None) -> bool:
+        """:attr:`price_stale` as of ``today``."""
+        return self.price_age_days(today) > STALE_AFTER_DAYS
 
     def estimate_cost(self, width: int, height: int, n: int = 1, *, steps: int | None = None,
                       quality: str | None = None, tier: str | None = None,

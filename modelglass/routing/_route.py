@@ -635,6 +635,9 @@ def _score(f: _Facts, call: ProviderCall, mq: ModelQuality, ctx: _Context, negat
         flags.append("price unknown")
     elif est.approximate:
         flags.append("approximate price")
+    if per is not None and call.offer.price_stale:  # freshness hook (catalog helper)
+        flags.append(f"price as of {call.offer.offer.as_of}, "
+                     f"{call.offer.price_age_days()} days old: stale (modelglass catalog sync)")
     return Row(offer=call.offer, quality=mq.quality, cost_usd=est.usd, cost_per_image_usd=per,
                cost_score=cs, total=total, reasons=tuple(reasons), flags=tuple(flags),
                latency_s=latency_s)
