@@ -38,8 +38,8 @@ def compare(prompt: str, models: str = _models_opt, seed: int | None = typer.Opt
                                           "call from the built-in simulators: no keys, no cost."),
             assume_available: str | None = _assume_opt,
             json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
-    """Generate PROMPT once on each of --models, concurrently, and lay the results side by side:
-    model, provider, cost, latency and every control that was not honored."""
+    """Generate PROMPT once on each of --models, concurrently, side by side (a contact sheet
+    PNG and its JSON): model, provider, cost, latency and every control not honored."""
     from ._cli_generate import _free, _make_client, _maybe_simulate
     from ._compare import compare_models, parse_models
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from ._cli_policy import apply_policy, policy_opt
 from .cli import (
@@ -43,6 +44,7 @@ from .cli import (
     _steps,
     _strict,
     emit_json,
+    fate_cells,
     friendly,
     out,
     print_plan,
@@ -170,25 +172,27 @@ def _print_result(data: dict[str, Any], simulate_flag: bool) -> None:
         cost += " (estimate)"
     if data["simulated"]:
         cost += " — simulated, nothing was charged"
-    out.print(f"[bold]{data['offer'] or data['model'] + '@' + data['provider']}[/]  "
-              f"cost {cost}  {data['latency_s']:.2f} s", highlight=False, soft_wrap=True)
+    out.print(Text.assemble((data['offer'] or data['model'] + '@' + data['provider'], "bold"),
+                            f"  cost {cost}  {data['latency_s']:.2f} s"),
+              highlight=False, soft_wrap=True)
     for img in data["images"]:
-        out.print(f"  {img['file']}  {img['width']}x{img['height']}  seed {img['seed']}",
+        seed = "not sent (the offer takes no seed)" if img["seed"] is None else img["seed"]
+        out.print(Text(f"  {img['file']}  {img['width']}x{img['height']}  seed {seed}"),
                   highlight=False, soft_wrap=True)
     if data["fates"]:
         t = Table(title="fates")
         for col in ("control", "fate", "sent", "why / delta"):
             t.add_column(col)
         for f in data["fates"]:
-            t.add_row(f["control"], f["kind"], "" if f["applied"] is None else str(f["applied"]),
-                      " ".join(x for x in (f["reason"], f["delta"] and f"({f['delta']})") if x))
+            t.add_row(*fate_cells(f))
         out.print(t)
     if len(data["attempts"]) > 1 or any(a["error"] for a in data["attempts"]):
         t = Table(title="attempts")
         for col in ("#", "offer", "seconds", "error"):
             t.add_column(col)
         for a in data["attempts"]:
-            t.add_row(str(a["number"]), a["offer_id"], f"{a['duration_s']:.2f}", a["error"] or "")
+            t.add_row(*(Text(c) for c in (str(a["number"]), a["offer_id"],
+                                          f"{a['duration_s']:.2f}", a["error"] or "")))
         out.print(t)
 
 
@@ -265,7 +269,8 @@ def providers(json_out: bool = JsonOpt) -> None:
     for col in ("provider", "available", "why / what to do"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r["provider"], "[green]yes[/]" if r["available"] else "[red]no[/]", r["reason"])
+        t.add_row(Text(r["provider"]), Text("yes", style="green") if r["available"]
+                  else Text("no", style="red"), Text(r["reason"]))
     out.print(t)
     if not any(r["available"] for r in rows):
         out.print("Nothing is usable yet: try `modelglass generate \"...\" --simulate` "

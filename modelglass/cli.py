@@ -25,9 +25,11 @@ from .errors import (
     ProviderUnavailable,
 )
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
+# rich_markup_mode=None: help text is printed as written ("modelglass[local]" keeps its brackets).
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                   help="Generate images through one call, whatever serves the model.")
-catalog_app = typer.Typer(no_args_is_help=True, help="Look up models, offers, scores and prices.")
+catalog_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                          help="Look up models, offers, scores and prices.")
 app.add_typer(catalog_app, name="catalog")
 
 out = Console()
@@ -290,12 +292,14 @@ def catalog_show(model: str, json_out: bool = JsonOpt, catalog: str | None = Cat
         emit_json(data)
         return
     lc = m.lifecycle
-    out.print(f"[bold]{escape(m.name)}[/] ({model}) — {m.family}; {m.architecture or 'architecture unknown'}")
-    out.print(f"status: {lc.status.value}" + (f", shutdown {lc.shutdown_on}" if lc.shutdown_on else "")
-              + (f", replacement {lc.replacement}" if lc.replacement else ""))
+    out.print(Text.assemble((m.name, "bold"), f" ({model}) — {m.family}; "
+                            f"{m.architecture or 'architecture unknown'}"), highlight=False)
+    out.print(Text(f"status: {lc.status.value}" + (f", shutdown {lc.shutdown_on}" if lc.shutdown_on else "")
+                   + (f", replacement {lc.replacement}" if lc.replacement else "")), highlight=False)
     lic = m.licence
-    out.print(f"licence: {lic.id}; open weights: {lic.open_weights}; commercial use: "
-              f"{ {True: 'yes', False: 'no', None: 'unverified'}[lic.commercial_use] }")
+    out.print(Text(f"licence: {lic.id}; open weights: {_yes_no(lic.open_weights)}; commercial use: "
+                   f"{ {True: 'yes', False: 'no', None: 'unverified'}[lic.commercial_use] }"),
+              highlight=False)
     t = Table(title="capability scores (0–10)")
     for col in ("axis", "score", "evidence / reason", "formula"):
         t.add_column(col)
@@ -468,7 +472,7 @@ def route(prompt: str, quality: str = _quality, model: str | None = _model,
     else:
         c = decision.choice
         cost = "unknown" if c.cost_usd is None else f"${c.cost_usd:.4f}"
-        out.print(f"{c.offer.key}  (estimated {cost})")
+        out.print(Text(f"{c.offer.key}  (estimated {cost})"), highlight=False)
     if decision.choice is None:
         if decision.rejected_by("availability") and not _keys_set():
             err.print(Text(f"hint: {_NO_KEYS}", style="yellow"), highlight=False)
@@ -501,9 +505,10 @@ def print_plan(data: dict[str, Any]) -> None:
     """Human rendering of a ProviderCall.to_dict()."""
     est = data["estimate"]
     cost = "unknown" if est["usd"] is None else f"${est['usd']:.4f}"
-    out.print(f"[bold]{data['offer']}[/] → {data['endpoint']}  size {data['size']}  n {data['n']}"
-              f"  chunks {data['chunks']}")
-    out.print(f"estimated cost: {cost} ({est['basis']}{', approximate' if est['approximate'] else ''})")
+    out.print(Text.assemble((data["offer"], "bold"), f" → {data['endpoint']}  size {data['size']}  "
+                            f"n {data['n']}  chunks {data['chunks']}"), highlight=False)
+    out.print(Text(f"estimated cost: {cost} ({est['basis']}"
+                   f"{', approximate' if est['approximate'] else ''})"), highlight=False)
     if data["seeds"]:
         out.print(f"seeds: {data['seeds']}{' (drawn; pass --seed to fix)' if data['seed_drawn'] else ''}")
     if data["upscale"]:
@@ -513,13 +518,19 @@ def print_plan(data: dict[str, Any]) -> None:
     for col in ("control", "fate", "sent", "why / delta"):
         t.add_column(col)
     for f in data["fates"]:
-        t.add_row(f["control"], f["kind"], "" if f["applied"] is None else str(f["applied"]),
-                  " ".join(x for x in (f["reason"], f["delta"] and f"({f['delta']})") if x))
+        t.add_row(*fate_cells(f))
     out.print(t)
     out.print("payload:")
     out.print_json(json.dumps(data["payload"], default=str))
     for note in data.get("notes") or []:
-        out.print(f"note: {note}")
+        out.print(Text(f"note: {note}"), highlight=False)
+
+
+def fate_cells(f: dict[str, Any]) -> list[Text]:
+    """A fate as table cells, literally: a prompt or a provider's words are never markup."""
+    why = " ".join(x for x in (f["reason"], f["delta"] and f"({f['delta']})") if x)
+    return [Text(str(f["control"])), Text(str(f["kind"])),
+            Text("" if f["applied"] is None else str(f["applied"])), Text(why)]
 
 
 def _register_optional() -> None:

@@ -96,3 +96,59 @@ def test_bad_flags_exit_2_naming_the_field(args: tuple[str, ...], field: str) ->
     code, out = invoke("plan", "a fox", "--assume-available", HOSTED, *args)
     assert code == 2, out
     assert field in out
+
+
+# -- issue 10: queries, readable tables, sources, numbers ----------------------------------------
+def _invoke_at(columns: int, *args: str) -> tuple[int, str]:
+    r = runner.invoke(app, list(args), env={"COLUMNS": str(columns)})
+    return r.exit_code, r.output
+
+
+@pytest.mark.parametrize("columns", [80, 160])
+def test_catalog_list_fits_the_terminal_with_whole_headers(columns: int) -> None:
+    code, out = _invoke_at(columns, "catalog", "list")
+    assert code == 0, out
+    assert max(len(line) for line in out.splitlines()) <= columns
+    header = next(line for line in out.splitlines() if line.startswith("model"))
+    assert "…" not in header and "adh" in header and "text" in header
+    assert "gpt-image-2" in out and "adh=prompt_adherence" in out
+
+
+def test_catalog_list_query_answers_cheapest_hero_offer_with_legible_text() -> None:
+    code, out = invoke("catalog", "list", "--sort", "cost", "--where", "text_rendering>=8",
+                       "--axis", "hero", "--json")
+    assert code == 0, out
+    rows = json.loads(out)
+    assert rows and all(r["scores"]["text_rendering"]["value"] >= 8 for r in rows)
+    known = [r["cost_per_image_usd"] for r in rows if r["cost_per_image_usd"] is not None]
+    assert known == sorted(known) and all(isinstance(c, float) for c in known)
+    assert all(r["eligible"] and isinstance(r["quality"], float) for r in rows)
+
+
+def test_catalog_list_supports_is_offer_level() -> None:
+    code, out = invoke("catalog", "list", "--supports", "negative_prompt", "--json")
+    assert code == 0, out
+    rows = json.loads(out)
+    assert rows and all(r["supports"]["negative_prompt"] is True for r in rows)
+    code, out = _invoke_at(80, "catalog", "list", "--supports", "negative_prompt",
+                           "--provider", "fal")
+    assert code == 0 and max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_catalog_sources_explains_tags_and_show_lists_the_ones_it_uses() -> None:
+    code, out = invoke("catalog", "sources", "S40", "--json")
+    assert code == 0 and json.loads(out)["S40"]
+    code, out = invoke("catalog", "show", "flux-dev")
+    assert code == 0
+    assert "sources:" in out and "seed None" not in out and "seed yes" in out
+
+
+def test_catalog_compare_json_has_numbers() -> None:
+    code, out = invoke("catalog", "compare", "flux-schnell", "gpt-image-2", "--axis", "hero",
+                       "--json")
+    assert code == 0, out
+    rows = {r["model"]: r for r in json.loads(out)["models"]}
+    gpt = rows["gpt-image-2"]
+    assert isinstance(gpt["scores"]["prompt_adherence"]["value"], float)
+    assert isinstance(gpt["axis_quality"], float)
+    assert isinstance(gpt["cheapest_1024"]["usd"], float) and gpt["cheapest_1024"]["provider"]

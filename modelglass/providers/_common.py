@@ -658,7 +658,9 @@ def retryable(err: BaseException) -> bool:
 
 def content_rejected(provider: str, message: str, code: str | None) -> ContentRejected:
     """A content refusal, with the standard advice."""
-    return ContentRejected(f"{message} Rephrase the prompt; modelglass does not retry refusals "
+    # Provider messages end with or without a full stop: exactly one before the advice.
+    message = message.rstrip().rstrip(".")
+    return ContentRejected(f"{message}. Rephrase the prompt; modelglass does not retry refusals "
                            f"or fall back to another model for them.", provider=provider, code=code)
 
 

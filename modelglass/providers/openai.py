@@ -157,6 +157,8 @@ class OpenAIProvider(Provider):
         #: price is that httpx-aiohttp reports a dropped connection as a connect timeout, so such
         #: a failure moves on to the next offer instead of being retried on this one.
         self.aiohttp = aiohttp
+        if aiohttp:
+            _check_aiohttp()  # say so now, not at the first call
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s
         self._sync: Any = None
@@ -400,6 +402,17 @@ class OpenAIProvider(Provider):
                                           "transport: pip install 'modelglass[openai-aiohttp]'",
                                           provider=self.name) from None
         return cls(**kwargs)
+
+
+def _check_aiohttp() -> None:
+    try:
+        import openai
+
+        openai.DefaultAioHttpClient()
+    except (RuntimeError, ImportError, AttributeError):
+        raise ProviderUnavailable("OpenAIProvider(aiohttp=True) needs the aiohttp transport: "
+                                  "pip install 'modelglass[openai-aiohttp]'",
+                                  provider="openai") from None
 
 
 def _refuse_retired(offer: OfferView) -> None:
