@@ -128,7 +128,8 @@ def _models_table(catalog: Catalog) -> str:
         rows.append(
             f"<tr data-providers='{e(' '.join(provs))}' data-status='{e(m.lifecycle.status.value)}'"
             f" data-commercial='{commercial}'>"
-            f"<td><a href='#m-{e(mid)}'>{e(mid)}</a><br><small>{e(m.name)}</small></td>"
+            f"<td data-sort='{e(mid)}'><a href='#m-{e(mid)}'>{e(mid)}</a><br>"
+            f"<small>{e(m.name)}</small></td>"
             f"<td><span class='badge {e(m.lifecycle.status.value)}'>{e(m.lifecycle.status.value)}"
             f"</span></td><td>{e(lic.id)}<br><small>commercial: {commercial}</small></td>"
             f"<td>{e(', '.join(provs))}</td>{cheap}"
@@ -256,7 +257,8 @@ _SCRIPT = """<script>
       var raw = cell.getAttribute("data-sort");
       return raw === null || raw === "" ? null : parseFloat(raw);
     }
-    return cell.textContent.trim().toLowerCase();
+    var key = cell.getAttribute("data-sort");
+    return (key !== null ? key : cell.textContent.trim()).toLowerCase();
   }
   function sortBy(table, i, th) {
     var type = th.getAttribute("data-type");
