@@ -122,6 +122,8 @@ class BatchReport(Sequence[JobOutcome]):
         self.outcomes = sorted(outcomes, key=lambda o: o.index)
         self.budget = budget
         self.elapsed_s = elapsed_s
+        self.engine: dict[str, Any] = {"engine": "local"}
+        """Which engine ran the batch, and what it reports (Ray: its local workers)."""
 
     def __getitem__(self, i: Any) -> Any:
         return self.outcomes[i]
@@ -607,12 +609,13 @@ def _safe_name(job_id: str) -> str:
     return name[:120]
 
 
-def _error_from_dict(data: dict[str, Any] | None) -> ModelglassError:
+def _error_from_dict(data: dict[str, Any] | None,
+                     origin: str = "from the journal") -> ModelglassError:
     from .. import errors
 
     data = data or {}
     cls = getattr(errors, str(data.get("type", "")), None)
-    message = f"(from the journal) {data.get('message', 'failed in an earlier run')}"
+    message = f"({origin}) {data.get('message', 'failed')}"
     if isinstance(cls, type) and issubclass(cls, ModelglassError):
         try:
             return cls(message)

@@ -1,0 +1,347 @@
+"""The Ray engine: a batch's jobs run as Ray tasks; local GPU jobs on Ray actors, one per GPU.
+
+``modelglass batch jobs.jsonl --engine ray --address auto`` and :func:`run_ray` land here. What
+stays with the driver (this process): the jobs file, the :class:`~._schedule.Scheduler`
+(concurrency, per-provider limits, budget holds), the journal, the output folder and the
+manifest. What runs on the cluster:
+
+- **hosted jobs** (OpenAI, fal, Replicate) as Ray tasks (``num_cpus`` each, 0.25 by default:
+  they wait on the network). A worker builds a :class:`~modelglass.Client` once per process
+  from the driver's settings (catalog, assumed providers, timeouts, retries) and reuses it.
+- **local jobs** on :class:`LocalWorker` actors, one per GPU (``num_gpus=1``), each holding its
+  own :class:`~modelglass.LocalBackend` and so its pipeline cache: a model is loaded once per
+  GPU, not once per job.
+
+Money and the journal: the driver holds each job's estimate on the batch budget before the task
+is submitted; the task's engine gets a budget of exactly that hold (a pricier fallback cannot
+pass it), and the driver settles the hold with the cost the task reports. The engine's events
+reach the journal through :class:`JournalRelay`, an actor on the driver's node that writes the
+driver's journal file and answers only once the event is committed, so a ``submitted`` event is
+on disk before the worker polls — the same guarantee as a local batch.
+
+Provider keys: the driver's provider variables (keys, base URLs, CA file) travel to the workers
+as a task argument whose ``repr`` hides the values (never through ``runtime_env``, which Ray
+shows in its dashboard); on a cluster whose nodes already have the keys, pass
+``forward_env=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ModelglassError, OutcomeUnknown, ProviderUnavailable
+from ._batch import Batch, BatchReport, Job, JobOutcome, _error_dict, _error_from_dict
+
+if TYPE_CHECKING:
+    from ..result import ImageResult
+    from ._events import JobEvent
+
+__all__ = ["JournalRelay", "LocalWorker", "run_ray"]
+
+#: Variables the official clients and the simulators read (keys included: see the docstring).
+_FORWARDED = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET",
+              "FAL_RUN_HOST", "FAL_QUEUE_RUN_HOST", "MODELGLASS_FAL_API_URL",
+              "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL", "REPLICATE_POLL_INTERVAL",
+              "SSL_CERT_FILE", "NO_PROXY", "no_proxy")
+#: Client settings copied to the workers' clients (those the client has).
+_SETTINGS = ("timeout_s", "deadline_s", "max_retries", "retry_after_cap_s", "retry_backoff_s",
+             "max_download_bytes")
+#: LocalBackend settings a LocalWorker rebuilds its backend from.
+_LOCAL_SETTINGS = ("device", "dtype", "paths", "fast", "gpu_hour_usd", "memory_budget_bytes",
+                   "compile", "compile_options")
+
+
+class _Env(dict[str, str]):
+    """Environment variables for a worker; the values (keys among them) never show."""
+
+    def __repr__(self) -> str:
+        return f"_Env({sorted(self)})"
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ProviderUnavailable("--engine ray needs Ray: pip install 'modelglass[ray]'") from None
+    return ray
+
+
+# -- worker side ---------------------------------------------------------------------------------
+_CLIENTS: dict[str, Any] = {}
+
+
+def _apply_env(env: Mapping[str, str]) -> None:
+    for name, value in env.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
+
+
+def _worker_client(spec: dict[str, Any], env: Mapping[str, str], local: Any = None) -> Any:
+    """This worker process's client for ``spec`` (built once, reused by later tasks)."""
+    import modelglass as mg
+
+    _apply_env(env)
+    key = hashlib.sha256(repr((sorted(spec["settings"].items()), spec["available"],
+                               spec["catalog_id"], sorted(env.items()))).encode()).hexdigest()
+    if local is None and key in _CLIENTS:
+        return _CLIENTS[key]
+    catalog = spec["catalog"]
+    ray = _ray()
+    if isinstance(catalog, ray.ObjectRef):  # refs nested in an argument are not resolved
+        catalog = ray.get(catalog)
+    client = mg.Client(catalog=catalog, available=spec["available"], local=local,
+                       **spec["settings"])
+    if local is None:
+        _CLIENTS[key] = client
+    return client
+
+
+def _execute(client: Any, payload: dict[str, Any], relay: Any) -> dict[str, Any]:
+    """Run one job's ``generate`` in a worker; return a picklable summary of how it ended."""
+    import inspect
+
+    from ..budget import Budget
+    from ..request import ImageRequest
+
+    ray = _ray()
+    request = ImageRequest(**payload["request"])
+    params = inspect.signature(client.generate).parameters
+    kwargs: dict[str, Any] = {}
+    if "events" in params:
+        kwargs["job_id"] = payload["id"]
+        if relay is not None:
+            def sink(event: JobEvent) -> None:
+                ray.get(relay.record.remote(event))  # committed before the engine goes on
+            kwargs["events"] = sink
+    if payload.get("resume") is not None and "resume" in params:
+        kwargs["resume"] = payload["resume"]
+    hold = payload.get("hold")
+    client.budget = Budget(hold) if hold is not None else None
+    try:
+        result = client.generate(request, **kwargs)
+    except ModelglassError as exc:
+        return {"ok": False, "error": _error_dict(exc),
+                "possibly_charged": bool(getattr(exc, "possibly_charged", False))
+                or isinstance(exc, OutcomeUnknown),
+                "cost_usd": getattr(exc, "cost_usd", None)}
+    finally:
+        client.budget = None
+    return {"ok": True, "result": _pack(result)}
+
+
+def _pack(result: ImageResult) -> dict[str, Any]:
+    return {
+        "images": [{"data": i.data, "mime": i.mime, "width": i.width, "height": i.height,
+                    "seed": i.seed, "index": i.index, "sha256": i.sha256,
+                    "simulated": i.simulated, "c2pa": i.c2pa, "metadata": i.metadata}
+                   for i in result.images],
+        "model": result.model, "provider": result.provider, "cost_usd": result.cost_usd,
+        "cost_is_estimate": result.cost_is_estimate, "latency_s": result.latency_s,
+        "fates": [f.to_dict() for f in result.fates], "simulated": result.simulated,
+        "timings": result.timings,
+        "extra": {**result.extra,
+                  "offer": result.plan.offer.key if result.plan is not None else None},
+    }
+
+
+def _unpack(data: dict[str, Any]) -> ImageResult:
+    from ..result import Fate, FateKind, GeneratedImage, ImageResult
+
+    return ImageResult(
+        images=[GeneratedImage(**i) for i in data["images"]], model=data["model"],
+        provider=data["provider"], cost_usd=data["cost_usd"],
+        cost_is_estimate=data["cost_is_estimate"], latency_s=data["latency_s"],
+        fates=[Fate(f["control"], FateKind(f["kind"]), f["requested"], f["applied"],
+                    f["reason"], f["delta"]) for f in data["fates"]],
+        simulated=data["simulated"], timings=data["timings"], extra=data["extra"])
+
+
+def _task(spec: dict[str, Any], env: Mapping[str, str], payload: dict[str, Any],
+          relay: Any) -> dict[str, Any]:
+    return _execute(_worker_client(spec, env), payload, relay)
+
+
+class LocalWorker:
+    """A Ray actor that owns one GPU: its own LocalBackend (and pipeline cache) and client."""
+
+    def __init__(self, spec: dict[str, Any], env: Mapping[str, str],
+                 local_settings: dict[str, Any]) -> None:
+        import modelglass as mg
+
+        self.backend = mg.LocalBackend(**local_settings)
+        self.client = _worker_client(spec, env, local=self.backend)
+        self.jobs = 0
+
+    def run(self, payload: dict[str, Any], relay: Any) -> dict[str, Any]:
+        self.jobs += 1
+        return _execute(self.client, payload, relay)
+
+    def loaded(self) -> list[str]:
+        """The pipelines this actor holds in memory (its cache)."""
+        cache = getattr(self.backend, "_cache", None)
+        return sorted(cache.keys()) if cache is not None and hasattr(cache, "keys") else []
+
+    def stats(self) -> dict[str, Any]:
+        """This actor's process id, how many jobs it ran, and the pipelines it holds."""
+        return {"pid": os.getpid(), "jobs": self.jobs, "loaded": self.loaded()}
+
+
+class JournalRelay:
+    """A Ray actor on the driver's node that writes the driver's journal for the workers."""
+
+    def __init__(self, path: str, durable: bool) -> None:
+        from ._journal import Journal
+
+        self.journal = Journal(path, durable=durable)
+
+    def record(self, event: JobEvent) -> None:
+        self.journal.record(event)
+
+    def close(self) -> None:
+        self.journal.close()
+
+
+# -- driver side ---------------------------------------------------------------------------------
+def _spec(batch: Batch) -> dict[str, Any]:
+    client = batch.client
+    ray = _ray()
+    settings = {k: getattr(client, k) for k in _SETTINGS if hasattr(client, k)}
+    assumed = getattr(client, "_assume_available", None)
+    return {"catalog": ray.put(client.catalog), "catalog_id": id(client.catalog),
+            "available": sorted(assumed) if assumed is not None else None,
+            "settings": settings}
+
+
+def _local_settings(client: Any) -> dict[str, Any] | None:
+    providers = getattr(client, "_providers", {})
+    local = providers.get("local")
+    if local is None:
+        return None
+    return {k: getattr(local, k) for k in _LOCAL_SETTINGS if hasattr(local, k)}
+
+
+def run_ray(batch: Batch, *, address: str | None = None, task_cpus: float = 0.25,
+            local_workers: int | None = None, local_worker_gpus: float = 1.0,
+            forward_env: bool = True) -> BatchReport:
+    """Run ``batch`` on a Ray cluster (``address``: ``"auto"``, ``ray://host:10001``, or None to
+    join/start one here). Local jobs go to ``local_workers`` :class:`LocalWorker` actors (default:
+    one per GPU in the cluster) needing ``local_worker_gpus`` each."""
+    ray = _ray()
+    started_here = False
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        started_here = True
+    try:
+        return _drive(ray, batch, task_cpus=task_cpus, local_workers=local_workers,
+                      local_worker_gpus=local_worker_gpus, forward_env=forward_env)
+    finally:
+        batch.close()
+        if started_here:
+            ray.shutdown()
+
+
+def _drive(ray: Any, batch: Batch, *, task_cpus: float, local_workers: int | None,
+           local_worker_gpus: float, forward_env: bool) -> BatchReport:
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    jobs = batch.prepare()
+    env = _Env({k: os.environ[k] for k in _FORWARDED if k in os.environ} if forward_env else {})
+    spec = _spec(batch)
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    relay = None
+    if batch.journal is not None:
+        relay = ray.remote(num_cpus=0)(JournalRelay).options(scheduling_strategy=here).remote(
+            str(batch.journal.path), batch.journal.durable)
+    workers: list[Any] = []
+    local = _local_settings(batch.client)
+    if local is not None and any(j.provider == "local" for j in jobs):
+        count = local_workers if local_workers is not None else int(
+            ray.cluster_resources().get("GPU", 0))
+        if count < 1:
+            raise ProviderUnavailable("local jobs on Ray need a GPU per LocalWorker, and the "
+                                      "cluster has none: add GPU nodes, or pass local_workers=N "
+                                      "with local_worker_gpus=0 to run them on CPUs.",
+                                      provider="local")
+        actor = ray.remote(num_gpus=local_worker_gpus, num_cpus=1)(LocalWorker)
+        workers = [actor.remote(spec, env, local) for _ in range(count)]
+        batch.limits = {**batch.limits, "local": _min_in_flight(batch, "local", count)}
+    task = ray.remote(num_cpus=task_cpus, max_retries=0)(_task)
+    sched = batch.scheduler(jobs)
+    refs: dict[Any, Job] = {}
+    turn = 0
+    try:
+        while True:
+            job, wait_s = sched.next()
+            while job is not None:
+                payload = {"id": job.id, "request": job.request.model_dump(mode="json"),
+                           "resume": job.resume,
+                           "hold": job.hold.amount if job.hold is not None else None}
+                if batch.journal is not None:
+                    batch.journal.started(job.id, offer_key=job.offer_key, provider=job.provider,
+                                          estimate=job.estimate)
+                if job.provider == "local" and workers:
+                    ref = workers[turn % len(workers)].run.remote(payload, relay)
+                    turn += 1
+                else:
+                    ref = task.remote(spec, env, payload, relay)
+                refs[ref] = job
+                job, wait_s = sched.next()
+            if not refs:
+                if wait_s is None:
+                    break
+                time.sleep(wait_s)
+                continue
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=wait_s)
+            for ref in ready:
+                job = refs.pop(ref)
+                sched.finished(job)
+                _settle(batch, job, ray.get(ref))
+    except BaseException:
+        for ref in refs:
+            ray.cancel(ref)
+        raise
+    finally:
+        stats = [ray.get(w.stats.remote()) for w in workers] if workers else []
+        if relay is not None:
+            ray.get(relay.close.remote())
+            ray.kill(relay)
+        for w in workers:
+            ray.kill(w)
+    batch.leftovers(sched)
+    report = batch.report()
+    report.engine = {"engine": "ray", "local_workers": stats}
+    return report
+
+
+def _min_in_flight(batch: Batch, provider: str, count: int) -> Any:
+    from ._schedule import ProviderLimit
+
+    old = batch.limits.get(provider)
+    in_flight = count if old is None or old.in_flight is None else min(old.in_flight, count)
+    return ProviderLimit(in_flight, old.per_minute if old is not None else None)
+
+
+def _settle(batch: Batch, job: Job, data: dict[str, Any]) -> JobOutcome:
+    """Settle the job's hold with what the worker reports, then record the outcome."""
+    hold, job.hold = job.hold, None
+    if data["ok"]:
+        result = _unpack(data["result"])
+        if hold is not None and batch.budget is not None:
+            batch.budget.settle(hold, result.cost_usd)
+        return batch._succeeded(job, result)
+    err = _error_from_dict(data["error"], origin="on a Ray worker")
+    for name in ("request_id", "status", "retry_after", "cost_usd", "url"):
+        if name in data["error"]:
+            setattr(err, name, data["error"][name])
+    if data["possibly_charged"]:
+        err.possibly_charged = True  # type: ignore[attr-defined]
+    if hold is not None and batch.budget is not None:
+        if data["possibly_charged"] or data["cost_usd"]:
+            batch.budget.settle(hold, data["cost_usd"])  # None keeps the whole hold as spent
+        else:
+            batch.budget.release(hold)
+    return batch._failed(job, err)

@@ -1,0 +1,74 @@
+"""The Ray engine on a local Ray instance (CPU only): hosted jobs as tasks against the
+simulators, local jobs on a LocalWorker actor holding its pipeline cache; the journal stays
+with the driver."""
+
+from __future__ import annotations
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+import modelglass as mg
+from modelglass.jobs._batch import Batch
+from modelglass.jobs._journal import Journal, file_sha256
+from modelglass.jobs._ray import run_ray
+from modelglass.testing import simulate
+
+
+@pytest.fixture(scope="module")
+def sim():
+    # One simulator for the module: Ray's worker processes outlive a test, and the fal client
+    # reads its hosts once per process.
+    with simulate() as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def cluster(sim):
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def test_hosted_jobs_run_as_ray_tasks_with_the_journal_on_the_driver(sim, cluster, tmp_path):
+    client = mg.Client(available=["fal"])
+    reqs = [{"id": f"r{i}", "prompt": f"a ray of light {i}", "quality": "draft",
+             "model": "flux-schnell", "provider": "fal", "seed": i} for i in range(6)]
+    before = len(sim.requests("fal", stage="submit"))
+    batch = Batch(client, reqs, concurrency=2, budget=1.0, journal=tmp_path / "run.db",
+                  out=tmp_path / "out", limits={})
+    report = run_ray(batch)
+    assert report.counts() == {"done": 6}
+    assert report.engine["engine"] == "ray"
+    assert len(sim.requests("fal", stage="submit")) - before == 6
+    assert 0 < report.spent_usd <= 1.0 and batch.budget.reserved == 0
+    with Journal(tmp_path / "run.db") as j:
+        jobs = j.jobs()
+    assert [r.state for r in jobs] == ["done"] * 6
+    for r in jobs:
+        assert r.files and all(file_sha256(p) == sha for p, sha in r.files)
+    # the rerun, still on Ray, sends nothing
+    again = run_ray(Batch(client, reqs, concurrency=4, budget=1.0, journal=tmp_path / "run.db",
+                          out=tmp_path / "out", limits={}))
+    assert again.counts() == {"skipped": 6}
+    assert len(sim.requests("fal", stage="submit")) - before == 6
+
+
+def test_local_jobs_run_on_an_actor_that_keeps_its_pipeline_loaded(cluster, tmp_path):
+    pytest.importorskip("torch")
+    from _local_fixtures import tiny_catalog, tiny_folder
+
+    local = mg.LocalBackend(device="cpu", paths={"sd": tiny_folder("sd")})
+    client = mg.Client(catalog=tiny_catalog("sd"), local=local, available=["local"])
+    reqs = [{"id": f"l{i}", "prompt": "a photo of a fox", "model": "sd", "provider": "local",
+             "seed": s, "size": "64x64", "steps": 2} for i, s in enumerate([1, 2, 1])]
+    report = run_ray(Batch(client, reqs, concurrency=2, out=tmp_path / "out", limits={}),
+                     local_workers=1, local_worker_gpus=0)
+    assert report.counts() == {"done": 3}, [str(o.error) for o in report]
+    (worker,) = report.engine["local_workers"]
+    assert worker["jobs"] == 3 and len(worker["loaded"]) == 1   # loaded once, used three times
+    import os
+    assert worker["pid"] != os.getpid()
+    same_seed = [report[0].result.images[0].sha256, report[2].result.images[0].sha256]
+    assert same_seed[0] == same_seed[1] != report[1].result.images[0].sha256
