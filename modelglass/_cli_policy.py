@@ -151,10 +151,10 @@ def print_replay(result: Replay, differences: int = 15) -> None:
         d.add_column("axis")
         for p in result.policies:
             d.add_column(escape(p.name))
-        for job, row in diffs[:differences]:
+        for job, outcomes in diffs[:differences]:
             cells = [(o.offer or "none") + ("" if o.cost_usd is None else f" ${o.cost_usd:.4f}")
-                     for o in row]
-            d.add_row(escape(job.id), escape(row[0].axis), *(escape(c) for c in cells))
+                     for o in outcomes]
+            d.add_row(escape(job.id), escape(outcomes[0].axis), *(escape(c) for c in cells))
         out.print(d)
     for p in result.policies:
         for o in p.no_offer[:3]:

@@ -169,7 +169,7 @@ class PolicyFile(_Strict):
     models: NameRules = Field(default_factory=NameRules)
     require: Requirements = Field(default_factory=Requirements)
     limits: Limits = Field(default_factory=Limits)
-    tie_break: list[TieKey] = Field(default_factory=lambda: ["cost", "offer"])
+    tie_break: list[TieKey] = Field(default_factory=lambda: list[TieKey](["cost", "offer"]))
     tie_tolerance: float = Field(default=0.0, ge=0, le=0.5)
     scoring: ScoringRules = Field(default_factory=ScoringRules)
     health: HealthRules = Field(default_factory=HealthRules)
@@ -394,9 +394,11 @@ _DEFAULT: Policy | None = None
 
 def _apply(base: QualityAxis, rules: AxisRules, name: str) -> QualityAxis:
     data = base.model_dump()
-    weights = {**base.weights, **rules.weights}
+    weights: dict[str, float] = {str(a): w for a, w in base.weights.items()}
+    weights.update((str(a), w) for a, w in rules.weights.items())
     data["weights"] = {a: w for a, w in weights.items() if w > 0}
-    minimums: dict[str, float | None] = {**base.minimums, **rules.minimums}
+    minimums: dict[str, float | None] = {str(a): v for a, v in base.minimums.items()}
+    minimums.update((str(a), v) for a, v in rules.minimums.items())
     data["minimums"] = {a: v for a, v in minimums.items() if v is not None}
     for f in ("target_size", "min_megapixels", "cost_weight", "cost_reference_usd", "max_cost_usd",
               "unknown_score", "dpi", "description"):
@@ -426,7 +428,7 @@ def _name_problems(data: Any, catalog: Catalog) -> list[tuple[tuple[str | int, .
         return out
     providers = sorted(catalog.providers)
     models = sorted(catalog.models)
-    own = data.get("axes") if isinstance(data.get("axes"), dict) else {}
+    own: dict[str, Any] = data["axes"] if isinstance(data.get("axes"), dict) else {}
     axes = list(dict.fromkeys([*catalog.quality_axes, *own]))
     for section, valid, kind in (("providers", providers, "provider"),
                                  ("models", models, "model")):
