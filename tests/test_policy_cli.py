@@ -1,0 +1,40 @@
+"""``--policy`` on the commands that run jobs: generate and batch route by the policy file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from modelglass.cli import app
+
+
+def test_generate_and_batch_route_by_the_policy(tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("providers: {allow: [replicate]}\n")
+    runner = CliRunner()
+    r = runner.invoke(app, ["generate", "a fox", "-q", "draft", "--simulate", "--policy",
+                            str(policy), "--json", "--out", str(tmp_path / "g")])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["provider"] == "replicate"
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"id": "a", "prompt": "a fox", "quality": "draft"}\n'
+                    '{"id": "b", "prompt": "a cat", "quality": "thumbnail"}\n')
+    r = runner.invoke(app, ["batch", str(jobs), "--out", str(tmp_path / "b"), "--simulate",
+                            "--policy", str(policy), "--json"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in (tmp_path / "b" / "manifest.jsonl").read_text()
+            .splitlines()]
+    assert [(row["id"], row["status"], row["provider"]) for row in rows] == \
+        [("a", "done", "replicate"), ("b", "done", "replicate")]
+
+
+def test_a_bad_policy_file_stops_the_command_with_its_line(tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("providers:\n  allow: [replicat]\n")
+    r = CliRunner().invoke(app, ["route", "a fox", "--policy", str(policy),
+                                 "--assume-available", "fal"])
+    assert r.exit_code == 2
+    assert "p.yaml:2: providers.allow[0]: unknown provider 'replicat'; did you mean " \
+           "'replicate'?" in r.output.replace("\n", "")
