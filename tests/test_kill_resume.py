@@ -84,7 +84,7 @@ def sim():
 def test_sigkill_at_random_points_then_resume_pays_nothing_twice(sim, tmp_path, trial):
     rng = random.Random(9000 + trial)
     sim.reset()
-    provider_of = _write_jobs(tmp_path / "jobs.jsonl", trial)
+    _write_jobs(tmp_path / "jobs.jsonl", trial)
     cmd, env = _batch_cmd(tmp_path), _env(sim)
     kills = 0
     for _ in range(KILLS_PER_TRIAL):
