@@ -3,12 +3,18 @@
 Every image goes through the same checks, whether the provider sent bytes inline (OpenAI
 ``b64_json``, local pipelines), as a ``data:`` URL, or as a link to download:
 
-- **where**: ``https`` only; plain ``http`` only for loopback hosts (the simulators). Redirects
-  are followed by hand, a few at most, each hop checked against the same rule.
+- **where**: ``https`` only, and never to a loopback, private, link-local, shared or metadata
+  address — checked on the *resolved* address of every hop, before connecting, and again on
+  the address actually connected to (a name that re-resolves elsewhere is caught). The
+  simulators are allowed explicitly (:func:`trust_origin`), nothing else. Redirects are
+  followed by hand, a few at most; a malformed ``Location`` is a typed error.
 - **how much**: a size cap, checked against ``Content-Length`` before reading and against the
-  bytes actually streamed; an explicit timeout for the whole download.
+  bytes actually streamed *after* decompression (a gzip body cannot blow memory past it).
+- **how long**: a wall-clock bound for the whole download: every read gets only what is left,
+  so a host that trickles one byte a second ends at the deadline.
 - **what**: the content type must be an image type we accept (PNG, JPEG, WebP); the bytes must
-  open with Pillow, pass ``verify()``, and stay under a pixel cap (the decompression-bomb guard).
+  open with Pillow, pass ``verify()``, decode to the last pixel, and stay under a pixel cap (the
+  decompression-bomb guard).
 - **which**: the sha256 of the bytes, as delivered.
 
 Errors are :class:`~modelglass.errors.ProviderError` subclasses with ``retryable=False``: the
@@ -21,19 +27,38 @@ only where they wait.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
-import ipaddress
 import logging
+import threading
 import time
 import warnings
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-from urllib.parse import urljoin, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin
 
 import httpx
 
-from .errors import EmptyResult, GenerationTimeout, ProviderError
+from ._destination import (
+    Guard,
+    acheck_destination,
+    check_destination,
+    check_url,
+    forbidden_address,
+    guarded,
+    make_async_client,
+    make_client,
+    origin,
+    peer_refused,
+    refused,
+    trust_origin,
+    untrust_origin,
+)
+from ._destination import host_of as _host
+from .errors import DownloadFailed, EmptyResult, GenerationTimeout, ModelglassError, ProviderError
 from .result import Fate, FateKind
 
 if TYPE_CHECKING:
@@ -46,9 +71,15 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "Fetched",
     "afetch",
+    "download_failed",
     "fetch",
+    "forbidden_address",
     "has_c2pa",
+    "make_async_client",
+    "make_client",
     "size_fate",
+    "trust_origin",
+    "untrust_origin",
     "verify_bytes",
 ]
 
@@ -100,6 +131,7 @@ def verify_bytes(data: bytes, mime_hint: str | None = None, *, provider: str | N
 
     if not data:
         raise bad("it is empty (0 bytes)")
+    fmt, width, height = "", 0, 0
     # Pillow's own bomb check is a warning below its hard limit; make it an error here, and apply
     # our (lower, configurable) cap before any pixel is decoded.
     with warnings.catch_warnings():
@@ -114,6 +146,10 @@ def verify_bytes(data: bytes, mime_hint: str | None = None, *, provider: str | N
                     raise bad(f"{width}x{height} is {width * height / 1e6:.0f} MP, over the "
                               f"{max_pixels / 1e6:.0f} MP cap (decompression-bomb guard)")
                 im.verify()  # the size was read from the header above; verify checks the rest
+            # verify() reads chunk structure only: half a JPEG or a short IDAT passes it. Only a
+            # full decode, with truncated images refused, proves every pixel is there.
+            with Image.open(io.BytesIO(data)) as im:
+                _decode_fully(im)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise bad(f"decompression-bomb guard: {exc}") from None
         except UnidentifiedImageError:
@@ -121,8 +157,10 @@ def verify_bytes(data: bytes, mime_hint: str | None = None, *, provider: str | N
                       f"(starts with {data[:8]!r})") from None
         except EmptyResult:
             raise
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise bad(f"corrupt {fmt or 'image'} data ({exc})") from None
+        except MemoryError:
+            raise bad(f"{width}x{height} does not fit in memory to decode") from None
+        except Exception as exc:  # noqa: BLE001 - any decoder failure (Pillow raises many kinds)
+            raise bad(f"corrupt {fmt or 'image'} data ({type(exc).__name__}: {exc})") from None
     mime = _FORMATS[fmt]
     hint = _ACCEPTED_TYPES.get((mime_hint or "").split(";")[0].strip().lower())
     if mime_hint and hint != mime:
@@ -130,6 +168,29 @@ def verify_bytes(data: bytes, mime_hint: str | None = None, *, provider: str | N
                   mime_hint, mime, mime)
     return Fetched(data=data, mime=mime, width=width, height=height,
                    sha256=hashlib.sha256(data).hexdigest())
+
+
+def _decode_fully(im: Any) -> None:
+    """Decode every pixel of ``im``; raise when the data ends early.
+
+    Pillow pads a truncated image with grey when ``ImageFile.LOAD_TRUNCATED_IMAGES`` is set
+    (a process-wide switch other code may flip); it is forced off for this decode.
+    """
+    from PIL import ImageFile
+
+    if not ImageFile.LOAD_TRUNCATED_IMAGES:  # the default: no lock, decodes run in parallel
+        im.load()
+        return
+    with _truncated_lock:
+        saved = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            im.load()
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
+_truncated_lock = threading.Lock()
 
 
 def size_fate(fetched: Fetched, planned_w: int, planned_h: int,
@@ -223,45 +284,6 @@ def _webp_has_c2pa(data: bytes) -> bool:
     return False
 
 
-# -- URLs ------------------------------------------------------------------------------------------
-def _host(url: str) -> str:
-    """The host (and port) of ``url`` — all an error message may show of it."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-        return f"{host}:{parts.port}" if parts.port else host
-    except ValueError:
-        return "?"
-
-
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_url(url: str, provider: str | None) -> None:
-    try:
-        parts = urlsplit(url)
-        scheme, host = parts.scheme.lower(), parts.hostname
-    except ValueError:
-        raise EmptyResult(f"{provider or 'the provider'} gave a malformed image URL",
-                          provider=provider, retryable=False) from None
-    if scheme == "https" and host:
-        return
-    if scheme == "http" and _is_loopback(host):
-        return  # the loopback simulators speak plain http
-    what = f"{scheme}://{host or ''}" if scheme in ("http", "https") else f"a {scheme or 'relative'} URL"
-    raise ProviderError(f"refusing to download the image from {what}: only https URLs are "
-                        "downloaded (plain http only from loopback hosts)",
-                        provider=provider, retryable=False)
-
-
 def _data_url(url: str, raw: RawImage, provider: str | None, max_bytes: int,
               max_pixels: int) -> Fetched:
     from .providers._common import decode_data_uri
@@ -296,6 +318,9 @@ def _check_type(content_type: str | None, provider: str | None, where: str) -> N
 
 
 # -- the download, without I/O ----------------------------------------------------------------------
+_ACCEPT_ENCODING = "gzip, deflate, identity"
+
+
 class _Download:
     """What one download decides, fed by whichever loop does the waiting."""
 
@@ -311,7 +336,9 @@ class _Download:
         self.redirects = 0
         self.buf = bytearray()
         self.content_type: str | None = None
-        _check_url(self.url, provider)
+        self.decoder: Any = None
+        self.guard = Guard(self.deadline)
+        check_url(self.url, provider)
 
     @property
     def where(self) -> str:
@@ -320,16 +347,33 @@ class _Download:
     def timeout(self) -> httpx.Timeout:
         return httpx.Timeout(max(0.001, self.deadline - time.monotonic()))
 
+    def remaining(self) -> float:
+        return max(0.001, self.deadline - time.monotonic())
+
     def on_response(self, resp: httpx.Response) -> str | None:
         """Check status and headers; return the next URL for a redirect, None to read the body."""
-        if resp.is_redirect and "location" in resp.headers:
+        stream = resp.extensions.get("network_stream")
+        if stream is not None:  # the address really connected to (after any re-resolution)
+            host, port = origin(self.url)
+            if (why := peer_refused(stream, host, port)) is not None:
+                raise refused(self.url, why, self.provider)
+        if resp.is_redirect:
             self.redirects += 1
             if self.redirects > _MAX_REDIRECTS:
                 raise ProviderError(f"{self.where} redirected more than {_MAX_REDIRECTS} times",
                                     provider=self.provider, status=resp.status_code,
                                     retryable=False)
-            self.url = urljoin(self.url, resp.headers["location"])
-            _check_url(self.url, self.provider)
+            location = resp.headers.get("location", "")
+            try:
+                target = urljoin(self.url, location.strip())
+            except ValueError:
+                target = ""
+            if not location.strip() or not target:
+                raise ProviderError(f"{self.where} answered a redirect (HTTP {resp.status_code}) "
+                                    "with a missing or malformed Location", provider=self.provider,
+                                    status=resp.status_code, retryable=False)
+            check_url(target, self.provider)
+            self.url = target
             return self.url
         status = resp.status_code
         if status in _EXPIRED:
@@ -343,24 +387,56 @@ class _Download:
         self.content_type = resp.headers.get("content-type")
         _check_type(self.content_type, self.provider, self.where)
         length = resp.headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.max_bytes:
+        encoding = resp.headers.get("content-encoding", "identity").strip().lower()
+        if encoding in ("gzip", "x-gzip"):
+            self.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self.decoder = _Deflate()
+        elif encoding not in ("", "identity"):
+            raise ProviderError(f"{self.where} answered with Content-Encoding {encoding!r}, which "
+                                "modelglass does not decode (it asks for gzip or identity)",
+                                provider=self.provider, retryable=False)
+        if length and length.isdigit() and self.decoder is None and int(length) > self.max_bytes:
             raise _too_big(self.provider, self.where, int(length), self.max_bytes)
         return None
 
     def feed(self, chunk: bytes) -> None:
-        self.buf += chunk
-        if len(self.buf) > self.max_bytes:
-            raise _too_big(self.provider, self.where, len(self.buf), self.max_bytes)
+        """Add raw body bytes, decompressing at most what still fits under ``max_bytes``."""
         if time.monotonic() > self.deadline:
             raise self.timed_out()
+        if self.decoder is None:
+            self.buf += chunk
+        else:
+            data = chunk
+            while data:
+                room = self.max_bytes - len(self.buf) + 1
+                try:
+                    out = self.decoder.decompress(data, room)
+                except zlib.error as exc:
+                    raise EmptyResult(f"{self.where} sent a corrupt compressed body ({exc})",
+                                      provider=self.provider, retryable=False) from None
+                self.buf += out
+                if len(self.buf) > self.max_bytes:
+                    break
+                data = self.decoder.unconsumed_tail
+                if not out and data:  # no progress possible (needs more input)
+                    break
+        if len(self.buf) > self.max_bytes:
+            raise _too_big(self.provider, self.where, len(self.buf), self.max_bytes)
 
     def timed_out(self) -> GenerationTimeout:
         return GenerationTimeout(f"downloading the image from {_host(self.url)} took more than "
                                  f"{self.timeout_s:g} s", provider=self.provider, retryable=False)
 
-    def failed(self, exc: httpx.HTTPError) -> ProviderError:
-        if isinstance(exc, httpx.TimeoutException):
+    def failed(self, exc: BaseException) -> ProviderError:
+        if self.guard.refused is not None:
+            return refused(self.url, self.guard.refused, self.provider)
+        if isinstance(exc, (httpx.TimeoutException, TimeoutError)) or \
+                time.monotonic() >= self.deadline:
             return self.timed_out()
+        if isinstance(exc, httpx.InvalidURL):
+            return ProviderError(f"{self.where} led to a malformed URL", provider=self.provider,
+                                 retryable=False)
         return ProviderError(f"downloading the image from {_host(self.url)} failed: "
                              f"{type(exc).__name__}", provider=self.provider, retryable=False)
 
@@ -368,6 +444,55 @@ class _Download:
         return verify_bytes(bytes(self.buf), self.content_type or self.raw.mime,
                             provider=self.provider, max_pixels=self.max_pixels,
                             source=f"the image from {_host(self.url)}")
+
+
+class _Deflate:
+    """``Content-Encoding: deflate``: zlib-wrapped as the RFC says, or raw as some servers send."""
+
+    def __init__(self) -> None:
+        self._obj: Any = None
+        self.unconsumed_tail = b""
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        if self._obj is None:
+            wbits = zlib.MAX_WBITS if data[:1] and (data[0] & 0x0F) == 8 else -zlib.MAX_WBITS
+            self._obj = zlib.decompressobj(wbits)
+        out = self._obj.decompress(data, max_length)
+        self.unconsumed_tail = self._obj.unconsumed_tail
+        return out  # type: ignore[no-any-return]
+
+
+def _tag(err: BaseException, raw: RawImage) -> BaseException:
+    """Name the image's URL on the error (an attribute, never the message: it may be signed)."""
+    if isinstance(err, ModelglassError) and getattr(err, "url", None) is None:
+        err.url = raw.url  # type: ignore[attr-defined]
+    return err
+
+
+def download_failed(outcomes: Sequence[Fetched | BaseException], raws: Sequence[RawImage], *,
+                    provider: str | None, request_id: str | None = None,
+                    cost_usd: float | None = None) -> DownloadFailed | None:
+    """The :class:`DownloadFailed` for one provider call's downloads (``outcomes`` in the order
+    of ``raws``: a :class:`Fetched` or the error of each), or None when all succeeded. It names
+    the call's request id and cost, the first failed image's URL and index, and carries every
+    image that *was* fetched, so the caller can return them.
+    """
+    failed = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, BaseException)]
+    if not failed:
+        return None
+    index, first = failed[0]
+    fetched = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, Fetched)]
+    url = raws[index].url if index < len(raws) else None
+    rid = f" (request {request_id})" if request_id else ""
+    cost = f", which cost ${cost_usd:.4f}," if cost_usd is not None else ""
+    kept = (f" The {len(fetched)} image(s) that did download are kept on this error "
+            "(.fetched)." if fetched else "")
+    err = DownloadFailed(
+        f"{len(failed)} of {len(outcomes)} image(s) of the {provider or 'provider'} call{rid}"
+        f"{cost} could not be downloaded: image {index}: {first}.{kept}",
+        url=url, request_id=request_id, cost_usd=cost_usd, index=index, fetched=fetched,
+        reason=first, provider=provider, status=getattr(first, "status", None))
+    return err
 
 
 def _inline(raw: RawImage, provider: str | None, max_bytes: int,
@@ -385,50 +510,88 @@ def _inline(raw: RawImage, provider: str | None, max_bytes: int,
     return None
 
 
+def _raw_chunks(resp: httpx.Response, dl: _Download) -> Any:
+    if resp.is_stream_consumed:  # a transport that read the body already (httpx.MockTransport)
+        return [_already_read(resp, dl)]
+    return resp.iter_raw()
+
+
+def _already_read(resp: httpx.Response, dl: _Download) -> bytes:
+    dl.decoder = None  # httpx decoded it already
+    return resp.content
+
+
 def fetch(raw: RawImage, *, client: httpx.Client, timeout_s: float,
           max_bytes: int = DEFAULT_MAX_BYTES, provider: str | None = None,
           max_pixels: int = DEFAULT_MAX_PIXELS) -> Fetched:
     """Get and verify one image: inline bytes, a ``data:`` URL, or a URL to download.
 
-    ``timeout_s`` bounds the whole download (redirects and body included); ``provider`` names
-    the provider in errors.
+    ``timeout_s`` bounds the whole download by the wall clock (every hop, every read);
+    ``provider`` names the provider in errors. Errors carry the image's URL as ``.url``. Use a
+    client from :func:`make_client`, which also checks the address of every connection.
     """
-    done = _inline(raw, provider, max_bytes, max_pixels)
-    if done is not None:
-        return done
-    dl = _Download(raw, provider=provider, timeout_s=timeout_s, max_bytes=max_bytes,
-                   max_pixels=max_pixels)
-    url: str | None = dl.url
     try:
-        while url is not None:
-            with client.stream("GET", url, timeout=dl.timeout(), follow_redirects=False) as resp:
-                url = dl.on_response(resp)
-                if url is None:
-                    for chunk in resp.iter_bytes(_CHUNK):
-                        dl.feed(chunk)
-    except httpx.HTTPError as exc:
-        raise dl.failed(exc) from None
-    return dl.finish()
+        done = _inline(raw, provider, max_bytes, max_pixels)
+        if done is not None:
+            return done
+        dl = _Download(raw, provider=provider, timeout_s=timeout_s, max_bytes=max_bytes,
+                       max_pixels=max_pixels)
+        with guarded(dl.guard):
+            url: str | None = dl.url
+            while url is not None:
+                check_destination(url, provider)
+                try:
+                    with client.stream("GET", url, timeout=dl.timeout(), follow_redirects=False,
+                                       headers={"Accept-Encoding": _ACCEPT_ENCODING}) as resp:
+                        url = dl.on_response(resp)
+                        if url is None:
+                            for chunk in _raw_chunks(resp, dl):
+                                dl.feed(chunk)
+                except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                    err = dl.failed(exc)
+                else:
+                    continue
+                raise err  # outside the handler: no client exception rides along
+        return dl.finish()
+    except ModelglassError as exc:
+        _tag(exc, raw)  # the same error, with its URL named
+        raise
 
 
 async def afetch(raw: RawImage, *, client: httpx.AsyncClient, timeout_s: float,
                  max_bytes: int = DEFAULT_MAX_BYTES, provider: str | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> Fetched:
-    """The async twin of :func:`fetch`."""
-    done = _inline(raw, provider, max_bytes, max_pixels)
-    if done is not None:
-        return done
-    dl = _Download(raw, provider=provider, timeout_s=timeout_s, max_bytes=max_bytes,
-                   max_pixels=max_pixels)
-    url: str | None = dl.url
+    """The async twin of :func:`fetch` (the whole download also runs under
+    ``asyncio.timeout``, a hard wall-clock bound)."""
     try:
-        while url is not None:
-            async with client.stream("GET", url, timeout=dl.timeout(),
-                                     follow_redirects=False) as resp:
-                url = dl.on_response(resp)
-                if url is None:
-                    async for chunk in resp.aiter_bytes(_CHUNK):
-                        dl.feed(chunk)
-    except httpx.HTTPError as exc:
-        raise dl.failed(exc) from None
-    return dl.finish()
+        done = _inline(raw, provider, max_bytes, max_pixels)
+        if done is not None:
+            return done
+        dl = _Download(raw, provider=provider, timeout_s=timeout_s, max_bytes=max_bytes,
+                       max_pixels=max_pixels)
+        with guarded(dl.guard):
+            err: ProviderError | None = None
+            try:
+                async with asyncio.timeout(dl.remaining()):
+                    url: str | None = dl.url
+                    while url is not None:
+                        await acheck_destination(url, provider)
+                        async with client.stream("GET", url, timeout=dl.timeout(),
+                                                 follow_redirects=False,
+                                                 headers={"Accept-Encoding": _ACCEPT_ENCODING}
+                                                 ) as resp:
+                            url = dl.on_response(resp)
+                            if url is None:
+                                if resp.is_stream_consumed:  # a transport that read it already
+                                    dl.feed(_already_read(resp, dl))
+                                else:
+                                    async for chunk in resp.aiter_raw():
+                                        dl.feed(chunk)
+            except (httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
+                err = dl.failed(exc)
+            if err is not None:
+                raise err
+        return dl.finish()
+    except ModelglassError as exc:
+        _tag(exc, raw)
+        raise

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from modelglass import _destination as destination
+from modelglass import _download as download
 from modelglass._download import (
     Fetched,
     afetch,
@@ -42,6 +44,12 @@ def _png_header_only(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr)
             + _chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _chunk(b"IEND", b""))
+
+
+@pytest.fixture(autouse=True)
+def _public_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The made-up CDN hosts of these tests resolve to a public address (no DNS is used)."""
+    monkeypatch.setattr(destination, "_resolve", lambda host, port: ["93.184.215.14"])
 
 
 def _mock(handler) -> httpx.Client:  # type: ignore[no-untyped-def]
@@ -109,9 +117,17 @@ def test_only_https_is_downloaded_outside_loopback(url: str) -> None:
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
-def test_plain_http_is_allowed_for_loopback_hosts(host: str) -> None:
-    got = fetch(RawImage(url=f"http://{host}:8080/files/a.png"), client=_serve(PNG), timeout_s=5)
-    assert got.width == 96
+def test_loopback_is_refused_unless_trusted_explicitly(host: str) -> None:
+    # Changed on purpose (issue 8, item 7): loopback is no longer allowed by default; only the
+    # simulators' origins are trusted, explicitly.
+    url = f"http://{host}:8080/files/a.png"
+    with pytest.raises(ProviderError, match="only https"):
+        fetch(RawImage(url=url), client=_serve(PNG), timeout_s=5)
+    download.trust_origin(url)
+    try:
+        assert fetch(RawImage(url=url), client=_serve(PNG), timeout_s=5).width == 96
+    finally:
+        download.untrust_origin(url)
 
 
 def test_a_redirect_to_plain_http_is_refused() -> None:
@@ -283,9 +299,12 @@ def loopback() -> Iterator[tuple[str, dict[str, tuple[int, str, bytes]]]]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    download.trust_origin(base)
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", routes
+        yield base, routes
     finally:
+        download.untrust_origin(base)
         server.shutdown()
         server.server_close()
 

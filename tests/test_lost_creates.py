@@ -93,10 +93,10 @@ def test_lost_create_answer_is_possibly_charged_and_never_re_sent(sim: Simulator
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_openai_truncated_reply_keeps_the_request_id_when_the_headers_came(sim: Simulator,
+def test_openai_truncated_reply_is_possibly_charged_and_sent_once(sim: Simulator,
                                                                          mode: str) -> None:
     sim.fail("openai", kind="truncated")
-    with pytest.raises(OutcomeUnknown) as ei:
+    with pytest.raises(OutcomeUnknown):
         run(make("openai"), call_for("openai"), mode)
     assert sim.billed("openai") == 1 and creates(sim, "openai") == 1
 

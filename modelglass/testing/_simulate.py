@@ -135,6 +135,10 @@ class Simulator:
         for name, value in self.env.items():
             self._saved_env[name] = os.environ.get(name)
             os.environ[name] = value
+        from .._download import trust_origin
+
+        for origin in self._origins():  # image downloads refuse loopback unless allowed here
+            trust_origin(origin)
         self._preloaded = {m for m in ("fal_client", "replicate", "openai") if m in sys.modules}
         self._patch_imported_clients()
         logger.debug("simulators up: openai %s, fal queue %s run %s, replicate %s",
@@ -145,6 +149,11 @@ class Simulator:
     def stop(self) -> None:
         """Stop the listeners, wake hung requests, restore env vars and patched modules."""
         self._stop.set()
+        if self.openai_base_url:
+            from .._download import untrust_origin
+
+            for origin in self._origins():
+                untrust_origin(origin)
         for running in self._running:
             running.stop()
         self._running.clear()
@@ -158,6 +167,10 @@ class Simulator:
         if self._tmpdir:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
+
+    def _origins(self) -> list[str]:
+        return [self.openai_base_url, self.replicate_base_url, f"https://{self.fal_queue_host}",
+                f"https://{self.fal_run_host}"]
 
     def __enter__(self) -> Self:
         return self.start()
