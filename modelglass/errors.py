@@ -245,11 +245,64 @@ class DownloadFailed(ProviderError):
 
 
 class AllAttemptsFailed(ProviderError):
-    """Every ranked offer failed. ``attempts`` holds each try with its error."""
+    """The offers tried failed in different ways. ``attempts`` holds each try with its error.
 
-    def __init__(self, message: str, attempts: list[Attempt]) -> None:
+    When every attempt failed the same way, ``generate`` raises that error itself (a pinned 429
+    is a :class:`RateLimited`), so this one means the failures differ. It is still catchable by
+    what they share: :meth:`of` gives the subclass that is also the attempts' most specific
+    common error class (two kinds of :class:`RateLimited` stay a :class:`RateLimited`).
+    ``retryable`` is True when every attempt's failure was retryable; ``retry_after`` is the
+    longest wait a provider asked for.
+    """
+
+    def __init__(self, message: str, attempts: list[Attempt], *, retryable: bool = False,
+                 retry_after: float | None = None) -> None:
         self.attempts = attempts
+        self._message = message
         lines = [message]
-        for a in attempts:
-            lines.append(f"  - {a.model}@{a.provider} try {a.number}: {a.error}")
-        super().__init__("\n".join(lines), retryable=False)
+        lines.extend(f"  - {describe_attempt(a)}" for a in attempts)
+        super().__init__("\n".join(lines), retryable=retryable)
+        self.retry_after = retry_after
+
+    @classmethod
+    def of(cls, common: type[BaseException]) -> type[AllAttemptsFailed]:
+        """``AllAttemptsFailed`` that is also a ``common`` (when that is narrower than
+        :class:`ProviderError`), so ``except common`` catches it."""
+        if not issubclass(common, ProviderError) or common is ProviderError or \
+                issubclass(cls, common):
+            return cls
+        return _all_failed_as(common)
+
+    _common: str | None = None  # the error class a subclass from :meth:`of` also is
+
+    def __reduce__(self) -> Any:  # the dynamic subclasses travel between processes too (Ray)
+        return (_rebuild_all_failed, (type(self)._common, self._message, self.attempts,
+                                      self.retryable, self.retry_after), dict(self.__dict__))
+
+
+def describe_attempt(a: Attempt) -> str:
+    """One line for an attempt: ``flux-dev@fal try 2 (call 1 of 2): the error``."""
+    chunk = f" (call {a.chunk + 1} of {a.chunks})" if a.chunks > 1 else ""
+    paid = " [possibly charged]" if a.possibly_charged else ""
+    return f"{a.model}@{a.provider} try {a.number}{chunk}: {a.error}{paid}"
+
+
+_ALL_FAILED_AS: dict[type[BaseException], type[AllAttemptsFailed]] = {}
+
+
+def _all_failed_as(common: type[BaseException]) -> type[AllAttemptsFailed]:
+    cls = _ALL_FAILED_AS.get(common)
+    if cls is None:
+        cls = type("AllAttemptsFailed", (AllAttemptsFailed, common),
+                   {"__doc__": f"AllAttemptsFailed whose attempts all were {common.__name__}.",
+                    "__module__": __name__, "__qualname__": f"AllAttemptsFailed[{common.__name__}]",
+                    "_common": common.__name__})
+        _ALL_FAILED_AS[common] = cls
+    return cls
+
+
+def _rebuild_all_failed(common: str | None, message: str, attempts: list[Attempt],
+                        retryable: bool, retry_after: float | None) -> AllAttemptsFailed:
+    base = globals().get(common) if common is not None else None
+    cls = AllAttemptsFailed.of(base) if isinstance(base, type) else AllAttemptsFailed
+    return cls(message, attempts, retryable=retryable, retry_after=retry_after)

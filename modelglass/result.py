@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from .plan import ProviderCall
     from .routing import RoutingDecision
 
-__all__ = ["Attempt", "Fate", "FateKind", "GeneratedImage", "ImageResult"]
+__all__ = ["Attempt", "Fate", "FateKind", "GeneratedImage", "ImageResult", "Missing"]
 
 
 class FateKind(str, Enum):
@@ -119,7 +119,15 @@ class GeneratedImage:
 
 @dataclass
 class Attempt:
-    """One provider try: which offer, how long, and its error if it failed."""
+    """One provider try: which offer and chunk, how long, what it cost, and its error if it failed.
+
+    ``number`` counts tries of the same provider call (1 = first try, 2 = first retry);
+    ``chunk`` says which of the ``chunks`` provider calls of ``n`` it was (0-based), so the calls
+    of one ``n`` are not mistaken for retries. ``cost_usd`` is what this try was charged to the
+    budget (None: nothing was charged); ``possibly_charged`` marks a try whose outcome is unknown
+    (the provider may have billed it). ``request_id`` and ``urls`` name the paid job and its
+    images; ``retry_after`` is the wait the provider asked for, in seconds.
+    """
 
     number: int
     model: str
@@ -131,10 +139,37 @@ class Attempt:
     error_type: str | None = None
     status: int | None = None
     retryable: bool | None = None
+    chunk: int = 0
+    chunks: int = 1
+    retry_after: float | None = None
+    request_id: str | None = None
+    urls: tuple[str, ...] = ()
+    cost_usd: float | None = None
+    cost_is_estimate: bool = False
+    possibly_charged: bool = False
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["urls"] = list(self.urls)
+        return d
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Images asked for but not delivered: ``count`` images of provider call ``chunk`` and why.
+
+    ``paid`` says whether the provider was (or may have been) paid for them.
+    """
+
+    chunk: int
+    count: int
+    reason: str
+    error_type: str | None = None
+    paid: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -157,10 +192,16 @@ class ImageResult:
     simulated: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: True when fewer images came back than asked for; ``missing`` says which and why.
+    partial: bool = False
+    missing: list[Missing] = field(default_factory=list)
+    #: The job's id (``generate(job_id=...)``, else generated), as in its events.
+    job_id: str | None = None
 
     def __repr__(self) -> str:
         cost = "unknown" if self.cost_usd is None else f"${self.cost_usd:.4f}"
         if self.cost_is_estimate and self.cost_usd is not None:
             cost += " (estimate)"
+        more = f", {sum(m.count for m in self.missing)} missing" if self.partial else ""
         return (f"ImageResult({len(self.images)} image(s) from {self.model}@{self.provider}, "
-                f"cost {cost}, {self.latency_s:.2f}s)")
+                f"cost {cost}, {self.latency_s:.2f}s{more})")

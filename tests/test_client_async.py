@@ -16,6 +16,7 @@ import pytest
 from test_client import PROMPT, make_client, submits
 
 import modelglass as mg
+from modelglass.errors import OutcomeUnknown
 from modelglass.providers.base import ProviderOutput
 from modelglass.providers.fal import FalProvider
 from modelglass.result import FateKind
@@ -96,7 +97,7 @@ def test_async_content_rejected_does_not_fall_back(sim: Simulator) -> None:
 
 def test_async_all_attempts_failed_carries_every_attempt(sim: Simulator) -> None:
     sim.fail("fal", status=500, times=10)
-    sim.fail("replicate", status=500, times=10)
+    sim.fail("replicate", status=503, times=10)
     with pytest.raises(mg.AllAttemptsFailed) as info:
         run(lambda c: c.generate(PROMPT, quality="draft"), available=["fal", "replicate"],
             max_retries=0)
@@ -105,9 +106,9 @@ def test_async_all_attempts_failed_carries_every_attempt(sim: Simulator) -> None
 
 
 def test_async_deadline_bounds_a_hung_provider(sim: Simulator) -> None:
-    sim.fail("replicate", kind="hang", delay=3)
+    sim.fail("replicate", kind="hang", delay=3)  # the create may have run: outcome unknown
     t0 = time.monotonic()
-    with pytest.raises(mg.GenerationTimeout, match="deadline"):
+    with pytest.raises(OutcomeUnknown):
         run(lambda c: c.generate(PROMPT, quality="draft", provider="replicate"), deadline_s=0.5)
     assert time.monotonic() - t0 < 2.0
 

@@ -15,6 +15,7 @@ status or code is available).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from ..catalog import CostEstimate, OfferView
     from ..plan import Planned, ProviderCall
     from ..result import Fate
+    from ._common import Deadline
 
 __all__ = ["Availability", "Provider", "ProviderOutput", "RawImage"]
 
@@ -104,6 +106,30 @@ class Provider(ABC):
     @abstractmethod
     async def agenerate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
         """Run one planned call (asynchronously) through the official client."""
+
+    # -- resumable jobs (optional) ------------------------------------------------------------------
+    def job(self, call: ProviderCall, *, timeout_s: float, resume: str | None = None,
+            on_submitted: Callable[[str], None] | None = None) -> tuple[Generator[Any, Any, ProviderOutput], Deadline] | None:
+        """The call as a sans-I/O job (a generator of ``Op`` / ``Sleep`` steps, run on
+        :meth:`wire` / :meth:`awire`) and its deadline, for providers whose jobs have an id that
+        can be polled and cancelled (fal, Replicate). ``resume``: poll the job with that id
+        instead of submitting a new one. ``on_submitted(request_id)`` is called as soon as the
+        provider's id is known, before polling. None (the default): the provider has no such
+        job; the engine calls :meth:`generate` / :meth:`agenerate` instead."""
+        return None
+
+    def cancel_job(self, call: ProviderCall, request_id: str) -> Generator[Any, Any, None] | None:
+        """Steps that cancel the job ``request_id`` (best effort); None where nothing can be
+        cancelled."""
+        return None
+
+    def wire(self) -> Any:
+        """The blocking object the steps of :meth:`job` run on."""
+        raise NotImplementedError(f"{type(self).__name__} has no resumable jobs")
+
+    def awire(self) -> Any:
+        """The awaiting object the steps of :meth:`job` run on (one per event loop)."""
+        raise NotImplementedError(f"{type(self).__name__} has no resumable jobs")
 
     def offer_availability(self, offer: OfferView) -> Availability:
         """Can this particular offer run here? Default: whatever :meth:`availability` says.

@@ -1,0 +1,133 @@
+"""The I/O steps a job asks for, each with its blocking and its awaiting form side by side.
+
+The engine (:mod:`._engine`) yields these and is sent back their outcomes; it never performs
+I/O itself. A driver runs a step with ``step.run(io)`` (blocking) or ``await step.arun(io)``;
+that is the only place the sync and async clients differ. ``io`` is the client that owns the
+connections (its download client and its providers).
+
+- :class:`Wire`: one call of a provider's sans-I/O job (fal submit/status/result/cancel,
+  Replicate create/get/cancel) on the provider's wire object, under the job's deadline.
+- :class:`Call`: a whole provider call for providers without such a job (OpenAI, local).
+- :class:`Download`: fetch and verify every image of one provider call; one outcome per image
+  (bytes or the error), so one bad URL does not lose the others.
+- :class:`Wait`: a retry or Retry-After wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._download import Fetched
+    from ..plan import ProviderCall
+    from ..providers._common import Deadline, Op
+    from ..providers.base import Provider, ProviderOutput, RawImage
+
+__all__ = ["Call", "Download", "Step", "Wait", "Wire"]
+
+
+class Step:
+    """One I/O step; subclasses say how to run it blocking and awaiting."""
+
+    __slots__ = ()
+
+    def run(self, io: Any) -> Any:
+        raise NotImplementedError
+
+    async def arun(self, io: Any) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class Wire(Step):
+    """``getattr(wire, op.name)(*op.args)`` on the provider's wire, under ``deadline``."""
+
+    provider: Provider
+    op: Op
+    deadline: Deadline
+
+    def run(self, io: Any) -> Any:
+        from ..providers._common import deadline_scope
+
+        wire = self.provider.wire()
+        with deadline_scope(self.deadline):
+            return getattr(wire, self.op.name)(*self.op.args)
+
+    async def arun(self, io: Any) -> Any:
+        from ..providers._common import deadline_scope
+
+        wire = self.provider.awire()
+        with deadline_scope(self.deadline):
+            return await getattr(wire, self.op.name)(*self.op.args)
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Step):
+    """One whole provider call (``generate`` / ``agenerate``), bounded by ``timeout_s``."""
+
+    provider: Provider
+    call: ProviderCall
+    timeout_s: float
+
+    def run(self, io: Any) -> ProviderOutput:
+        return self.provider.generate(self.call, timeout_s=self.timeout_s)
+
+    async def arun(self, io: Any) -> ProviderOutput:
+        return await self.provider.agenerate(self.call, timeout_s=self.timeout_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Download(Step):
+    """Fetch and verify ``images``; the outcome is one ``Fetched`` or exception per image."""
+
+    images: tuple[RawImage, ...]
+    provider: str
+    timeout_s: float
+    max_bytes: int
+
+    def run(self, io: Any) -> list[Fetched | Exception]:
+        from .._download import fetch
+
+        out: list[Fetched | Exception] = []
+        client = None
+        for raw in self.images:
+            try:
+                if client is None and raw.data is None:
+                    client = io._http_client()
+                out.append(fetch(raw, client=client, provider=self.provider,  # type: ignore[arg-type]
+                                 timeout_s=self.timeout_s, max_bytes=self.max_bytes))
+            except Exception as exc:  # noqa: BLE001 - each image's outcome goes back to the job
+                out.append(exc)
+        return out
+
+    async def arun(self, io: Any) -> list[Fetched | Exception]:
+        from .._download import afetch
+
+        async def one(raw: RawImage) -> Fetched | Exception:
+            try:
+                client = None if raw.data is not None else io._http.get()
+                return await afetch(raw, client=client, provider=self.provider,  # type: ignore[arg-type]
+                                    timeout_s=self.timeout_s, max_bytes=self.max_bytes)
+            except Exception as exc:  # noqa: BLE001
+                return exc
+
+        if len(self.images) == 1:
+            return [await one(self.images[0])]
+        return list(await asyncio.gather(*(one(raw) for raw in self.images)))
+
+
+@dataclass(frozen=True, slots=True)
+class Wait(Step):
+    """Sleep ``seconds`` (a retry wait, a provider's poll interval or Retry-After)."""
+
+    seconds: float
+
+    def run(self, io: Any) -> None:
+        if self.seconds > 0:
+            time.sleep(self.seconds)
+
+    async def arun(self, io: Any) -> None:
+        await asyncio.sleep(max(0.0, self.seconds))
