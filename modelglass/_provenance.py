@@ -86,10 +86,11 @@ def build_metadata(result: ImageResult, image: GeneratedImage) -> dict[str, Any]
     ``cost_is_estimate``, ``latency_s``, ``timings`` and ``attempts``.
     """
     call = result.plan
+    seed = sent_seed(call, image)
     meta: dict[str, Any] = {
         "model": result.model, "provider": result.provider,
         "offer": call.offer.key if call is not None else f"{result.model}@{result.provider}",
-        "seed": image.seed,
+        "seed": seed,
         "simulated": bool(result.simulated or image.simulated),
         "sha256": image.sha256,
         "image": {"index": image.index, "width": image.width, "height": image.height,
@@ -99,7 +100,13 @@ def build_metadata(result: ImageResult, image: GeneratedImage) -> dict[str, Any]
         "latency_s": result.latency_s, "timings": dict(result.timings),
         "attempts": [a.to_dict() for a in result.attempts],
     }
+    if seed is None and image.seed is not None:
+        # The provider reported a seed it was never given: keep it, but never as the seed.
+        meta["provider_seed"] = image.seed
+        meta["seed_note"] = ("no seed was sent (the offer does not take one), so the image cannot "
+                             "be reproduced from a seed")
     if call is not None:
+        meta["dpi"] = print_dpi(call)
         meta["request"] = call.request.model_dump(mode="json")
         planned = dataclasses.asdict(call.planned)
         guidance = call.offer.controls.guidance
@@ -109,6 +116,41 @@ def build_metadata(result: ImageResult, image: GeneratedImage) -> dict[str, Any]
     return meta
 
 
+def sent_seed(call: Any, image: GeneratedImage) -> int | None:
+    """The seed that was sent for ``image`` under ``call`` (a ProviderCall), or None when none was
+    (the offer takes no seed, whatever the provider reports back)."""
+    if call is None:
+        return image.seed
+    seeds = call.planned.seeds
+    if not seeds:
+        return None
+    return image.seed if image.seed is not None else seeds[min(image.index, len(seeds) - 1)]
+
+
+def print_dpi(call: Any) -> int | None:
+    """The DPI a print-sized request asked for (or its quality axis's): None without print_size."""
+    request = call.request
+    if not request.print_size:
+        return None
+    if request.dpi:
+        return int(request.dpi)
+    axis = call.offer.quality_axes.get(str(getattr(request.quality, "value", request.quality)))
+    return int(axis.dpi) if axis is not None else 300
+
+
+def _request_dpi(request: Any) -> int | None:
+    if not isinstance(request, Mapping) or not request.get("print_size"):
+        return None
+    if request.get("dpi"):
+        return int(request["dpi"])
+    try:
+        from .catalog import Catalog
+
+        return int(Catalog.default().quality(str(request.get("quality") or "print")).dpi)
+    except Exception:  # noqa: BLE001 - a DPI guess must not stop a save
+        return 300
+
+
 def _full_metadata(image: GeneratedImage) -> dict[str, Any]:
     """``image.metadata`` completed with what the image itself knows, then scrubbed."""
     from . import __version__
@@ -116,11 +158,23 @@ def _full_metadata(image: GeneratedImage) -> dict[str, Any]:
 
     meta = dict(image.metadata)
     meta.setdefault("seed", image.seed)
+    seed_fate = next((f for f in meta.get("fates") or []
+                      if isinstance(f, Mapping) and f.get("control") == "seed"), None)
+    payload = meta.get("payload")
+    unsent = (isinstance(payload, Mapping) and bool(payload)
+              and not any("seed" in str(k).lower() for k in payload))
+    if meta.get("seed") is not None and (unsent or (seed_fate is not None
+                                                    and seed_fate.get("kind") == "dropped")):
+        # Whatever the provider reported, the seed asked for was not sent: not reproducible.
+        meta["provider_seed"] = meta["seed"]
+        meta["seed"] = None
     meta.setdefault("sha256", image.sha256)
     img = dict(meta.get("image") or {})
     img.update({"index": image.index, "width": image.width, "height": image.height,
                 "mime": image.mime, "c2pa": image.c2pa or has_c2pa(image.data)})
     meta["image"] = img
+    if "dpi" not in meta:
+        meta["dpi"] = _request_dpi(meta.get("request"))
     # A simulated image must never pass for a real one, whoever built the metadata.
     simulated = bool(image.simulated or meta.get("simulated") or SIMULATED_MARKER.encode() in image.data)
     meta["simulated"] = simulated
@@ -214,8 +268,11 @@ def parameters_text(meta: dict[str, Any]) -> str:
         fields += [("CFG scale", planned.get("true_cfg")), ("Distilled CFG Scale", guidance)]
     else:
         fields.append(("CFG scale", guidance))
+    # Only a seed that was sent: a dropped one would claim a reproducibility the image lacks.
     seed = meta.get("seed")
-    fields.append(("Seed", seed if seed is not None else request.get("seed")))
+    if seed is None and "planned" not in meta and (fates.get("seed") or {}).get("kind") != "dropped":
+        seed = request.get("seed")
+    fields.append(("Seed", seed))
     width = image.get("width") or planned.get("width")
     height = image.get("height") or planned.get("height")
     fields.append(("Size", f"{width}x{height}" if width and height else None))
@@ -283,13 +340,23 @@ def png_text(data: bytes) -> dict[str, str]:
     return out
 
 
+def _phys_chunk(dpi: int) -> bytes:
+    """A pHYs chunk: ``dpi`` as pixels per metre (the unit PNG knows), both axes."""
+    ppm = round(dpi / 0.0254)
+    return _chunk(b"pHYs", struct.pack(">IIB", ppm, ppm, 1))
+
+
 def _with_text(png: bytes, texts: list[bytes]) -> bytes:
-    """``png`` with ``texts`` spliced in before the first IDAT; older copies of our keys dropped."""
+    """``png`` with ``texts`` spliced in before the first IDAT; older copies of our keys dropped
+    (and the provider's pHYs, when we bring our own)."""
     ours = (PARAMETERS_KEY.encode(), METADATA_KEY.encode())
+    new_phys = any(t[4:8] == b"pHYs" for t in texts)
     parts = [png[:8]]
     inserted = False
     for ctype, start, end in png_chunks(png):
         if ctype in (b"tEXt", b"zTXt", b"iTXt") and png[start + 8:end - 4].split(b"\0", 1)[0] in ours:
+            continue
+        if ctype == b"pHYs" and new_phys:
             continue
         if ctype == b"IDAT" and not inserted:
             parts.extend(texts)
@@ -313,13 +380,13 @@ def _to_png(data: bytes) -> bytes:
         return buf.getvalue()
 
 
-def _convert(data: bytes, fmt: str) -> bytes:
+def _convert(data: bytes, fmt: str, *, dpi: int | None = None) -> bytes:
     import io
 
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
-        if im.format == fmt:
+        if im.format == fmt and not dpi:
             return data  # already in the requested format: keep the provider's bytes
         out = im.convert("RGB") if fmt == "JPEG" and im.mode != "RGB" else im
         buf = io.BytesIO()
@@ -329,6 +396,8 @@ def _convert(data: bytes, fmt: str) -> bytes:
             extra["lossless"] = True
         else:
             extra["quality"] = 95
+        if dpi:
+            extra["dpi"] = (dpi, dpi)
         out.save(buf, fmt, **extra)
         return buf.getvalue()
 
@@ -400,6 +469,8 @@ def save_image(image: GeneratedImage, path: str | os.PathLike[str]) -> Path:
         texts = [_text_chunk(PARAMETERS_KEY, params),
                  _text_chunk(METADATA_KEY, json.dumps(meta, ensure_ascii=False, default=str),
                              itxt=True)]
+        if meta.get("dpi"):
+            texts.append(_phys_chunk(int(meta["dpi"])))
         target.parent.mkdir(parents=True, exist_ok=True)
         _write(target, _with_text(png, texts))
         return target
@@ -408,7 +479,7 @@ def save_image(image: GeneratedImage, path: str | os.PathLike[str]) -> Path:
         raise InvalidRequest(f"cannot save an image as {suffix!r}: use .png (provenance "
                              "embedded) or .jpg / .jpeg / .webp (provenance in a "
                              f"{SIDECAR_SUFFIX} sidecar)", field="path")
-    data = _convert(image.data, fmt)
+    data = _convert(image.data, fmt, dpi=meta.get("dpi"))
     meta["saved"] = {"format": f"image/{fmt.lower()}", "rewritten": data is not image.data,
                      "metadata": "sidecar"}
     return _save_with_sidecar(target, data, meta, params)

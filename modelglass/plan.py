@@ -297,7 +297,8 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
                                f"truncated from {len(prompt)} to {c.max_prompt_chars} characters")
         prompt = prompt[: c.max_prompt_chars]
     else:
-        fates["prompt"] = Fate("prompt", FateKind.honored, None, None)
+        fates["prompt"] = (_encoder_fate(prompt, offer)
+                           or Fate("prompt", FateKind.honored, None, None))
 
     # guidance (cfg) and negative prompt
     g = c.guidance
@@ -484,6 +485,26 @@ def _refuse_retired(offer: OfferView) -> None:
                          f"longer serves it, so nothing was sent.{repl}", field="model")
 
 
+def _encoder_fate(prompt: str, offer: OfferView) -> Fate | None:
+    """``approximated`` when the model's text encoder reads only the start of the prompt: the
+    provider takes it whole, but the words past the encoder's window never reach the model."""
+    from ._encoders import prompt_cut, window_for
+
+    window = window_for(offer.model_id, offer.model.family)
+    if window is None or len(prompt) <= window.tokens:  # a token is at least one character
+        return None
+    cut = prompt_cut(prompt, window)
+    if not cut.cut:
+        return None
+    last = prompt[max(0, cut.at_char - 24):cut.at_char].strip()
+    return Fate("prompt", FateKind.approximated, f"{len(prompt)} characters",
+                f"the first {cut.at_char} characters",
+                f"{offer.model_id}'s text encoder ({window.encoder}) reads about {window.tokens} "
+                "tokens; the rest is sent but never reaches the model",
+                f"cut after …{last!r}: about {cut.total_tokens - cut.kept_tokens} of "
+                f"{cut.total_tokens} tokens ignored (approximate count)")
+
+
 _SEVERITY = {FateKind.honored: 0, FateKind.mapped: 1, FateKind.approximated: 2, FateKind.dropped: 3}
 
 
@@ -500,13 +521,15 @@ def _plan_geometry(request: ImageRequest, offer: OfferView, fates: dict[str, Fat
     geo = offer.geometry
     axis = offer.quality_axes.get(quality)
     upscale = None
-    px = request.pixel_size()
+    # print_size without dpi: the quality axis's dpi (print 300, hero 150, draft 72).
+    dpi = request.dpi or (axis.dpi if axis is not None else 300)
+    px = request.pixel_size(default_dpi=dpi)
     if request.size or request.print_size:
         assert px is not None
         want = (float(px[0]), float(px[1]))
         choice = snap_size(geo, *want)
         got = (choice.width, choice.height)
-        label = request.size or f"{request.print_size} at {request.dpi or 300} dpi"
+        label = request.size or f"{request.print_size} at {dpi} dpi"
         if request.print_size and (got[0] < px[0] or got[1] < px[1]):
             factor = max(px[0] / got[0], px[1] / got[1])
             upscale = {"from": f"{got[0]}x{got[1]}", "to": f"{px[0]}x{px[1]}",

@@ -232,13 +232,16 @@ class ImageRequest(BaseModel):
             raise _invalid(exc) from None
 
     # -- geometry ---------------------------------------------------------------------------------
-    def pixel_size(self) -> tuple[int, int] | None:
-        """The exact pixel size asked for: ``size``, or ``print_size × dpi``; None otherwise."""
+    def pixel_size(self, default_dpi: int = 300) -> tuple[int, int] | None:
+        """The exact pixel size asked for: ``size``, or ``print_size × dpi``; None otherwise.
+
+        ``default_dpi`` applies when ``dpi`` is not set (the planner passes the quality axis's).
+        """
         if self.size:
             return parse_size(self.size)
         if self.print_size:
             w_in, h_in = parse_print_size(self.print_size)
-            dpi = self.dpi or 300
+            dpi = self.dpi or default_dpi
             return round(w_in * dpi), round(h_in * dpi)
         return None
 

@@ -40,6 +40,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._encoders import SHORTEST_WINDOW
 from ..catalog._schema import Status
 from ..errors import InvalidRequest
 from ..plan import plan_call
@@ -231,7 +232,8 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
            request.print_size, request.dpi, request.n, request.sampler, request.max_cost_usd,
            request.strict, request.commercial, getattr(request, "max_latency_s", None),
            repr(request.provider_options) if request.provider_options else None,
-           plen if idx.min_prompt_limit is not None and plen > idx.min_prompt_limit else 0,
+           plen if (idx.min_prompt_limit is not None and plen > idx.min_prompt_limit)
+           or (request.strict and plen > SHORTEST_WINDOW) else 0,  # encoder cuts refuse strict
            signals.key, today, avail_key, policy,
            tuple(sorted((k, id(p)) for k, p in providers.items())),
            tuple(v for v, _ in latency) if latency is not None else None)
