@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._cli_policy import apply_policy, policy_opt
+from ._cli_progress import Progress
 from .cli import (
     CatalogOpt,
     JsonOpt,
@@ -44,6 +45,7 @@ from .cli import (
     _steps,
     _strict,
     emit_json,
+    err,
     fate_cells,
     friendly,
     out,
@@ -109,6 +111,13 @@ def _maybe_simulate(enabled: bool) -> Iterator[Any]:
         yield sim
     finally:
         sim.stop()
+
+
+def _events_kw(client: Client, sink: Any) -> dict[str, Any]:
+    # The progress line needs the job's events; older clients simply run without it.
+    import inspect
+
+    return {"events": sink} if "events" in inspect.signature(client.generate).parameters else {}
 
 
 # -- files -----------------------------------------------------------------------------------------
@@ -232,7 +241,8 @@ def generate(prompt: str, quality: str = _quality, model: str | None = _model,
                     out.print("[bold]dry run[/]: nothing was sent")
                     print_plan(data)
                 return
-            result = client.generate(prompt, **kw)
+            with Progress(err) as progress:
+                result = client.generate(prompt, **kw, **_events_kw(client, progress))
             files = save_all(result, prompt, out_dir)
     data = summary(result, files)
     if json_out:
