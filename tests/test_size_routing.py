@@ -77,3 +77,22 @@ def test_the_choice_makes_the_size_whenever_some_eligible_offer_can(w: int, h: i
         assert all(within(c) for c in d.ranked)
     else:
         assert d.notices and d.notices[0].startswith(f"size {w}x{h} approximated")
+
+
+def test_when_the_offers_that_make_the_size_cool_down_the_others_step_in_and_it_is_said() -> None:
+    from modelglass.routing import HealthBoard
+
+    cat = catalog(best=model(good(prompt_adherence=9.5), [offer("replicate", 0.01)],
+                             geometry=FIXED),
+                  exact=model(good(prompt_adherence=7), [offer("fal", 0.02)]))
+    board = HealthBoard()
+    first = route(req(size="1536x1024"), cat, today=TODAY, health=board).choice
+    assert first is not None and first.model == "exact"
+    for _ in range(3):
+        board.record("exact@fal", "fal", ok=False, error="ProviderError")
+    d = route(req(size="1536x1024"), cat, today=TODAY, health=board)
+    assert d.choice is not None and d.choice.key == "best@replicate"
+    assert d.notices == ["size 1536x1024 approximated: the offers that make it are cooling down; "
+                         "best@replicate makes 1248x832 instead of 1536x1024 (area -34 %, "
+                         "tolerance ±2 % per side)"]
+    assert [r.constraint for r in d.rejected] == ["health"]

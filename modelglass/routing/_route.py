@@ -243,18 +243,30 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
             idx.memo.move_to_end(key)
     calls: dict[str, ProviderCall] = {}
     if hit is not None:
-        rows, rejected, (notices, _) = hit
+        rows, rejected, (notices, reserve, _) = hit
     else:
         ctx = _Context(request, quality, axis, qtable, check, today, policy, planner, views,
                        latency, latency_limit)
-        rows, rejected, notices = _rank(idx, ctx, calls)
+        rows, rejected, notices, reserve = _rank(idx, ctx, calls)
         with idx.lock:
             # The providers ride along so their ids in the key cannot be reused while cached.
-            idx.memo[key] = (rows, rejected, (notices, tuple(providers.values())))
+            idx.memo[key] = (rows, rejected, (notices, reserve, tuple(providers.values())))
             while len(idx.memo) > idx.memo_limit:
                 idx.memo.popitem(last=False)
     if health is not None and policy.health.enabled and rows:
         rows, rejected = _apply_health(rows, rejected, health, policy)
+        if not rows and reserve:
+            # Every offer that makes the size is cooling down: fall back to those that do not
+            # make it, and say so first (a cooled offer never sends a job).
+            kept, _ = _apply_health([r for r, _ in reserve], [], health, policy)
+            if kept:
+                gaps = {r.offer.key: g for r, g in reserve}
+                back = {r.offer.key for r in kept}
+                rejected = [r for r in rejected
+                            if not (r.constraint == "size" and r.offer_key in back)]
+                rows = _order(kept, policy)
+                notices = (f"size {request.size} approximated: the offers that make it are "
+                           f"cooling down; {rows[0].offer.key} {gaps[rows[0].offer.key]}",)
     return RoutingDecision(request=request, quality=quality, quality_axis=axis, signals=signals,
                            weights=weights, rows=rows, rejected=rejected, budget=budget,
                            planner=planner, calls=calls, notices=notices, policy=policy)
@@ -445,7 +457,10 @@ class _Context:
 
 
 def _rank(idx: _Index, ctx: _Context,
-          calls: dict[str, ProviderCall]) -> tuple[list[Row], list[Rejection], tuple[str, ...]]:
+          calls: dict[str, ProviderCall]
+          ) -> tuple[list[Row], list[Rejection], tuple[str, ...], list[tuple[Row, str]]]:
+    """Rows (ranked), rejections, notices, and the reserve: offers rejected only for the size,
+    with what they make instead (used when every offer that makes the size is cooling down)."""
     request, axis, quality, policy = ctx.request, ctx.axis, ctx.quality, ctx.policy
     rows: list[Row] = []
     approx: list[tuple[Row, str]] = []  # passing offers that cannot make the requested size
@@ -530,7 +545,9 @@ def _rank(idx: _Index, ctx: _Context,
         else:
             rows.append(row)
     notices: tuple[str, ...] = ()
+    reserve: list[tuple[Row, str]] = []
     if approx and rows:
+        reserve = approx
         for row, gap in approx:
             reject(Rejection(row.offer.key, "size", f"{gap}; {len(rows)} eligible offer(s) make "
                                                     f"{request.size} as asked"))
@@ -543,7 +560,7 @@ def _rank(idx: _Index, ctx: _Context,
         gap = gaps[rows[0].offer.key]
         notices = (f"size {request.size} approximated: no eligible offer makes it within "
                    f"tolerance; {rows[0].offer.key} {gap}",)
-    return rows, rejected, notices
+    return rows, rejected, notices, reserve
 
 
 def _order(rows: list[Row], policy: Policy) -> list[Row]:
