@@ -560,6 +560,12 @@ def _register_optional() -> None:
     else:
         register_policy(app)
     try:
+        from ._cli_catalog_upkeep import register as register_upkeep
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        register_upkeep(catalog_app)  # catalog sync | diff | verify
+    try:
         from ._cli_local import local_app
     except ImportError:  # pragma: no cover
         pass

@@ -283,6 +283,17 @@ class ObservedStore:
         per = [c / n for c, n in rows]
         return _quantile(per, 0.5) if len(per) >= MIN_SAMPLES else None
 
+    def latencies(self, offer_key: str) -> list[float]:
+        """Recent result latencies (seconds), newest first."""
+        return self._latencies(offer_key)
+
+    def cost_ratios(self, offer_key: str) -> list[float]:
+        """Provider-reported cost ÷ the catalog's estimate, per recent result that has both."""
+        rows = self._read("SELECT cost_usd, estimated_usd FROM results WHERE offer = ? AND "
+                          "cost_reported = 1 AND estimated_usd > 0 ORDER BY at DESC LIMIT ?",
+                          (offer_key, WINDOW))
+        return [c / e for c, e in rows]
+
     def offers(self) -> list[str]:
         """Every offer key with at least one recorded event."""
         rows = self._read("SELECT offer FROM results UNION SELECT offer FROM failures")

@@ -15,6 +15,7 @@ from typing import Any, Literal, Self
 from ._fal import FalApp
 from ._faults import Fault, make_fault
 from ._openai import DEFAULT_RETIRED, OpenAIApp
+from ._platform import FalPlatformApp, PlatformData, with_platform
 from ._replicate import ReplicateApp
 from ._server import ProviderApp, ProviderState, RecordedRequest, _Running, start_server
 
@@ -71,6 +72,9 @@ class Simulator:
         self._openai = OpenAIApp(self._states["openai"], retired=tuple(openai_retired))
         self._fal = FalApp(self._states["fal"])
         self._replicate = ReplicateApp(self._states["replicate"])
+        #: What the platform APIs (fal pricing and models, OpenAI models, Replicate models) say.
+        self.platform = PlatformData()
+        self._fal_platform = FalPlatformApp(self._states["fal"], self.platform)
         self._poll_interval = poll_interval
         if isinstance(service_time, Mapping):
             for provider, seconds in service_time.items():
@@ -105,10 +109,11 @@ class Simulator:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         leaf.configure_cert(ctx)
         try:
-            openai = self._listen(self._openai, "api")
+            openai = self._listen(with_platform(self._openai, self.platform), "api")
             fal_queue = self._listen(self._fal, "queue", ctx)
             fal_run = self._listen(self._fal, "run", ctx)
-            replicate = self._listen(self._replicate, "api")
+            replicate = self._listen(with_platform(self._replicate, self.platform), "api")
+            fal_api = self._listen(self._fal_platform, "platform")
         except BaseException:
             self.stop()
             raise
@@ -129,6 +134,9 @@ class Simulator:
             "REPLICATE_API_TOKEN": REPLICATE_TOKEN,
             "REPLICATE_BASE_URL": self.replicate_base_url,
             "REPLICATE_POLL_INTERVAL": str(self._poll_interval),
+            # platform APIs (catalog sync) and a throwaway observed store
+            "MODELGLASS_FAL_API_URL": f"http://127.0.0.1:{fal_api.server.port}/v1",
+            "MODELGLASS_OBSERVED_DB": os.path.join(self._tmpdir, "observed.sqlite"),
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
         }

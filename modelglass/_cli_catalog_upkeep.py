@@ -1,0 +1,187 @@
+"""``modelglass catalog sync | diff | verify``: keeping the catalog true (registered into ``catalog``).
+
+- ``sync``: ask fal, OpenAI and Replicate what they serve and charge; write the user's overlay.
+- ``diff``: what the overlay changes against the shipped catalog.
+- ``verify``: declared against observed, offer by offer; ``--live`` probes under ``--max-spend``.
+
+Exit status: 0 fine; 1 a provider API failed (sync) or the catalog drifted from what was observed
+(verify); 2 something to fix here (a flag, the overlay file).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+__all__ = ["register"]
+
+EXIT_DRIFT = 1
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def register(catalog_app: typer.Typer) -> None:
+    """Add ``sync``, ``diff`` and ``verify`` to the ``catalog`` command group."""
+    from .cli import friendly, out
+
+    @catalog_app.command("sync")
+    @friendly
+    def catalog_sync(
+        provider: list[str] | None = typer.Option(
+            None, "--provider", help="fal, openai, replicate (repeat; default: every one with a "
+            "key)."),
+        overlay: Path | None = typer.Option(
+            None, "--overlay", help="The overlay file to write (default: the user's, "
+            "$MODELGLASS_CATALOG_OVERLAY or ~/.config/modelglass/overlay.yaml)."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Report only; write nothing."),
+        json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    ) -> None:
+        """Pull live prices and model lists from the providers the keys allow; write the overlay
+        (as_of today, source: sync). The shipped catalog is never written."""
+        from .catalog._sync import sync
+
+        chosen = [p.strip() for item in provider or [] for p in item.split(",") if p.strip()]
+        report = sync(providers=chosen or None, overlay=overlay, write=not dry_run)
+        if json_out:
+            _print_json(report.to_dict())
+        else:
+            _print_sync(out, report)
+        if report.errors:
+            raise typer.Exit(EXIT_DRIFT)
+
+    @catalog_app.command("diff")
+    @friendly
+    def catalog_diff(
+        overlay: list[Path] | None = typer.Option(
+            None, "--overlay", help="Overlay file(s) to compare (default: the user's)."),
+        json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    ) -> None:
+        """What the overlay changes against the shipped catalog: prices, endpoints, disabled
+        offers, private deployments, and endpoints seen but not described."""
+        from .catalog import Catalog, default_catalog_dir
+        from .catalog._overlay import default_overlay_path
+
+        paths = list(overlay or [])
+        if not paths:
+            default = default_overlay_path()
+            if default is not None and default.is_file():
+                paths = [default]
+        cat = Catalog.load(default_catalog_dir(), overlays=paths)
+        rep = cat.overlay
+        if json_out:
+            _print_json({"files": rep.files, "changes": [vars(c) for c in rep.changes],
+                         "disabled": rep.disabled, "seen": rep.seen})
+            return
+        if not paths:
+            out.print("No overlay: the shipped catalog is used as it is.", highlight=False)
+            return
+        t = Table(title=f"overlay changes ({', '.join(rep.files)})")
+        for col in ("offer", "what", "before", "after", "where"):
+            t.add_column(col)
+        for c in rep.changes:
+            t.add_row(*(Text(x) for x in (c.offer, c.what, _short(c.before), _short(c.after),
+                                          f"{c.file}:{c.line}")))
+        out.print(t)
+        for provider, endpoints in rep.seen.items():
+            out.print(Text(f"seen on {provider}, not described (not routed): "
+                           + ", ".join(endpoints)), highlight=False)
+
+    @catalog_app.command("verify")
+    @friendly
+    def catalog_verify(
+        live: bool = typer.Option(False, "--live", help="Probe the providers with the cheapest "
+                                  "valid request first (costs money; needs --max-spend)."),
+        max_spend: float | None = typer.Option(None, "--max-spend", help="Hard cap in USD for "
+                                               "--live probes."),
+        offer: list[str] | None = typer.Option(None, "--offer", help="Offers or models to check "
+                                               "(repeat; default: all)."),
+        provider: list[str] | None = typer.Option(None, "--provider", help="Only these "
+                                                  "providers (repeat)."),
+        show_all: bool = typer.Option(False, "--all", help="Also list offers with no data."),
+        json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    ) -> None:
+        """Declared against observed, offer by offer: price drift, latency drift, failure rate,
+        accepted sizes, seed reproducibility (and, with --live, which controls change the image).
+        Exits 1 on drift."""
+        from .catalog._verify import live_probe, verify
+        from .errors import InvalidRequest
+
+        offers = [o.strip() for item in offer or [] for o in item.split(",") if o.strip()] or None
+        providers = [p.strip() for item in provider or [] for p in item.split(",")
+                     if p.strip()] or None
+        if live:
+            if max_spend is None:
+                raise InvalidRequest("--live spends money: give a hard cap with --max-spend USD "
+                                     "(e.g. --max-spend 0.50)", field="max_spend")
+            report = live_probe(max_spend_usd=max_spend, offers=offers, providers=providers)
+        else:
+            report = verify(offers=offers, providers=providers)
+        if json_out:
+            _print_json(report.to_dict())
+        else:
+            _print_verify(out, report, show_all)
+        if report.drift:
+            raise typer.Exit(EXIT_DRIFT)
+
+
+def _short(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={v[k]}" for k in v)
+    return str(v)
+
+
+def _print_sync(out: Any, report: Any) -> None:
+    for provider, status in report.providers.items():
+        out.print(Text(f"{provider}: {status}"), highlight=False)
+    t = Table(title=f"catalog sync, {report.as_of}")
+    for col in ("provider", "finding", "offer / endpoint", "detail"):
+        t.add_column(col)
+    order = ("price", "unavailable", "seen", "unmapped", "unpriced", "kept", "confirmed",
+             "available")
+    for what in order:
+        for f in report.of(what):
+            detail = f.detail
+            if what == "price":
+                detail = f"{_short(f.before)} → {_short(f.after)}" + (f" ({f.detail})"
+                                                                    if f.detail else "")
+            t.add_row(*(Text(x) for x in (f.provider, what, f.offer or f.endpoint, detail)))
+    out.print(t)
+    if report.written:
+        out.print(Text(f"overlay written: {report.overlay}"), highlight=False)
+    elif report.overlay:
+        out.print(Text(f"overlay not written ({report.overlay})"), highlight=False)
+
+
+def _print_verify(out: Any, report: Any, show_all: bool) -> None:
+    t = Table(title="catalog verify: declared vs observed")
+    for col in ("offer", "check", "status", "declared", "observed", "detail"):
+        t.add_column(col)
+    for c in report.checks:
+        if c.status == "no data" and not show_all:
+            continue
+        style = "bold red" if c.status == "drift" else None
+        t.add_row(*(Text(x, style=style or "") for x in (
+            c.offer, c.check, c.status, _short(c.declared), _short(c.observed), c.detail)))
+    out.print(t)
+    if report.probes:
+        p = Table(title=f"live probes (spent ${report.spent_usd:.4f} of "
+                  f"${report.max_spend_usd:g})")
+        for col in ("offer", "probe", "cost", "size", "outcome"):
+            p.add_column(col)
+        for probe in report.probes:
+            outcome = probe.skipped or probe.error or (probe.sha256 or "")[:12]
+            cost = "" if probe.cost_usd is None else f"${probe.cost_usd:.4f}"
+            p.add_row(*(Text(x) for x in (probe.offer, probe.purpose, cost, probe.size or "",
+                                          outcome)))
+        out.print(p)
+    drift = report.drift
+    out.print(Text(f"{len(drift)} drift(s)" if drift else "no drift"), highlight=False)
