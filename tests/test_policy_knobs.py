@@ -243,3 +243,28 @@ def test_explain_names_the_policy_file(tmp_path: Any) -> None:
     text = d.explain()
     assert f"policy: team ({path})" in text or "policy: team (" in text
     assert "the policy denies provider 'openai'" in text
+
+
+def test_clients_judge_latency_on_the_observed_store(tmp_path: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import modelglass as mg
+    from modelglass.catalog._observed import ObservedStore
+
+    db = tmp_path / "observed.db"
+    monkeypatch.setenv("MODELGLASS_OBSERVED_DB", str(db))
+    monkeypatch.delenv("MODELGLASS_OBSERVE", raising=False)
+    store = ObservedStore(db)
+    for s in (41.0, 44.0, 47.0):  # fast@fal is 4 s by the catalog, 40+ s in practice
+        store.record_result("fast@fal", latency_s=s)
+    client = mg.Client(catalog=LATENCY, available=["fal"],
+                       policy=Policy({"limits": {"max_latency_p90_s": 30,
+                                                 "unknown_latency": "allow"}}))
+    d = client.route("a red bicycle", quality="hero")
+    fast = next(r for r in d.rejected if r.offer_key == "fast@fal")
+    assert fast.constraint == "latency" and fast.reason.startswith("observed p90 4")
+    assert [c.model for c in d.ranked] == ["unknown"]
+    # plan() takes a policy too: one that rejects unknown latency leaves nothing to plan.
+    assert client.plan("a red bicycle", quality="hero").offer.key == "unknown@fal"
+    with pytest.raises(mg.NoEligibleModel):
+        client.plan("a red bicycle", quality="hero",
+                    policy=Policy({"limits": {"max_latency_p90_s": 30}}))
