@@ -236,7 +236,7 @@ def test_offers_that_failed_the_same_way_raise_that_error_with_every_attempt(
     assert type(info.value) is mg.ProviderError and info.value.status == 500
     attempts = info.value.attempts  # type: ignore[attr-defined]
     assert [a.offer_id for a in attempts] == ["flux-schnell@fal"] * 2 + ["flux-schnell@replicate"] * 2
-    assert isinstance(info.value.__cause__, mg.ProviderError)  # the fal offer's error
+    assert isinstance(info.value.__cause__, mg.ProviderError)  # the try before it
     assert "flux-schnell@fal try 2" in str(info.value)
 
 

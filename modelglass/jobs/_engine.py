@@ -145,6 +145,7 @@ class Job:
         self.allow_double_payment = allow_double_payment
         self.attempts: list[Attempt] = []
         self.errors: list[BaseException] = []   # the error that ended each failed offer
+        self.try_errors: list[BaseException] = []  # every failed try's error, in order
         self.timings: dict[str, float] = {}
         self.runs: list[Run] = []
         self._inflight: _InFlight | None = None
@@ -426,6 +427,7 @@ class Job:
         if exc is None:
             self.owner._attempt_ended(attempt, None)
             return
+        self.try_errors.append(exc)
         attempt.error = self.owner._scrub(str(exc)) or type(exc).__name__
         attempt.error_type = type(exc).__name__
         attempt.status = getattr(exc, "status", None)

@@ -114,7 +114,8 @@ def attach(job: Job, exc: BaseException) -> BaseException:
     if getattr(exc, "_job_attached", False):
         return exc
     exc._job_attached = True  # type: ignore[attr-defined]
-    for e in (exc, *job.errors):  # a provider scrubs its own key; the client knows them all
+    for e in {id(e): e for e in (exc, *job.errors, *job.try_errors)}.values():
+        # a provider scrubs its own key; the client knows them all
         _scrub_error(e, job.owner._scrub)
     if not hasattr(exc, "attempts"):
         exc.attempts = list(job.attempts)  # type: ignore[attr-defined]
@@ -125,8 +126,8 @@ def attach(job: Job, exc: BaseException) -> BaseException:
                                *(f"  - {describe_attempt(a)}" for a in tries)]), *exc.args[1:])
     cost, _ = charged(job)
     exc.charged_usd = cost  # type: ignore[attr-defined]
-    if exc.__cause__ is None:
-        earlier = [e for e in job.errors if e is not exc]
+    if exc.__cause__ is None:  # the try before: the chain reads like the job went
+        earlier = [e for e in job.try_errors if e is not exc and e.__cause__ is not exc]
         if earlier:
             exc.__cause__ = earlier[-1]
     return exc

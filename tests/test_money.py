@@ -1,0 +1,165 @@
+"""Money through the job engine (issue 8, engine side): never pay twice, count everything paid,
+return or name every paid image, and keep the deadline over every step.
+
+The simulators' ``processed_*`` faults process (and bill) a create, then lose the answer;
+``sim.billed(provider)`` counts what the provider would have charged.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from test_client import PROMPT, make_client, submits
+
+import modelglass as mg
+from modelglass.errors import DownloadFailed, OutcomeUnknown
+from modelglass.providers.base import Provider, ProviderOutput, RawImage
+from modelglass.providers.fal import FalProvider
+from modelglass.testing import Simulator, render_image, simulate
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    with simulate() as s:
+        yield s
+
+
+@pytest.fixture(autouse=True)
+def _fresh(sim: Simulator) -> Iterator[None]:
+    sim.reset()
+    yield
+    for p in ("openai", "fal", "replicate"):
+        sim.service_time(p, 0)  # type: ignore[arg-type]
+
+
+# -- never pay twice --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["processed_drop", "truncated"])
+def test_a_create_whose_answer_was_lost_is_never_sent_again(sim: Simulator, kind: str) -> None:
+    sim.fail("fal", kind=kind)
+    budget = mg.Budget(1.0)
+    with make_client(budget=budget, available=["fal", "replicate"]) as client, \
+            pytest.raises(OutcomeUnknown) as info:
+        client.generate(PROMPT, quality="draft", provider="fal")
+    assert len(submits(sim, "fal")) == 1 and sim.billed("fal") == 1
+    # The provider may have billed it: the budget keeps the estimate, nothing stays reserved.
+    assert budget.spent == pytest.approx(0.003) and budget.reserved == 0
+    [attempt] = info.value.attempts  # type: ignore[attr-defined]
+    assert attempt.possibly_charged and attempt.cost_usd == pytest.approx(0.003)
+    assert info.value.charged_usd == pytest.approx(0.003)  # type: ignore[attr-defined]
+
+
+def test_an_unknown_outcome_does_not_fall_back_by_default(sim: Simulator) -> None:
+    sim.fail("fal", kind="processed_drop")
+    with make_client(available=["fal", "replicate"]) as client, pytest.raises(OutcomeUnknown):
+        client.generate(PROMPT, quality="draft")
+    assert sim.requests("replicate") == []
+
+
+@pytest.mark.parametrize("where", ["call", "client"])
+def test_allow_double_payment_falls_back_and_counts_both_jobs(sim: Simulator, where: str) -> None:
+    sim.fail("fal", kind="processed_drop")
+    budget = mg.Budget(1.0)
+    per_call = {"allow_double_payment": True} if where == "call" else {}
+    per_client = {"allow_double_payment": True} if where == "client" else {}
+    with make_client(available=["fal", "replicate"], budget=budget, **per_client) as client:
+        r = client.generate(PROMPT, quality="draft", **per_call)
+    assert r.provider == "replicate"
+    assert sim.billed("fal") == 1 and len(submits(sim, "fal")) == 1
+    assert [(a.offer_id, a.possibly_charged) for a in r.attempts] == [
+        ("flux-schnell@fal", True), ("flux-schnell@replicate", False)]
+    # result.cost_usd is what the budget was charged for this call: both jobs.
+    assert budget.spent == pytest.approx(0.006) and budget.reserved == 0
+    assert r.cost_usd == pytest.approx(budget.spent)
+    assert sum(a.cost_usd or 0 for a in r.attempts) == pytest.approx(r.cost_usd)
+
+
+def test_openai_posts_that_time_out_are_counted_as_spent(sim: Simulator) -> None:
+    sim.fail("openai", kind="processed_hang", delay=3)
+    budget = mg.Budget(1.0)
+    with make_client(budget=budget, timeout_s=0.5) as client, pytest.raises(OutcomeUnknown):
+        client.generate(PROMPT, quality="thumbnail", provider="openai")
+    assert len(submits(sim, "openai")) == 1
+    assert budget.spent > 0 and budget.reserved == 0
+
+
+# -- every paid image returned or named ---------------------------------------------------------------
+
+def test_one_bad_url_in_a_chunk_keeps_the_chunks_other_images(sim: Simulator) -> None:
+    sim.fail("fal", kind="expired", times=1)
+    budget = mg.Budget(1.0)
+    with make_client(budget=budget) as client:
+        r = client.generate(PROMPT, quality="draft", provider="fal", n=3, seed=5)
+    assert len(r.images) == 2 and r.partial
+    [missing] = r.missing
+    assert (missing.chunk, missing.count, missing.paid) == (0, 1, True)
+    assert missing.error_type == "DownloadFailed" and "expired" in missing.reason
+    # The whole call was paid for, and the result says so.
+    assert budget.spent == pytest.approx(3 * 0.003) and r.cost_usd == pytest.approx(budget.spent)
+    [attempt] = r.attempts
+    assert attempt.error_type == "DownloadFailed" and len(attempt.urls) == 3
+    assert attempt.request_id
+    assert r.extra["partial"]["delivered"] == 2
+
+
+def test_a_download_failure_in_strict_mode_names_the_paid_image_and_keeps_the_rest(
+        sim: Simulator) -> None:
+    sim.fail("fal", kind="expired", times=1)
+    with make_client() as client, pytest.raises(DownloadFailed) as info:
+        client.generate(PROMPT, quality="draft", provider="fal", n=2, strict=True)
+    err = info.value
+    assert err.request_id and err.url and err.cost_usd == pytest.approx(2 * 0.003)
+    assert len(err.fetched) == 1 and len(err.partial.images) == 1  # type: ignore[attr-defined]
+    assert "expired" in str(err) and (err.url or "") not in str(err)  # URLs may be signed
+
+
+# -- the deadline covers every step ----------------------------------------------------------------
+
+def test_the_deadline_covers_downloads(sim: Simulator) -> None:
+    sim.fail("fal", kind="hang", at="download", delay=10)
+    budget = mg.Budget(1.0)
+    with make_client(budget=budget, deadline_s=1.5) as client:
+        t0 = time.monotonic()
+        with pytest.raises(mg.ProviderError) as info:
+            client.generate(PROMPT, quality="draft", provider="fal")
+        elapsed = time.monotonic() - t0
+    assert elapsed < 2.5
+    assert isinstance(info.value, (DownloadFailed, mg.GenerationTimeout))
+    assert budget.spent == pytest.approx(0.003)  # the job ran: it is paid for
+
+
+# -- numbers entering the budget ----------------------------------------------------------------------
+
+class _OddCost(Provider):
+    """A provider whose reply states a cost that is not a price."""
+
+    name = "fal"
+
+    def __init__(self, cost: float) -> None:
+        self.inner, self.cost = FalProvider(), cost
+
+    def availability(self) -> Any:
+        return self.inner.availability()
+
+    def build_payload(self, planned: Any, offer: Any) -> Any:
+        return self.inner.build_payload(planned, offer)
+
+    def generate(self, call: Any, *, timeout_s: float) -> ProviderOutput:
+        data = render_image(call.planned.prompt, 1, 1024, 1024, "png")
+        return ProviderOutput(images=[RawImage(data=data, mime="image/png")], cost_usd=self.cost)
+
+    async def agenerate(self, call: Any, *, timeout_s: float) -> ProviderOutput:
+        return self.generate(call, timeout_s=timeout_s)
+
+
+@pytest.mark.parametrize("cost", [math.nan, -1.0, math.inf])
+def test_a_stated_cost_that_is_not_a_price_counts_the_estimate(cost: float) -> None:
+    budget = mg.Budget(1.0)
+    client = make_client(providers={"fal": _OddCost(cost)}, available=["fal"], budget=budget)
+    r = client.generate(PROMPT, quality="draft", provider="fal")
+    assert math.isfinite(budget.spent) and budget.spent == pytest.approx(0.003)
+    assert r.cost_usd == pytest.approx(0.003) and r.cost_is_estimate
