@@ -225,3 +225,27 @@ def test_a_clients_failed_attempts_cool_the_provider_for_every_client(sim: Any) 
         r2 = second.generate("a red bicycle", quality="draft")
     assert r2.provider == "replicate" and [a.provider for a in r2.attempts] == ["replicate"]
     assert len(sim.requests("fal", stage="submit")) == submitted  # nothing more sent to fal
+
+
+def test_concurrent_async_jobs_failing_on_one_provider_cool_it_for_the_next(sim: Any) -> None:
+    from modelglass.providers.fal import FalProvider
+    from modelglass.providers.replicate import ReplicateProvider
+
+    sim.fail("fal", status=503, times=100)
+
+    async def main() -> tuple[list[Any], Any]:
+        async with mg.AsyncClient(
+                available=["fal", "replicate"], max_retries=0, retry_backoff_s=0.01,
+                deadline_s=20,
+                providers={"fal": FalProvider(poll_interval_s=0.01, poll_retry_backoff_s=0.01),
+                           "replicate": ReplicateProvider(poll_interval_s=0.01,
+                                                          poll_retry_backoff_s=0.01)}) as c:
+            results = await asyncio.gather(*(c.generate(f"a red bicycle {i}", quality="draft")
+                                             for i in range(6)))
+            return list(results), c.route("a red bicycle", quality="draft")
+
+    results, after = asyncio.run(main())
+    # Jobs routed before the third failure tried fal once and fell back; later ones skipped it.
+    assert all(r.provider == "replicate" for r in results)
+    assert 3 <= sum(a.provider == "fal" for r in results for a in r.attempts) <= 6
+    assert after.rejected_by("health") and all(c.provider != "fal" for c in after.ranked)
