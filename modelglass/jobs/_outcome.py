@@ -165,7 +165,7 @@ def final_error(job: Job) -> BaseException:
     waits = [a.retry_after for a in failed if a.retry_after is not None]
     offers = list(dict.fromkeys(a.offer_id for a in job.attempts))
     err = AllAttemptsFailed.of(common)(
-        f"every ranked offer failed for this {job.request.quality.value} request, in different "
+        f"every ranked offer failed for this {job.request.quality} request, in different "
         f"ways ({len(offers)} offer(s), {len(job.attempts)} attempt(s)); each attempt below. "
         f"{_advice(errors)}", list(job.attempts),
         retryable=bool(failed) and all(a.retryable for a in failed),
