@@ -38,3 +38,18 @@ def test_a_bad_policy_file_stops_the_command_with_its_line(tmp_path: Path) -> No
     assert r.exit_code == 2
     assert "p.yaml:2: providers.allow[0]: unknown provider 'replicat'; did you mean " \
            "'replicate'?" in r.output.replace("\n", "")
+
+
+def test_a_client_generates_on_the_policys_own_axis(tmp_path: Path) -> None:
+    import modelglass as mg
+    from modelglass.testing import simulate
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text("axes:\n  social-card: {extends: thumbnail, size: 1200x630, "
+                      "weights: {text_rendering: 0.4}, max_cost_usd: 0.02}\n")
+    with simulate():
+        client = mg.Client(policy=mg.Policy.load(policy), available=["fal"])
+        r = client.generate("launch banner that says 'v2 is here'", quality="social-card")
+    assert r.decision.quality == "social-card"
+    assert (r.images[0].width, r.images[0].height) == (1200, 624)  # 630 → a multiple of 16
+    assert r.cost_usd is not None and r.cost_usd <= 0.02
