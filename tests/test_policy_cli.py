@@ -51,5 +51,6 @@ def test_a_client_generates_on_the_policys_own_axis(tmp_path: Path) -> None:
         client = mg.Client(policy=mg.Policy.load(policy), available=["fal"])
         r = client.generate("launch banner that says 'v2 is here'", quality="social-card")
     assert r.decision.quality == "social-card"
-    assert (r.images[0].width, r.images[0].height) == (1200, 624)  # 630 → a multiple of 16
+    w, h = r.images[0].width, r.images[0].height  # the axis's size, as the wire rounds it
+    assert abs(w - 1200) / 1200 <= 0.02 and abs(h - 630) / 630 <= 0.02
     assert r.cost_usd is not None and r.cost_usd <= 0.02
