@@ -1,0 +1,206 @@
+"""The job engine as a pure state machine: the steps it asks for, the outcomes it takes, its
+events, interrupts and resume (issue 9, deliverables 1 and 2).
+
+The first tests drive ``Job.steps()`` by hand with a provider that does no I/O, so what the
+engine decides is visible step by step; the last ones resume real jobs on the simulators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import pytest
+from test_client import PROMPT, make_client, submits
+
+import modelglass as mg
+from modelglass._download import verify_bytes
+from modelglass.errors import OutcomeUnknown
+from modelglass.jobs import JobEvent, Resume
+from modelglass.jobs._steps import Call, Download, Wait, Wire
+from modelglass.providers._common import Deadline, Op, Sleep
+from modelglass.providers.base import Provider, ProviderOutput, RawImage
+from modelglass.providers.fal import FalProvider
+from modelglass.testing import Simulator, render_image, simulate
+
+
+class _Steps(Provider):
+    """A fal-shaped provider with a resumable job and no I/O: the test answers every step."""
+
+    name = "fal"
+
+    def __init__(self) -> None:
+        self.inner = FalProvider()
+
+    def availability(self) -> Any:
+        from modelglass.providers.base import Availability
+
+        return Availability(True, "test")
+
+    def build_payload(self, planned: Any, offer: Any) -> Any:
+        return self.inner.build_payload(planned, offer)
+
+    def job(self, call: Any, *, timeout_s: float, resume: str | None = None,
+            on_submitted: Any = None) -> tuple[Generator[Any, Any, ProviderOutput], Deadline]:
+        def steps() -> Generator[Any, Any, ProviderOutput]:
+            rid = resume if resume is not None else (yield Op("submit", (call.payload,)))
+            on_submitted(rid)
+            while (yield Op("status", (rid,))) != "COMPLETED":
+                yield Sleep(0.01)
+            url = yield Op("result", (rid,))
+            return ProviderOutput(images=[RawImage(url=url, mime="image/png")], request_id=rid)
+        return steps(), Deadline(timeout_s)
+
+    def cancel_job(self, call: Any, request_id: str) -> Generator[Any, Any, None]:
+        yield Op("cancel", (request_id,))
+
+    def generate(self, call: Any, *, timeout_s: float) -> ProviderOutput:
+        raise AssertionError("the engine drives the job's steps instead")
+
+    async def agenerate(self, call: Any, *, timeout_s: float) -> ProviderOutput:
+        raise AssertionError("the engine drives the job's steps instead")
+
+
+def _job(budget: mg.Budget | None = None, **kw: Any) -> tuple[Any, list[JobEvent]]:
+    client = mg.Client(providers={"fal": _Steps()}, available=["fal"], budget=budget)
+    events: list[JobEvent] = []
+    job = client._job(PROMPT, {"quality": "draft", "provider": "fal", "seed": 3},
+                      job_id="j1", events=events.append, resume=kw.pop("resume", None),
+                      allow_double_payment=None, deadline_s=None)
+    return job, events
+
+
+def _image() -> Any:
+    return verify_bytes(render_image(PROMPT, 3, 1024, 1024, "png"), "image/png")
+
+
+def test_a_job_asks_for_steps_and_takes_their_outcomes() -> None:
+    budget = mg.Budget(1.0)
+    job, events = _job(budget)
+    steps = job.steps()
+    step = next(steps)
+    assert isinstance(step, Wire) and step.op.name == "submit"
+    assert budget.reserved == pytest.approx(0.003)  # held before anything is sent
+    step = steps.send("rid-7")
+    assert isinstance(step, Wire) and step.op == Op("status", ("rid-7",))
+    assert [e.state for e in events][-1] == "submitted" and events[-1].request_id == "rid-7"
+    assert isinstance(steps.send("IN_PROGRESS"), Wait)
+    assert isinstance(steps.send(None), Wire)
+    step = steps.send("COMPLETED")
+    assert step.op.name == "result"
+    step = steps.send("https://img.example/1.png")
+    assert isinstance(step, Download) and step.images[0].url == "https://img.example/1.png"
+    with pytest.raises(StopIteration) as done:
+        steps.send([_image()])
+    result = done.value.value
+    assert len(result.images) == 1 and result.job_id == "j1"
+    assert [e.state for e in events] == ["pending", "pending", "submitted", "generated",
+                                         "downloaded", "done"]
+    assert events[3].urls == ("https://img.example/1.png",) and events[3].cost_usd == 0.003
+    assert events[4].sha256 == (result.images[0].sha256,)
+    assert {e.job_id for e in events} == {"j1"} and events[1].offer_key == "flux-schnell@fal"
+    assert budget.spent == pytest.approx(0.003) and budget.reserved == 0
+
+
+def test_an_interrupt_while_polling_cancels_by_id_then_goes_on() -> None:
+    budget = mg.Budget(1.0)
+    job, events = _job(budget)
+    steps = job.steps()
+    next(steps)
+    steps.send("rid-9")  # submitted; now polling
+    step = steps.throw(KeyboardInterrupt())
+    assert isinstance(step, Wire) and step.op == Op("cancel", ("rid-9",))
+    with pytest.raises(KeyboardInterrupt):
+        steps.send(None)
+    assert budget.reserved == 0 and budget.spent == pytest.approx(0.003)  # it may bill
+    assert events[-1].state == "failed" and events[-1].possibly_charged
+    assert job.attempts[0].possibly_charged and "cancelled" in job.attempts[0].error
+
+
+def test_an_interrupt_before_anything_was_sent_releases_the_reservation() -> None:
+    budget = mg.Budget(1.0)
+    job, events = _job(budget)
+    steps = job.steps()
+    next(steps)  # the submit is about to go out, but has not
+    job._inflight.sent = False  # as when the interrupt lands before the step ran
+    with pytest.raises(KeyboardInterrupt):
+        steps.throw(KeyboardInterrupt())
+    assert budget.reserved == 0 and budget.spent == 0
+    assert not events[-1].possibly_charged
+
+
+def test_an_abandoned_job_still_settles_its_budget() -> None:
+    budget = mg.Budget(1.0)
+    job, _ = _job(budget)
+    steps = job.steps()
+    next(steps)
+    steps.send("rid-1")
+    steps.close()  # the driver went away mid-job
+    assert budget.reserved == 0 and budget.spent == pytest.approx(0.003)
+
+
+def test_resume_polls_the_given_id_and_never_submits() -> None:
+    job, events = _job(resume=Resume("flux-schnell@fal", "rid-old"))
+    steps = job.steps()
+    step = next(steps)
+    assert isinstance(step, Wire) and step.op == Op("status", ("rid-old",))
+    assert any(e.state == "submitted" and e.request_id == "rid-old" for e in events)
+
+
+def test_resume_on_a_provider_without_job_ids_is_refused_as_possibly_charged() -> None:
+    client = mg.Client(available=["openai"])
+    with pytest.raises(OutcomeUnknown, match="not re-sent"):
+        client.generate(PROMPT, quality="thumbnail", provider="openai",
+                        resume=Resume("gpt-image-1-mini@openai", "req-1"))
+
+
+def test_providers_without_steps_are_one_call() -> None:
+    class _Whole(_Steps):
+        def job(self, call: Any, **kw: Any) -> Any:  # type: ignore[override]
+            return None
+
+    client = mg.Client(providers={"fal": _Whole()}, available=["fal"])
+    job = client._job(PROMPT, {"quality": "draft", "provider": "fal"}, job_id=None,
+                      events=None, resume=None, allow_double_payment=None, deadline_s=None)
+    step = next(job.steps())
+    assert isinstance(step, Call) and step.timeout_s <= client.timeout_s
+
+
+# -- resume on the simulators ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    with simulate() as s:
+        yield s
+
+
+def test_resume_fetches_a_fal_job_submitted_before(sim: Simulator) -> None:
+    sim.reset()
+    with make_client() as client:
+        call = client.plan(PROMPT, quality="draft", provider="fal", seed=4)
+        handle = client.provider("fal").wire().submit(call.offer.endpoint, call.payload)
+        before = len(submits(sim, "fal"))
+        events: list[JobEvent] = []
+        r = client.generate(PROMPT, quality="draft", provider="fal", seed=4, events=events.append,
+                            resume=Resume(call.offer.key, handle.request_id))
+    assert len(submits(sim, "fal")) == before == 1  # polled, never re-submitted
+    assert len(r.images) == 1 and r.extra["request_ids"] == [handle.request_id]
+    assert r.extra["resumed"]["request_id"] == handle.request_id
+
+
+def test_async_resume_fetches_a_replicate_prediction_created_before(sim: Simulator) -> None:
+    sim.reset()
+
+    async def main() -> Any:
+        async with make_client(mg.AsyncClient) as client:
+            call = client.plan(PROMPT, quality="draft", provider="replicate", seed=4)
+            wire = client.provider("replicate").awire()
+            pred = await wire.create_model(call.offer.endpoint, call.payload)
+            r = await client.generate(PROMPT, quality="draft", provider="replicate", seed=4,
+                                      resume=Resume(call.offer.key, pred["id"]))
+            return r, pred["id"]
+
+    r, pid = asyncio.run(main())
+    assert len(submits(sim, "replicate")) == 1
+    assert r.extra["request_ids"] == [pid] and len(r.images) == 1
