@@ -221,7 +221,7 @@ def render_sheet(sheet: ComparisonSheet) -> Any:
     draw.text((_MARGIN, 12), f"“{prompt}”", font=f_title, fill=(20, 20, 20))
     sub = (f"seed {sheet.seed if sheet.seed is not None else 'not fixed'} · quality {sheet.quality}"
            f" · {len(sheet.tiles)} models · total {_usd(sheet.cost_usd)}"
-           + (f" of a {_usd(sheet.budget_usd)} budget" if sheet.budget_usd is not None else "")
+           + (f" of a ${sheet.budget_usd:,.2f} budget" if sheet.budget_usd is not None else "")
            + f" · {sheet.wall_s:.1f} s wall")
     draw.text((_MARGIN, 38), sub, font=f_text, fill=(70, 70, 70))
     if sheet.simulated:

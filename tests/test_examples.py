@@ -12,7 +12,19 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"
 
 
 def test_there_are_examples() -> None:
-    assert len(EXAMPLES) >= 3
+    names = {p.name for p in EXAMPLES}
+    # quickstart, cost-aware routing with a budget, async fan-out, catalog comparison
+    assert {"quickstart.py", "cost_aware_routing.py", "async_batch.py",
+            "catalog_comparison.py"} <= names
+
+
+def test_catalog_comparison_writes_the_sheet_plot_and_page(tmp_path: Path) -> None:
+    path = next(p for p in EXAMPLES if p.name == "catalog_comparison.py")
+    proc = subprocess.run([sys.executable, str(path), str(tmp_path / "out")], check=False,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("sheet.png", "hero.png", "catalog.html"):
+        assert (tmp_path / "out" / name).stat().st_size > 1000
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
