@@ -104,8 +104,8 @@ def test_settings_values(cat: Catalog) -> None:
     s = cat.settings
     assert (s.formula_version, s.gpu_hour_usd, s.as_of) == (2, 2.0, dt.date(2026, 11, 29))
     assert set(s.providers) == {"openai", "fal", "replicate", "local"}
-    assert {f"S{i:02d}" for i in range(1, 88)} | {"I7"} <= set(s.sources)
-    for i in range(69, 88):   # the 2026-11-29 sources say when they were checked
+    assert {f"S{i:02d}" for i in range(1, 89)} | {"I7"} <= set(s.sources)
+    for i in range(69, 89):   # the 2026-11-29 sources say when they were checked
         assert "2026-11-29" in s.sources[f"S{i}"], i
 
 
