@@ -59,7 +59,9 @@ class _BaseClient:
     provider call; ``retry_after_cap_s`` caps both a provider's ``Retry-After`` and the backoff,
     which starts at ``retry_backoff_s``. ``allow_double_payment``: after a failure whose outcome
     is unknown (the provider may have billed it), try the next offer anyway (off by default:
-    such a job is never paid for twice).
+    such a job is never paid for twice). ``observed``: where results and failures are recorded
+    for ``catalog verify`` and latency limits (an ``ObservedStore``; False: nowhere; None: the
+    user's cache-dir store, off with ``MODELGLASS_OBSERVE=0``).
     """
 
     def __init__(self, *, catalog: Catalog | None = None, local: Provider | None = None,
@@ -68,7 +70,7 @@ class _BaseClient:
                  timeout_s: float = 120.0, deadline_s: float = 600.0, max_retries: int = 3,
                  retry_after_cap_s: float = 30.0, retry_backoff_s: float = 0.5,
                  max_download_bytes: int = 64 << 20, policy: Any = None,
-                 allow_double_payment: bool = False) -> None:
+                 allow_double_payment: bool = False, observed: Any = None) -> None:
         self.catalog = catalog or Catalog.default()
         # policy hook: the routing rules (mg.Policy, a policy file path, or None: the shipped
         # default) and the process-wide provider health board they read and attempts feed.
@@ -89,6 +91,9 @@ class _BaseClient:
         self.retry_backoff_s = retry_backoff_s
         self.max_download_bytes = max_download_bytes
         self.allow_double_payment = allow_double_payment
+        # observed-store hook: an ObservedStore to record results and failures in, False for
+        # none, None for the user's default store (off with MODELGLASS_OBSERVE=0)
+        self.observed = observed
         self._lock = threading.Lock()
         self._retry_policy: tuple[tuple[int, float, float], RetryPolicy] | None = None
 

@@ -146,8 +146,7 @@ def test_client_records_latency_reported_cost_sizes_and_failures(tmp_path: Path)
 
     store = ObservedStore(tmp_path / "client.sqlite")
     with simulate() as sim:
-        client = mg.Client(max_retries=0)
-        client.observed = store  # the Client/Store option: an explicit store (False: none)
+        client = mg.Client(max_retries=0, observed=store)  # an explicit store (False: none)
         sim.fail("openai", status=500, times=1)
         with pytest.raises(mg.ModelglassError):
             client.generate("a red bicycle", model="gpt-image-2", provider="openai")
@@ -166,8 +165,7 @@ def test_client_with_observed_false_records_nothing(tmp_path: Path,
 
     monkeypatch.setenv("MODELGLASS_OBSERVE", "1")
     with simulate():
-        client = mg.Client()
-        client.observed = False
+        client = mg.Client(observed=False)
         client.generate("a red bicycle", model="gpt-image-2", provider="openai")
         client.close()
         assert not ObservedStore.default().offers()
