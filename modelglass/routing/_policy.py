@@ -42,6 +42,7 @@ import copy
 import difflib
 import json
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -230,8 +231,10 @@ class Policy:
         rules["scoring"] = asdict(self.scoring)
         self._key = (json.dumps(rules, sort_keys=True),
                      id(upscale_available) if upscale_available else 0)
-        self._axes: dict[tuple[int, str], QualityAxis] = {}
-        self._checked: set[int] = set()
+        # Per catalog (weakly: a catalog that goes away takes its entries with it).
+        self._axes: weakref.WeakKeyDictionary[Catalog, dict[str, QualityAxis]] = \
+            weakref.WeakKeyDictionary()
+        self._checked: weakref.WeakSet[Catalog] = weakref.WeakSet()
         self._lock = threading.Lock()
 
     # -- identity ---------------------------------------------------------------------------------
@@ -324,12 +327,12 @@ class Policy:
 
     def quality_axis(self, name: str, catalog: Catalog) -> QualityAxis:
         """The axis ``name`` with this policy's changes applied (cached per catalog)."""
-        key = (id(catalog), name)
-        hit = self._axes.get(key)
+        table = self._axes.get(catalog)
+        hit = table.get(name) if table is not None else None
         if hit is None:
             hit = self._resolve(name, catalog, ())
             with self._lock:
-                self._axes[key] = hit
+                self._axes.setdefault(catalog, {})[name] = hit
         return hit
 
     def root_axis(self, name: str, catalog: Catalog) -> str:
@@ -370,7 +373,7 @@ class Policy:
     # -- names ------------------------------------------------------------------------------------
     def check(self, catalog: Catalog) -> None:
         """Raise :class:`CatalogError` when a name this policy uses is not in ``catalog``."""
-        if id(catalog) in self._checked:
+        if catalog in self._checked:
             return
         problems = [f"{self.source or 'policy'}: {p}"
                     for _, p in _name_problems(self.spec.model_dump(), catalog)]
@@ -378,7 +381,7 @@ class Policy:
             raise CatalogError(f"policy has {len(problems)} problem(s)", problems=problems)
         for name in self.spec.axes:
             self.quality_axis(name, catalog)
-        self._checked.add(id(catalog))
+        self._checked.add(catalog)
 
     def to_dict(self) -> dict[str, Any]:
         """The policy as data (what ``policy check --json`` prints)."""
@@ -531,7 +534,7 @@ def load_policy(path: Path, *, catalog: Catalog | None = None) -> Policy:
             except CatalogError as exc:
                 problems.append(f"{_display(path)}:1: axes.{name}: {exc}")
         if not problems:
-            policy._checked.add(id(catalog))
+            policy._checked.add(catalog)
             return policy
     n = len(problems)
     raise CatalogError(f"policy has {n} problem{'s' if n != 1 else ''}",
