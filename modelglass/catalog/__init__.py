@@ -109,6 +109,10 @@ class OfferView:
     #: The catalog's quality axes, so a plan can find the axis's target size without the catalog.
     quality_axes: dict[str, QualityAxis] = field(default_factory=dict, repr=False, compare=False)
 
+    def __repr__(self) -> str:
+        # The model and offer behind a view are kilobytes of YAML: name the offer, not all of it.
+        return f"OfferView({self.key!r}, {self.offer.endpoint!r}, {self.status.value})"
+
     @property
     def key(self) -> str:
         return self.offer.key(self.model_id)
