@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from _routing_models import TODAY, catalog, good, model, offer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import modelglass as mg
 from modelglass.errors import ContentRejected, InvalidRequest, ProviderError, RateLimited
@@ -249,3 +251,27 @@ def test_concurrent_async_jobs_failing_on_one_provider_cool_it_for_the_next(sim:
     assert all(r.provider == "replicate" for r in results)
     assert 3 <= sum(a.provider == "fal" for r in results for a in r.attempts) <= 6
     assert after.rejected_by("health") and all(c.provider != "fal" for c in after.ranked)
+
+
+@settings(max_examples=150, deadline=None)
+@given(gaps=st.lists(st.floats(min_value=0, max_value=100), min_size=0, max_size=12),
+       after=st.floats(min_value=0, max_value=300), failures=st.integers(1, 4),
+       window=st.floats(min_value=1, max_value=90), cooldown=st.floats(min_value=0, max_value=200))
+def test_cooling_matches_the_rule_for_any_timeline(gaps: list[float], after: float,
+                                                   failures: int, window: float,
+                                                   cooldown: float) -> None:
+    clock = Clock()
+    board = HealthBoard(clock=clock)
+    times = []
+    for g in gaps:
+        clock.now += g
+        times.append(clock.now)
+        board.record("a@fal", "fal", ok=False)
+    clock.now += after
+    rules = HealthRules(failures=failures, window_s=window, cooldown_s=cooldown)
+    # The rule, by brute force: some `failures` consecutive failures fit in the window and the
+    # last of them is less than `cooldown` ago.
+    expected = any(times[i + failures - 1] - times[i] <= window
+                   and clock.now < times[i + failures - 1] + cooldown
+                   for i in range(len(times) - failures + 1))
+    assert (board.cooling("a@fal", "fal", rules) is not None) is expected
