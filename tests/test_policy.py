@@ -221,3 +221,17 @@ def test_route_command_takes_a_policy(tmp_path: Path) -> None:
     data = __import__("json").loads(r.stdout)
     assert data["choice"] is None or data["choice"]["provider"] == "replicate"
     assert any(rej["constraint"] == "policy" and "fal" in rej["offer"] for rej in data["rejected"])
+
+
+def test_policy_check_json_shows_the_resolved_axes(tmp_path: Path) -> None:
+    import json
+
+    from modelglass.cli import app
+
+    r = CliRunner().invoke(app, ["policy", "check", str(write(tmp_path, ISSUE_EXAMPLE)), "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    card = data["axes_resolved"]["social-card"]
+    assert card["target_size"] == "1200x630" and card["weights"]["text_rendering"] == 0.4
+    assert data["providers"]["allow"] == ["fal", "openai"]
+    assert data["scoring"]["text_bonus"] == 0.03 and data["name"] == "policy"
