@@ -28,6 +28,7 @@ AXIS_SHORT = {"prompt_adherence": "adh", "photorealism": "real", "text_rendering
               "style_range": "styl", "composition": "comp", "speed": "spd",
               "resolution": "res"}
 _WIDE = 130
+_CONTROL_SHORT = {"negative_prompt": "neg.prompt", "sampler": "sampler"}
 _STATUS_MARK = {"active": "", "deprecated": " †", "retired": " ✗"}
 
 
@@ -137,7 +138,7 @@ def print_offers(console: Console, rows: Sequence[OfferRow], *, axis: str | None
     for a in shown_axes:
         t.add_column(AXIS_SHORT[a], justify="right", no_wrap=True)
     for c in supports:
-        t.add_column(c.replace("_", " ") if wide else c.split("_")[0][:6], no_wrap=True)
+        t.add_column(c.replace("_", " ") if wide else _CONTROL_SHORT.get(c, c), no_wrap=True)
     if wide:
         t.add_column("p50", justify="right")
     for r in rows:
@@ -158,6 +159,9 @@ def print_offers(console: Console, rows: Sequence[OfferRow], *, axis: str | None
             cells.append("—" if d["latency_p50_s"] is None else f"{d['latency_p50_s']:g} s")
         t.add_row(*(Text(c) for c in cells))
     console.print(t)
+    if supports:
+        console.print(Text(f"{', '.join(supports)}: yes = this offer sends it (judged by planning "
+                           "a request on it), no = it is dropped"))
     if axis:
         console.print(Text(f"{axis} q = weighted quality on the {axis} axis (0–10); only offers "
                            "the router would consider there"))

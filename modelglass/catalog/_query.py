@@ -175,6 +175,13 @@ def normalise_control(name: str) -> str:
 
 
 # -- the query -------------------------------------------------------------------------------------
+def _as_list(value: str | Iterable[str] | None) -> list[str]:
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    return [p.strip() for item in items for p in item.split(",") if p.strip()]
+
+
 def _as_set(value: str | Iterable[str] | None) -> set[str] | None:
     if value is None:
         return None
@@ -194,7 +201,7 @@ def query(catalog: Catalog, *, axis: str | None = None,
 
     if axis is not None:
         catalog.quality(axis)  # raises CatalogError naming the axes
-    wanted = [normalise_control(c) for c in (_as_set(supports) or ())] if supports else []
+    wanted = list(dict.fromkeys(normalise_control(c) for c in _as_list(supports)))
     if where is not None and not isinstance(where, Mapping):
         where = parse_where(where)
     conditions = dict(where or {})
