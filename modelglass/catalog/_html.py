@@ -242,7 +242,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 #controls{position:sticky;top:0;z-index:2;background:#fbfbf9;padding:8px 0;display:flex;gap:16px;
 flex-wrap:wrap;align-items:center}#controls input[type=search]{width:260px;padding:3px 6px}
 #count{color:#555}details{margin:4px 0;background:#fff;border:1px solid #e4e4e0;padding:4px 8px}
-details table.evidence th{width:150px}small{color:#666}a.src{text-decoration:none}
+details table.evidence th{width:150px}#offers td:first-child,#models td:first-child a{white-space:nowrap}small{color:#666}a.src{text-decoration:none}
 tr:target,details:target{outline:2px solid #f0b400}
 </style></head><body>"""
 
