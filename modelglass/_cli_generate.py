@@ -127,14 +127,27 @@ def _slug(prompt: str, limit: int = 40) -> str:
 
 
 def _free(path: Path) -> Path:
-    """``path``, or ``stem-2.png``, ``stem-3.png`` … when it exists: never overwrite."""
-    if not path.exists():
+    """``path``, or ``stem-2.png``, ``stem-3.png`` … when it exists: never overwrite. A name is
+    taken when a file of that stem exists with any image suffix (a C2PA JPEG asked to be saved as
+    ``x.png`` is written as ``x.jpg``)."""
+    def taken(p: Path) -> bool:
+        return any(p.with_suffix(s).exists() for s in (".png", ".jpg", ".webp"))
+
+    if not taken(path):
         return path
     for i in range(2, 10_000):
         candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
-        if not candidate.exists():
+        if not taken(candidate):
             return candidate
     raise typer.BadParameter(f"too many files named {path.stem}-N in {path.parent}")
+
+
+def check_output_folder(folder: Path) -> None:
+    """Make sure ``--out`` is a folder that exists (or can be made) and can be written, before
+    anything is sent: a generation must never be paid for and then fail to save."""
+    from ._provenance import check_writable_folder
+
+    check_writable_folder(folder, option="--out")
 
 
 def save_all(result: ImageResult, prompt: str, out_dir: Path) -> list[Path]:
@@ -155,8 +168,7 @@ def summary(result: ImageResult, files: list[Path]) -> dict[str, Any]:
         "note": "SIMULATED: no provider was called" if result.simulated else None,
         "model": result.model, "provider": result.provider,
         "offer": result.plan.offer.key if result.plan is not None else None,
-        "cost_usd": None if result.cost_usd is None else round(result.cost_usd, 6),
-        "cost_is_estimate": result.cost_is_estimate,
+        "cost_usd": result.cost_usd, "cost_is_estimate": result.cost_is_estimate,
         "latency_s": round(result.latency_s, 4),
         "files": [str(f) for f in files],
         "images": [{"file": str(f), "width": img.width, "height": img.height, "mime": img.mime,
@@ -242,6 +254,7 @@ def generate(prompt: str, quality: str = _quality, model: str | None = _model,
                     out.print("[bold]dry run[/]: nothing was sent")
                     print_plan(data)
                 return
+            check_output_folder(out_dir)  # before anything is paid for
             with Progress(err) as progress:
                 result = client.generate(prompt, **kw, **_events_kw(client, progress))
             files = save_all(result, prompt, out_dir)

@@ -18,15 +18,21 @@
   PNG bytes from the provider are not re-encoded: the chunks are spliced in, every other chunk is
   kept as delivered. JPEG and WebP bytes are converted to PNG (lossless from the decoded pixels).
 - ``.jpg`` / ``.jpeg`` / ``.webp``: the image in that format (the provider's bytes as they are
-  when already in it, else converted by Pillow) and the provenance in a sidecar
-  ``<stem>.modelglass.json`` (the JSON above plus the ``parameters`` text) — those formats have
-  no text chunk every reader agrees on.
+  when already in it, else converted by Pillow) and the provenance in a sidecar named after the
+  whole file name, ``<name>.modelglass.json`` (``a.jpg.modelglass.json``, so ``a.jpg`` and
+  ``a.webp`` never share one; see :func:`sidecar_path`) — the JSON above plus the ``parameters``
+  text — those formats have no text chunk every reader agrees on.
 - any other suffix: :class:`~modelglass.errors.InvalidRequest`.
 
 **C2PA**: if the provider's bytes carry content credentials (:func:`~modelglass._download.has_c2pa`),
 rewriting them would break the signature. They are written byte for byte with their native
 extension (``out.png`` becomes ``out.jpg`` for JPEG bytes) and the provenance goes to the
 sidecar. :func:`save_image` returns the path it really wrote.
+
+**Never overwrites** an existing image or sidecar unless ``overwrite=True`` (the check and the
+write are one atomic step: the file is linked into place, which fails if the name is taken).
+A path that is a folder (or ends with a separator) saves inside it under a name made of the
+prompt and the image's hash. Temporary files have short names, so any valid file name works.
 
 **Secrets**: metadata should never hold keys; a defensive scrub still replaces the values of the
 provider key variables (``OPENAI_API_KEY``, ``FAL_KEY``, ``REPLICATE_API_TOKEN`` …), credential
@@ -404,9 +410,30 @@ def _convert(data: bytes, fmt: str, *, dpi: int | None = None) -> bytes:
 
 # -- files ----------------------------------------------------------------------------------------
 def sidecar_path(path: str | os.PathLike[str]) -> Path:
-    """Where the provenance of an image saved at ``path`` goes when it is not embedded."""
+    """Where the provenance of an image saved at ``path`` goes when it is not embedded: the
+    whole file name plus ``.modelglass.json``, so every image file has its own. A name too long
+    for the file system keeps its start and a hash of the whole.
+
+    >>> sidecar_path("out/a.jpg").name
+    'a.jpg.modelglass.json'
+    """
     p = Path(path)
-    return p.with_name(p.stem + SIDECAR_SUFFIX)
+    name = p.name + SIDECAR_SUFFIX
+    if len(os.fsencode(name)) > _NAME_MAX:
+        import hashlib
+
+        digest = hashlib.sha256(os.fsencode(p.name)).hexdigest()[:16]
+        keep = _NAME_MAX - len(SIDECAR_SUFFIX) - len(digest) - 1
+        head = os.fsdecode(os.fsencode(p.name)[:keep]).rstrip("\ufffd")
+        name = f"{head}-{digest}{SIDECAR_SUFFIX}"
+    return p.with_name(name)
+
+
+def _legacy_sidecar_path(path: Path) -> Path:
+    return path.with_name(path.stem + SIDECAR_SUFFIX)
+
+
+_NAME_MAX = 255
 
 
 @functools.cache
@@ -417,18 +444,62 @@ def _umask() -> int:
     return mask
 
 
-def _write(path: Path, data: bytes) -> None:
-    # Write then rename, so a reader never sees half a file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _write(path: Path, data: bytes, *, overwrite: bool = True) -> None:
+    # Write then rename, so a reader never sees half a file. The temporary name is short (a
+    # 255-byte target name must still work) and hidden.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".mg-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         # mkstemp makes the file 0600; a saved image gets the usual mode under the umask.
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _place_new(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _place_new(tmp: str, path: Path) -> None:
+    """Move ``tmp`` to ``path`` only if ``path`` does not exist, atomically where the file
+    system has hard links (the link fails on an existing name)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise _exists(path) from None
+    except OSError:  # no hard links here (some network and FAT file systems)
+        if path.exists():
+            raise _exists(path) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def _exists(path: Path) -> InvalidRequest:
+    return InvalidRequest(f"{path} already exists; modelglass never overwrites a file. Pass "
+                          f"overwrite=True, or choose another name (or a folder to save into)",
+                          field="path")
+
+
+def _check_free(paths: list[Path], overwrite: bool) -> None:
+    if overwrite:
+        return
+    for p in paths:
+        if p.exists() or p.is_symlink():
+            raise _exists(p)
+
+
+def _in_folder(target: Path, image: GeneratedImage, mime: str, *, folder: bool) -> Path:
+    """``target`` when it names a file; inside it, under a made-up name, when it is a folder
+    (or ``folder``: the path was written with a trailing separator)."""
+    if not (folder or target.is_dir()):
+        return target
+    request = image.metadata.get("request")
+    prompt = str(request.get("prompt") or "") if isinstance(request, Mapping) else ""
+    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48] or "image"
+    return target / f"{slug}-{image.sha256[:10]}{_NATIVE.get(mime, '.png')}"
 
 
 def _sniff(data: bytes) -> str:
@@ -441,17 +512,22 @@ def _sniff(data: bytes) -> str:
     return ""
 
 
-def save_image(image: GeneratedImage, path: str | os.PathLike[str]) -> Path:
+def save_image(image: GeneratedImage, path: str | os.PathLike[str], *,
+               overwrite: bool = False) -> Path:
     """Write ``image`` to ``path`` with its provenance; return the path actually written.
 
-    See the module docstring for what each suffix gets. Parent folders are created.
+    See the module docstring for what each suffix gets. Parent folders are created. An existing
+    file (image or sidecar) is never replaced unless ``overwrite`` is True:
+    :class:`~modelglass.errors.InvalidRequest` (``field="path"``) says so, and nothing is
+    written. A folder as ``path`` saves inside it.
 
     >>> r.images[0].save("out/lighthouse.png")         # doctest: +SKIP
     PosixPath('out/lighthouse.png')
     """
-    target = Path(path)
-    suffix = target.suffix.lower()
     mime = _sniff(image.data) or image.mime
+    target = _in_folder(Path(path), image, mime,
+                        folder=os.fspath(path).endswith((os.sep, "/")))
+    suffix = target.suffix.lower()
     meta = _full_metadata(image)
     params = scrub(parameters_text(meta))
     if meta["image"]["c2pa"]:
@@ -460,7 +536,7 @@ def save_image(image: GeneratedImage, path: str | os.PathLike[str]) -> Path:
             target = target.with_suffix(native)
         meta["saved"] = {"format": mime, "rewritten": False,
                          "why": "the provider's bytes carry C2PA content credentials"}
-        return _save_with_sidecar(target, image.data, meta, params)
+        return _save_with_sidecar(target, image.data, meta, params, overwrite=overwrite)
     if suffix in ("", ".png"):
         target = target.with_suffix(".png")
         png = image.data if mime == "image/png" else _to_png(image.data)
@@ -472,7 +548,7 @@ def save_image(image: GeneratedImage, path: str | os.PathLike[str]) -> Path:
         if meta.get("dpi"):
             texts.append(_phys_chunk(int(meta["dpi"])))
         target.parent.mkdir(parents=True, exist_ok=True)
-        _write(target, _with_text(png, texts))
+        _write(target, _with_text(png, texts), overwrite=overwrite)
         return target
     fmt = _SUFFIX_FORMAT.get(suffix)
     if fmt is None:
@@ -482,16 +558,41 @@ def save_image(image: GeneratedImage, path: str | os.PathLike[str]) -> Path:
     data = _convert(image.data, fmt, dpi=meta.get("dpi"))
     meta["saved"] = {"format": f"image/{fmt.lower()}", "rewritten": data is not image.data,
                      "metadata": "sidecar"}
-    return _save_with_sidecar(target, data, meta, params)
+    return _save_with_sidecar(target, data, meta, params, overwrite=overwrite)
 
 
-def _save_with_sidecar(target: Path, data: bytes, meta: dict[str, Any], params: str) -> Path:
+def _save_with_sidecar(target: Path, data: bytes, meta: dict[str, Any], params: str, *,
+                       overwrite: bool = False) -> Path:
+    side = sidecar_path(target)
+    _check_free([target, side], overwrite)  # both free, before either is written
     target.parent.mkdir(parents=True, exist_ok=True)
-    _write(target, data)
+    _write(target, data, overwrite=overwrite)
     doc = {**meta, "parameters": params, "file": target.name}
-    _write(sidecar_path(target), (json.dumps(doc, indent=2, ensure_ascii=False, default=str)
-                                  + "\n").encode("utf-8"))
+    _write(side, (json.dumps(doc, indent=2, ensure_ascii=False, default=str)
+                  + "\n").encode("utf-8"), overwrite=True)
     return target
+
+
+def check_writable_folder(folder: str | os.PathLike[str], *, option: str = "path") -> Path:
+    """Make sure ``folder`` exists (creating it and its parents) and a file can be written in
+    it; raise :class:`~modelglass.errors.InvalidRequest` naming ``option`` otherwise. Meant to
+    run *before* a paid call, so an image is never paid for and then cannot be saved."""
+    p = Path(folder)
+    try:
+        if p.exists() and not p.is_dir():
+            raise InvalidRequest(f"{option} {p} is a file, not a folder; give a folder to save "
+                                 "the images into", field=option.lstrip("-"))
+        p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=p, prefix=".mg-", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except InvalidRequest:
+        raise
+    except OSError as exc:
+        raise InvalidRequest(f"{option} {p} cannot be used to save images ({exc.strerror or exc}); "
+                             "nothing was sent. Choose a folder you can write to",
+                             field=option.lstrip("-")) from None
+    return p
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -511,5 +612,10 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     side = sidecar_path(p)
     if side.exists():
         return json.loads(side.read_text("utf-8"))  # type: ignore[no-any-return]
+    legacy = _legacy_sidecar_path(p)  # older saves: <stem>.modelglass.json, shared by suffixes
+    if legacy.exists():
+        doc = json.loads(legacy.read_text("utf-8"))
+        if isinstance(doc, dict) and doc.get("file") == p.name:
+            return doc
     raise ValueError(f"{p} holds no modelglass provenance: no {METADATA_KEY!r} PNG chunk and no "
                      f"{side.name} sidecar")

@@ -98,15 +98,16 @@ class GeneratedImage:
         return (f"GeneratedImage({self.width}x{self.height} {self.mime}, seed={self.seed}, "
                 f"sha256={self.sha256[:12]}…, {len(self.data)} bytes)")
 
-    def save(self, path: Any) -> Any:
+    def save(self, path: Any, *, overwrite: bool = False) -> Any:
         """Write the image as PNG with provenance embedded (see :mod:`modelglass._provenance`).
 
         Returns the path written. If the provider's bytes carry C2PA credentials, they are kept
-        byte for byte and the provenance goes to a ``.json`` sidecar instead.
+        byte for byte and the provenance goes to a ``.json`` sidecar instead. An existing file is
+        never replaced unless ``overwrite=True``; a folder as ``path`` saves inside it.
         """
         from ._provenance import save_image
 
-        return save_image(self, path)
+        return save_image(self, path, overwrite=overwrite)
 
     def to_pil(self) -> Any:
         """Open the bytes with Pillow."""
@@ -197,16 +198,6 @@ class ImageResult:
     missing: list[Missing] = field(default_factory=list)
     #: The job's id (``generate(job_id=...)``, else generated), as in its events.
     job_id: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view: model, provider, offer, cost, fates, attempts, timings and each
-        image's size, seed (as sent) and sha256 — no image bytes.
-
-        >>> json.dumps(result.to_dict())                  # doctest: +SKIP
-        """
-        from ._result_json import result_dict
-
-        return result_dict(self)
 
     def __repr__(self) -> str:
         cost = "unknown" if self.cost_usd is None else f"${self.cost_usd:.4f}"

@@ -128,7 +128,7 @@ def test_jpg_path_keeps_jpeg_bytes_and_writes_a_sidecar(tmp_path: Path) -> None:
     written = _image(JPEG).save(tmp_path / "out.jpg")
     assert written.read_bytes() == JPEG
     side = sidecar_path(written)
-    assert side == tmp_path / "out.modelglass.json"
+    assert side == tmp_path / "out.jpg.modelglass.json"  # per file (issue 8): was out.modelglass.json
     doc = json.loads(side.read_text())
     assert doc["file"] == "out.jpg" and doc["parameters"].startswith("a lighthouse")
     assert read_metadata(written)["model"] == "flux-dev"
