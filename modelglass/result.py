@@ -199,6 +199,16 @@ class ImageResult:
     #: The job's id (``generate(job_id=...)``, else generated), as in its events.
     job_id: str | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view: model, provider, offer, cost, fates, attempts, timings and each
+        image's size, seed (as sent) and sha256 — no image bytes.
+
+        >>> json.dumps(result.to_dict())                  # doctest: +SKIP
+        """
+        from ._result_json import result_dict
+
+        return result_dict(self)
+
     def __repr__(self) -> str:
         cost = "unknown" if self.cost_usd is None else f"${self.cost_usd:.4f}"
         if self.cost_is_estimate and self.cost_usd is not None:
