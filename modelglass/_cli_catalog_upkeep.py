@@ -22,6 +22,23 @@ __all__ = ["register"]
 
 EXIT_DRIFT = 1
 
+# Options as module-level values (typer reads them as defaults).
+_SYNC_PROVIDER = typer.Option(
+    None, "--provider", help="fal, openai, replicate (repeat; default: every one with a key).")
+_SYNC_OVERLAY = typer.Option(
+    None, "--overlay", help="The overlay file to write (default: the user's, "
+    "$MODELGLASS_CATALOG_OVERLAY or ~/.config/modelglass/overlay.yaml).")
+_DRY_RUN = typer.Option(False, "--dry-run", help="Report only; write nothing.")
+_JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
+_DIFF_OVERLAY = typer.Option(
+    None, "--overlay", help="Overlay file(s) to compare (default: the user's).")
+_LIVE = typer.Option(False, "--live", help="Probe the providers with the cheapest valid "
+                     "request first (costs money; needs --max-spend).")
+_MAX_SPEND = typer.Option(None, "--max-spend", help="Hard cap in USD for --live probes.")
+_OFFER = typer.Option(None, "--offer", help="Offers or models to check (repeat; default: all).")
+_PROVIDER = typer.Option(None, "--provider", help="Only these providers (repeat).")
+_ALL = typer.Option(False, "--all", help="Also list offers with no data.")
+
 
 def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
@@ -33,16 +50,9 @@ def register(catalog_app: typer.Typer) -> None:
 
     @catalog_app.command("sync")
     @friendly
-    def catalog_sync(
-        provider: list[str] | None = typer.Option(
-            None, "--provider", help="fal, openai, replicate (repeat; default: every one with a "
-            "key)."),
-        overlay: Path | None = typer.Option(
-            None, "--overlay", help="The overlay file to write (default: the user's, "
-            "$MODELGLASS_CATALOG_OVERLAY or ~/.config/modelglass/overlay.yaml)."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Report only; write nothing."),
-        json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
-    ) -> None:
+    def catalog_sync(provider: list[str] | None = _SYNC_PROVIDER,
+                     overlay: Path | None = _SYNC_OVERLAY, dry_run: bool = _DRY_RUN,
+                     json_out: bool = _JSON) -> None:
         """Pull live prices and model lists from the providers the keys allow; write the overlay
         (as_of today, source: sync). The shipped catalog is never written."""
         from .catalog._sync import sync
@@ -58,11 +68,7 @@ def register(catalog_app: typer.Typer) -> None:
 
     @catalog_app.command("diff")
     @friendly
-    def catalog_diff(
-        overlay: list[Path] | None = typer.Option(
-            None, "--overlay", help="Overlay file(s) to compare (default: the user's)."),
-        json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    ) -> None:
+    def catalog_diff(overlay: list[Path] | None = _DIFF_OVERLAY, json_out: bool = _JSON) -> None:
         """What the overlay changes against the shipped catalog: prices, endpoints, disabled
         offers, private deployments, and endpoints seen but not described."""
         from .catalog import Catalog, default_catalog_dir
@@ -95,18 +101,9 @@ def register(catalog_app: typer.Typer) -> None:
 
     @catalog_app.command("verify")
     @friendly
-    def catalog_verify(
-        live: bool = typer.Option(False, "--live", help="Probe the providers with the cheapest "
-                                  "valid request first (costs money; needs --max-spend)."),
-        max_spend: float | None = typer.Option(None, "--max-spend", help="Hard cap in USD for "
-                                               "--live probes."),
-        offer: list[str] | None = typer.Option(None, "--offer", help="Offers or models to check "
-                                               "(repeat; default: all)."),
-        provider: list[str] | None = typer.Option(None, "--provider", help="Only these "
-                                                  "providers (repeat)."),
-        show_all: bool = typer.Option(False, "--all", help="Also list offers with no data."),
-        json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    ) -> None:
+    def catalog_verify(live: bool = _LIVE, max_spend: float | None = _MAX_SPEND,
+                       offer: list[str] | None = _OFFER, provider: list[str] | None = _PROVIDER,
+                       show_all: bool = _ALL, json_out: bool = _JSON) -> None:
         """Declared against observed, offer by offer: price drift, latency drift, failure rate,
         accepted sizes, seed reproducibility (and, with --live, which controls change the image).
         Exits 1 on drift."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AXES",
+    "STALE_AFTER_DAYS",
     "Catalog",
     "Comparison",
     "Controls",
@@ -59,7 +61,6 @@ __all__ = [
     "QualityAxis",
     "Score",
     "Settings",
-    "STALE_AFTER_DAYS",
     "Status",
     "cost_from_usage",
     "estimate_price",
@@ -257,7 +258,7 @@ class Catalog:
         return _DEFAULT[1]
 
     @classmethod
-    def load(cls, path: str | Path, overlays: list[str | Path] | None = None) -> Catalog:
+    def load(cls, path: str | Path, overlays: Sequence[str | Path] | None = None) -> Catalog:
         """Load a catalog directory (or a models YAML file layered over the shipped catalog),
         then each overlay in order (prices, endpoints, disabled offers, private deployments).
 

@@ -271,11 +271,11 @@ def _apply_one(src: _Sources, doc: _Doc, report: OverlayReport, problems: _Probl
         if not isinstance(body, dict):
             problems.add(doc, path, "a deployment is a mapping (model, provider, endpoint, price)")
             continue
-        mid = body.get("model")
-        if mid not in src.models:
-            close = difflib.get_close_matches(str(mid), src.models, n=1)
+        dep_model = body.get("model")
+        if not isinstance(dep_model, str) or dep_model not in src.models:
+            close = difflib.get_close_matches(str(dep_model), src.models, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.add(doc, path + ("model",), f"{mid!r} is not a model in the catalog{hint}; "
+            problems.add(doc, path + ("model",), f"{dep_model!r} is not a model in the catalog{hint}; "
                          "a deployment adds an offer to an existing model")
             continue
         raw = {k: v for k, v in body.items() if k != "model"}
@@ -287,7 +287,7 @@ def _apply_one(src: _Sources, doc: _Doc, report: OverlayReport, problems: _Probl
         offer = _validate(Offer, raw, doc, path, problems)
         if offer is None:
             continue
-        key = offer.key(mid)
+        key = offer.key(dep_model)
         if offer.provider not in providers:
             problems.add(doc, path + ("provider",), f"unknown provider {offer.provider!r}; one of "
                          f"{', '.join(sorted(providers))}")
@@ -296,10 +296,10 @@ def _apply_one(src: _Sources, doc: _Doc, report: OverlayReport, problems: _Probl
             problems.add(doc, path, f"offer {key!r} already exists; give the deployment its own "
                          "`id:` (e.g. flux-dev@my-app), or patch the offer under offers:")
             continue
-        model, mdoc = src.models[mid]
+        model, mdoc = src.models[dep_model]
         _check_merged(model, offer, doc, path, problems)
-        src.models[mid] = (model.model_copy(update={"offers": [*model.offers, offer]}), mdoc)
-        src.offer_index.setdefault(mid, []).append(len(model.offers))
+        src.models[dep_model] = (model.model_copy(update={"offers": [*model.offers, offer]}), mdoc)
+        src.offer_index.setdefault(dep_model, []).append(len(model.offers))
         report.changes.append(OverlayChange(doc.file, doc.line(path), key, "added", None,
                                             _plain(offer)))
 

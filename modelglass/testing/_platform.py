@@ -207,10 +207,7 @@ class _WithPlatform(ProviderApp):
         self.inner = inner
         self.data = data
         self.provider = inner.provider
-
-    @property  # type: ignore[override]
-    def state(self) -> Any:
-        return self.inner.state
+        self.state = inner.state  # the same object: records and faults stay the provider's
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
