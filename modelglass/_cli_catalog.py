@@ -225,8 +225,10 @@ def compare_numbers(cat: Catalog, model_ids: Sequence[str], axis: str | None) ->
             "commercial_use": m.licence.commercial_use,
         }
         if qa is not None:
-            num = sum(w * (sc[a].value if sc[a].value is not None else qa.unknown_score)
-                      for a, w in qa.weights.items())
+            num = 0.0
+            for a, w in qa.weights.items():
+                value = sc[a].value
+                num += w * (value if value is not None else qa.unknown_score)
             row["axis_quality"] = round(num / sum(qa.weights.values()), 4)
         best = cat.cheapest(mid)
         row["cheapest_1024"] = ({"offer": best[0].key, "provider": best[0].provider,
