@@ -31,7 +31,7 @@ from modelglass.testing import simulate
 
 TRIALS = 3
 KILLS_PER_TRIAL = 2
-BUDGET = 0.05
+BUDGET = 0.04
 #: (provider, extra request fields): resumable (fal, Replicate) and not (OpenAI).
 MIX = [("fal", {"model": "flux-schnell", "quality": "draft"}),
        ("replicate", {"model": "flux-schnell", "quality": "draft"}),
@@ -57,8 +57,18 @@ def _prompt(record: Any) -> str | None:
     return body.get("prompt") or (body.get("input") or {}).get("prompt")
 
 
-def _batch_cmd(tmp: Path) -> list[str]:
-    return [sys.executable, "-m", "modelglass.cli", "batch", str(tmp / "jobs.jsonl"),
+#: The batch process, as `modelglass batch` runs it, trusting the simulators' loopback origins
+#: for downloads as `simulate()` does in the process that runs it.
+_MAIN = ("import sys\n"
+         "from modelglass._destination import trust_origin\n"
+         "for url in sys.argv.pop(1).split(): trust_origin(url)\n"
+         "from modelglass.cli import app\n"
+         "app(prog_name='modelglass')\n")
+
+
+def _batch_cmd(tmp: Path, sim: Any) -> list[str]:
+    origins = " ".join(sim._origins())
+    return [sys.executable, "-c", _MAIN, origins, "batch", str(tmp / "jobs.jsonl"),
             "--out", str(tmp / "out"), "--journal", str(tmp / "run.db"), "--json",
             "--budget", str(BUDGET), "--concurrency", "4",
             "--assume-available", "fal,replicate,openai"]
@@ -85,7 +95,7 @@ def test_sigkill_at_random_points_then_resume_pays_nothing_twice(sim, tmp_path, 
     rng = random.Random(9000 + trial)
     sim.reset()
     _write_jobs(tmp_path / "jobs.jsonl", trial)
-    cmd, env = _batch_cmd(tmp_path), _env(sim)
+    cmd, env = _batch_cmd(tmp_path, sim), _env(sim)
     kills = 0
     for _ in range(KILLS_PER_TRIAL):
         target = _submits(sim) + rng.randint(1, 4)   # after a few more requests went out
@@ -125,7 +135,9 @@ def test_sigkill_at_random_points_then_resume_pays_nothing_twice(sim, tmp_path, 
         assert [file_sha256(p) for p, _ in record.files] == [s for _, s in record.files]
     billed = sum(sim.billed(p) for p in ("fal", "replicate", "openai"))  # type: ignore[arg-type]
     named = by_status["possibly_charged"]
-    print(f"trial {trial}: {kills} kills; {dict(by_status)}; billed {billed}; spent ${spent:.4f}")
+    resumed = sum(1 for m in manifest if m.get("resumed"))
+    print(f"trial {trial}: {kills} kills; {dict(by_status)}; {resumed} resumed by request id; "
+          f"billed {billed}; spent ${spent:.4f}")
     assert len(finished) <= billed <= len(finished) + named
 
     # 3. Spend stayed within the budget, counting every possible charge at its upper bound.

@@ -83,6 +83,8 @@ class JobOutcome:
     cost_usd: float | None = None
     entry: dict[str, Any] | None = None
     file_sha256: list[str] = field(default_factory=list)
+    resumed: bool = False
+    """Whether the job was resumed by its provider request id after an earlier run stopped."""
 
     @property
     def ok(self) -> bool:
@@ -106,6 +108,7 @@ class JobOutcome:
             "file_sha256": list(self.file_sha256),
             "fates": [f.to_dict() for f in r.fates] if r else [],
             "simulated": r.simulated if r else False,
+            "resumed": self.resumed,
             "error": _error_dict(self.error),
         }
 
@@ -303,7 +306,11 @@ class Batch:
         if self.budget is not None and self.journal is not None:
             prior = self.journal.spent()
             if prior > 0:  # what earlier runs cost counts against this batch's limit
-                self.budget.settle(self.budget.reserve(0.0, label="earlier runs"), prior)
+                try:
+                    held = self.budget.reserve(prior, label="earlier runs of the journal")
+                except BudgetExceeded:  # they already passed it (a lower limit this time)
+                    held = self.budget.reserve(0.0, label="earlier runs of the journal")
+                self.budget.settle(held, prior)
         return jobs
 
     def _from_journal(self, job: Job, record: JournalJob) -> bool:
@@ -436,7 +443,8 @@ class Batch:
         files = self._save(job, result)
         outcome = JobOutcome(job.id, job.index, job.request, status, result=result,
                              files=[p for p, _ in files], file_sha256=[s for _, s in files],
-                             cost_usd=0.0 if status == "cached" else result.cost_usd)
+                             cost_usd=0.0 if status == "cached" else result.cost_usd,
+                             resumed=job.resume is not None)
         if self.journal is not None:
             self.journal.done(job.id, cost=outcome.cost_usd, entry=outcome.manifest(),
                               files=[(str(p), sha) for p, sha in files])
@@ -454,7 +462,8 @@ class Batch:
         files = self._save(job, partial) if partial is not None else []
         cost = getattr(exc, "cost_usd", None)
         outcome = JobOutcome(job.id, job.index, job.request, status, result=partial, error=exc,
-                             files=[p for p, _ in files], cost_usd=cost)
+                             files=[p for p, _ in files], cost_usd=cost,
+                             resumed=job.resume is not None)
         if self.journal is not None:
             if status == "undone":
                 self.journal.reset(job.id)

@@ -48,6 +48,8 @@ _FORWARDED = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "FAL_KEY", "FAL_KEY_ID", "FAL
               "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL", "REPLICATE_POLL_INTERVAL",
               "SSL_CERT_FILE", "NO_PROXY", "no_proxy")
 #: Client settings copied to the workers' clients (those the client has).
+#: Pseudo-variable carrying the driver's trusted download origins (see _trusted_origins).
+_TRUSTED = "modelglass trusted origins"
 _SETTINGS = ("timeout_s", "deadline_s", "max_retries", "retry_after_cap_s", "retry_backoff_s",
              "max_download_bytes")
 #: LocalBackend settings a LocalWorker rebuilds its backend from.
@@ -76,8 +78,22 @@ _CLIENTS: dict[str, Any] = {}
 
 def _apply_env(env: Mapping[str, str]) -> None:
     for name, value in env.items():
-        if os.environ.get(name) != value:
+        if name == _TRUSTED:
+            from .._destination import trust_origin
+
+            for url in value.split():
+                trust_origin(url)
+        elif os.environ.get(name) != value:
             os.environ[name] = value
+
+
+def _trusted_origins() -> str:
+    """The loopback origins the driver trusts for downloads (only while simulators run
+    there), for the workers to trust too; empty on a real cluster."""
+    from .. import _destination
+
+    with _destination._trusted_lock:
+        return " ".join(f"http://{host}:{port}" for host, port in sorted(_destination._trusted))
 
 
 def _worker_client(spec: dict[str, Any], env: Mapping[str, str], local: Any = None) -> Any:
@@ -250,6 +266,9 @@ def _drive(ray: Any, batch: Batch, *, task_cpus: float, local_workers: int | Non
 
     jobs = batch.prepare()
     env = _Env({k: os.environ[k] for k in _FORWARDED if k in os.environ} if forward_env else {})
+    trusted = _trusted_origins()
+    if trusted:
+        env[_TRUSTED] = trusted
     spec = _spec(batch)
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     relay = None
