@@ -232,3 +232,25 @@ def test_max_usd_is_never_below_the_estimate(price: Price, w: int, h: int, n: in
     else:
         assert est.max_usd is not None and math.isfinite(est.max_usd)
         assert 0 <= est.usd <= est.max_usd + 1e-12
+
+
+# --- the shipped catalog prices as published ------------------------------------------------------
+
+@pytest.mark.parametrize(("offer", "w", "h", "tier", "usd"), [
+    ("gpt-image-2@openai", 1024, 1024, "low", 0.006),
+    ("gpt-image-2@openai", 1024, 1024, "medium", 0.053),
+    ("gpt-image-2@openai", 1024, 1024, "high", 0.211),
+    ("gpt-image-2@openai", 1536, 1024, "low", 0.005),
+    ("gpt-image-2@openai", 1536, 1024, "medium", 0.041),
+    ("gpt-image-2@openai", 1536, 1024, "high", 0.165),
+    ("flux-2-pro@fal", 1024, 1024, None, 0.03),
+    ("flux-2-pro@fal", 2048, 2048, None, 0.075),
+    ("flux-2-max@fal", 1024, 1024, None, 0.07),
+    ("flux-2-max@fal", 2048, 2048, None, 0.16),
+])
+def test_shipped_catalog_prices_match_the_published_figures(offer: str, w: int, h: int,
+                                                            tier: str | None, usd: float) -> None:
+    from modelglass.catalog import Catalog
+
+    est = Catalog.default().offer(offer).estimate_cost(w, h, tier=tier, prompt="")
+    assert est.usd == pytest.approx(usd, abs=0.0005)
