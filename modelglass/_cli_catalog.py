@@ -143,7 +143,8 @@ def print_offers(console: Console, rows: Sequence[OfferRow], *, axis: str | None
         t.add_column("p50", justify="right")
     for r in rows:
         d = r.to_dict()
-        price = fmt_usd(d["cost_per_image_usd"]) + ("~" if d["cost_approximate"] else "")
+        price = fmt_usd(d["cost_per_image_usd"]) + ("~" if d["cost_approximate"] else "") \
+            + ("†" if d["price_stale"] else "")
         cells = [r.key + ("" if wide else _STATUS_MARK.get(d["status"], ""))]
         if wide:
             lc = d["status"] + (f" → {d['replacement']}" if d["replacement"] else "")
@@ -159,6 +160,8 @@ def print_offers(console: Console, rows: Sequence[OfferRow], *, axis: str | None
             cells.append("—" if d["latency_p50_s"] is None else f"{d['latency_p50_s']:g} s")
         t.add_row(*(Text(c) for c in cells))
     console.print(t)
+    if any(r.offer.price_stale for r in rows):  # freshness (catalog helper)
+        console.print(Text("† price older than 90 days; re-check with `modelglass catalog sync`"))
     if supports:
         console.print(Text(f"{', '.join(supports)}: yes = this offer sends it (judged by planning "
                            "a request on it), no = it is dropped"))

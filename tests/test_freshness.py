@@ -66,3 +66,15 @@ def test_catalog_show_flags_a_stale_price(tmp_path: Path) -> None:
     offers = {o["offer"]: o for o in json.loads(r.output)["offers"]}
     assert offers["toy@fal"]["price_stale"] and not offers["toy@fal-mp"]["price_stale"]
     assert offers["toy@fal"]["price_age_days"] == STALE_AFTER_DAYS + 30
+
+
+def test_catalog_list_marks_stale_prices(tmp_path: Path) -> None:
+    root = _catalog(tmp_path)
+    r = CliRunner().invoke(app, ["catalog", "list", "--offers", "--catalog", str(root)],
+                           env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "†" in r.output and "older than 90 days" in r.output
+    r = CliRunner().invoke(app, ["catalog", "list", "--offers", "--json", "--catalog", str(root)])
+    rows = {row["offer"]: row for row in json.loads(r.output)}
+    assert rows["toy@fal"]["price_stale"] and rows["toy@fal"]["price_as_of"] == str(OLD)
+    assert not rows["toy@fal-mp"]["price_stale"]

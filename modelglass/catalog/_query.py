@@ -87,6 +87,7 @@ class OfferRow:
             "size": self.size, "cost_per_image_usd": _round(self.cost.per_image_usd),
             "cost_basis": self.cost.basis, "cost_approximate": self.cost.approximate,
             "latency_p50_s": v.offer.latency.p50_s if v.offer.latency else None,
+            "price_as_of": v.offer.as_of.isoformat(), "price_stale": v.price_stale,  # freshness
             "supports": dict(self.supports),
             "scores": {a: None if s.value is None else {"value": s.value, "estimated": s.estimated}
                        for a, s in scores.items()},
