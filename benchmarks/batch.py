@@ -138,7 +138,9 @@ def _aiohttp_usable() -> bool:
 
 def report(figures: dict[str, Any], transport: str) -> None:
     b = figures
-    ok = lambda x, t: "met" if x <= t else "MISSED"  # noqa: E731
+    def ok(x: float, t: float) -> str:
+        return "met" if x <= t else "MISSED"
+
     print(f"\n(1) {b['jobs']:g} jobs, concurrency {CONCURRENCY}, {SERVICE_S * 1e3:g} ms service "
           f"time (OpenAI simulator), transport: {transport}")
     print(f"  ideal {b['ideal_s']:.3f} s   agenerate_many {b['batch_s']:.3f} s   "
@@ -158,16 +160,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="256 jobs (a smoke run)")
     parser.add_argument("--jobs", type=int, default=None)
-    parser.add_argument("--observe", action="store_true", help="keep the observed-latency store "
-                        "on (off by default here: it commits to SQLite on every result, in the "
-                        "event loop, which is not the batch's cost)")
+    parser.add_argument("--no-observe", action="store_true", help="turn the observed-latency "
+                        "store off (MODELGLASS_OBSERVE=0) to see the batch runner's own share: "
+                        "the store commits to SQLite on every result")
     args = parser.parse_args()
-    if not args.observe:
+    if args.no_observe:
         os.environ["MODELGLASS_OBSERVE"] = "0"
     jobs = args.jobs or (256 if args.quick else 1000)
     print(f"modelglass {mg.__version__}, Python {platform.python_version()}, "
           f"{platform.machine()} ({platform.system()}), {os.cpu_count()} CPUs, observed store "
-          f"{'on' if args.observe else 'off (MODELGLASS_OBSERVE=0)'}")
+          f"{'off (MODELGLASS_OBSERVE=0)' if args.no_observe else 'on'}")
     with tempfile.TemporaryDirectory() as tmp, Simulators() as sim:
         sim.service_time("openai", SERVICE_S)
         runs = [("httpx (default)", asyncio.run(batch_vs_raw(jobs, folder=Path(tmp) / "h")))]
