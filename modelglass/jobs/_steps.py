@@ -104,12 +104,17 @@ class Download(Step):
         return out
 
     async def arun(self, io: Any) -> list[Fetched | Exception]:
-        from .._download import afetch
+        from .._download import afetch, fetch
 
         async def one(raw: RawImage) -> Fetched | Exception:
             try:
-                client = None if raw.data is not None else io._http.get()
-                return await afetch(raw, client=client, provider=self.provider,  # type: ignore[arg-type]
+                if raw.data is not None or (raw.url or "").startswith("data:"):
+                    # Verifying decodes every pixel (milliseconds per image); Pillow releases
+                    # the GIL while it decodes, so off the loop it runs beside other jobs.
+                    return await asyncio.to_thread(
+                        fetch, raw, client=None, provider=self.provider,  # type: ignore[arg-type]
+                        timeout_s=self.timeout_s, max_bytes=self.max_bytes)
+                return await afetch(raw, client=io._http.get(), provider=self.provider,
                                     timeout_s=self.timeout_s, max_bytes=self.max_bytes)
             except Exception as exc:  # noqa: BLE001
                 return exc

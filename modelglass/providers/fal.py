@@ -610,7 +610,7 @@ class _AsyncWire:
         return await handle.get()
 
     async def handle(self, app: str, request_id: str) -> Any:
-        return self.client.get_handle(app, request_id)
+        return await self.client.get_handle(app, request_id)
 
     async def cancel(self, handle: Any, timeout_s: float | None = None) -> None:
         with deadline_scope(Deadline(timeout_s or self.cancel_timeout_s)):
