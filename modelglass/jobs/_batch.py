@@ -547,22 +547,29 @@ async def run_async(batch: Batch) -> AsyncIterator[JobOutcome]:
         for outcome in list(batch.outcomes):
             yield outcome
         sched = batch.scheduler(jobs)
+        # Finished tasks land on a queue (one callback each), so a completion costs O(1)
+        # rather than asyncio.wait() re-arming every task in flight.
+        finished: asyncio.Queue[asyncio.Task[JobOutcome]] = asyncio.Queue()
         tasks: dict[asyncio.Task[JobOutcome], Job] = {}
         try:
             while True:
                 job, wait_s = sched.next()
                 while job is not None:
-                    tasks[asyncio.ensure_future(batch.arun_one(job))] = job
+                    task = asyncio.ensure_future(batch.arun_one(job))
+                    task.add_done_callback(finished.put_nowait)
+                    tasks[task] = job
                     job, wait_s = sched.next()
                 if not tasks:
                     if wait_s is None:
                         break
                     await asyncio.sleep(wait_s)
                     continue
-                done, _ = await asyncio.wait(tasks, timeout=wait_s, return_when="FIRST_COMPLETED")
-                for task in done:
-                    sched.finished(tasks.pop(task))
-                    yield task.result()
+                try:
+                    task = await asyncio.wait_for(finished.get(), wait_s)
+                except TimeoutError:
+                    continue  # a per-minute slot freed up
+                sched.finished(tasks.pop(task))
+                yield task.result()
         finally:
             for task in tasks:
                 task.cancel()
