@@ -236,3 +236,15 @@ def test_cli_diff_without_overlay(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELGLASS_CATALOG_OVERLAY", "")
     r = CliRunner().invoke(app, ["catalog", "diff"])
     assert r.exit_code == 0 and "No overlay" in r.output
+
+
+def test_replicate_latest_version_is_reported(sim: Simulator, shipped: Catalog,
+                                              tmp_path: Path) -> None:
+    view = next(v for v in shipped.offers() if v.provider == "replicate")
+    ref = view.endpoint.split(":")[0]
+    sim.platform.replicate_models[ref] = "f" * 64
+    report = sync(overlay=tmp_path / "o.yaml", providers=["replicate"])
+    found = next(f for f in report.of("available") if f.offer == view.key)
+    assert found.after == "f" * 64
+    calls = [r for r in sim.requests("replicate") if r.path == f"/v1/models/{ref}"]
+    assert calls and calls[0].header("authorization") == "Bearer sim-replicate-token"

@@ -352,8 +352,12 @@ def _sync_replicate(views: list[OfferView], report: SyncReport,
                 patches[v.key] = {"disabled": True, "reason": why}
                 continue
             latest = ((body or {}).get("latest_version") or {}).get("id")
+            pinned = v.endpoint.split(":", 1)[1] if ":" in v.endpoint else None
+            detail = f"latest version {latest}" if latest else ""
+            if pinned and latest and pinned != latest:
+                detail = f"pinned to version {pinned[:12]}…; a newer one exists ({latest[:12]}…)"
             report.findings.append(SyncFinding("replicate", "available", v.endpoint, v.key,
-                                               f"latest version {latest}" if latest else ""))
+                                               detail, after=latest))
     finally:
         api.close()
     report.providers["replicate"] = "ok"
