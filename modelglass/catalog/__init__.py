@@ -4,8 +4,9 @@
 >>> cat = mg.Catalog.default()
 >>> cat.models["flux-schnell"].name
 'FLUX.1 [schnell]'
->>> cat.estimate_cost("flux-dev", provider="fal", width=1024, height=1024, n=1)  # doctest: +SKIP
-0.025
+>>> est = cat.estimate_cost("flux-dev", provider="fal", width=1024, height=1024, n=1)
+>>> est.offer, est.usd, est.max_usd
+('flux-dev@fal', 0.025, 0.025)
 """
 
 from __future__ import annotations
