@@ -338,3 +338,29 @@ def test_the_result_cache_serves_a_repeat_for_free(tmp_path):
         client.generate_many(unseeded, cache=tmp_path / "cache", limits={})
         client.generate_many(unseeded, cache=tmp_path / "cache", limits={})
         assert len(sim.requests("fal", stage="submit")) == 5
+
+
+def test_a_job_sent_before_a_crash_without_an_id_is_named_not_resent(tmp_path):
+    import json as _json
+
+    from modelglass.jobs._batch import _request_json
+    from modelglass.jobs._journal import Journal
+
+    reqs = [{"id": "o1", "prompt": "a kite over dunes", "quality": "thumbnail",
+             "model": "gpt-image-2", "provider": "openai", "seed": 3}]
+    (job_id, request), = job_ids(reqs)
+    with Journal(tmp_path / "run.db") as j:   # what a run killed mid-call leaves behind
+        j.begin([(job_id, _json.loads(_request_json(request)))])
+        j.started(job_id, offer_key="gpt-image-2@openai", provider="openai", estimate=0.02)
+    with simulate() as sim:
+        client = mg.Client(available=["openai"])
+        report = client.generate_many(reqs, budget=1.0, journal=tmp_path / "run.db", limits={})
+        assert report[0].status == "possibly_charged"
+        assert "may have been charged" in str(report[0].error)
+        assert sim.requests("openai", stage="generate") == []
+        assert report.spent_usd == pytest.approx(0.02)     # counted at its upper bound
+        again = client.generate_many(reqs, budget=1.0, journal=tmp_path / "run.db", limits={},
+                                     allow_double_payment=True)
+        assert again[0].status == "done"
+        assert len(sim.requests("openai", stage="generate")) == 1
+        assert again.spent_usd == pytest.approx(0.02 + again[0].cost_usd)

@@ -326,9 +326,6 @@ class Batch:
                                         entry=record.entry))
                 return False
             log.warning("job %s: %s", job.id, "; ".join(problems))
-            call = record.resumable_call()
-            if call is None and not record.calls:
-                call = None
             if not self.allow_double_payment:
                 err = OutcomeUnknown(
                     f"job {job.id} was paid for (${record.cost or 0:.4f}) but its files changed "
@@ -340,8 +337,12 @@ class Batch:
             self.journal.reset(job.id, carry=record.cost or 0.0)
             return True
         if state == "failed":
-            if self.retry_failed and not record.possibly_charged:
-                self.journal.reset(job.id, carry=record.cost or 0.0)
+            if (self.retry_failed and not record.possibly_charged) or (
+                    record.possibly_charged and self.allow_double_payment):
+                # What the earlier try may have cost stays counted against the budget.
+                carry = record.cost if record.cost is not None else (
+                    record.estimate or 0.0) if record.possibly_charged else 0.0
+                self.journal.reset(job.id, carry=carry)
                 return True
             status: Status = "possibly_charged" if record.possibly_charged else "failed"
             self._finish(JobOutcome(job.id, job.index, job.request, status,
