@@ -142,8 +142,8 @@ def _print_sync(out: Any, report: Any) -> None:
     t = Table(title=f"catalog sync, {report.as_of}")
     for col in ("provider", "finding", "offer / endpoint", "detail"):
         t.add_column(col)
-    order = ("price", "unavailable", "seen", "unmapped", "unpriced", "kept", "confirmed",
-             "available")
+    order = ("price", "unavailable", "seen", "unlisted", "unmapped", "unpriced", "kept",
+             "confirmed", "available")
     for what in order:
         for f in report.of(what):
             detail = f.detail

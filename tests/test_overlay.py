@@ -187,3 +187,14 @@ def test_client_routes_with_the_overlay_price(tmp_path: Path, base: Path) -> Non
 
 def test_make_catalog_helper_still_loads_without_overlays(base: Path) -> None:
     assert problems_of is not None and Catalog.load(base).overlay.changes == []
+
+
+def test_overlay_narrows_an_offers_controls_and_keeps_the_rest(tmp_path: Path, base: Path) -> None:
+    ov = overlay(tmp_path, "offers:\n  toy@fal: {controls: {max_images_per_call: 2, "
+                           "steps: {max: 40}}}\n")
+    cat = Catalog.load(base, overlays=[ov])
+    view = cat.offer("toy@fal")
+    assert view.controls.max_images_per_call == 2
+    assert (view.controls.steps.min, view.controls.steps.max) == (1, 40)  # type: ignore[union-attr]
+    assert view.controls.seed is True
+    assert {c.what for c in cat.overlay.changes} == {"controls"}

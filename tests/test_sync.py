@@ -248,3 +248,23 @@ def test_replicate_latest_version_is_reported(sim: Simulator, shipped: Catalog,
     assert found.after == "f" * 64
     calls = [r for r in sim.requests("replicate") if r.path == f"/v1/models/{ref}"]
     assert calls and calls[0].header("authorization") == "Bearer sim-replicate-token"
+
+
+def test_fal_endpoints_missing_from_the_active_listing_are_reported(sim: Simulator,
+                                                                   shipped: Catalog,
+                                                                   tmp_path: Path) -> None:
+    view = next(v for v in shipped.offers() if v.provider == "fal")
+    sim.platform.fal_models[view.endpoint]["status"] = "deprecated"
+    report = sync(overlay=tmp_path / "o.yaml", providers=["fal"])
+    assert view.key in {f.offer for f in report.of("unlisted")}
+    assert view.key in {v.key for v in
+                        Catalog.load(default_catalog_dir(), overlays=[tmp_path / "o.yaml"]).offers()}
+
+
+def test_dry_run_writes_nothing_and_prints_a_table(sim: Simulator, tmp_path: Path) -> None:
+    ov = tmp_path / "o.yaml"
+    r = CliRunner().invoke(app, ["catalog", "sync", "--dry-run", "--overlay", str(ov)],
+                           env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert not ov.exists()
+    assert "fal: ok" in r.output and "seen" in r.output and "overlay not written" in r.output

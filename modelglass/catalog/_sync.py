@@ -55,7 +55,8 @@ class SyncFinding:
     """One thing a sync found. ``what``: ``price`` (changed), ``confirmed`` (same price, date
     refreshed), ``unmapped`` (a price the catalog's kind cannot take), ``unpriced`` (the provider
     gave no price), ``unavailable`` (disabled: the key cannot use it / it is gone), ``available``,
-    ``seen`` (listed, not described; never routed), ``kept`` (your own overlay entry wins)."""
+    ``seen`` (listed, not described; never routed), ``unlisted`` (described, but not in the
+    provider's active listing; still routed), ``kept`` (your own overlay entry wins)."""
 
     provider: str
     what: str
@@ -277,6 +278,13 @@ def _sync_fal(views: list[OfferView], report: SyncReport, patches: dict[str, dic
             if endpoint not in described:
                 report.findings.append(SyncFinding("fal", "seen", endpoint,
                                                    detail="listed by fal, not described"))
+        if listed:
+            active = set(listed)
+            for v in views:
+                if v.endpoint not in active:
+                    report.findings.append(SyncFinding(
+                        "fal", "unlisted", v.endpoint, v.key, "not in fal's active text-to-image "
+                        "listing (deprecated, or listed under another category); still routed"))
         report.providers["fal"] = "ok" if key else "ok (listing only: no FAL_KEY)"
     finally:
         api.close()
