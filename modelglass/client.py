@@ -71,6 +71,13 @@ class _BaseClient:
                  retry_after_cap_s: float = 30.0, retry_backoff_s: float = 0.5,
                  max_download_bytes: int = 64 << 20, policy: Any = None,
                  allow_double_payment: bool = False, observed: Any = None) -> None:
+        from ._options import check_client_options
+
+        check_client_options(  # every argument typed and in range, or InvalidRequest naming it
+            providers=providers, available=available, api_keys=api_keys, budget=budget,
+            timeout_s=timeout_s, deadline_s=deadline_s, max_retries=max_retries,
+            retry_after_cap_s=retry_after_cap_s, retry_backoff_s=retry_backoff_s,
+            max_download_bytes=max_download_bytes, allow_double_payment=allow_double_payment)
         self.catalog = catalog or Catalog.default()
         # policy hook: the routing rules (mg.Policy, a policy file path, or None: the shipped
         # default) and the process-wide provider health board they read and attempts feed.

@@ -6,6 +6,8 @@ ranges, sizes) are not errors here; the planner reports them as fates.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from enum import Enum
 from typing import Any
@@ -82,6 +84,9 @@ def parse_size(text: str) -> tuple[int, int]:
     for side in (w, h):
         if not 64 <= side <= 16384:
             raise InvalidRequest(f"size {text!r}: each side must be 64..16384 pixels", field="size")
+    if not 1 / 8 <= w / h <= 8:  # the same bound as aspect_ratio, so neither slips past the other
+        raise InvalidRequest(f"size {text!r}: the aspect ratio must lie within 1:8 .. 8:1",
+                             field="size")
     return w, h
 
 
@@ -152,6 +157,25 @@ class ImageRequest(BaseModel):
     provider: str | None = None
     provider_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
+    @field_validator("steps", "seed", "n", "dpi", mode="before")
+    @classmethod
+    def _whole(cls, v: Any) -> Any:
+        # pydantic reads True as 1: steps=True must not become one step.
+        if isinstance(v, bool):
+            raise ValueError(f"must be a whole number, not {v!r}")
+        if isinstance(v, float) and not v.is_integer():
+            raise ValueError(f"must be a whole number, not {v!r}")
+        return v
+
+    @field_validator("cfg", "max_cost_usd", "max_latency_s", mode="before")
+    @classmethod
+    def _finite(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError(f"must be a number, not {v!r}")
+        if isinstance(v, (int, float)) and not math.isfinite(v):
+            raise ValueError(f"must be a finite number, not {v!r}")
+        return v
+
     @field_validator("quality", mode="before")
     @classmethod
     def _quality(cls, v: Any) -> Any:
@@ -174,6 +198,7 @@ class ImageRequest(BaseModel):
             raise ValueError("prompt must not be empty")
         if len(v) > MAX_PROMPT_CHARS:
             raise ValueError(f"prompt is {len(v)} characters; at most {MAX_PROMPT_CHARS}")
+        _utf8("prompt", v)
         return v
 
     @field_validator("negative_prompt")
@@ -181,6 +206,8 @@ class ImageRequest(BaseModel):
     def _negative(cls, v: str | None) -> str | None:
         if v is not None and not v.strip():
             return None
+        if v is not None:
+            _utf8("negative_prompt", v)
         return v
 
     @field_validator("size")
@@ -210,10 +237,22 @@ class ImageRequest(BaseModel):
     @field_validator("provider_options")
     @classmethod
     def _options(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from ._options import known_providers
+
         for key, val in v.items():
+            if key not in known_providers():
+                raise ValueError(f"provider_options has the unknown provider {key!r}; the "
+                                 f"providers are {', '.join(known_providers())}")
             if not isinstance(val, dict):
                 raise ValueError(  # noqa: TRY004 - pydantic turns ValueError into a field error
                     f"provider_options[{key!r}] must be a mapping of field → value")
+            # Options are sent as JSON: what cannot be sent is the caller's error, found here
+            # rather than blamed on the provider (and fallen back on) after routing.
+            try:
+                json.dumps(val, allow_nan=False, ensure_ascii=False).encode("utf-8")
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"provider_options[{key!r}] cannot be sent as JSON ({exc}); "
+                                 f"use strings, numbers, booleans, lists and mappings") from None
         return v
 
     @model_validator(mode="after")
@@ -273,6 +312,15 @@ class ImageRequest(BaseModel):
         if self.sampler is not None:
             out.append("sampler")
         return out
+
+
+def _utf8(field: str, text: str) -> None:
+    """A prompt is sent as UTF-8: a lone surrogate (e.g. from a bad decode) cannot be."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{field} holds a character that is not valid Unicode (a lone surrogate "
+                         f"{text[exc.start]!r} at position {exc.start}); it cannot be sent") from None
 
 
 def _invalid(exc: ValidationError) -> InvalidRequest:

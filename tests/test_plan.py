@@ -212,6 +212,12 @@ geometries = st.one_of(
 
 ranges = st.tuples(st.integers(1, 10), st.integers(10, 60))
 
+
+def _ratio(size: str) -> float:
+    w, h = (int(x) for x in size.split("x"))
+    return w / h
+
+
 requests = st.builds(
     lambda prompt, neg, cfg, steps, seed, geo, n, sampler, strict: mg.ImageRequest(
         prompt=prompt, negative_prompt=neg, cfg=cfg, steps=steps, seed=seed, n=n, sampler=sampler,
@@ -222,7 +228,9 @@ requests = st.builds(
     st.none() | st.integers(1, 500),
     st.none() | st.integers(0, 2**32 - 1),
     st.one_of(st.just({}),
-              st.builds(lambda w, h: {"size": f"{w}x{h}"}, st.integers(64, 5000), st.integers(64, 5000)),
+              # sizes within 1:8 .. 8:1, like aspect ratios (issue 8, item 13)
+              st.builds(lambda w, h: {"size": f"{w}x{h}"}, st.integers(64, 5000), st.integers(64, 5000))
+              .filter(lambda g: 1 / 8 <= _ratio(g["size"]) <= 8),
               st.builds(lambda a, b: {"aspect_ratio": f"{a}:{b}"}, st.integers(1, 7), st.integers(1, 7)),
               st.builds(lambda w, h, d: {"print_size": f"{w}x{h}in", "dpi": d},
                         st.integers(1, 20), st.integers(1, 20), st.sampled_from([72, 150, 300]))),

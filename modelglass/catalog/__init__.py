@@ -155,6 +155,9 @@ class OfferView:
         ``n`` is split into calls of at most the offer's ``max_images_per_call``. The estimate's
         ``max_usd`` is an upper bound usable as a budget reservation.
         """
+        from .._options import check_estimate_inputs
+
+        check_estimate_inputs(width=width, height=height, n=n, steps=steps)
         est = estimate_price(self.offer.price, width, height, n, steps=steps,
                              default_steps=_default_steps(self.controls), quality=quality,
                              tier=tier, gpu_hour_usd=gpu_hour_usd or self.gpu_hour_usd,
