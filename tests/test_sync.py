@@ -268,3 +268,14 @@ def test_dry_run_writes_nothing_and_prints_a_table(sim: Simulator, tmp_path: Pat
     assert r.exit_code == 0, r.output
     assert not ov.exists()
     assert "fal: ok" in r.output and "seen" in r.output and "overlay not written" in r.output
+
+
+def test_malformed_platform_replies_are_errors_not_crashes(sim: Simulator, shipped: Catalog,
+                                                           tmp_path: Path) -> None:
+    view = next(v for v in shipped.offers() if v.provider == "fal"
+                and v.offer.price.kind.value == "per_image")
+    sim.platform.fal_prices[view.endpoint] = (float("nan"), "image")  # type: ignore[assignment]
+    report = sync(overlay=tmp_path / "o.yaml", providers=["fal"])
+    bad = next(f for f in report.of("unmapped") if f.offer == view.key)
+    assert "finite" in bad.detail
+    assert view.key not in (yaml.safe_load((tmp_path / "o.yaml").read_text()).get("offers") or {})

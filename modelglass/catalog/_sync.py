@@ -199,6 +199,9 @@ class _Api:
         if r.status_code != 404 and (r.status_code >= 400 or body is None):
             raise _ApiError(f"HTTP {r.status_code} from {self.base}{path}"
                             + (f": {str(body)[:200]}" if body is not None else ""))
+        if r.status_code != 404 and not isinstance(body, dict):
+            raise _ApiError(f"unexpected reply from {self.base}{path}: a JSON object was "
+                            f"expected, got {type(body).__name__}")
         return r.status_code, body
 
     def close(self) -> None:
