@@ -122,10 +122,10 @@ def test_tasks_share_one_budget() -> None:
 
 # -- issue 8, item 2: every number checked; spend never passes the limit --------------------------
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from modelglass.budget import amount_to_hold  # noqa: E402
+from modelglass.budget import amount_to_hold
 
 BAD = [float("nan"), float("inf"), -float("inf"), -0.01, "0.1", True, None]
 

@@ -387,3 +387,28 @@ def test_opt_in_aiohttp_transport_generates_and_maps_errors(sim: Simulator) -> N
 
 def test_aiohttp_is_off_by_default() -> None:
     assert OpenAIProvider().aiohttp is False
+
+
+# -- issue 8, item 4: a poisoned usage never becomes a cost ------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("tokens", ["-4160", "NaN", "Infinity", "\"lots\""])
+def test_negative_or_nan_usage_is_a_typed_error_never_a_cost(sim: Simulator, mode: str,
+                                                            tokens: str) -> None:
+    b64 = base64.b64encode(render_image("x", 1, 64, 64, "png")).decode()
+    body = ('{"created": 1, "output_format": "png", "size": "1024x1024", "data": [{"b64_json": "'
+            + b64 + '"}], "usage": {"input_tokens": 10, "output_tokens": ' + tokens
+            + ', "input_tokens_details": {"text_tokens": 10, "image_tokens": 0}}}')
+    sim.fail("openai", kind="wrong_shape", body=body)
+    with pytest.raises(ProviderError, match="usage.output_tokens") as ei:
+        run(OpenAIProvider(), call_for(), mode)
+    # the generation ran (and was billed): possibly charged, so the budget keeps its estimate
+    assert isinstance(ei.value, OutcomeUnknown) and ei.value.possibly_charged
+
+
+def test_cost_from_good_usage_is_finite_and_positive() -> None:
+    from modelglass.providers.openai import check_usage
+
+    assert check_usage({"input_tokens": 10, "output_tokens": 4160}) is None
+    assert check_usage({"output_tokens": -1}) == "usage.output_tokens is -1, not a token count"
+    assert "nan" in (check_usage({"input_tokens_details": {"text_tokens": math.nan}}) or "")
