@@ -235,3 +235,20 @@ def test_policy_check_json_shows_the_resolved_axes(tmp_path: Path) -> None:
     assert card["target_size"] == "1200x630" and card["weights"]["text_rendering"] == 0.4
     assert data["providers"]["allow"] == ["fal", "openai"]
     assert data["scoring"]["text_bonus"] == 0.03 and data["name"] == "policy"
+
+
+def test_a_policy_travels_by_pickle_to_ray_workers(tmp_path: Path) -> None:
+    import pickle
+
+    from modelglass.jobs._ray import _SETTINGS
+
+    policy = Policy.load(write(tmp_path, ISSUE_EXAMPLE))
+    copy = pickle.loads(pickle.dumps(policy))
+    assert copy == policy and repr(copy) == repr(policy)
+    assert copy.quality_axis("social-card", mg.Catalog.default()).target_size == "1200x630"
+    # A worker rebuilds its client from the driver's settings: the policy is one of them.
+    driver = mg.Client(policy=policy, available=["fal"])
+    worker = mg.Client(available=["fal"], **pickle.loads(pickle.dumps(
+        {k: getattr(driver, k) for k in _SETTINGS})))
+    assert worker.policy == policy
+    assert repr(Policy({"providers": {"deny": ["fal"]}})) != repr(Policy())

@@ -51,7 +51,7 @@ _FORWARDED = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "FAL_KEY", "FAL_KEY_ID", "FAL
 #: Pseudo-variable carrying the driver's trusted download origins (see _trusted_origins).
 _TRUSTED = "modelglass trusted origins"
 _SETTINGS = ("timeout_s", "deadline_s", "max_retries", "retry_after_cap_s", "retry_backoff_s",
-             "max_download_bytes")
+             "max_download_bytes", "policy")  # policy hook: workers route by the driver's policy
 #: LocalBackend settings a LocalWorker rebuilds its backend from.
 _LOCAL_SETTINGS = ("device", "dtype", "paths", "fast", "gpu_hour_usd", "memory_budget_bytes",
                    "compile", "compile_options")

@@ -246,8 +246,25 @@ class Policy:
         return hash(self._key)
 
     def __repr__(self) -> str:
+        # The fingerprint tells two policies of one name apart (caches key on the repr too).
         where = f", source={self.source!r}" if self.source else ""
-        return f"Policy(name={self.name!r}{where})"
+        return f"Policy(name={self.name!r}{where}, rules={self.fingerprint})"
+
+    @property
+    def fingerprint(self) -> str:
+        """A short digest of the rules: equal policies have equal fingerprints."""
+        import hashlib
+
+        return hashlib.sha256(self._key[0].encode()).hexdigest()[:12]
+
+    # Pickling keeps the rules (Ray workers route by the driver's policy), not the caches.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"spec": self.spec, "name": self.name, "source": self.source,
+                "upscale_available": self.upscale_available}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        Policy.__init__(self, state["spec"], name=state["name"], source=state["source"],
+                        upscale_available=state["upscale_available"])
 
     # -- the parts routing reads ------------------------------------------------------------------
     @property
