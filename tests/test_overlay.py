@@ -198,3 +198,13 @@ def test_overlay_narrows_an_offers_controls_and_keeps_the_rest(tmp_path: Path, b
     assert (view.controls.steps.min, view.controls.steps.max) == (1, 40)  # type: ignore[union-attr]
     assert view.controls.seed is True
     assert {c.what for c in cat.overlay.changes} == {"controls"}
+
+
+def test_explain_names_offers_the_overlay_disabled(tmp_path: Path, base: Path) -> None:
+    ov = overlay(tmp_path, "offers:\n  toy@fal: {disabled: true, reason: legal said no}\n")
+    client = mg.Client(catalog=Catalog.load(base, overlays=[ov]), available=["fal"])
+    decision = client.route("a toy", model="toy", quality="hero", max_cost_usd=1.0)
+    (rej,) = [r for r in decision.rejected if r.offer_key == "toy@fal"]
+    assert rej.constraint == "overlay" and "legal said no" in rej.reason
+    assert "disabled by your catalog overlay" in decision.explain()
+    client.close()

@@ -102,6 +102,8 @@ class _Index:
 
     def __init__(self, catalog: Catalog) -> None:
         self.views = catalog.offers(include_retired=True)
+        # overlay hook (catalog helper): offers a catalog overlay disabled, named in rejections
+        self.disabled = dict(getattr(getattr(catalog, "overlay", None), "disabled", {}) or {})
         self.facts = [_Facts(v) for v in self.views]
         self.providers = frozenset(f.provider for f in self.facts)
         limits = [v.controls.max_prompt_chars for v in self.views if v.controls.max_prompt_chars]
@@ -560,6 +562,8 @@ def _rank(idx: _Index, ctx: _Context,
         gap = gaps[rows[0].offer.key]
         notices = (f"size {request.size} approximated: no eligible offer makes it within "
                    f"tolerance; {rows[0].offer.key} {gap}",)
+    rejected += [Rejection(key, "overlay", f"disabled by your catalog overlay ({why})")
+                 for key, why in idx.disabled.items()]
     return rows, rejected, notices, reserve
 
 
