@@ -60,7 +60,7 @@ _SERVER = f"""
 import json, sys
 from modelglass.testing import simulate
 with simulate(service_time=0.0, poll_interval={POLL_S!r}) as sim:
-    print(json.dumps(sim.env), flush=True)
+    print(json.dumps({{"env": sim.env, "origins": sorted(sim._origins())}}), flush=True)
     for line in sys.stdin:                     # "service_time <provider> <seconds>"
         _, provider, seconds = line.split()
         sim.service_time(provider, float(seconds))
@@ -75,7 +75,12 @@ class Simulators:
         self.proc = subprocess.Popen([sys.executable, "-c", _SERVER], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
-        os.environ.update(json.loads(self.proc.stdout.readline()))
+        from modelglass._download import trust_origin
+
+        hello = json.loads(self.proc.stdout.readline())
+        os.environ.update(hello["env"])
+        for origin in hello["origins"]:  # downloads refuse loopback unless trusted (issue 8)
+            trust_origin(origin)
         return self
 
     def service_time(self, provider: str, seconds: float) -> None:

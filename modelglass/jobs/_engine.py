@@ -31,6 +31,7 @@ the attempt, emits ``failed`` and re-raises.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -38,7 +39,7 @@ import os
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import DownloadFailed, ModelglassError, OutcomeUnknown
 from ..providers._common import Deadline, Sleep
@@ -71,13 +72,15 @@ _job_ids = itertools.count(1)
 _PID = os.getpid()
 
 
-class Owner:
+class Owner(Protocol):
     """What a job needs from the client that runs it (``Client`` and ``AsyncClient`` are one)."""
 
     budget: Budget | None
     timeout_s: float
     max_download_bytes: int
-    retry_policy: RetryPolicy
+
+    @property
+    def retry_policy(self) -> RetryPolicy: ...
 
     def provider(self, name: str) -> Provider: ...
     def plan_offer(self, request: ImageRequest, offer_key: str) -> ProviderCall: ...
@@ -202,7 +205,8 @@ class Job:
         raise self._fail(_outcome.final_error(self))
 
     def _candidates(self) -> list[tuple[str, Callable[[], ProviderCall]]]:
-        ranked = [(c.key, (lambda c=c: c.call)) for c in self.decision.ranked]
+        ranked: list[tuple[str, Callable[[], ProviderCall]]] = [
+            (c.key, functools.partial(getattr, c, "call")) for c in self.decision.ranked]
         if self.resume is None:
             return ranked
         key = self.resume.offer_key
@@ -381,6 +385,7 @@ class Job:
         if stated is not None and not (math.isfinite(stated) and stated >= 0):
             log.warning("%s: ignoring a stated cost of %r; counting the estimate", run.key, stated)
             stated = None
+        usd: float | None
         if stated is not None:
             usd, estimated = float(stated), False
         else:
