@@ -236,3 +236,30 @@ def test_poisoned_actuals_in_a_mix_never_make_spend_nan_or_pass_the_limit(
             continue
         b.settle(r, bad if i % 3 == 0 else upper * fraction)  # type: ignore[arg-type]
     assert math.isfinite(b.spent) and 0 <= b.spent <= limit + 1e-9
+
+
+# -- the scenario, end to end on the simulator ---------------------------------------------
+
+def test_threads_of_long_prompts_on_a_token_priced_model_never_pass_the_budget() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from modelglass.testing import simulate
+
+    prompt = ("a lighthouse at dusk, " * 1500)[:32000]  # 8,000 text tokens, billed per call
+    budget = Budget(0.40)  # the reservation is the upper bound (about $0.17 here), not $0.046
+    with simulate() as sim, mg.Client(budget=budget, observed=False) as client:
+        def job(_: int) -> float | None:
+            try:
+                return client.generate(prompt, model="gpt-image-2", provider="openai",
+                                       quality="thumbnail", max_cost_usd=1.0).cost_usd
+            except mg.errors.ModelglassError:
+                return None
+
+        with ThreadPoolExecutor(4) as pool:
+            costs = [c for c in pool.map(job, range(8)) if c is not None]
+        billed = sim.billed("openai")
+    assert budget.spent <= 0.40 + 1e-9, budget
+    assert not budget.overruns and budget.reserved == 0
+    assert len(costs) == billed  # every billed generation came back, and was counted
+    assert sum(costs) == pytest.approx(budget.spent)
+    assert billed >= 1  # the budget let at least one through: the test is not vacuous

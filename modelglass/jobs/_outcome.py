@@ -52,7 +52,10 @@ def reserve(budget: Budget | None, request: ImageRequest, call: ProviderCall) ->
                 f"fewer or smaller images.", estimate_usd=usd, limit_usd=limit)
     if budget is None:
         return None
-    return budget.reserve(usd, label=call.offer.key)
+    from ..budget import amount_to_hold
+
+    # The upper bound (max_usd: every token kind, tier and chunk), so settling never passes it.
+    return budget.reserve(amount_to_hold(call.estimate), label=call.offer.key)
 
 
 def charged(job: Job) -> tuple[float | None, bool]:
