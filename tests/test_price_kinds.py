@@ -254,3 +254,11 @@ def test_shipped_catalog_prices_match_the_published_figures(offer: str, w: int, 
 
     est = Catalog.default().offer(offer).estimate_cost(w, h, tier=tier, prompt="")
     assert est.usd == pytest.approx(usd, abs=0.0005)
+
+
+def test_token_price_without_a_text_rate_is_unknown_when_a_prompt_is_billed() -> None:
+    price = Price.model_validate({"kind": "per_token", "usd_per_1m_image_output_tokens": 30,
+                                  "output_tokens": {"low": {"1024x1024": 200}}})
+    est = estimate_price(price, 1024, 1024, prompt="a fox")
+    assert (est.usd, est.max_usd) == (None, None) and "text-input token price" in est.basis
+    assert estimate_price(price, 1024, 1024).usd == pytest.approx(0.006)  # no prompt to bill

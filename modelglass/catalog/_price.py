@@ -279,23 +279,20 @@ def _per_token(price: Price, width: int, height: int, n: int, quality: str | Non
     calls = math.ceil(n / images_per_call) if images_per_call else 1
     calls_max = math.ceil(n / images_per_call) if images_per_call else n
     text_exp, text_max = prompt_tokens(prompt)
-    text_rate = price.usd_per_1m_text_input_tokens
-    if text_rate is None and text_max:
-        text_rate_known = False
-        text_rate = 0.0
-    else:
-        text_rate_known = True
-        text_rate = text_rate or 0.0
+    if price.usd_per_1m_text_input_tokens is None and text_max:
+        # The prompt is billed but its rate is unknown: so is the cost (never counted as $0).
+        return CostEstimate(None, None, "the text-input token price is unknown, and the prompt "
+                            "is billed", tier=chosen)
+    text_rate = price.usd_per_1m_text_input_tokens or 0.0
     out_rate = price.usd_per_1m_image_output_tokens
     usd = (n * out_exp * out_rate + calls * text_exp * text_rate) / 1e6
     bound = (n * out_max * out_rate + calls_max * text_max * text_rate) / 1e6
     basis = (f"{chosen} tier {key}: {out_exp} image tokens × ${out_rate:g}/1M × {n}"
              + (f" + {text_exp} prompt tokens × ${text_rate:g}/1M × {calls} call"
-                f"{'s' if calls != 1 else ''}" if text_exp else "")
-             + ("" if text_rate_known else " (text-token price unknown, not counted)"))
+                f"{'s' if calls != 1 else ''}" if text_exp else ""))
     if approx:
         basis += f"; {key} is not in the token table, nearest size used"
-    return CostEstimate(round(usd, 9), round(usd / n, 9), basis, approximate=approx or not text_rate_known,
+    return CostEstimate(round(usd, 9), round(usd / n, 9), basis, approximate=approx,
                         tier=chosen, max_usd=round(bound, 9), prompt_tokens=text_exp)
 
 
