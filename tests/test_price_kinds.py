@@ -262,3 +262,10 @@ def test_token_price_without_a_text_rate_is_unknown_when_a_prompt_is_billed() ->
     est = estimate_price(price, 1024, 1024, prompt="a fox")
     assert (est.usd, est.max_usd) == (None, None) and "text-input token price" in est.basis
     assert estimate_price(price, 1024, 1024).usd == pytest.approx(0.006)  # no prompt to bill
+
+
+def test_per_tier_bound_never_assumes_an_unlisted_smaller_size_is_cheaper() -> None:
+    price = Price.model_validate({"kind": "per_tier", "tiers": {"low": {"1024x1024": 0.02}}})
+    est = estimate_price(price, 512, 512, tier="low")
+    assert est.usd == pytest.approx(0.005) and est.approximate
+    assert est.max_usd == pytest.approx(0.02)

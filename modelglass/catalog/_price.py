@@ -236,15 +236,18 @@ def _per_tier(price: Price, width: int, height: int, n: int, quality: str | None
         return CostEstimate(None, None, f"tier {chosen!r} has no price", tier=chosen)
     key = f"{width}x{height}"
 
-    def each_in(name: str) -> tuple[float, bool]:
+    def each_in(name: str) -> tuple[float, float, bool]:
+        """(expected, bound, approximate) per image in tier ``name``."""
         table = price.tiers[name]  # type: ignore[index]
         if key in table:
-            return table[key], False
+            return table[key], table[key], False
         near = _nearest(table, width, height)
-        return table[near] * (width * height) / _area(near), True
+        scaled = table[near] * (width * height) / _area(near)
+        # A smaller size is not assumed cheaper than the nearest listed one in the bound.
+        return scaled, max(scaled, table[near]), True
 
-    each, approx = each_in(chosen)
-    dearest = each if fixed else max(each_in(t)[0] for t in price.tiers)
+    each, bound, approx = each_in(chosen)
+    dearest = bound if fixed else max(each_in(t)[1] for t in price.tiers)
     if approx:
         near = _nearest(price.tiers[chosen], width, height)
         basis = (f"{chosen} tier ≈ ${price.tiers[chosen][near]:g} at {near} scaled by area to "
