@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+import modelglass as mg
 from modelglass import _destination as destination
 from modelglass import _download as download
 from modelglass._download import (
@@ -389,3 +390,73 @@ def test_c2pa_is_found_in_a_webp_chunk() -> None:
 
 def test_c2pa_check_is_quiet_on_non_images() -> None:
     assert not has_c2pa(b"") and not has_c2pa(b"hello") and not has_c2pa(io.BytesIO().getvalue())
+
+
+# -- issue 8, item 5: paid images are returned or named; errors carry the URL ----------------------
+
+def test_download_errors_carry_the_url_without_showing_it() -> None:
+    with pytest.raises(EmptyResult) as info:
+        fetch(RawImage(url=SIGNED), client=_serve(b"gone", "text/plain", 404), timeout_s=5)
+    assert info.value.url == SIGNED  # type: ignore[attr-defined]
+    assert "SECRET-SIGNATURE" not in str(info.value) and "SECRET" not in repr(info.value)
+
+
+def test_download_failed_names_the_paid_call_and_keeps_what_was_fetched() -> None:
+    from modelglass._download import download_failed
+    from modelglass.errors import DownloadFailed
+
+    good = verify_bytes(PNG)
+    raws = [RawImage(url=f"https://cdn.example.com/{i}.png?sig=S{i}") for i in range(3)]
+    gone = EmptyResult("the image URL expired: cdn.example.com answered HTTP 404", provider="fal",
+                       status=404)
+    err = download_failed([good, gone, good], raws, provider="fal", request_id="req-123",
+                          cost_usd=0.075)
+    assert isinstance(err, DownloadFailed) and not err.retryable
+    assert (err.request_id, err.cost_usd, err.index, err.url) == ("req-123", 0.075, 1, raws[1].url)
+    assert [i for i, _ in err.fetched] == [0, 2] and err.fetched[0][1] is good
+    assert err.reason is gone and err.status == 404
+    assert "req-123" in str(err) and "$0.0750" in str(err) and "sig=S1" not in str(err)
+    assert download_failed([good], raws[:1], provider="fal") is None
+
+
+def test_a_failed_download_in_a_chunk_keeps_the_chunks_other_paid_images() -> None:
+    from modelglass.providers.fal import FalProvider
+    from modelglass.testing import simulate
+
+    budget = mg.Budget(5.0)
+    with simulate() as sim, mg.Client(observed=False, budget=budget,
+                                      providers={"fal": FalProvider(poll_interval_s=0.01)}) as c:
+        sim.fail("fal", kind="expired", at="download", times=1)
+        result = c.generate("a red bicycle", model="flux-dev", provider="fal", n=6)
+        assert sim.billed("fal") == 2  # two calls (4 + 2 images), both paid
+    assert len(result.images) == 5
+    assert result.cost_usd == pytest.approx(budget.spent)
+
+
+# -- issue 8, item 6: the job's deadline covers the download ----------------------------------------
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_hanging_image_host_ends_at_the_jobs_deadline(mode: str) -> None:
+    import asyncio
+    import time
+
+    from modelglass.providers.fal import FalProvider
+    from modelglass.testing import simulate
+
+    with simulate() as sim:
+        sim.fail("fal", kind="hang", at="download", delay=30)
+        t0 = time.monotonic()
+        with pytest.raises(GenerationTimeout):
+            if mode == "sync":
+                with mg.Client(observed=False,
+                               providers={"fal": FalProvider(poll_interval_s=0.01)}) as c:
+                    c.generate("a red bicycle", model="flux-dev", provider="fal", deadline_s=2)
+            else:
+                async def go() -> None:
+                    async with mg.AsyncClient(
+                            observed=False,
+                            providers={"fal": FalProvider(poll_interval_s=0.01)}) as c:
+                        await c.generate("a red bicycle", model="flux-dev", provider="fal",
+                                         deadline_s=2)
+                asyncio.run(go())
+        assert time.monotonic() - t0 < 2.6
