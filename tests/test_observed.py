@@ -181,3 +181,14 @@ async def test_async_client_records_too(tmp_path: Path) -> None:
                                            provider="openai")
     assert result.plan is not None
     assert store.observations(result.plan.offer.key).results == 1
+
+
+def test_old_events_are_pruned(store: ObservedStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelglass.catalog import _observed
+
+    monkeypatch.setattr(_observed, "KEEP", 5)
+    monkeypatch.setattr(_observed, "_PRUNE_EVERY", 10)
+    for i in range(10):
+        store.record_result("a@fal", latency_s=float(i), seeds=[i], sha256=[str(i)])
+    assert store.observations("a@fal").results == 5
+    assert sorted(store.latencies("a@fal")) == [5.0, 6.0, 7.0, 8.0, 9.0]

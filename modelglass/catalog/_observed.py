@@ -45,6 +45,9 @@ MIN_SAMPLES = 3
 WINDOW = 200
 #: How long :meth:`ObservedStore.latency_p90` answers from memory.
 CACHE_S = 5.0
+#: Events kept per offer (older ones are pruned): the store never grows without bound.
+KEEP = 2000
+_PRUNE_EVERY = 100
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -131,6 +134,7 @@ class ObservedStore:
         self._memory: sqlite3.Connection | None = None
         self._ready = False
         self._p90_cache: dict[str, tuple[float, float | None]] = {}
+        self._writes = 0
 
     @classmethod
     def default(cls) -> ObservedStore:
@@ -168,9 +172,12 @@ class ObservedStore:
         if not self.enabled:
             return
         self._p90_cache.clear()
+        self._writes += 1
         try:
             with self._db() as conn:
                 fn(conn)
+                if self._writes % _PRUNE_EVERY == 0:
+                    _prune(conn)
         except (sqlite3.Error, OSError) as exc:
             log.warning("observed store %s unusable (%s); observing is off for this process",
                         self.path, exc)
@@ -327,6 +334,16 @@ class ObservedStore:
             size_changes={req: f"{w}x{h}" for req, w, h in changes if req != f"{w}x{h}"},
             seed_mismatches=sum(1 for *_, distinct in seed_rows if distinct > 1),
             seed_groups=len(seed_rows), error_types=errors)
+
+
+def _prune(conn: sqlite3.Connection, keep: int | None = None) -> None:
+    """Keep the newest ``keep`` (default :data:`KEEP`) results and failures of every offer."""
+    keep = KEEP if keep is None else keep
+    for table in ("results", "failures"):
+        conn.execute(f"DELETE FROM {table} WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() "
+                     f"OVER (PARTITION BY offer ORDER BY id DESC) AS rank FROM {table}) "
+                     "WHERE rank > ?)", (keep,))
+    conn.execute("DELETE FROM images WHERE result_id NOT IN (SELECT id FROM results)")
 
 
 def request_fingerprint(**fields: Any) -> str:
