@@ -417,7 +417,8 @@ def _assume(value: str | None) -> list[str] | None:
     return [p.strip() for p in value.split(",") if p.strip()] if value else None
 
 
-_quality = typer.Option("hero", "--quality", "-q", help="draft | thumbnail | hero | print")
+_quality = typer.Option("hero", "--quality", "-q",
+                        help="draft | thumbnail | hero | print, or an axis of the --policy file")
 _model = typer.Option(None, "--model", help="Pin a model id.")
 _provider = typer.Option(None, "--provider", help="Pin a provider.")
 _negative = typer.Option(None, "--negative", help="Negative prompt.")
