@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -145,6 +146,24 @@ def test_cancelling_an_openai_call_keeps_the_estimate_it_may_have_billed(sim: Si
     asyncio.run(main())
     # OpenAI has no cancel: the POST was sent, so its estimate stays spent.
     assert budget.reserved == 0 and budget.spent > 0
+
+
+def test_ctrl_c_during_a_blocking_openai_post_keeps_the_estimate(sim: Simulator) -> None:
+    # A real SIGINT, as a terminal sends it: it interrupts the blocking read of the POST.
+    sim.service_time("openai", 5)
+    budget = mg.Budget(1.0)
+    main = threading.main_thread().ident
+    assert main is not None
+    threading.Thread(target=lambda: (_wait_for_submit(sim, "openai"),
+                                     signal.pthread_kill(main, signal.SIGINT)),
+                     daemon=True).start()
+    t0 = time.monotonic()
+    with make_client(budget=budget) as client, pytest.raises(KeyboardInterrupt) as info:
+        client.generate(PROMPT, quality="thumbnail", provider="openai")
+    assert time.monotonic() - t0 < 4
+    assert budget.reserved == 0 and budget.spent > 0  # the POST was sent: it may bill
+    [attempt] = info.value.attempts  # type: ignore[attr-defined]
+    assert attempt.possibly_charged and "already sent" in (attempt.error or "")
 
 
 @pytest.mark.parametrize("provider", ["fal", "replicate"])
