@@ -286,6 +286,8 @@ def catalog_show(model: str, json_out: bool = JsonOpt, catalog: str | None = Cat
                        "evidence": [e.model_dump() for e in sc[a].evidence]} for a in AXES},
         "controls": m.controls.model_dump(exclude_none=True, mode="json"),
         "geometry": m.geometry.model_dump(exclude_none=True), "offers": offers, "notes": m.notes,
+        "disabled_offers": {k: cat.overlay.disabled.get(k, "") for k, v in cat.disabled.items()
+                            if v.model_id == model},  # overlay hook (catalog helper)
         "sources": {t: cat.settings.sources.get(t) for t in sources_used(cat, model)},
     }
     if json_out:
@@ -324,6 +326,9 @@ def catalog_show(model: str, json_out: bool = JsonOpt, catalog: str | None = Cat
                  o["source"], "unknown" if o["latency_p50_s"] is None else f"{o['latency_p50_s']:g} s"]
         t.add_row(*(Text(c) for c in cells))
     out.print(t)
+    for key, why in data["disabled_offers"].items():
+        out.print(Text(f"{key}: disabled by your catalog overlay ({why}); not routed"),
+                  highlight=False)
     if m.notes:
         out.print(f"notes: {escape(m.notes)}", highlight=False)
     tags = sources_used(cat, model)

@@ -208,3 +208,22 @@ def test_explain_names_offers_the_overlay_disabled(tmp_path: Path, base: Path) -
     assert rej.constraint == "overlay" and "legal said no" in rej.reason
     assert "disabled by your catalog overlay" in decision.explain()
     client.close()
+
+
+def test_catalog_show_lists_offers_the_overlay_disabled(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from modelglass.cli import app
+
+    view = next(v for v in Catalog.default().offers() if v.model_id == "flux-dev")
+    ov = overlay(tmp_path, f"offers:\n  {view.key}: {{disabled: true, reason: not cleared}}\n")
+    monkeypatch.setenv(OVERLAY_ENV, str(ov))
+    r = CliRunner().invoke(app, ["catalog", "show", "flux-dev", "--json"])
+    data = _json.loads(r.output)
+    assert data["disabled_offers"] == {view.key: "not cleared"}
+    assert view.key not in [o["offer"] for o in data["offers"]]
+    r = CliRunner().invoke(app, ["catalog", "show", "flux-dev"], env={"COLUMNS": "200"})
+    assert f"{view.key}: disabled by your catalog overlay (not cleared)" in r.output
