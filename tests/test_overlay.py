@@ -7,6 +7,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_catalog_load import make_catalog, problems_of
 
 import modelglass as mg
@@ -227,3 +229,27 @@ def test_catalog_show_lists_offers_the_overlay_disabled(tmp_path: Path,
     assert view.key not in [o["offer"] for o in data["offers"]]
     r = CliRunner().invoke(app, ["catalog", "show", "flux-dev"], env={"COLUMNS": "200"})
     assert f"{view.key}: disabled by your catalog overlay (not cleared)" in r.output
+
+
+_leaf = (st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=True)
+         | st.text(max_size=12) | st.sampled_from(["toy@fal", "toy", "fal", "2026-11-29",
+                                                   "per_image", "disabled"]))
+_keys = st.sampled_from(["offers", "models", "deployments", "seen", "as_of", "source", "price",
+                         "kind", "usd", "toy@fal", "toy", "disabled", "endpoint", "model",
+                         "provider", "controls", "x"])
+_yamlish = st.recursive(_leaf, lambda inner: st.lists(inner, max_size=3)
+                        | st.dictionaries(_keys, inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.dictionaries(_keys, _yamlish, max_size=4))
+def test_any_overlay_loads_or_is_a_catalog_error(tmp_path: Path, base: Path,
+                                                 data: dict[str, object]) -> None:
+    import yaml
+
+    ov = tmp_path / "fuzz.yaml"
+    ov.write_text(yaml.safe_dump(data))
+    try:
+        Catalog.load(base, overlays=[ov])
+    except CatalogError as exc:
+        assert all(p.startswith(str(ov)) or p.startswith(str(base)) for p in exc.problems)
