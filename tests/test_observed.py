@@ -175,10 +175,9 @@ async def test_async_client_records_too(tmp_path: Path) -> None:
     from modelglass.testing import simulate
 
     store = ObservedStore(tmp_path / "async.sqlite")
-    async with simulate():
-        async with mg.AsyncClient(observed=store) as client:
-            result = await client.generate("a red bicycle", model="gpt-image-2",
-                                           provider="openai")
+    async with simulate(), mg.AsyncClient(observed=store) as client:
+        result = await client.generate("a red bicycle", model="gpt-image-2",
+                                       provider="openai")
     assert result.plan is not None
     assert store.observations(result.plan.offer.key).results == 1
 
