@@ -269,3 +269,11 @@ def test_per_tier_bound_never_assumes_an_unlisted_smaller_size_is_cheaper() -> N
     est = estimate_price(price, 512, 512, tier="low")
     assert est.usd == pytest.approx(0.005) and est.approximate
     assert est.max_usd == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("gpu_hour", [float("inf"), float("nan"), -2.0])
+def test_an_estimate_is_never_infinite_nan_or_negative(gpu_hour: float) -> None:
+    huge = estimate_price(Price(kind="per_image", usd=1e308), 1024, 1024, 10)
+    assert (huge.usd, huge.max_usd) == (None, None) and "finite" in huge.basis
+    gpu = estimate_price(Price(kind="gpu_seconds", seconds=5.0), 1024, 1024, gpu_hour_usd=gpu_hour)
+    assert gpu.usd is None and gpu.max_usd is None

@@ -176,9 +176,23 @@ def estimate_price(price: Price, width: int, height: int, n: int = 1, *, steps: 
 
     Raises :class:`InvalidRequest` for a width, height or ``n`` below 1.
     """
+    _check_job(width, height, n)
+    est = _estimate(price, width, height, n, steps, default_steps, quality, tier, gpu_hour_usd,
+                    prompt, images_per_call)
+    numbers = (est.usd, est.per_image_usd, est.max_usd)
+    if any(x is not None and not (math.isfinite(x) and x >= 0) for x in numbers):
+        # Never let an overflow or a poisoned figure reach a budget: unknown, said plainly.
+        return CostEstimate(None, None, f"the price does not give a finite cost ({est.basis})",
+                            tier=est.tier)
+    return est
+
+
+def _estimate(price: Price, width: int, height: int, n: int, steps: int | None,
+              default_steps: int | None, quality: str | None, tier: str | None,
+              gpu_hour_usd: float, prompt: str | None,
+              images_per_call: int | None) -> CostEstimate:
     from ._schema import PriceKind
 
-    _check_job(width, height, n)
     kind = price.kind
     if kind is PriceKind.unknown:
         return CostEstimate(None, None, "price unknown" + (f" ({price.note})" if price.note else ""))
