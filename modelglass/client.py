@@ -215,6 +215,11 @@ class _BaseClient:
         """Build the request, route it and make the job; raises :class:`NoEligibleModel` when
         nothing fits (before anything is sent)."""
         started = time.monotonic()
+        if deadline_s is not None and not (isinstance(deadline_s, (int, float))
+                                           and not isinstance(deadline_s, bool)
+                                           and 0 < deadline_s < float("inf")):
+            raise InvalidRequest(f"deadline_s must be a positive number of seconds, got "
+                                 f"{deadline_s!r}", field="deadline_s")
         req = self._request(request, **fields)
         decision = self.route(req)
         decision.require()

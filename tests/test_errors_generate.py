@@ -138,3 +138,18 @@ def test_different_failures_raise_all_attempts_failed_with_what_to_do(sim: Simul
     assert err.retryable is False  # a 403 will not go away by retrying
     assert "rate limited" in str(err)
     assert isinstance(err.__cause__, mg.ProviderError) and err.__cause__.status == 403
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), True])
+def test_a_per_call_deadline_must_be_a_positive_number(sim: Simulator, bad: Any) -> None:
+    with make_client() as client, pytest.raises(mg.InvalidRequest, match="deadline_s"):
+        client.generate(PROMPT, quality="draft", provider="fal", deadline_s=bad)
+    assert sim.requests() == []
+
+
+def test_a_per_call_deadline_bounds_that_call(sim: Simulator) -> None:
+    sim.service_time("fal", 10)
+    with make_client(deadline_s=60) as client, pytest.raises(mg.GenerationTimeout):
+        t0 = time.monotonic()
+        client.generate(PROMPT, quality="draft", provider="fal", deadline_s=0.8)
+    assert time.monotonic() - t0 < 2
