@@ -52,8 +52,8 @@ class _Steps(Provider):
             return ProviderOutput(images=[RawImage(url=url, mime="image/png")], request_id=rid)
         return steps(), Deadline(timeout_s)
 
-    def cancel_job(self, call: Any, request_id: str) -> Generator[Any, Any, None]:
-        yield Op("cancel", (request_id,))
+    def cancel_job(self, call: Any, request_id: str) -> Generator[Any, Any, bool]:
+        return (yield Op("cancel", (request_id,))) == "CANCELLATION_REQUESTED"
 
     def generate(self, call: Any, *, timeout_s: float) -> ProviderOutput:
         raise AssertionError("the engine drives the job's steps instead")
@@ -112,10 +112,22 @@ def test_an_interrupt_while_polling_cancels_by_id_then_goes_on() -> None:
     step = steps.throw(KeyboardInterrupt())
     assert isinstance(step, Wire) and step.op == Op("cancel", ("rid-9",))
     with pytest.raises(KeyboardInterrupt):
-        steps.send(None)
+        steps.send("CANCELLATION_REQUESTED")
     assert budget.reserved == 0 and budget.spent == pytest.approx(0.003)  # it may bill
     assert events[-1].state == "failed" and events[-1].possibly_charged
-    assert job.attempts[0].possibly_charged and "cancelled" in job.attempts[0].error
+    assert job.attempts[0].possibly_charged
+    assert "job was cancelled" in job.attempts[0].error
+
+
+def test_a_cancel_the_provider_did_not_confirm_is_not_called_done() -> None:
+    job, _ = _job(mg.Budget(1.0))
+    steps = job.steps()
+    next(steps)
+    steps.send("rid-9")
+    steps.throw(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        steps.throw(TimeoutError("no answer to the cancel"))
+    assert "not confirmed" in job.attempts[0].error
 
 
 def test_an_interrupt_before_anything_was_sent_releases_the_reservation() -> None:

@@ -518,18 +518,23 @@ class Job:
             run = flight.run
             cancel = (run.provider.cancel_job(flight.chunk, flight.request_id)
                       if run.resumable and flight.request_id else None)
+            confirmed = False
             if cancel is not None:
                 deadline = Deadline(max(min(CANCEL_GRACE_S * 3, self.remaining()), 0.5))
                 try:
-                    yield from _relay_cancel(run.provider, cancel, deadline)
+                    confirmed = yield from _relay_cancel(run.provider, cancel, deadline)
                 except BaseException as again:  # noqa: BLE001 - interrupted again: stop cancelling
                     log.info("%s: cancel of %s interrupted (%s)", run.key, flight.request_id,
                              type(again).__name__)
-            self._end_attempt(flight.attempt, exc, flight.t0)
-            flight.attempt.error = (f"interrupted ({type(exc).__name__}); "
-                                    + ("the provider's job was cancelled" if cancel is not None
-                                       else "a request was already sent" if flight.sent
-                                       else "nothing was sent"))
+            # Not an attempt outcome the health board should learn from: recorded here only.
+            attempt = flight.attempt
+            attempt.duration_s = self.clock() - flight.t0
+            attempt.error_type, attempt.retryable = type(exc).__name__, False
+            attempt.error = (f"interrupted ({type(exc).__name__}); "
+                             + ("the provider's job was cancelled" if confirmed
+                                else "a cancel was sent but not confirmed" if cancel is not None
+                                else "a request was already sent" if flight.sent
+                                else "nothing was sent"))
             if flight.sent:
                 self._charge(run, flight.chunk, flight.attempt, None, possibly=True)
         self._settle_all()
@@ -544,15 +549,15 @@ class Job:
             pass
 
 
-def _relay_cancel(provider: Provider, gen: Generator[Any, Any, None],
-                  deadline: Deadline) -> Generator[Step, Any, None]:
+def _relay_cancel(provider: Provider, gen: Generator[Any, Any, bool],
+                  deadline: Deadline) -> Generator[Step, Any, bool]:
     value: Any = None
     error: BaseException | None = None
     while True:
         try:
             op = gen.throw(error) if error is not None else gen.send(value)
-        except StopIteration:
-            return
+        except StopIteration as stop:
+            return bool(stop.value)
         value = error = None
         if isinstance(op, Sleep):
             continue

@@ -118,9 +118,9 @@ class Provider(ABC):
         job; the engine calls :meth:`generate` / :meth:`agenerate` instead."""
         return None
 
-    def cancel_job(self, call: ProviderCall, request_id: str) -> Generator[Any, Any, None] | None:
-        """Steps that cancel the job ``request_id`` (best effort); None where nothing can be
-        cancelled."""
+    def cancel_job(self, call: ProviderCall, request_id: str) -> Generator[Any, Any, bool] | None:
+        """Steps that cancel the job ``request_id`` (best effort), returning whether the provider
+        confirmed it; None where nothing can be cancelled."""
         return None
 
     def wire(self) -> Any:
