@@ -9,8 +9,9 @@ A sink (a journal, a progress bar) receives the events synchronously and in orde
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 JobState = Literal["pending", "submitted", "generated", "downloaded", "done", "failed",
                    "waiting"]
