@@ -20,7 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_policy import apply_policy, policy_opt
+from ._cli_policy import apply_policy, max_latency_opt, policy_opt
 from ._cli_progress import Progress
 from .cli import (
     CatalogOpt,
@@ -239,10 +239,12 @@ def generate(prompt: str, quality: str = _quality, model: str | None = _model,
              out_dir: Path = _out_opt, simulate: bool = _simulate_opt,
              dry_run: bool = _dry_run_opt,
              assume_available: str | None = _assume_opt, policy: str | None = policy_opt,
+             max_latency: float | None = max_latency_opt,
              json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Generate images for PROMPT and save them with their provenance to --out."""
     kw = request_kwargs(quality, model, provider, negative, cfg, steps, seed, size, aspect_ratio,
                         print_size, dpi, n, sampler, max_cost, strict, commercial)
+    kw["max_latency_s"] = max_latency
     with _maybe_simulate(simulate):
         client = _make_client(catalog, provider, simulate, _assume(assume_available))
         apply_policy(client, policy)  # policy hook

@@ -197,6 +197,12 @@ policy_opt = typer.Option(None, "--policy",
                           help="A routing policy file (default: the shipped default policy).")
 
 
+#: ``--max-latency`` for ``generate``.
+max_latency_opt = typer.Option(None, "--max-latency",
+                               help="Hard limit in seconds on the offer's p90 latency (observed "
+                                    "where measured, else the catalog's).")
+
+
 def apply_policy(client: Any, value: str | None) -> None:
     """Route ``client``'s jobs by the policy file ``value`` (None: keep the client's)."""
     if value:

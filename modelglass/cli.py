@@ -441,6 +441,9 @@ _strict = typer.Option(False, "--strict", help="Refuse instead of approximating 
 _commercial = typer.Option(False, "--commercial", help="Only models licensed for commercial use.")
 _policy_opt = typer.Option(None, "--policy",
                            help="A routing policy file (default: the shipped default policy).")
+_max_latency = typer.Option(None, "--max-latency",
+                            help="Hard limit in seconds on the offer's p90 latency (observed "
+                                 "where measured, else the catalog's).")
 _assume_opt = typer.Option(None, "--assume-available",
                            help="Comma-separated providers to treat as available (no keys needed).")
 
@@ -455,11 +458,13 @@ def route(prompt: str, quality: str = _quality, model: str | None = _model,
           sampler: str | None = _sampler, max_cost: float | None = _max_cost,
           strict: bool = _strict, commercial: bool = _commercial,
           assume_available: str | None = _assume_opt, policy: str | None = _policy_opt,
+          max_latency: float | None = _max_latency,
           explain: bool = typer.Option(False, "--explain", help="Say why, with the runner-ups."),
           json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Pick a model and provider for PROMPT, and say why. No network."""
     kw = request_kwargs(quality, model, provider, negative, cfg, steps, seed, size, aspect_ratio,
                         print_size, dpi, n, sampler, max_cost, strict, commercial)
+    kw["max_latency_s"] = max_latency
     decision = _client(catalog).route(prompt, available=_assume(assume_available), policy=policy,
                                       **kw)
     if json_out:
@@ -495,10 +500,12 @@ def plan(prompt: str, quality: str = _quality, model: str | None = _model,
          sampler: str | None = _sampler, max_cost: float | None = _max_cost,
          strict: bool = _strict, commercial: bool = _commercial,
          assume_available: str | None = _assume_opt, policy: str | None = _policy_opt,
+         max_latency: float | None = _max_latency,
          json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Dry run: the exact provider payload, what happens to each control, and the cost."""
     kw = request_kwargs(quality, model, provider, negative, cfg, steps, seed, size, aspect_ratio,
                         print_size, dpi, n, sampler, max_cost, strict, commercial)
+    kw["max_latency_s"] = max_latency
     call = _client(catalog).plan(prompt, available=_assume(assume_available), policy=policy, **kw)
     data = call.to_dict()
     if json_out:

@@ -54,3 +54,25 @@ def test_a_client_generates_on_the_policys_own_axis(tmp_path: Path) -> None:
     w, h = r.images[0].width, r.images[0].height  # the axis's size, as the wire rounds it
     assert abs(w - 1200) / 1200 <= 0.02 and abs(h - 630) / 630 <= 0.02
     assert r.cost_usd is not None and r.cost_usd <= 0.02
+
+
+def test_max_latency_flag_is_a_hard_limit(tmp_path: Path, monkeypatch: object) -> None:
+    import pytest
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    monkeypatch.setenv("MODELGLASS_OBSERVED_DB", str(tmp_path / "empty.db"))  # nothing observed
+    runner = CliRunner()
+    r = runner.invoke(app, ["route", "a fox", "-q", "draft", "--max-latency", "0.5",
+                            "--assume-available", "fal,openai,replicate", "--json"])
+    data = json.loads(r.stdout)
+    assert data["choice"] is None and r.exit_code != 0
+    latency = [x for x in data["rejected"] if x["constraint"] == "latency"]
+    assert latency and all("limit 0.5 s" in x["reason"] for x in latency)
+    # A generous limit passes the offers whose latency is known (unknown cannot be checked).
+    r = runner.invoke(app, ["route", "a fox", "-q", "thumbnail", "--max-latency", "120",
+                            "--assume-available", "fal,openai,replicate", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["choice"] is not None
+    assert all(x["constraint"] != "latency" or "latency unknown" in x["reason"]
+               for x in data["rejected"])
