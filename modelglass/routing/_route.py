@@ -232,7 +232,7 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
     key = (quality, request.model, request.provider, request.negative_prompt, request.cfg,
            request.steps, request.seed is None, request.size, request.aspect_ratio,
            request.print_size, request.dpi, request.n, request.sampler, request.max_cost_usd,
-           request.strict, request.commercial, getattr(request, "max_latency_s", None),
+           request.strict, request.commercial, request.max_latency_s,
            repr(request.provider_options) if request.provider_options else None,
            plen if (idx.min_prompt_limit is not None and plen > idx.min_prompt_limit)
            or (request.strict and plen > SHORTEST_WINDOW) else 0,  # encoder cuts refuse strict
@@ -275,7 +275,7 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
 
 
 def _latency_limit(request: ImageRequest, policy: Policy) -> float | None:
-    limits = [v for v in (getattr(request, "max_latency_s", None),
+    limits = [v for v in (request.max_latency_s,
                           policy.limits.max_latency_p90_s) if v is not None]
     return min(limits) if limits else None
 
