@@ -252,3 +252,16 @@ def test_a_policy_travels_by_pickle_to_ray_workers(tmp_path: Path) -> None:
         {k: getattr(driver, k) for k in _SETTINGS})))
     assert worker.policy == policy
     assert repr(Policy({"providers": {"deny": ["fal"]}})) != repr(Policy())
+
+
+def test_the_readme_policy_and_the_example_policy_load_and_agree(tmp_path: Path) -> None:
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Routing policies"):]
+    block = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    from_readme = Policy.load(write(tmp_path, block.group(1)))
+    example = Policy.load(root / "examples" / "policy.yaml")
+    assert from_readme == example  # the README shows the file the replay table was made with
