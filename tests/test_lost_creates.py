@@ -210,3 +210,14 @@ def test_a_hanging_cancel_stays_inside_the_deadline_and_is_not_called_confirmed(
         assert "it was cancelled" not in str(ei.value)
     finally:
         sim.service_time(provider, 0.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_replicate_lookup_survives_a_prediction_state_the_client_does_not_know(
+        sim: Simulator, mode: str) -> None:
+    sim.fail("replicate", kind="unknown_status")  # leaves an "aborted" prediction in the list
+    with pytest.raises(ProviderError):
+        run(make("replicate"), call_for("replicate", seed=31), mode)
+    sim.fail("replicate", kind="processed_drop")
+    out = run(make("replicate"), call_for("replicate", seed=32 if mode == "sync" else 33), mode)
+    assert out.images and creates(sim, "replicate") == 2

@@ -73,6 +73,7 @@ __all__ = [
     "retry_after_from",
     "retryable",
     "scrub",
+    "transport_reason",
     "wire_name",
 ]
 
@@ -263,6 +264,14 @@ _NOT_SENT = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout"})
 _MAYBE_SENT = frozenset({"ReadError", "ReadTimeout", "WriteError", "WriteTimeout",
                          "RemoteProtocolError", "LocalProtocolError", "ProtocolError",
                          "CloseError", "NetworkError", "TimeoutException"})
+
+
+def transport_reason(exc: BaseException) -> str:
+    """``Type: message`` of the transport failure under ``exc`` (an :class:`HTTPFailure`'s
+    error, else ``exc``): what happened, without a what-to-do that would not apply."""
+    cause = getattr(exc, "error", None) or exc
+    text = str(cause).strip()
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
 
 
 def outcome_unknown(provider: str, what: str, reason: str, *, request_id: str | None = None,

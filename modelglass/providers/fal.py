@@ -64,6 +64,7 @@ from ._common import (
     outcome_unknown,
     retryable,
     scrub,
+    transport_reason,
     wrong_shape,
 )
 from .base import Availability, Provider, ProviderOutput, RawImage
@@ -172,7 +173,7 @@ class FalProvider(Provider):
         deadline = Deadline(timeout_s, per_request_s=self.request_timeout_s)
         return self._job(call, deadline, resume=resume, on_submitted=on_submitted), deadline
 
-    def cancel_job(self, call: ProviderCall, request_id: str) -> Generator[Op | Sleep, Any, None]:
+    def cancel_job(self, call: ProviderCall, request_id: str) -> Generator[Op | Sleep, Any, bool]:
         return self._cancel_by_id(call.offer.endpoint, request_id)
 
     def wire(self) -> _SyncWire:
@@ -181,9 +182,9 @@ class FalProvider(Provider):
     def awire(self) -> _AsyncWire:
         return self._async.get()
 
-    def _cancel_by_id(self, app: str, request_id: str) -> Generator[Op | Sleep, Any, None]:
+    def _cancel_by_id(self, app: str, request_id: str) -> Generator[Op | Sleep, Any, bool]:
         handle = yield Op("handle", (app, request_id))
-        yield from self._cancel(handle)
+        return (yield from self._cancel(handle))
 
     def close(self) -> None:
         if self._sync is not None:
@@ -326,7 +327,10 @@ class FalProvider(Provider):
         if isinstance(exc, ModelglassError) or answered or never_sent(exc) or (
                 fal_http is not None and isinstance(exc, fal_http)):
             return err
-        return outcome_unknown(self.name, f"the {what}", str(err), secrets=self._secrets())
+        reason = ("no answer in time" if isinstance(err, GenerationTimeout) else
+                  transport_reason(exc) if isinstance(exc, HTTPFailure) or _is_httpx_error(exc)
+                  else str(err))
+        return outcome_unknown(self.name, f"the {what}", reason, secrets=self._secrets())
 
     # -- parsing (pure) ---------------------------------------------------------------------------
     def _output(self, result: Any, request_id: str, call: ProviderCall, timings: dict[str, float],

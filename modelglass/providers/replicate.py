@@ -62,6 +62,7 @@ from ._common import (
     outcome_unknown,
     retryable,
     scrub,
+    transport_reason,
     wrong_shape,
 )
 from .base import Availability, Provider, ProviderOutput, RawImage
@@ -182,7 +183,7 @@ class ReplicateProvider(Provider):
         deadline = Deadline(timeout_s, per_request_s=self.request_timeout_s)
         return self._job(call, deadline, resume=resume, on_submitted=on_submitted), deadline
 
-    def cancel_job(self, call: ProviderCall, request_id: str) -> Generator[Op | Sleep, Any, None]:
+    def cancel_job(self, call: ProviderCall, request_id: str) -> Generator[Op | Sleep, Any, bool]:
         return self._cancel(request_id)
 
     def wire(self) -> _SyncWire:
@@ -223,14 +224,17 @@ class ReplicateProvider(Provider):
                 if not self._may_have_created(exc):
                     raise err from None
                 lost = err
+                why = ("no answer in time" if isinstance(err, GenerationTimeout) else
+                       transport_reason(exc) if isinstance(exc, HTTPFailure) or
+                       _is_httpx_error(exc) else str(err))
             if lost is not None:
                 # The create may have run: find the prediction instead of creating another.
                 found = yield from self._find_lost(call, sent_at, deadline, reserve)
                 if found is None:
-                    raise outcome_unknown(self.name, f"the create on {endpoint}", str(lost),
+                    raise outcome_unknown(self.name, f"the create on {endpoint}", why,
                                           secrets=self._secrets())
                 log.warning("replicate: the create on %s lost its answer (%s); found its "
-                            "prediction %s by listing recent predictions", endpoint, lost,
+                            "prediction %s by listing recent predictions", endpoint, why,
                             found["id"])
                 pred = found
                 if deadline.remaining() <= reserve:
@@ -238,7 +242,7 @@ class ReplicateProvider(Provider):
                     self._claim(str(found["id"]))
                     cancelled = yield from self._cancel(str(found["id"]))
                     raise outcome_unknown(self.name, f"the create on {endpoint}",
-                                          f"{lost}; its prediction was found after the deadline",
+                                          f"{why}; its prediction was found after the deadline",
                                           request_id=str(found["id"]), cancelled=cancelled,
                                           secrets=self._secrets())
         pid = str(pred["id"])
@@ -375,7 +379,9 @@ class ReplicateProvider(Provider):
                 if "input" not in pred or pred.get("input") is None:
                     try:
                         pred = yield Op("get_within", (pid, seconds))
-                    except Exception:  # noqa: BLE001
+                    except Exception as exc:  # noqa: BLE001 - the lookup is best effort
+                        log.info("replicate: reading prediction %s failed: %s", pid,
+                                 scrub(str(exc), self._secrets()))
                         continue
                 if _canonical(pred.get("input")) == want:
                     matches.append(pred)
@@ -519,7 +525,7 @@ def _timestamp(value: Any) -> float | None:
     if not isinstance(value, str) or not value:
         return None
     try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(value)  # Python >= 3.11 reads a trailing Z
     except ValueError:
         return None
     if when.tzinfo is None:
@@ -574,6 +580,12 @@ def _replicate_error_type() -> type | None:
     return ReplicateError
 
 
+def _results(page: Any) -> list[dict[str, Any]]:
+    """The prediction objects of a ``GET /v1/predictions`` page (anything else is skipped)."""
+    results = page.get("results") if isinstance(page, Mapping) else None
+    return [p for p in results if isinstance(p, Mapping)] if isinstance(results, list) else []
+
+
 def _snapshot(pred: Any) -> dict[str, Any]:
     """A plain dict of a ``replicate`` Prediction (pydantic v1)."""
     return dict(pred.dict())
@@ -596,8 +608,10 @@ class _SyncWire:
         return _snapshot(self.client.predictions.get(pid))
 
     def recent(self, timeout_s: float) -> list[dict[str, Any]]:
+        # Raw JSON, not the client's Prediction objects: one prediction in a state the client
+        # does not know ("aborted") would make it refuse the whole page.
         with deadline_scope(Deadline(timeout_s)):
-            return [_snapshot(p) for p in self.client.predictions.list().results]
+            return _results(self.client._request("GET", "/v1/predictions").json())
 
     def get_within(self, pid: str, timeout_s: float) -> dict[str, Any]:
         with deadline_scope(Deadline(timeout_s)):
@@ -629,7 +643,8 @@ class _AsyncWire:
 
     async def recent(self, timeout_s: float) -> list[dict[str, Any]]:
         with deadline_scope(Deadline(timeout_s)):
-            return [_snapshot(p) for p in (await self.client.predictions.async_list()).results]
+            resp = await self.client._async_request("GET", "/v1/predictions")
+            return _results(resp.json())
 
     async def get_within(self, pid: str, timeout_s: float) -> dict[str, Any]:
         with deadline_scope(Deadline(timeout_s)):
