@@ -221,3 +221,26 @@ def test_replicate_lookup_survives_a_prediction_state_the_client_does_not_know(
     sim.fail("replicate", kind="processed_drop")
     out = run(make("replicate"), call_for("replicate", seed=32 if mode == "sync" else 33), mode)
     assert out.images and creates(sim, "replicate") == 2
+
+
+# -- the client: the budget keeps a possibly-charged attempt; no fallback unless allowed ------------
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_client_keeps_the_estimate_and_falls_back_only_when_double_payment_is_allowed(
+        sim: Simulator, allow: bool) -> None:
+    budget = mg.Budget(5.0)
+    with mg.Client(observed=False, budget=budget, available=["fal"],
+                   providers={"fal": FalProvider(poll_interval_s=0.01)},
+                   allow_double_payment=allow) as client:
+        sim.fail("fal", kind="processed_drop")
+        if not allow:
+            with pytest.raises(OutcomeUnknown) as info:
+                client.generate("a red bicycle", provider="fal")
+            assert info.value.possibly_charged
+            assert sim.billed("fal") == 1 and creates(sim, "fal") == 1
+            assert budget.spent > 0  # the estimate of the lost create stays spent
+        else:
+            result = client.generate("a red bicycle", provider="fal")
+            assert sim.billed("fal") == 2 and result.images
+            assert result.cost_usd == pytest.approx(budget.spent)
+            assert any(a.possibly_charged for a in result.attempts)
