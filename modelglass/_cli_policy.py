@@ -120,8 +120,11 @@ def replay_cmd(workload: Path, policy: str = _policy_opt, vs: str = _vs_opt,
     available = [p.strip() for p in assume_available.split(",") if p.strip()] \
         if assume_available else None
     when = dt.date.fromisoformat(today) if today else None
+    from .routing._latency import DEFAULT_OBSERVED
+
+    # Latency limits judge what was measured here, as live routing does.
     result = replay(jobs, [(names[0], base), (names[1], mine)], cat, available=available,
-                    today=when)
+                    today=when, observed=DEFAULT_OBSERVED)
     if plot is not None:
         write_plot(result, plot)
     if json_out:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CatalogError, InvalidRequest, ModelglassError
 from ..request import ImageRequest
+from ._latency import LatencySource
 from ._policy import Policy
 from ._route import route
 from ._scoring import model_quality, signal_weights
@@ -231,10 +232,12 @@ def hosted_providers(catalog: Catalog) -> list[str]:
 
 
 def replay(jobs: Sequence[Job], policies: Sequence[tuple[str, Policy]], catalog: Catalog, *,
-           available: Iterable[str] | None = None, today: dt.date | None = None) -> Replay:
+           available: Iterable[str] | None = None, today: dt.date | None = None,
+           observed: LatencySource | None = None) -> Replay:
     """Route every job under every policy (no provider is called) and collect the outcomes.
 
     ``available``: the providers assumed usable (default: every hosted provider of the catalog).
+    ``observed``: measured latencies that latency limits judge by (None: the catalog's figures).
     """
     names = list(available) if available is not None else hosted_providers(catalog)
     today = today or dt.date.today()
@@ -242,15 +245,16 @@ def replay(jobs: Sequence[Job], policies: Sequence[tuple[str, Policy]], catalog:
     result = Replay(list(jobs), [PolicyReplay(name) for name, _ in policies])
     for (_, policy), pr in zip(policies, result.policies, strict=True):
         for job in jobs:
-            pr.outcomes.append(_outcome(job, policy, baseline, policy, catalog, names, today))
+            pr.outcomes.append(_outcome(job, policy, baseline, catalog, names, today, observed))
     return result
 
 
-def _outcome(job: Job, policy: Policy, baseline: Policy, own: Policy, catalog: Catalog,
-             available: list[str], today: dt.date) -> JobOutcome:
+def _outcome(job: Job, policy: Policy, baseline: Policy, catalog: Catalog,
+             available: list[str], today: dt.date, observed: LatencySource | None) -> JobOutcome:
     axis_name = str(job.request.quality)
     try:
-        decision = route(job.request, catalog, available=available, today=today, policy=policy)
+        decision = route(job.request, catalog, available=available, today=today, policy=policy,
+                         observed=observed)
     except CatalogError as exc:  # an axis this policy does not define
         return JobOutcome(job.id, axis_name, None, None, None, None, None, str(exc))
     choice = decision.choice
@@ -262,7 +266,7 @@ def _outcome(job: Job, policy: Policy, baseline: Policy, own: Policy, catalog: C
                           f"no eligible offer ({top or 'every offer unavailable'})")
     cost = choice.cost_usd
     return JobOutcome(job.id, axis_name, choice.key, choice.model, choice.provider, cost,
-                      _yardstick(job, choice.model, baseline, own, catalog))
+                      _yardstick(job, choice.model, baseline, policy, catalog))
 
 
 def _yardstick(job: Job, model: str, baseline: Policy, own: Policy, catalog: Catalog) -> float:
