@@ -583,7 +583,8 @@ def _replicate_error_type() -> type | None:
 def _results(page: Any) -> list[dict[str, Any]]:
     """The prediction objects of a ``GET /v1/predictions`` page (anything else is skipped)."""
     results = page.get("results") if isinstance(page, Mapping) else None
-    return [p for p in results if isinstance(p, Mapping)] if isinstance(results, list) else []
+    return [dict(p) for p in results if isinstance(p, Mapping)] if isinstance(results, list) \
+        else []
 
 
 def _snapshot(pred: Any) -> dict[str, Any]:
