@@ -126,3 +126,16 @@ def test_a_sigkill_between_commits_loses_nothing_committed(tmp_path):
     assert all(jobs[f"j{i}"].resumable_call().request_id == f"r{i}"  # type: ignore[union-attr]
                for i in range(30))
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_failed_offer_is_never_resumed(tmp_path):
+    """Offer A failed after its submit and the job fell back to B: a restart must not poll A."""
+    with Journal(tmp_path / "run.db") as j:
+        j.begin([("a", {"prompt": "x"})])
+        j.record(JobEvent("a", "submitted", offer_key="flux-dev@fal", request_id="r-fal"))
+        j.record(JobEvent("a", "failed", offer_key="flux-dev@fal", possibly_charged=True))
+        assert j.get("a").resumable_call() is None  # type: ignore[union-attr]
+        j.record(JobEvent("a", "submitted", offer_key="flux-dev@replicate", request_id="r-rep"))
+        call = j.get("a").resumable_call()  # type: ignore[union-attr]
+        assert call is not None and call.request_id == "r-rep"
+        assert j.get("a").possibly_charged  # type: ignore[union-attr]

@@ -72,3 +72,23 @@ def test_local_jobs_run_on_an_actor_that_keeps_its_pipeline_loaded(cluster, tmp_
     assert worker["pid"] != os.getpid()
     same_seed = [report[0].result.images[0].sha256, report[2].result.images[0].sha256]
     assert same_seed[0] == same_seed[1] != report[1].result.images[0].sha256
+
+
+def test_cli_batch_runs_on_ray(cluster, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from modelglass.cli import app
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("\n".join(json.dumps({"id": f"c{i}", "prompt": f"a comet {i}",
+                                          "quality": "thumbnail", "model": "gpt-image-2",
+                                          "provider": "openai"}) for i in range(3)) + "\n")
+    r = CliRunner().invoke(app, ["batch", str(jobs), "--out", str(tmp_path / "out"),
+                                 "--simulate", "--engine", "ray", "--json", "--budget", "1"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["counts"] == {"done": 3}
+    lines = (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
+    assert [json.loads(x)["id"] for x in lines] == ["c0", "c1", "c2"]

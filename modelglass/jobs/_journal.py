@@ -128,7 +128,8 @@ class JournalJob:
 
     def resumable_call(self) -> JournalCall | None:
         """The latest call that has a provider request id and no downloaded images yet."""
-        open_calls = [c for c in self.calls if c.request_id and c.state != "downloaded"]
+        open_calls = [c for c in self.calls
+                      if c.request_id and c.state not in ("downloaded", "failed")]
         return open_calls[-1] if open_calls else None
 
     def files_ok(self) -> list[str]:
@@ -255,12 +256,22 @@ class Journal:
         ``submitted`` (request id), ``generated`` (URLs) and ``downloaded`` (sha256) are written
         and committed before this returns, so the engine acts on them only once they are safe.
         ``pending``, ``waiting``, ``done`` and ``failed`` are the runner's to record (it knows
-        where the files went), except that a ``possibly_charged`` flag is kept at once.
+        where the files went), except that a ``possibly_charged`` flag is kept at once and a
+        ``failed`` offer's calls are closed (never resumed).
         """
         if event.state not in _PERSISTED_EVENTS:
+            stmts: list[tuple[str, tuple[Any, ...]]] = []
+            if event.state == "failed" and event.offer_key:
+                # That offer's calls are over: a restart must not resume them (a fallback may
+                # be running on the next offer).
+                stmts.append(("UPDATE calls SET state='failed' WHERE job_id=? AND offer_key=? "
+                              "AND state NOT IN ('downloaded', 'failed')",
+                              (event.job_id, event.offer_key)))
             if event.possibly_charged:
-                self._write([("UPDATE jobs SET possibly_charged=1, updated=? WHERE id=?",
-                              (time.time(), event.job_id))])
+                stmts.append(("UPDATE jobs SET possibly_charged=1, updated=? WHERE id=?",
+                              (time.time(), event.job_id)))
+            if stmts:
+                self._write(stmts)
             return
         offer = event.offer_key or "?"
         stmts: list[tuple[str, tuple[Any, ...]]] = []
