@@ -274,7 +274,7 @@ class Journal:
                 self._write(stmts)
             return
         offer = event.offer_key or "?"
-        stmts: list[tuple[str, tuple[Any, ...]]] = []
+        stmts = []
         if event.state == "submitted":
             stmts.append(("INSERT INTO calls (job_id, chunk, offer_key, request_id, state) "
                           "VALUES (?, ?, ?, ?, 'submitted') ON CONFLICT(job_id, chunk, offer_key) "
