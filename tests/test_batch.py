@@ -364,3 +364,21 @@ def test_a_job_sent_before_a_crash_without_an_id_is_named_not_resent(tmp_path):
         assert again[0].status == "done"
         assert len(sim.requests("openai", stage="generate")) == 1
         assert again.spent_usd == pytest.approx(0.02 + again[0].cost_usd)
+
+
+async def test_async_batch_rides_out_a_429_storm_with_a_journal(tmp_path):
+    from modelglass.jobs._journal import Journal
+
+    with simulate() as sim:
+        sim.fail("fal", status=429, times=10, retry_after=0.01)
+        async with mg.AsyncClient(available=["fal"], max_retries=6,
+                                  retry_backoff_s=0.01) as client:
+            seen = [o async for o in client.agenerate_many(
+                _sim_reqs(8), concurrency=4, budget=1.0, journal=tmp_path / "run.db",
+                limits={})]
+        assert sorted(o.id for o in seen) == [f"s{i}" for i in range(8)]
+        assert all(o.status == "done" for o in seen)
+        assert sim.billed("fal") == 8
+        with Journal(tmp_path / "run.db") as j:
+            records = j.jobs()
+        assert all(r.state == "done" and r.calls and r.calls[0].request_id for r in records)
