@@ -101,6 +101,8 @@ def test_bad_flags_exit_2_naming_the_field(args: tuple[str, ...], field: str) ->
 # -- issue 10: queries, readable tables, sources, numbers ----------------------------------------
 def _invoke_at(columns: int, *args: str) -> tuple[int, str]:
     r = runner.invoke(app, list(args), env={"COLUMNS": str(columns)})
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
     return r.exit_code, r.output
 
 
