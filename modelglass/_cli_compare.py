@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any, Self
 
 import typer
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .cli import CatalogOpt, JsonOpt, _assume, _assume_opt, emit_json, friendly, out
+from .cli import CatalogOpt, JsonOpt, _assume, _assume_opt, emit_json, err, friendly, out
 
 __all__ = ["compare", "register"]
 
@@ -52,9 +55,10 @@ def compare(prompt: str, models: str = _models_opt, seed: int | None = typer.Opt
     with _maybe_simulate(simulate):
         client = _make_client(catalog, "local" if pinned == {"local"} else None, simulate,
                               _assume(assume_available))
-        with client:
+        with client, _TileProgress(err, len(parse_models(models))) as progress:
             sheet = compare_models(client, prompt, models, seed=seed, quality=quality,
-                                   budget=budget, concurrency=concurrency, **fields)
+                                   budget=budget, concurrency=concurrency, on_tile=progress,
+                                   **fields)
     sheet.render(sheet_path)
     json_path = sheet_path.with_suffix(".json")
     data = {**sheet.to_dict(), "sheet": str(sheet_path), "json": str(json_path)}
@@ -65,6 +69,35 @@ def compare(prompt: str, models: str = _models_opt, seed: int | None = typer.Opt
         emit_json(data)
         return
     _print_sheet(data)
+
+
+class _TileProgress:
+    """A spinner on stderr (terminal only): how many models are done, and the last one."""
+
+    def __init__(self, console: Console, total: int) -> None:
+        self.console, self.total, self.done, self.last = console, total, 0, ""
+        self._status: Any = None
+        self._lock = threading.Lock()
+
+    def _text(self) -> str:
+        return f"compare: {self.done} of {self.total} models done{self.last}"
+
+    def __call__(self, tile: Any) -> None:
+        with self._lock:
+            self.done += 1
+            self.last = f"; {tile.model}: {'ok' if tile.ok else tile.error_type}"
+            if self._status is not None:
+                self._status.update(Text(self._text()))
+
+    def __enter__(self) -> Self:
+        if self.console.is_terminal:
+            self._status = self.console.status(Text(self._text()))
+            self._status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.__exit__(*exc)
 
 
 def _print_sheet(data: dict) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +116,7 @@ def parse_models(text: str | Sequence[str]) -> list[tuple[str, str | None]]:
 def compare_models(client: Client, prompt: str, models: Sequence[str] | str, *,
                    seed: int | None = None, quality: str = "hero",
                    budget: Budget | float | None = None, concurrency: int = 8,
+                   on_tile: Callable[[Tile], None] | None = None,
                    **fields: Any) -> ComparisonSheet:
     """Generate ``prompt`` once on each model, concurrently; a tile per model.
 
@@ -123,7 +124,8 @@ def compare_models(client: Client, prompt: str, models: Sequence[str] | str, *,
     ``budget`` (a :class:`~modelglass.Budget` or dollars) bounds the whole comparison: a model
     whose estimate does not fit what is left is skipped with the reason (it replaces the
     client's own budget for the duration of the call; without it the client's budget applies). ``fields`` are passed to
-    every request (``size=``, ``negative_prompt=``, ``steps=`` …).
+    every request (``size=``, ``negative_prompt=``, ``steps=`` …). ``on_tile`` is called with
+    each tile as soon as its model is done (from a worker thread), e.g. for a progress line.
     """
     from .budget import Budget
 
@@ -161,8 +163,14 @@ def compare_models(client: Client, prompt: str, models: Sequence[str] | str, *,
     if limit is not None:
         client.budget = limit
     try:
+        def run(pair: tuple[str, str | None]) -> Tile:
+            tile = one(pair)
+            if on_tile is not None:
+                on_tile(tile)
+            return tile
+
         with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(pairs)))) as pool:
-            tiles = list(pool.map(one, pairs))
+            tiles = list(pool.map(run, pairs))
     finally:
         client.budget = saved
     return ComparisonSheet(prompt=prompt, seed=seed, quality=quality, tiles=tiles,

@@ -80,3 +80,11 @@ def test_cli_compare_unknown_model_fails_before_sending(tmp_path: Path) -> None:
                             "--out", str(tmp_path / "s.png")])
     assert r.exit_code == 2 and "CatalogError" in r.output
     assert not any(tmp_path.iterdir())
+
+
+def test_on_tile_hears_every_model_as_it_finishes() -> None:
+    seen: list[str] = []
+    with simulate(), mg.Client(available=["openai", "fal", "replicate"]) as client:
+        sheet = compare_models(client, "a fox", "flux-schnell,sdxl", seed=1,
+                               on_tile=lambda t: seen.append(t.model))
+    assert sorted(seen) == ["flux-schnell", "sdxl"] and len(sheet.tiles) == 2
