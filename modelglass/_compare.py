@@ -152,7 +152,8 @@ def compare_models(client: Client, prompt: str, models: Sequence[str] | str, *,
             return Tile(model=model, provider=provider, error=f"skipped: {exc}",
                         error_type=type(exc).__name__)
         except ModelglassError as exc:
-            return Tile(model=model, provider=provider, error=str(exc).splitlines()[0],
+            return Tile(model=model, provider=getattr(exc, "provider", None) or provider,
+                        error=str(exc).splitlines()[0],
                         error_type=type(exc).__name__, latency_s=time.monotonic() - started)
         return tile_from_result(model, result)
 
@@ -249,7 +250,7 @@ def render_sheet(sheet: ComparisonSheet) -> Any:
 def _draw_image(canvas: Any, draw: Any, tile: Tile, x: int, y: int, font: Any) -> None:
     if tile.image is None:
         draw.rectangle((x, y, x + _TILE - 1, y + _TILE - 1), fill=(235, 232, 232))
-        label = "skipped" if (tile.error or "").startswith("skipped") else "failed"
+        label = "skipped (budget)" if tile.error_type == "BudgetExceeded" else "failed"
         draw.text((x + _TILE // 2, y + _TILE // 2), label, font=_font(22, True),
                   fill=(150, 40, 40), anchor="mm")
         return
@@ -267,7 +268,8 @@ def _draw_caption(draw: Any, tile: Tile, x: int, y: int, w: int, f_bold: Any, f_
     draw.text((x, y), tile.model, font=f_bold, fill=(20, 20, 20))
     y += 20
     cost = _usd(tile.cost_usd) + (" est." if tile.cost_is_estimate and tile.cost_usd is not None else "")
-    facts = [tile.provider or "no provider"]
+    skipped = (tile.error or "").startswith("skipped")
+    facts = [tile.provider or ("nothing sent" if skipped else "provider unknown")]
     if tile.ok:
         facts += [cost, f"{tile.latency_s:.1f} s" if tile.latency_s is not None else "",
                   tile.size or ""]
