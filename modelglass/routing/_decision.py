@@ -30,8 +30,9 @@ CONSTRAINTS = ("pin", "lifecycle", "availability", "health", "policy", "licence"
 _NEXT_STEP = {
     "pin": "unpin model=/provider= to let the router choose",
     "lifecycle": "use the named replacement",
-    "availability": ("configure the provider (API key, client, local weights) or pass available= "
-                     "(CLI: --assume-available fal,replicate,openai)"),
+    "availability": ("configure the provider (API key, client, local weights); without keys, "
+                     "try it on the built-in simulators (CLI: generate --simulate) or route and "
+                     "plan with available= (CLI: --assume-available fal,replicate,openai)"),
     "health": "wait for the cooldown, or change the policy's health: thresholds",
     "policy": "widen the policy's providers:/models: allow and deny lists",
     "licence": ("drop commercial=True (or the policy's require:) only if the image is not for "
