@@ -223,6 +223,9 @@ def _print_result(data: dict[str, Any], simulate_flag: bool) -> None:
 _out_opt = typer.Option(Path("out"), "--out", "-o", help="Folder for the images (created).")
 _simulate_opt = typer.Option(False, "--simulate", help="Serve the call from built-in simulators: "
                              "no keys, no internet, no cost.")
+_timeout_opt = typer.Option(None, "--timeout", min=0.001, help="Most seconds this call may "
+                            "take, every retry, wait and download included (the per-call "
+                            "deadline_s).")
 _dry_run_opt = typer.Option(False, "--dry-run", help="Plan only (like `modelglass plan`); "
                             "send nothing.")
 
@@ -240,6 +243,7 @@ def generate(prompt: str, quality: str = _quality, model: str | None = _model,
              dry_run: bool = _dry_run_opt,
              assume_available: str | None = _assume_opt, policy: str | None = policy_opt,
              max_latency: float | None = max_latency_opt,
+             timeout: float | None = _timeout_opt,
              json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Generate images for PROMPT and save them with their provenance to --out."""
     kw = request_kwargs(quality, model, provider, negative, cfg, steps, seed, size, aspect_ratio,
@@ -259,7 +263,9 @@ def generate(prompt: str, quality: str = _quality, model: str | None = _model,
                 return
             check_output_folder(out_dir)  # before anything is paid for
             with Progress(err) as progress:
-                result = client.generate(prompt, **kw, **_events_kw(client, progress))
+                per_call = {"deadline_s": timeout} if timeout is not None else {}
+                result = client.generate(prompt, **kw, **per_call,
+                                         **_events_kw(client, progress))
             files = save_all(result, prompt, out_dir)
     data = summary(result, files)
     if json_out:

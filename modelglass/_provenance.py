@@ -134,9 +134,11 @@ def sent_seed(call: Any, image: GeneratedImage) -> int | None:
 
 
 def print_dpi(call: Any) -> int | None:
-    """The DPI a print-sized request asked for (or its quality axis's): None without print_size."""
+    """The DPI a print-sized request asked for (or its quality axis's); for the ``print`` axis
+    without a print size, that axis's DPI. None otherwise (screen images carry no DPI)."""
     request = call.request
-    if not request.print_size:
+    quality = str(getattr(request.quality, "value", request.quality))
+    if not request.print_size and quality != "print":
         return None
     if request.dpi:
         return int(request.dpi)
@@ -145,7 +147,8 @@ def print_dpi(call: Any) -> int | None:
 
 
 def _request_dpi(request: Any) -> int | None:
-    if not isinstance(request, Mapping) or not request.get("print_size"):
+    if not isinstance(request, Mapping) or not (request.get("print_size")
+                                                or request.get("quality") == "print"):
         return None
     if request.get("dpi"):
         return int(request["dpi"])

@@ -99,3 +99,12 @@ def test_flags_read_as_flags_and_install_hints_keep_their_brackets() -> None:
     assert "<bool>" not in strict and "BOOLEAN" not in strict
     _, stdout, _ = invoke("catalog", "plot", "--help")
     assert "modelglass[plot]" in stdout
+
+
+def test_generate_timeout_is_the_per_call_deadline(tmp_path: Path) -> None:
+    with simulate() as sim:
+        sim.fail("fal", kind="hang", times=5, delay=5)  # type: ignore[arg-type]
+        code, stdout, _ = invoke("generate", "a fox", "-q", "draft", "--provider", "fal",
+                                 "--timeout", "1", "--out", str(tmp_path), "--json")
+    assert code == 1
+    assert json.loads(stdout)["error"]["type"] in ("GenerationTimeout", "OutcomeUnknown")

@@ -106,3 +106,12 @@ def test_print_size_without_dpi_uses_the_axis_dpi(client: mg.Client) -> None:
     assert f"at {draft_dpi} dpi" in str(size.requested)
     assert (call.planned.width, call.planned.height) == (8 * draft_dpi, 10 * draft_dpi) \
         or size.kind is not FateKind.honored
+
+
+def test_a_print_quality_png_carries_the_axis_dpi_and_a_hero_png_none(tmp_path: Path) -> None:
+    with simulate(), mg.Client(available=HOSTED) as c:
+        printed = c.generate("a fox", quality="print")
+        hero = c.generate("a fox", quality="hero")
+    with Image.open(printed.images[0].save(tmp_path / "p.png")) as im:
+        assert [round(v) for v in im.info["dpi"]] == [mg.Catalog.default().quality("print").dpi] * 2
+    assert read_metadata(hero.images[0].save(tmp_path / "h.png"))["dpi"] is None
