@@ -458,8 +458,9 @@ class Batch:
         partial = getattr(exc, "partial", None)
         charged = bool(getattr(exc, "possibly_charged", False)) or isinstance(exc, OutcomeUnknown)
         status: Status = "possibly_charged" if charged else "failed"
-        if isinstance(exc, BudgetExceeded) and job.resume is None:
-            status = "undone"  # refused before anything was sent
+        if isinstance(exc, BudgetExceeded) and job.resume is None \
+                and not getattr(exc, "attempts", None):
+            status = "undone"  # refused before any offer was tried: nothing was sent
         files = self._save(job, partial) if partial is not None else []
         cost = getattr(exc, "cost_usd", None)
         outcome = JobOutcome(job.id, job.index, job.request, status, result=partial, error=exc,
