@@ -163,3 +163,36 @@ def test_a_stated_cost_that_is_not_a_price_counts_the_estimate(cost: float) -> N
     r = client.generate(PROMPT, quality="draft", provider="fal")
     assert math.isfinite(budget.spent) and budget.spent == pytest.approx(0.003)
     assert r.cost_usd == pytest.approx(0.003) and r.cost_is_estimate
+
+
+# -- the same through AsyncClient -----------------------------------------------------------------
+
+def _arun(coro_fn: Any, **client_kw: Any) -> Any:
+    import asyncio
+
+    async def main() -> Any:
+        async with make_client(mg.AsyncClient, **client_kw) as client:
+            return await coro_fn(client)
+    return asyncio.run(main())
+
+
+def test_async_lost_create_is_not_re_sent_and_double_payment_is_opt_in(sim: Simulator) -> None:
+    sim.fail("fal", kind="processed_drop")
+    budget = mg.Budget(1.0)
+    with pytest.raises(OutcomeUnknown):
+        _arun(lambda c: c.generate(PROMPT, quality="draft"), budget=budget,
+              available=["fal", "replicate"])
+    assert sim.requests("replicate") == [] and len(submits(sim, "fal")) == 1
+    assert budget.spent == pytest.approx(0.003) and budget.reserved == 0
+    sim.fail("fal", kind="processed_drop")
+    r = _arun(lambda c: c.generate(PROMPT, quality="draft", allow_double_payment=True),
+              budget=budget, available=["fal", "replicate"])
+    assert r.provider == "replicate" and r.cost_usd == pytest.approx(0.006)
+    assert budget.spent == pytest.approx(0.003 + 0.006) and budget.reserved == 0
+
+
+def test_async_one_bad_url_keeps_the_other_downloads(sim: Simulator) -> None:
+    sim.fail("fal", kind="expired", times=1)
+    r = _arun(lambda c: c.generate(PROMPT, quality="draft", provider="fal", n=4, seed=9))
+    assert len(r.images) == 3 and r.partial and r.missing[0].count == 1
+    assert len({i.sha256 for i in r.images}) == 3
