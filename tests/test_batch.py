@@ -382,3 +382,30 @@ async def test_async_batch_rides_out_a_429_storm_with_a_journal(tmp_path):
         with Journal(tmp_path / "run.db") as j:
             records = j.jobs()
         assert all(r.state == "done" and r.calls and r.calls[0].request_id for r in records)
+
+
+def test_the_lease_hands_the_admission_hold_to_the_engine():
+    from modelglass.jobs._schedule import Lease
+
+    budget = Budget(1.0)
+    hold = budget.reserve(0.3)
+    lease = Lease(budget, hold)
+    r = lease.reserve(0.2)                 # fits the hold: the hold itself, nothing more held
+    assert r is hold and budget.reserved == pytest.approx(0.3)
+    lease.settle(r, 0.15)
+    assert budget.spent == pytest.approx(0.15) and budget.reserved == 0
+    lease.close()                          # nothing left to give back
+    assert budget.reserved == 0
+
+    hold = budget.reserve(0.1)
+    lease = Lease(budget, hold)
+    r = lease.reserve(0.4)                 # a pricier fallback: the hold is swapped for more
+    assert budget.reserved == pytest.approx(0.4)
+    lease.release(r)
+    with pytest.raises(BudgetExceeded):
+        Lease(budget, budget.reserve(0.1)).reserve(0.9)   # 0.85 left: refused, nothing held
+    assert budget.reserved == 0
+
+    lease = Lease(budget, budget.reserve(0.2))
+    lease.close()                          # the engine never reserved: the hold goes back
+    assert budget.reserved == 0
