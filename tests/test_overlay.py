@@ -253,3 +253,8 @@ def test_any_overlay_loads_or_is_a_catalog_error(tmp_path: Path, base: Path,
         Catalog.load(base, overlays=[ov])
     except CatalogError as exc:
         assert all(p.startswith((str(ov), str(base))) for p in exc.problems)
+
+
+def test_a_single_overlay_path_may_be_given_bare(tmp_path: Path, base: Path) -> None:
+    ov = overlay(tmp_path, "offers:\n  toy@fal: {endpoint: fal-ai/toy-v3}\n")
+    assert Catalog.load(base, overlays=str(ov)).offer("toy@fal").endpoint == "fal-ai/toy-v3"  # type: ignore[arg-type]

@@ -628,6 +628,8 @@ def load_catalog(path: Path, overlays: Iterable[str | Path] | None = None) -> Ca
     _cross_check(src, problems)
     from ._overlay import apply_overlays
 
+    if isinstance(overlays, (str, os.PathLike)):
+        overlays = [overlays]  # one file given bare, not a list of one-character paths
     settings_ = src.settings[0] if src.settings else Settings()
     report = apply_overlays(src, overlays or (), problems, settings_.providers)
     if problems:
