@@ -112,3 +112,24 @@ def test_poisoned_numbers_in_every_price_kind_are_refused(tmp_path: Path, price:
     problems = _fast_problems(make_catalog(tmp_path, models))
     assert any(p.startswith(f"{tmp_path / 'models' / 'toy.yaml'}:14: models.toy.offers[0].price")
                and field in p for p in problems), problems
+
+
+def test_deep_brackets_are_refused_before_the_slow_scanner(tmp_path: Path) -> None:
+    deep = TOY + "_deep: " + "[" * 50_000 + "]" * 50_000 + "\n"
+    problems = _fast_problems(make_catalog(tmp_path, deep), limit_s=1.0)
+    line = TOY.count("\n") + 1
+    assert problems == [f"{tmp_path / 'models' / 'toy.yaml'}:{line}: unsafe YAML: brackets "
+                        f"nested deeper than {MAX_DEPTH} levels"]
+
+
+def test_deep_block_nesting_is_refused(tmp_path: Path) -> None:
+    problems = _fast_problems(make_catalog(tmp_path, TOY + "_deep:\n  " + "- " * 5000 + "a\n"))
+    assert len(problems) == 1 and "nested" in problems[0]
+
+
+def test_huge_files_are_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelglass.catalog import _load
+
+    monkeypatch.setattr(_load, "MAX_BYTES", 1000)
+    problems = _fast_problems(make_catalog(tmp_path, TOY + "#" + "x" * 2000 + "\n"))
+    assert any("bytes; catalog files are refused above 1,000" in p for p in problems)

@@ -102,6 +102,30 @@ class _Problems(list[str]):
 #: billions of nodes (the "billion laughs"), and deep nesting would exhaust the stack.
 MAX_NODES = 200_000
 MAX_DEPTH = 64
+#: A catalog or overlay file larger than this is refused unread (the shipped files are ~100 KB).
+MAX_BYTES = 16 << 20
+_FLOW = re.compile(r"[\[\]{}\n]")
+
+
+def _flow_depth_exceeded(text: str) -> int | None:
+    """The line where ``[``/``{`` nesting passes MAX_DEPTH, else None.
+
+    PyYAML's scanner slows quadratically with flow nesting (5,000 brackets: seconds), so deep
+    flow nesting is refused before it is scanned. Quotes are not tracked: a legitimate file
+    never holds 64 unclosed brackets, even inside strings.
+    """
+    depth, line = 0, 1
+    for m in _FLOW.finditer(text):
+        ch = m.group()
+        if ch == "\n":
+            line += 1
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return line
+        elif depth:
+            depth -= 1
+    return None
 
 
 class _UnsafeYAML(Exception):
@@ -162,8 +186,17 @@ def _parse(path: Path, problems: _Problems) -> _Doc | None:
     except OSError as exc:
         problems.append(f"{file}:1: cannot read file: {exc.strerror or exc}")
         return None
+    if len(raw) > MAX_BYTES:
+        problems.append(f"{file}:1: unsafe YAML: the file is {len(raw):,} bytes; catalog files "
+                        f"are refused above {MAX_BYTES:,}")
+        return None
     text = _decode(raw, file, problems)
     if text is None:
+        return None
+    deep = _flow_depth_exceeded(text)
+    if deep is not None:
+        problems.append(f"{file}:{deep}: unsafe YAML: brackets nested deeper than {MAX_DEPTH} "
+                        "levels")
         return None
     loader = _Loader(text)
     try:
