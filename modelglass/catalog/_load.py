@@ -102,8 +102,9 @@ class _Problems(list[str]):
 #: billions of nodes (the "billion laughs"), and deep nesting would exhaust the stack.
 MAX_NODES = 200_000
 MAX_DEPTH = 64
-#: A catalog or overlay file larger than this is refused unread (the shipped files are ~100 KB).
-MAX_BYTES = 16 << 20
+#: A catalog or overlay file larger than this is refused unread (the largest shipped file is
+#: ~25 KB; PyYAML reads about 0.5 MB a second, so this bounds a hostile file to ~2 s).
+MAX_BYTES = 1 << 20
 _FLOW = re.compile(r"[\[\]{}\n]")
 
 
