@@ -277,3 +277,22 @@ def test_an_estimate_is_never_infinite_nan_or_negative(gpu_hour: float) -> None:
     assert (huge.usd, huge.max_usd) == (None, None) and "finite" in huge.basis
     gpu = estimate_price(Price(kind="gpu_seconds", seconds=5.0), 1024, 1024, gpu_hour_usd=gpu_hour)
     assert gpu.usd is None and gpu.max_usd is None
+
+
+def test_every_documented_price_example_validates() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from modelglass.catalog._schema import PriceKind
+
+    doc = Price.__doc__ or ""
+    seen = {Price.model_validate(yaml.safe_load(b)).kind
+            for b in re.findall(r"price: (\{.*?\})\n(?=\n|\s*$|\s*#)", doc + "\n\n", re.S)}
+    md = (Path(__file__).parent.parent / "docs" / "catalog.md").read_text()
+    for block in re.findall(r"```yaml\n(.*?)```", md, re.S):
+        data = yaml.safe_load(block)
+        if isinstance(data, dict) and "price" in data:
+            seen.add(Price.model_validate(data["price"]).kind)
+    assert seen == set(PriceKind)
