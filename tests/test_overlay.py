@@ -258,3 +258,13 @@ def test_any_overlay_loads_or_is_a_catalog_error(tmp_path: Path, base: Path,
 def test_a_single_overlay_path_may_be_given_bare(tmp_path: Path, base: Path) -> None:
     ov = overlay(tmp_path, "offers:\n  toy@fal: {endpoint: fal-ai/toy-v3}\n")
     assert Catalog.load(base, overlays=str(ov)).offer("toy@fal").endpoint == "fal-ai/toy-v3"  # type: ignore[arg-type]
+
+
+def test_a_later_overlay_can_re_enable(tmp_path: Path, base: Path) -> None:
+    a = overlay(tmp_path, "models:\n  toy: {disabled: true}\n", "a.yaml")
+    b = overlay(tmp_path, "offers:\n  toy@fal: {disabled: false}\n", "b.yaml")
+    cat = Catalog.load(base, overlays=[a, b])
+    assert [v.key for v in cat.offers()] == ["toy@fal"]
+    assert list(cat.disabled) == ["toy@fal-mp"]
+    c = overlay(tmp_path, "models:\n  toy: {disabled: false}\n", "c.yaml")
+    assert len(Catalog.load(base, overlays=[a, c]).offers()) == 2

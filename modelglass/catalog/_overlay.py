@@ -209,10 +209,13 @@ def _apply_one(src: _Sources, doc: _Doc, report: OverlayReport, problems: _Probl
         model, mdoc = src.models[mid]
         offer = model.offers[i]
         line = doc.line(path)
+        changed = patch.model_dump(exclude_unset=True)
         if patch.disabled:
             report.disabled[key] = patch.reason or f"disabled by {doc.file}:{line}"
             report.changes.append(OverlayChange(doc.file, line, key, "disabled", False, True))
-        changed = patch.model_dump(exclude_unset=True)
+        elif "disabled" in changed and report.disabled.pop(key, None) is not None:
+            # `disabled: false` in a later overlay re-enables what an earlier one disabled
+            report.changes.append(OverlayChange(doc.file, line, key, "disabled", True, False))
         if "price" in changed and patch.as_of is None and head.as_of is None:
             problems.add(doc, path + ("price",), "a changed price needs its date: give as_of "
                          "here or at the top of the overlay")
@@ -258,8 +261,13 @@ def _apply_one(src: _Sources, doc: _Doc, report: OverlayReport, problems: _Probl
             hint = f"; did you mean {close[0]!r}?" if close else ""
             problems.add(doc, path, f"no model {mid!r} in the catalog{hint}")
             continue
+        line = doc.line(path)
+        if not patch.disabled and "disabled" in patch.model_fields_set:
+            for o in src.models[mid][0].offers:
+                if report.disabled.pop(o.key(mid), None) is not None:
+                    report.changes.append(OverlayChange(doc.file, line, o.key(mid), "disabled",
+                                                        True, False))
         if patch.disabled:
-            line = doc.line(path)
             for o in src.models[mid][0].offers:
                 report.disabled[o.key(mid)] = patch.reason or f"model disabled by {doc.file}:{line}"
                 report.changes.append(OverlayChange(doc.file, line, o.key(mid), "disabled",
