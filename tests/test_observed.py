@@ -191,3 +191,42 @@ def test_old_events_are_pruned(store: ObservedStore, monkeypatch: pytest.MonkeyP
         store.record_result("a@fal", latency_s=float(i), seeds=[i], sha256=[str(i)])
     assert store.observations("a@fal").results == 5
     assert sorted(store.latencies("a@fal")) == [5.0, 6.0, 7.0, 8.0, 9.0]
+
+
+def test_clients_share_one_default_store_per_path(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelglass.catalog._observed import _store_of
+
+    class C:
+        observed = None
+
+    monkeypatch.setenv("MODELGLASS_OBSERVE", "1")
+    monkeypatch.setenv("MODELGLASS_OBSERVED_DB", str(tmp_path / "a.sqlite"))
+    first = _store_of(C())
+    assert first is not None and first is _store_of(C())
+    monkeypatch.setenv("MODELGLASS_OBSERVED_DB", str(tmp_path / "b.sqlite"))
+    assert _store_of(C()) is not first
+    monkeypatch.setenv("MODELGLASS_OBSERVE", "0")
+    assert _store_of(C()) is None
+
+
+def test_many_threads_through_the_hook_lose_nothing(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelglass.catalog._observed import observe_failure
+
+    monkeypatch.setenv("MODELGLASS_OBSERVE", "1")
+    monkeypatch.setenv("MODELGLASS_OBSERVED_DB", str(tmp_path / "t.sqlite"))
+
+    class C:
+        observed = None
+
+    def work() -> None:
+        for _ in range(20):
+            observe_failure(C(), "a@fal", mg.ProviderError("x"))
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert ObservedStore.default().observations("a@fal").failures == 160

@@ -160,6 +160,8 @@ class ObservedStore:
                 close = True
             try:
                 if not self._ready:
+                    if close:  # a file: WAL lets readers and one writer work at once
+                        conn.execute("PRAGMA journal_mode=WAL")
                     conn.executescript(_SCHEMA)
                     self._ready = True
                 with conn:
@@ -358,13 +360,24 @@ def request_fingerprint(**fields: Any) -> str:
 # ------------------------------------------------------------------------------------------------
 # Hooks the client calls (kept tiny: "# observed-store hook" marks the call sites)
 # ------------------------------------------------------------------------------------------------
+_DEFAULTS: dict[tuple[str, bool], ObservedStore] = {}
+_DEFAULTS_LOCK = threading.Lock()
+
+
 def _store_of(client: Any) -> ObservedStore | None:
     store = getattr(client, "observed", None)
     if store is False:
         return None
     if isinstance(store, ObservedStore):
         return store if store.enabled else None
-    default = ObservedStore.default()
+    if not observing_enabled():
+        return None
+    # One store per database path, so that every client of the process shares its lock.
+    key = (str(default_path()), True)
+    with _DEFAULTS_LOCK:
+        default = _DEFAULTS.get(key)
+        if default is None:
+            default = _DEFAULTS[key] = ObservedStore(default_path())
     return default if default.enabled else None
 
 
