@@ -129,9 +129,10 @@ def test_live_probe_checks_seed_and_controls(store: ObservedStore) -> None:
     assert purposes[:2] == ["base", "same seed"]
     seed = [c for c in report.checks if c.check == "seed"]
     assert seed and seed[0].status == "ok"   # the simulator renders by seed
-    if "other guidance" in purposes:         # the simulator ignores guidance: reported as drift
-        ctl = next(c for c in report.checks if c.check == "controls")
-        assert ctl.status == "drift" and "guidance appears ignored" in ctl.detail
+    for control in ("guidance", "steps"):    # the simulator ignores both: reported as drift
+        if f"other {control}" in purposes:
+            ctl = next(c for c in report.checks if c.check == f"controls: {control}")
+            assert ctl.status == "drift" and f"{control} appears ignored" in ctl.detail
 
 
 def test_live_probe_never_sends_an_unbounded_request(store: ObservedStore) -> None:

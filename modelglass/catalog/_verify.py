@@ -10,12 +10,12 @@ Per offer with observations:
   ``max_failure_rate`` (25 %).
 - **sizes**: a planned size the provider answered with another size; drift (the geometry is wrong).
 - **seed**: the same request and seed gave different images on an offer that declares seeds.
-- **controls** (``--live`` only): a changed guidance with the same seed gave the same image on an
-  offer that declares guidance.
+- **controls** (``--live`` only): a changed guidance or step count with the same seed gave the
+  same image on an offer that declares that control.
 
 ``live_probe`` sends, per offer, the cheapest valid request (quality ``draft``, the smallest size
-the offer can make, one image), the same request again (seed reproducibility) and one with another
-guidance value, under a hard spend cap: a :class:`~modelglass.Budget` of ``max_spend_usd`` on the
+the offer can make, one image), the same request again (seed reproducibility) and one each with
+another guidance value and another step count, under a hard spend cap: a :class:`~modelglass.Budget` of ``max_spend_usd`` on the
 probing client, and no probe whose upper-bound estimate does not fit what is left. An offer with
 an unknown price is never probed (its spend cannot be bounded).
 """
@@ -257,6 +257,10 @@ def _probe_offer(client: Any, view: OfferView, budget: Any, report: VerifyReport
             and g.max > g.min:
         runs.append(("other guidance", {"seed": PROBE_SEED, "cfg": g.min if g.default != g.min
                                         else g.max}))
+    st = view.controls.steps
+    if st is not None and st.min is not None and st.max is not None and st.max > st.min:
+        other = int(st.min) if st.default != st.min else int(st.max)
+        runs.append(("other steps", {"seed": PROBE_SEED, "steps": other}))
     shas: dict[str, str] = {}
     for purpose, extra in runs:
         request = {**base, **extra}
@@ -287,11 +291,13 @@ def _probe_offer(client: Any, view: OfferView, budget: Any, report: VerifyReport
         report.probes.append(Probe(result.plan.offer.key if result.plan else view.key, purpose,
                                    result.cost_usd, img.sha256, f"{img.width}x{img.height}"))
     out: list[Check] = []
-    if "other guidance" in shas and "base" in shas:
-        same = shas["other guidance"] == shas["base"]
-        out.append(Check(view.key, "controls", "drift" if same else "ok", "guidance changes the image",
-                         "unchanged" if same else "changed",
-                         "another guidance value with the same seed gave "
-                         + ("the same image: guidance appears ignored" if same else
-                            "a different image")))
+    for control in ("guidance", "steps"):
+        probe = f"other {control}"
+        if probe in shas and "base" in shas:
+            same = shas[probe] == shas["base"]
+            out.append(Check(view.key, f"controls: {control}", "drift" if same else "ok",
+                             f"{control} changes the image", "unchanged" if same else "changed",
+                             f"another {control} value with the same seed gave "
+                             + (f"the same image: {control} appears ignored" if same else
+                                "a different image")))
     return out
