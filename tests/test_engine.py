@@ -216,3 +216,37 @@ def test_async_resume_fetches_a_replicate_prediction_created_before(sim: Simulat
     r, pid = asyncio.run(main())
     assert len(submits(sim, "replicate")) == 1
     assert r.extra["request_ids"] == [pid] and len(r.images) == 1
+
+
+def test_a_failing_events_sink_does_not_strand_a_paid_job() -> None:
+    budget = mg.Budget(1.0)
+    client = mg.Client(providers={"fal": _Steps()}, available=["fal"], budget=budget)
+
+    def sink(event: JobEvent) -> None:
+        if event.state == "submitted":
+            raise OSError("journal disk full")
+
+    job = client._job(PROMPT, {"quality": "draft", "provider": "fal"}, job_id=None,
+                      events=sink, resume=None, allow_double_payment=None, deadline_s=None)
+    steps = job.steps()
+    next(steps)
+    step = steps.send("rid-3")  # the sink fails on 'submitted'; polling goes on
+    assert isinstance(step, Wire) and step.op == Op("status", ("rid-3",))
+    steps.send("COMPLETED")
+    steps.send("https://img.example/3.png")
+    with pytest.raises(StopIteration) as done:
+        steps.send([_image()])
+    assert len(done.value.value.images) == 1
+    assert budget.spent == pytest.approx(0.003) and budget.reserved == 0
+
+
+def test_a_bug_after_a_create_counts_the_job_as_possibly_charged() -> None:
+    budget = mg.Budget(1.0)
+    job, _ = _job(budget)
+    steps = job.steps()
+    next(steps)
+    steps.send("rid-4")
+    with pytest.raises(KeyError):
+        steps.throw(KeyError("a parsing bug"))
+    assert budget.reserved == 0 and budget.spent == pytest.approx(0.003)
+    assert job.attempts[0].possibly_charged

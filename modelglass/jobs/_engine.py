@@ -167,7 +167,11 @@ class Job:
         if run is not None:
             kw.setdefault("offer_key", run.key)
             kw.setdefault("provider", run.call.provider)
-        self.events(JobEvent(self.job_id, state, **kw))  # type: ignore[arg-type]
+        try:
+            self.events(JobEvent(self.job_id, state, **kw))  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - a failing sink must not strand a paid job
+            log.warning("job %s: the events sink failed on %r (%s: %s); the job goes on",
+                        self.job_id, state, type(exc).__name__, self.owner._scrub(str(exc)))
 
     # -- the state machine ------------------------------------------------------------------------
     def steps(self) -> Generator[Step, Any, ImageResult]:
@@ -266,7 +270,9 @@ class Job:
                 self._inflight = None
                 self.add_time("call_s", self.clock() - t0)
                 self._end_attempt(attempt, exc, t0)
-                if possibly_charged(exc) or resume_id is not None:
+                if possibly_charged(exc) or resume_id is not None or (
+                        flight.sent and not isinstance(exc, ModelglassError)):
+                    # the provider may bill it (a bug after a create counts as unknown too)
                     self._charge(run, chunk, attempt, None, possibly=True)
                 wait = (None if resume_id is not None else self.owner.retry_policy.wait(
                     tries, exc, remaining_s=self.remaining(), slack_s=DEADLINE_SLACK_S))
