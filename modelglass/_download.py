@@ -304,8 +304,10 @@ def _data_url(url: str, raw: RawImage, provider: str | None, max_bytes: int,
 
 
 def _too_big(provider: str | None, where: str, size: int, max_bytes: int) -> ProviderError:
-    return ProviderError(f"the image from {where} is {size / 2**20:.1f} MiB, over the "
-                         f"{max_bytes / 2**20:.1f} MiB cap (max_bytes)",
+    # A streamed body is cut one byte past the cap: "over the cap" then says all that is known.
+    size_text = "" if size <= max_bytes * 1.01 else f" ({size / 2**20:.1f} MiB)"
+    return ProviderError(f"the image from {where} is over the {max_bytes / 2**20:.1f} MiB cap "
+                         f"(max_bytes){size_text}; raise max_download_bytes if it is expected",
                          provider=provider, retryable=False)
 
 

@@ -161,8 +161,8 @@ class ImageRequest(BaseModel):
     @classmethod
     def _whole(cls, v: Any) -> Any:
         # pydantic reads True as 1: steps=True must not become one step.
-        if isinstance(v, bool):
-            raise ValueError(f"must be a whole number, not {v!r}")
+        if isinstance(v, bool):  # pydantic turns ValueError (not TypeError) into a field error
+            raise ValueError(f"must be a whole number, not {v!r}")  # noqa: TRY004
         if isinstance(v, float) and not v.is_integer():
             raise ValueError(f"must be a whole number, not {v!r}")
         return v
@@ -171,7 +171,7 @@ class ImageRequest(BaseModel):
     @classmethod
     def _finite(cls, v: Any) -> Any:
         if isinstance(v, bool):
-            raise ValueError(f"must be a number, not {v!r}")
+            raise ValueError(f"must be a number, not {v!r}")  # noqa: TRY004
         if isinstance(v, (int, float)) and not math.isfinite(v):
             raise ValueError(f"must be a finite number, not {v!r}")
         return v
