@@ -409,3 +409,34 @@ def test_the_lease_hands_the_admission_hold_to_the_engine():
     lease = Lease(budget, budget.reserve(0.2))
     lease.close()                          # the engine never reserved: the hold goes back
     assert budget.reserved == 0
+
+
+async def test_cancelling_a_batch_cancels_provider_jobs_and_the_journal_says_what_to_redo(
+        tmp_path):
+    from modelglass.jobs._journal import Journal
+
+    with simulate(service_time={"fal": 5.0}) as sim:
+        async with mg.AsyncClient(available=["fal"]) as client:
+            reqs = _sim_reqs(3)
+            outcomes = client.agenerate_many(reqs, concurrency=2, journal=tmp_path / "run.db",
+                                             limits={})
+            consumer = asyncio.ensure_future(outcomes.__anext__())
+            for _ in range(300):
+                if len(sim.requests("fal", stage="submit")) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # the ids reach the journal
+            consumer.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await consumer
+            await outcomes.aclose()
+        assert len(sim.requests("fal", stage="cancel")) == 2
+        with Journal(tmp_path / "run.db") as j:
+            states = {r.id: (r.state, r.possibly_charged) for r in j.jobs()}
+        assert states == {"s0": ("failed", True), "s1": ("failed", True),
+                          "s2": ("pending", False)}
+        sim.service_time("fal", 0.0)
+        again = mg.Client(available=["fal"]).generate_many(reqs, journal=tmp_path / "run.db",
+                                                            limits={})
+        assert [o.status for o in again] == ["possibly_charged", "possibly_charged", "done"]
+        assert len(sim.requests("fal", stage="submit")) == 3

@@ -282,6 +282,7 @@ class Batch:
         self._events_ok = "events" in params
         self._resume_ok = "resume" in params
         self._lock = threading.Lock()
+        self._maybe_charged: set[str] = set()
 
     # -- preparation ------------------------------------------------------------------------------
     def prepare(self) -> list[Job]:
@@ -427,6 +428,8 @@ class Batch:
         return client, lease, kwargs
 
     def _sink(self, event: JobEvent) -> None:
+        if event.possibly_charged:
+            self._maybe_charged.add(event.job_id)
         if self.journal is not None:
             self.journal.record(event)
         if self.on_event is not None:
@@ -474,6 +477,21 @@ class Batch:
                                     possibly_charged=charged, entry=outcome.manifest())
         return self._finish(outcome)
 
+    def _cancelled(self, job: Job) -> None:
+        """The job's task was cancelled (the engine has sent the provider's cancel). What the
+        next run does with it: run it again when nothing was sent; name it as possibly charged
+        when something was; resume it when it was a resumed job the engine had not reached."""
+        if self.journal is None:
+            return
+        if job.id in self._maybe_charged:
+            self.journal.failed(job.id, error={"type": "Cancelled", "message": (
+                "cancelled while a request was out; the provider's cancel was sent, but it may "
+                "have billed the job")}, possibly_charged=True)
+            return
+        record = self.journal.get(job.id)
+        if job.resume is None and record is not None and not record.calls:
+            self.journal.reset(job.id)  # nothing went out: the next run sends it
+
     def _save(self, job: Job, result: ImageResult) -> list[tuple[Path, str]]:
         """Save every image (PNG with provenance) as ``<out>/<id>-<i>.png``; returns each file
         with the sha256 of its bytes on disk."""
@@ -514,6 +532,9 @@ class Batch:
             result = await client.generate(job.request, **kwargs)
         except ModelglassError as exc:
             return self._failed(job, exc)
+        except asyncio.CancelledError:
+            self._cancelled(job)
+            raise
         finally:
             if lease is not None:
                 lease.close()
