@@ -19,7 +19,7 @@ from modelglass.testing import simulate
 def main(out: Path) -> None:
     with simulate(), mg.Client() as client:
         result = client.generate("a red bicycle against a brick wall", quality="draft", seed=7)
-        path = result.images[0].save(out / "bicycle.png")
+        path = result.images[0].save(out / "bicycle.png", overwrite=True)  # a rerun replaces it
         print(result)                                   # model, provider, cost, latency
         print("saved", path, "(simulated)" if result.simulated else "")
         for fate in result.fates:                       # what happened to each control you set
