@@ -34,6 +34,7 @@ from .request import ImageRequest
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from concurrent.futures import ThreadPoolExecutor
 
     import httpx
 
@@ -281,6 +282,7 @@ class Client(_BaseClient):
     """
 
     _http: httpx.Client | None = None
+    _pool: ThreadPoolExecutor | None = None
 
     def generate(self, prompt_or_request: ImageRequest | str | None = None, /, *,
                  job_id: str | None = None, events: EventSink | None = None,
@@ -309,6 +311,17 @@ class Client(_BaseClient):
                     self._http = make_client()  # checks every connection's address
         return self._http  # type: ignore[return-value]
 
+    def _download_pool(self) -> ThreadPoolExecutor:
+        """Threads that fetch the several images of one provider call side by side."""
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=4,
+                                                    thread_name_prefix="modelglass-download")
+        return self._pool  # type: ignore[return-value]
+
     # batch entry points (modelglass/jobs/_batch.py does the work)
     def generate_many(self, requests: Iterable[ImageRequest | dict[str, Any]], /, *,
                       concurrency: int = 32, budget: Budget | float | None = None,
@@ -327,6 +340,9 @@ class Client(_BaseClient):
         """Close the provider clients and the download client."""
         for p in list(self._providers.values()):
             p.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
         if self._http is not None:
             self._http.close()
             self._http = None

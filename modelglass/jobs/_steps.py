@@ -91,17 +91,19 @@ class Download(Step):
     def run(self, io: Any) -> list[Fetched | Exception]:
         from .._download import fetch
 
-        out: list[Fetched | Exception] = []
-        client = None
-        for raw in self.images:
+        def one(raw: RawImage) -> Fetched | Exception:
             try:
-                if client is None and raw.data is None:
-                    client = io._http_client()
-                out.append(fetch(raw, client=client, provider=self.provider,  # type: ignore[arg-type]
-                                 timeout_s=self.timeout_s, max_bytes=self.max_bytes))
+                client = None if raw.data is not None else io._http_client()
+                return fetch(raw, client=client, provider=self.provider,  # type: ignore[arg-type]
+                             timeout_s=self.timeout_s, max_bytes=self.max_bytes)
             except Exception as exc:  # noqa: BLE001 - each image's outcome goes back to the job
-                out.append(exc)
-        return out
+                return exc
+
+        if len(self.images) == 1:
+            return [one(self.images[0])]
+        # Several images of one call: fetch and verify them side by side (the network wait and
+        # Pillow's decoding both let other threads run), as AsyncClient does with gather.
+        return list(io._download_pool().map(one, self.images))
 
     async def arun(self, io: Any) -> list[Fetched | Exception]:
         from .._download import afetch, fetch
