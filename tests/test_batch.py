@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import modelglass as mg
 from modelglass.budget import Budget
 from modelglass.errors import BudgetExceeded, ProviderError
+from modelglass.jobs import JobEvent
 from modelglass.jobs._batch import (
     Batch,
     Job,
@@ -352,6 +353,8 @@ def test_a_job_sent_before_a_crash_without_an_id_is_named_not_resent(tmp_path):
     with Journal(tmp_path / "run.db") as j:   # what a run killed mid-call leaves behind
         j.begin([(job_id, _json.loads(_request_json(request)))])
         j.started(job_id, offer_key="gpt-image-2@openai", provider="openai", estimate=0.02)
+        j.record(JobEvent(job_id, "submitted", offer_key="gpt-image-2@openai",
+                          provider="openai"))   # the engine's word that the call is going out
     with simulate() as sim:
         client = mg.Client(available=["openai"])
         report = client.generate_many(reqs, budget=1.0, journal=tmp_path / "run.db", limits={})
@@ -440,3 +443,26 @@ async def test_cancelling_a_batch_cancels_provider_jobs_and_the_journal_says_wha
                                                             limits={})
         assert [o.status for o in again] == ["possibly_charged", "possibly_charged", "done"]
         assert len(sim.requests("fal", stage="submit")) == 3
+
+
+def test_a_plain_call_killed_before_it_was_sent_runs_again(tmp_path):
+    """OpenAI has no resumable jobs: the engine says "submitted" before it sends. A job that
+    got no further than "started" (and "pending" on its offer) sent nothing: it runs again."""
+    import json as _json
+
+    from modelglass.jobs._batch import _request_json
+    from modelglass.jobs._journal import Journal
+
+    reqs = [{"id": "o2", "prompt": "a kite over a lake", "quality": "thumbnail",
+             "model": "gpt-image-2", "provider": "openai", "seed": 4}]
+    (job_id, request), = job_ids(reqs)
+    with Journal(tmp_path / "run.db") as j:
+        j.begin([(job_id, _json.loads(_request_json(request)))])
+        j.started(job_id, offer_key="gpt-image-2@openai", provider="openai", estimate=0.02)
+        j.record(JobEvent(job_id, "pending", offer_key="gpt-image-2@openai", provider="openai"))
+    with simulate() as sim:
+        report = mg.Client(available=["openai"]).generate_many(
+            reqs, budget=1.0, journal=tmp_path / "run.db", limits={})
+        assert report[0].status == "done"
+        assert len(sim.requests("openai", stage="generate")) == 1
+        assert report.spent_usd == pytest.approx(report[0].cost_usd)   # nothing carried

@@ -360,6 +360,12 @@ class Batch:
             job.provider = call.offer_key.rsplit("@", 1)[-1]
             job.estimate = record.estimate
             return True
+        if state == "started" and not record.calls and not record.possibly_charged \
+                and not self._announces_sends(record.offer_key):
+            # Its offer's provider has no resumable jobs, and the engine says "submitted" before
+            # it sends to one; none came, so nothing was sent.
+            self.journal.reset(job.id)
+            return True
         # Started (or submitted to a provider without resumable jobs) and no result recorded:
         # the provider may have billed it.
         if self.allow_double_payment:
@@ -375,6 +381,19 @@ class Batch:
         self.journal.failed(job.id, error=_error_dict(err) or {}, possibly_charged=True)
         self._finish(JobOutcome(job.id, job.index, job.request, "possibly_charged", error=err))
         return False
+
+    def _announces_sends(self, offer_key: str | None) -> bool:
+        """False when the offer's provider runs plain calls, for which the engine emits
+        ``submitted`` *before* sending; True (a create may be out with no event yet) for
+        providers with resumable jobs, and whenever that cannot be told."""
+        if not offer_key or "@" not in offer_key or not self._events_ok:
+            return True
+        try:
+            from ._engine import _resumable
+
+            return bool(_resumable(self.client.provider(offer_key.rsplit("@", 1)[1])))
+        except Exception:  # noqa: BLE001 - unknown: assume a create may be out
+            return True
 
     def _route(self, job: Job) -> bool:
         """First-choice provider and estimate (for the scheduler and the budget); the cache."""

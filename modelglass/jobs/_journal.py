@@ -255,12 +255,19 @@ class Journal:
 
         ``submitted`` (request id), ``generated`` (URLs) and ``downloaded`` (sha256) are written
         and committed before this returns, so the engine acts on them only once they are safe.
-        ``pending``, ``waiting``, ``done`` and ``failed`` are the runner's to record (it knows
-        where the files went), except that a ``possibly_charged`` flag is kept at once and a
-        ``failed`` offer's calls are closed (never resumed).
+        ``waiting``, ``done`` and ``failed`` are the runner's to record (it knows where the
+        files went), except that a ``possibly_charged`` flag is kept at once, a ``failed``
+        offer's calls are closed (never resumed), and ``pending`` with an offer records which
+        offer the job is on.
         """
         if event.state not in _PERSISTED_EVENTS:
             stmts: list[tuple[str, tuple[Any, ...]]] = []
+            if event.state == "pending" and event.offer_key:
+                # The offer about to be tried: a restart needs it to tell "nothing was sent"
+                # (a provider that announces its send) from "a create may be out".
+                stmts.append(("UPDATE jobs SET offer_key=?, provider=COALESCE(?, provider), "
+                              "updated=? WHERE id=? AND state='started'",
+                              (event.offer_key, event.provider, time.time(), event.job_id)))
             if event.state == "failed" and event.offer_key:
                 # That offer's calls are over: a restart must not resume them (a fallback may
                 # be running on the next offer).
