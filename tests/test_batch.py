@@ -334,11 +334,16 @@ def test_the_result_cache_serves_a_repeat_for_free(tmp_path):
         for a, b in zip(first, again, strict=True):
             assert b.cost_usd == 0.0 and b.result.extra["cached"] is True
             assert b.result.images[0].sha256 == a.result.images[0].sha256
+        # a stored image that no longer matches its sha256 is a miss, not a wrong image
+        for stored in (tmp_path / "cache").rglob("0.img"):
+            stored.write_bytes(b"corrupted")
+        third = client.generate_many(reqs[:1], cache=tmp_path / "cache", limits={})
+        assert third[0].status == "done" and len(sim.requests("fal", stage="submit")) == 4
         # no fixed seed: never cached
         unseeded = [{k: v for k, v in r.items() if k != "seed"} for r in reqs[:1]]
         client.generate_many(unseeded, cache=tmp_path / "cache", limits={})
         client.generate_many(unseeded, cache=tmp_path / "cache", limits={})
-        assert len(sim.requests("fal", stage="submit")) == 5
+        assert len(sim.requests("fal", stage="submit")) == 6
 
 
 def test_a_job_sent_before_a_crash_without_an_id_is_named_not_resent(tmp_path):
