@@ -92,9 +92,11 @@ def result(job: Job, run: Run, failure: BaseException | None = None) -> ImageRes
         n = job.request.n
         first = missing[0]
         why = job.owner._scrub(first.reason)
+        what = ("could not be downloaded" if first.error_type == "DownloadFailed"
+                else "failed")
         fates = [f for f in fates if f.control != "n"] + [Fate(
             "n", FateKind.approximated, n, len(run.images),
-            f"provider call {first.chunk + 1} of {len(run.chunk_calls)} on {run.key} failed "
+            f"provider call {first.chunk + 1} of {len(run.chunk_calls)} on {run.key} {what} "
             f"({why}); the {len(run.images)} image(s) already paid for are returned",
             f"{len(run.images)} of {n} images")]
         extra["partial"] = {"requested": n, "delivered": len(run.images),
