@@ -154,8 +154,10 @@ class Attempt:
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view. URLs lose their query string: signed URLs carry tokens there
+        (``urls`` on the attempt itself keeps them, to fetch a paid image)."""
         d = dict(self.__dict__)
-        d["urls"] = list(self.urls)
+        d["urls"] = [u.split("?", 1)[0] for u in self.urls]
         return d
 
 

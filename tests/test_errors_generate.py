@@ -153,3 +153,9 @@ def test_a_per_call_deadline_bounds_that_call(sim: Simulator) -> None:
         t0 = time.monotonic()
         client.generate(PROMPT, quality="draft", provider="fal", deadline_s=0.8)
     assert time.monotonic() - t0 < 2
+
+
+def test_attempt_json_drops_the_query_of_signed_urls() -> None:
+    a = _attempt(urls=("https://cdn.example/i/1.png?sig=SECRET&se=2026",))
+    assert a.to_dict()["urls"] == ["https://cdn.example/i/1.png"]
+    assert "SECRET" in a.urls[0]  # the attempt itself keeps what fetches the paid image
