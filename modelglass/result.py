@@ -144,7 +144,7 @@ class Attempt:
     chunks: int = 1
     retry_after: float | None = None
     request_id: str | None = None
-    urls: tuple[str, ...] = ()
+    urls: tuple[str, ...] = field(default=(), repr=False)  # signed URLs: never in a repr
     cost_usd: float | None = None
     cost_is_estimate: bool = False
     possibly_charged: bool = False
