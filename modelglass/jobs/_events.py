@@ -27,7 +27,8 @@ class JobEvent:
     provider: str | None = None
     chunk: int = 0                    # which provider call of n (0-based)
     request_id: str | None = None     # submitted: fal request id / Replicate prediction id / None
-    urls: tuple[str, ...] = ()        # generated: result URLs (empty for inline bytes)
+    urls: tuple[str, ...] = field(default=(), repr=False)  # generated: result URLs (empty for
+    #                                   inline bytes); signed URLs carry tokens, so not in a repr
     sha256: tuple[str, ...] = ()      # downloaded: one per image
     cost_usd: float | None = None     # what this step charged (settled), when known
     possibly_charged: bool = False    # the provider may have billed though the outcome is unknown
