@@ -268,3 +268,15 @@ def test_a_later_overlay_can_re_enable(tmp_path: Path, base: Path) -> None:
     assert list(cat.disabled) == ["toy@fal-mp"]
     c = overlay(tmp_path, "models:\n  toy: {disabled: false}\n", "c.yaml")
     assert len(Catalog.load(base, overlays=[a, c]).offers()) == 2
+
+
+def test_a_stale_synced_entry_is_ignored_with_a_warning(tmp_path: Path, base: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    ov = overlay(tmp_path, "offers:\n  gone@fal: {disabled: true, source: sync}\n"
+                           "  toy@fal: {endpoint: fal-ai/toy-v9, source: sync}\n")
+    with caplog.at_level("WARNING", logger="modelglass"):
+        cat = Catalog.load(base, overlays=[ov])
+    assert cat.offer("toy@fal").endpoint == "fal-ai/toy-v9"
+    assert "gone@fal is not in the catalog any more" in caplog.text
+    mine = overlay(tmp_path, "offers:\n  gone@fal: {disabled: true}\n", "mine.yaml")
+    assert "no offer 'gone@fal'" in problems_of_overlay(base, mine)[0]

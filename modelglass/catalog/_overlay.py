@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ from ._schema import Controls, Geometry, Latency, Model, Offer, Price, _Strict
 
 if TYPE_CHECKING:
     from ._load import _Doc, _Problems, _Sources
+
+log = logging.getLogger("modelglass")
 
 __all__ = ["OVERLAY_ENV", "Overlay", "OverlayChange", "OverlayReport", "apply_overlays",
            "default_overlay_path"]
@@ -199,6 +202,12 @@ def _apply_one(src: _Sources, doc: _Doc, report: OverlayReport, problems: _Probl
         if patch is None:
             continue
         where = _find_offer(src, key)
+        if where is None and (patch.source or head.source) == "sync":
+            # Written by an earlier `catalog sync` for an offer this catalog no longer has (after
+            # an upgrade): stale, not the user's mistake. The next sync drops it.
+            log.warning("%s:%d: %s is not in the catalog any more; ignoring its synced entry "
+                        "(run `modelglass catalog sync` to refresh)", doc.file, doc.line(path), key)
+            continue
         if where is None:
             close = difflib.get_close_matches(key, _all_keys(src), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else \
