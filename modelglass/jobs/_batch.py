@@ -479,12 +479,12 @@ class Batch:
     def _failed(self, job: Job, exc: ModelglassError) -> JobOutcome:
         partial = getattr(exc, "partial", None)
         charged = bool(getattr(exc, "possibly_charged", False)) or isinstance(exc, OutcomeUnknown)
+        cost = getattr(exc, "cost_usd", None)
         status: Status = "possibly_charged" if charged else "failed"
-        if isinstance(exc, BudgetExceeded) and job.resume is None \
-                and not getattr(exc, "attempts", None):
+        if isinstance(exc, BudgetExceeded) and job.resume is None and not charged \
+                and cost is None and not getattr(exc, "attempts", None):
             status = "undone"  # refused before any offer was tried: nothing was sent
         files = self._save(job, partial) if partial is not None else []
-        cost = getattr(exc, "cost_usd", None)
         outcome = JobOutcome(job.id, job.index, job.request, status, result=partial, error=exc,
                              files=[p for p, _ in files], cost_usd=cost,
                              resumed=job.resume is not None)

@@ -141,6 +141,7 @@ def _execute(client: Any, payload: dict[str, Any], relay: Any) -> dict[str, Any]
         result = client.generate(request, **kwargs)
     except ModelglassError as exc:
         return {"ok": False, "error": _error_dict(exc),
+                "attempts": len(getattr(exc, "attempts", None) or ()),
                 "possibly_charged": bool(getattr(exc, "possibly_charged", False))
                 or isinstance(exc, OutcomeUnknown),
                 "cost_usd": getattr(exc, "cost_usd", None)}
@@ -358,6 +359,8 @@ def _settle(batch: Batch, job: Job, data: dict[str, Any]) -> JobOutcome:
             setattr(err, name, data["error"][name])
     if data["possibly_charged"]:
         err.possibly_charged = True  # type: ignore[attr-defined]
+    if data.get("attempts"):  # they stay on the worker; the driver only needs to know of them
+        err.attempts = [None] * data["attempts"]  # type: ignore[attr-defined]
     if hold is not None and batch.budget is not None:
         if data["possibly_charged"] or data["cost_usd"]:
             batch.budget.settle(hold, data["cost_usd"])  # None keeps the whole hold as spent
