@@ -471,3 +471,18 @@ def test_a_plain_call_killed_before_it_was_sent_runs_again(tmp_path):
         assert report[0].status == "done"
         assert len(sim.requests("openai", stage="generate")) == 1
         assert report.spent_usd == pytest.approx(report[0].cost_usd)   # nothing carried
+
+
+def test_a_long_queue_for_a_limited_provider_does_not_hold_back_the_others():
+    """Jobs are routed just ahead of the scheduler; when every queued job waits for its
+    provider's limit, more are routed, so the replicate jobs at the end of the file start
+    long before the fal queue drains."""
+    client = FakeClient(service_s=0.002)
+    reqs = _reqs(200, "fal") + [{"id": f"r{i}", "prompt": f"rep {i}", "provider": "replicate"}
+                                for i in range(3)]
+    report = run_sync(Batch(client, reqs, concurrency=4,
+                            limits={"fal": ProviderLimit(in_flight=1)}))
+    assert report.counts() == {"done": 203}
+    first = client.started[:12]
+    assert {"rep 0", "rep 1", "rep 2"} <= set(first), first
+    assert client.peak["fal"] == 1

@@ -183,6 +183,7 @@ class Job:
     cache_key: str | None = None
     call: Any = None  # the first-ranked ProviderCall (for the cache)
     hold: Reservation | None = None
+    routed: bool = False  # provider and estimate known (resumed jobs: from the journal)
 
 
 def job_ids(requests: Requests) -> list[tuple[str, ImageRequest]]:
@@ -285,9 +286,11 @@ class Batch:
         self._maybe_charged: set[str] = set()
 
     # -- preparation ------------------------------------------------------------------------------
-    def prepare(self) -> list[Job]:
-        """Ids, journal, routing and the cache; returns the jobs to run (in input order).
-        Jobs that need no run (done earlier, possibly charged, unroutable) become outcomes."""
+    def prepare(self, *, route: bool = True) -> list[Job]:
+        """Ids and the journal (and, with ``route``, routing and the cache); returns the jobs
+        to run, in input order. Jobs that need no run (done earlier, possibly charged,
+        unroutable, cached) become outcomes. Without ``route``, :class:`Feed` routes each job
+        just before the scheduler needs it."""
         pairs = job_ids(self.requests)
         records: dict[str, JournalJob] = {}
         if self.journal is not None:
@@ -299,9 +302,7 @@ class Batch:
             record = records.get(job_id)
             if record is not None and not self._from_journal(job, record):
                 continue
-            if job.resume is None and not self._route(job):
-                continue
-            if self._cached(job) is not None:  # free: no budget hold, no slot
+            if route and self.route_one(job) is not None:
                 continue
             jobs.append(job)
         if self.budget is not None and self.journal is not None:
@@ -356,6 +357,7 @@ class Batch:
         if call is not None and self._resume_ok and not record.possibly_charged:
             job.resume = Resume(offer_key=call.offer_key, request_id=call.request_id or "",
                                 chunk=call.chunk)
+            job.routed = True
             job.offer_key = call.offer_key
             job.provider = call.offer_key.rsplit("@", 1)[-1]
             job.estimate = record.estimate
@@ -395,19 +397,27 @@ class Batch:
         except Exception:  # noqa: BLE001 - unknown: assume a create may be out
             return True
 
-    def _route(self, job: Job) -> bool:
-        """First-choice provider and estimate (for the scheduler and the budget); the cache."""
+    def route_one(self, job: Job) -> JobOutcome | None:
+        """Route ``job`` (first-choice provider and estimate, for the scheduler and the
+        budget) and look it up in the cache; the job's outcome when it needs no run (it cannot
+        be routed, or the cache has it), else None: schedule it."""
+        if not job.routed:
+            failed = self._route(job)
+            if failed is not None:
+                return failed
+        return self._cached(job)  # free: no budget hold, no slot
+
+    def _route(self, job: Job) -> JobOutcome | None:
+        job.routed = True
         try:
             decision = self.client.route(job.request)
         except ModelglassError as exc:
-            self._fail_early(job, exc)
-            return False
+            return self._fail_early(job, exc)
         if not decision.ranked:
             from ..errors import NoEligibleModel
 
-            self._fail_early(job, NoEligibleModel(
+            return self._fail_early(job, NoEligibleModel(
                 f"no offer can serve job {job.id}: " + decision.explain().splitlines()[0]))
-            return False
         first = decision.ranked[0]
         job.provider, job.offer_key = first.offer.provider, first.key
         # The upper bound of what the call can cost (when the estimate carries one) is what
@@ -419,12 +429,12 @@ class Batch:
 
             job.call = first.call
             job.cache_key = cache_key(job.call)
-        return True
+        return None
 
-    def _fail_early(self, job: Job, exc: ModelglassError) -> None:
+    def _fail_early(self, job: Job, exc: ModelglassError) -> JobOutcome:
         if self.journal is not None:
             self.journal.failed(job.id, error=_error_dict(exc) or {})
-        self._finish(JobOutcome(job.id, job.index, job.request, "failed", error=exc))
+        return self._finish(JobOutcome(job.id, job.index, job.request, "failed", error=exc))
 
     # -- one job ----------------------------------------------------------------------------------
     def _before(self, job: Job) -> tuple[Any, Lease | None, dict[str, Any]]:
@@ -580,28 +590,71 @@ class Batch:
             self.journal.close()
 
 
+class Feed:
+    """Routes jobs just ahead of the scheduler, keeping ``ahead`` jobs queued: a large batch
+    starts at once, and routing overlaps the waits of the jobs in flight instead of running
+    before the first one. Jobs that need no run (unroutable, cached) come back as outcomes."""
+
+    def __init__(self, batch: Batch, jobs: Iterable[Job], sched: Scheduler, ahead: int) -> None:
+        self.batch, self.sched, self.ahead = batch, sched, ahead
+        self.todo = collections.deque(jobs)
+
+    def starved(self) -> bool:
+        """A slot is free but nothing queued may start (its provider is at its limit): jobs
+        not routed yet may be for another provider."""
+        return bool(self.todo) and self.sched.stopped is None \
+            and self.sched.running < self.sched.concurrency
+
+    def top_up(self, more: int = 0) -> list[JobOutcome]:
+        """Route until ``ahead`` jobs are queued, and ``more`` beyond that (or none is left);
+        once the budget stopped the batch, the jobs not yet routed are undone too."""
+        done: list[JobOutcome] = []
+        while self.todo and self.sched.stopped is None and (
+                self.sched.pending < self.ahead or more > 0):
+            job = self.todo.popleft()
+            outcome = self.batch.route_one(job)
+            if outcome is not None:
+                done.append(outcome)
+            else:
+                self.sched.add(job)
+                more -= 1
+        if self.sched.stopped is not None and self.todo:
+            self.sched.undone.extend(self.todo)
+            self.todo.clear()
+        return done
+
+
 # -- drivers -------------------------------------------------------------------------------------
 async def run_async(batch: Batch) -> AsyncIterator[JobOutcome]:
     """Run ``batch`` on the event loop; yield each outcome as it completes (jobs that needed no
     run first). Closing the iterator early cancels the jobs in flight."""
     try:
-        jobs = batch.prepare()
+        jobs = batch.prepare(route=False)
         for outcome in list(batch.outcomes):
             yield outcome
-        sched = batch.scheduler(jobs)
+        sched = batch.scheduler([])
+        feed = Feed(batch, jobs, sched, ahead=2 * batch.concurrency)
         # Finished tasks land on a queue (one callback each), so a completion costs O(1)
         # rather than asyncio.wait() re-arming every task in flight.
         finished: asyncio.Queue[asyncio.Task[JobOutcome]] = asyncio.Queue()
         tasks: dict[asyncio.Task[JobOutcome], Job] = {}
         try:
             while True:
+                for outcome in feed.top_up():
+                    yield outcome
                 job, wait_s = sched.next()
                 while job is not None:
                     task = asyncio.ensure_future(batch.arun_one(job))
                     task.add_done_callback(finished.put_nowait)
                     tasks[task] = job
                     job, wait_s = sched.next()
+                if feed.starved():
+                    for outcome in feed.top_up(more=1):
+                        yield outcome
+                    continue
                 if not tasks:
+                    if feed.todo:
+                        continue  # everything routed so far needed no run: route more
                     if wait_s is None:
                         break
                     await asyncio.sleep(wait_s)
@@ -634,18 +687,25 @@ def run_sync(batch: Batch) -> BatchReport:
 
 
 def _drive_threads(batch: Batch) -> Iterator[JobOutcome]:
-    jobs = batch.prepare()
-    sched = batch.scheduler(jobs)
+    jobs = batch.prepare(route=False)
+    sched = batch.scheduler([])
+    feed = Feed(batch, jobs, sched, ahead=2 * batch.concurrency)
     futures: dict[Future[JobOutcome], Job] = {}
     with ThreadPoolExecutor(max_workers=batch.concurrency,
                             thread_name_prefix="modelglass-batch") as pool:
         try:
             while True:
+                yield from feed.top_up()
                 job, wait_s = sched.next()
                 while job is not None:
                     futures[pool.submit(batch.run_one, job)] = job
                     job, wait_s = sched.next()
+                if feed.starved():
+                    yield from feed.top_up(more=1)
+                    continue
                 if not futures:
+                    if feed.todo:
+                        continue  # everything routed so far needed no run: route more
                     if wait_s is None:
                         break
                     time.sleep(wait_s)

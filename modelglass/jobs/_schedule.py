@@ -136,6 +136,13 @@ class Scheduler:
         self.stopped: BudgetExceeded | None = None
         self.undone: list[Job] = []
 
+    def add(self, job: Job) -> None:
+        """Queue one more job (behind its provider's queue)."""
+        if job.provider not in self.queues:
+            self.queues[job.provider] = collections.deque()
+            self._order.append(job.provider)
+        self.queues[job.provider].append(job)
+
     @property
     def pending(self) -> int:
         return sum(len(q) for q in self.queues.values())
