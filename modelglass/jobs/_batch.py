@@ -9,7 +9,8 @@
    not re-sent (see :mod:`._journal`).
 2. **Schedules** them (:class:`Scheduler`, no I/O): at most ``concurrency`` jobs in flight, and per
    provider (the first-ranked offer's) at most ``in_flight`` jobs and ``per_minute`` starts,
-   taking providers in turn so one slow provider's queue does not starve the others.
+   taking providers in turn so one slow provider's queue does not starve the others. Jobs are
+   routed just ahead of the scheduler (:class:`Feed`), so a large batch starts at once.
 3. **Holds money before it sends**: each job's estimate is reserved on the batch budget when it
    is admitted; the engine's own reservation takes over that hold, and the actual cost is
    settled when the job ends. When the next job could pass the limit, nothing more is
