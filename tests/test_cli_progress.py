@@ -41,6 +41,7 @@ def test_generate_feeds_the_progress_with_a_retry_after_wait(tmp_path: Path) -> 
     assert "waiting" in states and states[-1] == "done"
     wait = next(e for e in progress.events if e.state == "waiting")
     assert wait.wait_s is not None and wait.wait_s >= 1
+    assert "asked to wait 1 s (Retry-After)" in wait.message  # the line says why it waits
     assert "waiting" in buf.getvalue()  # drawn on the terminal while it lasted
 
 

@@ -281,8 +281,10 @@ class Job:
                 self.add_time("retry_wait_s", wait)
                 log.info("%s: try %d failed (%s); retrying in %.2f s", run.key, tries,
                          attempt.error, wait)
-                self.emit("waiting", run, chunk=k, wait_s=wait,
-                          message=f"try {tries} failed ({attempt.error_type}); retrying")
+                asked = getattr(exc, "retry_after", None)
+                why = (f"rate limited; the provider asked to wait {asked:g} s (Retry-After)"
+                       if asked else f"try {tries} failed ({attempt.error_type}); retrying")
+                self.emit("waiting", run, chunk=k, wait_s=wait, message=why)
                 yield Wait(wait)
                 continue
             self._inflight = None
