@@ -263,7 +263,7 @@ def generate(prompt: str, quality: str = _quality, model: str | None = _model,
                 return
             check_output_folder(out_dir)  # before anything is paid for
             with Progress(err) as progress:
-                per_call = {"deadline_s": timeout} if timeout is not None else {}
+                per_call: dict[str, Any] = {"deadline_s": timeout} if timeout is not None else {}
                 result = client.generate(prompt, **kw, **per_call,
                                          **_events_kw(client, progress))
             files = save_all(result, prompt, out_dir)
