@@ -9,19 +9,29 @@ before the interrupt goes on). They differ only in ``step.run(io)`` versus
 from __future__ import annotations
 
 from collections.abc import Generator
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from ._steps import Step
+from ._steps import Step, Wait
 
-__all__ = ["arun", "run"]
+__all__ = ["arun", "run", "stop_event"]
 
 T = TypeVar("T")
+
+#: Set, in the thread that drives a job, by a runner that stops its jobs from another thread
+#: (the sync batch on Ctrl-C; a ``threading.Event``). Once it is set, the job's next wait (a
+#: poll interval or a retry wait; it ends early) becomes a ``KeyboardInterrupt`` thrown into
+#: the job, once, so the engine cancels the provider's job, settles the budget and records the
+#: attempt as on a Ctrl-C in that thread. Requests and downloads already under way finish: a
+#: wait is never in the middle of one.
+stop_event: ContextVar[Any] = ContextVar("modelglass_stop_event", default=None)
 
 
 def run(job: Generator[Step, Any, T], io: Any) -> T:
     """Run ``job`` to its end with blocking I/O."""
     value: Any = None
     error: BaseException | None = None
+    halt = stop_event.get()
     try:
         while True:
             try:
@@ -31,6 +41,12 @@ def run(job: Generator[Step, Any, T], io: Any) -> T:
             finally:
                 error = None  # the job has it; never keep a traceback alive here
             try:
+                if halt is not None and isinstance(step, Wait):
+                    if halt.wait(max(0.0, step.seconds)):
+                        halt = None  # once: the cancel the job asks for next must run
+                        raise KeyboardInterrupt("the batch was stopped")
+                    value = None
+                    continue
                 value = step.run(io)
             except BaseException as exc:  # noqa: BLE001 - interrupts too: the job settles, re-raises
                 value, error = None, exc
