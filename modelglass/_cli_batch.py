@@ -26,7 +26,7 @@ from .errors import InvalidRequest
 if TYPE_CHECKING:
     from .jobs._batch import Batch, BatchReport, JobOutcome
 
-__all__ = ["batch", "read_jobs", "register"]
+__all__ = ["batch", "read_jobs", "register", "stopped_line"]
 
 
 def register(app: typer.Typer) -> None:
@@ -203,22 +203,42 @@ def batch(jobs_file: Path = _jobs_arg, out_dir: Path = _out_opt,
                       durable=durable, on_outcome=progress.outcome)
             progress.batch = b
             with progress:
-                if engine == "ray":
-                    from .jobs._ray import run_ray
+                try:
+                    if engine == "ray":
+                        from .jobs._ray import run_ray
 
-                    report = run_ray(b, address=address)
-                else:
-                    report = run_sync(b)
+                        report = run_ray(b, address=address)
+                    else:
+                        report = run_sync(b)
+                except KeyboardInterrupt as exc:  # Ctrl-C: the jobs in flight were cancelled
+                    if getattr(getattr(exc, "report", None), "stopped", None) is None:
+                        raise
+                    report = exc.report  # type: ignore[attr-defined]
     manifest = _write_manifest(report, out_dir)
     data = {**report.summary(), "manifest": str(manifest), "out": str(out_dir),
             "journal": str(journal) if journal else None, "simulated": simulate,
             "wall_s": round(time.monotonic() - t0, 3)}
     if json_out:
         emit_json(data)
-    else:
+    elif report.stopped is None:
         _print_summary(data, report)
+    if report.stopped is not None:
+        if not json_out:
+            out.print(stopped_line(report.stopped, journal), highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
     if any(o.status in ("failed", "possibly_charged", "undone") for o in report):
         raise typer.Exit(1)
+
+
+def stopped_line(stopped: dict[str, list[str]], journal: Path | None) -> str:
+    """One line on what Ctrl-C left: jobs cancelled, possibly charged, still running, pending."""
+    running = (f", {len(stopped['still_running'])} still running"
+               if stopped["still_running"] else "")
+    rerun = (f"run the same command with --journal {journal} to finish them" if journal
+             else "without --journal a rerun sends every job again")
+    return (f"Interrupted: {len(stopped['cancelled'])} job(s) in flight cancelled, "
+            f"{len(stopped['possibly_charged'])} possibly charged (the provider's cancel was "
+            f"sent; not sent again){running}, {len(stopped['pending'])} left pending; {rerun}.")
 
 
 def _print_summary(data: dict[str, Any], report: BatchReport) -> None:

@@ -22,6 +22,11 @@
 Drivers: :func:`run_async` (an async iterator, as completed) and :func:`run_sync` (worker threads,
 results in input order) share the scheduler and the per-job logic; the Ray engine
 (:mod:`._ray`) runs the jobs as Ray tasks with the same scheduler and journal.
+
+Stopping: closing or cancelling :func:`run_async` cancels its tasks; Ctrl-C on :func:`run_sync`
+sets the batch's stop event, which every job's driver honours at its next wait (see
+:data:`._drive.stop_event`). Either way the engine sends the provider's cancel and settles the
+budget, and :meth:`Batch._cancelled` tells the journal what the next run does with the job.
 """
 
 from __future__ import annotations
@@ -37,8 +42,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -58,7 +62,8 @@ log = logging.getLogger("modelglass")
 
 __all__ = ["BatchReport", "JobOutcome", "ProviderLimit", "Scheduler", "load_limits"]
 
-Status = Literal["done", "cached", "skipped", "failed", "possibly_charged", "undone"]
+Status = Literal["done", "cached", "skipped", "failed", "possibly_charged", "undone",
+                 "cancelled"]
 Requests = Iterable[ImageRequest | Mapping[str, Any]]
 OnEvent = Callable[[JobEvent], None]
 
@@ -70,8 +75,10 @@ class JobOutcome:
 
     ``status``: ``done`` (ran now), ``cached`` (served from the result cache, no cost),
     ``skipped`` (done in an earlier run of the journal; files re-verified), ``failed``,
-    ``possibly_charged`` (sent before a crash with no result recorded; not re-sent), ``undone``
-    (never submitted: the budget ran out first). ``result`` is set for the first three.
+    ``possibly_charged`` (sent before a crash with no result recorded, or cancelled while a
+    request was out; not re-sent), ``undone`` (never submitted: the budget ran out first),
+    ``cancelled`` (the batch was stopped before the job sent anything: it runs on a rerun).
+    ``result`` is set for the first three.
     """
 
     id: str
@@ -128,6 +135,10 @@ class BatchReport(Sequence[JobOutcome]):
         self.elapsed_s = elapsed_s
         self.engine: dict[str, Any] = {"engine": "local"}
         """Which engine ran the batch, and what it reports (Ray: its local workers)."""
+        self.stopped: dict[str, list[str]] | None = None
+        """After Ctrl-C: the ids of the jobs in flight that were ``cancelled``, those of them
+        ``possibly_charged`` (a request was out), those ``still_running`` when the wait for the
+        cancels ended, and every job left ``pending`` for the next run."""
 
     def __getitem__(self, i: Any) -> Any:
         return self.outcomes[i]
@@ -166,7 +177,8 @@ class BatchReport(Sequence[JobOutcome]):
                 "failed": [o.id for o in self.outcomes if o.status == "failed"],
                 "possibly_charged": [o.id for o in self.outcomes
                                      if o.status == "possibly_charged"],
-                "elapsed_s": round(self.elapsed_s, 3)}
+                "elapsed_s": round(self.elapsed_s, 3),
+                **({"stopped": self.stopped} if self.stopped is not None else {})}
 
 
 # -- jobs ----------------------------------------------------------------------------------------
@@ -289,6 +301,11 @@ class Batch:
         self._resume_ok = "resume" in params
         self._lock = threading.Lock()
         self._maybe_charged: set[str] = set()
+        self.stop = threading.Event()
+        """Set to stop the batch (Ctrl-C on the sync runner): no job starts, and jobs in flight
+        are cancelled at their next wait."""
+        self.still_running: set[str] = set()  # jobs the sync runner stopped waiting for
+        self.cancelled_ids: set[str] = set()  # jobs in flight that were cancelled
 
     # -- preparation ------------------------------------------------------------------------------
     def prepare(self, *, route: bool = True) -> list[Job]:
@@ -511,20 +528,40 @@ class Batch:
                                     possibly_charged=charged, entry=outcome.manifest())
         return self._finish(outcome)
 
-    def _cancelled(self, job: Job) -> None:
-        """The job's task was cancelled (the engine has sent the provider's cancel). What the
-        next run does with it: run it again when nothing was sent; name it as possibly charged
-        when something was; resume it when it was a resumed job the engine had not reached."""
-        if self.journal is None:
-            return
+    def _cancelled(self, job: Job, exc: BaseException | None = None) -> JobOutcome:
+        """The job was cancelled (its task, or Ctrl-C; the engine has sent the provider's
+        cancel and settled the budget). What the next run does with it: run it again when
+        nothing was sent; name it as possibly charged when something was; resume it when it
+        was a resumed job the engine had not reached. Returns its outcome."""
+        self.cancelled_ids.add(job.id)
+        attempts = getattr(exc, "attempts", None) or []
+        last = attempts[-1] if attempts else None
+        request_id = getattr(last, "request_id", None)
         if job.id in self._maybe_charged:
-            self.journal.failed(job.id, error={"type": "Cancelled", "message": (
-                "cancelled while a request was out; the provider's cancel was sent, but it may "
-                "have billed the job")}, possibly_charged=True)
-            return
-        record = self.journal.get(job.id)
-        if job.resume is None and record is not None and not record.calls:
-            self.journal.reset(job.id)  # nothing went out: the next run sends it
+            how = getattr(last, "error", None) or "interrupted"
+            message = (f"job {job.id} was cancelled while its request "
+                       f"{request_id or '(no id yet)'} was out ({how}); the provider may have "
+                       f"billed it, so it is not sent again. Check the provider's dashboard; "
+                       f"pass allow_double_payment (--allow-double-payment) to send it anyway.")
+            if self.journal is not None:
+                self.journal.failed(job.id, error={"type": "Cancelled", "message": message,
+                                                   "request_id": request_id},
+                                    possibly_charged=True)
+            return JobOutcome(job.id, job.index, job.request, "possibly_charged",
+                              error=OutcomeUnknown(message, request_id=request_id),
+                              resumed=job.resume is not None)
+        if self.journal is not None:
+            record = self.journal.get(job.id)
+            if job.resume is None and record is not None and not record.calls:
+                self.journal.reset(job.id)  # nothing went out: the next run sends it
+        return JobOutcome(job.id, job.index, job.request, "cancelled",
+                          resumed=job.resume is not None)
+
+    def release_hold(self, job: Job) -> None:
+        """Give back a job's admission hold (it never ran)."""
+        hold, job.hold = job.hold, None
+        if hold is not None and self.budget is not None:
+            self.budget.release(hold)
 
     def _save(self, job: Job, result: ImageResult) -> list[tuple[Path, str]]:
         """Save every image (PNG with provenance) as ``<out>/<id>-<i>.png``; returns each file
@@ -548,13 +585,23 @@ class Batch:
         return outcome
 
     def run_one(self, job: Job) -> JobOutcome:
-        """Run one admitted job with the sync client."""
+        """Run one admitted job with the sync client (on a worker thread). When the batch is
+        stopped, the job is cancelled at its next wait (:data:`._drive.stop_event`)."""
+        from ._drive import stop_event
+
+        if self.stop.is_set():  # stopped before this job began: it sent nothing
+            self.release_hold(job)
+            return self._finish(JobOutcome(job.id, job.index, job.request, "cancelled"))
         client, lease, kwargs = self._before(job)
+        token = stop_event.set(self.stop)
         try:
             result = client.generate(job.request, **kwargs)
         except ModelglassError as exc:
             return self._failed(job, exc)
+        except KeyboardInterrupt as exc:  # the batch was stopped: the engine cancelled the job
+            return self._finish(self._cancelled(job, exc))
         finally:
+            stop_event.reset(token)
             if lease is not None:
                 lease.close()
         return self._succeeded(job, result)
@@ -594,6 +641,16 @@ class Batch:
 
     def report(self) -> BatchReport:
         return BatchReport(list(self.outcomes), self.budget, time.monotonic() - self.started)
+
+    def stopped_ids(self) -> dict[str, list[str]]:
+        """What a stop left, by job id (see :attr:`BatchReport.stopped`)."""
+        outcomes = sorted(self.outcomes, key=lambda o: o.index)
+        return {"cancelled": [o.id for o in outcomes if o.id in self.cancelled_ids],
+                "possibly_charged": [o.id for o in outcomes if o.status == "possibly_charged"
+                                     and (o.id in self.cancelled_ids
+                                          or o.id in self.still_running)],
+                "still_running": sorted(self.still_running),
+                "pending": [o.id for o in outcomes if o.status == "cancelled"]}
 
     def close(self) -> None:
         if self._own_journal and self.journal is not None:
@@ -687,47 +744,11 @@ async def run_async(batch: Batch) -> AsyncIterator[JobOutcome]:
 
 
 def run_sync(batch: Batch) -> BatchReport:
-    """Run ``batch`` on ``concurrency`` worker threads; the report lists jobs in input order."""
-    try:
-        for _ in _drive_threads(batch):
-            pass
-        return batch.report()
-    finally:
-        batch.close()
+    """Run ``batch`` on ``concurrency`` worker threads; the report lists jobs in input order.
+    Ctrl-C cancels the jobs in flight (see :mod:`._sync`)."""
+    from ._sync import run_sync as run
 
-
-def _drive_threads(batch: Batch) -> Iterator[JobOutcome]:
-    jobs = batch.prepare(route=False)
-    sched = batch.scheduler([])
-    feed = Feed(batch, jobs, sched, ahead=2 * batch.concurrency)
-    futures: dict[Future[JobOutcome], Job] = {}
-    with ThreadPoolExecutor(max_workers=batch.concurrency,
-                            thread_name_prefix="modelglass-batch") as pool:
-        try:
-            while True:
-                yield from feed.top_up()
-                job, wait_s = sched.next()
-                while job is not None:
-                    futures[pool.submit(batch.run_one, job)] = job
-                    job, wait_s = sched.next()
-                if feed.starved():
-                    yield from feed.top_up(more=1)
-                    continue
-                if not futures:
-                    if feed.todo:
-                        continue  # everything routed so far needed no run: route more
-                    if wait_s is None:
-                        break
-                    time.sleep(wait_s)
-                    continue
-                done, _ = wait(futures, timeout=wait_s, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    sched.finished(futures.pop(fut))
-                    yield fut.result()
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-    yield from batch.leftovers(sched)
+    return run(batch)
 
 
 def _safe_name(job_id: str) -> str:
