@@ -221,3 +221,42 @@ def test_cli_batch_ctrl_c_exits_130_with_a_one_line_summary(
     manifest = [json.loads(x) for x in (tmp_path / "out" / "manifest.jsonl").read_text()
                 .splitlines()]
     assert Counter(x["status"] for x in manifest) == {"possibly_charged": 2, "cancelled": 4}
+
+
+def test_ctrl_c_lets_an_openai_call_under_way_finish_and_keeps_its_image(
+        sim: Simulator, tmp_path: Path) -> None:
+    # OpenAI has no cancel: the call under way is not cut short; the runner waits for it (within
+    # STOP_WAIT_S), so the paid image is saved and the job is done, not lost.
+    sim.service_time("openai", 1.0)
+    journal = tmp_path / "run.db"
+    requests = [{"id": "oa", "prompt": "a paper lantern over water", "model": "gpt-image-2",
+                 "quality": "thumbnail", "provider": "openai"},
+                {"id": "later", "prompt": "a second lantern", "model": "gpt-image-2",
+                 "quality": "thumbnail", "provider": "openai"}]
+    budget = mg.Budget(1.0)
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def fire() -> None:
+        t0 = time.monotonic()
+        while not sim.requests("openai", stage="generate") and time.monotonic() - t0 < 10:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    threading.Thread(target=fire, daemon=True).start()
+    try:
+        with make_client() as client, pytest.raises(KeyboardInterrupt) as info:
+            client.generate_many(requests, concurrency=1, budget=budget, journal=journal,
+                                 out=tmp_path / "out", limits={})
+    finally:
+        sim.service_time("openai", 0)
+    report = info.value.report  # type: ignore[attr-defined]
+    assert [o.status for o in report] == ["done", "cancelled"]
+    assert report[0].files and report[0].files[0].is_file()
+    assert report.stopped["pending"] == ["later"] and report.stopped["cancelled"] == []
+    assert len(sim.requests("openai", stage="generate")) == 1  # the second never went out
+    assert budget.reserved == pytest.approx(0.0, abs=1e-12)
+    assert budget.spent == pytest.approx(report[0].cost_usd)
+    with Journal(journal) as j:
+        assert j.get("oa").state == "done" and j.get("later").state == "pending"  # type: ignore[union-attr]
