@@ -161,4 +161,4 @@ def test_inflating_keeps_memory_flat() -> None:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 8 << 20, f"{peak / 2**20:.1f} MiB"
+    assert peak < 32 << 20, f"{peak / 2**20:.1f} MiB"  # 64 MiB if held whole

@@ -16,6 +16,7 @@ connections (its download client and its providers).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -106,16 +107,17 @@ class Download(Step):
         return list(io._download_pool().map(one, self.images))
 
     async def arun(self, io: Any) -> list[Fetched | Exception]:
-        from .._download import afetch, fetch
+        from .._download import afetch, fetch, verify_executor
 
         async def one(raw: RawImage) -> Fetched | Exception:
             try:
                 if raw.data is not None or (raw.url or "").startswith("data:"):
-                    # Verifying decodes every pixel (milliseconds per image); Pillow releases
-                    # the GIL while it decodes, so off the loop it runs beside other jobs.
-                    return await asyncio.to_thread(
-                        fetch, raw, client=None, provider=self.provider,  # type: ignore[arg-type]
-                        timeout_s=self.timeout_s, max_bytes=self.max_bytes)
+                    # Verifying checks every pixel's data (milliseconds per image), mostly with
+                    # the GIL released: on the shared verify threads it runs beside other jobs.
+                    return await asyncio.get_running_loop().run_in_executor(
+                        verify_executor(), functools.partial(
+                            fetch, raw, client=None, provider=self.provider,  # type: ignore[arg-type]
+                            timeout_s=self.timeout_s, max_bytes=self.max_bytes))
                 return await afetch(raw, client=io._http.get(), provider=self.provider,
                                     timeout_s=self.timeout_s, max_bytes=self.max_bytes)
             except Exception as exc:  # noqa: BLE001
