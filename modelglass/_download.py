@@ -203,9 +203,9 @@ def verify_executor() -> Any:
 
     Checking an image is CPU work (milliseconds per megapixel) that mostly releases the GIL;
     off the event loop it overlaps other jobs' I/O. Few threads on purpose: each extra thread
-    fights the event loop for the GIL each time its C call returns (measured on 2 cores: one
-    thread 1.2-1.3x the raw client at concurrency 64, the default executor 2.0-2.1x). Recreated
-    after a fork (the parent's threads do not exist in the child).
+    fights the event loop for the GIL each time its C call returns (measured on 2 cores at
+    concurrency 64: one thread took 2.4-2.7 s for 512 jobs where the default executor's six
+    took 4.3 s). Recreated after a fork (the parent's threads do not exist in the child).
     """
     global _executor
     pool = _executor
@@ -218,16 +218,11 @@ def verify_executor() -> Any:
 
                 workers = max(1, min(8, (os.cpu_count() or 2) // 2))
                 pool = _executor = (pid, ThreadPoolExecutor(
-                    max_workers=workers, thread_name_prefix="modelglass-verify",
-                    initializer=_verify_thread_started))
+                    max_workers=workers, thread_name_prefix="modelglass-verify"))
     return pool[1]
 
 
 _executor_lock = threading.Lock()
-
-
-def _verify_thread_started() -> None:
-    _local.inflate_step = _INFLATE_STEP_THREAD
 
 
 # -- PNG: every pixel's data checked without building the image ---------------------------------------
@@ -237,15 +232,11 @@ _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pix
 _PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
           (0, 1, 1, 2))  # (x0, y0, dx, dy) of each interlace pass
-#: Bytes of scanlines inflated per zlib call. Small pieces reuse the same heap memory (bigger
-#: ones are fresh pages from the OS each time: measured 2-2.5 ms of page faults per 1024 x 1024
-#: image), so this is the default; memory stays bounded either way.
+#: Bytes of scanlines inflated per zlib call. Bigger pieces are fresh pages from the OS each
+#: time, depending on the allocator's state (measured: 2-2.5 ms of page faults per 1024 x 1024
+#: image, and an async batch 1.5-2x slower); these reuse the same heap memory. Memory stays
+#: bounded by it, whatever the image claims.
 _INFLATE_STEP = 256 << 10
-#: On the async verify threads: one zlib call for a 1024 x 1024 or 1536 x 1024 RGBA image. Each
-#: return from a zlib call must take the GIL back from a busy event loop, and those handoffs,
-#: not the page faults (which run beside the loop), are what slow a concurrent batch.
-_INFLATE_STEP_THREAD = 8 << 20
-_local = threading.local()
 
 
 def _check_png(data: bytes) -> str | None:
@@ -308,14 +299,13 @@ def _check_png(data: bytes) -> str | None:
             at += h * stride
     expected = at
     inflater = zlib.decompressobj()
-    step = getattr(_local, "inflate_step", _INFLATE_STEP)
     got = 0
     try:
         # one stream, so that zlib is called once per piece, not once per IDAT chunk
         stream = idat[0] if len(idat) == 1 else b"".join(idat)
         for part in (stream, b""):  # the empty tail drains what zlib still holds back
             while got < expected:
-                want = min(step, expected - got)
+                want = min(_INFLATE_STEP, expected - got)
                 out = inflater.decompress(part, want)
                 part = inflater.unconsumed_tail
                 for start, stop, stride in spans:

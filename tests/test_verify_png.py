@@ -176,8 +176,8 @@ def _rows_png(width: int, height: int, bad_row: int | None = None) -> bytes:
 
 @pytest.mark.parametrize("bad_row", [None, 0, 333, 1023])
 def test_pieces_and_verify_threads_see_every_scanline(bad_row: int | None) -> None:
-    """4 MiB of scanlines: 16 pieces on the caller's thread, one on the async verify threads;
-    a bad filter type in any row is found either way."""
+    """4 MiB of scanlines, inflated in 16 pieces, on the caller's thread and on the async
+    verify threads: a bad filter type in any row is found either way."""
     from modelglass._download import verify_executor
 
     data = _rows_png(1024, 1024, bad_row)
