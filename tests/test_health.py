@@ -275,3 +275,22 @@ def test_cooling_matches_the_rule_for_any_timeline(gaps: list[float], after: flo
                    and clock.now < times[i + failures - 1] + cooldown
                    for i in range(len(times) - failures + 1))
     assert (board.cooling("a@fal", "fal", rules) is not None) is expected
+
+
+def test_a_fallback_whose_provider_started_cooling_during_the_job_is_skipped(sim: Any) -> None:
+    from modelglass.providers.fal import FalProvider
+
+    sim.fail("fal", status=500, times=50)
+    with mg.Client(available=["fal"], max_retries=2, retry_backoff_s=0.01, deadline_s=20,
+                   providers={"fal": FalProvider(poll_interval_s=0.01,
+                                                 poll_retry_backoff_s=0.01)}) as client:
+        decision = client.route("a red bicycle", quality="thumbnail")
+        fal_offers = [c.key for c in decision.ranked]
+        assert len(fal_offers) >= 2  # there are fal fallbacks the job could have tried
+        with pytest.raises(ProviderError) as err:
+            client.generate("a red bicycle", quality="thumbnail")
+    # The first offer's three tries cooled fal down (3 failures in the window): the fal
+    # fallbacks ranked before that are skipped instead of sending more doomed requests.
+    tried = {a.offer_id for a in err.value.attempts}
+    assert tried == {fal_offers[0]} and len(err.value.attempts) == 3
+    assert len(sim.requests("fal", stage="submit")) == 3

@@ -151,6 +151,7 @@ class Job:
         self.try_errors: list[BaseException] = []  # every failed try's error, in order
         self.timings: dict[str, float] = {}
         self.runs: list[Run] = []
+        self.skipped: list[tuple[str, str]] = []  # fallbacks skipped: (offer key, why)
         self._inflight: _InFlight | None = None
 
     # -- the clock --------------------------------------------------------------------------------
@@ -193,8 +194,14 @@ class Job:
             raise
 
     def _offers(self) -> Generator[Step, Any, ImageResult]:
-        for key, call_of in self._candidates():
+        for i, (key, call_of) in enumerate(self._candidates()):
             run: Run | None = None
+            if i and (why := self._cooling(key)):
+                # The ranking was made before this job's failures: a fallback whose provider
+                # started cooling down since then is skipped, as a fresh route would skip it.
+                log.info("%s: skipped as a fallback: %s", key, why)
+                self.skipped.append((key, why))
+                continue
             try:
                 run = self._open(key, call_of)
                 yield from self._offer(run)
@@ -207,6 +214,16 @@ class Job:
                 return self._after_failure(run, run.failure)  # type: ignore[arg-type, return-value]
             return self._finish(run)
         raise self._fail(_outcome.final_error(self))
+
+    def _cooling(self, key: str) -> str | None:
+        """Why the health board says to skip ``key`` now (the decision's policy rules), or None."""
+        health = getattr(self.owner, "health", None)
+        rules = getattr(getattr(self.decision, "policy", None), "health", None)
+        if health is None or rules is None:
+            return None
+        provider = key.rpartition("@")[2]
+        reason: str | None = health.cooling(key, provider, rules)
+        return reason
 
     def _candidates(self) -> list[tuple[str, Callable[[], ProviderCall]]]:
         ranked: list[tuple[str, Callable[[], ProviderCall]]] = [
