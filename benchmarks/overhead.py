@@ -12,9 +12,11 @@ Within one ``simulate()`` run (loopback servers in this process, real official c
     ``images.generate`` + base64 decode; fal ``SyncClient.submit`` + ``handle.get()`` + an
     ``httpx`` GET of the image URL; Replicate ``models.predictions.create`` + ``wait()`` + GET.
     ``generate`` additionally routes, plans, checks the budget, runs the retry machinery,
-    verifies the bytes with Pillow, hashes them and records provenance. Service time 0, so the
-    ratio is the worst case: every microsecond of modelglass shows against a loopback round trip
-    (a real provider takes seconds). Target: ≤ 1.05×.
+    checks that every pixel's data is there (``_download.verify_bytes``; for a PNG every chunk's
+    CRC and the whole inflated image data), hashes them and records provenance. The raw side
+    checks nothing. Service time 0, so the ratio is the worst case: every microsecond of
+    modelglass shows against a loopback round trip (a real provider takes seconds). Target:
+    ≤ 1.05×.
 (b) **Throughput.** ``--jobs`` (default 1,000) jobs at concurrency 64 (``AsyncClient`` +
     ``asyncio.Semaphore``) against a 200 ms simulated service time (OpenAI simulator: one
     blocking POST per job, so no poll interval blurs the figure), versus the ideal wall time
