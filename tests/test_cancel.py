@@ -12,32 +12,22 @@ import asyncio
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
+import _sim_fixtures
 import pytest
 from test_client import PROMPT, make_client
 
 import modelglass as mg
 from modelglass.jobs import JobEvent
-from modelglass.testing import Simulator, simulate
+from modelglass.testing import Simulator
 
 SUBMIT = {"fal": "submit", "replicate": "create", "openai": "generate"}
 ESTIMATE = {"fal": 0.003, "replicate": 0.003}
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with simulate() as s:
-        yield s
-
-
-@pytest.fixture(autouse=True)
-def _fresh(sim: Simulator) -> Iterator[None]:
-    sim.reset()
-    yield
-    for p in ("openai", "fal", "replicate"):
-        sim.service_time(p, 0)  # type: ignore[arg-type]
+sim = _sim_fixtures.sim  # one simulator per module, reset before each test
+_fresh = _sim_fixtures.fresh
 
 
 def _wait_for_submit(sim: Simulator, provider: str, timeout: float = 10.0) -> None:

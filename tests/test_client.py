@@ -8,9 +8,9 @@ The simulators record every request that reached the wire, which is how "retried
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
+import _sim_fixtures
 import pytest
 
 import modelglass as mg
@@ -20,23 +20,13 @@ from modelglass.providers.fal import FalProvider
 from modelglass.providers.openai import OpenAIProvider
 from modelglass.providers.replicate import ReplicateProvider
 from modelglass.result import FateKind
-from modelglass.testing import Simulator, is_simulated, render_image, simulate
+from modelglass.testing import Simulator, is_simulated, render_image
 
 PROMPT = "a red bicycle against a brick wall"
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with simulate() as s:
-        yield s
-
-
-@pytest.fixture(autouse=True)
-def _fresh(sim: Simulator) -> Iterator[None]:
-    sim.reset()
-    yield
-    for p in ("openai", "fal", "replicate"):
-        sim.service_time(p, 0)  # type: ignore[arg-type]
+sim = _sim_fixtures.sim  # one simulator per module, reset before each test
+_fresh = _sim_fixtures.fresh
 
 
 def fast_providers() -> dict[str, Provider]:

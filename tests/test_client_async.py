@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
+import _sim_fixtures
 import pytest
 from test_client import PROMPT, make_client, submits
 
@@ -20,21 +20,10 @@ from modelglass.errors import OutcomeUnknown
 from modelglass.providers.base import ProviderOutput
 from modelglass.providers.fal import FalProvider
 from modelglass.result import FateKind
-from modelglass.testing import Simulator, is_simulated, simulate
+from modelglass.testing import Simulator, is_simulated
 
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with simulate() as s:
-        yield s
-
-
-@pytest.fixture(autouse=True)
-def _fresh(sim: Simulator) -> Iterator[None]:
-    sim.reset()
-    yield
-    for p in ("openai", "fal", "replicate"):
-        sim.service_time(p, 0)  # type: ignore[arg-type]
+sim = _sim_fixtures.sim  # one simulator per module, reset before each test
+_fresh = _sim_fixtures.fresh
 
 
 def run(coro_fn: Any, **client_kw: Any) -> Any:

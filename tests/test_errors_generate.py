@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pickle
 import time
-from collections.abc import Iterator
 from typing import Any
 
+import _sim_fixtures
 import pytest
 from test_client import PROMPT, _FailFromCall, make_client, submits
 
@@ -20,21 +20,10 @@ from modelglass.errors import AllAttemptsFailed, ProviderUnavailable
 from modelglass.providers.fal import FalProvider
 from modelglass.providers.replicate import ReplicateProvider
 from modelglass.result import Attempt, Missing
-from modelglass.testing import Simulator, simulate
+from modelglass.testing import Simulator
 
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with simulate() as s:
-        yield s
-
-
-@pytest.fixture(autouse=True)
-def _fresh(sim: Simulator) -> Iterator[None]:
-    sim.reset()
-    yield
-    for p in ("openai", "fal", "replicate"):
-        sim.service_time(p, 0)  # type: ignore[arg-type]
+sim = _sim_fixtures.sim  # one simulator per module, reset before each test
+_fresh = _sim_fixtures.fresh
 
 
 def test_a_pinned_429_raises_rate_limited_with_its_retry_after(sim: Simulator) -> None:
