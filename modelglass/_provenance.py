@@ -163,7 +163,7 @@ def _request_dpi(request: Any) -> int | None:
 def _full_metadata(image: GeneratedImage) -> dict[str, Any]:
     """``image.metadata`` completed with what the image itself knows, then scrubbed."""
     from . import __version__
-    from .testing import SIMULATED_MARKER
+    from ._simulated import SIMULATED_MARKER
 
     meta = dict(image.metadata)
     meta.setdefault("seed", image.seed)

@@ -354,7 +354,7 @@ class Job:
     def _download(self, run: Run, k: int, output: ProviderOutput) -> Generator[Step, Any, None]:
         """Fetch and verify the images of call ``k``; keep every one that arrived."""
         from .._download import has_c2pa
-        from ..testing._images import is_simulated
+        from .._simulated import is_simulated
 
         chunk = run.chunk_calls[k]
         attempt = next(a for a in reversed(self.attempts) if a.ok and a.chunk == k)

@@ -21,8 +21,7 @@ from typing import Any
 
 __all__ = ["SIMULATED_MARKER", "is_simulated", "mime_for", "normalize_format", "render_image"]
 
-SIMULATED_MARKER = "modelglass simulator — not a real generation"
-_MARKER_BYTES = SIMULATED_MARKER.encode("utf-8")
+from .._simulated import _MARKER_BYTES, SIMULATED_MARKER, is_simulated
 
 _FORMATS = {
     "png": ("PNG", "image/png"),
@@ -45,15 +44,6 @@ def normalize_format(fmt: str) -> str:
 def mime_for(fmt: str) -> str:
     """The MIME type served for ``fmt`` (``png`` -> ``image/png``)."""
     return _FORMATS[normalize_format(fmt)][1]
-
-
-def is_simulated(data: bytes) -> bool:
-    """True when ``data`` are image bytes made by a modelglass simulator.
-
-    >>> is_simulated(render_image("a cat", 1, 64, 64, "png"))
-    True
-    """
-    return _MARKER_BYTES in data
 
 
 class _ByteLRU:
