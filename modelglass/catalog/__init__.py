@@ -342,7 +342,9 @@ class Catalog:
         if not views:
             raise CatalogError(f"model {model_id!r} has no offer on provider {provider!r}; "
                                f"it is offered on {', '.join(v.provider for v in self.offers_for(model_id)) or 'no provider'}")
-        local = [v for v in views if v.provider == "local"] if provider is None else []
+        # Offers priced in GPU time run on this machine: priced only when asked for by provider.
+        local = ([v for v in views if v.offer.price.kind == PriceKind.gpu_seconds]
+                 if provider is None else [])
         views = [v for v in views if v not in local]
         ests = [v.estimate_cost(width, height, n, steps=steps, quality=quality, prompt=prompt)
                 for v in views]
