@@ -130,7 +130,9 @@ def test_a_trickling_host_ends_at_the_deadline(hostile, mode: str, where: str) -
     with pytest.raises(GenerationTimeout, match="took more than 1.5 s"):
         MODES[mode](base + "/a.jpg", timeout_s=1.5)
     elapsed = time.monotonic() - t0
-    assert 1.4 < elapsed < 2.0, elapsed
+    # Ends at the 1.5 s deadline, not when the trickle would (len(JPEG) x 0.1 s, minutes);
+    # the upper bound leaves room for a loaded CI machine.
+    assert 1.4 < elapsed < 3.5, elapsed
 
 
 # -- item 7: where a download may go ------------------------------------------------------------------
