@@ -47,9 +47,7 @@ from ._common import (
     Op,
     PerLoop,
     Sleep,
-    WireDefaults,
     adrive,
-    build_fields,
     connection_error,
     content_rejected,
     deadline_scope,
@@ -67,6 +65,7 @@ from ._common import (
     transport_reason,
     wrong_shape,
 )
+from ._fields import WireDefaults, build_fields
 from .base import Availability, Provider, ProviderOutput, RawImage
 
 if TYPE_CHECKING:

@@ -39,8 +39,6 @@ from ..errors import (
 from ._common import (
     Deadline,
     PerLoop,
-    WireDefaults,
-    build_fields,
     connection_error,
     content_rejected,
     decode_b64,
@@ -55,6 +53,7 @@ from ._common import (
     scrub,
     wrong_shape,
 )
+from ._fields import WireDefaults, build_fields
 from .base import Availability, Provider, ProviderOutput, RawImage
 
 if TYPE_CHECKING:
