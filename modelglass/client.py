@@ -193,7 +193,7 @@ class _BaseClient:
         return route(req, self.catalog, available=self._offer_available(assume),
                      providers=self._providers_for_planning(),
                      policy=Policy.coerce(policy, catalog=self.catalog) or self.policy,
-                     health=self.health, observed=DEFAULT_OBSERVED)
+                     health=self.health, observed=self._latency_source(DEFAULT_OBSERVED))
 
     def _providers_for_planning(self) -> dict[str, Provider]:
         return dict(self._providers)
@@ -252,6 +252,13 @@ class _BaseClient:
         for prov in self._providers.values():
             secrets.extend(os.environ.get(name) for name in prov.env_keys)
         return scrub(text, tuple(secrets))
+
+    def _latency_source(self, default: Any) -> Any:
+        """Where routing reads observed latency: this client's own store when it was given one,
+        none when observing is off for it (``observed=False``), else the process's default."""
+        if self.observed is None:
+            return default
+        return self.observed if hasattr(self.observed, "latency_p90") else None
 
     # -- hooks the job calls ----------------------------------------------------------------------
     def _attempt_ended(self, attempt: Attempt, exc: BaseException | None) -> None:

@@ -268,3 +268,21 @@ def test_clients_judge_latency_on_the_observed_store(tmp_path: Any,
     with pytest.raises(mg.NoEligibleModel):
         client.plan("a red bicycle", quality="hero",
                     policy=Policy({"limits": {"max_latency_p90_s": 30}}))
+
+
+def test_a_clients_own_observed_store_is_the_one_routing_reads(tmp_path: Any) -> None:
+    import modelglass as mg
+    from modelglass.catalog._observed import ObservedStore
+
+    own = ObservedStore(tmp_path / "own.db")
+    for s in (41.0, 44.0, 47.0):  # fast@fal is 4 s by the catalog, 40+ s in this store
+        own.record_result("fast@fal", latency_s=s)
+    policy = Policy({"limits": {"max_latency_p90_s": 30, "unknown_latency": "allow"}})
+    with mg.Client(catalog=LATENCY, available=["fal"], policy=policy, observed=own) as client:
+        d = client.route("a red bicycle", quality="hero")
+    fast = next(r for r in d.rejected if r.offer_key == "fast@fal")
+    assert fast.constraint == "latency" and fast.reason.startswith("observed p90 4")
+    # Observing off for a client: routing judges on the catalog's figures only.
+    with mg.Client(catalog=LATENCY, available=["fal"], policy=policy, observed=False) as client:
+        d = client.route("a red bicycle", quality="hero")
+    assert "fast" in [c.model for c in d.ranked]
