@@ -672,3 +672,30 @@ def content_rejected(provider: str, message: str, code: str | None) -> ContentRe
     message = message.rstrip().rstrip(".")
     return ContentRejected(f"{message}. Rephrase the prompt; modelglass does not retry refusals "
                            f"or fall back to another model for them.", provider=provider, code=code)
+
+
+def poll_backoff(err: BaseException, failures: int, base_s: float,
+                 deadline: Deadline) -> float | None:
+    """How long to wait before polling again after a failed poll: the provider's Retry-After,
+    else exponential from ``base_s`` (capped at 2 s). None when the wait would pass the deadline
+    (waiting would only run the job out)."""
+    wait = err.retry_after if isinstance(err, RateLimited) and err.retry_after else \
+        min(base_s * 2 ** (failures - 1), 2.0)
+    return None if wait >= deadline.remaining() else wait
+
+
+def ran_out(provider: str, brand: str, what: str, state: str, deadline: Deadline,
+            cancelled: bool, request_id: str, why: BaseException | None,
+            secrets: tuple[str | None, ...]) -> ProviderError:
+    """The error for a queued job given up at its deadline: a retryable timeout when the
+    provider confirmed the cancel, else :class:`OutcomeUnknown` (it may still run and bill)."""
+    because = f" ({why})" if why is not None else ""
+    if cancelled:
+        return GenerationTimeout(
+            f"{what} was still {state} when its {deadline.seconds:g} s ran out{because}; it "
+            f"was cancelled. Raise the job timeout, or pick a faster model.",
+            provider=provider, retryable=True)
+    return outcome_unknown(
+        provider, what, f"it was still {state} when its {deadline.seconds:g} s ran out"
+        f"{because}, and {brand} did not confirm the cancel, so it may still run", stage="poll",
+        request_id=request_id, secrets=secrets)

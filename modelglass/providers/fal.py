@@ -60,6 +60,8 @@ from ._common import (
     mime_for_format,
     never_sent,
     outcome_unknown,
+    poll_backoff,
+    ran_out,
     retryable,
     scrub,
     transport_reason,
@@ -292,27 +294,13 @@ class FalProvider(Provider):
 
     def _ran_out(self, what: str, state: str, deadline: Deadline, cancelled: bool,
                  request_id: str, why: BaseException | None = None) -> ProviderError:
-        """The error for a job given up at its deadline: say whether the cancel was confirmed."""
-        because = f" ({why})" if why is not None else ""
-        if cancelled:
-            return GenerationTimeout(
-                f"{what} was still {state} when its {deadline.seconds:g} s ran out{because}; it "
-                f"was cancelled. Raise the job timeout, or pick a faster model.",
-                provider=self.name, retryable=True)
-        return outcome_unknown(
-            self.name, what, f"it was still {state} when its {deadline.seconds:g} s ran out"
-            f"{because}, and fal did not confirm the cancel, so it may still run", stage="poll",
-            request_id=request_id, secrets=self._secrets())
+        """The error for a job given up at its deadline: whether the cancel was confirmed."""
+        return ran_out(self.name, "fal", what, state, deadline, cancelled, request_id, why,
+                       self._secrets())
 
     def _backoff(self, err: BaseException, failures: int, deadline: Deadline) -> float | None:
-        """How long to wait before polling again after a failed poll: the provider's
-        Retry-After, else exponential from ``poll_retry_backoff_s`` (capped at 2 s). None when
-        the wait would pass the deadline (waiting would only run the job out)."""
-        wait = err.retry_after if isinstance(err, RateLimited) and err.retry_after else \
-            min(self.poll_retry_backoff_s * 2 ** (failures - 1), 2.0)
-        if wait >= deadline.remaining():
-            return None
-        return wait
+        """The wait before polling again after a failed poll (see :func:`poll_backoff`)."""
+        return poll_backoff(err, failures, self.poll_retry_backoff_s, deadline)
 
     def _submit_error(self, exc: BaseException, app: str) -> ModelglassError:
         """A failed submit: retryable only when fal certainly did not queue it (an error reply,

@@ -37,7 +37,6 @@ from ..errors import (
     ModelglassError,
     ProviderError,
     ProviderUnavailable,
-    RateLimited,
 )
 from ._common import (
     Deadline,
@@ -58,6 +57,8 @@ from ._common import (
     mime_for_format,
     never_sent,
     outcome_unknown,
+    poll_backoff,
+    ran_out,
     retryable,
     scrub,
     transport_reason,
@@ -295,27 +296,15 @@ class ReplicateProvider(Provider):
             return False
         return True
 
-    def _ran_out(self, what: str, status: str, deadline: Deadline, cancelled: bool, pid: str,
-                 why: BaseException | None = None) -> ProviderError:
-        """The error for a prediction given up at its deadline: whether the cancel was confirmed."""
-        because = f" ({why})" if why is not None else ""
-        if cancelled:
-            return GenerationTimeout(
-                f"{what} was still {status} when its {deadline.seconds:g} s ran out{because}; it "
-                f"was cancelled. Raise the job timeout, or pick a faster model.",
-                provider=self.name, retryable=True)
-        return outcome_unknown(
-            self.name, what, f"it was still {status} when its {deadline.seconds:g} s ran out"
-            f"{because}, and Replicate did not confirm the cancel, so it may still run",
-            stage="poll", request_id=pid, secrets=self._secrets())
+    def _ran_out(self, what: str, status: str, deadline: Deadline, cancelled: bool,
+                 pid: str, why: BaseException | None = None) -> ProviderError:
+        """The error for a job given up at its deadline: whether the cancel was confirmed."""
+        return ran_out(self.name, "Replicate", what, status, deadline, cancelled, pid, why,
+                       self._secrets())
 
     def _backoff(self, err: BaseException, failures: int, deadline: Deadline) -> float | None:
-        """How long to wait before polling again after a failed poll: the provider's
-        Retry-After, else exponential from ``poll_retry_backoff_s`` (capped at 2 s). None when
-        the wait would pass the deadline."""
-        wait = err.retry_after if isinstance(err, RateLimited) and err.retry_after else \
-            min(self.poll_retry_backoff_s * 2 ** (failures - 1), 2.0)
-        return None if wait >= deadline.remaining() else wait
+        """The wait before polling again after a failed poll (see :func:`poll_backoff`)."""
+        return poll_backoff(err, failures, self.poll_retry_backoff_s, deadline)
 
     # -- lost creates -----------------------------------------------------------------------------
     @staticmethod
