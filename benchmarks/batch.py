@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import datetime as dt
 import os
 import platform
 import sys
@@ -49,6 +50,8 @@ TARGET_IDEAL = 1.15
 TARGET_RAW = 1.05
 TARGET_JOURNAL_MS = 2.0
 FIELDS = {"quality": "thumbnail", "model": "gpt-image-1-mini", "provider": "openai"}
+# The clock the clients judge lifecycles on: fixed, so the pinned model is routable on any date.
+TODAY = dt.date(2026, 11, 15)
 PROMPT = "a red bicycle against a brick wall"
 
 
@@ -60,7 +63,7 @@ def _client(aiohttp: bool) -> mg.AsyncClient:
     from modelglass.providers.openai import OpenAIProvider
 
     return mg.AsyncClient(providers={"openai": OpenAIProvider(aiohttp=aiohttp)},
-                          available=["openai"])
+                          available=["openai"], today=TODAY)
 
 
 async def batch_vs_raw(jobs: int, *, aiohttp: bool = False,

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import datetime as dt
 import json
 import os
 import platform
@@ -96,6 +97,8 @@ class Simulators:
         self.proc.stdin.close()
         self.proc.wait(timeout=10)
 
+# The clock the clients judge lifecycles on: fixed, so the pinned models are routable on any date.
+TODAY = dt.date(2026, 11, 15)
 # The request each provider serves in (a): pinned, seeded (the simulator caches the render).
 REQUESTS = {
     "openai": {"quality": "thumbnail", "model": "gpt-image-1-mini", "provider": "openai", "seed": 1},
@@ -148,7 +151,8 @@ def single_call(provider: str, calls: int) -> dict[str, Any]:
     # replicate's wait() every REPLICATE_POLL_INTERVAL), so the ratio measures modelglass.
     client = mg.Client(providers={
         "fal": FalProvider(poll_interval_s=POLL_S, max_poll_interval_s=POLL_S),
-        "replicate": ReplicateProvider(poll_interval_s=POLL_S, max_poll_interval_s=POLL_S)})
+        "replicate": ReplicateProvider(poll_interval_s=POLL_S, max_poll_interval_s=POLL_S)},
+        today=TODAY)
     fields = REQUESTS[provider]
     call = client.plan(PROMPT, **fields)
     raw = raw_caller(provider, call)
@@ -183,7 +187,8 @@ async def throughput(jobs: int, aiohttp: bool = False) -> dict[str, float]:
     fields = REQUESTS["openai"]
     sem = asyncio.Semaphore(CONCURRENCY)
 
-    async with mg.AsyncClient(providers={"openai": OpenAIProvider(aiohttp=aiohttp)}) as client:
+    async with mg.AsyncClient(providers={"openai": OpenAIProvider(aiohttp=aiohttp)},
+                              today=TODAY) as client:
         await client.generate(PROMPT, **fields)  # warm
 
         async def one() -> None:

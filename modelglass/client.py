@@ -16,6 +16,7 @@ cancellation, attempts, events and the result — is one pure state machine in
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import threading
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Self
 
+from ._clock import parse_date
 from .catalog import Catalog, OfferView
 from .errors import InvalidRequest, ProviderUnavailable
 from .jobs import _drive
@@ -62,7 +64,9 @@ class _BaseClient:
     is unknown (the provider may have billed it), try the next offer anyway (off by default:
     such a job is never paid for twice). ``observed``: where results and failures are recorded
     for ``catalog verify`` and latency limits (an ``ObservedStore``; False: nowhere; None: the
-    user's cache-dir store, off with ``MODELGLASS_OBSERVE=0``).
+    user's cache-dir store, off with ``MODELGLASS_OBSERVE=0``). ``today``: the date lifecycles
+    are judged on (a ``datetime.date`` or ``"YYYY-MM-DD"``; default ``$MODELGLASS_TODAY``, else
+    the system date).
     """
 
     def __init__(self, *, catalog: Catalog | None = None, local: Provider | None = None,
@@ -71,7 +75,8 @@ class _BaseClient:
                  timeout_s: float = 120.0, deadline_s: float = 600.0, max_retries: int = 3,
                  retry_after_cap_s: float = 30.0, retry_backoff_s: float = 0.5,
                  max_download_bytes: int = 64 << 20, policy: Any = None,
-                 allow_double_payment: bool = False, observed: Any = None) -> None:
+                 allow_double_payment: bool = False, observed: Any = None,
+                 today: Any = None) -> None:
         from ._options import check_client_options
 
         check_client_options(  # every argument typed and in range, or InvalidRequest naming it
@@ -102,6 +107,8 @@ class _BaseClient:
         # observed-store hook: an ObservedStore to record results and failures in, False for
         # none, None for the user's default store (off with MODELGLASS_OBSERVE=0)
         self.observed = observed
+        #: The date routing judges lifecycles on (None: ``$MODELGLASS_TODAY`` or the system date).
+        self.today: dt.date | None = None if today is None else parse_date(today, field="today")
         self._lock = threading.Lock()
         self._retry_policy: tuple[tuple[int, float, float], RetryPolicy] | None = None
 
@@ -193,7 +200,8 @@ class _BaseClient:
         return route(req, self.catalog, available=self._offer_available(assume),
                      providers=self._providers_for_planning(),
                      policy=Policy.coerce(policy, catalog=self.catalog) or self.policy,
-                     health=self.health, observed=self._latency_source(DEFAULT_OBSERVED))
+                     health=self.health, observed=self._latency_source(DEFAULT_OBSERVED),
+                     today=self.today)
 
     def _providers_for_planning(self) -> dict[str, Provider]:
         return dict(self._providers)

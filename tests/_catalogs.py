@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from modelglass.catalog import Catalog
-from modelglass.catalog._schema import Model, QualityAxis, Settings
+from modelglass.catalog._schema import Lifecycle, Model, QualityAxis, Settings
 
 AS_OF = dt.date(2026, 11, 1)
 
@@ -48,3 +48,13 @@ def catalog(models: dict[str, Model] | None = None) -> Catalog:
     settings = Settings(providers={"openai": "", "fal": "", "replicate": "", "local": ""},
                         sources={"T": "test"})
     return Catalog(settings, AXES, models or {"test-sd": model()})
+
+
+def active_forever(*model_ids: str, base: Catalog | None = None) -> Catalog:
+    """The shipped catalog (or ``base``) with ``model_ids`` active and no shutdown date, whatever
+    the date: for tests that need "some model of this provider", not a lifecycle."""
+    base = base or Catalog.default()
+    models = dict(base.models)
+    for mid in model_ids:
+        models[mid] = models[mid].model_copy(update={"lifecycle": Lifecycle()})
+    return Catalog(base.settings, base.quality_axes, models, base.sources)

@@ -16,6 +16,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ["MODELGLASS_OBSERVED_DB"] = os.path.join(
     __import__("tempfile").mkdtemp(prefix="modelglass-observed-"), "observed.sqlite")
 os.environ["MODELGLASS_OBSERVE"] = "0"
+# The clock: lifecycles and price staleness are judged on this date, never the wall date.
+# MODELGLASS_TEST_TODAY moves it (CI runs the suite a year ahead too); the default is fixed.
+os.environ["MODELGLASS_TODAY"] = os.environ.get("MODELGLASS_TEST_TODAY", "2026-12-06")
 # The developer's own catalog overlay (~/.config/modelglass/overlay.yaml) never reaches a test.
 os.environ["MODELGLASS_CATALOG_OVERLAY"] = ""
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import _clock
 from ..errors import CatalogError
 from ._price import CostEstimate, cost_from_usage, estimate_price
 from ._schema import (
@@ -133,7 +134,7 @@ class OfferView:
 
     def price_age_days(self, today: dt.date | None = None) -> int:
         """Days since this offer's price was checked (``as_of``), as of ``today`` (default: now)."""
-        return ((today or dt.date.today()) - self.offer.as_of).days
+        return (_clock.today(today) - self.offer.as_of).days
 
     @property
     def price_stale(self) -> bool:

@@ -17,6 +17,7 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import _clock
 from ._schema import AXES
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def write_html(catalog: Catalog, path: str | Path) -> Path:
 
 def render_html(catalog: Catalog, *, today: dt.date | None = None) -> str:
     """The whole page as one string."""
-    today = today or dt.date.today()
+    today = _clock.today(today)
     providers = catalog.providers
     parts = [_HEAD.replace("{{title}}", "modelglass catalog"),
              f"<h1>modelglass catalog</h1><p class=sub>{len(catalog.models)} models, "

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import _clock
 from ..errors import CatalogError
 
 if TYPE_CHECKING:
@@ -465,7 +466,7 @@ def sync(catalog: Catalog | None = None, *, providers: Iterable[str] | None = No
     if unknown:
         raise CatalogError(f"catalog sync knows fal, openai and replicate, not "
                            f"{', '.join(unknown)}")
-    report = SyncReport(as_of=today or dt.date.today())
+    report = SyncReport(as_of=_clock.today(today))
     patches: dict[str, dict[str, Any]] = {}
     checked: set[str] = set()
     for provider in wanted:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import _clock
 from ..errors import CatalogError, InvalidRequest, ModelglassError
 from ..request import ImageRequest
 from ._latency import LatencySource
@@ -240,7 +241,7 @@ def replay(jobs: Sequence[Job], policies: Sequence[tuple[str, Policy]], catalog:
     ``observed``: measured latencies that latency limits judge by (None: the catalog's figures).
     """
     names = list(available) if available is not None else hosted_providers(catalog)
-    today = today or dt.date.today()
+    today = _clock.today(today)
     baseline = policies[0][1]
     result = Replay(list(jobs), [PolicyReplay(name) for name, _ in policies])
     for (_, policy), pr in zip(policies, result.policies, strict=True):

@@ -40,6 +40,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .. import _clock
 from .._encoders import SHORTEST_WINDOW
 from ..catalog._schema import Status
 from ..errors import InvalidRequest
@@ -173,7 +174,8 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
 
     ``available``: the provider ids usable here, or a per-offer callable returning
     :class:`~modelglass.providers.base.Availability`; None counts every provider as available.
-    ``today`` decides which deprecated models have shut down (default: the system date).
+    ``today`` decides which deprecated models have shut down (default: ``$MODELGLASS_TODAY``,
+    else the system date; see :mod:`modelglass._clock`).
     ``providers``: provider instances whose cost estimates and payloads the plans should use.
     ``policy``: the routing rules (default: :meth:`Policy.default`, the shipped policy file).
     ``health``: a :class:`~._health.HealthBoard` whose cooling providers/offers are skipped
@@ -188,7 +190,7 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
     """
     policy = policy or Policy.default()
     policy.check(catalog)
-    today = today or dt.date.today()
+    today = _clock.today(today)
     providers = providers or {}
     quality = str(getattr(request.quality, "value", request.quality))
     axis = policy.quality_axis(quality, catalog)
