@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import subprocess
 import sys
@@ -27,8 +28,7 @@ def _sunset_catalog() -> mg.Catalog:
 
 
 def test_suite_pins_the_clock_in_conftest() -> None:
-    assert _clock.today() == dt.date.fromisoformat(
-        __import__("os").environ["MODELGLASS_TODAY"])
+    assert _clock.today() == dt.date.fromisoformat(os.environ["MODELGLASS_TODAY"])
 
 
 def test_env_pins_today_and_a_pinned_argument_wins(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,10 +101,10 @@ def test_cli_honours_the_env_clock(tmp_path: Path) -> None:
     day before and refused on the day, by MODELGLASS_TODAY alone."""
     def pinned(day: str) -> dict:
         out = subprocess.run(
-            [str(Path(sys.executable).parent / "modelglass"), "route", "a fox", "--quality", "thumbnail",
-             "--model", "gpt-image-1-mini", "--assume-available", "openai", "--json"],
-            capture_output=True, text=True, env={**__import__("os").environ,
-                                                 "MODELGLASS_TODAY": day}, timeout=120)
+            [str(Path(sys.executable).parent / "modelglass"), "route", "a fox", "--quality",
+             "thumbnail", "--model", "gpt-image-1-mini", "--assume-available", "openai", "--json"],
+            check=False, capture_output=True, text=True,
+            env={**os.environ, "MODELGLASS_TODAY": day}, timeout=120)
         return json.loads(out.stdout)
     assert pinned("2026-11-30")["choice"]["model"] == "gpt-image-1-mini"
     refused = pinned("2026-12-01")
