@@ -11,18 +11,19 @@ from test_catalog_load import TOY, edit, make_catalog
 from typer.testing import CliRunner
 
 import modelglass as mg
+from modelglass import _clock
 from modelglass.catalog import STALE_AFTER_DAYS, Catalog
 from modelglass.cli import app
 
-OLD = dt.date.today() - dt.timedelta(days=STALE_AFTER_DAYS + 30)
-NEW = dt.date.today() - dt.timedelta(days=3)
+OLD = _clock.today() - dt.timedelta(days=STALE_AFTER_DAYS + 30)
+NEW = _clock.today() - dt.timedelta(days=3)
 
 
 def _catalog(tmp_path: Path) -> Path:
     models = edit(TOY, "as_of: 2026-01-01", f"as_of: {OLD}")          # toy@fal: stale
     models = edit(models, "as_of: 2026-01-01", f"as_of: {NEW}")       # toy@fal-mp: fresh
     settings = (mg.catalog.default_catalog_dir() / "settings.yaml").read_text()
-    settings = re.sub(r"(?m)^as_of: \S+", f"as_of: {dt.date.today()}", settings)
+    settings = re.sub(r"(?m)^as_of: \S+", f"as_of: {_clock.today()}", settings)
     return make_catalog(tmp_path, models, settings=settings)
 
 
@@ -33,7 +34,7 @@ def test_price_age_and_staleness() -> None:
     assert view.price_age_days(as_of + dt.timedelta(days=10)) == 10
     assert not view.price_stale_on(as_of + dt.timedelta(days=STALE_AFTER_DAYS))
     assert view.price_stale_on(as_of + dt.timedelta(days=STALE_AFTER_DAYS + 1))
-    assert view.price_stale == view.price_stale_on(dt.date.today())
+    assert view.price_stale == view.price_stale_on(_clock.today())
 
 
 def test_explain_flags_a_stale_price(tmp_path: Path) -> None:
