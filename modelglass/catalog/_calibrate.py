@@ -36,8 +36,12 @@ import math
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ._schema import Evidence, Model
+
+if TYPE_CHECKING:
+    from ._scores import Scale
 
 __all__ = ["AxisCalibration", "Benchmark", "BenchmarkFit", "Contribution", "Posterior",
            "calibrate_axis"]
@@ -46,7 +50,7 @@ __all__ = ["AxisCalibration", "Benchmark", "BenchmarkFit", "Contribution", "Post
 ITERATIONS = 40
 #: Ridge prior on a benchmark's offset (0–10 units) and scale: its standard deviations.
 OFFSET_PRIOR_SD = 1.0
-SCALE_PRIOR_SD = 0.25
+SCALE_PRIOR_SD = 0.5
 #: Pseudo-observations behind a benchmark's stated noise when its spread is estimated.
 NOISE_PRIOR_WEIGHT = 4.0
 #: A fitted scale never drops below this (a benchmark that stops reading the latent is noise).
@@ -66,7 +70,7 @@ class Benchmark:
 
     label: str
     metrics: tuple[str, ...]
-    anchor: object  # a _scores.Scale; typed loosely to avoid an import cycle
+    anchor: Scale
     noise: float
     reference: bool = False
 
@@ -76,7 +80,7 @@ class Benchmark:
             return None
         raw = statistics.fmean(statistics.median(e.value for e in by_metric[m])
                                for m in self.metrics)
-        return raw, float(self.anchor(raw))  # type: ignore[operator]
+        return raw, self.anchor(raw)
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,8 @@ def _observations(models: Mapping[str, Model], cal: AxisCalibration,
 
 
 def _fit_benchmark(pairs: list[tuple[float, float]], prior: BenchmarkFit) -> BenchmarkFit:
-    """Ridge least squares of ``y = a + s·θ`` on (θ, y) pairs, shrunk to a = 0, s = 1."""
+    """Ridge least squares of ``y = a + s·θ`` on (θ, y) pairs, shrunk to a = 0, s = 1; the pairs
+    weigh by the benchmark's current noise estimate."""
     w = 1.0 / prior.noise ** 2
     la, ls = 1.0 / OFFSET_PRIOR_SD ** 2, 1.0 / SCALE_PRIOR_SD ** 2
     s00 = w * len(pairs) + la
@@ -165,8 +170,10 @@ def _noise(pairs: list[tuple[float, float]], fit: BenchmarkFit, stated: float) -
 
 def _posterior(rows: list[tuple[int, float, float, tuple[Evidence, ...]]],
                fits: list[BenchmarkFit], cal: AxisCalibration,
-               labels: tuple[str, ...]) -> Posterior:
-    precision = 1.0 / cal.prior_sd ** 2
+               labels: tuple[str, ...], *, prior: bool = True) -> Posterior:
+    """Precision-weighted latent from ``rows``; ``prior=False`` leaves out the axis prior (used
+    when fitting a benchmark, so the prior's pull towards 5 does not bend its scale)."""
+    precision = 1.0 / cal.prior_sd ** 2 if prior else 0.0
     total = cal.prior_mean * precision
     parts: list[Contribution] = []
     for i, raw, y, evidence in rows:
@@ -196,11 +203,12 @@ def calibrate_axis(models: Mapping[str, Model], cal: AxisCalibration,
         for i, bench in enumerate(cal.benchmarks):
             # Only models with another benchmark on this axis say anything about a_b and s_b:
             # their latent as the *other* benchmarks read it, against this benchmark's reading.
-            pairs = [(_posterior([r for r in rows if r[0] != i], fits, cal, labels).mean, y)
+            pairs = [(_posterior([r for r in rows if r[0] != i], fits, cal, labels,
+                                 prior=False).mean, y)
                      for rows in obs.values() if len(rows) > 1
                      for j, _, y, _ in rows if j == i]
-            stated = BenchmarkFit(0.0, 1.0, bench.noise, len(pairs))
-            fit = stated if bench.reference or not pairs else _fit_benchmark(pairs, stated)
+            current = BenchmarkFit(0.0, 1.0, fits[i].noise, len(pairs))
+            fit = current if bench.reference or not pairs else _fit_benchmark(pairs, current)
             fits[i] = BenchmarkFit(fit.offset, fit.scale,
                                    _noise(pairs, fit, bench.noise) if pairs else bench.noise,
                                    len(pairs))

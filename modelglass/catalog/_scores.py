@@ -187,8 +187,7 @@ CALIBRATIONS: dict[int, dict[str, AxisCalibration]] = {3: {
 }}
 
 FORMULAS[3] = {
-    axis: AxisFormula(tuple(Term(b.metrics, b.anchor) for b in cal.benchmarks  # type: ignore[misc]
-                            ), cal.text)
+    axis: AxisFormula(tuple(Term(b.metrics, b.anchor) for b in cal.benchmarks), cal.text)
     for axis, cal in CALIBRATIONS[3].items()
 }
 
@@ -223,6 +222,9 @@ def compute_scores(model: Model, formula_version: int) -> dict[str, Score]:
     except KeyError:
         raise CatalogError(f"unknown formula_version {formula_version}; known: "
                            f"{', '.join(map(str, FORMULAS))} (settings.yaml)") from None
+    if formula_version in CALIBRATIONS:
+        # A calibrated formula fits across models; alone, a model is calibrated against itself.
+        return compute_catalog_scores({"_": model}, formula_version)["_"]
 
     by_metric: dict[str, list[Evidence]] = {}
     for ev in model.evidence:
@@ -284,8 +286,6 @@ def compute_catalog_scores(models: dict[str, Model], formula_version: int
     of the catalog (so a benchmark's scale is learned from every model that reports it)."""
     if formula_version not in CALIBRATIONS:
         return {mid: compute_scores(m, formula_version) for mid, m in models.items()}
-    from . import Score
-
     cals = CALIBRATIONS[formula_version]
     by_metric = {mid: _by_metric(m) for mid, m in models.items()}
     out: dict[str, dict[str, Score]] = {mid: {} for mid in models}

@@ -103,14 +103,14 @@ def model_quality(scores: Mapping[str, Score], axis: QualityAxis, weights: Mappi
         if w <= 0:
             continue
         sc = scores.get(ax)
-        value = _counted(sc, policy)
+        counted = _counted(sc, policy)
         if sc is None or sc.value is None:
             unknown.append(ax)
-            if value is None:
+            if counted is None:
                 flat_unknown.append(ax)
-                value = axis.unknown_score
         elif sc.estimated:
             estimated.append(ax)
+        value = axis.unknown_score if counted is None else counted
         num += w * value
         den += w
     quality = num / den if den else 0.0
