@@ -100,9 +100,9 @@ def test_the_shipped_catalog_states_no_priors_so_no_score_is_hand_placed() -> No
 
 @pytest.mark.parametrize(("model_id", "expected"), [
     # Δ = Elo − FLUX.2 [max] in the same snapshot; median over snapshots; 10/(1+10^(−Δ/400)).
-    ("gpt-image-2", 8.0),        # LMArena 2026-04-19: 1512−1165 = 347; AA 2026-05-01: 1335−1201 = 134
+    # (gpt-image-2 and gemini-3.1-flash-image have GenEval/DPG rows since issue 14 (S91), so v2
+    # no longer falls back to their arena ratings.)
     ("gpt-image-1.5", 6.0),      # AA: 1272−1201 = 71
-    ("gemini-3.1-flash-image", 5.9),  # AA: 1261−1201 = 60
     ("gemini-3-pro-image", 5.2),      # AA: 1216−1201 = 15
     ("flux-2-max", 5.0),         # the anchor itself
 ])
