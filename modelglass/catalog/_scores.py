@@ -156,17 +156,23 @@ CALIBRATIONS: dict[int, dict[str, AxisCalibration]] = {3: {
         # OneIG-Bench EN alignment: anchors set so FLUX.1 [dev] (.786) and Qwen-Image (.882)
         # start where GenEval puts them (5.2, 9.4); the fit refines the scale.
         _b("OneIG-EN alignment", "oneig_alignment", lo=0.67, hi=0.90),
+        # PRISM-Bench overall alignment (GPT-4.1 judge): anchors set so FLUX.1 [dev] (72.4) and
+        # Qwen-Image (81.1) start near GenEval's 5.2 and 9.4; a VLM judge, so noise 0.7.
+        _b("PRISM-Bench alignment", "prism_align", lo=62, hi=82, noise=0.7),
         # Overall arena preference standing in for adherence: a weaker reading (noise 1.0).
         Benchmark("arena Elo vs anchor", ("arena_elo_vs_anchor",), _ELO, 1.0)),
         "calibrated (v3): latent on GenEval's scale 10·(g−0.40)/0.50; DPG 10·(d−60)/30, OneIG-EN "
-        "alignment 10·(x−0.67)/0.23 and arena 10/(1+10^(−Δ/400)) each with a fitted offset and "
-        "scale"),
+        "alignment 10·(x−0.67)/0.23, PRISM-Bench alignment 10·(x−62)/20 and arena "
+        "10/(1+10^(−Δ/400)) each with a fitted offset and scale"),
     "text_rendering": AxisCalibration((
         _b("LongText-Bench EN", "longtext_en", lo=0, hi=1, reference=True),
         _b("CVTG-2K word accuracy", "cvtg2k", lo=0, hi=1),
-        _b("OneIG-EN text", "oneig_text", lo=0, hi=1)),
-        "calibrated (v3): latent on 10·LongText-EN; CVTG-2K word accuracy and OneIG-EN text ×10 "
-        "each with a fitted offset and scale"),
+        _b("OneIG-EN text", "oneig_text", lo=0, hi=1),
+        # PRISM-Bench text-rendering alignment (GPT-4.1 judge, 0–100): a VLM's reading of the
+        # text, a weaker protocol than OCR accuracy (noise 1.0); the fit learns its scale.
+        _b("PRISM-Bench text", "prism_text", lo=10, hi=70, noise=1.0)),
+        "calibrated (v3): latent on 10·LongText-EN; CVTG-2K word accuracy and OneIG-EN text ×10, "
+        "PRISM-Bench text 10·(x−10)/60, each with a fitted offset and scale"),
     "photorealism": AxisCalibration((
         _b("HPSv2.1 photo", "hps_photo", lo=26, hi=36, reference=True),),
         "calibrated (v3): 10·(hps_photo−26)/10"),
