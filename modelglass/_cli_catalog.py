@@ -238,3 +238,24 @@ def compare_numbers(cat: Catalog, model_ids: Sequence[str], axis: str | None) ->
                                  "usd": _round(best[1].usd)} if best else None)
         rows.append(row)
     return {"axis": axis, "models": rows}
+
+
+# -- the rows behind a score (catalog show) --------------------------------------------------------
+def evidence_text(score: Any) -> str:
+    """The evidence column of ``catalog show``: per benchmark (formula v3) what it read and what
+    that implies ± its own SE, with the rows and their sources; plain rows for v1/v2."""
+    if score.contributions:
+        parts = []
+        for c in score.contributions:
+            rows = ", ".join(f"{e.metric}={e.value:g} [{e.source}]" for e in c.rows)
+            parts.append(f"{c.benchmark}: {rows} → {c.implied:.1f} ± {c.stderr:.1f}")
+        return "; ".join(parts)
+    ev = "; ".join(f"{e.metric}={e.value:g} [{e.source}]" for e in score.evidence)
+    return ev or score.reason or "no evidence"
+
+
+def contributions_json(score: Any) -> list[dict[str, Any]]:
+    """``catalog show --json``: each benchmark's reading of a calibrated (v3) score."""
+    return [{"benchmark": c.benchmark, "raw": c.raw, "anchored": round(c.anchored, 4),
+             "implied": round(c.implied, 4), "stderr": round(c.stderr, 4),
+             "rows": [e.model_dump() for e in c.rows]} for c in score.contributions]

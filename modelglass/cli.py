@@ -262,7 +262,7 @@ def catalog_sources(ids: list[str] | None = _source_ids,
 def catalog_show(model: str, json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """One model: the evidence behind each score (with what each source tag cites), controls,
     offers and prices."""
-    from ._cli_catalog import fmt_usd, sources_used
+    from ._cli_catalog import contributions_json, evidence_text, fmt_usd, sources_used
     from .catalog import AXES
 
     cat = _catalog(catalog)
@@ -282,7 +282,8 @@ def catalog_show(model: str, json_out: bool = JsonOpt, catalog: str | None = Cat
         "id": model, "name": m.name, "family": m.family, "architecture": m.architecture,
         "training": m.training, "licence": m.licence.model_dump(), "lifecycle": m.lifecycle.model_dump(mode="json"),
         "scores": {a: {"value": sc[a].value, "estimated": sc[a].estimated, "formula": sc[a].formula,
-                       "reason": sc[a].reason,
+                       "reason": sc[a].reason, "mean": sc[a].mean, "stderr": sc[a].stderr,
+                       "benchmarks": contributions_json(sc[a]),
                        "evidence": [e.model_dump() for e in sc[a].evidence]} for a in AXES},
         "controls": m.controls.model_dump(exclude_none=True, mode="json"),
         "geometry": m.geometry.model_dump(exclude_none=True), "offers": offers, "notes": m.notes,
@@ -307,8 +308,7 @@ def catalog_show(model: str, json_out: bool = JsonOpt, catalog: str | None = Cat
         t.add_column(col)
     for a in AXES:
         s = sc[a]
-        ev = "; ".join(f"{e.metric}={e.value:g} [{e.source}]" for e in s.evidence) or s.reason or "no evidence"
-        t.add_row(a, str(s), Text(ev), Text(s.formula))
+        t.add_row(a, s.with_uncertainty(), Text(evidence_text(s)), Text(s.formula))
     out.print(t)
     c = m.controls
     out.print(f"controls: negative prompt {c.negative_prompt or 'unknown'}; guidance "

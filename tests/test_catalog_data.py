@@ -102,9 +102,11 @@ def test_unknown_prices_stay_unknown(cat: Catalog) -> None:
 
 def test_settings_values(cat: Catalog) -> None:
     s = cat.settings
-    assert (s.formula_version, s.gpu_hour_usd, s.as_of) == (2, 2.0, dt.date(2026, 11, 29))
+    assert (s.formula_version, s.gpu_hour_usd, s.as_of) == (3, 2.0, dt.date(2026, 11, 29))
     assert set(s.providers) == {"openai", "fal", "replicate", "local"}
-    assert {f"S{i:02d}" for i in range(1, 89)} | {"I7"} <= set(s.sources)
+    # S44–S47 and S68 did not resolve to a title, URL and date and were dropped (issue 14).
+    kept = {f"S{i:02d}" for i in range(1, 91)} - {"S44", "S45", "S46", "S47", "S68"}
+    assert kept | {"I7"} <= set(s.sources)
     for i in range(69, 89):   # the 2026-11-29 sources say when they were checked
         assert "2026-11-29" in s.sources[f"S{i}"], i
 

@@ -196,7 +196,7 @@ def test_unknown_source_id_is_refused(tmp_path: Path) -> None:
 def test_unknown_evidence_metric_suggests_the_right_one(tmp_path: Path) -> None:
     models = edit(TOY, "    licence: {id: mit}\n",
                   "    licence: {id: mit}\n    evidence:\n"
-                  "      - {metric: genevel, value: 0.5, source: S45}\n")
+                  "      - {metric: genevel, value: 0.5, source: S43}\n")
     root = make_catalog(tmp_path, models)
     assert problems_of(root) == [
         f"{root}/models/toy.yaml:7: models.toy.evidence[0].metric: unknown metric 'genevel'; "

@@ -75,6 +75,11 @@ class Score:
 
     ``value`` is None when there is no evidence and no stated prior. ``estimated`` is True when
     the value is a prior (a stated estimate), not computed from evidence.
+
+    Formula v3 (calibrated) adds ``mean`` (the posterior mean, unrounded; for an unknown score the
+    axis prior's mean), ``stderr`` (its standard error; for an unknown score the prior's spread)
+    and ``contributions`` (each benchmark's reading: raw value, what it implies, its own SE).
+    Earlier formulas leave ``stderr`` None.
     """
 
     axis: str
@@ -84,10 +89,28 @@ class Score:
     formula: str = ""
     formula_version: int = 1
     reason: str = ""
+    mean: float | None = None
+    stderr: float | None = None
+    contributions: tuple[Any, ...] = ()
 
     @property
     def known(self) -> bool:
         return self.value is not None
+
+    def lower(self, k: float) -> float | None:
+        """``mean − k·stderr`` clipped to 0–10 (the value itself when there is no stderr);
+        None when nothing is known and no prior is stated."""
+        if self.stderr is None or self.mean is None:
+            return self.value
+        return min(10.0, max(0.0, self.mean - k * self.stderr))
+
+    def with_uncertainty(self) -> str:
+        """``8.3 ± 0.6``; ``unknown (prior 5.0 ± 3.0)``; plain ``str()`` without a stderr."""
+        if self.stderr is None:
+            return str(self)
+        if self.value is None:
+            return f"unknown (prior {self.mean:.1f} ± {self.stderr:.1f})"
+        return f"{self.value:.1f} ± {self.stderr:.1f}"
 
     def __str__(self) -> str:
         if self.value is None:
@@ -219,7 +242,7 @@ class Catalog:
                  models: dict[str, Model], sources: list[str] | None = None, *,
                  overlay: OverlayReport | None = None) -> None:
         from ._overlay import OverlayReport
-        from ._scores import compute_scores
+        from ._scores import compute_catalog_scores
 
         self.settings = settings
         self.quality_axes = quality_axes
@@ -227,7 +250,7 @@ class Catalog:
         self.sources = sources or []
         #: What the overlays changed (``catalog diff``): changes, disabled offers, seen endpoints.
         self.overlay: OverlayReport = overlay or OverlayReport()
-        self._scores = {mid: compute_scores(m, settings.formula_version) for mid, m in models.items()}
+        self._scores = compute_catalog_scores(models, settings.formula_version)
         self._views: dict[str, OfferView] = {}
         #: Offers an overlay disabled: known (``catalog show``), never routed.
         self.disabled: dict[str, OfferView] = {}

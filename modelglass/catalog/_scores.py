@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ..errors import CatalogError
+from ._calibrate import AxisCalibration, Benchmark, calibrate_axis
 from ._schema import AXES, Evidence, Model
 
 if TYPE_CHECKING:
     from . import Score
 
-__all__ = ["FORMULAS", "KNOWN_METRICS", "compute_scores"]
+__all__ = ["CALIBRATIONS", "FORMULAS", "KNOWN_METRICS", "compute_catalog_scores", "compute_scores"]
 
 
 @dataclass(frozen=True)
@@ -135,10 +136,71 @@ FORMULAS[2] = {
         "cheapest provider; local GPU time is not used)"),
 }
 
+# Formula v3 (2026-12-06, issue 14): calibrated. Per axis, one latent score per model fitted from
+# all its benchmarks, each benchmark with its own offset and scale learned from the models it
+# shares with the others (modelglass/catalog/_calibrate.py; docs/scores.md has a worked example).
+# The anchors below are the starting point of each benchmark's scale (v2's where v2 had one); the
+# reference benchmark of an axis keeps them and so fixes what a score means.
+_ELO = Scale("elo", 400, 400)
+
+
+def _b(label: str, *metrics: str, kind: Literal["linear", "log", "log_inverse", "elo"] = "linear",
+       lo: float, hi: float, noise: float = 0.5, reference: bool = False) -> Benchmark:
+    return Benchmark(label, metrics, Scale(kind, lo, hi), noise, reference)
+
+
+CALIBRATIONS: dict[int, dict[str, AxisCalibration]] = {3: {
+    "prompt_adherence": AxisCalibration((
+        _b("GenEval", "geneval", lo=0.40, hi=0.90, reference=True),
+        _b("DPG-Bench", "dpg", lo=60, hi=90),
+        # OneIG-Bench EN alignment: anchors set so FLUX.1 [dev] (.786) and Qwen-Image (.882)
+        # start where GenEval puts them (5.2, 9.4); the fit refines the scale.
+        _b("OneIG-EN alignment", "oneig_alignment", lo=0.67, hi=0.90),
+        # PRISM-Bench overall alignment (GPT-4.1 judge): anchors set so FLUX.1 [dev] (72.4) and
+        # Qwen-Image (81.1) start near GenEval's 5.2 and 9.4; a VLM judge, so noise 0.7.
+        _b("PRISM-Bench alignment", "prism_align", lo=62, hi=82, noise=0.7),
+        # Overall arena preference standing in for adherence: a weaker reading (noise 1.0).
+        Benchmark("arena Elo vs anchor", ("arena_elo_vs_anchor",), _ELO, 1.0)),
+        "calibrated (v3): latent on GenEval's scale 10·(g−0.40)/0.50; DPG 10·(d−60)/30, OneIG-EN "
+        "alignment 10·(x−0.67)/0.23, PRISM-Bench alignment 10·(x−62)/20 and arena "
+        "10/(1+10^(−Δ/400)) each with a fitted offset and scale"),
+    "text_rendering": AxisCalibration((
+        _b("LongText-Bench EN", "longtext_en", lo=0, hi=1, reference=True),
+        _b("CVTG-2K word accuracy", "cvtg2k", lo=0, hi=1),
+        _b("OneIG-EN text", "oneig_text", lo=0, hi=1),
+        # PRISM-Bench text-rendering alignment (GPT-4.1 judge, 0–100): a VLM's reading of the
+        # text, a weaker protocol than OCR accuracy (noise 1.0); the fit learns its scale.
+        _b("PRISM-Bench text", "prism_text", lo=10, hi=70, noise=1.0)),
+        "calibrated (v3): latent on 10·LongText-EN; CVTG-2K word accuracy and OneIG-EN text ×10, "
+        "PRISM-Bench text 10·(x−10)/60, each with a fitted offset and scale"),
+    "photorealism": AxisCalibration((
+        _b("HPSv2.1 photo", "hps_photo", lo=26, hi=36, reference=True),),
+        "calibrated (v3): 10·(hps_photo−26)/10"),
+    "style_range": AxisCalibration((
+        _b("HPSv2.1 worst style", "hps_min_style", lo=26, hi=36, reference=True),),
+        "calibrated (v3): 10·(hps_min_style−26)/10"),
+    "composition": AxisCalibration((
+        _b("GenEval position+attribute", "geneval_position", "geneval_color_attr", lo=0, hi=0.85,
+           reference=True),),
+        "calibrated (v3): 10·((geneval_position + geneval_color_attr)/2)/0.85"),
+    "speed": AxisCalibration((
+        _b("hosted latency", "latency_s", kind="log_inverse", lo=0.5, hi=60, reference=True),),
+        "calibrated (v3): 10·ln(60/latency_s)/ln(120) (hosted s per 1024² image)"),
+    "resolution": AxisCalibration((
+        _b("max megapixels", "max_megapixels", kind="log", lo=0.25, hi=16, noise=0.2,
+           reference=True),),
+        "calibrated (v3): 10·log2(max_megapixels/0.25)/6"),
+}}
+
+FORMULAS[3] = {
+    axis: AxisFormula(tuple(Term(b.metrics, b.anchor) for b in cal.benchmarks), cal.text)
+    for axis, cal in CALIBRATIONS[3].items()
+}
+
 # Metrics the catalog may record without any formula reading them yet (kept as evidence).
 INFORMATIONAL_METRICS = frozenset({
     "longtext_zh", "tiif_short", "tiif_long", "hps_avg", "elo", "latency_p95_s",
-    "latency_local_a100_s",
+    "latency_local_a100_s", "oneig_zh_alignment", "oneig_zh_text",
 })
 
 KNOWN_METRICS = frozenset(
@@ -166,6 +228,9 @@ def compute_scores(model: Model, formula_version: int) -> dict[str, Score]:
     except KeyError:
         raise CatalogError(f"unknown formula_version {formula_version}; known: "
                            f"{', '.join(map(str, FORMULAS))} (settings.yaml)") from None
+    if formula_version in CALIBRATIONS:
+        # A calibrated formula fits across models; alone, a model is calibrated against itself.
+        return compute_catalog_scores({"_": model}, formula_version)["_"]
 
     by_metric: dict[str, list[Evidence]] = {}
     for ev in model.evidence:
@@ -205,3 +270,64 @@ def compute_scores(model: Model, formula_version: int) -> dict[str, Score]:
             scores[axis] = Score(axis, None, False, (), formula.text, formula_version,
                                  "no evidence and no stated prior")
     return scores
+
+
+def _by_metric(model: Model) -> dict[str, list[Evidence]]:
+    """A model's evidence by metric, plus the geometry's largest size when none is recorded."""
+    by_metric: dict[str, list[Evidence]] = {}
+    for ev in model.evidence:
+        by_metric.setdefault(ev.metric, []).append(ev)
+    if "max_megapixels" not in by_metric:
+        mp = model.geometry.max_mp()
+        if mp is not None:
+            by_metric["max_megapixels"] = [Evidence(
+                metric="max_megapixels", value=round(mp, 6), source="geometry", confidence="E",
+                note="largest output size in the model's catalog geometry")]
+    return by_metric
+
+
+def compute_catalog_scores(models: dict[str, Model], formula_version: int
+                           ) -> dict[str, dict[str, Score]]:
+    """Every model's seven scores. v1/v2 score each model alone; v3 fits each axis over all models
+    of the catalog (so a benchmark's scale is learned from every model that reports it)."""
+    if formula_version not in CALIBRATIONS:
+        return {mid: compute_scores(m, formula_version) for mid, m in models.items()}
+    cals = CALIBRATIONS[formula_version]
+    by_metric = {mid: _by_metric(m) for mid, m in models.items()}
+    out: dict[str, dict[str, Score]] = {mid: {} for mid in models}
+    for axis in AXES:
+        cal = cals[axis]
+        posts, _ = calibrate_axis(models, cal, by_metric)
+        for mid, post in posts.items():
+            out[mid][axis] = _v3_score(models[mid], axis, cal, post, formula_version)
+    return out
+
+
+def calibration_fits(models: dict[str, Model], formula_version: int, axis: str
+                     ) -> list[tuple[str, float, float, float, int]]:
+    """What v3 learned per benchmark on ``axis``: (label, offset, scale, noise, shared models)."""
+    cal = CALIBRATIONS[formula_version][axis]
+    by_metric = {mid: _by_metric(m) for mid, m in models.items()}
+    _, fits = calibrate_axis(models, cal, by_metric)
+    return [(b.label, f.offset, f.scale, f.noise, f.shared) for b, f in zip(cal.benchmarks, fits)]
+
+
+def _v3_score(model: Model, axis: str, cal: AxisCalibration, post: object,
+              version: int) -> Score:
+    from . import Score
+    from ._calibrate import Posterior
+
+    assert isinstance(post, Posterior)
+    if post.known:
+        used = tuple(e for c in post.contributions for e in c.rows)
+        names = ", ".join(c.benchmark for c in post.contributions)
+        return Score(axis, _round(post.mean), False, used, cal.text, version,
+                     f"calibrated from {names} ({len(used)} row{'s' if len(used) != 1 else ''})",
+                     mean=post.mean, stderr=post.stderr, contributions=post.contributions)
+    if axis in model.priors:
+        prior = model.priors[axis]  # type: ignore[index]
+        return Score(axis, _round(prior.value), True, (), cal.text, version,
+                     f"estimated: {prior.reason}", mean=prior.value)
+    return Score(axis, None, False, (), cal.text, version,
+                 f"no evidence: prior {post.mean:.1f} ± {post.stderr:.1f}",
+                 mean=post.mean, stderr=post.stderr)

@@ -282,8 +282,10 @@ class RoutingDecision:
         flagged = [row for row in self._rows[:1 + runners_up] if row.flags]
         if flagged:
             lines.append("")
+            k = getattr(getattr(self.policy, "scoring", None), "uncertainty_penalty", 1.0)
             lines.append("Flags: scores marked estimated are stated priors, not measurements; "
-                         f"unknown scores count as {ax.unknown_score:g}.")
+                         f"calibrated scores count as mean − {k:g}×SE (an unknown one: its "
+                         f"prior's; with no prior, {ax.unknown_score:g}).")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:

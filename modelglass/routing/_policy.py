@@ -158,6 +158,8 @@ class ScoringRules(_Strict):
     dropped_penalty: float | None = None
     deprecated_penalty: float | None = None
     unknown_cost_score: float | None = Field(default=None, ge=0, le=1)
+    uncertainty_penalty: float | None = Field(default=None, ge=0, le=5)
+    uncertain_stderr: float | None = Field(default=None, gt=0)
 
 
 class PolicyFile(_Strict):

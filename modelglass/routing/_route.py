@@ -654,8 +654,14 @@ def _score(f: _Facts, call: ProviderCall, mq: ModelQuality, ctx: _Context, negat
         flags.append(f"below the {quality} minimums ({below}); kept because the model was pinned")
     if mq.estimated_axes:
         flags.append("estimated: " + ", ".join(mq.estimated_axes))
-    if mq.unknown_axes:
-        flags.append(f"unknown (counted as {axis.unknown_score:g}): " + ", ".join(mq.unknown_axes))
+    if mq.flat_unknown_axes:
+        flags.append(f"unknown (counted as {axis.unknown_score:g}): "
+                     + ", ".join(mq.flat_unknown_axes))
+    prior_only = [a for a in mq.unknown_axes if a not in mq.flat_unknown_axes]
+    if prior_only:
+        flags.append("unknown (no evidence, counted as prior − SE): " + ", ".join(prior_only))
+    if mq.uncertain_axes:
+        flags.append("uncertain: " + ", ".join(mq.uncertain_axes))
     if per is None:
         flags.append("price unknown")
     elif est.approximate:

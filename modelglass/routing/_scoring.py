@@ -49,6 +49,12 @@ class Scoring:
     deprecated_penalty: float = 0.02
     #: Cost score of an offer whose price is unknown.
     unknown_cost_score: float = 0.0
+    #: Calibrated scores (formula v3) count as ``mean − uncertainty_penalty × stderr`` in the
+    #: weighted quality; an unknown one as its prior's mean minus the same multiple of the prior's
+    #: spread. 0 ranks on the posterior mean alone. Hard minimums judge the score itself.
+    uncertainty_penalty: float = 1.0
+    #: A score whose standard error is at least this is called uncertain in the explanation.
+    uncertain_stderr: float = 1.0
 
 
 def signal_weights(axis: QualityAxis, signals: Signals, policy: Scoring) -> dict[str, float]:
@@ -78,6 +84,10 @@ class ModelQuality:
     estimated_axes: tuple[str, ...]
     adjustment: float
     notes: tuple[str, ...]
+    #: Unknown axes with no prior either, counted as the quality axis's flat ``unknown_score``.
+    flat_unknown_axes: tuple[str, ...] = ()
+    #: Known axes whose standard error is at least the policy's ``uncertain_stderr``.
+    uncertain_axes: tuple[str, ...] = ()
 
 
 def model_quality(scores: Mapping[str, Score], axis: QualityAxis, weights: Mapping[str, float],
@@ -88,22 +98,23 @@ def model_quality(scores: Mapping[str, Score], axis: QualityAxis, weights: Mappi
     unknown: list[str] = []
     estimated: list[str] = []
     parts: list[str] = []
+    flat_unknown: list[str] = []
     for ax, w in weights.items():
         if w <= 0:
             continue
         sc = scores.get(ax)
-        value = sc.value if sc is not None else None
-        if value is None:
+        counted = _counted(sc, policy)
+        if sc is None or sc.value is None:
             unknown.append(ax)
-            value = axis.unknown_score
-        elif sc is not None and sc.estimated:
+            if counted is None:
+                flat_unknown.append(ax)
+        elif sc.estimated:
             estimated.append(ax)
+        value = axis.unknown_score if counted is None else counted
         num += w * value
         den += w
     quality = num / den if den else 0.0
-    if unknown:
-        parts.append(f"unknown score{'s' if len(unknown) > 1 else ''} counted as "
-                     f"{axis.unknown_score:g}: {', '.join(unknown)}")
+    parts.extend(_uncertainty_notes(scores, weights, unknown, flat_unknown, axis, policy))
 
     failures: list[str] = []
     for ax, minimum in axis.minimums.items():
@@ -131,7 +142,52 @@ def model_quality(scores: Mapping[str, Score], axis: QualityAxis, weights: Mappi
                          f"text (−{policy.text_penalty:g})")
     return ModelQuality(quality=quality, failed_minimums="; ".join(failures),
                         unknown_axes=tuple(unknown), estimated_axes=tuple(dict.fromkeys(estimated)),
-                        adjustment=adjustment, notes=tuple(parts))
+                        adjustment=adjustment, notes=tuple(parts),
+                        flat_unknown_axes=tuple(flat_unknown),
+                        uncertain_axes=_uncertain(scores, weights, policy))
+
+
+def _counted(sc: Score | None, policy: Scoring) -> float | None:
+    """What a score counts as in the weighted quality: ``mean − k·stderr`` when it has a standard
+    error (formula v3, known or prior), the value otherwise; None for unknown without a prior."""
+    if sc is None:
+        return None
+    return sc.lower(policy.uncertainty_penalty)
+
+
+def _uncertain(scores: Mapping[str, Score], weights: Mapping[str, float],
+               policy: Scoring) -> tuple[str, ...]:
+    """Weighted axes with a known score whose standard error reaches ``uncertain_stderr``."""
+    out = []
+    for ax, w in weights.items():
+        sc = scores.get(ax)
+        if w > 0 and sc is not None and sc.value is not None and sc.stderr is not None \
+                and sc.stderr >= policy.uncertain_stderr:
+            out.append(ax)
+    return tuple(out)
+
+
+def _uncertainty_notes(scores: Mapping[str, Score], weights: Mapping[str, float],
+                       unknown: list[str], flat_unknown: list[str], axis: QualityAxis,
+                       policy: Scoring) -> list[str]:
+    """The explanation lines: unknown scores and what they counted as; uncertain known ones."""
+    parts: list[str] = []
+    if flat_unknown:
+        parts.append(f"unknown score{'s' if len(flat_unknown) > 1 else ''} counted as "
+                     f"{axis.unknown_score:g}: {', '.join(flat_unknown)}")
+    k = policy.uncertainty_penalty
+    priors = [ax for ax in unknown if ax not in flat_unknown]
+    if priors:
+        shown = ", ".join(f"{ax} (prior {scores[ax].mean:.1f} ± {scores[ax].stderr:.1f}) → "
+                          f"{scores[ax].lower(k):.1f}" for ax in priors)
+        parts.append(f"unknown, no evidence; counted as prior mean − {k:g}×SE: {shown}")
+    uncertain = _uncertain(scores, weights, policy)
+    if uncertain:
+        shown = ", ".join(f"{ax} {scores[ax].with_uncertainty()} → {scores[ax].lower(k):.1f}"
+                          for ax in uncertain)
+        parts.append(f"uncertain (SE ≥ {policy.uncertain_stderr:g}), counted as mean − "
+                     f"{k:g}×SE: {shown}")
+    return parts
 
 
 def cost_score(per_image_usd: float | None, reference_usd: float, policy: Scoring) -> float:
