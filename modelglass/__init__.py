@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .catalog import Catalog, CostEstimate, OfferView, Score
+from .checks import CheckResult, Checker
 from .errors import (
     AllAttemptsFailed,
     BudgetExceeded,
@@ -50,6 +51,8 @@ __all__ = [
     "BudgetExceeded",
     "Catalog",
     "CatalogError",
+    "CheckResult",
+    "Checker",
     "Client",
     "ContentRejected",
     "CostEstimate",

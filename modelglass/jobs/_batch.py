@@ -105,6 +105,7 @@ class JobOutcome:
         if self.entry is not None and self.result is None:
             return {**self.entry, "status": self.status}
         r = self.result
+        checks = {"checks": [c.to_dict() for c in r.checks]} if r is not None and r.checks else {}
         return {
             "id": self.id, "status": self.status,
             "model": r.model if r else None, "provider": r.provider if r else None,
@@ -118,6 +119,7 @@ class JobOutcome:
             "simulated": r.simulated if r else False,
             "resumed": self.resumed,
             "error": _error_dict(self.error),
+            **checks,  # outcome checks, when the job ran any (in the journal's entry too)
         }
 
 
