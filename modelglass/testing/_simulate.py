@@ -252,9 +252,12 @@ class Simulator:
         return self._states[_check(provider)].billed
 
     def reset(self, provider: Provider | None = None) -> None:
-        """Forget recorded requests and scripted faults (of one provider, or all)."""
+        """Forget recorded requests and scripted faults (of one provider, or all; all also
+        forgets the scripted text accuracies)."""
         for p in PROVIDERS if provider is None else (_check(provider),):
             self._states[p].reset()
+        if provider is None:
+            self._text_accuracy.clear()
 
     def service_time(self, provider: Provider, seconds: float | None = None) -> float:
         """Get, or set with ``seconds``, how long one generation takes on ``provider``.
