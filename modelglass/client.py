@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     import httpx
 
     from .budget import Budget
-    from .checks import CheckResult, Checker
+    from .checks import Checker, CheckResult
     from .jobs._batch import BatchReport, JobOutcome
     from .jobs._events import EventSink, Resume
     from .jobs._retry import RetryPolicy

@@ -14,6 +14,7 @@ from modelglass.checks import (
     BlankCheck,
     SameBytesCheck,
     TextCheck,
+    _ocr,
     builtin_checks,
     checking_of,
     expected_text,
@@ -21,7 +22,6 @@ from modelglass.checks import (
     quoted_text,
     run_checks,
 )
-from modelglass.checks import _ocr
 from modelglass.checks._text import edit_distance, text_metrics, words
 from modelglass.result import GeneratedImage
 from modelglass.testing import is_simulated, render_image

@@ -18,7 +18,7 @@ returning a :class:`CheckResult` (:class:`Checker`); pass it as ``check=[judge]`
 built-ins, ``check=["text", judge]``. Importing this package loads no OCR.
 """
 
-from ._base import VERDICTS, CheckResult, Checker, Verdict
+from ._base import VERDICTS, Checker, CheckResult, Verdict
 from ._cheap import BlankCheck, SameBytesCheck
 from ._run import BUILTIN, ON_FAIL, Checking, builtin_checks, checking_of, passed, run_checks
 from ._text import MIN_CONFIDENCE, TextCheck, expected_text, prompt_class, quoted_text

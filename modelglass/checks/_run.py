@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import InvalidRequest
-from ._base import CheckResult, Checker
+from ._base import Checker, CheckResult
 from ._cheap import BlankCheck, SameBytesCheck
 from ._text import TextCheck
 

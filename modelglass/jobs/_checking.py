@@ -58,7 +58,7 @@ def deliver(job: Job, run: Run, index: int) -> Generator[Step, Any, ImageResult]
         try:
             new = job._open(key, call_of)
             yield from job._offer(new)
-        except Exception as exc:  # noqa: BLE001 - sorted below: bugs go on, provider errors stop retrying
+        except Exception as exc:
             job._close_budget(new)
             if not isinstance(exc, ModelglassError):
                 job._settle_all()

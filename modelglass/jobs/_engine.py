@@ -51,8 +51,8 @@ from ._steps import Call, Download, Step, Wait, Wire
 
 if TYPE_CHECKING:
     from .._download import Fetched
-    from ..checks import Checking
     from ..budget import Budget, Reservation
+    from ..checks import Checking
     from ..plan import ProviderCall
     from ..providers.base import Provider, ProviderOutput
     from ..request import ImageRequest

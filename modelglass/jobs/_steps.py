@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .._download import Fetched
+    from ..checks import Checker, CheckResult
     from ..plan import ProviderCall
     from ..providers._common import Deadline, Op
-    from ..checks import CheckResult, Checker
     from ..providers.base import Provider, ProviderOutput, RawImage
     from ..request import ImageRequest
     from ..result import GeneratedImage
