@@ -37,6 +37,7 @@ from .result import Attempt, Fate, FateKind, GeneratedImage, ImageResult
 
 if TYPE_CHECKING:
     from .budget import Budget
+    from .catalog._observed import ObservedStore
     from .client import AsyncClient, Client
     from .providers.local import LocalBackend
     from .routing import Policy, RoutingDecision
@@ -68,6 +69,7 @@ __all__ = [
     "LocalBackend",
     "ModelglassError",
     "NoEligibleModel",
+    "ObservedStore",
     "OfferView",
     "OutcomeUnknown",
     "Planned",
@@ -88,6 +90,7 @@ _LAZY = {
     "Client": ("modelglass.client", "Client"),
     "AsyncClient": ("modelglass.client", "AsyncClient"),
     "Budget": ("modelglass.budget", "Budget"),
+    "ObservedStore": ("modelglass.catalog._observed", "ObservedStore"),
     "LocalBackend": ("modelglass.providers.local", "LocalBackend"),
     "RoutingDecision": ("modelglass.routing", "RoutingDecision"),
     "Policy": ("modelglass.routing", "Policy"),

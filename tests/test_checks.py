@@ -226,3 +226,13 @@ def test_text_accuracy_draws_are_fixed_per_seed_and_follow_the_rate() -> None:
     assert draws == [spells_right(0.3, "fal-ai/flux/schnell", SIGN, s) for s in range(400)]
     assert 0.22 < sum(draws) / len(draws) < 0.38
     assert misspelled("OPEN LATE") != "OPEN LATE" and misspelled("欢迎") != "欢迎"
+
+
+def test_without_the_ocr_installed_the_text_check_says_unknown_and_how_to_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing() -> None:
+        raise _ocr._missing(ImportError("No module named 'rapidocr'"))
+
+    monkeypatch.setattr(_ocr, "_load", missing)
+    (result,) = run_checks([TextCheck()], [_image(SIGN, size=256)], mg.ImageRequest(prompt=SIGN))
+    assert result.verdict == "unknown" and "modelglass[check]" in result.detail
