@@ -47,6 +47,7 @@ def deliver(job: Job, run: Run, index: int) -> Generator[Step, Any, ImageResult]
     tries = [run]
     notes: list[str] = []
     yield from _check(job, run, [])
+    job._close_budget(run)  # settled now: the next try's reservation must not stack on it
     while (not _passed(tries[-1]) and checking.on_fail != "keep"
            and len(tries) <= checking.max_retries):
         nxt = _next_try(job, tries, index)
@@ -69,11 +70,9 @@ def deliver(job: Job, run: Run, index: int) -> Generator[Step, Any, ImageResult]
             notes.append(f"{checking.on_fail} on {key} failed: {type(exc).__name__}: {why}")
             break
         yield from _check(job, new, tries)
+        job._close_budget(new)
         tries.append(new)
     best = max(tries, key=_rank)
-    for t in tries:
-        if t is not best:
-            job._close_budget(t)
     result = job._finish(best, rejected=[t for t in tries if t is not best])
     result.extra["checks"] = {"tries": len(tries), "on_fail": checking.on_fail,
                               "offers": [t.key for t in tries], "notes": notes}
