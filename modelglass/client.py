@@ -368,7 +368,8 @@ class Client(_BaseClient):
         """Run many requests (``ImageRequest`` or dicts of its fields with an optional ``id``)
         under one concurrency limit, budget and journal; the report lists them in input order.
         ``options``: ``out``, ``cache``, ``limits``, ``allow_double_payment``, ``retry_failed``,
-        ``durable``, ``on_event``, ``on_outcome`` (see ``docs/batch.md``)."""
+        ``durable``, ``on_event``, ``on_outcome``, and ``check`` / ``on_fail`` /
+        ``max_check_retries`` as for :meth:`generate` (see ``docs/batch.md``)."""
         from .jobs._batch import Batch, run_sync
 
         return run_sync(Batch(self, requests, concurrency=concurrency, budget=budget,

@@ -196,3 +196,27 @@ def test_text_accuracy_by_model_id_scripts_every_offer_of_it(sim: Simulator,
             assert r.checks[0].verdict == "fail", provider
     with pytest.raises(ValueError, match="probability"):
         sim.text_accuracy("flux-schnell", 1.5)
+
+
+def test_a_batch_checks_every_job_and_its_manifest_and_journal_keep_the_checks(
+        sim: Simulator, store: ObservedStore, tmp_path: object) -> None:
+    sim.text_accuracy(FAL, 0.0)
+    reqs = [{"id": f"j{i}", "prompt": SIGN, "model": "flux-schnell", "provider": "fal",
+             "seed": 10 + i} for i in range(2)]
+    journal = tmp_path / "run.db"  # type: ignore[operator]
+    with _client(store) as client:
+        report = client.generate_many(reqs, concurrency=2, budget=1.0, journal=journal,
+                                      limits={}, check=True, on_fail="retry")
+        assert report.counts() == {"done": 2}
+        assert len(sim.requests("fal", stage="submit")) == 4  # each job paid for its retry
+        for outcome in report:
+            entry = outcome.manifest()
+            assert [c["name"] for c in entry["checks"]] == ["blank", "same-bytes", "text"]
+            assert entry["checks"][-1]["verdict"] == "fail"
+        again = client.generate_many(reqs, concurrency=2, journal=journal, limits={},
+                                     check=True, on_fail="retry")
+    assert again.counts() == {"skipped": 2}
+    assert again[0].manifest()["checks"][-1]["verdict"] == "fail"  # read back from the journal
+    assert store.check_rate(FAL) == (0, 4)
+    with pytest.raises(mg.InvalidRequest):
+        client.generate_many(reqs, on_fail="retry")  # a retry without a check, refused first

@@ -268,9 +268,17 @@ class Batch:
                  limits: Mapping[str, ProviderLimit] | None = None,
                  allow_double_payment: bool = False, retry_failed: bool = False,
                  durable: bool = False, on_event: OnEvent | None = None,
-                 on_outcome: Callable[[JobOutcome], None] | None = None) -> None:
+                 on_outcome: Callable[[JobOutcome], None] | None = None,
+                 check: Any = False, on_fail: str = "keep", max_check_retries: int = 1) -> None:
+        from ..checks import checking_of
         from ._cache import ResultCache
         from ._journal import Journal
+
+        checking_of(check, on_fail=on_fail, max_check_retries=max_check_retries)  # fail early
+        #: Every job's outcome checks (``generate(check=...)``); they land in the manifest.
+        self.check_options: dict[str, Any] = (
+            {"check": check, "on_fail": on_fail, "max_check_retries": max_check_retries}
+            if check else {})
 
         self.client = client
         self.concurrency = concurrency
@@ -478,6 +486,7 @@ class Batch:
             kwargs["events"] = self._sink
         if job.resume is not None:
             kwargs["resume"] = job.resume
+        kwargs.update(self.check_options)
         return client, lease, kwargs
 
     def _sink(self, event: JobEvent) -> None:
@@ -777,6 +786,7 @@ def _error_from_dict(data: dict[str, Any] | None,
 
 def _result_from_files(record: JournalJob) -> ImageResult | None:
     """An :class:`ImageResult` rebuilt from a done job's saved files and manifest entry."""
+    from ..checks import CheckResult
     from ..result import Fate, FateKind, GeneratedImage, ImageResult
 
     entry = record.entry or {}
@@ -799,4 +809,5 @@ def _result_from_files(record: JournalJob) -> ImageResult | None:
                        provider=entry.get("provider") or "?", cost_usd=record.cost,
                        cost_is_estimate=False, latency_s=0.0, fates=fates,
                        simulated=bool(entry.get("simulated")),
-                       extra={"from_journal": True, "job_id": record.id})
+                       extra={"from_journal": True, "job_id": record.id},
+                       checks=[CheckResult.from_dict(c) for c in entry.get("checks", [])])
