@@ -17,6 +17,8 @@ Per job:
    Replicate) run as their own sans-I/O steps through this generator, so the engine knows each
    job's id as soon as it exists (the ``submitted`` event) and can cancel it.
 4. Settle the budget with what was charged; build the result (:mod:`._outcome`).
+5. With ``check=``: the outcome checks of the delivered images, as one more step, and the tries
+   a failed check asks for (``on_fail``), each reserved like the first (:mod:`._checking`).
 
 Money: a failure whose outcome is unknown (``possibly_charged``) is never retried; the budget
 keeps its share of the estimate as spent, and another offer is tried only with
