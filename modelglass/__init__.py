@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .catalog import Catalog, CostEstimate, OfferView, Score
-from .checks import CheckResult, Checker
+from .checks import Checker, CheckResult
 from .errors import (
     AllAttemptsFailed,
     BudgetExceeded,
