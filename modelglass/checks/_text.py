@@ -14,8 +14,8 @@ one word per character, as CJK benchmarks count them):
 
 The verdict: ``pass`` when every expected word was read; ``unknown`` when the lines that
 resemble the text were read with a confidence under :data:`MIN_CONFIDENCE` (never a ``fail``
-on a guess), or the text is in a script the OCR model does not read (it reads Latin, Chinese
-and Japanese kana); ``fail`` otherwise (misspelled, or absent while OCR read the rest
+on a guess), the text is in a script the OCR model does not read (it reads Latin, Chinese
+and Japanese kana), or the image is a simulator's that had no font for the script; ``fail`` otherwise (misspelled, or absent while OCR read the rest
 confidently).
 """
 
@@ -200,6 +200,12 @@ class TextCheck:
                                checker=engine_version(), image=image.index,
                                detail=f"the OCR model does not read {', '.join(sorted(unread))} "
                                       f"script; this text cannot be checked")
+        if image.simulated and not _simulator_draws(expected):
+            return CheckResult(self.name, "unknown", None, expected=expected,
+                               checker=engine_version(), image=image.index,
+                               detail="the simulator had no font for this script, so its image "
+                                      "has no text to read (install fonts-wqy-microhei or set "
+                                      "MODELGLASS_SIM_CJK_FONT)")
         m = text_metrics(expected, read_text(image.data))
         metrics = {"word_accuracy": m.word_accuracy, "ned": m.ned}
         if m.confidence is not None:
@@ -208,6 +214,12 @@ class TextCheck:
         return CheckResult(self.name, verdict, round(1.0 - m.ned, 4), expected=expected,
                            observed=m.observed, checker=engine_version(), image=image.index,
                            detail=detail, metrics=metrics, seconds=time.perf_counter() - t0)
+
+
+def _simulator_draws(text: str) -> bool:
+    from ..testing._images import can_draw
+
+    return can_draw(text)
 
 
 def _verdict(m: TextMetrics, min_confidence: float) -> tuple[Literal["pass", "fail", "unknown"], str]:

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["SIMULATED_MARKER", "is_simulated", "mime_for", "misspelled", "normalize_format",
+__all__ = ["SIMULATED_MARKER", "can_draw", "is_simulated", "mime_for", "misspelled", "normalize_format",
            "render_image", "spells_right"]
 
 from .._simulated import _MARKER_BYTES, SIMULATED_MARKER, is_simulated
@@ -113,6 +113,17 @@ def _cjk_font(size: int) -> Any:
     return None
 
 
+def _needs_cjk(text: str) -> bool:
+    return any(ord(c) > 0x2E7F for c in text)
+
+
+def can_draw(text: str) -> bool:
+    """Whether the simulators have a font for every script in ``text`` (Latin always; Han and
+    kana with a CJK font installed). Text they cannot draw is left out of the image, and the
+    text check says ``unknown`` for it rather than ``fail``."""
+    return not _needs_cjk(text) or _cjk_font(12) is not None
+
+
 def spells_right(accuracy: float, model: str, prompt: str, seed: int) -> bool:
     """Whether ``model``, spelling text right with probability ``accuracy``, spells it right in
     its image of ``prompt`` at ``seed``: a fixed draw per (model, prompt, seed).
@@ -194,7 +205,7 @@ def _draw(prompt: str, seed: int, width: int, height: int, misspell: bool = Fals
     draw.text((width // 2, min(height - 1, label_y + size)), f"seed {seed}",
               fill=(255, 255, 255), font=small, anchor="mt")
     text = quoted_text(prompt)
-    if text:
+    if text and can_draw(text):
         _draw_text(draw, misspelled(text) if misspell else text, width, height)
     return img
 
@@ -202,8 +213,7 @@ def _draw(prompt: str, seed: int, width: int, height: int, misspell: bool = Fals
 def _draw_text(draw: Any, text: str, width: int, height: int) -> None:
     """``text`` in the upper part of the image, as large as fits (wrapped onto up to three
     lines), white on a dark outline."""
-    cjk = any(ord(c) > 0x2E7F for c in text)
-    font_of = _cjk_font if cjk and _cjk_font(12) is not None else _font
+    font_of = _cjk_font if _needs_cjk(text) else _font
     room_w, room_h = int(width * 0.9), int(height * 0.36)
     words = text.split(" ")
     for size in range(max(10, min(width // 9, height // 5)), 9, -2):
