@@ -12,8 +12,8 @@
         Steps: 30, Sampler: euler, CFG scale: 6.5, Seed: 42, Size: 1024x1024, Model: flux-dev, ...
 
   - ``modelglass`` (``iTXt``, zlib-compressed when large): JSON with the request, the planned
-    call, every fate, model, provider, seed, cost, timings, ``simulated`` and the sha256 of the
-    provider's bytes.
+    call, every fate, model, provider, seed, cost, timings, ``simulated``, the sha256 of the
+    provider's bytes and, when ``generate(check=...)`` ran them, the image's outcome checks.
 
   PNG bytes from the provider are not re-encoded: the chunks are spliced in, every other chunk is
   kept as delivered. JPEG and WebP bytes are converted to PNG (lossless from the decoded pixels).
