@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .catalog import Catalog, CostEstimate, OfferView, Score
+from .checks import Checker, CheckResult
 from .errors import (
     AllAttemptsFailed,
     BudgetExceeded,
@@ -36,6 +37,7 @@ from .result import Attempt, Fate, FateKind, GeneratedImage, ImageResult
 
 if TYPE_CHECKING:
     from .budget import Budget
+    from .catalog._observed import ObservedStore
     from .client import AsyncClient, Client
     from .providers.local import LocalBackend
     from .routing import Policy, RoutingDecision
@@ -50,6 +52,8 @@ __all__ = [
     "BudgetExceeded",
     "Catalog",
     "CatalogError",
+    "CheckResult",
+    "Checker",
     "Client",
     "ContentRejected",
     "CostEstimate",
@@ -65,6 +69,7 @@ __all__ = [
     "LocalBackend",
     "ModelglassError",
     "NoEligibleModel",
+    "ObservedStore",
     "OfferView",
     "OutcomeUnknown",
     "Planned",
@@ -85,6 +90,7 @@ _LAZY = {
     "Client": ("modelglass.client", "Client"),
     "AsyncClient": ("modelglass.client", "AsyncClient"),
     "Budget": ("modelglass.budget", "Budget"),
+    "ObservedStore": ("modelglass.catalog._observed", "ObservedStore"),
     "LocalBackend": ("modelglass.providers.local", "LocalBackend"),
     "RoutingDecision": ("modelglass.routing", "RoutingDecision"),
     "Policy": ("modelglass.routing", "Policy"),

@@ -157,6 +157,9 @@ def save_all(result: ImageResult, prompt: str, out_dir: Path) -> list[Path]:
     for img in result.images:
         seed = "x" if img.seed is None else str(img.seed)
         files.append(img.save(_free(out_dir / f"{_slug(prompt)}-s{seed}-{img.index}.png")))
+    for i, img in enumerate(result.rejected):  # paid for too: a try that failed a check
+        seed = "x" if img.seed is None else str(img.seed)
+        img.save(_free(out_dir / f"{_slug(prompt)}-s{seed}-rejected-{i}.png"))
     return files
 
 
@@ -180,7 +183,26 @@ def summary(result: ImageResult, files: list[Path]) -> dict[str, Any]:
         "attempts": [a.to_dict() for a in result.attempts],
         "timings": result.timings,
         "ranked": [c.offer.key for c in decision.ranked[:5]] if decision is not None else [],
+        "checks": [c.to_dict() for c in result.checks],
+        "rejected": len(result.rejected),
     }
+
+
+def _print_checks(data: dict[str, Any]) -> None:
+    t = Table(title="checks")
+    for col in ("image", "check", "verdict", "score", "expected → observed / why"):
+        t.add_column(col)
+    style = {"pass": "green", "fail": "red", "unknown": "yellow"}
+    for c in data["checks"]:
+        seen = (f"{c['expected']!r} → {c['observed']!r}" if c["name"] == "text"
+                and c["observed"] is not None else "")
+        t.add_row(str(c["image"]), c["name"], Text(c["verdict"], style=style[c["verdict"]]),
+                  "" if c["score"] is None else f"{c['score']:.2f}",
+                  Text(" ".join(x for x in (seen, c["detail"]) if x)))
+    out.print(t)
+    if data.get("rejected"):
+        out.print(f"  {data['rejected']} image(s) from tries that failed a check were paid for "
+                  f"and saved as *-rejected-*.png")
 
 
 def _print_result(data: dict[str, Any], simulate_flag: bool) -> None:
@@ -218,6 +240,8 @@ def _print_result(data: dict[str, Any], simulate_flag: bool) -> None:
             t.add_row(*(Text(c) for c in (str(a["number"]), a["offer_id"],
                                           f"{a['duration_s']:.2f}", a["error"] or "")))
         out.print(t)
+    if data.get("checks"):
+        _print_checks(data)
 
 
 _out_opt = typer.Option(Path("out"), "--out", "-o", help="Folder for the images (created).")
@@ -228,6 +252,12 @@ _timeout_opt = typer.Option(None, "--timeout", min=0.001, help="Most seconds thi
                             "deadline_s).")
 _dry_run_opt = typer.Option(False, "--dry-run", help="Plan only (like `modelglass plan`); "
                             "send nothing.")
+_check_opt = typer.Option(False, "--check", help="Check each image: the prompt's quoted text "
+                          "read back by OCR (needs modelglass[check]), blank images, duplicates.")
+_on_fail_opt = typer.Option("keep", "--on-fail", help="When a check fails: keep, retry (a new "
+                            "seed, paid again) or escalate (the next ranked offer, paid again).")
+_expect_opt = typer.Option(None, "--expect-text", help="The text the image should spell, when "
+                           "the prompt does not quote it.")
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -243,12 +273,14 @@ def generate(prompt: str, quality: str = _quality, model: str | None = _model,
              dry_run: bool = _dry_run_opt,
              assume_available: str | None = _assume_opt, policy: str | None = policy_opt,
              max_latency: float | None = max_latency_opt,
-             timeout: float | None = _timeout_opt,
+             timeout: float | None = _timeout_opt, check: bool = _check_opt,
+             on_fail: str = _on_fail_opt, expect_text: str | None = _expect_opt,
              json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Generate images for PROMPT and save them with their provenance to --out."""
     kw = request_kwargs(quality, model, provider, negative, cfg, steps, seed, size, aspect_ratio,
                         print_size, dpi, n, sampler, max_cost, strict, commercial)
     kw["max_latency_s"] = max_latency
+    kw["expect_text"] = expect_text
     with _maybe_simulate(simulate):
         client = _make_client(catalog, provider, simulate, _assume(assume_available))
         apply_policy(client, policy)  # policy hook
@@ -264,6 +296,8 @@ def generate(prompt: str, quality: str = _quality, model: str | None = _model,
             check_output_folder(out_dir)  # before anything is paid for
             with Progress(err) as progress:
                 per_call: dict[str, Any] = {"deadline_s": timeout} if timeout is not None else {}
+                if check or expect_text or on_fail != "keep":  # --expect-text implies --check
+                    per_call.update(check=check or bool(expect_text), on_fail=on_fail)
                 result = client.generate(prompt, **kw, **per_call,
                                          **_events_kw(client, progress))
             files = save_all(result, prompt, out_dir)

@@ -12,8 +12,8 @@
         Steps: 30, Sampler: euler, CFG scale: 6.5, Seed: 42, Size: 1024x1024, Model: flux-dev, ...
 
   - ``modelglass`` (``iTXt``, zlib-compressed when large): JSON with the request, the planned
-    call, every fate, model, provider, seed, cost, timings, ``simulated`` and the sha256 of the
-    provider's bytes.
+    call, every fate, model, provider, seed, cost, timings, ``simulated``, the sha256 of the
+    provider's bytes and, when ``generate(check=...)`` ran them, the image's outcome checks.
 
   PNG bytes from the provider are not re-encoded: the chunks are spliced in, every other chunk is
   kept as delivered. JPEG and WebP bytes are converted to PNG (lossless from the decoded pixels).
@@ -89,7 +89,8 @@ def build_metadata(result: ImageResult, image: GeneratedImage) -> dict[str, Any]
     provider's bytes), ``image`` (index, size, mime), ``request`` (the ``ImageRequest`` as
     JSON), ``planned`` (the provider-independent values sent: steps, guidance, sampler …),
     ``plan`` (``ProviderCall.to_dict()``: endpoint, payload, estimate), ``fates``, ``cost_usd``,
-    ``cost_is_estimate``, ``latency_s``, ``timings`` and ``attempts``.
+    ``cost_is_estimate``, ``latency_s``, ``timings``, ``attempts`` and, when checks ran,
+    ``checks`` (this image's :class:`~modelglass.CheckResult` as JSON).
     """
     call = result.plan
     seed = sent_seed(call, image)
@@ -106,6 +107,9 @@ def build_metadata(result: ImageResult, image: GeneratedImage) -> dict[str, Any]
         "latency_s": result.latency_s, "timings": dict(result.timings),
         "attempts": [a.to_dict() for a in result.attempts],
     }
+    checks = [c.to_dict() for c in getattr(result, "checks", None) or [] if c.image == image.index]
+    if checks:
+        meta["checks"] = checks
     if seed is None and image.seed is not None:
         # The provider reported a seed it was never given: keep it, but never as the seed.
         meta["provider_seed"] = image.seed

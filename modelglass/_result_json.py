@@ -40,4 +40,9 @@ def result_dict(result: ImageResult) -> dict[str, Any]:
         "timings": {k: round(v, 4) for k, v in result.timings.items()},
         "ranked": [c.offer.key for c in decision.ranked[:5]] if decision is not None else [],
         "plan": result.plan.to_dict() if result.plan is not None else None,
+        "checks": [c.to_dict() for c in getattr(result, "checks", None) or []],
+        "rejected": [{"sha256": img.sha256, "seed": img.seed,
+                      "offer": (img.metadata or {}).get("offer"),
+                      "checks": (img.metadata or {}).get("checks", [])}
+                     for img in getattr(result, "rejected", None) or []],
     }

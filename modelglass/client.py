@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import httpx
 
     from .budget import Budget
+    from .checks import Checker, CheckResult
     from .jobs._batch import BatchReport, JobOutcome
     from .jobs._events import EventSink, Resume
     from .jobs._retry import RetryPolicy
@@ -220,10 +221,14 @@ class _BaseClient:
     # -- the job --------------------------------------------------------------------------------
     def _job(self, request: ImageRequest | str | None, fields: dict[str, Any], *,
              job_id: str | None, events: EventSink | None, resume: Resume | None,
-             allow_double_payment: bool | None, deadline_s: float | None) -> Job:
+             allow_double_payment: bool | None, deadline_s: float | None,
+             check: Any = False, on_fail: str = "keep", max_check_retries: int = 1) -> Job:
         """Build the request, route it and make the job; raises :class:`NoEligibleModel` when
         nothing fits (before anything is sent)."""
+        from .checks import checking_of
+
         started = time.monotonic()
+        checking = checking_of(check, on_fail=on_fail, max_check_retries=max_check_retries)
         if deadline_s is not None and not (isinstance(deadline_s, (int, float))
                                            and not isinstance(deadline_s, bool)
                                            and 0 < deadline_s < float("inf")):
@@ -235,7 +240,7 @@ class _BaseClient:
         job = Job(self, req, decision, started=started, job_id=job_id, events=events,
                   resume=resume, deadline_s=self.deadline_s if deadline_s is None else deadline_s,
                   allow_double_payment=(self.allow_double_payment if allow_double_payment is None
-                                        else allow_double_payment))
+                                        else allow_double_payment), checking=checking)
         job.timings["route_s"] = time.monotonic() - started
         return job
 
@@ -279,6 +284,14 @@ class _BaseClient:
         # health hook: every attempt's outcome feeds the process-wide provider health board
         self.health.observe(attempt.offer_id, attempt.provider, exc)
 
+    def _checks_done(self, offer_key: str, request: ImageRequest,
+                     checks: list[CheckResult]) -> None:
+        """A try's images were checked (every try: the failed ones teach routing most)."""
+        # observed-store hook: pass rates per offer × check × prompt class
+        from .catalog._observed import observe_checks
+
+        observe_checks(self, offer_key, request, checks)
+
     def _result_ready(self, result: ImageResult) -> None:
         """A job delivered its result."""
         # observed-store hook: latency, reported cost, sizes and seeds of every result
@@ -302,7 +315,9 @@ class Client(_BaseClient):
     def generate(self, prompt_or_request: ImageRequest | str | None = None, /, *,
                  job_id: str | None = None, events: EventSink | None = None,
                  resume: Resume | None = None, allow_double_payment: bool | None = None,
-                 deadline_s: float | None = None, **request_fields: Any) -> ImageResult:
+                 deadline_s: float | None = None,
+                 check: bool | Iterable[Checker | str] = False, on_fail: str = "keep",
+                 max_check_retries: int = 1, **request_fields: Any) -> ImageResult:
         """Generate images: route, plan, check the budget, call (with retries and fallback),
         download and verify. Takes an :class:`ImageRequest`, a prompt, or the request's fields
         as keywords (``quality=``, ``size=``, ``seed=``, ``n=``, ``model=``, ``provider=``, …).
@@ -311,10 +326,18 @@ class Client(_BaseClient):
         :class:`~modelglass.jobs.JobEvent`); ``resume`` polls a job submitted earlier instead of
         submitting again; ``allow_double_payment`` and ``deadline_s`` override the client's.
         Ctrl-C cancels the provider's job where it can and settles the budget.
+
+        Outcome checks (:mod:`modelglass.checks`): ``check=True`` runs every built-in check that
+        applies (the text check when the prompt quotes text or ``expect_text="..."`` names it;
+        blank image; same bytes as another image); ``check=["text", my_checker]`` runs those.
+        ``result.checks`` holds the verdicts. ``on_fail="retry"`` pays for a new seed on the same
+        offer, ``"escalate"`` for the next ranked offer, at most ``max_check_retries`` times,
+        each reserved on the budget first; ``"keep"`` (default) returns the image as it is.
         """
         job = self._job(prompt_or_request, request_fields, job_id=job_id, events=events,
                         resume=resume, allow_double_payment=allow_double_payment,
-                        deadline_s=deadline_s)
+                        deadline_s=deadline_s, check=check, on_fail=on_fail,
+                        max_check_retries=max_check_retries)
         return _drive.run(job.steps(), self)
 
     def _http_client(self) -> httpx.Client:
@@ -345,7 +368,8 @@ class Client(_BaseClient):
         """Run many requests (``ImageRequest`` or dicts of its fields with an optional ``id``)
         under one concurrency limit, budget and journal; the report lists them in input order.
         ``options``: ``out``, ``cache``, ``limits``, ``allow_double_payment``, ``retry_failed``,
-        ``durable``, ``on_event``, ``on_outcome`` (see ``docs/batch.md``)."""
+        ``durable``, ``on_event``, ``on_outcome``, and ``check`` / ``on_fail`` /
+        ``max_check_retries`` as for :meth:`generate` (see ``docs/batch.md``)."""
         from .jobs._batch import Batch, run_sync
 
         return run_sync(Batch(self, requests, concurrency=concurrency, budget=budget,
@@ -387,12 +411,16 @@ class AsyncClient(_BaseClient):
     async def generate(self, prompt_or_request: ImageRequest | str | None = None, /, *,
                        job_id: str | None = None, events: EventSink | None = None,
                        resume: Resume | None = None, allow_double_payment: bool | None = None,
-                       deadline_s: float | None = None, **request_fields: Any) -> ImageResult:
+                       deadline_s: float | None = None,
+                       check: bool | Iterable[Checker | str] = False, on_fail: str = "keep",
+                       max_check_retries: int = 1, **request_fields: Any) -> ImageResult:
         """The async twin of :meth:`Client.generate`. Cancelling the task cancels the
-        provider's job where it can and settles the budget."""
+        provider's job where it can and settles the budget. Checks run on a worker thread,
+        never on the event loop."""
         job = self._job(prompt_or_request, request_fields, job_id=job_id, events=events,
                         resume=resume, allow_double_payment=allow_double_payment,
-                        deadline_s=deadline_s)
+                        deadline_s=deadline_s, check=check, on_fail=on_fail,
+                        max_check_retries=max_check_retries)
         return await _drive.arun(job.steps(), self)
 
     @staticmethod

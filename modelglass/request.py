@@ -156,6 +156,9 @@ class ImageRequest(BaseModel):
     model: str | None = None
     provider: str | None = None
     provider_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: The text the image should spell, for the text check (default: the prompt's quoted text).
+    #: Never sent to a provider.
+    expect_text: str | None = None
 
     @field_validator("steps", "seed", "n", "dpi", mode="before")
     @classmethod
@@ -209,6 +212,19 @@ class ImageRequest(BaseModel):
         if v is not None:
             _utf8("negative_prompt", v)
         return v
+
+    @field_validator("expect_text")
+    @classmethod
+    def _expect_text(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if not v.strip():
+            raise ValueError("expect_text must not be empty (leave it out to check the prompt's "
+                             "quoted text)")
+        if len(v) > 500:
+            raise ValueError(f"expect_text is {len(v)} characters; at most 500")
+        _utf8("expect_text", v)
+        return v.strip()
 
     @field_validator("size")
     @classmethod

@@ -8,6 +8,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .checks import CheckResult
     from .plan import ProviderCall
     from .routing import RoutingDecision
 
@@ -200,6 +201,12 @@ class ImageResult:
     missing: list[Missing] = field(default_factory=list)
     #: The job's id (``generate(job_id=...)``, else generated), as in its events.
     job_id: str | None = None
+    #: The outcome checks of ``images`` (``generate(check=...)``; ``CheckResult.image`` says
+    #: which image); empty when no check ran.
+    checks: list[CheckResult] = field(default_factory=list)
+    #: Images paid for but not returned: earlier tries that failed a check (``on_fail``), each
+    #: with its checks in ``metadata["checks"]``.
+    rejected: list[GeneratedImage] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view: model, provider, offer, cost, fates, attempts, timings and each

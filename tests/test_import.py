@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("torch", "diffusers", "transformers", "openai", "fal_client", "replicate", "ray", "trustme")
+HEAVY = ("torch", "diffusers", "transformers", "openai", "fal_client", "replicate", "ray", "trustme",
+         "rapidocr", "onnxruntime", "cv2")
 
 
 def _imported_after(code: str) -> set[str]:
@@ -27,3 +28,9 @@ def test_routing_and_planning_import_no_provider_client() -> None:
 
 def test_cli_module_imports_no_heavy_dependency() -> None:
     assert _imported_after("import modelglass.cli") == set()
+
+
+def test_checks_load_no_ocr_until_a_text_check_runs() -> None:
+    code = ("import modelglass.checks as c, modelglass as mg; "
+            "c.checking_of(True); c.run_checks(c.builtin_checks(), [], mg.ImageRequest(prompt='a'))")
+    assert _imported_after(code) == set()

@@ -230,3 +230,27 @@ def test_many_threads_through_the_hook_lose_nothing(tmp_path: Path,
     for t in threads:
         t.join()
     assert ObservedStore.default().observations("a@fal").failures == 160
+
+
+def test_check_rates_count_per_offer_check_and_prompt_class(store: ObservedStore) -> None:
+    for verdict, cls in (("pass", "latin"), ("fail", "latin"), ("pass", "other"),
+                         ("unknown", "other"), ("fail", "none")):
+        store.record_check("a@fal", "text", verdict, prompt_class=cls, score=0.5)
+    store.record_check("a@fal", "blank", "pass")
+    store.record_check("b@fal", "text", "fail", prompt_class="latin")
+    assert store.check_rate("a@fal", check="text") == (2, 4)  # unknown counts in neither
+    assert store.check_rate("a@fal", check="text", prompt_class="latin") == (1, 2)
+    assert store.check_rate("a@fal", check="text", prompt_class="other") == (1, 1)
+    assert store.check_rate("a@fal", check="blank") == (1, 1)
+    assert store.check_rate("b@fal") == (0, 1) and store.check_rate("c@fal") == (0, 0)
+    assert "b@fal" in store.offers()
+    with pytest.raises(ValueError, match="verdict"):
+        store.record_check("a@fal", "text", "maybe")
+    store.forget("a@fal")
+    assert store.check_rate("a@fal") == (0, 0) and store.check_rate("b@fal") == (0, 1)
+
+
+def test_a_disabled_store_records_no_check(tmp_path: Path) -> None:
+    off = ObservedStore(tmp_path / "off.sqlite", enabled=False)
+    off.record_check("a@fal", "text", "pass", prompt_class="latin")
+    assert off.check_rate("a@fal") == (0, 0)

@@ -4,7 +4,8 @@ A small SQLite database (stdlib ``sqlite3``) in the user's cache directory
 (``platformdirs.user_cache_dir("modelglass")/observed.sqlite``, or ``MODELGLASS_OBSERVED_DB``).
 Every result the client returns records its offer, latency, the provider-reported cost (or the
 estimate, marked as such), its size and seeds with image hashes; every failed attempt records the
-offer and the error type. ``catalog verify`` compares this with the catalog; routing may judge
+offer and the error type; every outcome check of an image records its offer, check, prompt
+class and verdict (:meth:`ObservedStore.check_rate`). ``catalog verify`` compares this with the catalog; routing may judge
 ``max_latency_s`` on :meth:`ObservedStore.latency_p90`.
 
 Opt out with ``MODELGLASS_OBSERVE=0``, ``ObservedStore(enabled=False)`` or a client whose
@@ -36,8 +37,11 @@ from typing import Any
 
 log = logging.getLogger("modelglass")
 
-__all__ = ["MIN_SAMPLES", "WINDOW", "ObservedStore", "OfferObservations", "observe_failure",
-           "observe_result"]
+__all__ = ["MIN_SAMPLES", "PROMPT_CLASSES", "WINDOW", "ObservedStore", "OfferObservations",
+           "observe_checks", "observe_failure", "observe_result"]
+
+#: The prompt classes checks are counted in: text in Latin script, in other scripts, no text.
+PROMPT_CLASSES = ("latin", "other", "none")
 
 #: Fewer results than this and latency/cost statistics are None (not known yet).
 MIN_SAMPLES = 3
@@ -60,7 +64,12 @@ CREATE TABLE IF NOT EXISTS images (
 CREATE TABLE IF NOT EXISTS failures (
     id INTEGER PRIMARY KEY, at REAL NOT NULL, offer TEXT NOT NULL, error_type TEXT NOT NULL,
     latency_s REAL, source TEXT NOT NULL DEFAULT 'client');
+CREATE TABLE IF NOT EXISTS checks (
+    id INTEGER PRIMARY KEY, at REAL NOT NULL, offer TEXT NOT NULL, "check" TEXT NOT NULL,
+    prompt_class TEXT NOT NULL, verdict TEXT NOT NULL, score REAL,
+    source TEXT NOT NULL DEFAULT 'client');
 CREATE INDEX IF NOT EXISTS results_offer ON results (offer, at);
+CREATE INDEX IF NOT EXISTS checks_offer ON checks (offer, "check", prompt_class);
 CREATE INDEX IF NOT EXISTS failures_offer ON failures (offer, at);
 CREATE INDEX IF NOT EXISTS images_result ON images (result_id);
 """
@@ -240,6 +249,41 @@ class ObservedStore:
             "INSERT INTO failures (at, offer, error_type, latency_s, source) VALUES (?,?,?,?,?)",
             (at or time.time(), offer_key, str(error_type), _finite(latency_s), source)))
 
+    def record_check(self, offer_key: str, check: str, verdict: str, *,
+                     prompt_class: str = "none", score: float | None = None,
+                     source: str = "client", at: float | None = None) -> None:
+        """One outcome check of one image of ``offer_key``: the check's name, its verdict
+        (``pass``, ``fail`` or ``unknown``) and the request's prompt class (``latin``,
+        ``other``, ``none``: see :func:`modelglass.checks.prompt_class`)."""
+        if verdict not in ("pass", "fail", "unknown") or prompt_class not in PROMPT_CLASSES:
+            raise ValueError(f"verdict {verdict!r} / prompt class {prompt_class!r}: use pass, "
+                             f"fail or unknown / {', '.join(PROMPT_CLASSES)}")
+        self._write(lambda conn: conn.execute(
+            'INSERT INTO checks (at, offer, "check", prompt_class, verdict, score, source) '
+            "VALUES (?,?,?,?,?,?,?)", (at or time.time(), offer_key, str(check), prompt_class,
+                                       verdict, _finite(score), source)))
+
+    def check_rate(self, offer_key: str, check: str = "text", *,
+                   prompt_class: str | None = None) -> tuple[int, int]:
+        """``(passed, total)`` of ``check`` on ``offer_key``'s images, over its most recent
+        :data:`KEEP` verdicts (of one ``prompt_class``, or all). ``unknown`` verdicts are left
+        out of both: the checker could not tell.
+
+        >>> store = ObservedStore(":memory:")
+        >>> store.record_check("flux-schnell@fal", "text", "pass", prompt_class="latin")
+        >>> store.record_check("flux-schnell@fal", "text", "fail", prompt_class="latin")
+        >>> store.check_rate("flux-schnell@fal", check="text")
+        (1, 2)
+        """
+        where, args = 'offer = ? AND "check" = ? AND verdict != ?', [offer_key, check, "unknown"]
+        if prompt_class is not None:
+            where += " AND prompt_class = ?"
+            args.append(prompt_class)
+        rows = self._read(f"SELECT COALESCE(SUM(verdict = 'pass'), 0), COUNT(*) FROM (SELECT "
+                          f"verdict FROM checks WHERE {where} ORDER BY id DESC LIMIT ?)",
+                          (*args, KEEP))
+        return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+
     def forget(self, offer_key: str | None = None) -> None:
         """Delete what is stored (for one offer, or everything)."""
         def wipe(conn: sqlite3.Connection) -> None:
@@ -248,6 +292,7 @@ class ObservedStore:
                          args)
             conn.execute(f"DELETE FROM results {where}", args)
             conn.execute(f"DELETE FROM failures {where}", args)
+            conn.execute(f"DELETE FROM checks {where}", args)
 
         self._write(wipe)
 
@@ -308,7 +353,8 @@ class ObservedStore:
 
     def offers(self) -> list[str]:
         """Every offer key with at least one recorded event."""
-        rows = self._read("SELECT offer FROM results UNION SELECT offer FROM failures")
+        rows = self._read("SELECT offer FROM results UNION SELECT offer FROM failures "
+                          "UNION SELECT offer FROM checks")
         return sorted(r[0] for r in rows)
 
     def observations(self, offer_key: str) -> OfferObservations:
@@ -344,7 +390,7 @@ class ObservedStore:
 def _prune(conn: sqlite3.Connection, keep: int | None = None) -> None:
     """Keep the newest ``keep`` (default :data:`KEEP`) results and failures of every offer."""
     keep = KEEP if keep is None else keep
-    for table in ("results", "failures"):
+    for table in ("results", "failures", "checks"):
         conn.execute(f"DELETE FROM {table} WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() "
                      f"OVER (PARTITION BY offer ORDER BY id DESC) AS rank FROM {table}) "
                      "WHERE rank > ?)", (keep,))
@@ -424,3 +470,18 @@ def observe_failure(client: Any, offer_key: str | None, exc: BaseException,
         store.record_failure(offer_key, type(exc).__name__, latency_s=latency_s)
     except Exception as err:  # noqa: BLE001 - observing must never break a generation
         log.debug("observed store: failure not recorded: %s", err)
+
+
+def observe_checks(client: Any, offer_key: str | None, request: Any, checks: Iterable[Any]) -> None:
+    """Record the outcome checks of one try on ``offer_key`` (never raises)."""
+    try:
+        store = _store_of(client)
+        if store is None or not offer_key:
+            return
+        from ..checks import prompt_class
+
+        cls = prompt_class(request)
+        for c in checks:
+            store.record_check(offer_key, c.name, c.verdict, prompt_class=cls, score=c.score)
+    except Exception as exc:  # noqa: BLE001 - observing must never break a generation
+        log.debug("observed store: checks not recorded: %s", exc)

@@ -105,6 +105,7 @@ class JobOutcome:
         if self.entry is not None and self.result is None:
             return {**self.entry, "status": self.status}
         r = self.result
+        checks = {"checks": [c.to_dict() for c in r.checks]} if r is not None and r.checks else {}
         return {
             "id": self.id, "status": self.status,
             "model": r.model if r else None, "provider": r.provider if r else None,
@@ -118,6 +119,7 @@ class JobOutcome:
             "simulated": r.simulated if r else False,
             "resumed": self.resumed,
             "error": _error_dict(self.error),
+            **checks,  # outcome checks, when the job ran any (in the journal's entry too)
         }
 
 
@@ -266,9 +268,17 @@ class Batch:
                  limits: Mapping[str, ProviderLimit] | None = None,
                  allow_double_payment: bool = False, retry_failed: bool = False,
                  durable: bool = False, on_event: OnEvent | None = None,
-                 on_outcome: Callable[[JobOutcome], None] | None = None) -> None:
+                 on_outcome: Callable[[JobOutcome], None] | None = None,
+                 check: Any = False, on_fail: str = "keep", max_check_retries: int = 1) -> None:
+        from ..checks import checking_of
         from ._cache import ResultCache
         from ._journal import Journal
+
+        checking_of(check, on_fail=on_fail, max_check_retries=max_check_retries)  # fail early
+        #: Every job's outcome checks (``generate(check=...)``); they land in the manifest.
+        self.check_options: dict[str, Any] = (
+            {"check": check, "on_fail": on_fail, "max_check_retries": max_check_retries}
+            if check else {})
 
         self.client = client
         self.concurrency = concurrency
@@ -476,6 +486,7 @@ class Batch:
             kwargs["events"] = self._sink
         if job.resume is not None:
             kwargs["resume"] = job.resume
+        kwargs.update(self.check_options)
         return client, lease, kwargs
 
     def _sink(self, event: JobEvent) -> None:
@@ -775,6 +786,7 @@ def _error_from_dict(data: dict[str, Any] | None,
 
 def _result_from_files(record: JournalJob) -> ImageResult | None:
     """An :class:`ImageResult` rebuilt from a done job's saved files and manifest entry."""
+    from ..checks import CheckResult
     from ..result import Fate, FateKind, GeneratedImage, ImageResult
 
     entry = record.entry or {}
@@ -797,4 +809,5 @@ def _result_from_files(record: JournalJob) -> ImageResult | None:
                        provider=entry.get("provider") or "?", cost_usd=record.cost,
                        cost_is_estimate=False, latency_s=0.0, fates=fates,
                        simulated=bool(entry.get("simulated")),
-                       extra={"from_journal": True, "job_id": record.id})
+                       extra={"from_journal": True, "job_id": record.id},
+                       checks=[CheckResult.from_dict(c) for c in entry.get("checks", [])])

@@ -17,6 +17,8 @@ Per job:
    Replicate) run as their own sans-I/O steps through this generator, so the engine knows each
    job's id as soon as it exists (the ``submitted`` event) and can cancel it.
 4. Settle the budget with what was charged; build the result (:mod:`._outcome`).
+5. With ``check=``: the outcome checks of the delivered images, as one more step, and the tries
+   a failed check asks for (``on_fail``), each reserved like the first (:mod:`._checking`).
 
 Money: a failure whose outcome is unknown (``possibly_charged``) is never retried; the budget
 keeps its share of the estimate as spent, and another offer is tried only with
@@ -44,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..errors import DownloadFailed, ModelglassError, OutcomeUnknown
 from ..providers._common import Deadline, Sleep
 from ..result import Attempt, GeneratedImage, Missing
-from . import _outcome
+from . import _checking, _outcome
 from ._events import EventSink, JobEvent, Resume
 from ._retry import falls_back, possibly_charged, retry_after_of, retryable
 from ._steps import Call, Download, Step, Wait, Wire
@@ -52,6 +54,7 @@ from ._steps import Call, Download, Step, Wait, Wire
 if TYPE_CHECKING:
     from .._download import Fetched
     from ..budget import Budget, Reservation
+    from ..checks import Checking
     from ..plan import ProviderCall
     from ..providers.base import Provider, ProviderOutput
     from ..request import ImageRequest
@@ -107,6 +110,7 @@ class Run:
     missing: list[Missing] = field(default_factory=list)
     failure: BaseException | None = None  # the error that left images missing
     closed: bool = False
+    checks: list[Any] = field(default_factory=list)  # CheckResult of its images (check=...)
 
 
 @dataclass
@@ -133,7 +137,7 @@ class Job:
     def __init__(self, owner: Owner, request: ImageRequest, decision: RoutingDecision, *,
                  deadline_s: float, started: float | None = None, job_id: str | None = None,
                  events: EventSink | None = None, resume: Resume | None = None,
-                 allow_double_payment: bool = False,
+                 allow_double_payment: bool = False, checking: Checking | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.owner = owner
         self.request = request
@@ -146,6 +150,8 @@ class Job:
         self.events = events
         self.resume = resume
         self.allow_double_payment = allow_double_payment
+        #: The outcome checks and what a failed one leads to (:mod:`._checking`); None: none.
+        self.checking = checking
         self.attempts: list[Attempt] = []
         self.errors: list[BaseException] = []   # the error that ended each failed offer
         self.try_errors: list[BaseException] = []  # every failed try's error, in order
@@ -212,7 +218,7 @@ class Job:
                 return result
             if run.failure is not None:  # some images could not be downloaded
                 return self._after_failure(run, run.failure)  # type: ignore[arg-type, return-value]
-            return self._finish(run)
+            return (yield from _checking.deliver(self, run, i))
         raise self._fail(_outcome.final_error(self))
 
     def _cooling(self, key: str) -> str | None:
@@ -515,10 +521,13 @@ class Job:
             paid = False  # only the call that failed may have been billed
         run.failure = exc
 
-    def _finish(self, run: Run, failure: BaseException | None = None) -> ImageResult:
+    def _finish(self, run: Run, failure: BaseException | None = None,
+                rejected: list[Run] | None = None) -> ImageResult:
         self._close_budget(run)
         self.timings["total_s"] = self.clock() - self.started
         result = _outcome.result(self, run, failure)
+        if self.checking is not None:
+            _checking.attach(self, result, run, rejected or [])
         self.owner._result_ready(result)
         self.emit("done", run, cost_usd=result.cost_usd,
                   sha256=tuple(i.sha256 for i in result.images),

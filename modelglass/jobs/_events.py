@@ -2,7 +2,8 @@
 
 A job moves pending → submitted (provider request id known) → generated (result URLs or
 bytes) → downloaded (sha256 of each image) → done, or to failed with a typed error.
-"waiting" reports a retry, Retry-After or poll wait; it is progress only and is not persisted.
+"waiting" reports a retry, Retry-After or poll wait; "checked" reports a try's outcome checks
+(``generate(check=...)``); both are progress only and are not persisted.
 A sink (a journal, a progress bar) receives the events synchronously and in order.
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 JobState = Literal["pending", "submitted", "generated", "downloaded", "done", "failed",
-                   "waiting"]
+                   "waiting", "checked"]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ connections (its download client and its providers).
 - :class:`Download`: fetch and verify every image of one provider call; one outcome per image
   (bytes or the error), so one bad URL does not lose the others.
 - :class:`Wait`: a retry or Retry-After wait.
+- :class:`Check`: the outcome checks of one try's images (OCR and the like: CPU-bound, run on a
+  worker thread when awaited, so the event loop stays free).
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .._download import Fetched
+    from ..checks import Checker, CheckResult
     from ..plan import ProviderCall
     from ..providers._common import Deadline, Op
     from ..providers.base import Provider, ProviderOutput, RawImage
+    from ..request import ImageRequest
+    from ..result import GeneratedImage
 
-__all__ = ["Call", "Download", "Step", "Wait", "Wire"]
+__all__ = ["Call", "Check", "Download", "Step", "Wait", "Wire"]
 
 
 class Step:
@@ -140,3 +145,25 @@ class Wait(Step):
 
     async def arun(self, io: Any) -> None:
         await asyncio.sleep(max(0.0, self.seconds))
+
+
+@dataclass(frozen=True, slots=True)
+class Check(Step):
+    """Run ``checkers`` on ``images``; the outcome is their list of ``CheckResult``.
+    ``earlier``: ``(index, sha256)`` of the job's images from earlier tries."""
+
+    checkers: tuple[Checker, ...]
+    images: tuple[GeneratedImage, ...]
+    request: ImageRequest
+    earlier: tuple[tuple[int, str], ...] = ()
+
+    def run(self, io: Any) -> list[CheckResult]:
+        from ..checks import run_checks
+
+        return run_checks(self.checkers, self.images, self.request, self.earlier)
+
+    async def arun(self, io: Any) -> list[CheckResult]:
+        from ..checks import run_checks
+
+        return await asyncio.to_thread(run_checks, self.checkers, self.images, self.request,
+                                       self.earlier)

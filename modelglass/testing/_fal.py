@@ -274,7 +274,8 @@ class FalApp(ProviderApp):
             raise _Invalid("seed", "Input should be a valid integer", "int_type")
         images = []
         for i in range(n):
-            name = self.state.add_file(FileSpec(prompt, seed + i, width, height, fmt))
+            name = self.state.add_file(FileSpec(prompt, seed + i, width, height, fmt,
+                                                  model=endpoint))
             images.append({"url": f"{self.queue_base}/files/{name}", "width": width,
                            "height": height, "content_type": f"image/{fmt}",
                            "file_name": name})

@@ -1,7 +1,12 @@
 """Deterministic, obviously-fake images for the provider simulators.
 
-Every image is a function of ``(prompt, seed, width, height, format)``: a grid of coloured
-blocks derived from a hash of prompt and seed, with ``SIMULATED`` drawn across it. Same inputs
+Every image is a function of ``(prompt, seed, width, height, format, misspell)``: a grid of
+coloured blocks derived from a hash of prompt and seed, with ``SIMULATED`` drawn across it. When
+the prompt quotes text (``a sign that says "OPEN"``), that text is drawn large above the label,
+legibly (a real font: Pillow's bundled FreeType font for Latin, a system CJK font for Han and
+kana), so the OCR of the text check can read it; ``misspell=True`` draws it with one character
+changed (:func:`misspelled`). Whether a model spells it right is scripted per model with
+``Simulator.text_accuracy`` and decided per seed by :func:`spells_right`. Same inputs
 give the same bytes; a different seed gives different bytes. Encoded bytes are kept in a small
 LRU (bounded by total size) because the benchmarks push thousands of jobs through the servers.
 
@@ -19,7 +24,8 @@ from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["SIMULATED_MARKER", "is_simulated", "mime_for", "normalize_format", "render_image"]
+__all__ = ["SIMULATED_MARKER", "can_draw", "is_simulated", "mime_for", "misspelled", "normalize_format",
+           "render_image", "spells_right"]
 
 from .._simulated import _MARKER_BYTES, SIMULATED_MARKER, is_simulated
 
@@ -76,6 +82,14 @@ class _ByteLRU:
 _cache = _ByteLRU(_CACHE_BUDGET_BYTES)
 
 
+#: Fonts with Han and kana glyphs, tried in order (Debian: fonts-wqy-microhei, fonts-noto-cjk,
+#: fonts-droid-fallback); ``MODELGLASS_SIM_CJK_FONT`` names another.
+CJK_FONTS = ("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+             "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+             "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+             "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf")
+
+
 @lru_cache(maxsize=64)
 def _font(size: int) -> Any:
     from PIL import ImageFont
@@ -86,25 +100,94 @@ def _font(size: int) -> Any:
         return ImageFont.load_default()
 
 
-def render_image(prompt: str, seed: int, width: int, height: int, fmt: str = "png") -> bytes:
+@lru_cache(maxsize=64)
+def _cjk_font(size: int) -> Any:
+    """A font with Han and kana at ``size``, or None when none is installed."""
+    import os
+
+    from PIL import ImageFont
+
+    for path in (os.environ.get("MODELGLASS_SIM_CJK_FONT"), *CJK_FONTS):
+        if path and os.path.isfile(path):
+            return ImageFont.truetype(path, size)
+    return None
+
+
+def _needs_cjk(text: str) -> bool:
+    return any(ord(c) > 0x2E7F for c in text)
+
+
+def can_draw(text: str) -> bool:
+    """Whether the simulators have a font for every script in ``text`` (Latin always; Han and
+    kana with a CJK font installed). Text they cannot draw is left out of the image, and the
+    text check says ``unknown`` for it rather than ``fail``."""
+    return not _needs_cjk(text) or _cjk_font(12) is not None
+
+
+def spells_right(accuracy: float, model: str, prompt: str, seed: int) -> bool:
+    """Whether ``model``, spelling text right with probability ``accuracy``, spells it right in
+    its image of ``prompt`` at ``seed``: a fixed draw per (model, prompt, seed).
+
+    >>> spells_right(1.0, "m", "p", 1), spells_right(0.0, "m", "p", 1)
+    (True, False)
+    """
+    digest = hashlib.sha256(f"text\x00{model}\x00{prompt}\x00{seed}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < accuracy
+
+
+_SWAP_CJK = "错误乱码"
+
+
+def misspelled(text: str) -> str:
+    """``text`` with one character of its longest word changed to one that reads differently
+    (a letter rotated by 13, a digit by 5, a Han character swapped).
+
+    >>> misspelled("OPEN LATE"), misspelled("欢迎")
+    ('OPEN LAGE', '欢错')
+    """
+    words = [(len(w), i) for i, w in enumerate(text.split(" ")) if any(c.isalnum() for c in w)]
+    if not words:
+        return text + "X"
+    parts = text.split(" ")
+    _, wi = max(words)
+    word = parts[wi]
+    k = [j for j, c in enumerate(word) if c.isalnum()]
+    j = k[len(k) // 2]
+    c = word[j]
+    if "a" <= c.lower() <= "z":
+        base = ord("A") if c.isupper() else ord("a")
+        new = chr(base + (ord(c) - base + 13) % 26)
+    elif c.isdigit():
+        new = str((int(c) + 5) % 10)
+    else:
+        new = next(x for x in _SWAP_CJK if x != c)
+    parts[wi] = word[:j] + new + word[j + 1:]
+    return " ".join(parts)
+
+
+def render_image(prompt: str, seed: int, width: int, height: int, fmt: str = "png", *,
+                 misspell: bool = False) -> bytes:
     """Encode a deterministic placeholder image of ``width`` x ``height`` in ``fmt``.
 
     The content depends only on the arguments; results are cached, so repeated calls are cheap.
+    The prompt's quoted text is drawn legibly (``misspell``: with one character wrong).
     """
     if width < 1 or height < 1:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     fmt = normalize_format(fmt)
-    key = (prompt, int(seed), int(width), int(height), fmt)
+    key = (prompt, int(seed), int(width), int(height), fmt, bool(misspell))
     cached = _cache.get(key)
     if cached is not None:
         return cached
-    data = _encode(_draw(prompt, int(seed), int(width), int(height)), fmt)
+    data = _encode(_draw(prompt, int(seed), int(width), int(height), bool(misspell)), fmt)
     _cache.put(key, data)
     return data
 
 
-def _draw(prompt: str, seed: int, width: int, height: int) -> Any:
+def _draw(prompt: str, seed: int, width: int, height: int, misspell: bool = False) -> Any:
     from PIL import Image, ImageDraw
+
+    from ..checks import quoted_text
 
     digest = hashlib.sha256(f"{prompt}\x00{seed}".encode()).digest()
     stream = (digest * ((_GRID * _GRID * 3) // len(digest) + 1))[: _GRID * _GRID * 3]
@@ -121,7 +204,39 @@ def _draw(prompt: str, seed: int, width: int, height: int) -> Any:
     small = _font(max(8, size // 3))
     draw.text((width // 2, min(height - 1, label_y + size)), f"seed {seed}",
               fill=(255, 255, 255), font=small, anchor="mt")
+    text = quoted_text(prompt)
+    if text and can_draw(text):
+        _draw_text(draw, misspelled(text) if misspell else text, width, height)
     return img
+
+
+def _draw_text(draw: Any, text: str, width: int, height: int) -> None:
+    """``text`` in the upper part of the image, as large as fits (wrapped onto up to three
+    lines), white on a dark outline."""
+    font_of = _cjk_font if _needs_cjk(text) else _font
+    room_w, room_h = int(width * 0.9), int(height * 0.36)
+    words = text.split(" ")
+    for size in range(max(10, min(width // 9, height // 5)), 9, -2):
+        font = font_of(size)
+        lines = _wrap(words, font, room_w, draw)
+        if len(lines) <= 3 and len(lines) * size * 1.25 <= room_h and all(
+                draw.textlength(ln, font=font) <= room_w for ln in lines):
+            break
+    top = int(height * 0.06)
+    for i, line in enumerate(lines):
+        draw.text((width // 2, top + int(i * size * 1.25)), line, fill=(255, 255, 255),
+                  font=font, anchor="mt", stroke_width=max(1, size // 16),
+                  stroke_fill=(0, 0, 0))
+
+
+def _wrap(words: list[str], font: Any, room: int, draw: Any) -> list[str]:
+    lines: list[str] = []
+    for word in words:
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= room:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
 
 
 def _encode(img: Any, fmt: str) -> bytes:

@@ -207,16 +207,20 @@ class OpenAIApp(ProviderApp):
             for i in range(job["n"]):
                 item: dict[str, Any] = {}
                 if job["response_format"] == "url":
-                    name = self.state.add_file(FileSpec(prompt, i, w, h, "png"))
+                    name = self.state.add_file(FileSpec(prompt, i, w, h, "png",
+                                                        model=job["model"]))
                     item["url"] = f"{self.base_url}/files/{name}"
                 else:
-                    item["b64_json"] = base64.b64encode(
-                        render_image(prompt, i, w, h, "png")).decode()
+                    item["b64_json"] = base64.b64encode(render_image(
+                        prompt, i, w, h, "png",
+                        misspell=self.state.misspells(job["model"], prompt, i))).decode()
                 if job["model"] == "dall-e-3":
                     item["revised_prompt"] = f"{prompt} (revised by the simulator)"
                 data.append(item)
             return {"created": created, "data": data}
-        data = [{"b64_json": base64.b64encode(render_image(prompt, i, w, h, fmt)).decode()}
+        data = [{"b64_json": base64.b64encode(render_image(
+                    prompt, i, w, h, fmt,
+                    misspell=self.state.misspells(job["model"], prompt, i))).decode()}
                 for i in range(job["n"])]
         return {"created": created, "background": job["background"],
                 "output_format": normalize_format(fmt), "quality": job["quality"],

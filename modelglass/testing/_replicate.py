@@ -253,7 +253,8 @@ class ReplicateApp(ProviderApp):
             if not isinstance(g, (int, float)) or not lo <= g <= hi:
                 raise _Invalid("guidance", f"Must be between {lo} and {hi}", "number_one_of")
         fmt = "jpeg" if fmt == "jpg" else fmt
-        return [FileSpec(prompt, seed + i, width, height, fmt) for i in range(n)], seed
+        return [FileSpec(prompt, seed + i, width, height, fmt, model=model)
+                for i in range(n)], seed
 
     @staticmethod
     def _flux_size(spec: dict[str, Any], inp: dict[str, Any]) -> tuple[int, int]:

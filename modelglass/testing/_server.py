@@ -24,7 +24,7 @@ from typing import Any, overload
 from urllib.parse import parse_qsl, urlsplit
 
 from ._faults import Fault, FaultBook
-from ._images import mime_for, render_image
+from ._images import mime_for, render_image, spells_right
 
 __all__ = [
     "DROP",
@@ -123,6 +123,7 @@ class FileSpec:
     width: int
     height: int
     fmt: str
+    model: str = ""  # the endpoint / model that made it (for sim.text_accuracy)
 
 
 class ProviderState:
@@ -137,6 +138,9 @@ class ProviderState:
         self._records: list[RecordedRequest] = []
         self._files: dict[str, FileSpec] = {}
         self._lock = threading.Lock()
+        #: (provider or None, wire model name) -> how often its images spell quoted text right
+        #: (``Simulator.text_accuracy``; shared by the simulators of one ``simulate()``).
+        self.text_accuracy: dict[tuple[str | None, str], float] = {}
 
     def record(self, req: RecordedRequest) -> None:
         with self._lock:
@@ -162,6 +166,11 @@ class ProviderState:
         with self._lock:
             self._files[name] = spec
         return name
+
+    def misspells(self, model: str, prompt: str, seed: int) -> bool:
+        """Whether ``model``'s image of ``prompt`` at ``seed`` misspells the quoted text."""
+        p = self.text_accuracy.get((self.provider, model), self.text_accuracy.get((None, model)))
+        return p is not None and not spells_right(p, model, prompt, seed)
 
     def file(self, name: str) -> FileSpec | None:
         with self._lock:
@@ -211,7 +220,8 @@ class ProviderApp:
         spec = self.state.file(name)
         if spec is None:
             return self.error_reply(404, "download", f"file {name} not found")
-        data = render_image(spec.prompt, spec.seed, spec.width, spec.height, spec.fmt)
+        data = render_image(spec.prompt, spec.seed, spec.width, spec.height, spec.fmt,
+                            misspell=self.state.misspells(spec.model, spec.prompt, spec.seed))
         return Reply(200, data, {"Content-Type": mime_for(spec.fmt),
                                  "Cache-Control": "public, max-age=3600"})
 

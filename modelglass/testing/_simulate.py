@@ -72,6 +72,9 @@ class Simulator:
         self._openai = OpenAIApp(self._states["openai"], retired=tuple(openai_retired))
         self._fal = FalApp(self._states["fal"])
         self._replicate = ReplicateApp(self._states["replicate"])
+        self._text_accuracy: dict[tuple[str | None, str], float] = {}
+        for state in self._states.values():
+            state.text_accuracy = self._text_accuracy
         #: What the platform APIs (fal pricing and models, OpenAI models, Replicate models) say.
         self.platform = PlatformData()
         self._fal_platform = FalPlatformApp(self._states["fal"], self.platform)
@@ -249,9 +252,12 @@ class Simulator:
         return self._states[_check(provider)].billed
 
     def reset(self, provider: Provider | None = None) -> None:
-        """Forget recorded requests and scripted faults (of one provider, or all)."""
+        """Forget recorded requests and scripted faults (of one provider, or all; all also
+        forgets the scripted text accuracies)."""
         for p in PROVIDERS if provider is None else (_check(provider),):
             self._states[p].reset()
+        if provider is None:
+            self._text_accuracy.clear()
 
     def service_time(self, provider: Provider, seconds: float | None = None) -> float:
         """Get, or set with ``seconds``, how long one generation takes on ``provider``.
@@ -265,6 +271,23 @@ class Simulator:
                 raise ValueError(f"service time must be >= 0, got {seconds}")
             state.service_time = float(seconds)
         return state.service_time
+
+    def text_accuracy(self, model: str, p: float) -> None:
+        """Script how often ``model``'s images spell the prompt's quoted text right: with
+        probability ``p`` (0..1), decided per (prompt, seed), so the same seed always gives the
+        same image; otherwise one character is wrong. Unscripted models always spell it right.
+
+        ``model`` is a catalog model id (``"flux-schnell"``: every offer of it), an offer key
+        (``"flux-schnell@fal"``: that offer only) or a provider's own model name
+        (``"fal-ai/flux/schnell"``).
+
+        >>> with simulate() as sim:                           # doctest: +SKIP
+        ...     sim.text_accuracy("flux-schnell", 0.3)       # right in 3 images of 10
+        """
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"text accuracy is a probability from 0 to 1, got {p!r}")
+        for key in _wire_names(model):
+            self._text_accuracy[key] = float(p)
 
     def url(self, provider: Provider) -> str:
         """Base URL of a provider's simulator (fal: the queue host, https)."""
@@ -342,6 +365,23 @@ class Simulator:
                 default._Client__async_client = None
         if "openai" in fresh:
             sys.modules["openai"]._client = None  # type: ignore[attr-defined]
+
+
+def _wire_names(model: str) -> list[tuple[str | None, str]]:
+    """(provider, wire model name) pairs a catalog id or offer key stands for; a name the
+    catalog does not know stands for itself on every provider."""
+    from ..catalog import Catalog
+    from ..errors import ModelglassError
+
+    catalog = Catalog.default()
+    try:
+        if "@" in model:
+            view = catalog.offer(model)
+            return [(view.provider, view.endpoint)]
+        views = catalog.offers_for(model)
+    except (KeyError, ModelglassError):
+        views = []
+    return [(v.provider, v.endpoint) for v in views] or [(None, model)]
 
 
 def _check(provider: str) -> str:
