@@ -115,8 +115,8 @@ def test_arena_only_models_get_prompt_adherence_from_formula_v2(model_id: str,
     assert "anchor" in score.formula
 
 
-@pytest.mark.parametrize("model_id", ["flux-1.1-pro", "flux-1.1-pro-ultra", "ideogram-3",
-                                      "recraft-v3", "gpt-image-1-mini", "flux-2-pro"])
+@pytest.mark.parametrize("model_id", ["flux-1.1-pro", "flux-1.1-pro-ultra", "gpt-image-1-mini",
+                                      "hidream-i1-fast"])
 def test_models_with_no_formula_input_have_unknown_prompt_adherence(model_id: str) -> None:
     score = Catalog.default().score(model_id, "prompt_adherence")
     assert score.value is None and str(score) == "unknown"

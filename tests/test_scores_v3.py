@@ -201,4 +201,5 @@ def test_catalog_show_prints_score_plus_minus_error_and_the_rows_behind_it() -> 
     import json
     data = json.loads(js.output)["scores"]["text_rendering"]
     assert data["stderr"] > 0 and {b["benchmark"] for b in data["benchmarks"]} == {
-        "LongText-Bench EN", "CVTG-2K word accuracy", "OneIG-EN text", "PRISM-Bench text"}
+        "LongText-Bench EN", "CVTG-2K word accuracy", "OneIG-EN text", "PRISM-Bench text",
+        "TIIF-Bench text"}
