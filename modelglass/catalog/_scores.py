@@ -180,10 +180,13 @@ CALIBRATIONS: dict[int, dict[str, AxisCalibration]] = {3: {
         _b("PRISM-Bench text", "prism_text", lo=10, hi=70, noise=1.0),
         # TIIF-Bench testmini text dimension (OCR edit-distance based, 0–100; mean of short and
         # long prompts): few prompts per model, so noise 0.7.
-        _b("TIIF-Bench text", "tiif_text_short", "tiif_text_long", lo=0, hi=100, noise=0.7)),
-        "calibrated (v3): latent on 10·LongText-EN; CVTG-2K word accuracy and OneIG-EN text ×10, "
-        "PRISM-Bench text 10·(x−10)/60, TIIF-Bench text x/10, each with a fitted offset and "
-        "scale"),
+        _b("TIIF-Bench text", "tiif_text_short", "tiif_text_long", lo=0, hi=100, noise=0.7),
+        # ImageBench V1 text-rendering pass rate: 15 images per model, each judged pass/fail by a
+        # VLM (qwen3-vl); the binomial error alone is ~1 point on 0–10, so noise 1.5.
+        _b("ImageBench text", "imagebench_text", lo=0, hi=1, noise=1.5)),
+        "calibrated (v3): latent on 10·LongText-EN; CVTG-2K word accuracy, OneIG-EN text and "
+        "ImageBench text ×10, PRISM-Bench text 10·(x−10)/60, TIIF-Bench text x/10, each with a "
+        "fitted offset and scale"),
     "photorealism": AxisCalibration((
         _b("HPSv2.1 photo", "hps_photo", lo=26, hi=36, reference=True),),
         "calibrated (v3): 10·(hps_photo−26)/10"),
