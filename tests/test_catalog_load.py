@@ -187,10 +187,10 @@ def test_price_newer_than_the_catalog_date_is_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_source_id_is_refused(tmp_path: Path) -> None:
-    root = make_catalog(tmp_path, edit(TOY, "source: S14\n      - provider", "source: S99\n      - provider"))
+    root = make_catalog(tmp_path, edit(TOY, "source: S14\n      - provider", "source: S999\n      - provider"))
     (problem,) = problems_of(root)
     assert problem.startswith(f"{root}/models/toy.yaml:16: models.toy.offers[0].source: "
-                              "source 'S99' is not in settings.yaml sources")
+                              "source 'S999' is not in settings.yaml sources")
 
 
 def test_unknown_evidence_metric_suggests_the_right_one(tmp_path: Path) -> None:

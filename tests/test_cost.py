@@ -174,9 +174,11 @@ def test_compare_rows_show_axes_controls_and_prices(cat: Catalog) -> None:
     assert table.columns == ["flux-schnell", "gpt-image-2", "sdxl"]
     schnell, gpt2, sdxl = table.rows
     assert schnell["name"] == "FLUX.1 [schnell]"
-    assert schnell["speed"] == "8.2" and schnell["photorealism"] == "unknown"
-    assert gpt2["prompt_adherence"] == "8.0"           # arena fallback, formula v2 (no prior)
-    assert sdxl["prompt_adherence"] == "3.9"
+    # Formula v3 (calibrated, each with its prior): schnell's 1.2 s reads 8.2 alone, 8.1 with
+    # the prior; gpt-image-2 has GenEval/DPG and arena rows, SDXL GenEval/DPG/OneIG/TIIF/arena.
+    assert schnell["speed"] == "8.1" and schnell["photorealism"] == "unknown"
+    assert gpt2["prompt_adherence"] == "9.5"
+    assert sdxl["prompt_adherence"] == "1.2"
     assert schnell["steps"] == "1-4" and gpt2["steps"] == "n/a"
     assert schnell["negative prompt"] == "true-cfg-extra" and sdxl["negative prompt"] == "native"
     assert gpt2["guidance"] == "none" and sdxl["guidance"] == "true-cfg"

@@ -100,10 +100,11 @@ def test_the_shipped_catalog_states_no_priors_so_no_score_is_hand_placed() -> No
 
 @pytest.mark.parametrize(("model_id", "expected"), [
     # Δ = Elo − FLUX.2 [max] in the same snapshot; median over snapshots; 10/(1+10^(−Δ/400)).
-    # (gpt-image-2 and gemini-3.1-flash-image have GenEval/DPG rows since issue 14 (S91), so v2
-    # no longer falls back to their arena ratings.)
-    ("gpt-image-1.5", 6.0),      # AA: 1272−1201 = 71
-    ("gemini-3-pro-image", 5.2),      # AA: 1216−1201 = 15
+    # (gpt-image-2 and gemini-3.1-flash-image have GenEval/DPG rows since issue 14 (S91), and
+    # gemini-3-pro-image DPG since GLM-Image's January 2026 "Nano Banana 2.0" row was read as
+    # Nano Banana Pro (S92, S97), so v2 no longer falls back to their arena ratings.)
+    ("gpt-image-1.5", 5.9),      # AA: 1266−1200 = 66 (Mar), 1272−1201 = 71 (May), 1260−1194 = 66 (Jul)
+    ("flux-2-pro", 4.8),         # AA: 1181−1200 = −19 (Mar), 1185−1194 = −9 (Jul): median −14
     ("flux-2-max", 5.0),         # the anchor itself
 ])
 def test_arena_only_models_get_prompt_adherence_from_formula_v2(model_id: str,
@@ -115,8 +116,7 @@ def test_arena_only_models_get_prompt_adherence_from_formula_v2(model_id: str,
     assert "anchor" in score.formula
 
 
-@pytest.mark.parametrize("model_id", ["flux-1.1-pro", "flux-1.1-pro-ultra", "ideogram-3",
-                                      "recraft-v3", "gpt-image-1-mini", "flux-2-pro"])
+@pytest.mark.parametrize("model_id", ["gpt-image-1-mini", "hidream-i1-fast", "recraft-v4"])
 def test_models_with_no_formula_input_have_unknown_prompt_adherence(model_id: str) -> None:
     score = Catalog.default().score(model_id, "prompt_adherence")
     assert score.value is None and str(score) == "unknown"

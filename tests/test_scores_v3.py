@@ -201,4 +201,14 @@ def test_catalog_show_prints_score_plus_minus_error_and_the_rows_behind_it() -> 
     import json
     data = json.loads(js.output)["scores"]["text_rendering"]
     assert data["stderr"] > 0 and {b["benchmark"] for b in data["benchmarks"]} == {
-        "LongText-Bench EN", "CVTG-2K word accuracy", "OneIG-EN text", "PRISM-Bench text"}
+        "LongText-Bench EN", "CVTG-2K word accuracy", "OneIG-EN text", "PRISM-Bench text",
+        "TIIF-Bench text"}
+
+
+def test_prompt_adherence_is_known_for_nine_in_ten_active_hosted_models() -> None:
+    # Issue 14's target for the shipped catalog; text rendering is not there yet (20 of 29).
+    cat = Catalog.default()
+    hosted = [mid for mid, m in cat.models.items() if m.lifecycle.status.value == "active"
+              and any(o.provider != "local" for o in m.offers)]
+    unknown = sorted(mid for mid in hosted if not cat.score(mid, "prompt_adherence").known)
+    assert len(hosted) - len(unknown) >= 0.9 * len(hosted), unknown
