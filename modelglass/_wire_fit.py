@@ -26,8 +26,20 @@ from .result import Fate, FateKind
 if TYPE_CHECKING:
     from .catalog import OfferView
     from .catalog._wire_schema import InputSchema
+    from .plan import Planned
+    from .providers.base import Provider
+    from .request import ImageRequest
 
-__all__ = ["Fitted", "check_payload", "fit_payload", "nearest_listed_ratio"]
+__all__ = [
+    "Fitted",
+    "check_payload",
+    "chunk_payload",
+    "fit_call",
+    "fit_payload",
+    "nearest_listed_ratio",
+    "schema_of",
+    "seed_max",
+]
 
 #: A payload field → the request control it carries (for fates).
 _CONTROL_OF = {"seed": "seed", "negative_prompt": "negative_prompt", "num_images": "n",
@@ -60,12 +72,21 @@ def fit_payload(payload: dict[str, Any], schema: InputSchema, offer: OfferView, 
     return out
 
 
-def check_payload(payload: dict[str, Any], schema: InputSchema, offer: OfferView) -> None:
-    """Raise :class:`PayloadInvalid` when ``payload`` breaks ``schema`` (nothing is sent)."""
+def check_payload(payload: dict[str, Any], schema: InputSchema, offer: OfferView, *,
+                  options: dict[str, Any] | None = None) -> None:
+    """Raise when ``payload`` breaks ``schema`` (nothing is sent): :class:`InvalidRequest` when
+    the field at fault came from ``provider_options``, else :class:`PayloadInvalid` (our bug)."""
     bad = schema.violations(payload)
     if not bad:
         return
-    from .errors import PayloadInvalid
+    from .errors import InvalidRequest, PayloadInvalid
+
+    for v in bad:
+        if options and v.field in options:
+            raise InvalidRequest(
+                f"provider_options[{offer.provider!r}][{v.field!r}]: {v.message} "
+                f"({offer.endpoint}, {offer.provider}'s published schema)",
+                field=f"provider_options.{offer.provider}.{v.field}")
 
     first = bad[0]
     raise PayloadInvalid(
@@ -75,6 +96,76 @@ def check_payload(payload: dict[str, Any], schema: InputSchema, offer: OfferView
         + ". This is a modelglass bug, not yours: nothing was sent. Please report it with the "
         f"request; pick another offer meanwhile. (schema: {schema.source}, as of {schema.as_of})",
         field=first.field, offer=offer.key, problems=[f"{v.field}: {v.message}" for v in bad])
+
+
+def schema_of(offer: OfferView) -> InputSchema | None:
+    """The stored input schema of a hosted offer's endpoint (None: local, or none stored)."""
+    if offer.provider == "local":
+        return None
+    from .catalog._wire_schema import input_schema
+
+    return input_schema(offer.provider, offer.endpoint)
+
+
+def seed_max(offer: OfferView, default: int) -> int:
+    """The largest seed the offer's endpoint takes: its published schema's, else ``default``."""
+    schema = schema_of(offer)
+    hi = schema.range("seed")[1] if schema is not None else None
+    return int(hi) if hi is not None and hi < default else default
+
+
+def fit_call(request: ImageRequest, offer: OfferView, planned: Planned, payload: dict[str, Any],
+             fates: dict[str, Fate], notes: list[str]) -> tuple[dict[str, Any], Planned]:
+    """Fit a planned call's payload to its endpoint's schema, merge the fates that changes
+    into ``fates`` and check the result (raises :class:`InvalidRequest` for a
+    ``provider_options`` key or value the endpoint refuses, :class:`PayloadInvalid` for ours)."""
+    from dataclasses import replace
+
+    schema = schema_of(offer)
+    if schema is None:
+        return payload, planned
+    _check_options(planned.options, schema, offer)
+    wanted = request.requested_controls()
+    requested = {k: f.requested for k, f in fates.items() if k in wanted}
+    fitted = fit_payload(payload, schema, offer, requested=requested,
+                         size=(planned.width, planned.height))
+    rank = {FateKind.honored: 0, FateKind.mapped: 1, FateKind.approximated: 2,
+            FateKind.dropped: 3}
+    for control, fate in fitted.fates.items():
+        if control not in fates or rank[fate.kind] >= rank[fates[control].kind]:
+            fates[control] = fate
+    notes.extend(fitted.notes)
+    if fitted.size is not None and fitted.size != (planned.width, planned.height):
+        planned = replace(planned, width=fitted.size[0], height=fitted.size[1])
+    check_payload(fitted.payload, schema, offer, options=planned.options)
+    return fitted.payload, planned
+
+
+def chunk_payload(provider: Provider, planned: Planned, offer: OfferView) -> dict[str, Any]:
+    """The payload of a later chunk of a planned call, fitted and checked as the first was."""
+    payload, _ = provider.build_payload(planned, offer)
+    schema = schema_of(offer)
+    if schema is None:
+        return payload
+    fitted = fit_payload(payload, schema, offer, requested={},
+                         size=(planned.width, planned.height))
+    check_payload(fitted.payload, schema, offer, options=planned.options)
+    return fitted.payload
+
+
+def _check_options(options: dict[str, Any], schema: InputSchema, offer: OfferView) -> None:
+    """A ``provider_options`` key the endpoint does not have is the caller's mistake: refuse it
+    before anything is sent, listing the fields the endpoint does take."""
+    unknown = [k for k in options if not schema.has(k)]
+    if not unknown:
+        return
+    from .errors import InvalidRequest
+
+    key = unknown[0]
+    raise InvalidRequest(
+        f"provider_options[{offer.provider!r}][{key!r}]: {offer.endpoint} has no such field "
+        f"({offer.provider}'s published schema); it takes {', '.join(sorted(schema.properties))}",
+        field=f"provider_options.{offer.provider}.{key}")
 
 
 # -- steps ----------------------------------------------------------------------------------------

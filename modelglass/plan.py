@@ -28,8 +28,7 @@ if TYPE_CHECKING:
     from .providers.base import Provider
     from .request import ImageRequest
 
-__all__ = ["TRUE_CFG_DEFAULT", "Planned", "ProviderCall", "SizeChoice", "chunk_payload", "plan_call",
-           "snap_size"]
+__all__ = ["TRUE_CFG_DEFAULT", "Planned", "ProviderCall", "SizeChoice", "plan_call", "snap_size"]
 
 #: The true-CFG scale used when a negative prompt needs a second pass (FLUX ``true_cfg_scale``).
 TRUE_CFG_DEFAULT = 4.0
@@ -382,13 +381,15 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     seed_drawn = False
     n = request.n
     if c.seed:
-        seed_max = _seed_max(offer)
+        from ._wire_fit import seed_max as _seed_max
+
+        seed_max = _seed_max(offer, SEED_MAX)
         base = request.seed
         if base is None:
             base = (rng or random.SystemRandom()).randrange(0, seed_max + 1)
             seed_drawn = True
         elif base > seed_max:
-            base = request.seed % (seed_max + 1)
+            base %= seed_max + 1
             fates["seed"] = Fate("seed", FateKind.mapped, request.seed, base,
                                  f"{offer.endpoint} takes seeds 0..{seed_max} ({offer.provider}'s "
                                  "published schema)", f"wrapped to {request.seed} mod {seed_max + 1}")
@@ -461,7 +462,9 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
             # already approximated stays approximated even if the provider sends it as a preset.
             if control in fates and _SEVERITY[fate.kind] >= _SEVERITY[fates[control].kind]:
                 fates[control] = fate
-        payload, planned = _fit_to_schema(request, offer, planned, payload, fates, notes)
+        from ._wire_fit import fit_call
+
+        payload, planned = fit_call(request, offer, planned, payload, fates, notes)
     else:
         payload = {"prompt": prompt, "width": width, "height": height, "n": chunks[0]}
         notes.append(f"provider module {offer.provider!r} unavailable; payload is generic")
@@ -478,55 +481,6 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     return ProviderCall(request=request, offer=offer, planned=planned, payload=payload,
                         fates=ordered, estimate=estimate, seed_drawn=seed_drawn, chunks=chunks,
                         upscale=upscale, notes=notes)
-
-
-def _seed_max(offer: OfferView) -> int:
-    """The largest seed the offer's endpoint takes: its published schema's, else SEED_MAX."""
-    from .catalog._wire_schema import input_schema
-
-    schema = input_schema(offer.provider, offer.endpoint) if offer.provider != "local" else None
-    hi = schema.range("seed")[1] if schema is not None else None
-    return int(hi) if hi is not None and hi < SEED_MAX else SEED_MAX
-
-
-def _fit_to_schema(request: ImageRequest, offer: OfferView, planned: Planned,
-                   payload: dict[str, Any], fates: dict[str, Fate], notes: list[str]
-                   ) -> tuple[dict[str, Any], Planned]:
-    """Fit the payload to the endpoint's published schema (``catalog/schemas``), merge the
-    fates that changes, and check it: a payload the schema refuses raises
-    :class:`~modelglass.errors.PayloadInvalid` (our bug; nothing is sent)."""
-    from ._wire_fit import check_payload, fit_payload
-    from .catalog._wire_schema import input_schema
-
-    schema = input_schema(offer.provider, offer.endpoint) if offer.provider != "local" else None
-    if schema is None:
-        return payload, planned
-    wanted = request.requested_controls()
-    requested = {k: f.requested for k, f in fates.items() if k in wanted}
-    fitted = fit_payload(payload, schema, offer, requested=requested,
-                         size=(planned.width, planned.height))
-    for control, fate in fitted.fates.items():
-        if control not in fates or _SEVERITY[fate.kind] >= _SEVERITY[fates[control].kind]:
-            fates[control] = fate
-    notes.extend(fitted.notes)
-    if fitted.size is not None and fitted.size != (planned.width, planned.height):
-        planned = replace(planned, width=fitted.size[0], height=fitted.size[1])
-    check_payload(fitted.payload, schema, offer)
-    return fitted.payload, planned
-
-
-def chunk_payload(provider: Provider, planned: Planned, offer: OfferView) -> dict[str, Any]:
-    """The payload of a later chunk of a planned call, fitted and checked as the first was."""
-    payload, _ = provider.build_payload(planned, offer)
-    from ._wire_fit import check_payload, fit_payload
-    from .catalog._wire_schema import input_schema
-
-    schema = input_schema(offer.provider, offer.endpoint) if offer.provider != "local" else None
-    if schema is None:
-        return payload
-    fitted = fit_payload(payload, schema, offer, requested={}, size=(planned.width, planned.height))
-    check_payload(fitted.payload, schema, offer)
-    return fitted.payload
 
 
 def _refuse_retired(offer: OfferView) -> None:

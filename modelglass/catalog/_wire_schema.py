@@ -34,6 +34,9 @@ class Violation:
     message: str
     kind: str  # "unknown" | "missing" | "enum" | "range" | "type" | "other"
     path: tuple[str | int, ...] = ()
+    rule: str = ""      # the JSON Schema keyword that failed ("maximum", "enum", ...)
+    limit: Any = None   # that keyword's value (the maximum, the listed values, ...)
+    value: Any = None   # the value sent
 
 
 @dataclass(frozen=True)
@@ -115,21 +118,28 @@ class InputSchema:
 
 
 def _violation(err: Any) -> Violation:
+    if err.validator == "anyOf" and isinstance(err.instance, dict) and err.context:
+        # {width, height} given where a preset or an object is taken: report the deepest cause
+        err = max(err.context, key=lambda e: len(e.absolute_path))
     path = tuple(err.absolute_path)
     validator = err.validator
     if validator == "additionalProperties" and not path:
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         name = extra[0] if extra else "?"
-        return Violation(name, f"unknown field {name!r}", "unknown", (name,))
+        return Violation(name, f"unknown field {name!r}", "unknown", (name,),
+                         "additionalProperties", None, err.instance.get(name))
     if validator == "required":
         missing = str(err.message).split("'")[1] if "'" in str(err.message) else "?"
-        return Violation(missing, f"{missing!r} is required", "missing", (missing,))
+        return Violation(missing, f"{missing!r} is required", "missing", (missing,), "required")
     kind = {"enum": "enum", "const": "enum", "minimum": "range", "maximum": "range",
             "exclusiveMinimum": "range", "exclusiveMaximum": "range", "multipleOf": "range",
             "minLength": "range", "maxLength": "range", "type": "type",
             "anyOf": "enum", "pattern": "enum"}.get(str(validator), "other")
     name = str(path[0]) if path else "?"
-    return Violation(name, err.message, kind, path)
+    limit = err.validator_value
+    if validator == "anyOf":  # e.g. image_size: a listed preset or {width, height}
+        limit = [x for sub in err.validator_value for x in sub.get("enum", [])] or None
+    return Violation(name, err.message, kind, path, str(validator), limit, err.instance)
 
 
 def schemas_dir() -> Path:

@@ -624,7 +624,7 @@ def chunk_calls_of(call: ProviderCall, provider: Provider) -> list[ProviderCall]
     """One provider call per chunk of ``n``; chunk ``k`` continues the seeds (seed + i)."""
     if len(call.chunks) == 1:
         return [call]
-    from ..plan import chunk_payload
+    from .._wire_fit import chunk_payload
 
     # The first chunk's payload is the plan's own; its planned n is the chunk's.
     calls = [replace(call, planned=call.planned.chunk(0, call.chunks[0]))]
