@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["InputSchema", "Violation", "input_schema", "schema_path", "schemas_dir"]
+__all__ = ["InputSchema", "Violation", "input_schema", "schema_path", "schemas_dir",
+           "user_schemas_dir"]
 
 
 @dataclass(frozen=True)
@@ -154,10 +155,28 @@ def schema_path(provider: str, endpoint: str) -> Path:
     return schemas_dir() / provider / (endpoint.split(":", 1)[0] + ".json")
 
 
-@functools.lru_cache(maxsize=256)
+def user_schemas_dir() -> Path | None:
+    """Where ``catalog sync`` writes refreshed schemas: ``schemas/`` next to the user's overlay
+    (None when overlays are off, ``MODELGLASS_CATALOG_OVERLAY=""``)."""
+    from ._overlay import default_overlay_path
+
+    overlay = default_overlay_path()
+    return None if overlay is None else overlay.parent / "schemas"
+
+
 def input_schema(provider: str, endpoint: str) -> InputSchema | None:
-    """The stored input schema of ``endpoint`` on ``provider``; None when none is stored."""
-    path = schema_path(provider, endpoint)
+    """The input schema of ``endpoint`` on ``provider``: the copy ``catalog sync`` refreshed
+    (next to the user's overlay) if there is one, else the shipped one; None when neither."""
+    user = user_schemas_dir()
+    return _load(provider, endpoint, str(user) if user is not None else "")
+
+
+@functools.lru_cache(maxsize=512)
+def _load(provider: str, endpoint: str, user_dir: str) -> InputSchema | None:
+    rel = Path(provider) / (endpoint.split(":", 1)[0] + ".json")
+    path = Path(user_dir) / rel if user_dir else None
+    if path is None or not path.is_file():
+        path = schema_path(provider, endpoint)
     if not path.is_file():
         return None
     doc = json.loads(path.read_text(encoding="utf-8"))

@@ -77,16 +77,16 @@ class Simulator:
         self._text_accuracy: dict[tuple[str | None, str], float] = {}
         for state in self._states.values():
             state.text_accuracy = self._text_accuracy
+        #: What the platform APIs (fal pricing and models, OpenAI models, Replicate models) say.
+        self.platform = PlatformData()
+        self._fal_platform = FalPlatformApp(self._states["fal"], self.platform)
         #: The endpoints served: the stored schemas (``catalog/schemas``) plus :meth:`serve`.
         self.endpoints = Endpoints()
-        for app in (self._openai, self._fal, self._replicate):
+        for app in (self._openai, self._fal, self._replicate, self._fal_platform):
             app.endpoints = self.endpoints
         for alias in FAL_ENDPOINTS:  # fal's own aliases (fal-ai/flux-1/dev, ...) with no file
             if not self.endpoints.lookup("fal", alias)[0]:
                 self.endpoints.serve("fal", alias)
-        #: What the platform APIs (fal pricing and models, OpenAI models, Replicate models) say.
-        self.platform = PlatformData()
-        self._fal_platform = FalPlatformApp(self._states["fal"], self.platform)
         self._poll_interval = poll_interval
         if isinstance(service_time, Mapping):
             for provider, seconds in service_time.items():
