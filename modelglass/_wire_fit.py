@@ -36,6 +36,7 @@ __all__ = [
     "chunk_payload",
     "fit_call",
     "fit_payload",
+    "images_per_call",
     "nearest_listed_ratio",
     "schema_of",
     "seed_max",
@@ -112,6 +113,22 @@ def seed_max(offer: OfferView, default: int) -> int:
     schema = schema_of(offer)
     hi = schema.range("seed")[1] if schema is not None else None
     return int(hi) if hi is not None and hi < default else default
+
+
+_COUNT_FIELDS = {"fal": "num_images", "replicate": "num_outputs", "openai": "n"}
+
+
+def images_per_call(offer: OfferView, default: int) -> int:
+    """How many images one call may ask for: the catalog's limit, capped by the maximum of the
+    endpoint's count field in its published schema."""
+    schema = schema_of(offer)
+    if schema is None:
+        return default
+    name = offer.offer.wire.get("n") or _COUNT_FIELDS.get(offer.provider)
+    if not name or name == "none" or name not in schema.properties:
+        return default
+    hi = schema.range(name)[1]
+    return max(1, min(default, int(hi))) if hi is not None else default
 
 
 def fit_call(request: ImageRequest, offer: OfferView, planned: Planned, payload: dict[str, Any],

@@ -405,7 +405,9 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     width, height, ratio, upscale = _plan_geometry(request, offer, fates, quality)
 
     # n: split by the offer's images-per-call limit; the client loops over the chunks
-    per_call = c.max_images_per_call or 1
+    from ._wire_fit import images_per_call
+
+    per_call = images_per_call(offer, c.max_images_per_call or 1)
     chunks = [min(per_call, n - i) for i in range(0, n, per_call)]
     if request.n != 1:
         if len(chunks) == 1:

@@ -104,6 +104,16 @@ def test_every_hosted_offer_times_seven_shapes_plans_a_payload_its_schema_accept
 
 # -- planning reads the schema -----------------------------------------------------------------------
 
+def test_images_per_call_never_pass_the_schema_and_none_are_lost(cat: mg.Catalog) -> None:
+    for view in map(_plannable, _hosted(cat)):
+        schema = input_schema(view.provider, view.endpoint)
+        assert schema is not None
+        call = plan_call(mg.ImageRequest(prompt=PROMPT, n=10), view, rng=random.Random(3))
+        assert sum(call.chunks) == 10 and not schema.violations(call.payload), view.key
+    gpt = plan_call(mg.ImageRequest(prompt=PROMPT, n=10), _plannable(cat.offer("gpt-image-1.5@fal")))
+    assert gpt.chunks == [4, 4, 2] and gpt.payload["num_images"] == 4
+
+
 def test_ideogram_on_replicate_gets_seeds_it_takes_and_listed_ratios(cat: mg.Catalog) -> None:
     view = cat.offer("ideogram-3@replicate-turbo")
     call = plan_call(mg.ImageRequest(prompt=PROMPT, size="1024x1024", seed=2**32 - 1), view)
