@@ -108,9 +108,8 @@ def schema_of(offer: OfferView) -> InputSchema | None:
     return input_schema(offer.provider, offer.endpoint)
 
 
-def seed_max(offer: OfferView, default: int) -> int:
-    """The largest seed the offer's endpoint takes: its published schema's, else ``default``."""
-    schema = schema_of(offer)
+def seed_max(schema: InputSchema | None, default: int) -> int:
+    """The largest seed an endpoint takes: its published schema's, else ``default``."""
     hi = schema.range("seed")[1] if schema is not None else None
     return int(hi) if hi is not None and hi < default else default
 
@@ -118,10 +117,9 @@ def seed_max(offer: OfferView, default: int) -> int:
 _COUNT_FIELDS = {"fal": "num_images", "replicate": "num_outputs", "openai": "n"}
 
 
-def images_per_call(offer: OfferView, default: int) -> int:
+def images_per_call(offer: OfferView, schema: InputSchema | None, default: int) -> int:
     """How many images one call may ask for: the catalog's limit, capped by the maximum of the
     endpoint's count field in its published schema."""
-    schema = schema_of(offer)
     if schema is None:
         return default
     name = offer.offer.wire.get("n") or _COUNT_FIELDS.get(offer.provider)
@@ -131,14 +129,14 @@ def images_per_call(offer: OfferView, default: int) -> int:
     return max(1, min(default, int(hi))) if hi is not None else default
 
 
-def fit_call(request: ImageRequest, offer: OfferView, planned: Planned, payload: dict[str, Any],
-             fates: dict[str, Fate], notes: list[str]) -> tuple[dict[str, Any], Planned]:
+def fit_call(request: ImageRequest, offer: OfferView, schema: InputSchema | None,
+             planned: Planned, payload: dict[str, Any], fates: dict[str, Fate],
+             notes: list[str]) -> tuple[dict[str, Any], Planned]:
     """Fit a planned call's payload to its endpoint's schema, merge the fates that changes
     into ``fates`` and check the result (raises :class:`InvalidRequest` for a
     ``provider_options`` key or value the endpoint refuses, :class:`PayloadInvalid` for ours)."""
     from dataclasses import replace
 
-    schema = schema_of(offer)
     if schema is None:
         return payload, planned
     _check_options(planned.options, schema, offer)

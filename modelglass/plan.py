@@ -283,6 +283,10 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     or dropped, naming each one and what the offer allows instead.
     """
     _refuse_retired(offer)
+    from ._wire_fit import fit_call, images_per_call, schema_of
+    from ._wire_fit import seed_max as _seed_max
+
+    schema = schema_of(offer)  # the endpoint's published input schema (catalog/schemas)
     c = offer.controls
     fates: dict[str, Fate] = {}
     notes: list[str] = []
@@ -381,9 +385,7 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     seed_drawn = False
     n = request.n
     if c.seed:
-        from ._wire_fit import seed_max as _seed_max
-
-        seed_max = _seed_max(offer, SEED_MAX)
+        seed_max = _seed_max(schema, SEED_MAX)
         base = request.seed
         if base is None:
             base = (rng or random.SystemRandom()).randrange(0, seed_max + 1)
@@ -405,9 +407,7 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     width, height, ratio, upscale = _plan_geometry(request, offer, fates, quality)
 
     # n: split by the offer's images-per-call limit; the client loops over the chunks
-    from ._wire_fit import images_per_call
-
-    per_call = images_per_call(offer, c.max_images_per_call or 1)
+    per_call = images_per_call(offer, schema, c.max_images_per_call or 1)
     chunks = [min(per_call, n - i) for i in range(0, n, per_call)]
     if request.n != 1:
         if len(chunks) == 1:
@@ -464,9 +464,7 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
             # already approximated stays approximated even if the provider sends it as a preset.
             if control in fates and _SEVERITY[fate.kind] >= _SEVERITY[fates[control].kind]:
                 fates[control] = fate
-        from ._wire_fit import fit_call
-
-        payload, planned = fit_call(request, offer, planned, payload, fates, notes)
+        payload, planned = fit_call(request, offer, schema, planned, payload, fates, notes)
     else:
         payload = {"prompt": prompt, "width": width, "height": height, "n": chunks[0]}
         notes.append(f"provider module {offer.provider!r} unavailable; payload is generic")

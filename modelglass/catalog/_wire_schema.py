@@ -202,7 +202,7 @@ def input_schema(provider: str, endpoint: str) -> InputSchema | None:
     return _load(provider, endpoint, str(user) if user is not None else "")
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=65536)  # one entry per endpoint planned (most: None)
 def _load(provider: str, endpoint: str, user_dir: str) -> InputSchema | None:
     rel = Path(provider) / (endpoint.split(":", 1)[0] + ".json")
     path = Path(user_dir) / rel if user_dir else None
