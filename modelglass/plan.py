@@ -465,6 +465,12 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
             if control in fates and _SEVERITY[fate.kind] >= _SEVERITY[fates[control].kind]:
                 fates[control] = fate
         payload, planned = fit_call(request, offer, schema, planned, payload, fates, notes)
+        if (planned.width, planned.height) != (width, height):  # the schema moved the size
+            refit = (provider.cost_estimate(offer, planned.width, planned.height, n, steps)
+                     if provider else None)
+            estimate = refit or offer.estimate_cost(planned.width, planned.height, n,
+                                                    steps=steps, quality=quality, tier=tier,
+                                                    prompt=prompt)
     else:
         payload = {"prompt": prompt, "width": width, "height": height, "n": chunks[0]}
         notes.append(f"provider module {offer.provider!r} unavailable; payload is generic")
