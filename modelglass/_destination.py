@@ -18,6 +18,7 @@ import contextlib
 import contextvars
 import functools
 import ipaddress
+import os
 import socket
 import threading
 import time
@@ -77,9 +78,30 @@ def untrust_origin(url: str) -> None:
         _trusted.discard(origin(url))
 
 
+#: Set by ``modelglass.testing.simulate()`` in ``sim.env``: the simulators' exact origins, so a
+#: child process (a CLI, an app under test) trusts them too. Honoured only for loopback hosts.
+SIM_ORIGINS_ENV = "MODELGLASS_SIM_ORIGINS"
+_LOOPBACK_NAMES = ("127.0.0.1", "::1", "localhost")
+
+
+def _env_trusted() -> set[tuple[str, int]]:
+    out = set()
+    for url in os.environ.get(SIM_ORIGINS_ENV, "").split():
+        try:
+            host, port = origin(url)
+        except ValueError:
+            continue
+        if host.strip("[]") in _LOOPBACK_NAMES and urlsplit(url).port:  # exact loopback only
+            out.add((host.strip("[]"), port))
+    return out
+
+
 def _is_trusted(host: str, port: int) -> bool:
+    key = (host.lower().strip("[]"), port)
     with _trusted_lock:
-        return (host.lower().strip("[]"), port) in _trusted or (host.lower(), port) in _trusted
+        if key in _trusted or (host.lower(), port) in _trusted:
+            return True
+    return SIM_ORIGINS_ENV in os.environ and key in _env_trusted()
 
 
 def forbidden_address(address: str) -> str | None:

@@ -3,6 +3,7 @@
     ModelglassError
     ├── CatalogError            a catalog file is wrong (file:line and field path)
     ├── InvalidRequest          a request field is wrong, or strict mode refused a fate
+    ├── PayloadInvalid          a planned payload breaks the provider's published schema (our bug)
     ├── NoEligibleModel         routing found nothing; carries why each candidate failed
     │   └── StrictRefused       strict mode refused the pinned offer (also an InvalidRequest)
     ├── BudgetExceeded          the estimate would pass a limit; nothing was sent
@@ -36,6 +37,7 @@ __all__ = [
     "ModelglassError",
     "NoEligibleModel",
     "OutcomeUnknown",
+    "PayloadInvalid",
     "ProviderError",
     "ProviderUnavailable",
     "RateLimited",
@@ -65,6 +67,22 @@ class InvalidRequest(ModelglassError, ValueError):
     def __init__(self, message: str, field: str | None = None) -> None:
         self.field = field
         super().__init__(message)
+
+
+class PayloadInvalid(ModelglassError):
+    """A planned payload breaks the provider's published input schema (``catalog/schemas``).
+
+    This is modelglass's bug, never the caller's: the request was not sent. ``field`` names the
+    first field at fault, ``offer`` the offer, ``problems`` every violation found.
+    """
+
+    def __init__(self, message: str, field: str | None = None, offer: str | None = None,
+                 problems: list[str] | None = None) -> None:
+        self.field, self.offer, self.problems = field, offer, list(problems or [])
+        super().__init__(message)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.field, self.offer, self.problems))
 
 
 class NoEligibleModel(ModelglassError):

@@ -283,6 +283,10 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     or dropped, naming each one and what the offer allows instead.
     """
     _refuse_retired(offer)
+    from ._wire_fit import fit_call, images_per_call, schema_of
+    from ._wire_fit import seed_max as _seed_max
+
+    schema = schema_of(offer)  # the endpoint's published input schema (catalog/schemas)
     c = offer.controls
     fates: dict[str, Fate] = {}
     notes: list[str] = []
@@ -381,12 +385,18 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     seed_drawn = False
     n = request.n
     if c.seed:
+        seed_max = _seed_max(schema, SEED_MAX)
         base = request.seed
         if base is None:
-            base = (rng or random.SystemRandom()).randrange(0, SEED_MAX + 1)
+            base = (rng or random.SystemRandom()).randrange(0, seed_max + 1)
             seed_drawn = True
-        seeds = tuple((base + i) % (SEED_MAX + 1) for i in range(n))
-        if request.seed is not None:
+        elif base > seed_max:
+            base %= seed_max + 1
+            fates["seed"] = Fate("seed", FateKind.mapped, request.seed, base,
+                                 f"{offer.endpoint} takes seeds 0..{seed_max} ({offer.provider}'s "
+                                 "published schema)", f"wrapped to {request.seed} mod {seed_max + 1}")
+        seeds = tuple((base + i) % (seed_max + 1) for i in range(n))
+        if request.seed is not None and "seed" not in fates:
             fates["seed"] = Fate("seed", FateKind.honored, request.seed, request.seed)
     elif request.seed is not None:
         why = ("the provider has no seed parameter, so results are not reproducible"
@@ -397,7 +407,7 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     width, height, ratio, upscale = _plan_geometry(request, offer, fates, quality)
 
     # n: split by the offer's images-per-call limit; the client loops over the chunks
-    per_call = c.max_images_per_call or 1
+    per_call = images_per_call(offer, schema, c.max_images_per_call or 1)
     chunks = [min(per_call, n - i) for i in range(0, n, per_call)]
     if request.n != 1:
         if len(chunks) == 1:
@@ -454,6 +464,13 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
             # already approximated stays approximated even if the provider sends it as a preset.
             if control in fates and _SEVERITY[fate.kind] >= _SEVERITY[fates[control].kind]:
                 fates[control] = fate
+        payload, planned = fit_call(request, offer, schema, planned, payload, fates, notes)
+        if (planned.width, planned.height) != (width, height):  # the schema moved the size
+            refit = (provider.cost_estimate(offer, planned.width, planned.height, n, steps)
+                     if provider else None)
+            estimate = refit or offer.estimate_cost(planned.width, planned.height, n,
+                                                    steps=steps, quality=quality, tier=tier,
+                                                    prompt=prompt)
     else:
         payload = {"prompt": prompt, "width": width, "height": height, "n": chunks[0]}
         notes.append(f"provider module {offer.provider!r} unavailable; payload is generic")

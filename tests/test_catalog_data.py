@@ -190,7 +190,7 @@ def test_wire_vocabulary_and_fixed_defaults(cat: Catalog) -> None:
     assert cat.offer("flux-1.1-pro@replicate").offer.wire["size"] == "aspect_ratio_custom"
     assert cat.offer("gpt-image-2@openai").offer.wire["tier"] == "quality"
     assert cat.offer("flux-dev@fal").offer.defaults["enable_safety_checker"] is True
-    allowed_sizes = {"openai_size", "image_size", "aspect_ratio", "width_height",
+    allowed_sizes = {"openai_size", "image_size", "image_size_wxh", "aspect_ratio", "width_height",
                      "aspect_ratio_custom"}
     for v in cat.offers():
         assert v.offer.wire.get("size", "image_size") in allowed_sizes, v.key

@@ -624,12 +624,14 @@ def chunk_calls_of(call: ProviderCall, provider: Provider) -> list[ProviderCall]
     """One provider call per chunk of ``n``; chunk ``k`` continues the seeds (seed + i)."""
     if len(call.chunks) == 1:
         return [call]
+    from .._wire_fit import chunk_payload
+
     # The first chunk's payload is the plan's own; its planned n is the chunk's.
     calls = [replace(call, planned=call.planned.chunk(0, call.chunks[0]))]
     start = call.chunks[0]
     for count in call.chunks[1:]:
         planned = call.planned.chunk(start, count)
-        payload, _ = provider.build_payload(planned, call.offer)
+        payload = chunk_payload(provider, planned, call.offer)
         calls.append(replace(call, planned=planned, payload=payload))
         start += count
     return calls

@@ -159,6 +159,8 @@ def _size_fields(planned: Any, offer: OfferView, kind: str) -> tuple[dict[str, A
                 return {"image_size": preset}, Fate("size", FateKind.mapped, size, preset,
                                                     f"sent as the image_size preset {preset}")
         return {"image_size": {"width": w, "height": h}}, None
+    if kind == "image_size_wxh":  # an image_size enum of "WxH" strings (fal gpt-image-1.x)
+        return {"image_size": size}, None
     if kind == "aspect_ratio":
         ratio = planned.aspect_ratio or ratio_for(w, h, table)
         if ratio is None:
@@ -179,4 +181,5 @@ def _size_fields(planned: Any, offer: OfferView, kind: str) -> tuple[dict[str, A
     from ..errors import CatalogError
 
     raise CatalogError(f"offer {offer.key}: unknown wire size kind {kind!r}; use one of "
-                       "openai_size, image_size, aspect_ratio, width_height, aspect_ratio_custom, none")
+                       "openai_size, image_size, image_size_wxh, aspect_ratio, width_height, "
+                       "aspect_ratio_custom, none")

@@ -20,6 +20,7 @@ from typing import Any
 
 from ._server import DROP, FileSpec, ProviderApp, RecordedRequest, Reply, _Drop, new_request_id
 from ._sizes import FAL_PRESETS, ULTRA_SIZES, size_for_aspect
+from ._wire import Endpoints, fal_detail
 
 __all__ = ["ENDPOINTS", "FalApp"]
 
@@ -70,6 +71,7 @@ class FalApp(ProviderApp):
     def __init__(self, state: Any) -> None:
         super().__init__(state)
         self.queue_base = ""  # https://127.0.0.1:PORT, set by the Simulator
+        self.endpoints = Endpoints()  # what this fal serves; the Simulator shares its own
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
 
@@ -123,16 +125,29 @@ class FalApp(ProviderApp):
     # submit / run -------------------------------------------------------------------
     def _submit_or_run(self, req: RecordedRequest, stage: str) -> Reply | _Drop:
         endpoint = req.path.strip("/")
+        known, bad = self.endpoints.check("fal", endpoint, req.json)
+        if not known:
+            return self._detail(404, f"Application '{endpoint}' not found")
         if not isinstance(req.json, dict):
             return self._detail(422, [_err(["body"], "Input should be a valid dictionary",
                                            "dict_type")])
-        try:
-            output = self._output(endpoint, req.json)
-        except _Invalid as exc:
-            item = _err(["body", exc.field], exc.msg, exc.type)
-            if exc.ctx:
-                item["ctx"] = exc.ctx
-            return self._detail(422, [item])
+        invalid: list[dict[str, Any]] = fal_detail(bad)
+        output: dict[str, Any] = {}
+        if not invalid:
+            try:
+                output = self._output(endpoint, req.json)
+            except _Invalid as exc:
+                item = _err(["body", exc.field], exc.msg, exc.type)
+                if exc.ctx:
+                    item["ctx"] = exc.ctx
+                invalid = [item]
+        if invalid:
+            # fal validates when the runner takes the job: a queued submit is accepted, and its
+            # result answers 422 with FastAPI's detail[]; a sync run answers 422 at once.
+            req.fault = req.fault or "invalid"
+            if stage == "run":
+                return self._detail(422, invalid)
+            return self._enqueue(req, endpoint, {}, invalid=invalid)
         content = self.state.faults.take(stage, ["content"])
         if content is not None:
             req.fault = "content"
@@ -149,7 +164,8 @@ class FalApp(ProviderApp):
             return Reply.json(200, output, self._headers(new_request_id()))
         return self._enqueue(req, endpoint, output)
 
-    def _enqueue(self, req: RecordedRequest, endpoint: str, output: dict[str, Any]) -> Reply:
+    def _enqueue(self, req: RecordedRequest, endpoint: str, output: dict[str, Any], *,
+                 invalid: list[dict[str, Any]] | None = None) -> Reply:
         rid = new_request_id()
         base, _, _ = self._split(endpoint)
         parts = base.split("/")
@@ -157,8 +173,10 @@ class FalApp(ProviderApp):
         now = time.monotonic()
         job = _Job(id=rid, endpoint=endpoint, base=base, output=output, created=now,
                    ready_at=now + self.state.service_time)
-        bound = self.state.faults.take("result", ["failed", "content"])
-        if bound is not None:
+        bound = None if invalid else self.state.faults.take("result", ["failed", "content"])
+        if invalid:
+            job.error = (422, {"detail": invalid}, "Validation error", "validation_error")
+        elif bound is not None:
             req.fault = bound.kind
             if bound.kind == "content":
                 job.error = (422, bound.body or _content_body(), "content policy violation",
@@ -167,7 +185,8 @@ class FalApp(ProviderApp):
                 job.error = _failure(bound.status or 500, bound.body)
         with self._lock:
             self._jobs[rid] = job
-        self.state.bill()
+        if not invalid:  # a request its endpoint refuses is not billed
+            self.state.bill()
         return Reply.json(200, {"status": "IN_QUEUE", **self._urls(job), "queue_position": 0},
                           self._headers(rid))
 
@@ -264,9 +283,9 @@ class FalApp(ProviderApp):
         if spec.get("generic") and key not in args and "format" in args:
             key = "format"
         fmt = args.get(key, "jpeg")
-        if fmt not in ("jpeg", "png"):
-            raise _Invalid(key, "Input should be 'jpeg' or 'png'", "literal_error",
-                           {"expected": "'jpeg' or 'png'"})
+        if fmt not in ("jpeg", "png", "webp"):
+            raise _Invalid(key, "Input should be 'jpeg', 'png' or 'webp'", "literal_error",
+                           {"expected": "'jpeg', 'png' or 'webp'"})
         seed = args.get("seed")
         if seed is None:
             seed = random.randrange(0, 2**31)
@@ -295,12 +314,18 @@ class FalApp(ProviderApp):
             if isinstance(args.get("width"), int) and isinstance(args.get("height"), int):
                 size = {"width": args["width"], "height": args["height"]}
             elif isinstance(args.get("aspect_ratio"), str):
-                dims = size_for_aspect(args["aspect_ratio"])
+                ratio = args["aspect_ratio"]
+                dims = size_for_aspect("1:1" if ratio == "auto" else ratio)
                 if dims is None:
                     raise _Invalid("aspect_ratio", "Invalid aspect ratio", "value_error")
                 return dims
         if size is None:
             size = spec["size"]
+        if isinstance(size, str) and size.startswith("auto"):
+            return FAL_PRESETS["square_hd"]  # "auto", "auto_2K": the model picks; 1024² here
+        if isinstance(size, str) and "x" in size and size.split("x")[0].isdigit():
+            w, h = (int(p) for p in size.split("x"))  # gpt-image-1.x on fal: "1536x1024"
+            return w, h
         if isinstance(size, str):
             if size not in FAL_PRESETS:
                 raise _Invalid("image_size", "Input should be 'square_hd', 'square', "

@@ -27,6 +27,7 @@ from typing import Any
 from ._faults import Fault
 from ._images import normalize_format
 from ._server import DROP, FileSpec, ProviderApp, RecordedRequest, Reply, _Drop, new_request_id
+from ._wire import Endpoints, openai_error
 
 __all__ = ["DEFAULT_RETIRED", "OUTPUT_TOKENS_1024", "OpenAIApp"]
 
@@ -57,6 +58,7 @@ class OpenAIApp(ProviderApp):
         super().__init__(state)
         self.retired = set(retired)
         self.base_url = ""  # set once the listener has a port
+        self.endpoints = Endpoints()  # the models' stored schemas; the Simulator shares its own
 
     def stage(self, req: RecordedRequest, role: str) -> str | None:
         if req.method == "POST" and req.path == "/v1/images/generations":
@@ -108,6 +110,12 @@ class OpenAIApp(ProviderApp):
             raise _Invalid(f"The model `{model}` does not exist or you do not have access to it.",
                            None, "model_not_found", 404)
         dalle = model in _DALLE_SIZES
+        if not edit:
+            # OpenAI's own check of the body against the model's request schema.
+            _, bad = self.endpoints.check("openai", model, p)
+            if bad:
+                message, param, code = openai_error(bad[0])
+                raise _Invalid(message, param, code)
         if edit and n_images == 0:
             raise _Invalid("Missing required parameter: 'image'.", "image",
                            "missing_required_parameter")

@@ -157,6 +157,7 @@ class FalPlatformApp(ProviderApp):
     def __init__(self, state: Any, data: PlatformData) -> None:
         super().__init__(state)
         self.data = data
+        self.endpoints: Any = None  # the Simulator's endpoint registry (input schemas)
 
     def stage(self, req: RecordedRequest, role: str) -> str | None:
         if req.method == "GET" and req.path == "/v1/models/pricing":
@@ -183,11 +184,16 @@ class FalPlatformApp(ProviderApp):
                       for i in ids if i in self.data.fal_prices]
             return Reply.json(200, {"prices": prices, "next_cursor": None, "has_more": False})
         wanted_cat, wanted_status = req.query.get("category"), req.query.get("status")
-        models = [{"endpoint_id": eid, "metadata": {**meta, "description": "",
+        ids = [i for i in (req.query.get("endpoint_id") or "").split(",") if i]
+        models: list[dict[str, Any]] = [{"endpoint_id": eid, "metadata": {**meta, "description": "",
                                                      "updated_at": "2026-11-01T00:00:00Z"}}
                   for eid, meta in self.data.fal_models.items()
                   if (not wanted_cat or meta["category"] == wanted_cat)
-                  and (not wanted_status or meta["status"] == wanted_status)]
+                  and (not wanted_status or meta["status"] == wanted_status)
+                  and (not ids or eid in ids)]
+        if "openapi-3.0" in (req.query.get("expand") or ""):
+            for m in models:  # the endpoint's OpenAPI document, as fal's expand gives it
+                m["openapi"] = _fal_openapi(str(m["endpoint_id"]), self.endpoints)
         chunk, nxt = _page(models, req, 20)
         return Reply.json(200, {"models": chunk, "next_cursor": nxt, "has_more": nxt is not None})
 
@@ -195,6 +201,18 @@ class FalPlatformApp(ProviderApp):
                     retry_after: float | None = None) -> Reply:
         headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after else {}
         return Reply.json(status, {"detail": message or f"Simulated error {status}"}, headers)
+
+
+def _fal_openapi(endpoint: str, endpoints: Any) -> dict[str, Any] | None:
+    """A queue OpenAPI 3.0 document for ``endpoint`` whose submit body is its input schema."""
+    schema = endpoints.lookup("fal", endpoint)[1] if endpoints is not None else None
+    if schema is None:
+        return None
+    body = {"$ref": "#/components/schemas/Input"}
+    return {"openapi": "3.0.4", "info": {"title": endpoint, "version": "1.0.0"},
+            "paths": {f"/{endpoint}": {"post": {"requestBody": {"required": True, "content": {
+                "application/json": {"schema": body}}}}}},
+            "components": {"schemas": {"Input": schema.input}}}
 
 
 _REPLICATE_MODEL = re.compile(r"^/v1/models/([^/]+)/([^/]+)$")
@@ -261,10 +279,15 @@ class _WithPlatform(ProviderApp):
         if version is None:
             return Reply.json(404, {"title": "Not found", "status": 404,
                                     "detail": "The requested resource could not be found"})
+        latest: dict[str, Any] = {"id": version, "created_at": "2026-11-01T00:00:00.000000Z"}
+        endpoints = getattr(self.inner, "endpoints", None)
+        schema = endpoints.lookup("replicate", ref)[1] if endpoints is not None else None
+        if schema is not None:  # the version's openapi_schema, as Replicate's model GET has it
+            latest["openapi_schema"] = {"components": {"schemas": {"Input": schema.input}}}
         return Reply.json(200, {
             "url": f"https://replicate.com/{ref}", "owner": m.group(1), "name": m.group(2),
             "description": "", "visibility": "public", "run_count": 1,
-            "latest_version": {"id": version, "created_at": "2026-11-01T00:00:00.000000Z"}})
+            "latest_version": latest})
 
 
 def with_platform(app: ProviderApp, data: PlatformData) -> ProviderApp:

@@ -21,6 +21,7 @@ from typing import Any
 
 from ._server import DROP, FileSpec, ProviderApp, RecordedRequest, Reply, _Drop
 from ._sizes import ONE_MP_SIZES, ULTRA_SIZES, size_for_aspect
+from ._wire import Endpoints, replicate_invalid
 
 __all__ = ["MODELS", "VERSIONS", "ReplicateApp"]
 
@@ -86,7 +87,8 @@ class ReplicateApp(ProviderApp):
         super().__init__(state)
         self.base_url = ""  # http://127.0.0.1:PORT, set by the Simulator
         self._preds: dict[str, _Prediction] = {}
-        self._versions = dict(VERSIONS)
+        self._versions = {**VERSIONS, **_stored_versions()}
+        self.endpoints = Endpoints()  # what this Replicate serves; the Simulator shares its own
         self._lock = threading.Lock()
 
     def stage(self, req: RecordedRequest, role: str) -> str | None:
@@ -147,12 +149,18 @@ class ReplicateApp(ProviderApp):
         model, vid = f"{m.group(1)}/{m.group(2)}", m.group(4)
         with self._lock:
             self._versions.setdefault(vid, model)
+        known, schema = self.endpoints.lookup("replicate", model)
+        if not known:
+            return self._problem(404, "The requested resource could not be found", "Not found")
         single = MODELS.get(model, {}).get("single", False)
         uri = {"type": "string", "format": "uri"}
         out = uri if single else {"type": "array", "items": uri}
+        schemas: dict[str, Any] = {"Output": out}
+        if schema is not None:
+            schemas["Input"] = schema.input
         return Reply.json(200, {"id": vid, "created_at": "2024-01-01T00:00:00.000000Z",
                                 "cog_version": "0.9.4",
-                                "openapi_schema": {"components": {"schemas": {"Output": out}}}})
+                                "openapi_schema": {"components": {"schemas": schemas}}})
 
     # create -------------------------------------------------------------------------
     def _create(self, req: RecordedRequest) -> Reply | _Drop:
@@ -164,6 +172,11 @@ class ReplicateApp(ProviderApp):
         if m := _MODEL_PATH.match(req.path):
             model = f"{m.group(1)}/{m.group(2)}"
             version = "dp-" + hashlib.md5(model.encode()).hexdigest()
+            known, schema = self.endpoints.lookup("replicate", model)
+            if not known or (schema is not None and schema.version):
+                # Only official models run by name; a community model needs its version.
+                return self._problem(404, "The requested resource could not be found",
+                                     "Not found")
         else:
             version = str(body.get("version", ""))
             if ":" in version:
@@ -173,6 +186,14 @@ class ReplicateApp(ProviderApp):
                                      "Invalid version")
             with self._lock:
                 model = self._versions.get(version, "unknown/model")
+            if not self.endpoints.lookup("replicate", model)[0]:
+                return self._problem(422, f"Invalid version or not permitted: {version!r}",
+                                     "Invalid version")
+        _, bad = self.endpoints.check("replicate", model, inputs)
+        if bad:
+            detail, fields = replicate_invalid(bad)
+            req.fault = req.fault or "invalid"
+            return self._problem(422, detail, "Input validation failed", invalid_fields=fields)
         try:
             output_specs, seed = self._plan(model, inputs)
         except _Invalid as exc:
@@ -384,6 +405,20 @@ class ReplicateApp(ProviderApp):
         if stage == "version":
             return {"openapi_schema": None}
         return {"status": "succeeded", "output": None}
+
+
+def _stored_versions() -> dict[str, str]:
+    """Version id → model, for the community models whose schema pins a version."""
+    import json
+
+    from ..catalog._wire_schema import schemas_dir
+
+    out: dict[str, str] = {}
+    for path in sorted((schemas_dir() / "replicate").rglob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if doc.get("version"):
+            out[str(doc["version"])] = str(doc["endpoint"])
+    return out
 
 
 def _prediction_id() -> str:

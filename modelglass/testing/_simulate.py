@@ -12,12 +12,14 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 
+from ._fal import ENDPOINTS as FAL_ENDPOINTS
 from ._fal import FalApp
 from ._faults import Fault, make_fault
 from ._openai import DEFAULT_RETIRED, OpenAIApp
 from ._platform import FalPlatformApp, PlatformData, with_platform
 from ._replicate import ReplicateApp
 from ._server import ProviderApp, ProviderState, RecordedRequest, _Running, start_server
+from ._wire import Endpoints
 
 __all__ = ["PROVIDERS", "Simulator", "simulate"]
 
@@ -78,6 +80,13 @@ class Simulator:
         #: What the platform APIs (fal pricing and models, OpenAI models, Replicate models) say.
         self.platform = PlatformData()
         self._fal_platform = FalPlatformApp(self._states["fal"], self.platform)
+        #: The endpoints served: the stored schemas (``catalog/schemas``) plus :meth:`serve`.
+        self.endpoints = Endpoints()
+        for app in (self._openai, self._fal, self._replicate, self._fal_platform):
+            app.endpoints = self.endpoints
+        for alias in FAL_ENDPOINTS:  # fal's own aliases (fal-ai/flux-1/dev, ...) with no file
+            if not self.endpoints.lookup("fal", alias)[0]:
+                self.endpoints.serve("fal", alias)
         self._poll_interval = poll_interval
         if isinstance(service_time, Mapping):
             for provider, seconds in service_time.items():
@@ -140,6 +149,8 @@ class Simulator:
             # platform APIs (catalog sync) and a throwaway observed store
             "MODELGLASS_FAL_API_URL": f"http://127.0.0.1:{fal_api.server.port}/v1",
             "MODELGLASS_OBSERVED_DB": os.path.join(self._tmpdir, "observed.sqlite"),
+            # a child process (CLI, app under test) trusts image downloads from these origins
+            "MODELGLASS_SIM_ORIGINS": " ".join(self._origins()),
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
         }
@@ -222,6 +233,15 @@ class Simulator:
                            at=at, body=body, delay=delay, headers=headers)
         self._states[provider].faults.add(fault)
         return fault
+
+    def serve(self, provider: Provider, endpoint: str,
+              schema: Mapping[str, Any] | None = None) -> None:
+        """Serve ``endpoint`` (a fal app, a Replicate model, an OpenAI model) besides the ones
+        with a stored schema (``catalog/schemas``), e.g. your own fal app or deployment. With
+        ``schema`` (a JSON Schema of the input) requests are validated as the stored ones are;
+        without, any fields pass. Anything neither stored nor served answers 404, as the real
+        APIs do."""
+        self.endpoints.serve(_check(provider), endpoint, dict(schema) if schema else None)
 
     def faults(self, provider: Provider) -> list[Fault]:
         """The faults scripted for ``provider`` (including exhausted ones)."""

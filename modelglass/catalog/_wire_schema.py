@@ -1,0 +1,217 @@
+"""The providers' published input schemas, stored with the catalog (``catalog/schemas``).
+
+One JSON file per hosted endpoint, ``schemas/<provider>/<endpoint>.json``::
+
+    {"provider": "fal", "endpoint": "fal-ai/flux/dev", "source": "...", "as_of": "2026-08-02",
+     "input": {<JSON Schema of the request body / prediction input>}}
+
+Replicate community models add the pinned ``version``; OpenAI's ``size_rules`` give the free
+sizes of ``gpt-image-2`` (the published schema has only a pattern). The planner reads ranges,
+enums and the fields that exist from here, and checks every payload against ``input`` before
+anything is sent; the simulators check what they receive against the same files.
+
+>>> s = input_schema("replicate", "ideogram-ai/ideogram-v3-turbo")
+>>> s.range("seed")
+(0, 2147483647)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["InputSchema", "Violation", "input_schema", "schema_path", "schemas_dir",
+           "user_schemas_dir"]
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One way a payload breaks the schema: the top-level ``field`` and what is wrong."""
+
+    field: str
+    message: str
+    kind: str  # "unknown" | "missing" | "enum" | "range" | "type" | "other"
+    path: tuple[str | int, ...] = ()
+    rule: str = ""      # the JSON Schema keyword that failed ("maximum", "enum", ...)
+    limit: Any = None   # that keyword's value (the maximum, the listed values, ...)
+    value: Any = None   # the value sent
+
+
+@dataclass(frozen=True)
+class InputSchema:
+    """A provider's input schema for one endpoint, with where it came from."""
+
+    provider: str
+    endpoint: str
+    source: str
+    as_of: str
+    input: dict[str, Any] = field(repr=False)
+    version: str | None = None
+    size_rules: dict[str, Any] | None = None
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        return dict(self.input.get("properties") or {})
+
+    @property
+    def closed(self) -> bool:
+        """True when a field the schema does not list is refused."""
+        return self.input.get("additionalProperties") is False
+
+    def has(self, name: str) -> bool:
+        """True when the endpoint takes a field called ``name``."""
+        return name in self.properties or not self.closed
+
+    def spec(self, name: str) -> dict[str, Any]:
+        return dict(self.properties.get(name) or {})
+
+    def enum(self, name: str) -> list[Any] | None:
+        """The values a string field takes, when it lists them (an ``anyOf`` branch counts)."""
+        spec = self.spec(name)
+        for sub in [spec, *spec.get("anyOf", [])]:
+            if "enum" in sub:
+                return list(sub["enum"])
+        return None
+
+    def range(self, name: str) -> tuple[float | None, float | None]:
+        """``(minimum, maximum)`` of a numeric field; None where unbounded."""
+        spec = self.spec(name)
+        return spec.get("minimum"), spec.get("maximum")
+
+    def object_branch(self, name: str) -> dict[str, Any] | None:
+        """The ``{width, height}``-style object a field may take, if any."""
+        spec = self.spec(name)
+        for sub in [spec, *spec.get("anyOf", [])]:
+            if sub.get("type") == "object":
+                return sub
+        return None
+
+    def violations(self, payload: dict[str, Any]) -> list[Violation]:
+        """Every way ``payload`` breaks the schema (empty: valid).
+
+        A compiled ``fastjsonschema`` check answers the common case (valid) in microseconds;
+        only a payload it refuses is walked by ``jsonschema`` for every violation in detail.
+        """
+        rules = self._size_rule_violations(payload)
+        from fastjsonschema import JsonSchemaException
+
+        try:
+            self._compiled(payload)
+            return rules
+        except JsonSchemaException:
+            out = [_violation(err) for err in self._validator.iter_errors(payload)]
+        out.extend(rules)
+        return sorted(out, key=lambda v: (v.field, v.message))
+
+    @functools.cached_property
+    def _compiled(self) -> Any:
+        import fastjsonschema
+
+        # draft-07 keywords only; formats are annotations here (as in jsonschema's default) and
+        # defaults are never written into the payload.
+        return fastjsonschema.compile(self.input, use_default=False, use_formats=False)
+
+    @functools.cached_property
+    def _validator(self) -> Any:
+        from jsonschema import Draft202012Validator
+
+        return Draft202012Validator(self.input)
+
+    def _size_rule_violations(self, payload: dict[str, Any]) -> list[Violation]:
+        rules, size = self.size_rules, payload.get("size")
+        if not rules or not isinstance(size, str) or size == "auto" or "x" not in size:
+            return []
+        try:
+            w, h = (int(p) for p in size.split("x"))
+        except ValueError:
+            return [Violation("size", f"{size!r} is not WIDTHxHEIGHT", "type")]
+        m = int(rules.get("multiple_of", 1))
+        problems = []
+        if w % m or h % m:
+            problems.append(f"both sides must be multiples of {m}")
+        if max(w, h) > rules.get("max_aspect", 1e9) * min(w, h):
+            problems.append(f"aspect must be within 1:{rules['max_aspect']}..{rules['max_aspect']}:1")
+        if max(w, h) > rules.get("max_side", 1e9) or w * h > rules.get("max_pixels", 1e18):
+            problems.append(f"at most {rules.get('max_side')} px a side and "
+                            f"{rules.get('max_pixels')} pixels")
+        return [Violation("size", f"{size}: {p}", "range") for p in problems]
+
+
+def _violation(err: Any) -> Violation:
+    if err.validator == "anyOf" and isinstance(err.instance, dict) and err.context:
+        # {width, height} given where a preset or an object is taken: report the deepest cause
+        err = max(err.context, key=lambda e: len(e.absolute_path))
+    path = tuple(err.absolute_path)
+    validator = err.validator
+    if validator == "additionalProperties" and not path:
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        name = extra[0] if extra else "?"
+        return Violation(name, f"unknown field {name!r}", "unknown", (name,),
+                         "additionalProperties", None, err.instance.get(name))
+    if validator == "required":
+        missing = str(err.message).split("'")[1] if "'" in str(err.message) else "?"
+        return Violation(missing, f"{missing!r} is required", "missing", (missing,), "required")
+    kind = {"enum": "enum", "const": "enum", "minimum": "range", "maximum": "range",
+            "exclusiveMinimum": "range", "exclusiveMaximum": "range", "multipleOf": "range",
+            "minLength": "range", "maxLength": "range", "type": "type",
+            "anyOf": "enum", "pattern": "enum"}.get(str(validator), "other")
+    name = str(path[0]) if path else "?"
+    limit = err.validator_value
+    if validator == "anyOf":  # e.g. image_size: a listed preset or {width, height}
+        limit = [x for sub in err.validator_value for x in sub.get("enum", [])] or None
+    return Violation(name, err.message, kind, path, str(validator), limit, err.instance)
+
+
+def schemas_dir() -> Path:
+    """Where the stored schemas live: ``schemas/`` in the packaged catalog."""
+    from . import default_catalog_dir
+
+    return default_catalog_dir() / "schemas"
+
+
+def schema_path(provider: str, endpoint: str) -> Path:
+    """The file that holds ``endpoint``'s schema (a Replicate ``:version`` is not part of it)."""
+    return schemas_dir() / provider / (endpoint.split(":", 1)[0] + ".json")
+
+
+def user_schemas_dir() -> Path | None:
+    """Where ``catalog sync`` writes refreshed schemas: ``schemas/`` next to the user's overlay
+    (None when overlays are off, ``MODELGLASS_CATALOG_OVERLAY=""``)."""
+    import os
+
+    from ._overlay import OVERLAY_ENV
+
+    return _user_dir(os.environ.get(OVERLAY_ENV))
+
+
+@functools.lru_cache(maxsize=8)
+def _user_dir(env: str | None) -> Path | None:
+    from ._overlay import default_overlay_path
+
+    overlay = default_overlay_path()
+    return None if overlay is None else overlay.parent / "schemas"
+
+
+def input_schema(provider: str, endpoint: str) -> InputSchema | None:
+    """The input schema of ``endpoint`` on ``provider``: the copy ``catalog sync`` refreshed
+    (next to the user's overlay) if there is one, else the shipped one; None when neither."""
+    user = user_schemas_dir()
+    return _load(provider, endpoint, str(user) if user is not None else "")
+
+
+@functools.lru_cache(maxsize=65536)  # one entry per endpoint planned (most: None)
+def _load(provider: str, endpoint: str, user_dir: str) -> InputSchema | None:
+    rel = Path(provider) / (endpoint.split(":", 1)[0] + ".json")
+    path = Path(user_dir) / rel if user_dir else None
+    if path is None or not path.is_file():
+        path = schema_path(provider, endpoint)
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return InputSchema(provider=provider, endpoint=doc.get("endpoint", endpoint),
+                       source=str(doc.get("source", "")), as_of=str(doc.get("as_of", "")),
+                       input=doc["input"], version=doc.get("version"),
+                       size_rules=doc.get("size_rules"))
