@@ -279,6 +279,9 @@ class Catalog:
         try:
             stamp: Any = (str(overlay), overlay.stat().st_mtime_ns) if overlay else None
         except OSError:
+            from ._overlay import overlay_missing
+
+            overlay_missing(overlay)  # warns when $MODELGLASS_CATALOG_OVERLAY names it
             overlay, stamp = None, None  # no overlay file: the shipped catalog alone
         if _DEFAULT is None or _DEFAULT[0] != stamp:
             _DEFAULT = (stamp, cls.load(default_catalog_dir(),
@@ -445,6 +448,25 @@ class Catalog:
             row["cheapest 1024²"] = f"${best[1].usd:.4f} ({best[0].provider})" if best else "unknown"
             comp.rows.append(row)
         return comp
+
+    def plot(self, axis: str, out: str | Path, *, size: str | None = None,
+             provider: str | None = None, title: str | None = None) -> Path:
+        """Draw estimated cost per image (log) against quality on ``axis`` for every offer the
+        router considers, the Pareto front circled, to ``out`` (``.png`` or ``.svg``; needs
+        matplotlib). Returns the path.
+
+        >>> mg.Catalog.default().plot("hero", "hero.png")          # doctest: +SKIP
+        """
+        from ._plot import plot_axis
+
+        return plot_axis(self, axis, out, size=size, provider=provider, title=title)
+
+    def write_html(self, path: str | Path) -> Path:
+        """Write the whole catalog as one self-contained HTML page (sortable, filterable tables,
+        evidence, sources, lifecycle warnings) to ``path``; returns the path."""
+        from ._html import write_html
+
+        return write_html(self, path)
 
     def __repr__(self) -> str:
         return f"Catalog({len(self.models)} models, {len(self._views)} offers)"
