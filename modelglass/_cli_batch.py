@@ -40,10 +40,9 @@ def read_jobs(path: Path, *, axes: list[str] | None = None) -> list[dict[str, An
     reported (``path:line: what is wrong``) in one :class:`InvalidRequest`."""
     from pydantic import ValidationError
 
+    from ._paths import read_text
     from .request import ImageRequest
     from .routing._policy import _unknown as unknown_name
-
-    from ._paths import read_text
 
     lines = read_text(path, field="jobs", what="jobs file").splitlines()  # a BOM is fine
     jobs: list[dict[str, Any]] = []

@@ -80,7 +80,6 @@ def _none_made(tiles: list[Any]) -> int:
     """The exit status when no model made an image: 1 when a provider failed or refused any of
     them, 2 when every one was refused for something the user can change (budget, eligibility)."""
     from . import errors
-
     from .cli import EXIT_PROVIDER, EXIT_USER
 
     def provider_failed(tile: Any) -> bool:

@@ -225,6 +225,6 @@ class ImageResult:
         more = f", {sum(m.count for m in self.missing)} missing" if self.partial else ""
         decision = self.decision
         quality = (f", quality: {decision.quality} (default)"
-                   if getattr(decision, "quality_defaulted", False) else "")
+                   if decision is not None and decision.quality_defaulted else "")
         return (f"ImageResult({len(self.images)} image(s) from {self.model}@{self.provider}"
                 f"{quality}, cost {cost}, {self.latency_s:.2f}s{more})")

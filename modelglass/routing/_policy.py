@@ -183,7 +183,7 @@ class PolicyFile(_Strict):
     require: Requirements = Field(default_factory=Requirements)
     limits: Limits = Field(default_factory=Limits)
     #: The axis a request routes by when it names none (the shipped default is ``hero``).
-    default_quality: str | None = None
+    default_quality: str = "hero"
     tie_break: list[TieKey] = Field(default_factory=lambda: list[TieKey](["cost", "offer"]))
     tie_tolerance: float = Field(default=0.0, ge=0, le=0.5)
     scoring: ScoringRules = Field(default_factory=ScoringRules)
@@ -359,9 +359,9 @@ class Policy:
     # -- axes -------------------------------------------------------------------------------------
     @property
     def default_quality(self) -> str:
-        """The axis a request routes by when it names none: the policy's ``default_quality``,
-        else ``hero`` (the shipped default)."""
-        return self.spec.default_quality or "hero"
+        """The axis a request routes by when it names none: the policy's ``default_quality``
+        (``hero`` in the shipped policy)."""
+        return self.spec.default_quality
 
     def axis_names(self, catalog: Catalog) -> list[str]:
         """Every quality axis this policy routes by: the catalog's, then the policy's own."""
