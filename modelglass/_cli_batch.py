@@ -238,7 +238,22 @@ def batch(jobs_file: Path = _jobs_arg, out_dir: Path = _out_opt,
             out.print(stopped_line(report.stopped, journal), highlight=False, soft_wrap=True)
         raise typer.Exit(130)
     if any(o.status in ("failed", "possibly_charged", "undone") for o in report):
-        raise typer.Exit(1)
+        raise typer.Exit(_failed_status(report))
+
+
+def _failed_status(report: BatchReport) -> int:
+    """1 when a provider failed (or a job may have been charged, or was left undone); 2 when
+    every failed job failed for something the user can change (a key, the request, nothing
+    eligible), as ``generate`` would have said for each."""
+    from .cli import EXIT_PROVIDER, EXIT_USER, exit_code
+    from .errors import ModelglassError
+
+    bad = [o for o in report if o.status in ("failed", "possibly_charged", "undone")]
+    if all(o.status == "failed" and isinstance(o.error, ModelglassError)
+           and not str(o.error).startswith("(from the journal)")
+           and exit_code(o.error) == EXIT_USER for o in bad):
+        return EXIT_USER
+    return EXIT_PROVIDER
 
 
 def check_some_provider(client: Any) -> None:

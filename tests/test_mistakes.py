@@ -335,11 +335,21 @@ def test_a_simulated_rerun_of_failed_jobs_hints_retry_failed_and_charges_nothing
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text('{"prompt": "a cat", "quality": "draft", "id": "a"}\n')
     args = ["batch", str(jobs), "--out", str(tmp_path / "o"), "--journal", str(tmp_path / "j.db")]
-    code, _ = _cli(*args, "--assume-available", "fal")  # no key: the job fails at the provider
-    assert code == 1
+    code, text = _cli(*args, "--assume-available", "fal")  # no key: the job cannot be sent
+    assert code == 2 and "ProviderUnavailable" in text
     code, text = _cli(*args, "--simulate")
     flat = " ".join(text.split())
     assert code == 1 and "--retry-failed" in flat
     code, text = _cli(*args, "--simulate", "--retry-failed")
     flat = " ".join(text.split())
     assert code == 0 and "simulated, nothing was charged" in flat and "spent $" not in flat
+
+
+def test_a_batch_job_no_provider_here_can_serve_names_the_key_and_exits_2(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"prompt": "a cat", "provider": "fal", "id": "cat"}\n')
+    code, text = _cli("batch", str(jobs), "--out", str(tmp_path / "o"),
+                      env={"OPENAI_API_KEY": "sk-test-not-used"})
+    flat = " ".join(text.split())
+    assert code == 2, text
+    assert "failed cat: NoEligibleModel: not available here: no fal key: set FAL_KEY" in flat

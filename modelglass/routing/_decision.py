@@ -337,6 +337,11 @@ def _lead(request: ImageRequest, rejected: Sequence[Rejection]) -> str | None:
                     f"of those (provider={elsewhere[0].split('@', 1)[1]!r}) or drop provider=")
         if not elsewhere and not considered:
             return f"{request.model} has no offer in the catalog"
+    unavailable = [r for r in considered if r.constraint == "availability"]
+    if unavailable and all(r.constraint in ("availability", "lifecycle") for r in considered):
+        reasons = list(dict.fromkeys(r.reason for r in unavailable))  # e.g. the key to set
+        if len(reasons) <= 2:
+            return "not available here: " + "; ".join(reasons)
     return None
 
 
