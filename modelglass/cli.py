@@ -18,6 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import (
+    BudgetExceeded,
+    CatalogError,
     ContentRejected,
     InvalidRequest,
     ModelglassError,
@@ -88,8 +90,27 @@ def _hint(exc: ModelglassError) -> str | None:
     if isinstance(exc, NoEligibleModel | ProviderUnavailable) and not _keys_set() and (
             isinstance(exc, ProviderUnavailable) or "availability" in text):
         return _NO_KEYS
+    if exit_code(exc) != EXIT_USER:
+        return None
+    for kind, hint in _HINTS:  # every mistake the user can fix says where to look next
+        if isinstance(exc, kind):
+            field = getattr(exc, "field", None)
+            return hint.format(field=f"`{field}`" if field else "the value named above")
     return None
 
+
+_HINTS: tuple[tuple[type[ModelglassError], str], ...] = (
+    (NoEligibleModel, "modelglass --verbose <command> lists every rejected offer; `route "
+                      "--explain` shows the ranking"),
+    (InvalidRequest, "change {field} and run again; `modelglass <command> --help` lists the "
+                     "options and their values"),
+    (CatalogError, "check the name (`modelglass catalog list` lists models, `catalog list "
+                   "--offers` offers), or fix the file at the line named"),
+    (BudgetExceeded, "raise the limit (--budget / --max-cost) or choose a cheaper quality "
+                     "(--quality draft)"),
+    (ProviderUnavailable, "`modelglass providers` says what each provider needs here"),
+    (ModelglassError, "`modelglass <command> --help` says what each option takes"),
+)
 
 _NO_KEYS = ("no provider key is set here: add --simulate to generate against the built-in "
             "simulators (no keys, no cost), or --assume-available fal,openai to route and plan "

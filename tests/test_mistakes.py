@@ -95,6 +95,7 @@ def test_a_fixable_mistake_on_any_command_exits_2_typed_without_a_traceback(
     if "error: " in text:  # a modelglass error (not a flag typer refused): a typed one
         kind = text.split("error: ", 1)[1].split(":", 1)[0]
         assert issubclass(getattr(mg, kind), mg.ModelglassError), kind
+        assert "\nhint: " in text, text  # and what to do next
 
 
 # -- files ---------------------------------------------------------------------------------------------
