@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import InvalidRequest
 
-__all__ = ["check_output_file", "read_text"]
+__all__ = ["check_output_file", "file_mistake", "read_text"]
 
 _OUTPUT_HINT = "give a file name in a folder that exists (or can be made) and that you can write to"
 
@@ -55,3 +55,24 @@ def check_output_file(path: str | os.PathLike[str], *, field: str, suffix: str =
         raise InvalidRequest(f"cannot write {p}: {exc.strerror or exc}",
                              field=field, path=str(p), hint=_OUTPUT_HINT) from None
     return p
+
+
+def file_mistake(exc: BaseException) -> InvalidRequest | None:
+    """The CLI's safety net: an ``OSError`` about a file the user named (a folder where a file
+    belongs, no permission, a missing folder, a file that already exists) or a
+    ``UnicodeDecodeError`` (a binary file where text belongs) as an :class:`InvalidRequest`
+    naming the path; None for anything else (then it is not the user's to fix)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return InvalidRequest(f"a file you gave is not UTF-8 text (byte "
+                              f"0x{exc.object[exc.start]:02x} at offset {exc.start}); is it the "
+                              "right file?", hint="give a UTF-8 text file (JSON lines or YAML)")
+    if not isinstance(exc, OSError) or exc.filename is None:
+        return None
+    why = {IsADirectoryError: "is a folder, not a file",
+           NotADirectoryError: "has a file where a folder belongs in its path",
+           FileNotFoundError: "does not exist",
+           PermissionError: "cannot be used here (permission denied)",
+           FileExistsError: "already exists"}.get(type(exc), exc.strerror or str(exc))
+    return InvalidRequest(f"{exc.filename} {why}", path=str(exc.filename),
+                          hint="check the path: a readable file for an input; for an output, a "
+                               "new file name in a folder you can write to")

@@ -132,6 +132,8 @@ def friendly(fn: F) -> F:
             try:
                 return fn(*args, **kwargs)
             except (OSError, UnicodeDecodeError) as exc:
+                from ._paths import file_mistake
+
                 typed = file_mistake(exc)
                 if typed is None:
                     raise
@@ -151,32 +153,6 @@ def friendly(fn: F) -> F:
             raise typer.Exit(code) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def file_mistake(exc: BaseException, path: Any = None, *,
-                 field: str | None = None) -> InvalidRequest | None:
-    """A file-system mistake (a folder where a file belongs, no permission, a missing parent, a
-    binary file where text belongs) as an :class:`InvalidRequest` naming the path; None when
-    ``exc`` is not about a file the user named (then it is not the user's to fix)."""
-    if isinstance(exc, UnicodeDecodeError):
-        where = f"{path}" if path is not None else "a file you gave"
-        return InvalidRequest(f"{where} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
-                              f"offset {exc.start}); is it the right file?", field=field,
-                              path=None if path is None else str(path),
-                              hint="give a UTF-8 text file (JSON lines or YAML)")
-    if not isinstance(exc, OSError):
-        return None
-    name = path if path is not None else exc.filename
-    if name is None:
-        return None
-    why = {IsADirectoryError: "is a folder, not a file",
-           NotADirectoryError: "has a file where a folder belongs in its path",
-           FileNotFoundError: "does not exist (nor does its folder, when writing)",
-           PermissionError: "cannot be written or read here (permission denied)",
-           FileExistsError: "already exists"}.get(type(exc), exc.strerror or str(exc))
-    return InvalidRequest(f"{name} {why}", field=field, path=str(name),
-                          hint="check the path: a file in a folder that exists and you can write "
-                               "to (for an output), a readable file (for an input)")
 
 
 def _message(exc: ModelglassError, verbose: bool) -> str:

@@ -354,3 +354,31 @@ def test_a_batch_job_no_provider_here_can_serve_names_the_key_and_exits_2(tmp_pa
     flat = " ".join(text.split())
     assert code == 2, text
     assert "failed cat: NoEligibleModel: not available here: no fal key: set FAL_KEY" in flat
+
+
+@pytest.mark.parametrize("exc", [IsADirectoryError(21, "Is a directory", "/tmp/out"),
+                                 FileExistsError(17, "File exists", "/tmp/out"),
+                                 PermissionError(13, "Permission denied", "/tmp/out")])
+def test_any_file_system_error_left_in_a_command_is_typed_exit_2(exc: OSError) -> None:
+    import typer
+
+    from modelglass.cli import friendly
+
+    @friendly
+    def command(json_out: bool = False) -> None:
+        raise exc
+
+    with pytest.raises(typer.Exit) as info:
+        command(json_out=False)
+    assert info.value.exit_code == 2
+
+
+def test_an_oserror_about_no_file_is_not_blamed_on_the_user() -> None:
+    from modelglass.cli import friendly
+
+    @friendly
+    def command(json_out: bool = False) -> None:
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    with pytest.raises(ConnectionResetError):
+        command()
