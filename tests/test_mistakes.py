@@ -175,6 +175,9 @@ def test_an_unknown_quality_is_the_callers_error_not_the_catalogs() -> None:
         _client().route("a cat", quality="ultra", available=["fal"])
     assert not isinstance(info.value, CatalogError)
     assert info.value.field == "quality" and "draft, thumbnail, hero, print" in str(info.value)
+    with pytest.raises(InvalidRequest, match="did you mean 'hero'") as info:
+        mg.Catalog.default().query(axis="heroo")
+    assert info.value.field == "quality"
 
 
 def test_batch_checks_quality_against_the_policys_axes_before_sending(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import _clock
-from ..errors import CatalogError
+from ..errors import CatalogError, InvalidRequest
 from ._price import CostEstimate, cost_from_usage, estimate_price
 from ._schema import (
     AXES,
@@ -341,12 +341,19 @@ class Catalog:
         return self.scores(model_id)[axis]
 
     def quality(self, quality: Any) -> QualityAxis:
+        """The quality axis named ``quality``; :class:`InvalidRequest` (field ``quality``) naming
+        the valid ones when there is none."""
         key = str(getattr(quality, "value", quality))
         try:
             return self.quality_axes[key]
-        except KeyError:
-            raise CatalogError(f"unknown quality axis {key!r}; one of "
-                               f"{', '.join(self.quality_axes)}") from None
+        except KeyError:  # the caller's name, not the catalog's fault
+            import difflib
+
+            close = difflib.get_close_matches(key, list(self.quality_axes), n=1)
+            raise InvalidRequest(f"unknown quality axis {key!r}"
+                                 + (f"; did you mean {close[0]!r}?" if close else "")
+                                 + f" (valid: {', '.join(self.quality_axes)})",
+                                 field="quality") from None
 
     @property
     def providers(self) -> list[str]:
