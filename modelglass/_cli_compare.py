@@ -49,7 +49,9 @@ def compare(prompt: str, models: str = _models_opt, seed: int | None = typer.Opt
 
     if out_path.suffix.lower() != ".png":
         raise typer.BadParameter("--out must be a .png file", param_hint="--out")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    from ._paths import check_output_file
+
+    check_output_file(out_path, field="out", suffix=".png")  # before anything is paid for
     sheet_path = _free(out_path)
     pinned = {p for _, p in parse_models(models) if p}
     fields = {"size": size} if size else {}

@@ -100,7 +100,9 @@ class ComparisonSheet:
 
     def render(self, path: str | Path) -> Path:
         """Draw the contact sheet as a PNG at ``path`` (Pillow); returns the path."""
-        path = Path(path)
+        from ._paths import check_output_file
+
+        path = check_output_file(path, field="path", suffix=".png")
         render_sheet(self).save(path, format="PNG")
         return path
 

@@ -385,3 +385,13 @@ def test_an_oserror_about_no_file_is_not_blamed_on_the_user() -> None:
 
     with pytest.raises(ConnectionResetError):
         command()
+
+
+def test_compare_out_under_a_file_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    target = blocker / "sheet.png"
+    data = _json_error("compare", "a cat", "--models", "flux-dev", "--simulate",
+                       "--out", str(target))
+    assert (data["type"], data["field"], data["path"], data["exit_code"]) == \
+        ("InvalidRequest", "out", str(target), 2)
