@@ -98,7 +98,6 @@ _LAZY = {
     "LocalBackend": ("modelglass.providers.local", "LocalBackend"),
     "RoutingDecision": ("modelglass.routing", "RoutingDecision"),
     "Policy": ("modelglass.routing", "Policy"),
-    "ObservedStore": ("modelglass.catalog._observed", "ObservedStore"),
     "compare": ("modelglass._compare", "compare_models"),
     "read_metadata": ("modelglass._provenance", "read_metadata"),
 }
