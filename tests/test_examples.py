@@ -28,6 +28,9 @@ PROMISED = {
                               r"^under \$0\.05 the router picks \S+",
                               r"^call \d: refused by the budget", r"^\d images, spent \$0\.\d+ "
                               r"of \$0\.10$"],
+    "checked_text.py": [r"^seed 1: pass \(read 'open late'\)",  # a failed check, the paid retry
+                        r"^seed \d: pass \(read 'open late'\), [1-9] rejected try, cost \$0\.\d+$",
+                        r"^\S+@\S+: the text check passed \d of [4-9] tries$"],
     "catalog_comparison.py": [r"^flux-schnell +hero quality \d", r"^fal offers that send a "
                               r"negative prompt: .*sdxl@fal", r"^contact sheet: \S+sheet\.png",
                               r"^plot: \S+hero\.png$", r"^page: \S+catalog\.html$"],
