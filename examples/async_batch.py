@@ -1,4 +1,5 @@
-"""Many thumbnails at once on one AsyncClient, all paid from one shared budget.
+"""Many thumbnails at once on one AsyncClient, all paid from one shared budget: the budget runs
+out part-way, and the jobs that no longer fit are refused before anything is sent.
 
 Runs offline against the simulators (see quickstart.py).
 
@@ -16,7 +17,7 @@ PROMPTS = [f"a watercolor fox, study {i}" for i in range(12)]
 
 
 async def main() -> None:
-    budget = mg.Budget(0.05)                        # shared by every call (and every client)
+    budget = mg.Budget(0.02)                        # shared by every call (and every client)
     sem = asyncio.Semaphore(8)                      # at most 8 jobs in flight
     async with mg.AsyncClient(budget=budget) as client:
 

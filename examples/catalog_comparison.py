@@ -12,9 +12,6 @@ import sys
 from pathlib import Path
 
 import modelglass as mg
-from modelglass._compare import compare_models
-from modelglass.catalog._html import write_html
-from modelglass.catalog._plot import plot_axis
 from modelglass.testing import simulate
 
 MODELS = ["flux-schnell", "flux-dev", "sdxl", "gpt-image-2"]
@@ -34,7 +31,7 @@ def main(out: Path) -> None:
     print("fal offers that send a negative prompt:", ", ".join(keys))
 
     with simulate(), mg.Client(available=["openai", "fal", "replicate"]) as client:
-        sheet = compare_models(client, "a cozy reading nook, morning light", MODELS, seed=11,
+        sheet = mg.compare(client, "a cozy reading nook, morning light", MODELS, seed=11,
                                budget=0.50)
     print(f"contact sheet: {sheet.render(out / 'sheet.png')} "
           f"(total ${sheet.cost_usd:.3f}, simulated)")
@@ -42,8 +39,8 @@ def main(out: Path) -> None:
         notes = "; ".join(f"{f['control']} {f['kind']}" for f in tile.fates) or "all honored"
         print(f"  {tile.model:13} {tile.provider:10} {notes}")
 
-    print("plot:", plot_axis(cat, "hero", out / "hero.png"))
-    print("page:", write_html(cat, out / "catalog.html"))
+    print("plot:", cat.plot("hero", out / "hero.png"))
+    print("page:", cat.write_html(out / "catalog.html"))
 
 
 if __name__ == "__main__":

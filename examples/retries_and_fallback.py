@@ -22,10 +22,13 @@ with simulate() as sim, mg.Client(max_retries=2, retry_backoff_s=0.05) as client
         print(f"  {a.offer_id:<28} try {a.number}: {outcome} in {a.duration_s * 1000:.0f} ms")
     print("requests that reached fal:", len(sim.requests("fal", stage="submit")))
 
-    # A content refusal is never retried and never falls back.
+    # A content refusal is never retried and never falls back. (fal is cooling down after the
+    # failures above, so the router now sends draft jobs to Replicate: script the refusal there.)
     sim.reset()
-    sim.fail("fal", kind="content")
+    sim.fail("replicate", kind="content")
     try:
-        client.generate("a lighthouse at dusk", quality="draft")
+        client.generate("a lighthouse at dusk", quality="draft", provider="replicate")
     except mg.ContentRejected as exc:
         print("refused:", str(exc).splitlines()[0])
+        print("requests that reached Replicate:", len(sim.requests("replicate", stage="create")),
+              "(no retry, no fallback)")

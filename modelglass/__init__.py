@@ -36,6 +36,8 @@ from .request import ImageRequest, Quality, Sampler
 from .result import Attempt, Fate, FateKind, GeneratedImage, ImageResult
 
 if TYPE_CHECKING:
+    from ._compare import compare_models as compare
+    from ._provenance import read_metadata
     from .budget import Budget
     from .catalog._observed import ObservedStore
     from .client import AsyncClient, Client
@@ -83,7 +85,9 @@ __all__ = [
     "Sampler",
     "Score",
     "__version__",
+    "compare",
     "plan_call",
+    "read_metadata",
 ]
 
 _LAZY = {
@@ -94,6 +98,8 @@ _LAZY = {
     "LocalBackend": ("modelglass.providers.local", "LocalBackend"),
     "RoutingDecision": ("modelglass.routing", "RoutingDecision"),
     "Policy": ("modelglass.routing", "Policy"),
+    "compare": ("modelglass._compare", "compare_models"),
+    "read_metadata": ("modelglass._provenance", "read_metadata"),
 }
 
 

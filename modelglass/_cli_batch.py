@@ -34,20 +34,21 @@ def register(app: typer.Typer) -> None:
     app.command("batch")(batch)
 
 
-def read_jobs(path: Path) -> list[dict[str, Any]]:
-    """The jobs of a JSONL file, each checked as an :class:`ImageRequest`; every bad line is
+def read_jobs(path: Path, *, axes: list[str] | None = None) -> list[dict[str, Any]]:
+    """The jobs of a JSONL file (UTF-8, a byte-order mark accepted), each checked as an
+    :class:`ImageRequest` and, with ``axes``, its quality against those names; every bad line is
     reported (``path:line: what is wrong``) in one :class:`InvalidRequest`."""
     from pydantic import ValidationError
 
+    from ._paths import read_text
     from .request import ImageRequest
+    from .routing._policy import _unknown as unknown_name
 
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InvalidRequest(f"cannot read the jobs file {path}: {exc.strerror}") from None
+    lines = read_text(path, field="jobs", what="jobs file").splitlines()  # a BOM is fine
     jobs: list[dict[str, Any]] = []
     problems: list[str] = []
     ids: dict[str, int] = {}
+    quality_problems = 0
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -62,7 +63,7 @@ def read_jobs(path: Path) -> list[dict[str, Any]]:
             continue
         fields = {k: v for k, v in data.items() if k != "id"}
         try:
-            ImageRequest(**fields)
+            request = ImageRequest(**fields)
         except ValidationError as exc:
             for e in exc.errors():
                 where = ".".join(str(p) for p in e["loc"]) or "request"
@@ -70,6 +71,11 @@ def read_jobs(path: Path) -> list[dict[str, Any]]:
             continue
         except (InvalidRequest, TypeError, ValueError) as exc:
             problems.append(f"{path}:{number}: {str(exc).removeprefix('invalid request: ')}")
+            continue
+        quality = str(getattr(request.quality, "value", request.quality))
+        if axes is not None and "quality" in request.model_fields_set and quality not in axes:
+            problems.append(f"{path}:{number}: quality: {unknown_name('quality axis', quality, axes)}")
+            quality_problems += 1
             continue
         if "id" in data:
             job_id = str(data["id"])
@@ -81,7 +87,8 @@ def read_jobs(path: Path) -> list[dict[str, Any]]:
         jobs.append(data)
     if problems:
         raise InvalidRequest(f"{len(problems)} bad line(s) in {path}; nothing was sent:\n"
-                             + "\n".join(problems), field="jobs")
+                             + "\n".join(problems), path=str(path),
+                             field="quality" if quality_problems == len(problems) else "jobs")
     if not jobs:
         raise InvalidRequest(f"{path} holds no jobs (one JSON object per line)", field="jobs")
     return jobs
@@ -187,14 +194,18 @@ def batch(jobs_file: Path = _jobs_arg, out_dir: Path = _out_opt,
     from ._cli_generate import _make_client, _maybe_simulate
     from .jobs._batch import Batch, load_limits, run_sync
 
-    requests = read_jobs(jobs_file)
+    read_jobs(jobs_file)  # every bad line reported before anything else is done
     if engine not in ("local", "ray"):
         raise typer.BadParameter(f"--engine must be local or ray, got {engine!r}")
-    progress = _Progress(len(requests), budget, enabled=not json_out)
     t0 = time.monotonic()
     with _maybe_simulate(simulate):
         client = _make_client(catalog, None, simulate, _assume(assume_available))
         apply_policy(client, policy)  # policy hook
+        # quality names checked against this policy's axes, before anything is sent
+        requests = read_jobs(jobs_file, axes=client.policy.axis_names(client.catalog))
+        if not simulate and assume_available is None:
+            check_some_provider(client)
+        progress = _Progress(len(requests), budget, enabled=not json_out)
         with client:
             b = Batch(client, requests, concurrency=concurrency, budget=budget,
                       journal=journal, out=out_dir, cache=cache,
@@ -227,7 +238,38 @@ def batch(jobs_file: Path = _jobs_arg, out_dir: Path = _out_opt,
             out.print(stopped_line(report.stopped, journal), highlight=False, soft_wrap=True)
         raise typer.Exit(130)
     if any(o.status in ("failed", "possibly_charged", "undone") for o in report):
-        raise typer.Exit(1)
+        raise typer.Exit(_failed_status(report))
+
+
+def _failed_status(report: BatchReport) -> int:
+    """1 when a provider failed (or a job may have been charged, or was left undone); 2 when
+    every failed job failed for something the user can change (a key, the request, nothing
+    eligible), as ``generate`` would have said for each."""
+    from .cli import EXIT_PROVIDER, EXIT_USER, exit_code
+    from .errors import ModelglassError
+
+    bad = [o for o in report if o.status in ("failed", "possibly_charged", "undone")]
+    if all(o.status == "failed" and isinstance(o.error, ModelglassError)
+           and not str(o.error).startswith("(from the journal)")
+           and exit_code(o.error) == EXIT_USER for o in bad):
+        return EXIT_USER
+    return EXIT_PROVIDER
+
+
+def check_some_provider(client: Any) -> None:
+    """Refuse, before anything is sent, a batch that no provider here could run (a newcomer's
+    first try without keys): each provider's reason, and how to try it without keys."""
+    from .errors import ProviderUnavailable
+    from .providers import PROVIDER_CLASSES
+
+    why = {name: client.availability(name) for name in PROVIDER_CLASSES}
+    if any(a.ok for a in why.values()):
+        return
+    exc = ProviderUnavailable("no provider can be used here, so no job can run; nothing was "
+                              "sent:\n" + "\n".join(f"  - {n}: {a.reason}" for n, a in why.items()))
+    exc.hint = ("add --simulate to run every job against the built-in simulators (no keys, no "
+                "cost), or set FAL_KEY, OPENAI_API_KEY or REPLICATE_API_TOKEN")
+    raise exc
 
 
 def stopped_line(stopped: dict[str, list[str]], journal: Path | None) -> str:
@@ -244,8 +286,10 @@ def stopped_line(stopped: dict[str, list[str]], journal: Path | None) -> str:
 def _print_summary(data: dict[str, Any], report: BatchReport) -> None:
     counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in data["counts"].items())
     budget = f" of ${data['budget_usd']:.2f}" if data["budget_usd"] is not None else ""
-    out.print(f"[bold]{data['jobs']} jobs[/]: {counts}; spent ${data['spent_usd']:.4f}{budget} "
-              f"in {data['wall_s']:.1f} s", highlight=False, soft_wrap=True)
+    spent = (f"simulated, nothing was charged (${data['spent_usd']:.4f}{budget} at list "
+             "prices)" if data["simulated"] else f"spent ${data['spent_usd']:.4f}{budget}")
+    out.print(f"[bold]{data['jobs']} jobs[/]: {counts}; {spent} in {data['wall_s']:.1f} s",
+              highlight=False, soft_wrap=True)
     if data["simulated"]:
         out.print("[yellow]SIMULATED — no provider was called; nothing was charged.[/]")
     for o in report:
@@ -257,4 +301,10 @@ def _print_summary(data: dict[str, Any], report: BatchReport) -> None:
         out.print(f"[yellow]{len(data['undone'])} job(s) left undone: the next one could pass "
                   f"the budget.[/] Raise --budget and run again with the same --journal to "
                   f"finish them.", highlight=False)
+    from_journal = [o.id for o in report if o.status == "failed"
+                    and str(o.error).startswith("(from the journal)")]
+    if from_journal:  # failed in an earlier run of this journal: kept, not run again
+        out.print(f"[yellow]hint:[/] {len(from_journal)} job(s) failed in an earlier run of this "
+                  "journal and were not run again; add --retry-failed to run them again (or use "
+                  "another --journal).", highlight=False, soft_wrap=True)
     out.print(f"manifest: {data['manifest']}", highlight=False, soft_wrap=True)

@@ -113,6 +113,7 @@ def register(catalog_app: typer.Typer) -> None:
         offers = [o.strip() for item in offer or [] for o in item.split(",") if o.strip()] or None
         providers = [p.strip() for item in provider or [] for p in item.split(",")
                      if p.strip()] or None
+        _check_offer_names(offers)
         if live:
             if max_spend is None:
                 raise InvalidRequest("--live spends money: give a hard cap with --max-spend USD "
@@ -126,6 +127,25 @@ def register(catalog_app: typer.Typer) -> None:
             _print_verify(out, report, show_all)
         if report.drift:
             raise typer.Exit(EXIT_DRIFT)
+
+
+def _check_offer_names(names: list[str] | None) -> None:
+    """Each ``--offer`` is a model id or an offer key of the catalog; else exit 2 naming it (a
+    typo must not read as "no drift")."""
+    import difflib
+
+    from .catalog import Catalog
+    from .errors import InvalidRequest
+
+    cat = Catalog.default()
+    known = set(cat.models) | {v.key for v in cat.offers()} | set(cat.disabled)
+    for name in names or []:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            raise InvalidRequest(f"--offer {name!r} is neither a model nor an offer of the "
+                                 "catalog" + (f"; did you mean {close[0]!r}?" if close else ""),
+                                 field="offer", hint="`modelglass catalog list --offers` lists "
+                                 "every offer (model@provider)")
 
 
 def _short(v: Any) -> str:

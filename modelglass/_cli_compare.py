@@ -42,13 +42,16 @@ def compare(prompt: str, models: str = _models_opt, seed: int | None = typer.Opt
             assume_available: str | None = _assume_opt,
             json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Generate PROMPT once on each of --models, concurrently, side by side (a contact sheet
-    PNG and its JSON): model, provider, cost, latency and every control not honored."""
+    PNG and its JSON): model, provider, cost, latency and every control not honored. Exit 1
+    when no model made an image because a provider failed; a model listed twice runs once."""
     from ._cli_generate import _free, _make_client, _maybe_simulate
     from ._compare import compare_models, parse_models
 
     if out_path.suffix.lower() != ".png":
         raise typer.BadParameter("--out must be a .png file", param_hint="--out")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    from ._paths import check_output_file
+
+    check_output_file(out_path, field="out", suffix=".png")  # before anything is paid for
     sheet_path = _free(out_path)
     pinned = {p for _, p in parse_models(models) if p}
     fields = {"size": size} if size else {}
@@ -67,8 +70,32 @@ def compare(prompt: str, models: str = _models_opt, seed: int | None = typer.Opt
     json_path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     if json_out:
         emit_json(data)
-        return
-    _print_sheet(data)
+    else:
+        for notice in sheet.notices:
+            err.print(Text(f"warning: {notice}", style="yellow"), highlight=False)
+        _print_sheet(data)
+    if not any(t.ok for t in sheet.tiles):
+        raise typer.Exit(_none_made(sheet.tiles))
+
+
+def _none_made(tiles: list[Any]) -> int:
+    """The exit status when no model made an image: 1 when a provider failed or refused any of
+    them, 2 when every one was refused for something the user can change (budget, eligibility)."""
+    from . import errors
+    from .cli import EXIT_PROVIDER, EXIT_USER
+
+    def provider_failed(tile: Any) -> bool:
+        cls = getattr(errors, tile.error_type or "", None)
+        return not (isinstance(cls, type) and issubclass(cls, errors.ModelglassError)) or \
+            issubclass(cls, errors.ProviderError | errors.ContentRejected)
+
+    if any(provider_failed(t) for t in tiles):
+        err.print(Text("error: no model made an image (see the table)", style="bold red"),
+                  highlight=False)
+        return EXIT_PROVIDER
+    err.print(Text("error: no model made an image: every one was refused before sending "
+                   "(see the table)", style="bold red"), highlight=False)
+    return EXIT_USER
 
 
 class _TileProgress:

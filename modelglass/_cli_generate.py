@@ -142,11 +142,21 @@ def _free(path: Path) -> Path:
     raise typer.BadParameter(f"too many files named {path.stem}-N in {path.parent}")
 
 
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif",
+                   ".heic", ".svg"}
+
+
 def check_output_folder(folder: Path) -> None:
     """Make sure ``--out`` is a folder that exists (or can be made) and can be written, before
     anything is sent: a generation must never be paid for and then fail to save."""
     from ._provenance import check_writable_folder
+    from .errors import InvalidRequest
 
+    if folder.suffix.lower() in _IMAGE_SUFFIXES and not folder.is_dir():
+        raise InvalidRequest(f"--out {folder} looks like an image file name, but --out is the "
+                             "folder the images are saved into (named after the prompt and "
+                             "seed, as PNG); nothing was sent", field="out", path=str(folder),
+                             hint=f"--out {folder.parent / folder.stem}/ (a folder)")
     check_writable_folder(folder, option="--out")
 
 
@@ -173,6 +183,8 @@ def summary(result: ImageResult, files: list[Path]) -> dict[str, Any]:
         "offer": result.plan.offer.key if result.plan is not None else None,
         "cost_usd": None if result.cost_usd is None else round(result.cost_usd, 6),
         "cost_is_estimate": result.cost_is_estimate,
+        "quality": decision.quality if decision is not None else None,
+        "quality_default": bool(getattr(decision, "quality_defaulted", False)),
         "latency_s": round(result.latency_s, 4),
         "files": [str(f) for f in files],
         "images": [{"file": str(f), "width": img.width, "height": img.height, "mime": img.mime,
@@ -221,6 +233,9 @@ def _print_result(data: dict[str, Any], simulate_flag: bool) -> None:
     out.print(Text.assemble((data['offer'] or data['model'] + '@' + data['provider'], "bold"),
                             f"  cost {cost}  {data['latency_s']:.2f} s"),
               highlight=False, soft_wrap=True)
+    if data["quality_default"]:
+        out.print(Text(f"  quality: {data['quality']} (default; --quality to choose)"),
+                  highlight=False, soft_wrap=True)
     for img in data["images"]:
         seed = "not sent (the offer takes no seed)" if img["seed"] is None else img["seed"]
         out.print(Text(f"  {img['file']}  {img['width']}x{img['height']}  seed {seed}"),
@@ -262,7 +277,7 @@ _expect_opt = typer.Option(None, "--expect-text", help="The text the image shoul
 
 # -- commands --------------------------------------------------------------------------------------
 @friendly
-def generate(prompt: str, quality: str = _quality, model: str | None = _model,
+def generate(prompt: str, quality: str | None = _quality, model: str | None = _model,
              provider: str | None = _provider, negative: str | None = _negative,
              cfg: float | None = _cfg, steps: int | None = _steps, seed: int | None = _seed,
              size: str | None = _size, aspect_ratio: str | None = _aspect,

@@ -3,7 +3,7 @@
 >>> import modelglass as mg
 >>> from modelglass.testing import simulate
 >>> with simulate(), mg.Client() as client:                              # doctest: +SKIP
-...     sheet = compare_models(client, "a cozy reading nook", ["flux-schnell", "sdxl"], seed=11)
+...     sheet = mg.compare(client, "a cozy reading nook", ["flux-schnell", "sdxl"], seed=11)
 ...     sheet.render("sheet.png")
 
 Each model is generated once, concurrently (threads over one :class:`~modelglass.Client`), under
@@ -13,6 +13,7 @@ never paid for. A failed model is a tile with its error, not an exception: the s
 
 from __future__ import annotations
 
+import logging
 import textwrap
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import BudgetExceeded, CatalogError, ModelglassError
+
+logger = logging.getLogger("modelglass")
 
 if TYPE_CHECKING:
     from .budget import Budget
@@ -79,6 +82,7 @@ class ComparisonSheet:
     tiles: list[Tile]
     budget_usd: float | None = None
     wall_s: float = 0.0
+    notices: list[str] = field(default_factory=list)
 
     @property
     def cost_usd(self) -> float:
@@ -92,11 +96,13 @@ class ComparisonSheet:
         return {"prompt": self.prompt, "seed": self.seed, "quality": self.quality,
                 "budget_usd": self.budget_usd, "cost_usd": self.cost_usd,
                 "wall_s": round(self.wall_s, 3), "simulated": self.simulated,
-                "tiles": [t.to_dict() for t in self.tiles]}
+                "notices": list(self.notices), "tiles": [t.to_dict() for t in self.tiles]}
 
     def render(self, path: str | Path) -> Path:
         """Draw the contact sheet as a PNG at ``path`` (Pillow); returns the path."""
-        path = Path(path)
+        from ._paths import check_output_file
+
+        path = check_output_file(path, field="path", suffix=".png")
         render_sheet(self).save(path, format="PNG")
         return path
 
@@ -118,9 +124,10 @@ def compare_models(client: Client, prompt: str, models: Sequence[str] | str, *,
                    budget: Budget | float | None = None, concurrency: int = 8,
                    on_tile: Callable[[Tile], None] | None = None,
                    **fields: Any) -> ComparisonSheet:
-    """Generate ``prompt`` once on each model, concurrently; a tile per model.
+    """Generate ``prompt`` once on each model, concurrently; a tile per model (``mg.compare``).
 
-    ``models`` are catalog ids, optionally pinned to a provider (``"gpt-image-2@fal"``).
+    ``models`` are catalog ids, optionally pinned to a provider (``"gpt-image-2@fal"``); a
+    repeat is generated once (``sheet.notices`` says so).
     ``budget`` (a :class:`~modelglass.Budget` or dollars) bounds the whole comparison: a model
     whose estimate does not fit what is left is skipped with the reason (it replaces the
     client's own budget for the duration of the call; without it the client's budget applies). ``fields`` are passed to
@@ -129,13 +136,14 @@ def compare_models(client: Client, prompt: str, models: Sequence[str] | str, *,
     """
     from .budget import Budget
 
-    pairs = parse_models(models)
+    pairs, notices = _unique(parse_models(models))
     if not pairs:
         from .errors import InvalidRequest
 
         raise InvalidRequest("compare needs at least one model (--models a,b,c)", field="models")
     for model, _ in pairs:
         client.catalog.model(model)  # unknown ids fail before anything is sent
+    client.policy.quality_axis(quality, client.catalog)  # so does an unknown quality
     limit = budget if isinstance(budget, Budget) else (Budget(budget) if budget is not None else None)
     if limit is None:
         limit = client.budget
@@ -176,7 +184,20 @@ def compare_models(client: Client, prompt: str, models: Sequence[str] | str, *,
         client.budget = saved
     return ComparisonSheet(prompt=prompt, seed=seed, quality=quality, tiles=tiles,
                            budget_usd=limit.limit_usd if limit else None,
-                           wall_s=time.monotonic() - started)
+                           wall_s=time.monotonic() - started, notices=notices)
+
+
+def _unique(pairs: list[tuple[str, str | None]]) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """Each model (or model@provider) once: a repeat would generate, and pay, twice for the same
+    tile. Returns the pairs in first-seen order and a notice per repeat dropped."""
+    seen: dict[tuple[str, str | None], int] = {}
+    for pair in pairs:
+        seen[pair] = seen.get(pair, 0) + 1
+    notices = [f"{m}{'@' + p if p else ''} was listed {n} times; generated once"
+               for (m, p), n in seen.items() if n > 1]
+    for notice in notices:
+        logger.warning("compare: %s", notice)
+    return list(seen), notices
 
 
 def tile_from_result(model: str, result: ImageResult) -> Tile:

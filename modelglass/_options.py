@@ -50,6 +50,13 @@ def check_provider_names(names: Iterable[Any], *, field: str) -> list[str]:
                 if isinstance(b, str) and str(b).strip().lower() in lowered]
         if near:
             hint = f" (names are lower case: {', '.join(map(repr, near))})"
+        else:
+            import difflib
+
+            close = [m for b in bad if isinstance(b, str)
+                     for m in difflib.get_close_matches(b.strip(), valid, n=1)]
+            if close:
+                hint = f" (did you mean {', '.join(map(repr, close))}?)"
         raise InvalidRequest(f"{field} names unknown provider(s) {', '.join(map(repr, bad))}"
                              f"{hint}; the providers are {', '.join(valid)}", field=field)
     return out

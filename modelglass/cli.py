@@ -18,7 +18,10 @@ from rich.table import Table
 from rich.text import Text
 
 from .errors import (
+    BudgetExceeded,
+    CatalogError,
     ContentRejected,
+    InvalidRequest,
     ModelglassError,
     NoEligibleModel,
     ProviderError,
@@ -51,7 +54,7 @@ def error_dict(exc: ModelglassError) -> dict[str, Any]:
     """The JSON form of an error: type, message, exit code and the fields that say more."""
     data: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc),
                             "exit_code": exit_code(exc)}
-    for name in ("field", "provider", "status", "retry_after", "retryable", "estimate_usd",
+    for name in ("field", "path", "provider", "status", "retry_after", "retryable", "estimate_usd",
                  "limit_usd", "code"):
         value = getattr(exc, name, None)
         if value is not None:
@@ -81,12 +84,33 @@ def _keys_set() -> bool:
 
 
 def _hint(exc: ModelglassError) -> str | None:
+    if exc.hint:
+        return exc.hint
     text = str(exc)
     if isinstance(exc, NoEligibleModel | ProviderUnavailable) and not _keys_set() and (
             isinstance(exc, ProviderUnavailable) or "availability" in text):
         return _NO_KEYS
+    if exit_code(exc) != EXIT_USER:
+        return None
+    for kind, hint in _HINTS:  # every mistake the user can fix says where to look next
+        if isinstance(exc, kind):
+            field = getattr(exc, "field", None)
+            return hint.format(field=f"`{field}`" if field else "the value named above")
     return None
 
+
+_HINTS: tuple[tuple[type[ModelglassError], str], ...] = (
+    (NoEligibleModel, "modelglass --verbose <command> lists every rejected offer; `route "
+                      "--explain` shows the ranking"),
+    (InvalidRequest, "change {field} and run again; `modelglass <command> --help` lists the "
+                     "options and their values"),
+    (CatalogError, "check the name (`modelglass catalog list` lists models, `catalog list "
+                   "--offers` offers), or fix the file at the line named"),
+    (BudgetExceeded, "raise the limit (--budget / --max-cost) or choose a cheaper quality "
+                     "(--quality draft)"),
+    (ProviderUnavailable, "`modelglass providers` says what each provider needs here"),
+    (ModelglassError, "`modelglass <command> --help` says what each option takes"),
+)
 
 _NO_KEYS = ("no provider key is set here: add --simulate to generate against the built-in "
             "simulators (no keys, no cost), or --assume-available fal,openai to route and plan "
@@ -105,7 +129,15 @@ def friendly(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except (OSError, UnicodeDecodeError) as exc:
+                from ._paths import file_mistake
+
+                typed = file_mistake(exc)
+                if typed is None:
+                    raise
+                raise typed from exc
         except ModelglassError as exc:
             code = exit_code(exc)
             if kwargs.get("json_out"):
@@ -250,6 +282,15 @@ def catalog_sources(ids: list[str] | None = _source_ids,
 
     cat = _catalog(catalog)
     chosen = [i.strip().strip("[]").upper() for i in ids or []]
+    unknown = [i for i in chosen if i not in cat.settings.sources]
+    if unknown:
+        import difflib
+
+        valid = list(cat.settings.sources)
+        near = [m for u in unknown for m in difflib.get_close_matches(u, valid, n=1)]
+        raise InvalidRequest(f"no source {', '.join(unknown)} in the catalog's settings.yaml"
+                             + (f"; did you mean {', '.join(near)}?" if near else ""),
+                             field="ids", hint="`modelglass catalog sources` lists them all")
     if json_out:
         srcs = cat.settings.sources
         emit_json({sid: srcs.get(sid) for sid in (chosen or list(srcs))})
@@ -369,10 +410,10 @@ def catalog_plot(axis: str = typer.Option("hero", "--axis", help="Quality axis t
                  json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Estimated cost per image (log) against quality on AXIS for every offer the router
     considers, with the Pareto front marked. Needs matplotlib (modelglass[plot])."""
-    from .catalog._plot import pareto_front, plot_axis, plot_points
+    from .catalog._plot import pareto_front, plot_points
 
     cat = _catalog(catalog)
-    path = plot_axis(cat, axis, out_path, size=size, provider=provider)
+    path = cat.plot(axis, out_path, size=size, provider=provider)
     points, unknown = plot_points(cat.query(axis=axis, provider=provider, size=size))
     front = pareto_front(points)
     if json_out:
@@ -389,10 +430,8 @@ def catalog_html(out_path: Path = _html_out,
                  json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """One self-contained page (no network needed to view it): a sortable, filterable table of
     models and offers, each score's evidence with its source, prices and lifecycle warnings."""
-    from .catalog._html import write_html
-
     cat = _catalog(catalog)
-    path = write_html(cat, out_path)
+    path = cat.write_html(out_path)
     if json_out:
         emit_json({"file": str(path), "bytes": path.stat().st_size})
         return
@@ -401,7 +440,7 @@ def catalog_html(out_path: Path = _html_out,
 
 
 # -- route / plan ---------------------------------------------------------------------------------
-def request_kwargs(quality: str, model: str | None, provider: str | None, negative: str | None,
+def request_kwargs(quality: str | None, model: str | None, provider: str | None, negative: str | None,
                    cfg: float | None, steps: int | None, seed: int | None, size: str | None,
                    aspect_ratio: str | None, print_size: str | None, dpi: int | None, n: int,
                    sampler: str | None, max_cost: float | None, strict: bool,
@@ -422,8 +461,9 @@ def _assume(value: str | None) -> list[str] | None:
     return [p.strip() for p in value.split(",") if p.strip()] if value else None
 
 
-_quality = typer.Option("hero", "--quality", "-q",
-                        help="draft | thumbnail | hero | print, or an axis of the --policy file")
+_quality = typer.Option(None, "--quality", "-q",
+                        help="draft | thumbnail | hero | print, or an axis of the --policy file "
+                             "(default: hero, or the policy's default_quality)")
 _model = typer.Option(None, "--model", help="Pin a model id.")
 _provider = typer.Option(None, "--provider", help="Pin a provider.")
 _negative = typer.Option(None, "--negative", help="Negative prompt.")
@@ -450,7 +490,7 @@ _assume_opt = typer.Option(None, "--assume-available",
 
 @app.command()
 @friendly
-def route(prompt: str, quality: str = _quality, model: str | None = _model,
+def route(prompt: str, quality: str | None = _quality, model: str | None = _model,
           provider: str | None = _provider, negative: str | None = _negative,
           cfg: float | None = _cfg, steps: int | None = _steps, seed: int | None = _seed,
           size: str | None = _size, aspect_ratio: str | None = _aspect,
@@ -492,7 +532,7 @@ def route(prompt: str, quality: str = _quality, model: str | None = _model,
 
 @app.command()
 @friendly
-def plan(prompt: str, quality: str = _quality, model: str | None = _model,
+def plan(prompt: str, quality: str | None = _quality, model: str | None = _model,
          provider: str | None = _provider, negative: str | None = _negative,
          cfg: float | None = _cfg, steps: int | None = _steps, seed: int | None = _seed,
          size: str | None = _size, aspect_ratio: str | None = _aspect,

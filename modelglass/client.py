@@ -173,8 +173,8 @@ class _BaseClient:
     @staticmethod
     def _request(request: ImageRequest | str | None, **kw: Any) -> ImageRequest:
         if isinstance(request, ImageRequest):
-            if kw:
-                data = request.model_dump()
+            if kw:  # unset fields stay unset (a quality left to the policy's default)
+                data = request.model_dump(exclude_unset=True)
                 data.update({k: v for k, v in kw.items() if v is not None})
                 return ImageRequest(**data)
             return request
@@ -196,6 +196,10 @@ class _BaseClient:
         from .routing._latency import DEFAULT_OBSERVED
 
         req = self._request(request, **kw)
+        if available is not None:  # a list of names, each known: "fal" is not ["f", "a", "l"]
+            from ._options import check_provider_names
+
+            available = check_provider_names(available, field="available")
         assume = set(available) if available is not None else self._assume_available
         # policy hook: this call's policy, the shared health board, observed latencies
         return route(req, self.catalog, available=self._offer_available(assume),
@@ -234,6 +238,9 @@ class _BaseClient:
                                            and 0 < deadline_s < float("inf")):
             raise InvalidRequest(f"deadline_s must be a positive number of seconds, got "
                                  f"{deadline_s!r}", field="deadline_s")
+        if events is not None and not callable(events):
+            raise InvalidRequest(f"events must be a callable given each JobEvent (or None), not "
+                                 f"{type(events).__name__} {events!r}", field="events")
         req = self._request(request, **fields)
         decision = self.route(req)
         decision.require()

@@ -46,7 +46,12 @@ __all__ = [
 
 
 class ModelglassError(Exception):
-    """Base of every error modelglass raises on purpose."""
+    """Base of every error modelglass raises on purpose.
+
+    ``hint`` (when set) is the next step to take, shown on its own line by the CLI.
+    """
+
+    hint: str | None = None
 
 
 class CatalogError(ModelglassError):
@@ -62,10 +67,18 @@ class CatalogError(ModelglassError):
 
 
 class InvalidRequest(ModelglassError, ValueError):
-    """A request field is invalid, or strict mode refused to approximate or drop a control."""
+    """A request field, argument, option or input file is invalid, or strict mode refused to
+    approximate or drop a control. ``field`` names the field (or CLI option), ``path`` the file
+    when one is at fault, ``hint`` what to do next."""
 
-    def __init__(self, message: str, field: str | None = None) -> None:
+    path: str | None = None
+
+    def __init__(self, message: str, field: str | None = None, *, path: str | None = None,
+                 hint: str | None = None) -> None:
         self.field = field
+        self.path = path
+        if hint is not None:
+            self.hint = hint
         super().__init__(message)
 
 

@@ -331,7 +331,11 @@ class ImageRequest(BaseModel):
 
 
 def _utf8(field: str, text: str) -> None:
-    """A prompt is sent as UTF-8: a lone surrogate (e.g. from a bad decode) cannot be."""
+    """A prompt is sent as UTF-8: a lone surrogate (e.g. from a bad decode) cannot be, and a NUL
+    character (from a C string or a binary paste) is cut off or refused along the way."""
+    if "\x00" in text:
+        raise ValueError(f"{field} holds a NUL character (\\x00) at position {text.index(chr(0))}; "
+                         "remove it (it is cut off or refused on the way to the provider)")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:

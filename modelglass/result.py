@@ -223,5 +223,8 @@ class ImageResult:
         if self.cost_is_estimate and self.cost_usd is not None:
             cost += " (estimate)"
         more = f", {sum(m.count for m in self.missing)} missing" if self.partial else ""
-        return (f"ImageResult({len(self.images)} image(s) from {self.model}@{self.provider}, "
-                f"cost {cost}, {self.latency_s:.2f}s{more})")
+        decision = self.decision
+        quality = (f", quality: {decision.quality} (default)"
+                   if decision is not None and decision.quality_defaulted else "")
+        return (f"ImageResult({len(self.images)} image(s) from {self.model}@{self.provider}"
+                f"{quality}, cost {cost}, {self.latency_s:.2f}s{more})")

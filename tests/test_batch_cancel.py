@@ -41,6 +41,15 @@ def sim() -> Iterator[Simulator]:
 
 
 @pytest.fixture(autouse=True)
+def _sigint_raises() -> Iterator[None]:
+    # Under a background job (`pytest &`) SIGINT starts ignored and would never reach the runner:
+    # install Python's own handler, as an interactive terminal has it, and put back what was there.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture(autouse=True)
 def _fresh(sim: Simulator) -> Iterator[None]:
     sim.reset()
     yield
@@ -189,7 +198,9 @@ def test_ctrl_c_before_any_request_id_sends_nothing_again_blindly(
 
 #: `modelglass batch` as a user runs it, trusting the simulators' loopback origins for
 #: downloads as `simulate()` does in the process that runs it (as tests/test_kill_resume.py).
-_MAIN = ("import sys\n"
+_MAIN = ("import signal, sys\n"
+         # a background job starts with SIGINT ignored; a terminal's Ctrl-C is what is tested
+         "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
          "from modelglass._destination import trust_origin\n"
          "for url in sys.argv.pop(1).split(): trust_origin(url)\n"
          "from modelglass.cli import app\n"

@@ -12,6 +12,7 @@ import asyncio
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import _sim_fixtures
@@ -28,6 +29,15 @@ ESTIMATE = {"fal": 0.003, "replicate": 0.003}
 
 sim = _sim_fixtures.sim  # one simulator per module, reset before each test
 _fresh = _sim_fixtures.fresh
+
+
+@pytest.fixture(autouse=True)
+def _sigint_raises() -> Iterator[None]:
+    # Under a background job (`pytest &`) SIGINT starts ignored and would never reach the job:
+    # install Python's own handler, as an interactive terminal has it, and put back what was there.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def _wait_for_submit(sim: Simulator, provider: str, timeout: float = 10.0) -> None:

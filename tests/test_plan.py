@@ -222,7 +222,7 @@ requests = st.builds(
     lambda prompt, neg, cfg, steps, seed, geo, n, sampler, strict: mg.ImageRequest(
         prompt=prompt, negative_prompt=neg, cfg=cfg, steps=steps, seed=seed, n=n, sampler=sampler,
         strict=strict, **geo),
-    st.text(min_size=1, max_size=60).filter(lambda s: s.strip()),
+    st.text(min_size=1, max_size=60).filter(lambda s: s.strip() and "\x00" not in s),  # NUL: refused
     st.none() | st.just("blurry"),
     st.none() | st.floats(0, 50, allow_nan=False),
     st.none() | st.integers(1, 500),

@@ -11,7 +11,7 @@ from _routing_models import TODAY, catalog, good, model, offer
 from typer.testing import CliRunner
 
 import modelglass as mg
-from modelglass.errors import CatalogError
+from modelglass.errors import CatalogError, InvalidRequest
 from modelglass.request import ImageRequest
 from modelglass.routing import Policy, route
 from modelglass.routing._policy import default_policy_path
@@ -181,10 +181,11 @@ def test_quality_accepts_the_policys_own_axis_and_names_them_when_unknown() -> N
     d = route(ImageRequest(prompt="p", quality="social-card"), cat, policy=policy, today=TODAY)
     assert d.quality == "social-card" and d.choice is not None
     assert (d.choice.call.planned.width, d.choice.call.planned.height) == (1200, 624)
-    with pytest.raises(CatalogError, match="unknown quality axis 'social-cards'; did you mean "
-                                           "'social-card'.*draft, thumbnail, hero, print, "
-                                           "social-card"):
+    with pytest.raises(InvalidRequest, match="unknown quality axis 'social-cards'; did you mean "
+                                             "'social-card'.*draft, thumbnail, hero, print, "
+                                             "social-card") as info:
         route(ImageRequest(prompt="p", quality="social-cards"), cat, policy=policy, today=TODAY)
+    assert info.value.field == "quality"  # the caller's quality, not the catalog's fault
 
 
 def test_client_takes_a_policy_object_or_a_path_and_route_overrides_it(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import _clock
-from ..errors import CatalogError
+from ..errors import CatalogError, InvalidRequest
 from ._price import CostEstimate, cost_from_usage, estimate_price
 from ._schema import (
     AXES,
@@ -279,6 +279,9 @@ class Catalog:
         try:
             stamp: Any = (str(overlay), overlay.stat().st_mtime_ns) if overlay else None
         except OSError:
+            from ._overlay import overlay_missing
+
+            overlay_missing(overlay)  # warns when $MODELGLASS_CATALOG_OVERLAY names it
             overlay, stamp = None, None  # no overlay file: the shipped catalog alone
         if _DEFAULT is None or _DEFAULT[0] != stamp:
             _DEFAULT = (stamp, cls.load(default_catalog_dir(),
@@ -338,12 +341,19 @@ class Catalog:
         return self.scores(model_id)[axis]
 
     def quality(self, quality: Any) -> QualityAxis:
+        """The quality axis named ``quality``; :class:`InvalidRequest` (field ``quality``) naming
+        the valid ones when there is none."""
         key = str(getattr(quality, "value", quality))
         try:
             return self.quality_axes[key]
-        except KeyError:
-            raise CatalogError(f"unknown quality axis {key!r}; one of "
-                               f"{', '.join(self.quality_axes)}") from None
+        except KeyError:  # the caller's name, not the catalog's fault
+            import difflib
+
+            close = difflib.get_close_matches(key, list(self.quality_axes), n=1)
+            raise InvalidRequest(f"unknown quality axis {key!r}"
+                                 + (f"; did you mean {close[0]!r}?" if close else "")
+                                 + f" (valid: {', '.join(self.quality_axes)})",
+                                 field="quality") from None
 
     @property
     def providers(self) -> list[str]:
@@ -445,6 +455,25 @@ class Catalog:
             row["cheapest 1024²"] = f"${best[1].usd:.4f} ({best[0].provider})" if best else "unknown"
             comp.rows.append(row)
         return comp
+
+    def plot(self, axis: str, out: str | Path, *, size: str | None = None,
+             provider: str | None = None, title: str | None = None) -> Path:
+        """Draw estimated cost per image (log) against quality on ``axis`` for every offer the
+        router considers, the Pareto front circled, to ``out`` (``.png`` or ``.svg``; needs
+        matplotlib). Returns the path.
+
+        >>> mg.Catalog.default().plot("hero", "hero.png")          # doctest: +SKIP
+        """
+        from ._plot import plot_axis
+
+        return plot_axis(self, axis, out, size=size, provider=provider, title=title)
+
+    def write_html(self, path: str | Path) -> Path:
+        """Write the whole catalog as one self-contained HTML page (sortable, filterable tables,
+        evidence, sources, lifecycle warnings) to ``path``; returns the path."""
+        from ._html import write_html
+
+        return write_html(self, path)
 
     def __repr__(self) -> str:
         return f"Catalog({len(self.models)} models, {len(self._views)} offers)"

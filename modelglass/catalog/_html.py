@@ -47,7 +47,9 @@ def _num(v: float | None) -> str:
 
 def write_html(catalog: Catalog, path: str | Path) -> Path:
     """Write :func:`render_html` to ``path`` (UTF-8); returns the path."""
-    path = Path(path)
+    from .._paths import check_output_file
+
+    path = check_output_file(path, field="out", suffix=".html")
     path.write_text(render_html(catalog), encoding="utf-8")
     return path
 

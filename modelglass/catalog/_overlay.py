@@ -72,6 +72,23 @@ def default_overlay_path() -> Path | None:
     return Path(user_config_dir("modelglass")) / "overlay.yaml"
 
 
+_WARNED: set[str] = set()
+
+
+def overlay_missing(path: Path | None) -> None:
+    """Say (once per path, as a warning on the ``modelglass`` logger) that the overlay file
+    ``$MODELGLASS_CATALOG_OVERLAY`` names does not exist, so none of its prices or disables
+    apply. The user-config default overlay may well not exist: that is silent."""
+    env = os.environ.get(OVERLAY_ENV)
+    if path is None or env is None or str(path) in _WARNED:
+        return
+    _WARNED.add(str(path))
+    logging.getLogger("modelglass").warning(
+        "%s=%s: no such file, so its prices, endpoints and disabled offers do not apply (the "
+        "shipped catalog is used alone). Fix the path, or unset the variable; `modelglass "
+        "catalog sync` writes the file there.", OVERLAY_ENV, env)
+
+
 class OfferPatch(_Strict):
     """Changes to one existing offer. ``disabled: true`` takes it out of routing."""
 

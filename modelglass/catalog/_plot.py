@@ -75,16 +75,22 @@ def pareto_front(points: list[PlotPoint]) -> list[PlotPoint]:
 def plot_axis(catalog: Catalog, axis: str, out: str | Path, *, size: str | None = None,
               provider: str | None = None, title: str | None = None) -> Path:
     """Draw cost vs quality on ``axis`` to ``out`` (``.png`` or ``.svg``); returns the path."""
+    from .._paths import check_output_file
+
     out = Path(out)
+    if out.is_dir():
+        check_output_file(out, field="out", suffix=".png")  # says it is a folder
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in ("png", "svg"):
-        raise InvalidRequest(f"plot output must end in .png or .svg, not {out.name!r}", field="out")
+        raise InvalidRequest(f"plot output must end in .png or .svg, not {out.name!r}", field="out",
+                             path=str(out))
     try:
         from matplotlib.figure import Figure
     except ImportError:
         raise InvalidRequest("catalog plot needs matplotlib: pip install 'modelglass[plot]'",
                              field="out") from None
 
+    check_output_file(out, field="out", suffix=".png")
     rows = catalog.query(axis=axis, provider=provider, sort="cost", size=size)
     points, unknown = plot_points(rows)
     if not points:

@@ -201,7 +201,7 @@ def query(catalog: Catalog, *, axis: str | None = None,
     from ..request import parse_size
 
     if axis is not None:
-        catalog.quality(axis)  # raises CatalogError naming the axes
+        catalog.quality(axis)  # raises InvalidRequest naming the axes
     wanted = list(dict.fromkeys(normalise_control(c) for c in _as_list(supports)))
     if where is not None and not isinstance(where, Mapping):
         where = parse_where(where)

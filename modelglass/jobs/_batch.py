@@ -446,10 +446,10 @@ class Batch:
         except ModelglassError as exc:
             return self._fail_early(job, exc)
         if not decision.ranked:
-            from ..errors import NoEligibleModel
-
-            return self._fail_early(job, NoEligibleModel(
-                f"no offer can serve job {job.id}: " + decision.explain().splitlines()[0]))
+            try:  # why, and what to do (e.g. the key to set), not the axis's description
+                decision.require()
+            except ModelglassError as exc:
+                return self._fail_early(job, exc)
         first = decision.ranked[0]
         job.provider, job.offer_key = first.offer.provider, first.key
         # The upper bound of what the call can cost (when the estimate carries one) is what

@@ -297,7 +297,9 @@ def _drive(ray: Any, batch: Batch, *, task_cpus: float, local_workers: int | Non
         while True:
             job, wait_s = sched.next()
             while job is not None:
-                payload = {"id": job.id, "request": job.request.model_dump(mode="json"),
+                # unset fields stay unset: a quality left to the policy's default_quality
+                payload = {"id": job.id,
+                           "request": job.request.model_dump(mode="json", exclude_unset=True),
                            "resume": job.resume,
                            "hold": job.hold.amount if job.hold is not None else None}
                 if batch.journal is not None:

@@ -172,6 +172,9 @@ class RoutingDecision:
         self.notices: list[str] = list(notices)
         self.policy = policy
 
+    #: True when the request named no quality and the policy's default axis was used.
+    quality_defaulted: bool = False
+
     def _candidate(self, row: Row) -> Candidate:
         return Candidate(offer=row.offer, quality=row.quality, cost_usd=row.cost_usd,
                          total=row.total, reasons=list(row.reasons),
@@ -227,6 +230,9 @@ class RoutingDecision:
                  f"  weights: {weights}",
                  f"  cost weight {ax.cost_weight:g} (a ${ax.cost_reference_usd:g}/image offer "
                  f"scores 0.5 on cost); ceiling: {self.budget or 'none'}"]
+        if self.quality_defaulted:
+            lines.insert(1, f"  quality: {self.quality} (default; pass quality= / --quality "
+                            "to choose)")
         if ax.minimums:
             lines.append("  hard minimums: " + ", ".join(f"{a} ≥ {v:g}"
                                                           for a, v in ax.minimums.items()))
@@ -292,6 +298,7 @@ class RoutingDecision:
         """A JSON-ready view (what ``--json`` prints)."""
         return {
             "quality": self.quality,
+            "quality_default": self.quality_defaulted,
             "weights": {a: round(w, 6) for a, w in self.weights.items()},
             "cost_weight": self.quality_axis.cost_weight,
             "cost_reference_usd": self.quality_axis.cost_reference_usd,
@@ -330,6 +337,11 @@ def _lead(request: ImageRequest, rejected: Sequence[Rejection]) -> str | None:
                     f"of those (provider={elsewhere[0].split('@', 1)[1]!r}) or drop provider=")
         if not elsewhere and not considered:
             return f"{request.model} has no offer in the catalog"
+    unavailable = [r for r in considered if r.constraint == "availability"]
+    if unavailable and all(r.constraint in ("availability", "lifecycle") for r in considered):
+        reasons = list(dict.fromkeys(r.reason for r in unavailable))  # e.g. the key to set
+        if len(reasons) <= 2:
+            return "not available here: " + "; ".join(reasons)
     return None
 
 

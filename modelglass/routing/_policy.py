@@ -91,6 +91,16 @@ class AxisRules(_Strict):
             raise ValueError("weights must be ≥ 0 (0 drops the axis from the base's weights)")
         return v
 
+    @field_validator("minimums")
+    @classmethod
+    def _minimums(cls, v: dict[str, float | None]) -> dict[str, float | None]:
+        # Scores are 0–10: a minimum above 10 (or below 0) could never pass, or always would.
+        bad = {str(a): m for a, m in v.items() if m is not None and not 0 <= m <= 10}
+        if bad:
+            raise ValueError("scores are 0–10; " + ", ".join(
+                f"{a}: {m:g} is out of range" for a, m in bad.items()))
+        return v
+
     @field_validator("target_size")
     @classmethod
     def _size(cls, v: str | None) -> str | None:
@@ -172,6 +182,8 @@ class PolicyFile(_Strict):
     models: NameRules = Field(default_factory=NameRules)
     require: Requirements = Field(default_factory=Requirements)
     limits: Limits = Field(default_factory=Limits)
+    #: The axis a request routes by when it names none (the shipped default is ``hero``).
+    default_quality: str = "hero"
     tie_break: list[TieKey] = Field(default_factory=lambda: list[TieKey](["cost", "offer"]))
     tie_tolerance: float = Field(default=0.0, ge=0, le=0.5)
     scoring: ScoringRules = Field(default_factory=ScoringRules)
@@ -326,6 +338,11 @@ class Policy:
             if catalog is not None:
                 value.check(catalog)
             return value
+        if not isinstance(value, str | Path):
+            raise InvalidRequest(f"policy must be an mg.Policy, a policy file path or "
+                                 f"'default', not {type(value).__name__} {value!r}",
+                                 field="policy", hint="mg.Policy.load('policy.yaml'), or pass "
+                                 "the path itself")
         if str(value) == "default":
             policy = cls.default()
             if catalog is not None:
@@ -340,6 +357,12 @@ class Policy:
                       upscale_available=upscale_available or self.upscale_available, **scoring)
 
     # -- axes -------------------------------------------------------------------------------------
+    @property
+    def default_quality(self) -> str:
+        """The axis a request routes by when it names none: the policy's ``default_quality``
+        (``hero`` in the shipped policy)."""
+        return self.spec.default_quality
+
     def axis_names(self, catalog: Catalog) -> list[str]:
         """Every quality axis this policy routes by: the catalog's, then the policy's own."""
         return list(dict.fromkeys([*catalog.quality_axes, *self.spec.axes]))
@@ -368,8 +391,10 @@ class Policy:
     def _resolve(self, name: str, catalog: Catalog, chain: tuple[str, ...]) -> QualityAxis:
         rules = self.spec.axes.get(name)
         if rules is None:
-            if name not in catalog.quality_axes:
-                raise CatalogError(_unknown("quality axis", name, self.axis_names(catalog)))
+            if name not in catalog.quality_axes:  # the caller's quality, not the catalog's fault
+                raise InvalidRequest(_unknown("quality axis", name, self.axis_names(catalog)),
+                                     field="quality", hint="use one of the valid axes, or add "
+                                     "your own to a policy file (axes: {name: {extends: hero}})")
             return catalog.quality_axes[name]
         if name in chain:
             raise CatalogError(f"policy axis {name!r} extends itself through "
@@ -466,6 +491,9 @@ def _name_problems(data: Any, catalog: Catalog) -> list[tuple[tuple[str | int, .
         for n in prefer if isinstance(prefer, dict) else {}:
             if str(n) not in valid:
                 out.append(((section, "prefer", n), _unknown(kind, str(n), valid)))
+    default_quality = data.get("default_quality")
+    if default_quality is not None and str(default_quality) not in axes:
+        out.append((("default_quality",), _unknown("quality axis", str(default_quality), axes)))
     for name, rules in own.items():
         ext = rules.get("extends") if isinstance(rules, dict) else None
         if ext is not None and str(ext) not in axes:

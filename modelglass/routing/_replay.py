@@ -182,11 +182,10 @@ class Replay:
 # --------------------------------------------------------------------------------------------
 def read_workload(path: str | Path) -> list[Job]:
     """Read a JSONL workload; every bad line is reported as ``file:line: message`` at once."""
+    from .._paths import read_text
+
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidRequest(f"{p}: cannot read the workload: {exc.strerror or exc}") from None
+    text = read_text(p, field="workload", what="workload")
     jobs: list[Job] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
@@ -256,8 +255,9 @@ def _outcome(job: Job, policy: Policy, baseline: Policy, catalog: Catalog,
     try:
         decision = route(job.request, catalog, available=available, today=today, policy=policy,
                          observed=observed)
-    except CatalogError as exc:  # an axis this policy does not define
+    except (CatalogError, InvalidRequest) as exc:  # an axis this policy does not define
         return JobOutcome(job.id, axis_name, None, None, None, None, None, str(exc))
+    axis_name = decision.quality  # the policy's default_quality when the job names none
     choice = decision.choice
     if choice is None:
         counts = Counter(r.constraint for r in decision.rejected

@@ -192,6 +192,7 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
     policy.check(catalog)
     today = _clock.today(today)
     providers = providers or {}
+    request, defaulted = _with_default_quality(request, policy)
     quality = str(getattr(request.quality, "value", request.quality))
     axis = policy.quality_axis(quality, catalog)
     signals = prompt_signals(request.prompt, request.negative_prompt)
@@ -271,9 +272,25 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
                 rows = _order(kept, policy)
                 notices = (f"size {request.size} approximated: the offers that make it are "
                            f"cooling down; {rows[0].offer.key} {gaps[rows[0].offer.key]}",)
-    return RoutingDecision(request=request, quality=quality, quality_axis=axis, signals=signals,
-                           weights=weights, rows=rows, rejected=rejected, budget=budget,
-                           planner=planner, calls=calls, notices=notices, policy=policy)
+    decision = RoutingDecision(request=request, quality=quality, quality_axis=axis,
+                               signals=signals, weights=weights, rows=rows, rejected=rejected,
+                               budget=budget, planner=planner, calls=calls, notices=notices,
+                               policy=policy)
+    decision.quality_defaulted = defaulted
+    return decision
+
+
+def _with_default_quality(request: ImageRequest, policy: Policy) -> tuple[ImageRequest, bool]:
+    """``request`` with the policy's default quality when it names none (and whether it did)."""
+    if "quality" in request.model_fields_set:
+        return request, False
+    name = policy.default_quality
+    if str(getattr(request.quality, "value", request.quality)) != name:
+        from ..request import Quality
+
+        quality: Quality | str = Quality(name) if name in Quality.__members__ else name
+        request = request.model_copy(update={"quality": quality})
+    return request, True
 
 
 def _latency_limit(request: ImageRequest, policy: Policy) -> float | None:
