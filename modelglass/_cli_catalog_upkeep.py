@@ -29,6 +29,10 @@ _SYNC_OVERLAY = typer.Option(
     None, "--overlay", help="The overlay file to write (default: the user's, "
     "$MODELGLASS_CATALOG_OVERLAY or ~/.config/modelglass/overlay.yaml).")
 _DRY_RUN = typer.Option(False, "--dry-run", help="Report only; write nothing.")
+_ACCEPT = typer.Option(
+    None, "--accept", help="Write this offer's price even though it was held as suspicious "
+    "(out of bounds, or more than 3x away from the catalog's); repeat for several.")
+_TIMEOUT = typer.Option(60.0, "--timeout", help="One deadline in seconds for the whole sync.")
 _JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
 _DIFF_OVERLAY = typer.Option(
     None, "--overlay", help="Overlay file(s) to compare (default: the user's).")
@@ -52,13 +56,16 @@ def register(catalog_app: typer.Typer) -> None:
     @friendly
     def catalog_sync(provider: list[str] | None = _SYNC_PROVIDER,
                      overlay: Path | None = _SYNC_OVERLAY, dry_run: bool = _DRY_RUN,
+                     accept: list[str] | None = _ACCEPT, timeout: float = _TIMEOUT,
                      json_out: bool = _JSON) -> None:
         """Pull live prices and model lists from the providers the keys allow; write the overlay
         (as_of today, source: sync). The shipped catalog is never written."""
         from .catalog._sync import sync
 
         chosen = [p.strip() for item in provider or [] for p in item.split(",") if p.strip()]
-        report = sync(providers=chosen or None, overlay=overlay, write=not dry_run)
+        accepted = [a.strip() for item in accept or [] for a in item.split(",") if a.strip()]
+        report = sync(providers=chosen or None, overlay=overlay, write=not dry_run,
+                      accept=accepted, timeout_s=timeout)
         if json_out:
             _print_json(report.to_dict())
         else:
@@ -162,15 +169,16 @@ def _print_sync(out: Any, report: Any) -> None:
     t = Table(title=f"catalog sync, {report.as_of}")
     for col in ("provider", "finding", "offer / endpoint", "detail"):
         t.add_column(col)
-    order = ("price", "unavailable", "seen", "unlisted", "unmapped", "unpriced", "kept",
-             "confirmed", "available")
+    order = ("held", "refused", "price", "unavailable", "seen", "unlisted", "unmapped",
+             "unpriced", "kept", "confirmed", "available")
     for what in order:
         for f in report.of(what):
             detail = f.detail
-            if what == "price":
+            if what in ("price", "held", "refused"):
                 detail = f"{_short(f.before)} → {_short(f.after)}" + (f" ({f.detail})"
                                                                     if f.detail else "")
-            t.add_row(*(Text(x) for x in (f.provider, what, f.offer or f.endpoint, detail)))
+            label = "held: suspicious" if what == "held" else what
+            t.add_row(*(Text(x) for x in (f.provider, label, f.offer or f.endpoint, detail)))
     out.print(t)
     if report.written:
         out.print(Text(f"overlay written: {report.overlay}"), highlight=False)

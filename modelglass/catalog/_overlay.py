@@ -104,6 +104,8 @@ class OfferPatch(_Strict):
     notes: str | None = None
     disabled: bool = False
     reason: str | None = None
+    #: the date a sync first found the offer gone (written by ``catalog sync``)
+    disabled_on: dt.date | None = None
 
 
 class ModelPatch(_Strict):

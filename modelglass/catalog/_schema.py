@@ -292,6 +292,9 @@ class Price(_Strict):
         # scaled linearly in megapixels and steps, × the catalog's $/GPU-hour (settings.yaml)
         price: {kind: gpu_seconds, seconds: 23.0, at_megapixels: 1.048576, at_steps: 50}
 
+        # free: true marks a $0 price as intended (catalog sync refuses $0 for any other offer)
+        price: {kind: per_image, usd: 0, free: true}
+
         # unknown: no price is known. Never treated as free; say why in note
         price: {kind: unknown, note: "not published"}
 
@@ -316,6 +319,9 @@ class Price(_Strict):
     seconds: float | None = Field(default=None, gt=0)
     at_megapixels: float = Field(default=1.048576, gt=0)
     at_steps: int | None = Field(default=None, ge=1)
+    #: true: the offer is free by design ($0 is its real price); ``catalog sync`` writes a $0
+    #: price only for such an offer
+    free: bool | None = None
     note: str | None = None
 
     @model_validator(mode="after")
