@@ -69,13 +69,13 @@ def model_rows(cat: Catalog, *, include_retired: bool = True) -> list[dict[str, 
 
     rows = []
     for mid, m in cat.models.items():
-        if not include_retired and m.lifecycle.status.value == "retired":
+        if not include_retired and m.lifecycle.status_on().value == "retired":
             continue
         best = cat.cheapest(mid)
         sc = cat.scores(mid)
         lc = m.lifecycle
         rows.append({
-            "id": mid, "name": m.name, "status": lc.status.value,
+            "id": mid, "name": m.name, "status": lc.status_on().value,
             "shutdown_on": lc.shutdown_on.isoformat() if lc.shutdown_on else None,
             "replacement": lc.replacement,
             "providers": sorted({o.provider for o in m.offers}),
@@ -218,7 +218,7 @@ def compare_numbers(cat: Catalog, model_ids: Sequence[str], axis: str | None) ->
         sc = cat.scores(mid)
         c = m.controls
         row: dict[str, Any] = {
-            "model": mid, "name": m.name, "status": m.lifecycle.status.value,
+            "model": mid, "name": m.name, "status": m.lifecycle.status_on().value,
             "scores": {a: {"value": sc[a].value, "estimated": sc[a].estimated} for a in AXES},
             "negative_prompt": c.negative_prompt,
             "guidance": c.guidance.kind.value if c.guidance else None,

@@ -49,7 +49,7 @@ def test_imagen_4_is_retired_with_its_google_replacement(cat: Catalog, model_id:
 @pytest.mark.parametrize("quality", ["draft", "thumbnail", "hero", "print"])
 def test_no_retired_offer_is_ever_ranked(cat: Catalog, quality: str) -> None:
     d = route(ImageRequest(prompt="a fox", quality=quality), cat, today=TODAY)
-    retired = {v.key for v in cat.offers() if v.status is Status.retired}
+    retired = {v.key for v in cat.offers() if v.model.lifecycle.status_on(TODAY) is Status.retired}
     assert {"imagen-4@fal", "imagen-4@replicate", "imagen-4-ultra@replicate",
             "imagen-4-fast@replicate"} <= retired
     assert not retired & {c.key for c in d.ranked}

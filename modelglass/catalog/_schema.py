@@ -79,6 +79,17 @@ class Lifecycle(_Strict):
             pass
         return self
 
+    def status_on(self, today: dt.date | None = None) -> Status:
+        """The status on ``today`` (default: :func:`modelglass._clock.today`): a deprecated model
+        whose ``shutdown_on`` has come is retired. Routing, ``catalog list``/``show`` and the HTML
+        page all judge by this one status."""
+        if self.status is Status.deprecated and self.shutdown_on is not None:
+            from .. import _clock
+
+            if self.shutdown_on <= _clock.today(today):
+                return Status.retired
+        return self.status
+
 
 class Licence(_Strict):
     id: str

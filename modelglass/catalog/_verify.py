@@ -223,7 +223,7 @@ def live_probe(catalog: Catalog | None = None, store: ObservedStore | None = Non
             if pair in seen_pairs:
                 continue  # the router picks among offers of one model on one provider
             seen_pairs.add(pair)
-            if view.model.lifecycle.status.value == "retired":
+            if view.model.lifecycle.status_on().value == "retired":
                 report.probes.append(Probe(view.key, "base", skipped="retired"))
                 continue
             if not client.availability(view.provider).ok:

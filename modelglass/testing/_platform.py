@@ -3,7 +3,7 @@
 - fal Platform API (``api.fal.ai/v1``, base URL from ``MODELGLASS_FAL_API_URL``):
   ``GET /v1/models/pricing?endpoint_id=a,b`` (1–50 ids, ``Authorization: Key …``) →
   ``{"prices": [{"endpoint_id", "unit_price", "unit", "currency"}], "next_cursor", "has_more"}``;
-  ``GET /v1/models?category=&status=&limit=&cursor=`` →
+  ``GET /v1/models?category=&status=&limit=&cursor=`` (or ``?endpoint_id=a,b``, find mode) →
   ``{"models": [{"endpoint_id", "metadata": {"display_name", "category", "status", …}}],
   "next_cursor", "has_more"}`` (shapes from fal's Platform API reference).
 - OpenAI ``GET /v1/models`` → ``{"object": "list", "data": [{"id", "object": "model",
