@@ -46,7 +46,8 @@ BILLED_MEGAPIXEL = 1024 * 1024
 PROMPT_TOKEN_OVERHEAD = 16
 
 #: Typical characters per text token for English prose with OpenAI's tokenizers (the expected
-#: cost); the bound uses one token per UTF-8 byte, which no byte-level BPE can exceed.
+#: cost; other scripts are counted by :mod:`._tokens`); the bound uses one token per UTF-8 byte,
+#: which no byte-level BPE can exceed.
 CHARS_PER_TOKEN = 4
 
 #: A Gemini-style resolution bucket ``nK`` holds outputs whose long side is at most ``n × 1584``
@@ -94,15 +95,19 @@ class CostEstimate:
 def prompt_tokens(prompt: str | None) -> tuple[int, int]:
     """(expected, upper bound) text tokens for a prompt.
 
-    Expected: ``ceil(chars / 4)``. Upper bound: the UTF-8 byte count plus
-    :data:`PROMPT_TOKEN_OVERHEAD` (a byte-level BPE token covers at least one byte).
+    Expected: by script (:func:`~modelglass.catalog._tokens.estimate_text_tokens`): ``chars / 4``
+    for English and other Latin text, one token per CJK character, half one for other scripts.
+    Upper bound: the UTF-8 byte count plus :data:`PROMPT_TOKEN_OVERHEAD` (a byte-level BPE token
+    covers at least one byte).
 
-    >>> prompt_tokens("a red bicycle")
-    (4, 29)
+    >>> prompt_tokens("a red bicycle"), prompt_tokens("日本語")
+    ((4, 29), (3, 25))
     """
+    from ._tokens import estimate_text_tokens
+
     if not prompt:
         return 0, PROMPT_TOKEN_OVERHEAD if prompt is not None else 0
-    expected = math.ceil(len(prompt) / CHARS_PER_TOKEN)
+    expected = estimate_text_tokens(prompt)
     nbytes = len(prompt.encode("utf-8", "surrogatepass"))
     return expected, nbytes + PROMPT_TOKEN_OVERHEAD
 

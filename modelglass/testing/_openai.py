@@ -6,7 +6,9 @@ Validation follows the wire-format notes §1.3: model lifecycle (retired models 
 
 ``usage`` is deterministic so tests can compute cost from it:
 
-* ``input_tokens`` = ``text_tokens`` = ``ceil(len(prompt) / 4)`` (+ 256 per input image on edits)
+* ``input_tokens`` = ``text_tokens`` = the prompt's tokens by script (``ceil(len(prompt) / 4)``
+  for English, one per CJK character: ``modelglass.catalog._tokens``) (+ 256 per input image on
+  edits)
 * ``output_tokens`` = ``image_tokens`` = ``n * round(T[quality] * width * height / 1024**2)`` with
   ``T = {low: 272, medium: 1056, high: 4160, xhigh: 6240, max: 8320}``; ``auto`` counts as medium.
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 import base64
 import email.parser
 import email.policy
-import math
 import re
 import time
 from typing import Any
@@ -288,7 +289,9 @@ class OpenAIApp(ProviderApp):
 
 def usage_for(job: dict[str, Any]) -> dict[str, Any]:
     """The deterministic ``usage`` block for a validated GPT-image job (see module docs)."""
-    text = math.ceil(len(job["prompt"]) / 4)
+    from ..catalog._tokens import estimate_text_tokens
+
+    text = estimate_text_tokens(job["prompt"])
     image_in = 256 * job.get("input_images", 0)
     per_image = round(OUTPUT_TOKENS_1024[job["quality"]] * job["width"] * job["height"]
                       / (1024 * 1024))
