@@ -42,6 +42,11 @@ _MAX_SPEND = typer.Option(None, "--max-spend", help="Hard cap in USD for --live 
 _OFFER = typer.Option(None, "--offer", help="Offers or models to check (repeat; default: all).")
 _PROVIDER = typer.Option(None, "--provider", help="Only these providers (repeat).")
 _ALL = typer.Option(False, "--all", help="Also list offers with no data.")
+_SIMULATE = typer.Option(False, "--simulate", help="Try it offline: one job per provider on the "
+                         "loopback simulators, quotes against the bills they state (no spend).")
+_SIMULATE_CHANGE = typer.Option(
+    None, "--simulate-change", help="With --simulate: PROVIDER=FACTOR, the provider bills FACTOR "
+    "times its price (e.g. fal=1.2); repeat per provider.")
 
 
 def _print_json(data: Any) -> None:
@@ -110,7 +115,9 @@ def register(catalog_app: typer.Typer) -> None:
     @friendly
     def catalog_verify(live: bool = _LIVE, max_spend: float | None = _MAX_SPEND,
                        offer: list[str] | None = _OFFER, provider: list[str] | None = _PROVIDER,
-                       show_all: bool = _ALL, json_out: bool = _JSON) -> None:
+                       show_all: bool = _ALL, simulate: bool = _SIMULATE,
+                       simulate_change: list[str] | None = _SIMULATE_CHANGE,
+                       json_out: bool = _JSON) -> None:
         """Declared against observed, offer by offer: price drift, latency drift, failure rate,
         accepted sizes, seed reproducibility (and, with --live, which controls change the image).
         Exits 1 on drift."""
@@ -121,13 +128,19 @@ def register(catalog_app: typer.Typer) -> None:
         providers = [p.strip() for item in provider or [] for p in item.split(",")
                      if p.strip()] or None
         _check_offer_names(offers)
-        if live:
+        if simulate:
+            from .catalog._verify_sim import simulate_verify
+
+            report = simulate_verify(_changes(simulate_change or []))
+        elif live:
             if max_spend is None:
                 raise InvalidRequest("--live spends money: give a hard cap with --max-spend USD "
                                      "(e.g. --max-spend 0.50)", field="max_spend")
             report = live_probe(max_spend_usd=max_spend, offers=offers, providers=providers)
         else:
-            report = verify(offers=offers, providers=providers)
+            import os
+
+            report = verify(offers=offers, providers=providers, env=dict(os.environ))
         if json_out:
             _print_json(report.to_dict())
         else:
@@ -153,6 +166,23 @@ def _check_offer_names(names: list[str] | None) -> None:
                                  "catalog" + (f"; did you mean {close[0]!r}?" if close else ""),
                                  field="offer", hint="`modelglass catalog list --offers` lists "
                                  "every offer (model@provider)")
+
+
+def _changes(items: list[str]) -> dict[str, float]:
+    from .errors import InvalidRequest
+
+    out: dict[str, float] = {}
+    for item in (p.strip() for raw in items for p in raw.split(",") if p.strip()):
+        name, _, factor = item.partition("=")
+        try:
+            value = float(factor)
+        except ValueError:
+            value = float("nan")
+        if not name or not (0 < value < 1000):
+            raise InvalidRequest(f"--simulate-change takes PROVIDER=FACTOR (e.g. fal=1.2), got "
+                                 f"{item!r}", field="simulate_change")
+        out[name.strip()] = value
+    return out
 
 
 def _short(v: Any) -> str:
@@ -208,5 +238,14 @@ def _print_verify(out: Any, report: Any, show_all: bool) -> None:
             p.add_row(*(Text(x) for x in (probe.offer, probe.purpose, cost, probe.size or "",
                                           outcome)))
         out.print(p)
+    for note in report.notes:
+        out.print(Text(note), highlight=False)
     drift = report.drift
-    out.print(Text(f"{len(drift)} drift(s)" if drift else "no drift"), highlight=False)
+    if drift:
+        summary = f"{len(drift)} drift(s)"
+    elif report.compared:
+        summary = f"no drift ({len(report.compared)} check(s) compared)"
+    else:
+        summary = ("no data: nothing observed to compare (run jobs, or --live, or --simulate); "
+                   "this is not \"no drift\"")
+    out.print(Text(summary), highlight=False)

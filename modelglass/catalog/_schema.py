@@ -333,6 +333,10 @@ class Price(_Strict):
     #: true: the offer is free by design ($0 is its real price); ``catalog sync`` writes a $0
     #: price only for such an offer
     free: bool | None = None
+    #: what the provider bills per second of run time, for an offer billed by time (a Replicate
+    #: community model: its hardware's price); the price above estimates it per image, and
+    #: ``catalog verify`` checks that estimate against ``metrics.predict_time`` × this rate
+    usd_per_second: float | None = Field(default=None, gt=0)
     note: str | None = None
 
     @model_validator(mode="after")
