@@ -15,6 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 import modelglass as mg
+from modelglass import _clock
 from modelglass.catalog import Catalog, Lifecycle, default_catalog_dir
 from modelglass.catalog._html import render_html
 from modelglass.catalog._sync import sync
@@ -42,22 +43,23 @@ def test_a_vanished_fal_endpoint_is_not_routed_after_a_sync_and_returns(sim: Sim
     meta = sim.platform.fal_models.pop(view.endpoint)
     price = sim.platform.fal_prices.pop(view.endpoint)
     ov = tmp_path / "o.yaml"
-    report = sync(overlay=ov, providers=["fal"], today=dt.date(2026, 12, 6))
+    first, later, back_on = (_clock.today() - dt.timedelta(days=d) for d in (4, 1, 0))
+    report = sync(overlay=ov, providers=["fal"], today=first)
     (gone,) = [f for f in report.of("unavailable") if f.offer == view.key]
-    assert "gone from fal" in gone.detail and "2026-12-06" in gone.detail
+    assert "gone from fal" in gone.detail and first.isoformat() in gone.detail
     entry = yaml.safe_load(ov.read_text())["offers"][view.key]
-    assert entry["disabled"] is True and entry["disabled_on"] == dt.date(2026, 12, 6)
+    assert entry["disabled"] is True and entry["disabled_on"] == first
     cat = Catalog.load(default_catalog_dir(), overlays=[ov])
     assert view.key in cat.disabled and "gone from fal" in cat.overlay.disabled[view.key]
     after = _route(cat, "flux-2-pro")
     assert after.choice is None or after.choice.offer.key != view.key
 
     # a later sync keeps the first date; when fal lists it again it is routed again
-    sync(overlay=ov, providers=["fal"], today=dt.date(2026, 12, 9))
-    assert yaml.safe_load(ov.read_text())["offers"][view.key]["disabled_on"] == dt.date(2026, 12, 6)
+    sync(overlay=ov, providers=["fal"], today=later)
+    assert yaml.safe_load(ov.read_text())["offers"][view.key]["disabled_on"] == first
     sim.platform.fal_models[view.endpoint] = meta
     sim.platform.fal_prices[view.endpoint] = price
-    sync(overlay=ov, providers=["fal"], today=dt.date(2026, 12, 10))
+    sync(overlay=ov, providers=["fal"], today=back_on)
     back = Catalog.load(default_catalog_dir(), overlays=[ov])
     assert view.key not in back.disabled
     again = _route(back, "flux-2-pro")
