@@ -259,3 +259,13 @@ def test_hero_minimum_is_the_research_threshold(cat: Catalog) -> None:
     for c in d.ranked:
         pa = cat.score(c.model, "prompt_adherence")
         assert pa.value is not None and pa.value >= 8.0 and not pa.estimated, c.key
+
+
+def test_content_refresh_of_issue_17_cites_its_sources(cat: Catalog) -> None:
+    """gpt-image-2.6's token rates (S100) and Firebase's current Imagen replacements (S101) are
+    recorded with their sources; models without per-image figures are not quoted."""
+    assert {"S100", "S101"} <= set(cat.settings.sources)
+    assert "gemini-nano-banana-2.1" in cat.settings.sources["S101"]
+    assert "S101" in (cat.models["imagen-4"].notes or "")
+    assert not any(mid.startswith(("gpt-image-2.6", "gpt-image-2.5"))
+                   for mid in cat.models)  # no per-image token counts: not quotable yet

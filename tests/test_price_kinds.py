@@ -323,3 +323,17 @@ def test_every_documented_price_example_validates() -> None:
         if isinstance(data, dict) and "price" in data:
             seen.add(Price.model_validate(data["price"]).kind)
     assert seen == set(PriceKind)
+
+
+def test_text_the_model_writes_is_billed_at_its_own_rate_where_known() -> None:
+    """fal bills gpt-image-2's text output at $10 per 1M (S12); without that rate the text
+    tokens are priced as image output ($30), never below the bill."""
+    cat = mg.Catalog.default()
+    fal, openai = (cat.offer(k).offer.price for k in ("gpt-image-2@fal", "gpt-image-2@openai"))
+    assert fal.usd_per_1m_text_output_tokens == 10 and openai.usd_per_1m_text_output_tokens is None
+    usage = {"output_tokens": 300, "input_tokens": 10,
+             "output_tokens_details": {"image_tokens": 200, "text_tokens": 100}}
+    assert cost_from_usage(fal, usage) == pytest.approx((200 * 30 + 100 * 10 + 10 * 5) / 1e6)
+    assert cost_from_usage(openai, usage) == pytest.approx((300 * 30 + 10 * 5) / 1e6)
+    bad = {**usage, "output_tokens_details": {"text_tokens": 400}}  # more text than output
+    assert cost_from_usage(fal, bad) is None

@@ -341,7 +341,9 @@ def cost_from_usage(price: Price, usage: Any) -> float | None:
     """The actual USD of one reply from its ``usage`` (OpenAI Images API shape), or None.
 
     ``usage`` has ``output_tokens`` (image output), ``input_tokens`` and optionally
-    ``input_tokens_details: {text_tokens, image_tokens}``; a mapping or an object. None when the
+    ``input_tokens_details: {text_tokens, image_tokens}`` and ``output_tokens_details:
+    {image_tokens, text_tokens}`` (output text priced at ``usd_per_1m_text_output_tokens`` where
+    the price gives it); a mapping or an object. None when the
     price is not token-priced, a needed token price is unknown, ``output_tokens`` is missing, or a
     count is malformed (negative, fractional, NaN, not a number): the caller keeps its estimate.
 
@@ -370,5 +372,14 @@ def cost_from_usage(price: Price, usage: Any) -> float | None:
     text_rate, image_rate = price.usd_per_1m_text_input_tokens, price.usd_per_1m_image_input_tokens
     if (text and text_rate is None) or (image and image_rate is None):
         return None
-    usd = output * out_rate + text * (text_rate or 0) + image * (image_rate or 0)
+    # Text the model wrote besides the image, at its own rate where the price gives one.
+    out_details = _get(usage, "output_tokens_details")
+    text_out = _count(_get(out_details, "text_tokens")) if out_details is not None else 0
+    if text_out is None or text_out > output:
+        return None
+    text_out_rate = price.usd_per_1m_text_output_tokens
+    if text_out_rate is None:
+        text_out_rate, text_out = out_rate, 0  # all output at the image rate, as before
+    usd = ((output - text_out) * out_rate + text_out * text_out_rate
+           + text * (text_rate or 0) + image * (image_rate or 0))
     return round(usd / 1e6, 6)

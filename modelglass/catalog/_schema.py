@@ -325,6 +325,9 @@ class Price(_Strict):
     usd_per_1m_image_output_tokens: float | None = Field(default=None, ge=0)
     usd_per_1m_text_input_tokens: float | None = Field(default=None, ge=0)
     usd_per_1m_image_input_tokens: float | None = Field(default=None, ge=0)
+    #: text the model writes besides the image (a reply's ``output_tokens_details.text_tokens``);
+    #: unset: those tokens are priced at the image-output rate (never lower than the bill)
+    usd_per_1m_text_output_tokens: float | None = Field(default=None, ge=0)
     tier_for_quality: dict[str, str] | None = None
     default_tier: str | None = None
     seconds: float | None = Field(default=None, gt=0)
