@@ -118,29 +118,10 @@ def register(catalog_app: typer.Typer) -> None:
                        show_all: bool = _ALL, simulate: bool = _SIMULATE,
                        simulate_change: list[str] | None = _SIMULATE_CHANGE,
                        json_out: bool = _JSON) -> None:
-        """Declared against observed, offer by offer: price drift, latency drift, failure rate,
-        accepted sizes, seed reproducibility (and, with --live, which controls change the image).
-        Exits 1 on drift."""
-        from .catalog._verify import live_probe, verify
-        from .errors import InvalidRequest
-
-        offers = [o.strip() for item in offer or [] for o in item.split(",") if o.strip()] or None
-        providers = [p.strip() for item in provider or [] for p in item.split(",")
-                     if p.strip()] or None
-        _check_offer_names(offers)
-        if simulate:
-            from .catalog._verify_sim import simulate_verify
-
-            report = simulate_verify(_changes(simulate_change or []))
-        elif live:
-            if max_spend is None:
-                raise InvalidRequest("--live spends money: give a hard cap with --max-spend USD "
-                                     "(e.g. --max-spend 0.50)", field="max_spend")
-            report = live_probe(max_spend_usd=max_spend, offers=offers, providers=providers)
-        else:
-            import os
-
-            report = verify(offers=offers, providers=providers, env=dict(os.environ))
+        """Declared against observed, offer by offer: price drift, quotes against the bills,
+        latency drift, failure rate, accepted sizes, seed reproducibility (and, with --live,
+        which controls change the image). --simulate tries it offline. Exits 1 on drift."""
+        report = _verify_report(live, max_spend, offer, provider, simulate, simulate_change)
         if json_out:
             _print_json(report.to_dict())
         else:
@@ -166,6 +147,31 @@ def _check_offer_names(names: list[str] | None) -> None:
                                  "catalog" + (f"; did you mean {close[0]!r}?" if close else ""),
                                  field="offer", hint="`modelglass catalog list --offers` lists "
                                  "every offer (model@provider)")
+
+
+def _verify_report(live: bool, max_spend: float | None, offer: list[str] | None,
+                   provider: list[str] | None, simulate: bool,
+                   simulate_change: list[str] | None) -> Any:
+    """The report ``catalog verify`` prints: simulated, live-probed, or from the observed store."""
+    import os
+
+    from .catalog._verify import live_probe, verify
+    from .errors import InvalidRequest
+
+    offers = [o.strip() for item in offer or [] for o in item.split(",") if o.strip()] or None
+    providers = [p.strip() for item in provider or [] for p in item.split(",")
+                 if p.strip()] or None
+    _check_offer_names(offers)
+    if simulate:
+        from .catalog._verify_sim import simulate_verify
+
+        return simulate_verify(_changes(simulate_change or []))
+    if live:
+        if max_spend is None:
+            raise InvalidRequest("--live spends money: give a hard cap with --max-spend USD "
+                                 "(e.g. --max-spend 0.50)", field="max_spend")
+        return live_probe(max_spend_usd=max_spend, offers=offers, providers=providers)
+    return verify(offers=offers, providers=providers, env=dict(os.environ))
 
 
 def _changes(items: list[str]) -> dict[str, float]:
