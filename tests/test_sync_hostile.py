@@ -229,3 +229,26 @@ def test_a_huge_answer_stops_at_the_byte_cap_without_the_memory(hostile, tmp_pat
     assert peak < 3 * MAX_ANSWER_BYTES, peak
     assert elapsed < 10
     assert not (tmp_path / "o.yaml").exists()
+
+
+def test_cli_lists_held_prices_and_writes_them_only_with_accept(sim: Simulator, shipped: Catalog,
+                                                                 tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from modelglass.cli import app
+
+    key = _fal_offer(shipped, "per_image")
+    view = shipped.offer(key)
+    assert view.offer.price.usd is not None
+    sim.platform.fal_prices[view.endpoint] = (view.offer.price.usd * 100, "image")
+    ov = tmp_path / "o.yaml"
+    runner = CliRunner()
+    r = runner.invoke(app, ["catalog", "sync", "--provider", "fal", "--overlay", str(ov)],
+                      env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    assert "held: suspicious" in r.output and key in r.output
+    assert key not in _written(ov)
+    r = runner.invoke(app, ["catalog", "sync", "--provider", "fal", "--overlay", str(ov),
+                            "--accept", key, "--timeout", "30"], env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    assert _written(ov)[key]["price"]["usd"] == pytest.approx(view.offer.price.usd * 100)  # type: ignore[index]
