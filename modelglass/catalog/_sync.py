@@ -448,7 +448,7 @@ def sync(catalog: Catalog | None = None, *, providers: Iterable[str] | None = No
     report.overlay = str(path) if path else None
     from ._sync_schemas import sync_schemas  # input schemas, written next to the overlay
 
-    sync_schemas([v for v in cat.offers() if v.provider in checked], report, env, timeout_s,
+    sync_schemas([v for v in cat.offers() if v.provider in checked], report, env, run.deadline,
                  dest=path.parent / "schemas" if write and path is not None else None)
     if write and path is not None and checked:
         _write_overlay(path, report, run, checked, {v.key: v.provider for v in cat.offers()})
