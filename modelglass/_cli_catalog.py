@@ -30,6 +30,8 @@ AXIS_SHORT = {"prompt_adherence": "adh", "photorealism": "real", "text_rendering
 _WIDE = 130
 _CONTROL_SHORT = {"negative_prompt": "neg.prompt", "sampler": "sampler"}
 _STATUS_MARK = {"active": "", "deprecated": " †", "retired": " ✗"}
+#: After a price: its as_of is older than 90 days (a mark of its own, not the deprecated †).
+STALE_MARK = "°"
 
 
 def fmt_usd(v: float | None) -> str:
@@ -69,13 +71,13 @@ def model_rows(cat: Catalog, *, include_retired: bool = True) -> list[dict[str, 
 
     rows = []
     for mid, m in cat.models.items():
-        if not include_retired and m.lifecycle.status.value == "retired":
+        if not include_retired and m.lifecycle.status_on().value == "retired":
             continue
         best = cat.cheapest(mid)
         sc = cat.scores(mid)
         lc = m.lifecycle
         rows.append({
-            "id": mid, "name": m.name, "status": lc.status.value,
+            "id": mid, "name": m.name, "status": lc.status_on().value,
             "shutdown_on": lc.shutdown_on.isoformat() if lc.shutdown_on else None,
             "replacement": lc.replacement,
             "providers": sorted({o.provider for o in m.offers}),
@@ -144,7 +146,7 @@ def print_offers(console: Console, rows: Sequence[OfferRow], *, axis: str | None
     for r in rows:
         d = r.to_dict()
         price = fmt_usd(d["cost_per_image_usd"]) + ("~" if d["cost_approximate"] else "") \
-            + ("†" if d["price_stale"] else "")
+            + (STALE_MARK if d["price_stale"] else "")
         cells = [r.key + ("" if wide else _STATUS_MARK.get(d["status"], ""))]
         if wide:
             lc = d["status"] + (f" → {d['replacement']}" if d["replacement"] else "")
@@ -161,7 +163,8 @@ def print_offers(console: Console, rows: Sequence[OfferRow], *, axis: str | None
         t.add_row(*(Text(c) for c in cells))
     console.print(t)
     if any(r.offer.price_stale for r in rows):  # freshness (catalog helper)
-        console.print(Text("† price older than 90 days; re-check with `modelglass catalog sync`"))
+        console.print(Text(f"{STALE_MARK} price older than 90 days; re-check with "
+                           "`modelglass catalog sync`"))
     if supports:
         console.print(Text(f"{', '.join(supports)}: yes = this offer sends it (judged by planning "
                            "a request on it), no = it is dropped"))
@@ -218,7 +221,7 @@ def compare_numbers(cat: Catalog, model_ids: Sequence[str], axis: str | None) ->
         sc = cat.scores(mid)
         c = m.controls
         row: dict[str, Any] = {
-            "model": mid, "name": m.name, "status": m.lifecycle.status.value,
+            "model": mid, "name": m.name, "status": m.lifecycle.status_on().value,
             "scores": {a: {"value": sc[a].value, "estimated": sc[a].estimated} for a in AXES},
             "negative_prompt": c.negative_prompt,
             "guidance": c.guidance.kind.value if c.guidance else None,

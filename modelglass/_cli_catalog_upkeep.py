@@ -29,6 +29,10 @@ _SYNC_OVERLAY = typer.Option(
     None, "--overlay", help="The overlay file to write (default: the user's, "
     "$MODELGLASS_CATALOG_OVERLAY or ~/.config/modelglass/overlay.yaml).")
 _DRY_RUN = typer.Option(False, "--dry-run", help="Report only; write nothing.")
+_ACCEPT = typer.Option(
+    None, "--accept", help="Write this offer's price even though it was held as suspicious "
+    "(out of bounds, or more than 3x away from the catalog's); repeat for several.")
+_TIMEOUT = typer.Option(60.0, "--timeout", help="One deadline in seconds for the whole sync.")
 _JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
 _DIFF_OVERLAY = typer.Option(
     None, "--overlay", help="Overlay file(s) to compare (default: the user's).")
@@ -38,6 +42,11 @@ _MAX_SPEND = typer.Option(None, "--max-spend", help="Hard cap in USD for --live 
 _OFFER = typer.Option(None, "--offer", help="Offers or models to check (repeat; default: all).")
 _PROVIDER = typer.Option(None, "--provider", help="Only these providers (repeat).")
 _ALL = typer.Option(False, "--all", help="Also list offers with no data.")
+_SIMULATE = typer.Option(False, "--simulate", help="Try it offline: one job per provider on the "
+                         "loopback simulators, quotes against the bills they state (no spend).")
+_SIMULATE_CHANGE = typer.Option(
+    None, "--simulate-change", help="With --simulate: PROVIDER=FACTOR, the provider bills FACTOR "
+    "times its price (e.g. fal=1.2); repeat per provider.")
 
 
 def _print_json(data: Any) -> None:
@@ -52,13 +61,16 @@ def register(catalog_app: typer.Typer) -> None:
     @friendly
     def catalog_sync(provider: list[str] | None = _SYNC_PROVIDER,
                      overlay: Path | None = _SYNC_OVERLAY, dry_run: bool = _DRY_RUN,
+                     accept: list[str] | None = _ACCEPT, timeout: float = _TIMEOUT,
                      json_out: bool = _JSON) -> None:
         """Pull live prices and model lists from the providers the keys allow; write the overlay
         (as_of today, source: sync). The shipped catalog is never written."""
         from .catalog._sync import sync
 
         chosen = [p.strip() for item in provider or [] for p in item.split(",") if p.strip()]
-        report = sync(providers=chosen or None, overlay=overlay, write=not dry_run)
+        accepted = [a.strip() for item in accept or [] for a in item.split(",") if a.strip()]
+        report = sync(providers=chosen or None, overlay=overlay, write=not dry_run,
+                      accept=accepted, timeout_s=timeout)
         if json_out:
             _print_json(report.to_dict())
         else:
@@ -103,24 +115,13 @@ def register(catalog_app: typer.Typer) -> None:
     @friendly
     def catalog_verify(live: bool = _LIVE, max_spend: float | None = _MAX_SPEND,
                        offer: list[str] | None = _OFFER, provider: list[str] | None = _PROVIDER,
-                       show_all: bool = _ALL, json_out: bool = _JSON) -> None:
-        """Declared against observed, offer by offer: price drift, latency drift, failure rate,
-        accepted sizes, seed reproducibility (and, with --live, which controls change the image).
-        Exits 1 on drift."""
-        from .catalog._verify import live_probe, verify
-        from .errors import InvalidRequest
-
-        offers = [o.strip() for item in offer or [] for o in item.split(",") if o.strip()] or None
-        providers = [p.strip() for item in provider or [] for p in item.split(",")
-                     if p.strip()] or None
-        _check_offer_names(offers)
-        if live:
-            if max_spend is None:
-                raise InvalidRequest("--live spends money: give a hard cap with --max-spend USD "
-                                     "(e.g. --max-spend 0.50)", field="max_spend")
-            report = live_probe(max_spend_usd=max_spend, offers=offers, providers=providers)
-        else:
-            report = verify(offers=offers, providers=providers)
+                       show_all: bool = _ALL, simulate: bool = _SIMULATE,
+                       simulate_change: list[str] | None = _SIMULATE_CHANGE,
+                       json_out: bool = _JSON) -> None:
+        """Declared against observed, offer by offer: price drift, quotes against the bills,
+        latency drift, failure rate, accepted sizes, seed reproducibility (and, with --live,
+        which controls change the image). --simulate tries it offline. Exits 1 on drift."""
+        report = _verify_report(live, max_spend, offer, provider, simulate, simulate_change)
         if json_out:
             _print_json(report.to_dict())
         else:
@@ -148,6 +149,48 @@ def _check_offer_names(names: list[str] | None) -> None:
                                  "every offer (model@provider)")
 
 
+def _verify_report(live: bool, max_spend: float | None, offer: list[str] | None,
+                   provider: list[str] | None, simulate: bool,
+                   simulate_change: list[str] | None) -> Any:
+    """The report ``catalog verify`` prints: simulated, live-probed, or from the observed store."""
+    import os
+
+    from .catalog._verify import live_probe, verify
+    from .errors import InvalidRequest
+
+    offers = [o.strip() for item in offer or [] for o in item.split(",") if o.strip()] or None
+    providers = [p.strip() for item in provider or [] for p in item.split(",")
+                 if p.strip()] or None
+    _check_offer_names(offers)
+    if simulate:
+        from .catalog._verify_sim import simulate_verify
+
+        return simulate_verify(_changes(simulate_change or []))
+    if live:
+        if max_spend is None:
+            raise InvalidRequest("--live spends money: give a hard cap with --max-spend USD "
+                                 "(e.g. --max-spend 0.50)", field="max_spend")
+        return live_probe(max_spend_usd=max_spend, offers=offers, providers=providers)
+    return verify(offers=offers, providers=providers, env=dict(os.environ))
+
+
+def _changes(items: list[str]) -> dict[str, float]:
+    from .errors import InvalidRequest
+
+    out: dict[str, float] = {}
+    for item in (p.strip() for raw in items for p in raw.split(",") if p.strip()):
+        name, _, factor = item.partition("=")
+        try:
+            value = float(factor)
+        except ValueError:
+            value = float("nan")
+        if not name or not (0 < value < 1000):
+            raise InvalidRequest(f"--simulate-change takes PROVIDER=FACTOR (e.g. fal=1.2), got "
+                                 f"{item!r}", field="simulate_change")
+        out[name.strip()] = value
+    return out
+
+
 def _short(v: Any) -> str:
     if v is None:
         return ""
@@ -162,15 +205,16 @@ def _print_sync(out: Any, report: Any) -> None:
     t = Table(title=f"catalog sync, {report.as_of}")
     for col in ("provider", "finding", "offer / endpoint", "detail"):
         t.add_column(col)
-    order = ("price", "unavailable", "seen", "unlisted", "unmapped", "unpriced", "kept",
-             "confirmed", "available")
+    order = ("held", "refused", "price", "unavailable", "seen", "unlisted", "unmapped",
+             "unpriced", "kept", "confirmed", "available")
     for what in order:
         for f in report.of(what):
             detail = f.detail
-            if what == "price":
+            if what in ("price", "held", "refused"):
                 detail = f"{_short(f.before)} → {_short(f.after)}" + (f" ({f.detail})"
                                                                     if f.detail else "")
-            t.add_row(*(Text(x) for x in (f.provider, what, f.offer or f.endpoint, detail)))
+            label = "held: suspicious" if what == "held" else what
+            t.add_row(*(Text(x) for x in (f.provider, label, f.offer or f.endpoint, detail)))
     out.print(t)
     if report.written:
         out.print(Text(f"overlay written: {report.overlay}"), highlight=False)
@@ -200,5 +244,14 @@ def _print_verify(out: Any, report: Any, show_all: bool) -> None:
             p.add_row(*(Text(x) for x in (probe.offer, probe.purpose, cost, probe.size or "",
                                           outcome)))
         out.print(p)
+    for note in report.notes:
+        out.print(Text(note), highlight=False)
     drift = report.drift
-    out.print(Text(f"{len(drift)} drift(s)" if drift else "no drift"), highlight=False)
+    if drift:
+        summary = f"{len(drift)} drift(s)"
+    elif report.compared:
+        summary = f"no drift ({len(report.compared)} check(s) compared)"
+    else:
+        summary = ("no data: nothing observed to compare (run jobs, or --live, or --simulate); "
+                   "this is not \"no drift\"")
+    out.print(Text(summary), highlight=False)

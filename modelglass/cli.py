@@ -338,7 +338,7 @@ def catalog_show(model: str, json_out: bool = JsonOpt, catalog: str | None = Cat
     lc = m.lifecycle
     out.print(Text.assemble((m.name, "bold"), f" ({model}) — {m.family}; "
                             f"{m.architecture or 'architecture unknown'}"), highlight=False)
-    out.print(Text(f"status: {lc.status.value}" + (f", shutdown {lc.shutdown_on}" if lc.shutdown_on else "")
+    out.print(Text(f"status: {lc.status_on().value}" + (f", shutdown {lc.shutdown_on}" if lc.shutdown_on else "")
                    + (f", replacement {lc.replacement}" if lc.replacement else "")), highlight=False)
     lic = m.licence
     out.print(Text(f"licence: {lic.id}; open weights: {_yes_no(lic.open_weights)}; commercial use: "

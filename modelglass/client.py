@@ -220,7 +220,8 @@ class _BaseClient:
     def plan_offer(self, request: ImageRequest, offer_key: str) -> ProviderCall:
         """Plan ``request`` on one named offer (``"flux-dev@fal"``), bypassing routing."""
         view = self.catalog.offer(offer_key)
-        return plan_call(request, view, provider=self._providers.get(view.provider))
+        return plan_call(request, view, provider=self._providers.get(view.provider),
+                         today=self.today)
 
     # -- the job --------------------------------------------------------------------------------
     def _job(self, request: ImageRequest | str | None, fields: dict[str, Any], *,

@@ -13,6 +13,7 @@ a fate (e.g. size ``mapped`` to an ``image_size`` preset).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import random
 from dataclasses import dataclass, field, replace
@@ -275,14 +276,17 @@ def _payload_provider(name: str) -> Provider | None:
 
 
 def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | None = None,
-              rng: random.Random | None = None) -> ProviderCall:
+              rng: random.Random | None = None, today: dt.date | None = None) -> ProviderCall:
     """Plan ``request`` on ``offer``: one fate per requested control, snapped geometry, seeds and
     the cost estimate; the payload in the provider's own field names.
+
+    A model retired on ``today`` (default: :func:`modelglass._clock.today`; a deprecated model
+    past its shutdown date is retired) is refused, as routing refuses it.
 
     Raises :class:`InvalidRequest` when ``request.strict`` and a control would be approximated
     or dropped, naming each one and what the offer allows instead.
     """
-    _refuse_retired(offer)
+    _refuse_retired(offer, today)
     from ._wire_fit import fit_call, images_per_call, schema_of
     from ._wire_fit import seed_max as _seed_max
 
@@ -489,11 +493,11 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
                         upscale=upscale, notes=notes)
 
 
-def _refuse_retired(offer: OfferView) -> None:
-    """A retired model is served by no provider any more (catalog lifecycle): refuse to plan it,
-    naming the replacement, before anything is sent."""
+def _refuse_retired(offer: OfferView, today: dt.date | None = None) -> None:
+    """A retired model is served by no provider any more (catalog lifecycle, judged on
+    ``today``): refuse to plan it, naming the replacement, before anything is sent."""
     life = offer.model.lifecycle
-    if life.status.value != "retired":
+    if life.status_on(today).value != "retired":
         return
     when = f" on {life.shutdown_on}" if life.shutdown_on else ""
     repl = (f" Use {life.replacement!r} instead (model={life.replacement!r})."

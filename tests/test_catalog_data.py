@@ -68,10 +68,14 @@ def test_dall_e_is_retired_and_replaced_by_gpt_image_2(cat: Catalog, mid: str) -
     assert (lc.status, lc.replacement) == (Status.retired, "gpt-image-2")
 
 
-def test_retired_models_are_left_out_on_request(cat: Catalog) -> None:
+def test_retired_models_are_left_out_on_request(cat: Catalog,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELGLASS_TODAY", "2026-11-30")
     keys = {v.model_id for v in cat.offers(include_retired=False)}
     assert not keys & {"gpt-image-1", "dall-e-3", "dall-e-2"}
     assert "gpt-image-1.5" in keys          # deprecated still serves until its shutdown
+    monkeypatch.setenv("MODELGLASS_TODAY", "2026-12-01")  # its shutdown day: retired
+    assert "gpt-image-1.5" not in {v.model_id for v in cat.offers(include_retired=False)}
 
 
 # --- provenance: every number has a source and a date ----------------------------------------------

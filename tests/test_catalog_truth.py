@@ -49,7 +49,7 @@ def test_imagen_4_is_retired_with_its_google_replacement(cat: Catalog, model_id:
 @pytest.mark.parametrize("quality", ["draft", "thumbnail", "hero", "print"])
 def test_no_retired_offer_is_ever_ranked(cat: Catalog, quality: str) -> None:
     d = route(ImageRequest(prompt="a fox", quality=quality), cat, today=TODAY)
-    retired = {v.key for v in cat.offers() if v.status is Status.retired}
+    retired = {v.key for v in cat.offers() if v.model.lifecycle.status_on(TODAY) is Status.retired}
     assert {"imagen-4@fal", "imagen-4@replicate", "imagen-4-ultra@replicate",
             "imagen-4-fast@replicate"} <= retired
     assert not retired & {c.key for c in d.ranked}
@@ -259,3 +259,13 @@ def test_hero_minimum_is_the_research_threshold(cat: Catalog) -> None:
     for c in d.ranked:
         pa = cat.score(c.model, "prompt_adherence")
         assert pa.value is not None and pa.value >= 8.0 and not pa.estimated, c.key
+
+
+def test_content_refresh_of_issue_17_cites_its_sources(cat: Catalog) -> None:
+    """gpt-image-2.6's token rates (S100) and Firebase's current Imagen replacements (S101) are
+    recorded with their sources; models without per-image figures are not quoted."""
+    assert {"S100", "S101"} <= set(cat.settings.sources)
+    assert "gemini-nano-banana-2.1" in cat.settings.sources["S101"]
+    assert "S101" in (cat.models["imagen-4"].notes or "")
+    assert not any(mid.startswith(("gpt-image-2.6", "gpt-image-2.5"))
+                   for mid in cat.models)  # no per-image token counts: not quotable yet

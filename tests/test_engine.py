@@ -164,7 +164,7 @@ def test_resume_on_a_provider_without_job_ids_is_refused_as_possibly_charged() -
     client = mg.Client(available=["openai"])
     with pytest.raises(OutcomeUnknown, match="not re-sent"):
         client.generate(PROMPT, quality="thumbnail", provider="openai",
-                        resume=Resume("gpt-image-1-mini@openai", "req-1"))
+                        resume=Resume("gpt-image-2@openai", "req-1"))  # any OpenAI offer
 
 
 def test_providers_without_steps_are_one_call() -> None:

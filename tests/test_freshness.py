@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from test_catalog_load import TOY, edit, make_catalog
 from typer.testing import CliRunner
 
@@ -14,6 +15,7 @@ import modelglass as mg
 from modelglass import _clock
 from modelglass.catalog import STALE_AFTER_DAYS, Catalog
 from modelglass.cli import app
+from modelglass.errors import CatalogError
 
 OLD = _clock.today() - dt.timedelta(days=STALE_AFTER_DAYS + 30)
 NEW = _clock.today() - dt.timedelta(days=3)
@@ -74,8 +76,38 @@ def test_catalog_list_marks_stale_prices(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["catalog", "list", "--offers", "--catalog", str(root)],
                            env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
-    assert "†" in r.output and "older than 90 days" in r.output
+    assert "°" in r.output and "° price older than 90 days" in r.output
+    assert "†" not in r.output.split("toy@fal")[1].split("\n")[0]  # † means deprecated only
     r = CliRunner().invoke(app, ["catalog", "list", "--offers", "--json", "--catalog", str(root)])
     rows = {row["offer"]: row for row in json.loads(r.output)}
     assert rows["toy@fal"]["price_stale"] and rows["toy@fal"]["price_as_of"] == str(OLD)
     assert not rows["toy@fal-mp"]["price_stale"]
+
+
+def test_a_future_as_of_in_an_overlay_is_refused_with_file_and_line(tmp_path: Path) -> None:
+    later = _clock.today() + dt.timedelta(days=1)
+    ov = tmp_path / "o.yaml"
+    ov.write_text(f"source: mine\nas_of: {later}\noffers:\n  flux-dev@fal:\n"
+                  "    price: {kind: per_megapixel, usd_per_megapixel: 0.02}\n")
+    with pytest.raises(CatalogError) as exc:
+        Catalog.load(mg.catalog.default_catalog_dir(), overlays=[ov])
+    assert f"{ov}:2: as_of: as_of {later} is later than today" in str(exc.value)
+    ov.write_text("source: mine\noffers:\n  flux-dev@fal:\n"
+                  "    price: {kind: per_megapixel, usd_per_megapixel: 0.02}\n"
+                  "    as_of: 2099-01-01\n")
+    with pytest.raises(CatalogError) as exc:
+        Catalog.load(mg.catalog.default_catalog_dir(), overlays=[ov])
+    assert f"{ov}:5: offers.flux-dev@fal.as_of: as_of 2099-01-01 is later than today" \
+        in str(exc.value)
+
+
+def test_a_future_as_of_in_the_catalog_is_refused_with_file_and_line(tmp_path: Path) -> None:
+    later = _clock.today() + dt.timedelta(days=1)
+    settings = (mg.catalog.default_catalog_dir() / "settings.yaml").read_text()
+    settings = re.sub(r"(?m)^as_of: \S+", f"as_of: {later}", settings)
+    root = make_catalog(tmp_path, edit(TOY, "as_of: 2026-01-01", f"as_of: {later}"),
+                        settings=settings)
+    with pytest.raises(CatalogError) as exc:
+        Catalog.load(root)
+    text = str(exc.value)
+    assert re.search(rf"settings.yaml:\d+: as_of: as_of {later} is later than today", text)

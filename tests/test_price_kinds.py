@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import modelglass as mg
 from modelglass.catalog import Price, cost_from_usage, estimate_price
 from modelglass.catalog._price import prompt_tokens, resolution_bucket
 from modelglass.errors import InvalidRequest
@@ -117,8 +118,34 @@ def test_usage_cost_is_none_for_other_price_kinds_or_no_output_count() -> None:
 
 
 def test_prompt_token_bound_is_utf8_bytes() -> None:
-    assert prompt_tokens("日本語") == (1, 9 + 16)
+    assert prompt_tokens("日本語") == (3, 9 + 16)
     assert prompt_tokens(None) == (0, 0)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("a red bicycle", 4),                  # English: 4 characters a token
+    ("一辆红色的自行车", 8),                 # Chinese: one a character
+    ("赤い自転車", 5), ("빨간 자전거", 6),    # Japanese, Korean (the space is Latin: 1/4)
+    ("красный велосипед", 9),              # Cyrillic: half one a character
+    ("🚲🚲", 4),                            # emoji: outside the BMP
+])
+def test_prompt_tokens_are_counted_by_script(text: str, expected: int) -> None:
+    assert prompt_tokens(text)[0] == expected
+    assert prompt_tokens(text)[1] >= expected  # the bound (UTF-8 bytes) holds in every script
+
+
+def test_a_long_chinese_prompt_on_gpt_image_2_is_quoted_within_10_percent_of_the_bill() -> None:
+    """Issue 17: a 4,200-character Chinese prompt on gpt-image-2 (low, 1024²) was billed $0.0275
+    (about 4,300 text tokens at $5/1M + 200 image tokens at $30/1M) and quoted $0.0114 when
+    prompts were counted at 4 characters a token."""
+    cat = mg.Catalog.default()
+    prompt = ("一只红色的狐狸在雪地里奔跑，背景是高山和松树。" * 200)[:4200]
+    est = cat.estimate_cost("gpt-image-2", provider="openai", width=1024, height=1024,
+                            quality="draft", prompt=prompt)
+    billed = (4300 * 5 + 200 * 30) / 1e6
+    assert billed == pytest.approx(0.0275)
+    assert est.usd is not None and abs(est.usd / billed - 1) < 0.10, est
+    assert est.max_usd is not None and est.max_usd >= billed
 
 
 # --- first megapixel + extra megapixels (FLUX.2 on fal) -------------------------------------------
@@ -289,10 +316,24 @@ def test_every_documented_price_example_validates() -> None:
 
     doc = Price.__doc__ or ""
     seen = {Price.model_validate(yaml.safe_load(b)).kind
-            for b in re.findall(r"price: (\{.*?\})\n(?=\n|\s*$|\s*#)", doc + "\n\n", re.S)}
+            for b in re.findall(r"price: (\{.*?\})\n(?=\n|\s*$|\s*#)", doc + "\n\n", re.DOTALL)}
     md = (Path(__file__).parent.parent / "docs" / "catalog.md").read_text()
-    for block in re.findall(r"```yaml\n(.*?)```", md, re.S):
+    for block in re.findall(r"```yaml\n(.*?)```", md, re.DOTALL):
         data = yaml.safe_load(block)
         if isinstance(data, dict) and "price" in data:
             seen.add(Price.model_validate(data["price"]).kind)
     assert seen == set(PriceKind)
+
+
+def test_text_the_model_writes_is_billed_at_its_own_rate_where_known() -> None:
+    """fal bills gpt-image-2's text output at $10 per 1M (S12); without that rate the text
+    tokens are priced as image output ($30), never below the bill."""
+    cat = mg.Catalog.default()
+    fal, openai = (cat.offer(k).offer.price for k in ("gpt-image-2@fal", "gpt-image-2@openai"))
+    assert fal.usd_per_1m_text_output_tokens == 10 and openai.usd_per_1m_text_output_tokens is None
+    usage = {"output_tokens": 300, "input_tokens": 10,
+             "output_tokens_details": {"image_tokens": 200, "text_tokens": 100}}
+    assert cost_from_usage(fal, usage) == pytest.approx((200 * 30 + 100 * 10 + 10 * 5) / 1e6)
+    assert cost_from_usage(openai, usage) == pytest.approx((300 * 30 + 10 * 5) / 1e6)
+    bad = {**usage, "output_tokens_details": {"text_tokens": 400}}  # more text than output
+    assert cost_from_usage(fal, bad) is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import datetime as dt
 import io
 import math
 import socket
@@ -52,9 +53,15 @@ def _fresh(sim: Simulator) -> None:
     sim.reset()
 
 
-def call_for(key: str = "gpt-image-2@openai", **req: Any) -> ProviderCall:
+#: The day before gpt-image-1.5 and gpt-image-1-mini shut down (2026-12-01): still served.
+BEFORE_SHUTDOWN = dt.date(2026, 11, 30)
+
+
+def call_for(key: str = "gpt-image-2@openai", today: dt.date | None = None,
+             **req: Any) -> ProviderCall:
     req.setdefault("prompt", "a red bicycle against a brick wall")
-    return plan_call(mg.ImageRequest(**req), CAT.offer(key), provider=OpenAIProvider())
+    return plan_call(mg.ImageRequest(**req), CAT.offer(key), provider=OpenAIProvider(),
+                     today=today)
 
 
 def run(p: OpenAIProvider, call: ProviderCall, mode: str, timeout_s: float = 5.0) -> ProviderOutput:
@@ -139,7 +146,7 @@ def test_usage_becomes_the_actual_cost(sim: Simulator, mode: str) -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_no_usage_or_unknown_token_prices_leave_the_cost_to_the_estimate(sim: Simulator,
                                                                         mode: str) -> None:
-    out = run(OpenAIProvider(), call_for("gpt-image-1.5@openai"), mode)
+    out = run(OpenAIProvider(), call_for("gpt-image-1.5@openai", BEFORE_SHUTDOWN), mode)
     assert out.extra["usage"] and out.cost_usd is None  # no checked token prices for 1.5
     b64 = base64.b64encode(render_image("x", 0, 1024, 1024, "png")).decode()
     sim.fail("openai", status=200, body={"created": 1, "data": [{"b64_json": b64}]})
@@ -183,7 +190,7 @@ def test_server_side_model_not_found_names_the_catalog_replacement(sim: Simulato
         "message": "The model `gpt-image-1.5` does not exist or you do not have access to it.",
         "type": "invalid_request_error", "param": None, "code": "model_not_found"}})
     with pytest.raises(ProviderError, match="model_not_found.*Use 'gpt-image-2'") as ei:
-        run(OpenAIProvider(), call_for("gpt-image-1.5@openai"), mode)
+        run(OpenAIProvider(), call_for("gpt-image-1.5@openai", BEFORE_SHUTDOWN), mode)
     assert ei.value.status == 404 and not ei.value.retryable
 
 

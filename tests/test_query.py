@@ -74,12 +74,17 @@ def test_axis_keeps_only_offers_the_router_ranks_and_sorts_by_quality(cat: mg.Ca
     assert out and all(r.why_not for r in out)
 
 
-def test_provider_licence_and_lifecycle_filters(cat: mg.Catalog) -> None:
+def test_provider_licence_and_lifecycle_filters(cat: mg.Catalog,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     assert {r.offer.provider for r in cat.query(provider="fal")} == {"fal"}
     assert {r.offer.provider for r in cat.query(provider="fal,openai")} <= {"fal", "openai"}
     assert all(r.offer.model.licence.commercial_use is True for r in cat.query(commercial=True))
+    monkeypatch.setenv("MODELGLASS_TODAY", "2026-11-30")  # before gpt-image-1.5's shutdown
     dep = cat.query(lifecycle="deprecated")
     assert dep and all(r.offer.status.value == "deprecated" for r in dep)
+    monkeypatch.setenv("MODELGLASS_TODAY", "2026-12-06")  # after it: retired, one status
+    assert not {r.key for r in dep} & {r.key for r in cat.query(lifecycle="deprecated")}
+    assert {r.key for r in dep} <= {r.key for r in cat.query(lifecycle="retired")}
 
 
 def test_to_dict_has_numbers_not_display_strings(cat: mg.Catalog) -> None:

@@ -42,17 +42,18 @@ def test_sync_writes_changed_fal_prices_with_date_and_source(sim: Simulator, shi
                                                               tmp_path: Path) -> None:
     key = _fal_per_mp_offer(shipped)
     view = shipped.offer(key)
-    sim.platform.fal_prices[view.endpoint] = (0.011, "megapixels")
+    new = round(view.offer.price.usd_per_megapixel * 1.5, 6)  # within the 3× plausibility factor
+    sim.platform.fal_prices[view.endpoint] = (new, "megapixels")
     ov = tmp_path / "overlay.yaml"
     report = sync(overlay=ov, today=TODAY)
     assert report.providers == {"fal": "ok", "openai": "ok", "replicate": "ok"}
     (changed,) = [f for f in report.of("price") if f.offer == key]
-    assert changed.after["usd_per_megapixel"] == 0.011
+    assert changed.after["usd_per_megapixel"] == new
     data = yaml.safe_load(ov.read_text())
     entry = data["offers"][key]
     assert entry["source"] == "sync" and entry["as_of"] == TODAY
     cat = Catalog.load(default_catalog_dir(), overlays=[ov])
-    assert cat.offer(key).offer.price.usd_per_megapixel == 0.011
+    assert cat.offer(key).offer.price.usd_per_megapixel == new
     assert cat.offer(key).offer.price.round_up_megapixels == view.offer.price.round_up_megapixels
     assert cat.offer(key).offer.as_of == TODAY and cat.offer(key).offer.source == "sync"
 
@@ -145,7 +146,7 @@ def test_your_own_overlay_entries_are_kept(sim: Simulator, shipped: Catalog,
     ov = tmp_path / "o.yaml"
     ov.write_text(f"as_of: 2026-11-01\nsource: negotiated\noffers:\n  {key}:\n"
                   "    price: {kind: per_image, usd: 0.001}\n    source: my contract\n")
-    sim.platform.fal_prices[shipped.offer(key).endpoint] = (0.5, "megapixels")
+    sim.platform.fal_prices[shipped.offer(key).endpoint] = (0.004, "megapixels")
     report = sync(overlay=ov)
     assert key in {f.offer for f in report.of("kept")}
     data = yaml.safe_load(ov.read_text())
@@ -208,7 +209,7 @@ def test_token_priced_offers_are_not_overwritten_by_a_unit_price() -> None:
 def test_cli_sync_then_diff(sim: Simulator, shipped: Catalog, tmp_path: Path,
                             monkeypatch: pytest.MonkeyPatch) -> None:
     key = _fal_per_mp_offer(shipped)
-    sim.platform.fal_prices[shipped.offer(key).endpoint] = (0.0123, "megapixels")
+    sim.platform.fal_prices[shipped.offer(key).endpoint] = (0.0042, "megapixels")
     ov = tmp_path / "user-overlay.yaml"
     monkeypatch.setenv("MODELGLASS_CATALOG_OVERLAY", str(ov))
     runner = CliRunner()
@@ -219,7 +220,7 @@ def test_cli_sync_then_diff(sim: Simulator, shipped: Catalog, tmp_path: Path,
     assert r.exit_code == 0, r.output
     diff = json.loads(r.output)
     price_changes = [c for c in diff["changes"] if c["offer"] == key and c["what"] == "price"]
-    assert price_changes and price_changes[0]["after"]["usd_per_megapixel"] == 0.0123
+    assert price_changes and price_changes[0]["after"]["usd_per_megapixel"] == 0.0042
     assert "fal-ai/sim/undescribed-model" in diff["seen"]["fal"]
     r = runner.invoke(app, ["catalog", "diff"], env={"COLUMNS": "200"})
     assert r.exit_code == 0 and key in r.output and "not described" in r.output
@@ -279,3 +280,23 @@ def test_malformed_platform_replies_are_errors_not_crashes(sim: Simulator, shipp
     bad = next(f for f in report.of("unmapped") if f.offer == view.key)
     assert "finite" in bad.detail
     assert view.key not in (yaml.safe_load((tmp_path / "o.yaml").read_text()).get("offers") or {})
+
+
+def test_a_per_image_unit_keeps_a_resolution_priced_kind(sim: Simulator, shipped: Catalog,
+                                                          tmp_path: Path) -> None:
+    """fal may state flux-dev's price per image (its docs: "with proportional adjustments for
+    resolution"): the per-megapixel offer keeps its kind, and 2048² is still 4 MP."""
+    view = shipped.offer("flux-dev@fal")
+    assert view.offer.price.kind.value == "per_megapixel"
+    sim.platform.fal_prices[view.endpoint] = (0.025, "image")
+    ov = tmp_path / "o.yaml"
+    report = sync(overlay=ov, providers=["fal"])
+    assert "flux-dev@fal" in {f.offer for f in report.of("confirmed") + report.of("price")}
+    after = Catalog.load(default_catalog_dir(), overlays=[ov]).offer("flux-dev@fal")
+    assert after.offer.price.kind.value == "per_megapixel"
+    assert after.estimate_cost(2048, 2048, 1).usd == pytest.approx(0.10)
+    res = Price(kind="per_image_resolution", usd=0.134, resolution_multipliers={"1K": 1, "4K": 2})
+    new, note = price_from_unit(res, 0.1, "megapixels")
+    assert new is not None and new.kind.value == "per_image_resolution" and "base price" in note
+    flat, note = price_from_unit(Price(kind="per_image", usd=0.03), 0.03, "megapixels")
+    assert flat is not None and flat.kind.value == "per_megapixel" and "unit changed" in note

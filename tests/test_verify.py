@@ -43,7 +43,7 @@ def test_matching_observations_are_ok(store: ObservedStore) -> None:
     report = verify(_cat(), store)
     assert report.ok, report.checks
     assert {c.check: c.status for c in report.checks} == {
-        "price": "ok", "latency": "ok", "sizes": "ok"}
+        "price": "ok", "latency": "ok", "sizes": "ok", "bill": "no data"}
 
 
 def test_price_drift_from_provider_reported_costs(store: ObservedStore) -> None:
@@ -91,7 +91,8 @@ def test_size_and_seed_drift(store: ObservedStore) -> None:
 
 def test_offers_never_observed_have_no_data_not_drift(store: ObservedStore) -> None:
     report = verify(_cat(), store)
-    assert report.ok and [c.status for c in report.checks] == ["no data"]
+    assert report.ok and [c.status for c in report.checks] == ["no data", "no data"]
+    assert not report.compared  # nothing was compared: no data, not "no drift"
 
 
 # --- live probes ----------------------------------------------------------------------------------

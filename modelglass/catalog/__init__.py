@@ -153,7 +153,8 @@ class OfferView:
 
     @property
     def status(self) -> Status:
-        return self.model.lifecycle.status
+        """The model's lifecycle status today (a deprecated model past shutdown is retired)."""
+        return self.model.lifecycle.status_on()
 
     def price_age_days(self, today: dt.date | None = None) -> int:
         """Days since this offer's price was checked (``as_of``), as of ``today`` (default: now)."""
@@ -305,7 +306,7 @@ class Catalog:
     def offers(self, *, include_retired: bool = True) -> list[OfferView]:
         """Every offer, in catalog order."""
         return [v for v in self._views.values()
-                if include_retired or v.model.lifecycle.status is not Status.retired]
+                if include_retired or v.model.lifecycle.status_on() is not Status.retired]
 
     def offer(self, key: str) -> OfferView:
         """One offer by key (``"flux-dev@fal"``)."""
@@ -434,7 +435,7 @@ class Catalog:
         for mid in model_ids:
             m = self.model(mid)
             sc = self.scores(mid)
-            row: dict[str, Any] = {"model": mid, "name": m.name, "status": m.lifecycle.status.value}
+            row: dict[str, Any] = {"model": mid, "name": m.name, "status": m.lifecycle.status_on().value}
             for ax in AXES:
                 row[ax] = str(sc[ax])
             if qa is not None:

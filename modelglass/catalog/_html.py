@@ -65,7 +65,7 @@ def render_html(catalog: Catalog, *, today: dt.date | None = None) -> str:
              "<span class=est>*</span> marks an estimate from a stated prior, — no evidence. "
              "Click a column heading to sort; type to filter.</p>",
              _warnings(catalog, today), _controls(providers),
-             _models_table(catalog), _offers_table(catalog), _evidence(catalog),
+             _models_table(catalog, today), _offers_table(catalog, today), _evidence(catalog, today),
              _sources(catalog), _SCRIPT, "</body></html>\n"]
     return "\n".join(parts)
 
@@ -74,7 +74,7 @@ def _warnings(catalog: Catalog, today: dt.date) -> str:
     items = []
     for mid, m in catalog.models.items():
         lc = m.lifecycle
-        if lc.status.value == "active":
+        if lc.status_on(today).value == "active":
             continue
         when = ""
         if lc.shutdown_on:
@@ -86,8 +86,8 @@ def _warnings(catalog: Catalog, today: dt.date) -> str:
             name = e(lc.replacement)
             repl = (f"; use <a href='#m-{name}'>{name}</a>" if lc.replacement in catalog.models
                     else f"; use {name} (not in this catalog)")
-        items.append(f"<li class='{e(lc.status.value)}'><a href='#m-{e(mid)}'><b>{e(mid)}</b></a>"
-                     f" is {e(lc.status.value)}{', ' + when if when else ''}{repl}</li>")
+        items.append(f"<li class='{e(lc.status_on(today).value)}'><a href='#m-{e(mid)}'><b>{e(mid)}</b></a>"
+                     f" is {e(lc.status_on(today).value)}{', ' + when if when else ''}{repl}</li>")
     if not items:
         return ""
     return ("<section id=warnings><h2>Lifecycle warnings</h2><ul>" + "".join(items)
@@ -112,7 +112,7 @@ def _score_cell(s: Any) -> str:
     return f"<td class=num data-sort='{_num(s.value)}'>{s.value:.1f}{star}</td>"
 
 
-def _models_table(catalog: Catalog) -> str:
+def _models_table(catalog: Catalog, today: dt.date) -> str:
     head = ("<tr><th data-type=text>model</th><th data-type=text>status</th>"
             "<th data-type=text>licence</th><th data-type=text>providers</th>"
             "<th data-type=num>cheapest 1024²</th>"
@@ -129,11 +129,11 @@ def _models_table(catalog: Catalog) -> str:
                  f"<small>{e(best[0].provider)}</small></td>" if best else
                  "<td class=num data-sort=''>unknown</td>")
         rows.append(
-            f"<tr data-providers='{e(' '.join(provs))}' data-status='{e(m.lifecycle.status.value)}'"
+            f"<tr data-providers='{e(' '.join(provs))}' data-status='{e(m.lifecycle.status_on(today).value)}'"
             f" data-commercial='{commercial}'>"
             f"<td data-sort='{e(mid)}'><a href='#m-{e(mid)}'>{e(mid)}</a><br>"
             f"<small>{e(m.name)}</small></td>"
-            f"<td><span class='badge {e(m.lifecycle.status.value)}'>{e(m.lifecycle.status.value)}"
+            f"<td><span class='badge {e(m.lifecycle.status_on(today).value)}'>{e(m.lifecycle.status_on(today).value)}"
             f"</span></td><td>{e(lic.id)}<br><small>commercial: {commercial}</small></td>"
             f"<td>{e(', '.join(provs))}</td>{cheap}"
             + "".join(_score_cell(sc[a]) for a in AXES) + "</tr>")
@@ -149,7 +149,7 @@ def _offer_support(catalog: Catalog, view: OfferView, control: str) -> str:
             None: "<td>?</td>"}[v]
 
 
-def _offers_table(catalog: Catalog) -> str:
+def _offers_table(catalog: Catalog, today: dt.date) -> str:
     head = ("<tr><th data-type=text>offer</th><th data-type=text>provider</th>"
             "<th data-type=text>status</th><th data-type=num>$/image 1024²</th>"
             "<th data-type=text>price basis</th><th data-type=num>p50 latency</th>"
@@ -162,10 +162,10 @@ def _offers_table(catalog: Catalog) -> str:
         lat = v.offer.latency.p50_s if v.offer.latency else None
         commercial = {True: "yes", False: "no", None: "unverified"}[m.licence.commercial_use]
         rows.append(
-            f"<tr data-providers='{e(v.provider)}' data-status='{e(m.lifecycle.status.value)}'"
+            f"<tr data-providers='{e(v.provider)}' data-status='{e(m.lifecycle.status_on(today).value)}'"
             f" data-commercial='{commercial}'>"
             f"<td><a href='#m-{e(v.model_id)}'>{e(v.key)}</a></td><td>{e(v.provider)}</td>"
-            f"<td><span class='badge {e(m.lifecycle.status.value)}'>{e(m.lifecycle.status.value)}"
+            f"<td><span class='badge {e(m.lifecycle.status_on(today).value)}'>{e(m.lifecycle.status_on(today).value)}"
             f"</span></td><td class=num data-sort='{_num(est.per_image_usd)}'>"
             f"{_usd(est.per_image_usd)}{'~' if est.approximate else ''}</td>"
             f"<td><small>{e(est.basis)}</small></td>"
@@ -187,7 +187,7 @@ def _tags(source: str | None) -> str:
     return " ".join(f"<a class=src href='#s-{e(i)}'>[{e(i)}]</a>" for i in ids)
 
 
-def _evidence(catalog: Catalog) -> str:
+def _evidence(catalog: Catalog, today: dt.date) -> str:
     out = ["<section><h2>Evidence behind each score</h2>"]
     for mid, m in catalog.models.items():
         sc = catalog.scores(mid)
@@ -204,8 +204,8 @@ def _evidence(catalog: Catalog) -> str:
                          f"<td><small>{e(s.formula)}</small></td></tr>")
         lc = m.lifecycle
         warn = ""
-        if lc.status.value != "active":
-            warn = (f"<p class='warn {e(lc.status.value)}'>{e(lc.status.value)}"
+        if lc.status_on(today).value != "active":
+            warn = (f"<p class='warn {e(lc.status_on(today).value)}'>{e(lc.status_on(today).value)}"
                     + (f", shutdown {e(lc.shutdown_on)}" if lc.shutdown_on else "")
                     + (f"; replacement {e(lc.replacement)}" if lc.replacement else "") + "</p>")
         out.append(f"<details id='m-{e(mid)}' data-model='{e(mid)}'><summary><b>{e(mid)}</b> — "

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from .. import _clock
 from ..errors import CatalogError
 from ._schema import (
     Controls,
@@ -513,6 +514,11 @@ def _cross_check(src: _Sources, problems: _Problems) -> None:
     providers = set(settings.providers)
     sources = set(settings.sources)
     as_of = settings.as_of
+    today = _clock.today()
+    if as_of is not None and sdoc is not None and as_of > today:
+        problems.add(sdoc, ("as_of",), f"as_of {as_of} is later than today ({today}): a date "
+                     "from the future would keep every price fresh; fix the date (or the "
+                     f"clock: {_clock.ENV})")
     seen_offers: dict[str, tuple[_Doc, Path_]] = {}
 
     def check_sources(doc: _Doc, path: Path_, value: str | None) -> None:
@@ -587,6 +593,9 @@ def _cross_check(src: _Sources, problems: _Problems) -> None:
             if as_of is not None and offer.as_of > as_of:
                 problems.add(doc, path + ("as_of",), f"as_of {offer.as_of} is after the catalog "
                              f"date {as_of} (settings.yaml as_of)")
+            elif offer.as_of > today:
+                problems.add(doc, path + ("as_of",), f"as_of {offer.as_of} is later than today "
+                             f"({today}); fix the date (or the clock: {_clock.ENV})")
             if offer.provider == "local":
                 if not offer.pipeline:
                     problems.add(doc, path, "a local offer must set `pipeline` (the diffusers "

@@ -68,6 +68,10 @@ CREATE TABLE IF NOT EXISTS checks (
     id INTEGER PRIMARY KEY, at REAL NOT NULL, offer TEXT NOT NULL, "check" TEXT NOT NULL,
     prompt_class TEXT NOT NULL, verdict TEXT NOT NULL, score REAL,
     source TEXT NOT NULL DEFAULT 'client');
+CREATE TABLE IF NOT EXISTS bills (
+    id INTEGER PRIMARY KEY, at REAL NOT NULL, offer TEXT NOT NULL, provider TEXT NOT NULL,
+    quoted_usd REAL, billed_usd REAL, source TEXT NOT NULL, request_ids TEXT);
+CREATE INDEX IF NOT EXISTS bills_offer ON bills (offer, at);
 CREATE INDEX IF NOT EXISTS results_offer ON results (offer, at);
 CREATE INDEX IF NOT EXISTS checks_offer ON checks (offer, "check", prompt_class);
 CREATE INDEX IF NOT EXISTS failures_offer ON failures (offer, at);
@@ -293,6 +297,7 @@ class ObservedStore:
             conn.execute(f"DELETE FROM results {where}", args)
             conn.execute(f"DELETE FROM failures {where}", args)
             conn.execute(f"DELETE FROM checks {where}", args)
+            conn.execute(f"DELETE FROM bills {where}", args)
 
         self._write(wipe)
 
@@ -390,7 +395,7 @@ class ObservedStore:
 def _prune(conn: sqlite3.Connection, keep: int | None = None) -> None:
     """Keep the newest ``keep`` (default :data:`KEEP`) results and failures of every offer."""
     keep = KEEP if keep is None else keep
-    for table in ("results", "failures", "checks"):
+    for table in ("results", "failures", "checks", "bills"):
         conn.execute(f"DELETE FROM {table} WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() "
                      f"OVER (PARTITION BY offer ORDER BY id DESC) AS rank FROM {table}) "
                      "WHERE rank > ?)", (keep,))
@@ -456,6 +461,9 @@ def observe_result(client: Any, result: Any) -> None:
             requested_size=f"{planned.width}x{planned.height}",
             seeds=[img.seed for img in images], sha256=[img.sha256 for img in images],
             fingerprint=fp)
+        from ._bills import record_bill
+
+        record_bill(store, result)
     except Exception as exc:  # noqa: BLE001 - observing must never break a generation
         log.debug("observed store: result not recorded: %s", exc)
 

@@ -104,6 +104,8 @@ class OfferPatch(_Strict):
     notes: str | None = None
     disabled: bool = False
     reason: str | None = None
+    #: the date a sync first found the offer gone (written by ``catalog sync``)
+    disabled_on: dt.date | None = None
 
 
 class ModelPatch(_Strict):
@@ -207,6 +209,20 @@ def _apply_one(src: _Sources, doc: _Doc, report: OverlayReport, problems: _Probl
                                if k not in ("offers", "models", "deployments")}, doc, (), problems)
     if head is None:
         return
+    from .. import _clock
+
+    today = _clock.today()
+
+    def future(when: dt.date | None, path: tuple[Any, ...]) -> bool:
+        """A date later than today is refused: it would keep a price fresh for ever."""
+        if when is None or when <= today:
+            return False
+        problems.add(doc, path, f"as_of {when} is later than today ({today}); fix the date "
+                     f"(or the clock: {_clock.ENV})")
+        return True
+
+    if future(head.as_of, ("as_of",)):
+        return
     for section, kind in (("offers", dict), ("models", dict), ("deployments", list)):
         if section in data and not isinstance(data[section], kind):
             problems.add(doc, (section,), "must be a " + ("mapping" if kind is dict else "list"))
@@ -230,6 +246,8 @@ def _apply_one(src: _Sources, doc: _Doc, report: OverlayReport, problems: _Probl
             hint = f"; did you mean {close[0]!r}?" if close else \
                 "; add a private endpoint under deployments:"
             problems.add(doc, path, f"no offer {key!r} in the catalog{hint}")
+            continue
+        if future(patch.as_of, path + ("as_of",)):
             continue
         mid, i = where
         model, mdoc = src.models[mid]
@@ -317,6 +335,8 @@ def _apply_one(src: _Sources, doc: _Doc, report: OverlayReport, problems: _Probl
         raw.setdefault("source", head.source or f"overlay {doc.file}")
         if raw["as_of"] is None:
             problems.add(doc, path, "a deployment needs as_of (here or at the top of the overlay)")
+            continue
+        if isinstance(raw["as_of"], dt.date) and future(raw["as_of"], path + ("as_of",)):
             continue
         offer = _validate(Offer, raw, doc, path, problems)
         if offer is None:

@@ -56,7 +56,7 @@ def plot_points(rows: list[OfferRow]) -> tuple[list[PlotPoint], list[str]]:
         groups.setdefault((r.offer.model_id, round(cost, 9), round(r.quality, 6)), []).append(r)
     points = [PlotPoint(cost=k[1], quality=k[2], keys=tuple(x.key for x in g),
                         providers=tuple(x.offer.provider for x in g), model=k[0],
-                        status=g[0].offer.model.lifecycle.status.value)
+                        status=g[0].offer.model.lifecycle.status_on().value)
               for k, g in groups.items()]
     return sorted(points, key=lambda p: (p.cost, -p.quality)), unknown
 

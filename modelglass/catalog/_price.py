@@ -46,7 +46,8 @@ BILLED_MEGAPIXEL = 1024 * 1024
 PROMPT_TOKEN_OVERHEAD = 16
 
 #: Typical characters per text token for English prose with OpenAI's tokenizers (the expected
-#: cost); the bound uses one token per UTF-8 byte, which no byte-level BPE can exceed.
+#: cost; other scripts are counted by :mod:`._tokens`); the bound uses one token per UTF-8 byte,
+#: which no byte-level BPE can exceed.
 CHARS_PER_TOKEN = 4
 
 #: A Gemini-style resolution bucket ``nK`` holds outputs whose long side is at most ``n × 1584``
@@ -94,15 +95,19 @@ class CostEstimate:
 def prompt_tokens(prompt: str | None) -> tuple[int, int]:
     """(expected, upper bound) text tokens for a prompt.
 
-    Expected: ``ceil(chars / 4)``. Upper bound: the UTF-8 byte count plus
-    :data:`PROMPT_TOKEN_OVERHEAD` (a byte-level BPE token covers at least one byte).
+    Expected: by script (:func:`~modelglass.catalog._tokens.estimate_text_tokens`): ``chars / 4``
+    for English and other Latin text, one token per CJK character, half one for other scripts.
+    Upper bound: the UTF-8 byte count plus :data:`PROMPT_TOKEN_OVERHEAD` (a byte-level BPE token
+    covers at least one byte).
 
-    >>> prompt_tokens("a red bicycle")
-    (4, 29)
+    >>> prompt_tokens("a red bicycle"), prompt_tokens("日本語")
+    ((4, 29), (3, 25))
     """
+    from ._tokens import estimate_text_tokens
+
     if not prompt:
         return 0, PROMPT_TOKEN_OVERHEAD if prompt is not None else 0
-    expected = math.ceil(len(prompt) / CHARS_PER_TOKEN)
+    expected = estimate_text_tokens(prompt)
     nbytes = len(prompt.encode("utf-8", "surrogatepass"))
     return expected, nbytes + PROMPT_TOKEN_OVERHEAD
 
@@ -336,7 +341,9 @@ def cost_from_usage(price: Price, usage: Any) -> float | None:
     """The actual USD of one reply from its ``usage`` (OpenAI Images API shape), or None.
 
     ``usage`` has ``output_tokens`` (image output), ``input_tokens`` and optionally
-    ``input_tokens_details: {text_tokens, image_tokens}``; a mapping or an object. None when the
+    ``input_tokens_details: {text_tokens, image_tokens}`` and ``output_tokens_details:
+    {image_tokens, text_tokens}`` (output text priced at ``usd_per_1m_text_output_tokens`` where
+    the price gives it); a mapping or an object. None when the
     price is not token-priced, a needed token price is unknown, ``output_tokens`` is missing, or a
     count is malformed (negative, fractional, NaN, not a number): the caller keeps its estimate.
 
@@ -365,5 +372,14 @@ def cost_from_usage(price: Price, usage: Any) -> float | None:
     text_rate, image_rate = price.usd_per_1m_text_input_tokens, price.usd_per_1m_image_input_tokens
     if (text and text_rate is None) or (image and image_rate is None):
         return None
-    usd = output * out_rate + text * (text_rate or 0) + image * (image_rate or 0)
+    # Text the model wrote besides the image, at its own rate where the price gives one.
+    out_details = _get(usage, "output_tokens_details")
+    text_out = _count(_get(out_details, "text_tokens")) if out_details is not None else 0
+    if text_out is None or text_out > output:
+        return None
+    text_out_rate = price.usd_per_1m_text_output_tokens
+    if text_out_rate is None:
+        text_out_rate, text_out = out_rate, 0  # all output at the image rate, as before
+    usd = ((output - text_out) * out_rate + text_out * text_out_rate
+           + text * (text_rate or 0) + image * (image_rate or 0))
     return round(usd / 1e6, 6)

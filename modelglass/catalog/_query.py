@@ -78,7 +78,7 @@ class OfferRow:
         lc = v.model.lifecycle
         return {
             "offer": self.key, "model": v.model_id, "provider": v.provider,
-            "name": v.model.name, "status": lc.status.value,
+            "name": v.model.name, "status": lc.status_on().value,
             "shutdown_on": lc.shutdown_on.isoformat() if lc.shutdown_on else None,
             "replacement": lc.replacement,
             "licence": v.model.licence.id, "commercial_use": v.model.licence.commercial_use,
@@ -242,7 +242,7 @@ def query(catalog: Catalog, *, axis: str | None = None,
         m = view.model
         if providers and view.provider not in providers:
             continue
-        if statuses and m.lifecycle.status.value not in statuses:
+        if statuses and m.lifecycle.status_on().value not in statuses:
             continue
         if licence and m.licence.id.lower() != licence.lower():
             continue

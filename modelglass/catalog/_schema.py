@@ -79,6 +79,17 @@ class Lifecycle(_Strict):
             pass
         return self
 
+    def status_on(self, today: dt.date | None = None) -> Status:
+        """The status on ``today`` (default: :func:`modelglass._clock.today`): a deprecated model
+        whose ``shutdown_on`` has come is retired. Routing, ``catalog list``/``show`` and the HTML
+        page all judge by this one status."""
+        if self.status is Status.deprecated and self.shutdown_on is not None:
+            from .. import _clock
+
+            if self.shutdown_on <= _clock.today(today):
+                return Status.retired
+        return self.status
+
 
 class Licence(_Strict):
     id: str
@@ -292,6 +303,9 @@ class Price(_Strict):
         # scaled linearly in megapixels and steps, × the catalog's $/GPU-hour (settings.yaml)
         price: {kind: gpu_seconds, seconds: 23.0, at_megapixels: 1.048576, at_steps: 50}
 
+        # free: true marks a $0 price as intended (catalog sync refuses $0 for any other offer)
+        price: {kind: per_image, usd: 0, free: true}
+
         # unknown: no price is known. Never treated as free; say why in note
         price: {kind: unknown, note: "not published"}
 
@@ -311,11 +325,21 @@ class Price(_Strict):
     usd_per_1m_image_output_tokens: float | None = Field(default=None, ge=0)
     usd_per_1m_text_input_tokens: float | None = Field(default=None, ge=0)
     usd_per_1m_image_input_tokens: float | None = Field(default=None, ge=0)
+    #: text the model writes besides the image (a reply's ``output_tokens_details.text_tokens``);
+    #: unset: those tokens are priced at the image-output rate (never lower than the bill)
+    usd_per_1m_text_output_tokens: float | None = Field(default=None, ge=0)
     tier_for_quality: dict[str, str] | None = None
     default_tier: str | None = None
     seconds: float | None = Field(default=None, gt=0)
     at_megapixels: float = Field(default=1.048576, gt=0)
     at_steps: int | None = Field(default=None, ge=1)
+    #: true: the offer is free by design ($0 is its real price); ``catalog sync`` writes a $0
+    #: price only for such an offer
+    free: bool | None = None
+    #: what the provider bills per second of run time, for an offer billed by time (a Replicate
+    #: community model: its hardware's price); the price above estimates it per image, and
+    #: ``catalog verify`` checks that estimate against ``metrics.predict_time`` × this rate
+    usd_per_second: float | None = Field(default=None, gt=0)
     note: str | None = None
 
     @model_validator(mode="after")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,10 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _clock
 from ..errors import CatalogError
+from ._sync_guard import ApiError as _ApiError
+from ._sync_guard import BoundedApi, Deadline, implausible, zero_refused
+from ._sync_price import _same, price_from_unit
 
 if TYPE_CHECKING:
     from . import Catalog, OfferView
-    from ._schema import Price
 
 log = logging.getLogger("modelglass")
 
@@ -94,123 +95,25 @@ class SyncReport:
 
 
 # ------------------------------------------------------------------------------------------------
-# Mapping a provider's unit price onto a catalog price
-# ------------------------------------------------------------------------------------------------
-def _unit(name: str) -> str | None:
-    u = name.strip().lower().replace(" ", "_")
-    if u in ("image", "images", "per_image", "output_image"):
-        return "image"
-    if u in ("megapixel", "megapixels", "mp", "per_megapixel"):
-        return "megapixel"
-    return None
-
-
-def price_from_unit(current: Price, unit_price: float, unit: str,
-                    currency: str = "USD") -> tuple[Price | None, str]:
-    """The catalog price updated to a provider's ``unit_price`` per ``unit``, and a note.
-
-    The catalog keeps its structure (rounding, extra-megapixel rate, resolution multipliers),
-    scaled by the ratio of the new unit price to the old one: an account discount applies to the
-    whole formula. None when the unit or currency cannot be mapped onto the catalog's kind.
-
-    >>> from modelglass.catalog import Price
-    >>> new, _ = price_from_unit(Price(kind="first_megapixel", usd=0.03,
-    ...                                usd_per_extra_megapixel=0.015), 0.024, "megapixels")
-    >>> round(new.usd, 6), round(new.usd_per_extra_megapixel, 6)
-    (0.024, 0.012)
-    """
-    from ._schema import Price, PriceKind
-
-    if currency.upper() != "USD":
-        return None, f"priced in {currency}; the catalog prices in USD"
-    if not (isinstance(unit_price, (int, float)) and math.isfinite(unit_price) and unit_price >= 0):
-        return None, f"unit price {unit_price!r} is not a finite number ≥ 0"
-    u = _unit(unit)
-    if u is None:
-        return None, f"billing unit {unit!r} does not map onto a catalog price kind"
-    kind = current.kind
-    data = current.model_dump(exclude_none=True)
-
-    def scaled(base: float | None, fields: Iterable[str]) -> Price:
-        ratio = unit_price / base if base else 1.0
-        out = dict(data)
-        for f in fields:
-            if out.get(f) is not None:
-                out[f] = out[f] * ratio
-        return Price.model_validate(out)
-
-    if kind is PriceKind.per_image and u == "image":
-        return Price.model_validate({**data, "usd": unit_price}), ""
-    if kind is PriceKind.per_megapixel and u == "megapixel":
-        return Price.model_validate({**data, "usd_per_megapixel": unit_price}), ""
-    if kind is PriceKind.first_megapixel and u == "megapixel":
-        new = scaled(current.usd, ["usd_per_extra_megapixel"])
-        return Price.model_validate({**new.model_dump(exclude_none=True), "usd": unit_price}), \
-            "extra-megapixel rate scaled by the same ratio"
-    if kind is PriceKind.per_image_resolution and u == "image":
-        return Price.model_validate({**data, "usd": unit_price}), ""
-    if kind in (PriceKind.unknown, PriceKind.per_image, PriceKind.per_megapixel):
-        note = "billing unit changed" if kind is not PriceKind.unknown else "was unknown"
-        if u == "image":
-            return Price(kind=PriceKind.per_image, usd=unit_price), note
-        return Price(kind=PriceKind.per_megapixel, usd_per_megapixel=unit_price,
-                     round_up_megapixels=True), note + "; megapixels rounded up (fal bills whole MP)"
-    return None, (f"a price per {u} does not map onto the catalog's {kind.value} price; "
-                  "kept the catalog's")
-
-
-def _same(a: Price, b: Price) -> bool:
-    da, db = a.model_dump(exclude_none=True), b.model_dump(exclude_none=True)
-    if set(da) != set(db):
-        return False
-    for k, va in da.items():
-        vb = db[k]
-        if isinstance(va, float) and isinstance(vb, (int, float)):
-            if not math.isclose(va, vb, rel_tol=1e-9, abs_tol=1e-12):
-                return False
-        elif va != vb:
-            return False
-    return True
-
-
-# ------------------------------------------------------------------------------------------------
 # The three providers
 # ------------------------------------------------------------------------------------------------
-class _Api:
-    """A small httpx wrapper: JSON GETs with the provider's auth; errors as text, never keys."""
+@dataclass
+class _Run:
+    """One sync in progress: the report, the patches per offer, and what bounds and steers it."""
 
-    def __init__(self, base: str, headers: Mapping[str, str], timeout_s: float) -> None:
-        import httpx
+    report: SyncReport
+    env: Mapping[str, str]
+    deadline: Deadline
+    accept: frozenset[str] = frozenset()
+    patches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: offers whose earlier synced entry stays as it was (a price held as suspicious)
+    keep: set[str] = field(default_factory=set)
 
-        self.base = base.rstrip("/")
-        self.client = httpx.Client(headers=dict(headers), timeout=timeout_s,
-                                   follow_redirects=False)
-
-    def get(self, path: str, params: Mapping[str, Any] | None = None) -> tuple[int, Any]:
-        import httpx
-
-        try:
-            r = self.client.get(self.base + path, params=params)
-        except httpx.HTTPError as exc:
-            raise _ApiError(f"{type(exc).__name__} calling {self.base}{path}") from None
-        try:
-            body = r.json()
-        except ValueError:
-            body = None
-        if r.status_code != 404 and (r.status_code >= 400 or body is None):
-            raise _ApiError(f"HTTP {r.status_code} from {self.base}{path}"
-                            + (f": {str(body)[:200]}" if body is not None else ""))
-        if r.status_code != 404 and not isinstance(body, dict):
-            raise _ApiError(f"unexpected reply from {self.base}{path}: a JSON object was "
-                            f"expected, got {type(body).__name__}")
-        return r.status_code, body
-
-    def close(self) -> None:
-        self.client.close()
-
-
-class _ApiError(Exception):
-    pass
+    def disable(self, provider: str, v: OfferView, why: str) -> None:
+        """Take ``v`` out of routing from today, saying why (``unavailable``)."""
+        self.report.findings.append(SyncFinding(provider, "unavailable", v.endpoint, v.key, why))
+        self.patches[v.key] = {"disabled": True, "reason": why,
+                               "disabled_on": self.report.as_of}
 
 
 def _fal_key(env: Mapping[str, str]) -> str | None:
@@ -221,107 +124,161 @@ def _fal_key(env: Mapping[str, str]) -> str | None:
     return None
 
 
-def _sync_fal(views: list[OfferView], report: SyncReport, patches: dict[str, dict[str, Any]],
-              env: Mapping[str, str], timeout_s: float) -> None:
-    key = _fal_key(env)
-    base = env.get("MODELGLASS_FAL_API_URL") or FAL_API_DEFAULT
-    api = _Api(base, {"Authorization": f"Key {key}"} if key else {}, timeout_s)
+def _fal_pages(api: BoundedApi, path: str, params: dict[str, Any], items: str) -> list[Any]:
+    """Every item of a paginated fal Platform API answer (at most FAL_MAX_PAGES pages)."""
+    out: list[Any] = []
+    cursor: str | None = None
+    for _ in range(FAL_MAX_PAGES):
+        _, body = api.get(path, {**params, **({"cursor": cursor} if cursor else {})})
+        out.extend(i for i in (body or {}).get(items) or [] if isinstance(i, dict))
+        cursor = (body or {}).get("next_cursor")
+        if not cursor or not isinstance(cursor, str) or not (body or {}).get("has_more", True):
+            break
+    return out
+
+
+def _fal_pricing(api: BoundedApi, endpoints: list[str]) -> dict[str, dict[str, Any]]:
+    prices: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(endpoints), FAL_PRICING_BATCH):
+        batch = endpoints[i:i + FAL_PRICING_BATCH]
+        for p in _fal_pages(api, "/models/pricing", {"endpoint_id": ",".join(batch)}, "prices"):
+            if isinstance(p.get("endpoint_id"), str):
+                prices[p["endpoint_id"]] = p
+    return prices
+
+
+def _fal_status(m: dict[str, Any]) -> str:
+    meta = m.get("metadata") if isinstance(m.get("metadata"), dict) else {}
+    status = meta.get("status", m.get("status", "active"))  # type: ignore[union-attr]
+    return status if isinstance(status, str) else "active"
+
+
+def _fal_listing(api: BoundedApi, missing_from: set[str] | None = None) -> dict[str, str]:
+    """endpoint → fal's status (``active``, ``deprecated``, …): the text-to-image listing, or
+    (``missing_from``) those endpoints looked up by id whatever their category."""
+    if missing_from is None:
+        models = _fal_pages(api, "/models", {"category": "text-to-image", "limit": 50}, "models")
+    else:
+        models = []
+        ids = sorted(missing_from)
+        for i in range(0, len(ids), FAL_PRICING_BATCH):
+            models += _fal_pages(api, "/models",
+                                 {"endpoint_id": ",".join(ids[i:i + FAL_PRICING_BATCH])}, "models")
+    return {m["endpoint_id"]: _fal_status(m) for m in models
+            if isinstance(m.get("endpoint_id"), str)}
+
+
+def _sync_fal(views: list[OfferView], run: _Run) -> None:
+    key = _fal_key(run.env)
+    base = run.env.get("MODELGLASS_FAL_API_URL") or FAL_API_DEFAULT
+    api = BoundedApi(base, {"Authorization": f"Key {key}"} if key else {}, run.deadline)
+    report = run.report
     try:
-        if key:
-            by_endpoint: dict[str, list[OfferView]] = {}
-            for v in views:
-                by_endpoint.setdefault(v.endpoint, []).append(v)
-            ids = list(by_endpoint)
-            prices: dict[str, dict[str, Any]] = {}
-            for i in range(0, len(ids), FAL_PRICING_BATCH):
-                batch = ids[i:i + FAL_PRICING_BATCH]
-                cursor: str | None = None
-                for _ in range(FAL_MAX_PAGES):
-                    params: dict[str, Any] = {"endpoint_id": ",".join(batch)}
-                    if cursor:
-                        params["cursor"] = cursor
-                    _, body = api.get("/models/pricing", params)
-                    for p in (body or {}).get("prices") or []:
-                        if isinstance(p, dict) and isinstance(p.get("endpoint_id"), str):
-                            prices[p["endpoint_id"]] = p
-                    cursor = (body or {}).get("next_cursor")
-                    if not cursor:
-                        break
-            for endpoint, vs in by_endpoint.items():
-                got = prices.get(endpoint)
-                distinct = {repr(v.offer.price.model_dump(exclude={"note"})) for v in vs}
-                if got is not None and len(distinct) > 1:
-                    # One endpoint, several catalog offers priced apart (e.g. Ideogram's speed
-                    # tiers): fal's single unit price cannot say which one it is.
-                    for v in vs:
-                        report.findings.append(SyncFinding(
-                            "fal", "unmapped", endpoint, v.key, "fal gives one price for an "
-                            "endpoint the catalog prices per option; kept the catalog's",
-                            after=f"{got.get('unit_price')} per {got.get('unit')}"))
-                    continue
-                for v in vs:
-                    _fal_price(v, got, report, patches)
-        else:
+        by_endpoint: dict[str, list[OfferView]] = {}
+        for v in views:
+            by_endpoint.setdefault(v.endpoint, []).append(v)
+        prices = _fal_pricing(api, list(by_endpoint)) if key else None
+        if prices is None:
             report.findings.append(SyncFinding("fal", "unpriced", "*", detail="no FAL_KEY: "
                                                "prices not checked (the listing needs no key)"))
-        described = {v.endpoint for v in views}
-        listed: list[str] = []
-        cursor = None
-        for _ in range(FAL_MAX_PAGES):
-            params = {"category": "text-to-image", "status": "active", "limit": 50}
-            if cursor:
-                params["cursor"] = cursor
-            _, body = api.get("/models", params)
-            for m in (body or {}).get("models") or []:
-                if isinstance(m, dict) and isinstance(m.get("endpoint_id"), str):
-                    listed.append(m["endpoint_id"])
-            cursor = (body or {}).get("next_cursor")
-            if not cursor or not (body or {}).get("has_more", True):
-                break
+        listed = _fal_listing(api)
+        elsewhere = _fal_listing(api, set(by_endpoint) - set(listed)) \
+            if set(by_endpoint) - set(listed) else {}
+        for endpoint, vs in by_endpoint.items():
+            status = listed.get(endpoint) or elsewhere.get(endpoint)
+            if _fal_lifecycle(vs, status, endpoint in listed, prices, run):
+                continue
+            if prices is not None:
+                _fal_endpoint_prices(endpoint, vs, prices.get(endpoint), run)
         for endpoint in listed:
-            if endpoint not in described:
+            if endpoint not in by_endpoint:
                 report.findings.append(SyncFinding("fal", "seen", endpoint,
                                                    detail="listed by fal, not described"))
-        if listed:
-            active = set(listed)
-            for v in views:
-                if v.endpoint not in active:
-                    report.findings.append(SyncFinding(
-                        "fal", "unlisted", v.endpoint, v.key, "not in fal's active text-to-image "
-                        "listing (deprecated, or listed under another category); still routed"))
         report.providers["fal"] = "ok" if key else "ok (listing only: no FAL_KEY)"
     finally:
         api.close()
 
 
-def _fal_price(v: OfferView, got: dict[str, Any] | None, report: SyncReport,
-               patches: dict[str, dict[str, Any]]) -> None:
+def _fal_lifecycle(vs: list[OfferView], status: str | None, in_listing: bool,
+                   prices: dict[str, dict[str, Any]] | None, run: _Run) -> bool:
+    """Disable offers fal no longer serves (True: done with them); report the others' status."""
+    endpoint = vs[0].endpoint
+    priced = prices is not None and endpoint in prices
+    if status is None and not priced:
+        why = (f"gone from fal: not in its model listing{' nor its pricing' if prices is not None else ''}"
+               f" (sync {run.report.as_of})")
+        for v in vs:
+            run.disable("fal", v, why)
+        return True
+    if status not in (None, "active") or not in_listing:
+        detail = (f"fal lists it as {status!r}" if status not in (None, "active") else
+                  "not in fal's text-to-image listing (listed under another category)")
+        for v in vs:
+            run.report.findings.append(SyncFinding("fal", "unlisted", endpoint, v.key,
+                                                   detail + "; still routed"))
+    return False
+
+
+def _fal_endpoint_prices(endpoint: str, vs: list[OfferView], got: dict[str, Any] | None,
+                         run: _Run) -> None:
+    distinct = {repr(v.offer.price.model_dump(exclude={"note"})) for v in vs}
+    if got is not None and len(distinct) > 1:
+        # One endpoint, several catalog offers priced apart (e.g. Ideogram's speed tiers):
+        # fal's single unit price cannot say which one it is.
+        for v in vs:
+            run.report.findings.append(SyncFinding(
+                "fal", "unmapped", endpoint, v.key, "fal gives one price for an endpoint the "
+                "catalog prices per option; kept the catalog's",
+                after=f"{got.get('unit_price')!r} per {got.get('unit')}"))
+        return
+    for v in vs:
+        _fal_price(v, got, run)
+
+
+def _fal_price(v: OfferView, got: dict[str, Any] | None, run: _Run) -> None:
+    report = run.report
     if got is None:
         report.findings.append(SyncFinding("fal", "unpriced", v.endpoint, v.key,
                                            "fal's pricing API returned no price for it"))
         return
-    new, note = price_from_unit(v.offer.price, got.get("unit_price"),  # type: ignore[arg-type]
+    shown = f"{got.get('unit_price')!r} per {got.get('unit')}"
+    new, note = price_from_unit(v.offer.price, got.get("unit_price"),
                                 str(got.get("unit", "")), str(got.get("currency", "USD")))
     if new is None:
         report.findings.append(SyncFinding("fal", "unmapped", v.endpoint, v.key, note,
-                                           after=f"{got.get('unit_price')} per {got.get('unit')}"))
+                                           after=shown))
+        run.keep.add(v.key)
         return
     before = v.offer.price.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
     after = new.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+    if zero_refused(v.offer.price, new):
+        report.findings.append(SyncFinding("fal", "refused", v.endpoint, v.key, "$0 for an offer "
+                                           "the catalog does not mark free: never written",
+                                           before, after))
+        run.keep.add(v.key)
+        return
+    why = implausible(v.offer.price, new)
+    if why and v.key not in run.accept:
+        report.findings.append(SyncFinding("fal", "held", v.endpoint, v.key,
+                                           f"suspicious: {why}; write it with "
+                                           f"`catalog sync --accept {v.key}`", before, after))
+        run.keep.add(v.key)
+        return
     same = _same(v.offer.price, new)
+    detail = "; ".join(x for x in (note, f"accepted: {why}" if why else "") if x)
     report.findings.append(SyncFinding("fal", "confirmed" if same else "price", v.endpoint, v.key,
-                                       note, before, after))
-    patches[v.key] = {"price": after}
+                                       detail, before, after))
+    run.patches[v.key] = {"price": after}
 
 
-def _sync_openai(views: list[OfferView], report: SyncReport, patches: dict[str, dict[str, Any]],
-                 env: Mapping[str, str], timeout_s: float) -> None:
-    key = env.get("OPENAI_API_KEY")
+def _sync_openai(views: list[OfferView], run: _Run) -> None:
+    key = run.env.get("OPENAI_API_KEY")
+    report = run.report
     if not key:
         report.providers["openai"] = "skipped: no OPENAI_API_KEY"
         return
-    api = _Api(env.get("OPENAI_BASE_URL") or OPENAI_API_DEFAULT,
-               {"Authorization": f"Bearer {key}"}, timeout_s)
+    api = BoundedApi(run.env.get("OPENAI_BASE_URL") or OPENAI_API_DEFAULT,
+                     {"Authorization": f"Bearer {key}"}, run.deadline)
     try:
         _, body = api.get("/models")
     finally:
@@ -331,9 +288,8 @@ def _sync_openai(views: list[OfferView], report: SyncReport, patches: dict[str, 
         if v.endpoint in ids:
             report.findings.append(SyncFinding("openai", "available", v.endpoint, v.key))
         else:
-            why = "not listed by GET /v1/models for this key"
-            report.findings.append(SyncFinding("openai", "unavailable", v.endpoint, v.key, why))
-            patches[v.key] = {"disabled": True, "reason": why}
+            run.disable("openai", v, "not listed by GET /v1/models for this key "
+                        f"(sync {report.as_of})")
     described = {v.endpoint for v in views}
     for mid in sorted(i for i in ids if isinstance(i, str)):
         if mid not in described and any(h in mid for h in _IMAGE_MODEL_HINTS):
@@ -342,15 +298,14 @@ def _sync_openai(views: list[OfferView], report: SyncReport, patches: dict[str, 
     report.providers["openai"] = "ok"
 
 
-def _sync_replicate(views: list[OfferView], report: SyncReport,
-                    patches: dict[str, dict[str, Any]], env: Mapping[str, str],
-                    timeout_s: float) -> None:
-    token = env.get("REPLICATE_API_TOKEN")
+def _sync_replicate(views: list[OfferView], run: _Run) -> None:
+    token = run.env.get("REPLICATE_API_TOKEN")
+    report = run.report
     if not token:
         report.providers["replicate"] = "skipped: no REPLICATE_API_TOKEN"
         return
-    api = _Api((env.get("REPLICATE_BASE_URL") or REPLICATE_API_DEFAULT),
-               {"Authorization": f"Bearer {token}"}, timeout_s)
+    api = BoundedApi((run.env.get("REPLICATE_BASE_URL") or REPLICATE_API_DEFAULT),
+                     {"Authorization": f"Bearer {token}"}, run.deadline)
     try:
         for v in views:
             ref = v.endpoint.split(":", 1)[0]
@@ -358,10 +313,8 @@ def _sync_replicate(views: list[OfferView], report: SyncReport,
                 continue
             status, body = api.get(f"/v1/models/{ref}")
             if status == 404:
-                why = "Replicate answers 404 for this model: gone or private"
-                report.findings.append(SyncFinding("replicate", "unavailable", v.endpoint, v.key,
-                                                   why))
-                patches[v.key] = {"disabled": True, "reason": why}
+                run.disable("replicate", v, "Replicate answers 404 for this model: gone or "
+                            f"private (sync {report.as_of})")
                 continue
             latest = ((body or {}).get("latest_version") or {}).get("id")
             pinned = v.endpoint.split(":", 1)[1] if ":" in v.endpoint else None
@@ -399,20 +352,23 @@ def _existing(path: Path) -> dict[str, Any]:
     return doc.data
 
 
-def _write_overlay(path: Path, report: SyncReport, patches: dict[str, dict[str, Any]],
-                   checked: set[str], provider_of: Mapping[str, str]) -> None:
+def _write_overlay(path: Path, report: SyncReport, run: _Run, checked: set[str],
+                   provider_of: Mapping[str, str]) -> None:
     import yaml
 
     data = _existing(path)
     offers: dict[str, Any] = dict(data.get("offers") or {})
-    # Entries from an earlier sync of a provider checked now are replaced, and those of offers
-    # the catalog no longer has are dropped (they would not load); yours are kept.
+    earlier: dict[str, Any] = {}
+    # Entries from an earlier sync of a provider checked now are replaced (an offer back in the
+    # provider's listing is so re-enabled), except a price held as suspicious, which stays as it
+    # was; those of offers the catalog no longer has are dropped (they would not load). Yours
+    # are kept.
     for key in list(offers):
         entry = offers[key]
         if isinstance(entry, dict) and entry.get("source") == "sync" and \
-                provider_of.get(key, "") in checked | {""}:
-            del offers[key]
-    for key, patch in patches.items():
+                provider_of.get(key, "") in checked | {""} and key not in run.keep:
+            earlier[key] = offers.pop(key)
+    for key, patch in run.patches.items():
         mine = offers.get(key)
         if isinstance(mine, dict) and mine.get("source") != "sync":
             report.findings.append(SyncFinding(provider_of.get(key, ""), "kept", "", key,
@@ -422,6 +378,9 @@ def _write_overlay(path: Path, report: SyncReport, patches: dict[str, dict[str, 
         entry = dict(patch)
         if "price" in entry:
             entry["as_of"] = report.as_of
+        before = earlier.get(key) or {}
+        if entry.get("disabled") and before.get("disabled") and before.get("disabled_on"):
+            entry["disabled_on"] = before["disabled_on"]  # disabled since the first sync that saw it
         entry["source"] = "sync"
         offers[key] = entry
     seen = {p: list(v) for p, v in (data.get("seen") or {}).items() if p not in checked}
@@ -448,12 +407,16 @@ def _write_overlay(path: Path, report: SyncReport, patches: dict[str, dict[str, 
 
 def sync(catalog: Catalog | None = None, *, providers: Iterable[str] | None = None,
          overlay: str | Path | None = None, write: bool = True, today: dt.date | None = None,
-         timeout_s: float = 30.0, env: Mapping[str, str] | None = None) -> SyncReport:
+         timeout_s: float = 60.0, env: Mapping[str, str] | None = None,
+         accept: Iterable[str] = ()) -> SyncReport:
     """Check the catalog against the providers' own APIs and write the overlay.
 
     ``catalog``: the catalog to check (default: the shipped one, without any overlay);
     ``providers``: which of fal, openai, replicate (default: all; one without a key is skipped);
     ``overlay``: the file to write (default: the user's overlay); ``write=False`` only reports.
+    ``timeout_s``: one deadline for the whole sync, every provider and page together.
+    ``accept``: offer keys whose price held as suspicious (see
+    :mod:`~modelglass.catalog._sync_guard`) is written anyway.
     A provider that fails is reported as ``error: …`` and leaves its overlay entries as they were.
     """
     from . import Catalog, default_catalog_dir
@@ -467,26 +430,27 @@ def sync(catalog: Catalog | None = None, *, providers: Iterable[str] | None = No
         raise CatalogError(f"catalog sync knows fal, openai and replicate, not "
                            f"{', '.join(unknown)}")
     report = SyncReport(as_of=_clock.today(today))
-    patches: dict[str, dict[str, Any]] = {}
+    run = _Run(report, env, Deadline(timeout_s), frozenset(accept))
     checked: set[str] = set()
     for provider in wanted:
         views = [v for v in cat.offers() if v.provider == provider]
-        mine: dict[str, dict[str, Any]] = {}
+        mine = _Run(report, env, run.deadline, run.accept)
         try:
-            _SYNCERS[provider](views, report, mine, env, timeout_s)
+            _SYNCERS[provider](views, mine)
         except _ApiError as exc:
             report.providers[provider] = f"error: {exc}"
             continue
         if report.providers.get(provider, "").startswith("ok"):
             checked.add(provider)
-            patches.update(mine)
+            run.patches.update(mine.patches)
+            run.keep |= mine.keep
     path = Path(overlay).expanduser() if overlay else default_overlay_path()
     report.overlay = str(path) if path else None
     from ._sync_schemas import sync_schemas  # input schemas, written next to the overlay
 
-    sync_schemas([v for v in cat.offers() if v.provider in checked], report, env, timeout_s,
+    sync_schemas([v for v in cat.offers() if v.provider in checked], report, env, run.deadline,
                  dest=path.parent / "schemas" if write and path is not None else None)
     if write and path is not None and checked:
-        _write_overlay(path, report, patches, checked, {v.key: v.provider for v in cat.offers()})
+        _write_overlay(path, report, run, checked, {v.key: v.provider for v in cat.offers()})
         report.written = True
     return report

@@ -28,23 +28,23 @@ from ._wire_schema import _load, input_schema
 if TYPE_CHECKING:
     from . import OfferView
     from ._sync import SyncReport
+    from ._sync_guard import Deadline
 
 __all__ = ["input_from_openapi", "schema_changes", "sync_schemas"]
 
 
 def sync_schemas(views: list[OfferView], report: SyncReport, env: Mapping[str, str],
-                 timeout_s: float, *, dest: Path | None) -> None:
+                 timeout_s: float | Deadline, *, dest: Path | None) -> None:
     """Refresh the stored input schema of every fal and Replicate endpoint in ``views``; a
     finding per endpoint (``schema`` changed, ``schema-same``, ``schema-unavailable``). A
-    changed schema is written under ``dest`` (None: report only)."""
-    from ._sync import (
-        FAL_API_DEFAULT,
-        REPLICATE_API_DEFAULT,
-        SyncFinding,
-        _Api,
-        _ApiError,
-        _fal_key,
-    )
+    changed schema is written under ``dest`` (None: report only). ``timeout_s``: the sync's
+    one :class:`~modelglass.catalog._sync_guard.Deadline` (or seconds for a new one); answers are
+    read under its byte cap, redirects refused."""
+    from ._sync import FAL_API_DEFAULT, REPLICATE_API_DEFAULT, SyncFinding, _ApiError, _fal_key
+    from ._sync_guard import BoundedApi
+    from ._sync_guard import Deadline as _Deadline
+
+    deadline = timeout_s if isinstance(timeout_s, _Deadline) else _Deadline(timeout_s)
 
     done: set[tuple[str, str]] = set()
     apis: dict[str, Any] = {}
@@ -58,16 +58,18 @@ def sync_schemas(views: list[OfferView], report: SyncReport, env: Mapping[str, s
             if v.provider not in apis:
                 if v.provider == "fal":
                     fal_key = _fal_key(env)
-                    apis["fal"] = _Api(env.get("MODELGLASS_FAL_API_URL") or FAL_API_DEFAULT,
-                                       {"Authorization": f"Key {fal_key}"} if fal_key else {},
-                                       timeout_s)
+                    apis["fal"] = BoundedApi(env.get("MODELGLASS_FAL_API_URL")
+                                             or FAL_API_DEFAULT,
+                                             {"Authorization": f"Key {fal_key}"} if fal_key
+                                             else {}, deadline)
                 else:
                     token = env.get("REPLICATE_API_TOKEN")
                     if not token:
                         continue
-                    apis["replicate"] = _Api(env.get("REPLICATE_BASE_URL")
-                                             or REPLICATE_API_DEFAULT,
-                                             {"Authorization": f"Bearer {token}"}, timeout_s)
+                    apis["replicate"] = BoundedApi(env.get("REPLICATE_BASE_URL")
+                                                   or REPLICATE_API_DEFAULT,
+                                                   {"Authorization": f"Bearer {token}"},
+                                                   deadline)
             try:
                 fetched, source = _fetch(apis[v.provider], v.provider, ref[0],
                                          ref[1] if len(ref) > 1 else None)

@@ -4,6 +4,10 @@ Per offer with observations:
 
 - **price**: the median of provider-reported cost ÷ the catalog's estimate for the same call;
   drift when it is off by more than ``price_tolerance`` (10 %).
+- **bill**: the quote against what the provider says it billed (:mod:`._bills`: OpenAI usage ×
+  the synced rates, fal's billing events, Replicate's ``predict_time`` × the hardware rate or its
+  per-output price): median ratio, n, last seen; drift beyond ``bill_tolerance`` (5 %). An offer
+  with no bill says "no data", never "ok".
 - **latency**: the median observed latency against the catalog's ``latency.p50_s``; drift when
   more than ``latency_factor`` (2×) away either way.
 - **failures**: the failure rate over recent attempts (at least ``min_events``); drift above
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -74,6 +78,8 @@ class VerifyReport:
     probes: list[Probe] = field(default_factory=list)
     spent_usd: float = 0.0
     max_spend_usd: float | None = None
+    #: what the verification did besides comparing (fal bills read, a simulation's changes)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def drift(self) -> list[Check]:
@@ -83,8 +89,14 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.drift
 
+    @property
+    def compared(self) -> list[Check]:
+        """Checks that compared something (``ok`` or ``drift``): none means no data, not fine."""
+        return [c for c in self.checks if c.status in ("ok", "drift")]
+
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "spent_usd": round(self.spent_usd, 6),
+        return {"ok": self.ok, "compared": len(self.compared), "notes": self.notes,
+                "spent_usd": round(self.spent_usd, 6),
                 "max_spend_usd": self.max_spend_usd,
                 "checks": [vars(c) for c in self.checks],
                 "probes": [vars(p) for p in self.probes]}
@@ -105,18 +117,53 @@ def _selected(catalog: Catalog, offers: Iterable[str] | None,
 def verify(catalog: Catalog | None = None, store: ObservedStore | None = None, *,
            offers: Iterable[str] | None = None, providers: Iterable[str] | None = None,
            price_tolerance: float = 0.10, latency_factor: float = 2.0,
-           max_failure_rate: float = 0.25, min_events: int = 5) -> VerifyReport:
-    """Compare every selected offer's declarations with the observed store (no network)."""
+           max_failure_rate: float = 0.25, min_events: int = 5,
+           bill_tolerance: float | None = None,
+           env: Mapping[str, str] | None = None) -> VerifyReport:
+    """Compare every selected offer's declarations and quotes with the observed store.
+
+    ``env``: where to find a fal admin key to read pending fal bills (fal's billing events, the
+    only network call; None: no call).
+    """
     from . import Catalog
+    from ._bills import BILL_TOLERANCE, fetch_fal_bills
     from ._observed import ObservedStore
 
     cat = catalog or Catalog.default()
     store = store or ObservedStore.default()
     report = VerifyReport()
+    if env is not None:
+        note = fetch_fal_bills(store, env)
+        if note:
+            report.notes.append(note)
+    tol = BILL_TOLERANCE if bill_tolerance is None else bill_tolerance
     for view in _selected(cat, offers, providers):
         report.checks.extend(_checks(view, store, price_tolerance, latency_factor,
                                      max_failure_rate, min_events))
+        report.checks.append(_bill_check(view, store, tol))
     return report
+
+
+def _bill_check(view: OfferView, store: ObservedStore, tolerance: float) -> Check:
+    import datetime as dt
+
+    from ._bills import bill_summary
+
+    s = bill_summary(store, view.key)
+    if s.ratio is None:
+        why = {"openai": "no result with usage yet",
+               "fal": "no bill read yet (fal's billing events need FAL_ADMIN_KEY)",
+               "replicate": "no bill: Replicate reports run time only for time-billed models "
+                            "(set the price's usd_per_second) and outputs for official ones",
+               "local": "a local run has no bill"}.get(view.provider, "no bill recorded")
+        if s.pending:
+            why = f"{s.pending} bill(s) pending; " + why
+        return Check(view.key, "bill", "no data", detail=why)
+    seen = dt.datetime.fromtimestamp(s.last_seen or 0, dt.UTC).strftime("%Y-%m-%d %H:%M")
+    status: Status = "drift" if abs(s.ratio - 1) > tolerance else "ok"
+    return Check(view.key, "bill", status, 1.0, round(s.ratio, 4),
+                 f"billed {s.ratio:.3f}× the quote (median of {s.n}, last seen {seen} UTC; "
+                 f"{', '.join(s.sources)})")
 
 
 def _checks(view: OfferView, store: ObservedStore, price_tolerance: float,
@@ -223,7 +270,7 @@ def live_probe(catalog: Catalog | None = None, store: ObservedStore | None = Non
             if pair in seen_pairs:
                 continue  # the router picks among offers of one model on one provider
             seen_pairs.add(pair)
-            if view.model.lifecycle.status.value == "retired":
+            if view.model.lifecycle.status_on().value == "retired":
                 report.probes.append(Probe(view.key, "base", skipped="retired"))
                 continue
             if not client.availability(view.provider).ok:

@@ -224,7 +224,7 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
         request.model_copy(update={"quality": plan_quality})
 
     def planner(view: OfferView) -> ProviderCall:
-        return plan_call(plan_request, view, provider=providers.get(view.provider))
+        return plan_call(plan_request, view, provider=providers.get(view.provider), today=today)
 
     latency_limit = _latency_limit(request, policy)
     latency: list[tuple[float | None, str]] | None = None

@@ -6,7 +6,9 @@ Validation follows the wire-format notes §1.3: model lifecycle (retired models 
 
 ``usage`` is deterministic so tests can compute cost from it:
 
-* ``input_tokens`` = ``text_tokens`` = ``ceil(len(prompt) / 4)`` (+ 256 per input image on edits)
+* ``input_tokens`` = ``text_tokens`` = the prompt's tokens by script (``ceil(len(prompt) / 4)``
+  for English, one per CJK character: ``modelglass.catalog._tokens``) (+ 256 per input image on
+  edits)
 * ``output_tokens`` = ``image_tokens`` = ``n * round(T[quality] * width * height / 1024**2)`` with
   ``T = {low: 272, medium: 1056, high: 4160, xhigh: 6240, max: 8320}``; ``auto`` counts as medium.
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 import base64
 import email.parser
 import email.policy
-import math
 import re
 import time
 from typing import Any
@@ -232,7 +233,9 @@ class OpenAIApp(ProviderApp):
                 for i in range(job["n"])]
         return {"created": created, "background": job["background"],
                 "output_format": normalize_format(fmt), "quality": job["quality"],
-                "size": job["size"], "data": data, "usage": usage_for(job)}
+                "size": job["size"], "data": data,
+                "usage": usage_for(job, getattr(getattr(self, "platform", None),
+                                                "openai_token_factor", 1.0))}
 
     def _headers(self) -> dict[str, str]:
         return {"x-request-id": f"req_{new_request_id().replace('-', '')}",
@@ -286,13 +289,18 @@ class OpenAIApp(ProviderApp):
         return {"data": [{"foo": 1}]}
 
 
-def usage_for(job: dict[str, Any]) -> dict[str, Any]:
-    """The deterministic ``usage`` block for a validated GPT-image job (see module docs)."""
-    text = math.ceil(len(job["prompt"]) / 4)
+def usage_for(job: dict[str, Any], token_factor: float = 1.0) -> dict[str, Any]:
+    """The deterministic ``usage`` block for a validated GPT-image job (see module docs).
+
+    ``token_factor`` scales the image-output tokens (``sim.platform.openai_token_factor``): how a
+    change of OpenAI's price per image shows in the usage a reply reports."""
+    from ..catalog._tokens import estimate_text_tokens
+
+    text = estimate_text_tokens(job["prompt"])
     image_in = 256 * job.get("input_images", 0)
     per_image = round(OUTPUT_TOKENS_1024[job["quality"]] * job["width"] * job["height"]
                       / (1024 * 1024))
-    out = per_image * job["n"]
+    out = round(per_image * token_factor) * job["n"]
     return {"input_tokens": text + image_in,
             "input_tokens_details": {"image_tokens": image_in, "text_tokens": text},
             "output_tokens": out,

@@ -3,9 +3,12 @@
 - fal Platform API (``api.fal.ai/v1``, base URL from ``MODELGLASS_FAL_API_URL``):
   ``GET /v1/models/pricing?endpoint_id=a,b`` (1–50 ids, ``Authorization: Key …``) →
   ``{"prices": [{"endpoint_id", "unit_price", "unit", "currency"}], "next_cursor", "has_more"}``;
-  ``GET /v1/models?category=&status=&limit=&cursor=`` →
+  ``GET /v1/models?category=&status=&limit=&cursor=`` (or ``?endpoint_id=a,b``, find mode) →
   ``{"models": [{"endpoint_id", "metadata": {"display_name", "category", "status", …}}],
   "next_cursor", "has_more"}`` (shapes from fal's Platform API reference).
+  ``GET /v1/models/billing-events?request_id=a,b`` → ``{"billing_events": [{"request_id",
+  "endpoint_id", "output_units", "unit_price", "cost_estimate_nano_usd"}], …}`` for the jobs the
+  fal simulator ran, billed at ``fal_prices``.
 - OpenAI ``GET /v1/models`` → ``{"object": "list", "data": [{"id", "object": "model",
   "created", "owned_by"}]}``, served by the OpenAI simulator's listener.
 - Replicate ``GET /v1/models/{owner}/{name}`` → ``{"owner", "name", "visibility",
@@ -54,6 +57,13 @@ class PlatformData:
         self._replicate_models: dict[str, str] = {}
         self._failures: dict[str, list[int]] = {}
         self.calls: dict[str, int] = {}
+        #: Scripted billing: OpenAI's image-output tokens per image are multiplied by this (a price
+        #: change as a reply's usage shows it); Replicate reports this ``metrics.predict_time`` per
+        #: model (``owner/name``) instead of the service time.
+        self.openai_token_factor = 1.0
+        self.replicate_predict_time: dict[str, float] = {}
+        self._fal_app: Any = None
+        self._fal_catalog: dict[str, Any] = {}  # endpoint → the catalog's price (for bills)
 
     def _load(self) -> None:
         with self._lock:
@@ -72,6 +82,7 @@ class PlatformData:
                     unit = _unit_price(price)
                     if unit is not None:
                         self._fal_prices[view.endpoint] = unit
+                        self._fal_catalog.setdefault(view.endpoint, price)
                 elif provider == "openai":
                     self._openai_models.append(view.endpoint)
                 elif provider == "replicate":
@@ -108,7 +119,8 @@ class PlatformData:
 
     def fail(self, api: str, status: int = 500, times: int = 1) -> None:
         """The next ``times`` calls to ``api`` answer HTTP ``status``."""
-        if api not in ("fal-pricing", "fal-models", "openai-models", "replicate-model"):
+        if api not in ("fal-pricing", "fal-models", "fal-billing", "openai-models",
+                       "replicate-model"):
             raise ValueError(f"unknown platform api {api!r}")
         with self._lock:
             self._failures.setdefault(api, []).extend([status] * times)
@@ -132,6 +144,26 @@ def _unit_price(price: Any) -> tuple[float, str] | None:
     if kind == "per_image_resolution":
         return price.usd, "image"
     return None
+
+
+def _fal_event(data: PlatformData, job: Any) -> dict[str, Any] | None:
+    from ..catalog._price import estimate_price
+
+    unit = data.fal_prices.get(job.endpoint)  # loads the catalog's prices first
+    price = data._fal_catalog.get(job.endpoint)
+    base = _unit_price(price) if price is not None else None
+    images = (job.output or {}).get("images") or []
+    if price is None or unit is None or base is None or not base[0] or not images:
+        return None
+    w, h = images[0].get("width", 1024), images[0].get("height", 1024)
+    usd = estimate_price(price, w, h, len(images)).usd
+    if usd is None:
+        return None
+    usd *= float(unit[0]) / float(base[0])
+    return {"request_id": job.id, "endpoint_id": job.endpoint,
+            "timestamp": "2026-12-06T00:00:00Z", "output_units": len(images),
+            "unit_price": unit[0], "percent_discount": None,
+            "cost_estimate_nano_usd": round(usd * 1e9)}
 
 
 def _version_id(ref: str) -> str:
@@ -164,15 +196,20 @@ class FalPlatformApp(ProviderApp):
             return "platform-pricing"
         if req.method == "GET" and req.path == "/v1/models":
             return "platform-models"
+        if req.method == "GET" and req.path == "/v1/models/billing-events":
+            return "platform-billing"
         return None
 
     def handle(self, req: RecordedRequest, stage: str | None, role: str) -> Reply | _Drop:
         if stage is None:
             return self.error_reply(404, stage, f"Not Found: {req.method} {req.path}")
-        api = "fal-pricing" if stage == "platform-pricing" else "fal-models"
+        api = {"platform-pricing": "fal-pricing", "platform-billing": "fal-billing"}.get(
+            stage, "fal-models")
         failure = self.data._take(api)
         if failure is not None:
             return self.error_reply(failure, stage)
+        if stage == "platform-billing":
+            return self._billing_events(req)
         if stage == "platform-pricing":
             if not req.header("authorization", "").startswith("Key "):
                 return self.error_reply(401, stage, "Authentication required")
@@ -196,6 +233,22 @@ class FalPlatformApp(ProviderApp):
                 m["openapi"] = _fal_openapi(str(m["endpoint_id"]), self.endpoints)
         chunk, nxt = _page(models, req, 20)
         return Reply.json(200, {"models": chunk, "next_cursor": nxt, "has_more": nxt is not None})
+
+    def _billing_events(self, req: RecordedRequest) -> Reply:
+        """fal's ``GET /v1/models/billing-events?request_id=…``: one event per request the fal
+        simulator ran, billed at ``fal_prices`` (the catalog's formula scaled by the ratio of the
+        simulated unit price to the catalog's: a scripted price change shows here)."""
+        if not req.header("authorization", "").startswith("Key "):
+            return self.error_reply(401, "platform-billing", "Authentication required")
+        ids = [i for i in (req.query.get("request_id") or "").split(",") if i]
+        jobs = getattr(self.data._fal_app, "_jobs", {})
+        events = []
+        for rid in ids[:50]:
+            job = jobs.get(rid)
+            event = _fal_event(self.data, job) if job is not None else None
+            if event is not None:
+                events.append(event)
+        return Reply.json(200, {"billing_events": events, "next_cursor": None, "has_more": False})
 
     def error_reply(self, status: int, stage: str | None, message: str | None = None,
                     retry_after: float | None = None) -> Reply:

@@ -79,6 +79,9 @@ class Simulator:
             state.text_accuracy = self._text_accuracy
         #: What the platform APIs (fal pricing and models, OpenAI models, Replicate models) say.
         self.platform = PlatformData()
+        self.platform._fal_app = self._fal  # fal's billing events read the jobs it ran
+        self._openai.platform = self.platform  # type: ignore[attr-defined]
+        self._replicate.platform = self.platform  # type: ignore[attr-defined]
         self._fal_platform = FalPlatformApp(self._states["fal"], self.platform)
         #: The endpoints served: the stored schemas (``catalog/schemas``) plus :meth:`serve`.
         self.endpoints = Endpoints()
