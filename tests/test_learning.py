@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 from _routing_models import TODAY, catalog, good, model, offer
 
+from modelglass.checks import prompt_class
 from modelglass.request import ImageRequest
 from modelglass.routing import Policy, RoutingDecision, route
-from modelglass.routing._learning import PassRate, prior_pass_probability, prompt_class
+from modelglass.routing._learning import PassRate, prior_pass_probability
 
 # A cheap model that spells badly and a dearer one that spells well, on the cost-heavy draft axis:
 # the static router picks the cheap one for quoted text.
@@ -155,7 +156,27 @@ def test_the_learning_section_of_a_policy_file_is_validated() -> None:
 def test_prior_from_score_and_prompt_classes() -> None:
     assert prior_pass_probability(6.2) == 0.62
     assert prior_pass_probability(0.0) == 0.02 and prior_pass_probability(None) == 0.5
-    assert prompt_class("SALE 50%") == "latin" and prompt_class("Crème brûlée") == "latin"
-    assert prompt_class("Привет") == "other" and prompt_class("123") == "none"
+    def cls(prompt: str, **kw: Any) -> str:
+        return prompt_class(ImageRequest(prompt=prompt, **kw))
+
+    assert cls('a sign "SALE 50%"') == "latin" and cls("a menu «Crème brûlée»") == "latin"
+    assert cls("a red fox") == "none" and cls("a sign", expect_text="Привет") == "other"
     rate = PassRate("text", "latin", 0.5, 10, 0, 0)
     assert rate.mean == 0.5 and rate.describe() == "text pass rate 0.50, prior only, none observed"
+
+
+def test_a_client_learns_from_its_observed_store(tmp_path: Any) -> None:
+    import modelglass as mg
+    from modelglass.catalog._observed import ObservedStore
+
+    store = ObservedStore(tmp_path / "observed.sqlite")
+    client = mg.Client(catalog=SPELLING, available=["fal"], observed=store, today=TODAY)
+    assert client.route(SIGN, quality="draft").choice.key == "cheap@fal"
+    for _ in range(19):
+        store.record_check("cheap@fal", "text", "fail", prompt_class="latin")
+    assert client.route(SIGN, quality="draft").choice.key == "cheap@fal"
+    store.record_check("cheap@fal", "text", "fail", prompt_class="latin")
+    d = client.route(SIGN, quality="draft")
+    assert d.choice.key == "speller@fal"
+    assert "text pass rate 0.90, prior only, none observed" in d.explain()
+    assert any("text pass rate 0.17, 20 observed + prior" in r for r in d.ranked[1].reasons)

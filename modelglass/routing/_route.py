@@ -275,7 +275,7 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
                            f"cooling down; {rows[0].offer.key} {gaps[rows[0].offer.key]}",)
     # learning hook: where an outcome check applies and enough of them were observed, rank by
     # expected cost per accepted image (after the memo: observations change between calls)
-    rows, ranking = learned_ranking(rows, request, signals, policy.learning, observed, catalog)
+    rows, ranking = learned_ranking(rows, request, policy.learning, observed, catalog)
     decision = RoutingDecision(request=request, quality=quality, quality_axis=axis,
                                signals=signals, weights=weights, rows=rows, rejected=rejected,
                                budget=budget, planner=planner, calls=calls, notices=notices,
