@@ -22,7 +22,9 @@ Per offer, in order (the first failure is the rejection's constraint):
     states the approximation up front (``decision.notices``).
 
 Passing offers are scored (see :mod:`._scoring`) and sorted: total desc, then the policy's
-``tie_break`` keys (default: cost asc, offer key).
+``tie_break`` keys (default: cost asc, offer key). Where an outcome check applies and enough
+checks were observed, they are ranked instead by expected cost per accepted image (see
+:mod:`._learning`; applied after the memo, like health).
 
 Speed: the catalog's per-offer facts and each model's weighted quality are computed once per
 catalog and axis. The ranking itself depends on the prompt only through its signals (and its
