@@ -180,3 +180,5 @@ def test_a_client_learns_from_its_observed_store(tmp_path: Any) -> None:
     assert d.choice.key == "speller@fal"
     assert "text pass rate 0.90, prior only, none observed" in d.explain()
     assert any("text pass rate 0.17, 20 observed + prior" in r for r in d.ranked[1].reasons)
+    # the runner-up's line states the rate it was ranked on, not a total
+    assert "2. cheap@fal — text pass rate 0.17, 20 observed + prior" in d.explain()

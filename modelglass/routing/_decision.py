@@ -77,6 +77,8 @@ class Row:
     reasons: tuple[str, ...]
     flags: tuple[str, ...] = ()
     latency_s: float | None = None
+    #: The pass rate and cost per accepted image this row was ranked on (routing that learns).
+    learned: str = ""
 
     def sort_key(self) -> tuple[float, float, str]:
         # total desc, then cost asc (unknown last), then offer key: deterministic.
@@ -272,6 +274,10 @@ class RoutingDecision:
                 lines.append("")
                 lines.append(f"Runners-up ({len(self._rows) - 1} more passed; fallback order):")
                 for i, row in enumerate(rest, start=2):
+                    if self.ranking and row.learned:
+                        lines.append(f"  {i}. {row.offer.key} — {row.learned}"
+                                     + (f"  [{'; '.join(row.flags)}]" if row.flags else ""))
+                        continue
                     lines.append(f"  {i}. {row.offer.key} — total {row.total:.3f} "
                                  f"({row.total - best.total:+.3f}), quality {row.quality:.2f}, "
                                  f"cost {_usd(row.cost_usd)}"

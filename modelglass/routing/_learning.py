@@ -83,7 +83,7 @@ def learned_ranking(rows: list[Row], request: ImageRequest, rules: LearningRules
             cost = per / rate.mean
             shown = f"${cost:.4f} per accepted image (${per:.4f} ÷ {rate.mean:.2f})"
         why = f"{rate.describe()} ({cls} text) → {shown}"
-        ranked.append((cost, dataclasses.replace(row, reasons=(*row.reasons, why))))
+        ranked.append((cost, dataclasses.replace(row, reasons=(*row.reasons, why), learned=why)))
     ranked.sort(key=lambda pair: pair[0])
     note = (f"ranked by expected cost per accepted image (price ÷ {check} pass rate, {cls} "
             f"text): {most} checks observed on an offer ≥ min_samples {rules.min_samples}; "
