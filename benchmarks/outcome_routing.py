@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import platform
 import sys
 import tempfile
@@ -48,6 +49,7 @@ from modelglass.routing import Policy
 from modelglass.testing import simulate
 
 QUALITY = "hero"
+print = functools.partial(print, flush=True)  # lines appear as each run ends
 PROVIDERS = ["openai", "fal", "replicate"]
 
 
