@@ -126,8 +126,9 @@ def main() -> None:
                   f"${res['per_accepted']:>12.5f}  {used}")
         change = 1 - b["per_accepted"] / a["per_accepted"]
         verdict = "meets" if change >= 0.25 else "misses"
-        print(f"  check-fed cost per accepted image is {change:.0%} lower than static "
-              f"({verdict} the ≥ 25 % target); wall {a['wall_s']:.0f} s + {b['wall_s']:.0f} s")
+        how = f"{change:.0%} lower" if change >= 0 else f"{-change:.0%} higher"
+        print(f"  check-fed cost per accepted image is {how} than static ({verdict} the ≥ 25 % "
+              f"target); wall {a['wall_s']:.0f} s + {b['wall_s']:.0f} s")
 
 
 if __name__ == "__main__":
