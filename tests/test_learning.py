@@ -182,3 +182,20 @@ def test_a_client_learns_from_its_observed_store(tmp_path: Any) -> None:
     assert any("text pass rate 0.17, 20 observed + prior" in r for r in d.ranked[1].reasons)
     # the runner-up's line states the rate it was ranked on, not a total
     assert "2. cheap@fal — text pass rate 0.17, 20 observed + prior" in d.explain()
+
+
+def test_a_client_without_its_own_store_learns_from_the_default_one(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import modelglass as mg
+    from modelglass.catalog._observed import ObservedStore
+
+    path = tmp_path / "default.sqlite"
+    monkeypatch.setenv("MODELGLASS_OBSERVED_DB", str(path))
+    monkeypatch.setenv("MODELGLASS_OBSERVE", "1")
+    writer = ObservedStore(path)
+    for _ in range(20):
+        writer.record_check("cheap@fal", "text", "fail", prompt_class="latin")
+    client = mg.Client(catalog=SPELLING, available=["fal"], today=TODAY)
+    assert client.route(SIGN, quality="draft").choice.key == "speller@fal"
+    monkeypatch.setenv("MODELGLASS_OBSERVE", "0")  # observing off: the catalog alone decides
+    assert client.route(SIGN, quality="draft").choice.key == "cheap@fal"
