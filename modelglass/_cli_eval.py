@@ -57,6 +57,8 @@ def eval_command(models: str = _models_opt,
     progress = _Progress(n * len(parse_models(models)), budget, enabled=not json_out)
     with _maybe_simulate(simulate) as sim:
         client = _make_client(catalog, None, simulate, _assume(assume_available))
+        for model, _ in parse_models(models):
+            client.catalog.model(model)  # an unknown id fails before the progress bar starts
         if sim is not None:
             _script_accuracy(sim, client, parse_models(models))
         with client, progress:
