@@ -37,6 +37,7 @@ from .result import Attempt, Fate, FateKind, GeneratedImage, ImageResult
 
 if TYPE_CHECKING:
     from ._compare import compare_models as compare
+    from ._eval import evaluate
     from ._provenance import read_metadata
     from .budget import Budget
     from .catalog._observed import ObservedStore
@@ -86,6 +87,7 @@ __all__ = [
     "Score",
     "__version__",
     "compare",
+    "evaluate",
     "plan_call",
     "read_metadata",
 ]
@@ -100,6 +102,7 @@ _LAZY = {
     "Policy": ("modelglass.routing", "Policy"),
     "compare": ("modelglass._compare", "compare_models"),
     "read_metadata": ("modelglass._provenance", "read_metadata"),
+    "evaluate": ("modelglass._eval", "evaluate"),
 }
 
 

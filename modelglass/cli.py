@@ -607,6 +607,12 @@ def _register_optional() -> None:
     else:
         register_compare(app)
     try:
+        from ._cli_eval import register as register_eval
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        register_eval(app)
+    try:
         from ._cli_policy import register as register_policy
     except ImportError:  # pragma: no cover
         pass

@@ -61,6 +61,8 @@ def _bad_inputs(tmp: Path, *, write: bool = True) -> dict[str, list[str]]:
         "batch": ["batch", str(binary), "--simulate", "--out", str(tmp / "o")],
         "compare": ["compare", "a cat", "--models", "flux-dev", "--quality", "ultra",
                     "--simulate", "--out", str(tmp / "s.png")],
+        "eval": ["eval", "--models", "flux-deev", "--simulate", "--n", "1",
+                 "--journal", str(tmp / "eval.db")],
         "policy check": ["policy", "check", str(binary)],
         "policy replay": ["policy", "replay", str(binary), "--policy", "default"],
     }

@@ -13,6 +13,8 @@ Per offer with observations:
 - **failures**: the failure rate over recent attempts (at least ``min_events``); drift above
   ``max_failure_rate`` (25 %).
 - **sizes**: a planned size the provider answered with another size; drift (the geometry is wrong).
+- **pass rates**: an observed outcome-check pass rate (20 checks or more) that contradicts the
+  declared score (see :func:`~._pass_rate.contradictions`).
 - **seed**: the same request and seed gave different images on an offer that declares seeds.
 - **controls** (``--live`` only): a changed guidance or step count with the same seed gave the
   same image on an offer that declares that control.
@@ -31,6 +33,8 @@ import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from ._pass_rate import contradictions
 
 if TYPE_CHECKING:
     from . import Catalog, OfferView
@@ -141,6 +145,8 @@ def verify(catalog: Catalog | None = None, store: ObservedStore | None = None, *
         report.checks.extend(_checks(view, store, price_tolerance, latency_factor,
                                      max_failure_rate, min_events))
         report.checks.append(_bill_check(view, store, tol))
+        # outcome checks: an observed pass rate that contradicts the declared score
+        report.checks.extend(Check(view.key, *f) for f in contradictions(view, cat, store))
     return report
 
 

@@ -77,6 +77,8 @@ class Row:
     reasons: tuple[str, ...]
     flags: tuple[str, ...] = ()
     latency_s: float | None = None
+    #: The pass rate and cost per accepted image this row was ranked on (routing that learns).
+    learned: str = ""
 
     def sort_key(self) -> tuple[float, float, str]:
         # total desc, then cost asc (unknown last), then offer key: deterministic.
@@ -156,7 +158,8 @@ class RoutingDecision:
                  rejected: Sequence[Rejection], budget: str | None,
                  planner: Callable[[OfferView], ProviderCall],
                  calls: dict[str, ProviderCall] | None = None,
-                 notices: Sequence[str] = (), policy: Any = None) -> None:
+                 notices: Sequence[str] = (), policy: Any = None,
+                 ranking: str | None = None) -> None:
         self.request = request
         self.quality = quality
         self.quality_axis = quality_axis
@@ -171,6 +174,9 @@ class RoutingDecision:
         #: (e.g. a size no eligible offer makes).
         self.notices: list[str] = list(notices)
         self.policy = policy
+        #: How the ranking was ordered when not by total (routing that learns: expected cost
+        #: per accepted image; see :mod:`._learning`); None: by total.
+        self.ranking = ranking
 
     #: True when the request named no quality and the policy's default axis was used.
     quality_defaulted: bool = False
@@ -242,6 +248,8 @@ class RoutingDecision:
             lines.insert(0, f"NOTE: {notice}")
         for s in self.signals.describe():
             lines.append(f"  signal: {s}")
+        if self.ranking:
+            lines.append(f"  ranking: {self.ranking}")
         lines.append("")
         choice = self.choice
         if choice is None:
@@ -251,7 +259,7 @@ class RoutingDecision:
                          f"{choice.total:.3f}, quality {choice.quality:.2f}/10, "
                                  f"cost {_usd(choice.cost_usd)}"
                          + (f" for {self.request.n} images" if self.request.n > 1 else ""))
-            if len(self._rows) > 1:
+            if len(self._rows) > 1 and not self.ranking:
                 second = self._rows[1]
                 lines.append(f"  · wins by {choice.total - second.total:.3f} over "
                              f"{second.offer.key} (quality {second.quality:.2f}, "
@@ -266,6 +274,10 @@ class RoutingDecision:
                 lines.append("")
                 lines.append(f"Runners-up ({len(self._rows) - 1} more passed; fallback order):")
                 for i, row in enumerate(rest, start=2):
+                    if self.ranking and row.learned:
+                        lines.append(f"  {i}. {row.offer.key} — {row.learned}"
+                                     + (f"  [{'; '.join(row.flags)}]" if row.flags else ""))
+                        continue
                     lines.append(f"  {i}. {row.offer.key} — total {row.total:.3f} "
                                  f"({row.total - best.total:+.3f}), quality {row.quality:.2f}, "
                                  f"cost {_usd(row.cost_usd)}"
@@ -305,6 +317,7 @@ class RoutingDecision:
             "budget": self.budget,
             "signals": self.signals.to_dict(),
             "notices": list(self.notices),
+            "ranking": self.ranking,
             "choice": self.choice.to_dict() if self.choice else None,
             "ranked": [c.to_dict() for c in self.ranked],
             "rejected": [r.to_dict() for r in self.rejected],

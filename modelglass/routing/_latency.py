@@ -77,6 +77,13 @@ class _DefaultObserved:
         store = default_observed()
         return store.latency_p90(offer_key) if store is not None else None
 
+    def check_rate(self, offer_key: str, check: str = "text",
+                   prompt_class: str | None = None) -> tuple[int, int]:
+        """Observed ``(passed, total)`` of ``check`` (routing that learns; see ._learning)."""
+        store = default_observed()
+        rate = getattr(store, "check_rate", None)
+        return rate(offer_key, check=check, prompt_class=prompt_class) if rate else (0, 0)
+
 
 #: What clients pass to ``route(observed=...)``: the process's observed-latency store, if any.
 DEFAULT_OBSERVED: LatencySource = _DefaultObserved()

@@ -34,6 +34,9 @@ Sections (all optional; each merges over the policy it extends, lists replace):
   ``latency``, ``offer``); ``tie_tolerance``: totals this close count as equal.
 - ``scoring``: the bonus/penalty numbers of :class:`~._scoring.Scoring`.
 - ``health``: when a provider (or one offer) cools down after failures (see :mod:`._health`).
+- ``learning``: routing that learns from outcome checks (see :mod:`._learning`):
+  ``prior_strength`` (pseudo-observations the model's score counts as), ``min_samples``
+  (checked images an offer needs before the learned ranking engages), ``enabled``.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ if TYPE_CHECKING:
     from ..catalog import Catalog
     from ..plan import ProviderCall
 
-__all__ = ["HealthRules", "Policy", "default_policy_path", "load_policy"]
+__all__ = ["HealthRules", "LearningRules", "Policy", "default_policy_path", "load_policy"]
 
 TieKey = Literal["cost", "quality", "latency", "offer"]
 
@@ -156,6 +159,16 @@ class HealthRules(_Strict):
     scope: Literal["provider", "offer"] = "provider"
 
 
+class LearningRules(_Strict):
+    """Routing that learns from outcome checks: a Beta prior of ``prior_strength``
+    pseudo-observations from the model's score; the learned ranking engages once an offer has
+    ``min_samples`` checked images of the request's prompt class (see :mod:`._learning`)."""
+
+    enabled: bool = True
+    prior_strength: float = Field(default=10.0, gt=0)
+    min_samples: int = Field(default=20, ge=1)
+
+
 class ScoringRules(_Strict):
     text_weight_share: float | None = Field(default=None, ge=0)
     composition_weight_share: float | None = Field(default=None, ge=0)
@@ -188,6 +201,7 @@ class PolicyFile(_Strict):
     tie_tolerance: float = Field(default=0.0, ge=0, le=0.5)
     scoring: ScoringRules = Field(default_factory=ScoringRules)
     health: HealthRules = Field(default_factory=HealthRules)
+    learning: LearningRules = Field(default_factory=LearningRules)
 
     @field_validator("axes")
     @classmethod
@@ -300,6 +314,10 @@ class Policy:
     @property
     def health(self) -> HealthRules:
         return self.spec.health
+
+    @property
+    def learning(self) -> LearningRules:
+        return self.spec.learning
 
     @property
     def tie_break(self) -> tuple[str, ...]:

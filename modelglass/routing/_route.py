@@ -22,7 +22,9 @@ Per offer, in order (the first failure is the rejection's constraint):
     states the approximation up front (``decision.notices``).
 
 Passing offers are scored (see :mod:`._scoring`) and sorted: total desc, then the policy's
-``tie_break`` keys (default: cost asc, offer key).
+``tie_break`` keys (default: cost asc, offer key). Where an outcome check applies and enough
+checks were observed, they are ranked instead by expected cost per accepted image (see
+:mod:`._learning`; applied after the memo, like health).
 
 Speed: the catalog's per-offer facts and each model's weighted quality are computed once per
 catalog and axis. The ranking itself depends on the prompt only through its signals (and its
@@ -48,6 +50,7 @@ from ..plan import plan_call
 from ..result import FateKind
 from ._decision import Rejection, RoutingDecision, Row
 from ._latency import LatencySource, offer_latency
+from ._learning import learned_ranking
 from ._policy import Policy
 from ._scoring import ModelQuality, Scoring, cost_score, model_quality, signal_weights
 from ._signals import Signals, prompt_signals
@@ -272,10 +275,13 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
                 rows = _order(kept, policy)
                 notices = (f"size {request.size} approximated: the offers that make it are "
                            f"cooling down; {rows[0].offer.key} {gaps[rows[0].offer.key]}",)
+    # learning hook: where an outcome check applies and enough of them were observed, rank by
+    # expected cost per accepted image (after the memo: observations change between calls)
+    rows, ranking = learned_ranking(rows, request, policy.learning, observed, catalog)
     decision = RoutingDecision(request=request, quality=quality, quality_axis=axis,
                                signals=signals, weights=weights, rows=rows, rejected=rejected,
                                budget=budget, planner=planner, calls=calls, notices=notices,
-                               policy=policy)
+                               policy=policy, ranking=ranking)
     decision.quality_defaulted = defaulted
     return decision
 
