@@ -285,13 +285,15 @@ def _fit_image_size(out: Fitted, schema: InputSchema, offer: OfferView,
         return
     if isinstance(value, dict) and obj is not None:
         w, h = int(value.get("width", size[0])), int(value.get("height", size[1]))
-        hi = min(obj["properties"].get(k, {}).get("maximum", 1 << 30) for k in ("width", "height"))
-        m = int(obj["properties"].get("width", {}).get("multipleOf", 1))
-        if max(w, h) <= hi and not (w % m or h % m):
+        props = obj["properties"]
+        hi = min(props.get(k, {}).get("maximum", 1 << 30) for k in ("width", "height"))
+        lo = max(props.get(k, {}).get("minimum", 1) for k in ("width", "height"))
+        m = int(props.get("width", {}).get("multipleOf", 1))
+        if lo <= min(w, h) and max(w, h) <= hi and not (w % m or h % m):
             return
-        w, h = _scale_into(w, h, hi, m)
+        w, h = _scale_into(w, h, hi, m, lo)
         out.payload["image_size"] = {"width": w, "height": h}
-        _size_fate(out, offer, requested, size, (w, h), f"sides up to {hi} px")
+        _size_fate(out, offer, requested, size, (w, h), _sides(lo, hi))
         return
     from .providers._fields import FAL_PRESETS
 
@@ -321,17 +323,31 @@ def _fit_width_height(out: Fitted, schema: InputSchema, offer: OfferView,
     if not isinstance(w, int) or not isinstance(h, int):
         return
     hi = min(schema.range("width")[1] or 1 << 30, schema.range("height")[1] or 1 << 30)
-    m = int(schema.spec("width").get("multipleOf", 8 if max(w, h) > hi else 1))
-    if max(w, h) <= hi and not (w % m or h % m):
+    lo = max(schema.range("width")[0] or 1, schema.range("height")[0] or 1)
+    outside = max(w, h) > hi or min(w, h) < lo
+    m = int(schema.spec("width").get("multipleOf", 8 if outside else 1))
+    if not outside and not (w % m or h % m):
         return
-    nw, nh = _scale_into(w, h, int(hi), m)
+    nw, nh = _scale_into(w, h, int(hi), m, int(lo))
     out.payload["width"], out.payload["height"] = nw, nh
-    _size_fate(out, offer, requested, size, (nw, nh), f"sides up to {int(hi)} px")
+    _size_fate(out, offer, requested, size, (nw, nh), _sides(lo, hi))
 
 
-def _scale_into(w: int, h: int, hi: int, m: int) -> tuple[int, int]:
-    s = min(1.0, hi / max(w, h))
-    return (max(m, int(w * s) // m * m), max(m, int(h * s) // m * m))
+def _sides(lo: float, hi: float) -> str:
+    return f"sides from {int(lo)} to {int(hi)} px" if lo > 1 else f"sides up to {int(hi)} px"
+
+
+def _scale_into(w: int, h: int, hi: int, m: int, lo: int = 1) -> tuple[int, int]:
+    """Scale (w, h) keeping its aspect so both sides fall in lo..hi on multiples of m; where the
+    aspect cannot fit (too extreme for the range), each side is clamped instead."""
+    s = min(hi / max(w, h), max(1.0, lo / min(w, h)))
+    s = min(s, 1.0) if max(w, h) > hi else s
+
+    def side(x: int) -> int:
+        v = int(x * s) // m * m
+        up = -(-lo // m) * m  # the smallest multiple of m not below lo
+        return min(max(v, up, m), hi // m * m)
+    return side(w), side(h)
 
 
 def _size_fate(out: Fitted, offer: OfferView, requested: dict[str, Any],

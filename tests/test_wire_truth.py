@@ -131,6 +131,20 @@ def test_ideogram_on_replicate_gets_seeds_it_takes_and_listed_ratios(cat: mg.Cat
     assert size is not None and size.kind is FateKind.approximated and "aspect off" in size.delta
 
 
+def test_a_size_below_the_schema_minimum_is_scaled_up_and_says_so(cat: mg.Catalog) -> None:
+    """flux-2/flash on fal takes sides of 512..2048: a 384 px thumbnail goes out at 512, with
+    its aspect kept and the size approximated (it used to be refused as our payload bug)."""
+    view = cat.offer("flux-2-flash@fal")
+    call = plan_call(mg.ImageRequest(prompt=PROMPT, size="384x384"), view)
+    assert call.payload["image_size"] == {"width": 512, "height": 512}
+    size = call.fate("size")
+    assert size is not None and size.kind is FateKind.approximated
+    assert "512 to 2048" in size.reason
+    wide = plan_call(mg.ImageRequest(prompt=PROMPT, size="768x384"), view)
+    w, h = wide.payload["image_size"]["width"], wide.payload["image_size"]["height"]
+    assert h == 512 and 1008 <= w <= 1024  # 2:1 kept, on the schema's grid
+
+
 def test_recraft_on_replicate_snaps_to_its_ratio_enum(cat: mg.Catalog) -> None:
     view = cat.offer("recraft-v3@replicate")
     call = plan_call(mg.ImageRequest(prompt=PROMPT, size="768x1344"), view)
