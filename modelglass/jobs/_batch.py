@@ -48,10 +48,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..budget import Budget, Reservation
-from ..errors import BudgetExceeded, InvalidRequest, ModelglassError, OutcomeUnknown
+from ..errors import (
+    BudgetExceeded,
+    InvalidRequest,
+    JournalError,
+    ModelglassError,
+    OutcomeUnknown,
+    StorageError,
+)
 from ..request import ImageRequest
 from ._events import JobEvent, Resume
-from ._schedule import Lease, ProviderLimit, Scheduler, load_limits
+from ._schedule import Lease, ProviderLimit, Scheduler, load_limits, validate_limits
 
 if TYPE_CHECKING:
     from ..result import ImageResult
@@ -269,7 +276,9 @@ class Batch:
                  allow_double_payment: bool = False, retry_failed: bool = False,
                  durable: bool = False, on_event: OnEvent | None = None,
                  on_outcome: Callable[[JobOutcome], None] | None = None,
-                 check: Any = False, on_fail: str = "keep", max_check_retries: int = 1) -> None:
+                 check: Any = False, on_fail: str = "keep", max_check_retries: int = 1,
+                 simulated: bool | None = None) -> None:
+        from .._provenance import check_writable_folder
         from ..checks import checking_of
         from ._cache import ResultCache
         from ._journal import Journal
@@ -285,20 +294,29 @@ class Batch:
         if isinstance(budget, (int, float)):
             budget = Budget(float(budget))
         self.budget: Budget | None = budget if budget is not None else client.budget
+        if out is not None:
+            self.out: Path | None = Path(out)
+        elif journal is not None:
+            path = journal.path if isinstance(journal, Journal) else Path(journal)
+            self.out = path.with_name(path.name + ".images")
+        else:
+            self.out = None
+        if self.out is not None:  # before the journal is taken and anything is sent
+            check_writable_folder(self.out, option="out")
+        self.limits = validate_limits(limits) if limits is not None else load_limits()
         self._own_journal = journal is not None and not isinstance(journal, Journal)
         self.journal: Journal | None = (
             journal if journal is None or isinstance(journal, Journal)
             else Journal(journal, durable=durable))
-        if out is not None:
-            self.out: Path | None = Path(out)
-        elif self.journal is not None:
-            self.out = self.journal.path.with_name(self.journal.path.name + ".images")
-        else:
-            self.out = None
+        self.simulated = simulated
+        """Whether this run is simulated (the CLI's ``--simulate``): a journal written by a
+        simulated run is refused by a real one, and the reverse. None: not checked."""
+        self.broken: StorageError | None = None
+        """Set when the journal or the output folder cannot be written (disk full, …): no job
+        starts after it, and the driver raises it once the jobs in flight have ended."""
         self.cache: ResultCache | None = (
             None if cache is None or cache is False else ResultCache() if cache is True
             else cache if isinstance(cache, ResultCache) else ResultCache(cache))
-        self.limits = dict(limits) if limits is not None else load_limits()
         self.allow_double_payment = allow_double_payment
         self.retry_failed = retry_failed
         self.on_event = on_event
@@ -326,6 +344,7 @@ class Batch:
         pairs = job_ids(self.requests)
         records: dict[str, JournalJob] = {}
         if self.journal is not None:
+            self._check_mode()
             records = self.journal.begin(
                 (jid, json.loads(_request_json(req))) for jid, req in pairs)
         jobs: list[Job] = []
@@ -346,6 +365,30 @@ class Batch:
                     held = self.budget.reserve(0.0, label="earlier runs of the journal")
                 self.budget.settle(held, prior)
         return jobs
+
+    def _check_mode(self) -> None:
+        """A real run refuses a journal a simulated run wrote (its placeholder images would
+        stand as the deliverable), and the reverse; the first run records which it was."""
+        assert self.journal is not None
+        if self.simulated is None:
+            return
+        recorded = self.journal.meta("simulated")
+        if recorded is None:  # written before the mode was recorded: its images say
+            done = [j.entry for j in self.journal.jobs() if j.entry is not None]
+            recorded = any(bool(e.get("simulated")) for e in done) if done else None
+        if recorded is not None and bool(recorded) != self.simulated:
+            path = self.journal.path
+            if recorded:
+                what = (f"the journal {path} was written by a simulated run (--simulate): its "
+                        f"images are placeholders. A real run must not adopt them: use a new "
+                        f"--journal (and --out) for the real run, or run with --simulate")
+            else:
+                what = (f"the journal {path} belongs to a real run (its jobs were paid for); a "
+                        f"simulated run must not mix placeholders into it: give --simulate its "
+                        f"own --journal, or drop --simulate")
+            raise JournalError(what + ".", path=str(path))
+        if recorded is None:
+            self.journal.set_meta("simulated", self.simulated)
 
     def _from_journal(self, job: Job, record: JournalJob) -> bool:
         """Whether ``job`` still has to run, given what the journal says; sets ``job.resume``."""
@@ -385,6 +428,8 @@ class Batch:
             return False
         if state == "pending":
             return True
+        if self._adopted(job, record):
+            return False
         call = record.resumable_call()
         if call is not None and self._resume_ok and not record.possibly_charged:
             job.resume = Resume(offer_key=call.offer_key, request_id=call.request_id or "",
@@ -415,6 +460,26 @@ class Batch:
         self.journal.failed(job.id, error=_error_dict(err) or {}, possibly_charged=True)
         self._finish(JobOutcome(job.id, job.index, job.request, "possibly_charged", error=err))
         return False
+
+    def _adopted(self, job: Job, record: JournalJob) -> bool:
+        """A job whose images were written before the run stopped (the journal has their
+        sha256, the files on disk carry the same): done, nothing is sent (see ._adopt)."""
+        from ._adopt import adopt
+
+        if self.out is None or self.journal is None:
+            return False
+        got = adopt(record, self.out, _safe_name(job.id))
+        if got is None:
+            return False
+        self.journal.done(job.id, cost=got.cost, entry=got.entry, files=got.files)
+        record = self.journal.get(job.id) or record
+        self._finish(JobOutcome(job.id, job.index, job.request, "skipped",
+                                result=_result_from_files(record), cost_usd=got.cost,
+                                files=[Path(p) for p, _ in got.files], entry=got.entry,
+                                file_sha256=[s for _, s in got.files], resumed=True))
+        log.info("job %s: its images were already on disk with the journal's sha256; adopted",
+                 job.id)
+        return True
 
     def _announces_sends(self, offer_key: str | None) -> bool:
         """False when the offer's provider runs plain calls, for which the engine emits
@@ -471,15 +536,15 @@ class Batch:
     # -- one job ----------------------------------------------------------------------------------
     def _before(self, job: Job) -> tuple[Any, Lease | None, dict[str, Any]]:
         """The client, budget lease and keyword arguments for one job's ``generate``."""
+        if self.journal is not None:  # may raise (disk full): then nothing was sent
+            self.journal.started(job.id, offer_key=job.offer_key, provider=job.provider,
+                                 estimate=job.estimate)
         lease = None
         client = self.client
         if self.budget is not None:
             lease = Lease(self.budget, job.hold)
             client = copy.copy(self.client)
             client.budget = lease
-        if self.journal is not None:
-            self.journal.started(job.id, offer_key=job.offer_key, provider=job.provider,
-                                 estimate=job.estimate)
         kwargs: dict[str, Any] = {}
         if self._events_ok:
             kwargs["job_id"] = job.id
@@ -493,7 +558,11 @@ class Batch:
         if event.possibly_charged:
             self._maybe_charged.add(event.job_id)
         if self.journal is not None:
-            self.journal.record(event)
+            try:
+                self.journal.record(event)
+            except StorageError as exc:
+                self._break(exc)
+                raise
         if self.on_event is not None:
             self.on_event(event)
 
@@ -584,7 +653,22 @@ class Batch:
         saved = []
         stem = _safe_name(job.id)
         for img in result.images:
-            path = Path(img.save(self.out / f"{stem}-{img.index}.png"))
+            target = self.out / f"{stem}-{img.index}.png"
+            if target.exists() and _same_image(target, img.sha256):
+                saved.append((target, file_sha256(target)))  # written before a crash: adopt
+                continue
+            try:
+                path = Path(img.save(target))
+            except InvalidRequest as exc:  # a file that is not this job's image is in the way
+                raise StorageError(f"{exc} It is not job {job.id}'s image; move it away and run "
+                                   f"again (the job's result is kept by its provider request "
+                                   f"id where it has one).", path=str(target)) from None
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot write {target}: {exc.strerror or exc} (the disk is full, a file "
+                    f"size limit was hit, or the folder is not writable). Nothing more is sent; "
+                    f"free some space and run the same command again: paid jobs are resumed or "
+                    f"adopted from disk, not bought again.", path=str(target)) from None
             saved.append((path, file_sha256(path)))
         return saved
 
@@ -600,30 +684,68 @@ class Batch:
         stopped, the job is cancelled at its next wait (:data:`._drive.stop_event`)."""
         from ._drive import stop_event
 
-        if self.stop.is_set():  # stopped before this job began: it sent nothing
+        if self.stop.is_set() or self.broken is not None:  # it sent nothing
             self.release_hold(job)
             return self._finish(JobOutcome(job.id, job.index, job.request, "cancelled"))
-        client, lease, kwargs = self._before(job)
+        try:
+            client, lease, kwargs = self._before(job)
+        except StorageError as exc:
+            return self._unsaved(job, exc)
         token = stop_event.set(self.stop)
         try:
             result = client.generate(job.request, **kwargs)
         except ModelglassError as exc:
-            return self._failed(job, exc)
+            return self._guarded(job, exc, self._failed)
         except KeyboardInterrupt as exc:  # the batch was stopped: the engine cancelled the job
             return self._finish(self._cancelled(job, exc))
         finally:
             stop_event.reset(token)
             if lease is not None:
                 lease.close()
-        return self._succeeded(job, result)
+        return self._guarded(job, result, self._succeeded)
+
+    def _guarded(self, job: Job, value: Any, then: Callable[[Job, Any], JobOutcome]) -> JobOutcome:
+        """``then(job, value)``, turning a storage failure into the batch's stop."""
+        try:
+            return then(job, value)
+        except StorageError as exc:
+            return self._unsaved(job, exc, value)
+
+    def _break(self, exc: StorageError) -> None:
+        with self._lock:
+            if self.broken is None:
+                self.broken = exc
+                log.error("%s", exc)
+
+    def _unsaved(self, job: Job, exc: StorageError, value: Any = None) -> JobOutcome:
+        """The journal or the files could not be written: the batch stops starting jobs. A job
+        that got nothing sent is cancelled (it runs next time); one that ran keeps its result
+        in memory here, and the next run resumes it by its request id or adopts its files."""
+        self._break(exc)
+        self.release_hold(job)
+        from ..result import ImageResult
+
+        if value is None:
+            return self._finish(JobOutcome(job.id, job.index, job.request, "cancelled",
+                                           error=exc))
+        result = value if isinstance(value, ImageResult) else getattr(value, "partial", None)
+        return self._finish(JobOutcome(job.id, job.index, job.request, "failed", result=result,
+                                       error=exc, cost_usd=getattr(value, "cost_usd", None),
+                                       resumed=job.resume is not None))
 
     async def arun_one(self, job: Job) -> JobOutcome:
         """Run one admitted job with the async client."""
-        client, lease, kwargs = self._before(job)
+        if self.broken is not None:
+            self.release_hold(job)
+            return self._finish(JobOutcome(job.id, job.index, job.request, "cancelled"))
+        try:
+            client, lease, kwargs = self._before(job)
+        except StorageError as exc:
+            return self._unsaved(job, exc)
         try:
             result = await client.generate(job.request, **kwargs)
         except ModelglassError as exc:
-            return self._failed(job, exc)
+            return self._guarded(job, exc, self._failed)
         except asyncio.CancelledError:
             self._cancelled(job)
             raise
@@ -634,8 +756,8 @@ class Batch:
             # Saving (provenance, file sha256) and the journal's commit off the event loop:
             # 14% less wall time for 512 journaled jobs here. A cancel now leaves the thread
             # to finish, so the journal still records the paid images it wrote.
-            return await asyncio.to_thread(self._succeeded, job, result)
-        return self._succeeded(job, result)
+            return await asyncio.to_thread(self._guarded, job, result, self._succeeded)
+        return self._guarded(job, result, self._succeeded)
 
     def scheduler(self, jobs: list[Job]) -> Scheduler:
         return Scheduler(jobs, concurrency=self.concurrency, limits=self.limits,
@@ -718,15 +840,20 @@ async def run_async(batch: Batch) -> AsyncIterator[JobOutcome]:
         tasks: dict[asyncio.Task[JobOutcome], Job] = {}
         try:
             while True:
-                for outcome in feed.top_up():
-                    yield outcome
-                job, wait_s = sched.next()
+                if batch.broken is not None:  # disk full or the like: start nothing more
+                    if not tasks:
+                        break
+                    job, wait_s = None, None
+                else:
+                    for outcome in feed.top_up():
+                        yield outcome
+                    job, wait_s = sched.next()
                 while job is not None:
                     task = asyncio.ensure_future(batch.arun_one(job))
                     task.add_done_callback(finished.put_nowait)
                     tasks[task] = job
                     job, wait_s = sched.next()
-                if feed.starved():
+                if batch.broken is None and feed.starved():
                     for outcome in feed.top_up(more=1):
                         yield outcome
                     continue
@@ -748,6 +875,12 @@ async def run_async(batch: Batch) -> AsyncIterator[JobOutcome]:
                 task.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+        if batch.broken is not None:
+            from ._sync import abandon
+
+            for outcome in abandon(batch, sched, feed):
+                yield outcome
+            raise batch.broken
         for outcome in batch.leftovers(sched):
             yield outcome
     finally:
@@ -767,6 +900,17 @@ def _safe_name(job_id: str) -> str:
     if name != job_id:  # two ids that sanitize alike must not share files
         name += "-" + hashlib.sha256(job_id.encode()).hexdigest()[:8]
     return name[:120]
+
+
+def _same_image(path: Path, sha256: str) -> bool:
+    """Whether the image file at ``path`` carries provenance naming the provider bytes
+    ``sha256`` (this job's image, written before an earlier run stopped)."""
+    from .._provenance import read_metadata
+
+    try:
+        return bool(read_metadata(path).get("sha256") == sha256)
+    except (OSError, ValueError):
+        return False
 
 
 def _error_from_dict(data: dict[str, Any] | None,

@@ -213,7 +213,7 @@ class JournalRelay:
     def __init__(self, path: str, durable: bool) -> None:
         from ._journal import Journal
 
-        self.journal = Journal(path, durable=durable)
+        self.journal = Journal(path, durable=durable, lock=False)  # the driver holds the lock
 
     def record(self, event: JobEvent) -> None:
         self.journal.record(event)
