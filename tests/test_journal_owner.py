@@ -59,7 +59,7 @@ def test_two_processes_on_one_journal_never_pay_twice(tmp_path):
         results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
         codes = sorted(code for code, _, _ in results)
         assert codes == [0, 2], [(c, e[-800:]) for c, _, e in results]
-        code, stdout, _ = next(r for r in results if r[0] == 2)
+        _, stdout, _ = next(r for r in results if r[0] == 2)
         error = json.loads(stdout)["error"]
         assert error["type"] == "JournalError" and error["exit_code"] == 2
         winner = next(p for p, r in zip(procs, results, strict=True) if r[0] == 0)

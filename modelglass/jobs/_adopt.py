@@ -14,6 +14,7 @@ same prompt) is adopted as done.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sqlite3
 from dataclasses import dataclass
@@ -49,17 +50,28 @@ def _metadata(path: Path) -> dict[str, Any] | None:
 
 
 def adopt(record: JournalJob, out: Path, stem: str) -> Adopted | None:
-    """The job's images when every image the journal saw downloaded is on disk with the same
-    sha256 (of the provider's bytes, as the file's provenance says); else None."""
+    """The job's images when they are all on disk: every image the journal saw downloaded,
+    with the same sha256 (of the provider's bytes, as each file's provenance says); or, when
+    the run stopped before the journal heard of them, ``n`` files whose provenance names this
+    job's request (prompt and seed). Else None."""
     shas = [s for call in record.calls for s in call.sha256]
-    if not shas:
+    if shas:
+        found = _on_disk(out, stem, len(shas))
+        if found is None or sorted(m.get("sha256") or "" for _, m in found) != sorted(shas):
+            return None
+        cost = sum(c.cost for c in record.calls if c.cost is not None) if any(
+            c.cost is not None for c in record.calls) else record.estimate
+        return _adopted(record.id, found, cost)
+    found = _on_disk(out, stem, int(record.request.get("n") or 1))
+    if found is None or not all(_same_request(m, record.request) for _, m in found):
         return None
-    found = _on_disk(out, stem, len(shas))
-    if found is None or sorted(m.get("sha256") or "" for _, m in found) != sorted(shas):
-        return None
-    cost = sum(c.cost for c in record.calls if c.cost is not None) if any(
-        c.cost is not None for c in record.calls) else record.estimate
-    return _adopted(record.id, found, cost)
+    return _adopted(record.id, found, _cost(found))
+
+
+def _same_request(meta: dict[str, Any], request: dict[str, Any]) -> bool:
+    sent = meta.get("request")
+    return isinstance(sent, dict) and all(sent.get(k) == request.get(k)
+                                          for k in ("prompt", "seed", "negative_prompt"))
 
 
 def _on_disk(out: Path, stem: str, n: int) -> list[tuple[Path, dict[str, Any]]] | None:
@@ -113,17 +125,18 @@ def repair(path: Path, jobs: list[tuple[str, dict[str, Any]]], out: Path,
     read in it and from the images in ``out`` (``stems``: each job's file stem)."""
     from ..errors import JournalError
 
-    moved_to: str | None = None
-    rows: dict[str, tuple[Any, ...]] = {}
     try:
         with Journal(path) as j:
             return _fill(j, jobs, out, stems, {}, None)  # the file was sound after all
     except JournalError as exc:
         if exc.holder is not None:
             raise
-        rows = _salvage(path)
-        moved_to = _move_aside(path)
+    rows, meta = _salvage(path)
+    moved_to = _move_aside(path)
     with Journal(path) as j:
+        if "simulated" in meta:  # keep the run's mode (a real run refuses a simulated journal)
+            with contextlib.suppress(ValueError):
+                j.set_meta("simulated", json.loads(meta["simulated"]))
         return _fill(j, jobs, out, stems, rows, moved_to)
 
 
@@ -137,11 +150,8 @@ def _fill(j: Journal, jobs: list[tuple[str, dict[str, Any]]], out: Path, stems: 
         record = records[job_id]
         if record.state == "done" and not record.files_ok():
             continue
-        found = _on_disk(out, stems[job_id], int(request.get("n") or 1))
-        if found is not None and all(m.get("request", {}).get("prompt") in (None,
-                                     request.get("prompt")) for _, m in found):
-            got = adopt(record, out, stems[job_id]) if record.calls else None
-            got = got or _adopted(job_id, found, _cost(found))
+        got = adopt(record, out, stems[job_id])
+        if got is not None:
             j.done(job_id, cost=got.cost, entry=got.entry, files=got.files)
             adopted.append(job_id)
         elif job_id not in rows:
@@ -158,14 +168,18 @@ _JOB_COLUMNS = ("id", "seq", "request", "state", "offer_key", "provider", "estim
                 "possibly_charged", "error", "entry", "carried")
 
 
-def _salvage(path: Path) -> dict[str, tuple[Any, ...]]:
-    """The job rows that can still be read from a damaged journal (none when it is not SQLite)."""
+def _salvage(path: Path) -> tuple[dict[str, tuple[Any, ...]], dict[str, str]]:
+    """The job rows and settings that can still be read from a damaged journal (none when it
+    is not SQLite at all)."""
     rows: dict[str, tuple[Any, ...]] = {}
+    meta: dict[str, str] = {}
     with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(path)) as db:
+        with contextlib.suppress(sqlite3.Error):
+            meta = {str(k): v for k, v in db.execute("SELECT key, value FROM meta")}
         for row in db.execute(f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs"):
             with contextlib.suppress(IndexError, TypeError):
                 rows[str(row[0])] = tuple(row)
-    return rows
+    return rows, meta
 
 
 def _restore(j: Journal, rows: dict[str, tuple[Any, ...]]) -> int:

@@ -127,6 +127,7 @@ class JobOutcome:
             "resumed": self.resumed,
             "error": _error_dict(self.error),
             **checks,  # outcome checks, when the job ran any (in the journal's entry too)
+            **({"adopted": True} if self.entry is not None and self.entry.get("adopted") else {}),
         }
 
 
@@ -373,9 +374,6 @@ class Batch:
         if self.simulated is None:
             return
         recorded = self.journal.meta("simulated")
-        if recorded is None:  # written before the mode was recorded: its images say
-            done = [j.entry for j in self.journal.jobs() if j.entry is not None]
-            recorded = any(bool(e.get("simulated")) for e in done) if done else None
         if recorded is not None and bool(recorded) != self.simulated:
             path = self.journal.path
             if recorded:
@@ -430,7 +428,7 @@ class Batch:
             return True
         if self._adopted(job, record):
             return False
-        call = record.resumable_call()
+        call = record.resumable_call() or record.refetchable_call()
         if call is not None and self._resume_ok and not record.possibly_charged:
             job.resume = Resume(offer_key=call.offer_key, request_id=call.request_id or "",
                                 chunk=call.chunk)
@@ -659,10 +657,12 @@ class Batch:
                 continue
             try:
                 path = Path(img.save(target))
-            except InvalidRequest as exc:  # a file that is not this job's image is in the way
-                raise StorageError(f"{exc} It is not job {job.id}'s image; move it away and run "
-                                   f"again (the job's result is kept by its provider request "
-                                   f"id where it has one).", path=str(target)) from None
+            except InvalidRequest:  # a file that is not this job's image is in the way
+                raise StorageError(
+                    f"{target} already exists and is not job {job.id}'s image (modelglass never "
+                    f"overwrites a file). Move it away and run the same command again: the job "
+                    f"is resumed by its provider request id where it has one, not bought again.",
+                    path=str(target)) from None
             except OSError as exc:
                 raise StorageError(
                     f"cannot write {target}: {exc.strerror or exc} (the disk is full, a file "

@@ -134,6 +134,16 @@ class JournalJob:
                       if c.request_id and c.state not in ("downloaded", "failed")]
         return open_calls[-1] if open_calls else None
 
+    def refetchable_call(self) -> JournalCall | None:
+        """The job's one call when its images were downloaded but the job never reached
+        ``done`` (its files could not be written): fetching that request's result again
+        costs nothing."""
+        live = [c for c in self.calls if c.state != "failed"]
+        if self.state != "done" and len(live) == 1 and live[0].request_id \
+                and live[0].state == "downloaded" and live[0].chunk == 0:
+            return live[0]
+        return None
+
     def files_ok(self) -> list[str]:
         """Problems with the saved files (missing, or sha256 differs); empty when all is well."""
         problems = []
