@@ -147,13 +147,16 @@ class _Progress:
         c = self.counts
         spent = self.batch.budget.spent if self.batch and self.batch.budget else sum(
             x.cost_usd or 0.0 for x in (self.batch.outcomes if self.batch else []))
+        cooling = len(self.batch.parking) if self.batch is not None else 0
         money = (f"${spent:.2f}/${self.budget:.2f}" if self.budget is not None
                  else f"${spent:.2f}")
         line = (f"[green]{c['done'] + c['skipped']} done[/] [red]{c['failed']} failed[/] "
                 f"[cyan]{c['cached']} cached[/]"
                 + (f" [yellow]{c['undone']} undone[/]" if c["undone"] else "")
                 + (f" [magenta]{c['possibly_charged']} possibly charged[/]"
-                   if c["possibly_charged"] else "") + f"  {money}")
+                   if c["possibly_charged"] else "")
+                + (f" [blue]{cooling} waiting for a cooldown[/]" if cooling else "")
+                + f"  {money}")
         self.progress.update(self.task, advance=1, line=line)
 
 

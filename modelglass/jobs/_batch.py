@@ -70,7 +70,7 @@ log = logging.getLogger("modelglass")
 __all__ = ["BatchReport", "JobOutcome", "ProviderLimit", "Scheduler", "load_limits"]
 
 Status = Literal["done", "cached", "skipped", "failed", "possibly_charged", "undone",
-                 "cancelled"]
+                 "cancelled", "cooling"]  # "cooling": parked for a cooldown, never reported
 Requests = Iterable[ImageRequest | Mapping[str, Any]]
 OnEvent = Callable[[JobEvent], None]
 
@@ -207,6 +207,7 @@ class Job:
     call: Any = None  # the first-ranked ProviderCall (for the cache)
     hold: Reservation | None = None
     routed: bool = False  # provider and estimate known (resumed jobs: from the journal)
+    cooling_since: float | None = None  # when it first waited for a cooldown
 
 
 def job_ids(requests: Requests) -> list[tuple[str, ImageRequest]]:
@@ -334,6 +335,12 @@ class Batch:
         """Set to stop the batch (Ctrl-C on the sync runner): no job starts, and jobs in flight
         are cancelled at their next wait."""
         self.still_running: set[str] = set()  # jobs the sync runner stopped waiting for
+        from ._cooling import Parking
+
+        self.parking = Parking()
+        """Jobs waiting for a provider's cooldown to end (see ._cooling); the drivers route
+        them again when it does."""
+        self._park_ok = True  # the Ray driver routes up front and does not park
         self.cancelled_ids: set[str] = set()  # jobs in flight that were cancelled
 
     # -- preparation ------------------------------------------------------------------------------
@@ -342,6 +349,7 @@ class Batch:
         to run, in input order. Jobs that need no run (done earlier, possibly charged,
         unroutable, cached) become outcomes. Without ``route``, :class:`Feed` routes each job
         just before the scheduler needs it."""
+        self._park_ok = not route
         pairs = job_ids(self.requests)
         records: dict[str, JournalJob] = {}
         if self.journal is not None:
@@ -509,6 +517,19 @@ class Batch:
         except ModelglassError as exc:
             return self._fail_early(job, exc)
         if not decision.ranked:
+            from ..errors import NoEligibleModel
+            from ._cooling import cooling_reason
+
+            why = cooling_reason(decision.rejected)
+            if why is not None:
+                if (parked := self._park(job, why)) is not None:
+                    return parked
+                waited = time.monotonic() - (job.cooling_since or time.monotonic())
+                return self._fail_early(job, NoEligibleModel(
+                    f"no offer can serve job {job.id}: every eligible offer is cooling down "
+                    f"({why}); it waited {waited:.0f} s, up to its deadline. Run the batch again "
+                    f"later (with --journal it picks up where it stopped).",
+                    {r.offer_key: r.reason for r in decision.rejected}))
             try:  # why, and what to do (e.g. the key to set), not the axis's description
                 decision.require()
             except ModelglassError as exc:
@@ -586,7 +607,39 @@ class Batch:
             self.cache.put(job.cache_key, result)
         return self._finish(outcome)
 
+    def _park(self, job: Job, why: str) -> JobOutcome | None:
+        """Park a job that sent nothing because every offer it may use is cooling down; None
+        when it has waited its deadline out (it fails then)."""
+        from ._cooling import COOLING_MAX_S, cooldown_left
+
+        if not self._park_ok:
+            return None
+        now = time.monotonic()
+        if job.cooling_since is None:
+            job.cooling_since = now
+        limit = getattr(self.client, "deadline_s", None) or COOLING_MAX_S
+        left = limit - (now - job.cooling_since)
+        if left <= 0:
+            return None
+        wait = min(cooldown_left(self.client), left)
+        job.routed, job.hold = False, None
+        self.parking.park(job, wait)
+        log.info("job %s waits %.1f s for a cooldown: %s", job.id, wait, why)
+        if self.on_event is not None:
+            self.on_event(JobEvent(job.id, "waiting", wait_s=wait,
+                                   message=f"waiting for a cooldown: {why}"))
+        return JobOutcome(job.id, job.index, job.request, "cooling")
+
     def _failed(self, job: Job, exc: ModelglassError) -> JobOutcome:
+        from ..errors import NoEligibleModel
+        from ._cooling import cooling_reason
+
+        if isinstance(exc, NoEligibleModel) and not getattr(exc, "attempts", None) \
+                and (why := cooling_reason(exc.rejected)) is not None \
+                and (parked := self._park(job, why)) is not None:
+            if self.journal is not None:
+                self.journal.reset(job.id)  # nothing was sent: pending if the run stops
+            return parked
         partial = getattr(exc, "partial", None)
         charged = bool(getattr(exc, "possibly_charged", False)) or isinstance(exc, OutcomeUnknown)
         cost = getattr(exc, "cost_usd", None)
@@ -722,12 +775,13 @@ class Batch:
         that got nothing sent is cancelled (it runs next time); one that ran keeps its result
         in memory here, and the next run resumes it by its request id or adopts its files."""
         self._break(exc)
-        self.release_hold(job)
         from ..result import ImageResult
 
-        if value is None:
+        if value is None:  # before the job's lease took its hold
+            self.release_hold(job)
             return self._finish(JobOutcome(job.id, job.index, job.request, "cancelled",
                                            error=exc))
+        job.hold = None  # the job's lease settled or gave it back
         result = value if isinstance(value, ImageResult) else getattr(value, "partial", None)
         return self._finish(JobOutcome(job.id, job.index, job.request, "failed", result=result,
                                        error=exc, cost_usd=getattr(value, "cost_usd", None),
@@ -809,19 +863,30 @@ class Feed:
         """Route until ``ahead`` jobs are queued, and ``more`` beyond that (or none is left);
         once the budget stopped the batch, the jobs not yet routed are undone too."""
         done: list[JobOutcome] = []
+        self.todo.extendleft(reversed(self.batch.parking.due()))  # their cooldown ended
         while self.todo and self.sched.stopped is None and (
                 self.sched.pending < self.ahead or more > 0):
             job = self.todo.popleft()
             outcome = self.batch.route_one(job)
             if outcome is not None:
-                done.append(outcome)
+                if outcome.status != "cooling":  # parked: routed again when it ends
+                    done.append(outcome)
             else:
                 self.sched.add(job)
                 more -= 1
-        if self.sched.stopped is not None and self.todo:
+        if self.sched.stopped is not None and (self.todo or len(self.batch.parking)):
             self.sched.undone.extend(self.todo)
+            self.sched.undone.extend(self.batch.parking.drain())
             self.todo.clear()
         return done
+
+    def wake_in(self, wait_s: float | None) -> float | None:
+        """How long the driver may wait: until a rate limit frees a slot (``wait_s``) or a
+        parked job's cooldown ends, whichever is sooner (None: no timer)."""
+        parked = self.batch.parking.wake_in()
+        if parked is None:
+            return wait_s
+        return parked if wait_s is None else min(wait_s, parked)
 
 
 # -- drivers -------------------------------------------------------------------------------------
@@ -857,6 +922,7 @@ async def run_async(batch: Batch) -> AsyncIterator[JobOutcome]:
                     for outcome in feed.top_up(more=1):
                         yield outcome
                     continue
+                wait_s = feed.wake_in(wait_s)
                 if not tasks:
                     if feed.todo:
                         continue  # everything routed so far needed no run: route more
@@ -867,9 +933,10 @@ async def run_async(batch: Batch) -> AsyncIterator[JobOutcome]:
                 try:
                     task = await asyncio.wait_for(finished.get(), wait_s)
                 except TimeoutError:
-                    continue  # a per-minute slot freed up
+                    continue  # a per-minute slot freed up, or a cooldown ended
                 sched.finished(tasks.pop(task))
-                yield task.result()
+                if task.result().status != "cooling":
+                    yield task.result()
         finally:
             for task in tasks:
                 task.cancel()

@@ -93,6 +93,7 @@ def _drive_threads(batch: Batch) -> Iterator[JobOutcome]:
                     if batch.broken is None and feed.starved():
                         yield from feed.top_up(more=1)
                         continue
+                    wait_s = feed.wake_in(wait_s)
                     if not futures:
                         if feed.todo:
                             continue  # everything routed so far needed no run: route more
@@ -104,7 +105,8 @@ def _drive_threads(batch: Batch) -> Iterator[JobOutcome]:
                                    else min(wait_s, _STOP_POLL_S), return_when=FIRST_COMPLETED)
                     for fut in done:
                         sched.finished(futures.pop(fut))
-                        yield fut.result()
+                        if fut.result().status != "cooling":  # parked: it runs again later
+                            yield fut.result()
             except KeyboardInterrupt as exc:
                 stop.set()
                 interrupted = exc
@@ -131,7 +133,8 @@ def abandon(batch: Batch, sched: Scheduler, feed: Feed) -> Iterator[JobOutcome]:
         yield batch._finish(JobOutcome(job.id, job.index, job.request, "undone",
                                        error=sched.stopped))
     sched.undone.clear()
-    queued = [j for q in sched.queues.values() for j in q] + list(feed.todo)
+    queued = [j for q in sched.queues.values() for j in q] + list(feed.todo) \
+        + batch.parking.drain()
     for q in sched.queues.values():
         q.clear()
     feed.todo.clear()
