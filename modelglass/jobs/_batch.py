@@ -354,6 +354,11 @@ class Batch:
         records: dict[str, JournalJob] = {}
         if self.journal is not None:
             self._check_mode()
+            if self._events_ok and self.journal.meta("marks_sends") is None \
+                    and not self.journal.jobs():
+                # A journal this version starts: "started" without "sending" means nothing
+                # went out (an older journal's "started" may hide a create).
+                self.journal.set_meta("marks_sends", True)
             records = self.journal.begin(
                 (jid, json.loads(_request_json(req))) for jid, req in pairs)
         jobs: list[Job] = []
@@ -446,9 +451,10 @@ class Batch:
             job.estimate = record.estimate
             return True
         if state == "started" and not record.calls and not record.possibly_charged \
-                and not self._announces_sends(record.offer_key):
-            # Its offer's provider has no resumable jobs, and the engine says "submitted" before
-            # it sends to one; none came, so nothing was sent.
+                and (self.journal.meta("marks_sends") or not self._announces_sends(
+                    record.offer_key)):
+            # The engine says "sending" before a create's first byte may leave (and
+            # "submitted" before a plain call): neither came, so nothing was sent.
             self.journal.reset(job.id)
             return True
         # Started (or submitted to a provider without resumable jobs) and no result recorded:

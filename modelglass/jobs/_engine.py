@@ -351,6 +351,10 @@ class Job:
                 if isinstance(op, Sleep):
                     yield Wait(op.seconds)
                     continue
+                if not flight.sent and resume_id is None:
+                    # Before the create's first byte may leave: a journal that never saw this
+                    # knows nothing was sent (a crash before it is not a possible charge).
+                    self.emit("sending", run, chunk=flight.attempt.chunk)
                 flight.sent = True  # the first wire call of a new job is its create
                 try:
                     value = yield Wire(run.provider, op, deadline)

@@ -83,7 +83,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
 #: Journal states, in the order a job moves through them (``failed`` may follow any).
-STATES = ("pending", "started", "submitted", "generated", "downloaded", "done", "failed")
+STATES = ("pending", "started", "sending", "submitted", "generated", "downloaded", "done",
+          "failed")
 _PERSISTED_EVENTS = {"submitted", "generated", "downloaded"}
 
 
@@ -331,6 +332,19 @@ class Journal:
         """
         if event.state not in _PERSISTED_EVENTS:
             stmts: list[tuple[str, tuple[Any, ...]]] = []
+            if event.state == "sending":
+                # A create is about to go out (its id comes later): from here it may be billed.
+                stmts.append(("UPDATE jobs SET state='sending', offer_key=COALESCE(?, offer_key), "
+                              "provider=COALESCE(?, provider), updated=? WHERE id=? "
+                              "AND state='started'",
+                              (event.offer_key, event.provider, time.time(), event.job_id)))
+            if event.state == "waiting" and not event.possibly_charged:
+                # The engine waits to retry only after a try that was not billed (a 429, a
+                # refused connection, a 5xx on the create): until it sends again, nothing is out.
+                stmts.append(("UPDATE jobs SET state='started', updated=? WHERE id=? AND "
+                              "state='sending' AND possibly_charged=0 AND NOT EXISTS "
+                              "(SELECT 1 FROM calls WHERE calls.job_id=jobs.id)",
+                              (time.time(), event.job_id)))
             if event.state == "pending" and event.offer_key:
                 # The offer about to be tried: a restart needs it to tell "nothing was sent"
                 # (a provider that announces its send) from "a create may be out".
@@ -418,7 +432,7 @@ class Journal:
             total += job.carried
             if job.cost is not None:
                 total += job.cost
-            elif job.possibly_charged or job.state == "started":
+            elif job.possibly_charged or job.state in ("started", "sending"):
                 total += job.estimate or 0.0
         return total
 
