@@ -59,6 +59,7 @@ from ..errors import (
 from ..request import ImageRequest
 from ._events import JobEvent, Resume
 from ._schedule import Lease, ProviderLimit, Scheduler, load_limits, validate_limits
+from ._spill import spill
 
 if TYPE_CHECKING:
     from ..result import ImageResult
@@ -116,7 +117,8 @@ class JobOutcome:
         return {
             "id": self.id, "status": self.status,
             "model": r.model if r else None, "provider": r.provider if r else None,
-            "offer": (r.plan.offer.key if r and r.plan is not None else None),
+            "offer": (r.plan.offer.key if r and r.plan is not None
+                      else r.extra.get("offer") if r else None),
             "cost_usd": self.cost_usd,
             "seed": [i.seed for i in r.images] if r else None,
             "sha256": [i.sha256 for i in r.images] if r else [],
@@ -611,6 +613,8 @@ class Batch:
         if status == "done" and self.cache is not None and job.cache_key is not None \
                 and result.plan is not None and result.plan.offer.key == job.offer_key:
             self.cache.put(job.cache_key, result)
+        if files:  # on disk now: keep paths, not bytes (memory stays flat, see ._spill)
+            spill(result, [p for p, _ in files])
         return self._finish(outcome)
 
     def _park(self, job: Job, why: str) -> JobOutcome | None:
@@ -663,6 +667,8 @@ class Batch:
             else:
                 self.journal.failed(job.id, error=_error_dict(exc) or {}, cost=cost,
                                     possibly_charged=charged, entry=outcome.manifest())
+        if partial is not None and files:
+            spill(partial, [p for p, _ in files])
         return self._finish(outcome)
 
     def _cancelled(self, job: Job, exc: BaseException | None = None) -> JobOutcome:
@@ -1022,9 +1028,10 @@ def _result_from_files(record: JournalJob) -> ImageResult | None:
                                      simulated=bool(entry.get("simulated"))))
     fates = [Fate(f["control"], FateKind(f["kind"]), f.get("requested"), f.get("applied"),
                   f.get("reason", ""), f.get("delta")) for f in entry.get("fates", [])]
-    return ImageResult(images=images, model=entry.get("model") or "?",
-                       provider=entry.get("provider") or "?", cost_usd=record.cost,
-                       cost_is_estimate=False, latency_s=0.0, fates=fates,
-                       simulated=bool(entry.get("simulated")),
-                       extra={"from_journal": True, "job_id": record.id},
-                       checks=[CheckResult.from_dict(c) for c in entry.get("checks", [])])
+    result = ImageResult(images=images, model=entry.get("model") or "?",
+                         provider=entry.get("provider") or "?", cost_usd=record.cost,
+                         cost_is_estimate=False, latency_s=0.0, fates=fates,
+                         simulated=bool(entry.get("simulated")),
+                         extra={"from_journal": True, "job_id": record.id},
+                         checks=[CheckResult.from_dict(c) for c in entry.get("checks", [])])
+    return spill(result, [Path(p) for p, _ in record.files])
