@@ -108,3 +108,37 @@ def test_a_job_that_started_but_never_sent_runs_again_on_any_provider(tmp_path):
             assert j.get("f2").state == "started"  # type: ignore[union-attr]
             j.record(JobEvent("f2", "sending", offer_key="flux-schnell@fal", provider="fal"))
             assert j.spent() >= 0.003   # a create may be out: counted at its upper bound
+
+
+def test_a_replicate_create_cut_short_by_a_crash_is_found_and_resumed(tmp_path):
+    """The run died after Replicate made the prediction but before its id reached the journal
+    (state "sending"): the rerun lists recent predictions, finds the one with exactly this
+    input, and polls it — no second create, not written off. fal has no such listing here: its
+    job stays possibly charged."""
+    import shutil
+    import sqlite3
+
+    reqs = [{"id": "r1", "prompt": "a porcelain heron", "quality": "draft",
+             "model": "flux-schnell", "provider": "replicate", "seed": 5},
+            {"id": "f1", "prompt": "a porcelain heron", "quality": "draft",
+             "model": "flux-schnell", "provider": "fal", "seed": 5}]
+    db, out = tmp_path / "run.db", tmp_path / "out"
+    with simulate() as sim:
+        client = mg.Client(available=["fal", "replicate"])
+        t0 = time.time()
+        first = client.generate_many(reqs, journal=db, out=out, limits={})
+        assert first.counts() == {"done": 2}
+        shutil.rmtree(out)                      # nothing to adopt from disk
+        with sqlite3.connect(db) as con:        # as if the id never reached the journal
+            con.execute("DELETE FROM calls")
+            con.execute("DELETE FROM files")
+            con.execute("UPDATE jobs SET state='sending', entry=NULL, cost=NULL, updated=?",
+                        (t0 - 1,))
+        # A new process after the crash: a new client, which owns no prediction yet.
+        again = mg.Client(available=["fal", "replicate"]).generate_many(
+            reqs, journal=db, out=out, limits={})
+        by_id = {o.id: o for o in again}
+        assert by_id["r1"].status == "done" and by_id["r1"].resumed
+        assert by_id["f1"].status == "possibly_charged"
+        assert len(sim.requests("replicate", stage="create")) == 1
+        assert len(sim.requests("fal", stage="submit")) == 1

@@ -459,6 +459,14 @@ class Batch:
             # "submitted" before a plain call): neither came, so nothing was sent.
             self.journal.reset(job.id)
             return True
+        if state == "sending" and not record.calls and not record.possibly_charged \
+                and self._resume_ok and (found := self._look_up(job, record)) is not None:
+            job.resume = Resume(offer_key=found[0], request_id=found[1], chunk=0)
+            job.routed, job.offer_key = True, found[0]
+            job.provider, job.estimate = found[0].rsplit("@", 1)[-1], record.estimate
+            log.info("job %s: its create's answer was lost in the crash; found it as %s on "
+                     "%s, resumed", job.id, found[1], job.provider)
+            return True
         # Started (or submitted to a provider without resumable jobs) and no result recorded:
         # the provider may have billed it.
         if self.allow_double_payment:
@@ -494,6 +502,24 @@ class Batch:
         log.info("job %s: its images were already on disk with the journal's sha256; adopted",
                  job.id)
         return True
+
+    def _look_up(self, job: Job, record: JournalJob) -> tuple[str, str] | None:
+        """Ask the provider whether a create the crash cut short made a job (Replicate lists
+        its recent predictions: ``find_created``); (offer key, request id) when it did."""
+        key = record.offer_key
+        if not key or "@" not in key:
+            return None
+        try:
+            finder = getattr(self.client.provider(key.rsplit("@", 1)[1]), "find_created", None)
+            if finder is None:
+                return None
+            call = next((c.call for c in self.client.route(job.request).ranked if c.key == key),
+                        None)
+            rid = finder(call, since=record.updated) if call is not None else None
+        except Exception as exc:  # noqa: BLE001 - best effort: unknown stays possibly charged
+            log.info("job %s: looking its create up failed: %s", job.id, exc)
+            return None
+        return (key, str(rid)) if rid else None
 
     def _announces_sends(self, offer_key: str | None) -> bool:
         """False when the offer's provider runs plain calls, for which the engine emits

@@ -126,6 +126,7 @@ class JournalJob:
     error: dict[str, Any] | None = None
     entry: dict[str, Any] | None = None
     carried: float = 0.0
+    updated: float = 0.0  # when the row last changed (epoch seconds)
     calls: list[JournalCall] = field(default_factory=list)
     files: list[tuple[str, str]] = field(default_factory=list)  # (path, sha256 of the file)
 
@@ -295,12 +296,13 @@ class Journal:
     def jobs(self) -> list[JournalJob]:
         """Every job in the journal, in input order, with its calls and files."""
         rows = self._read("SELECT id, seq, request, state, offer_key, provider, estimate, cost, "
-                          "possibly_charged, error, entry, carried FROM jobs ORDER BY seq")
+                          "possibly_charged, error, entry, carried, updated FROM jobs ORDER BY seq")
         calls = self._read("SELECT job_id, chunk, offer_key, request_id, state, urls, sha256, "
                            "cost FROM calls ORDER BY rowid")
         files = self._read("SELECT job_id, path, sha256 FROM files ORDER BY job_id, idx")
         out = {r[0]: JournalJob(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6], r[7],
-                                bool(r[8]), _loads(r[9]), _loads(r[10]), r[11]) for r in rows}
+                                bool(r[8]), _loads(r[9]), _loads(r[10]), r[11], r[12])
+               for r in rows}
         for job_id, chunk, offer, rid, state, urls, sha, cost in calls:
             if job_id in out:
                 out[job_id].calls.append(JournalCall(chunk, offer, rid, state,
