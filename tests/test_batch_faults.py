@@ -217,3 +217,37 @@ def test_images_written_before_done_was_committed_are_adopted_not_bought_again(t
     manifest = _manifest(out)
     assert all(m["adopted"] and m["status"] == "skipped" for m in manifest)
     assert all(m["cost_usd"] and m["model"] for m in manifest)
+
+
+def test_a_binary_or_bom_jobs_file(tmp_path):
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
+    code, data = _cli("batch", str(jobs), "--out", str(tmp_path / "out"), "--simulate")
+    assert code == 2 and data["error"]["type"] == "InvalidRequest"
+    assert str(jobs) in data["error"]["message"]
+    jobs.write_bytes(b"\xef\xbb\xbf" + json.dumps({"prompt": "a kite"}).encode() + b"\n")
+    code, data = _cli("batch", str(jobs), "--out", str(tmp_path / "out"), "--simulate")
+    assert code == 0, data
+
+
+async def test_the_async_batch_stops_on_a_storage_error_too(tmp_path):
+    """agenerate_many: a stranger's file where an image goes raises StorageError once the
+    jobs in flight end; every job that ran is in the journal for the rerun."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a1-0.png").write_bytes(b"not ours")
+    reqs = [{"id": f"a{i}", "prompt": f"a lacquer box {i}", "quality": "draft",
+             "model": "flux-schnell", "provider": "fal", "seed": i} for i in range(4)]
+    with simulate() as sim:
+        async with mg.AsyncClient(available=["fal"]) as client:
+            seen = []
+            with pytest.raises(mg.StorageError):
+                async for o in client.agenerate_many(reqs, concurrency=1, out=out, limits={},
+                                                     journal=tmp_path / "run.db"):
+                    seen.append(o.status)
+            assert "done" in seen
+        (out / "a1-0.png").unlink()
+        again = mg.Client(available=["fal"]).generate_many(reqs, out=out, limits={},
+                                                           journal=tmp_path / "run.db")
+        assert all(o.ok for o in again)
+        assert len(sim.requests("fal", stage="submit")) == 4
