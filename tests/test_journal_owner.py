@@ -142,3 +142,20 @@ def test_a_real_run_refuses_a_simulated_journal_and_the_reverse(tmp_path):
     error = json.loads(output)["error"]
     assert error["type"] == "JournalError" and "real run" in error["message"]
     assert billed == 3
+
+
+def test_a_journal_whose_real_run_made_nothing_may_be_reused_with_simulate(tmp_path):
+    """A first real run without keys fails every job before anything is sent: the journal holds
+    nothing real, so trying the same command with --simulate is not refused."""
+    jobs = _jobs(tmp_path / "jobs.jsonl", 2)
+    base = ("batch", str(jobs), "--out", str(tmp_path / "out"),
+            "--journal", str(tmp_path / "run.db"), "--json")
+    env_keys = {k: os.environ.pop(k) for k in ("FAL_KEY", "REPLICATE_API_TOKEN", "OPENAI_API_KEY")
+                if k in os.environ}
+    try:
+        code, _ = _cli(*base)                      # no key: every job fails, nothing sent
+        assert code in (1, 2)
+    finally:
+        os.environ.update(env_keys)
+    code, output = _cli(*base, "--simulate", "--retry-failed")
+    assert code == 0, output

@@ -389,6 +389,10 @@ class Batch:
         if self.simulated is None:
             return
         recorded = self.journal.meta("simulated")
+        if recorded is not None and bool(recorded) != self.simulated and not any(
+                j.state not in ("pending", "failed") or j.possibly_charged or j.cost
+                for j in self.journal.jobs()):
+            recorded = None  # nothing was made or paid for under the other mode yet
         if recorded is not None and bool(recorded) != self.simulated:
             path = self.journal.path
             if recorded:
@@ -401,7 +405,7 @@ class Batch:
                         f"own --journal, or drop --simulate")
             raise JournalError(what + ".", path=str(path))
         if recorded is None:
-            self.journal.set_meta("simulated", self.simulated)
+            self.journal.set_meta("simulated", bool(self.simulated))
 
     def _from_journal(self, job: Job, record: JournalJob) -> bool:
         """Whether ``job`` still has to run, given what the journal says; sets ``job.resume``."""
