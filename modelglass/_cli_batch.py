@@ -26,6 +26,7 @@ from .errors import InvalidRequest, StorageError
 
 if TYPE_CHECKING:
     from .jobs._batch import Batch, BatchReport, JobOutcome
+    from .jobs._events import JobEvent
 
 __all__ = ["batch", "read_jobs", "register", "stopped_line"]
 
@@ -113,6 +114,7 @@ class _Progress:
         self.counts = {"done": 0, "failed": 0, "cached": 0, "skipped": 0, "undone": 0,
                        "possibly_charged": 0}
         self.batch: Batch | None = None
+        self.costs = 0.0
         self.budget = budget
         self.progress: Any = None
         if enabled:
@@ -142,11 +144,20 @@ class _Progress:
 
     def outcome(self, o: JobOutcome) -> None:
         self.counts[o.status] = self.counts.get(o.status, 0) + 1
+        self.costs += o.cost_usd or 0.0  # a running sum: no pass over every outcome per job
+        self._show(advance=1)
+
+    def event(self, e: JobEvent) -> None:
+        """Engine and batch events: a job starting to wait for a cooldown updates the line
+        (no outcome may come for a while)."""
+        if e.state == "waiting" and "cooldown" in (e.message or ""):
+            self._show(advance=0)
+
+    def _show(self, advance: int) -> None:
         if self.progress is None:
             return
         c = self.counts
-        spent = self.batch.budget.spent if self.batch and self.batch.budget else sum(
-            x.cost_usd or 0.0 for x in (self.batch.outcomes if self.batch else []))
+        spent = self.batch.budget.spent if self.batch and self.batch.budget else self.costs
         cooling = len(self.batch.parking) if self.batch is not None else 0
         money = (f"${spent:.2f}/${self.budget:.2f}" if self.budget is not None
                  else f"${spent:.2f}")
@@ -157,7 +168,7 @@ class _Progress:
                    if c["possibly_charged"] else "")
                 + (f" [blue]{cooling} waiting for a cooldown[/]" if cooling else "")
                 + f"  {money}")
-        self.progress.update(self.task, advance=1, line=line)
+        self.progress.update(self.task, advance=advance, line=line)
 
 
 _jobs_arg = typer.Argument(..., help="JSONL: one ImageRequest per line (plus an optional id).")
@@ -221,7 +232,8 @@ def batch(jobs_file: Path = _jobs_arg, out_dir: Path = _out_opt,
                       journal=journal, out=out_dir, cache=cache,
                       limits=load_limits(limits) if limits else None,
                       allow_double_payment=allow_double_payment, retry_failed=retry_failed,
-                      durable=durable, on_outcome=progress.outcome, simulated=simulate)
+                      durable=durable, on_outcome=progress.outcome, simulated=simulate,
+                      on_event=progress.event if not json_out else None)
             progress.batch = b
             with progress:
                 try:

@@ -65,3 +65,20 @@ def test_a_job_gives_up_waiting_at_its_deadline(tmp_path):
                  and "cooling down" in str(o.error)]
         assert later and all(o.status == "failed" for o in later)
         assert len(sim.requests("fal", stage="submit")) == 3  # the three that cooled it
+
+
+def test_the_progress_line_says_how_many_jobs_wait_for_a_cooldown(tmp_path):
+    from modelglass._cli_batch import _Progress
+    from modelglass.jobs._batch import Batch
+
+    with simulate():
+        batch = Batch(_client(), _reqs(2), limits={})
+        batch.parking.park(batch.prepare(route=False)[0], 30.0)
+        progress = _Progress(2, None, enabled=True)
+        progress.batch = batch
+        with progress:
+            progress.event(JobEvent("c0", "waiting", wait_s=30.0,
+                                    message="waiting for a cooldown: provider 'fal' is cooling"))
+            line = progress.progress.tasks[0].fields["line"]
+        batch.close()
+    assert "1 waiting for a cooldown" in line
