@@ -49,7 +49,7 @@ def test_two_processes_on_one_journal_never_pay_twice(tmp_path):
     """Two `modelglass batch` processes started together on one journal: one runs, the other
     is refused before it sends anything (exit 2, naming the holder); every job is paid once."""
     jobs = _jobs(tmp_path / "jobs.jsonl", 12)
-    with simulate(service_time=0.5, poll_interval=0.05) as sim:
+    with simulate(service_time=1.0, poll_interval=0.05) as sim:  # A runs >= 3 s
         cmd = [sys.executable, "-c", _MAIN, " ".join(sim._origins()), "batch", str(jobs),
                "--journal", str(tmp_path / "run.db"), "--json", "--concurrency", "4",
                "--assume-available", "fal"]
