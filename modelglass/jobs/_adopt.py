@@ -14,8 +14,10 @@ same prompt) is adopted as done.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
+import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,16 @@ from ._journal import Journal, JournalJob, file_sha256
 
 log = logging.getLogger("modelglass")
 
-__all__ = ["Adopted", "RepairReport", "adopt", "repair"]
+__all__ = ["Adopted", "RepairReport", "adopt", "repair", "safe_name"]
+
+
+def safe_name(job_id: str) -> str:
+    """The file stem of a job's images: its id, made safe for a file name (with a hash of the
+    id when it had to change, so two ids never share files)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", job_id).strip("._") or "job"
+    if name != job_id:  # two ids that sanitize alike must not share files
+        name += "-" + hashlib.sha256(job_id.encode()).hexdigest()[:8]
+    return name[:120]
 
 
 @dataclass

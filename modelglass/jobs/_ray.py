@@ -34,7 +34,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelglassError, OutcomeUnknown, ProviderUnavailable
-from ._batch import Batch, BatchReport, Job, JobOutcome, _error_dict, _error_from_dict
+from ._batch import Batch, BatchReport, Job, JobOutcome, _error_dict
+from ._reconcile import error_from_dict as _error_from_dict
 
 if TYPE_CHECKING:
     from ..result import ImageResult
