@@ -24,12 +24,14 @@ from .errors import (
     EmptyResult,
     GenerationTimeout,
     InvalidRequest,
+    JournalError,
     ModelglassError,
     NoEligibleModel,
     OutcomeUnknown,
     ProviderError,
     ProviderUnavailable,
     RateLimited,
+    StorageError,
 )
 from .plan import Planned, ProviderCall, plan_call
 from .request import ImageRequest, Quality, Sampler
@@ -69,6 +71,7 @@ __all__ = [
     "ImageRequest",
     "ImageResult",
     "InvalidRequest",
+    "JournalError",
     "LocalBackend",
     "ModelglassError",
     "NoEligibleModel",
@@ -85,6 +88,7 @@ __all__ = [
     "RoutingDecision",
     "Sampler",
     "Score",
+    "StorageError",
     "__version__",
     "compare",
     "evaluate",

@@ -10,6 +10,7 @@ by their provider request id, and nothing is paid for twice (see ``docs/batch.md
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -21,10 +22,11 @@ import typer
 
 from ._cli_policy import apply_policy, policy_opt
 from .cli import CatalogOpt, JsonOpt, _assume, _assume_opt, emit_json, err, friendly, out
-from .errors import InvalidRequest
+from .errors import InvalidRequest, StorageError
 
 if TYPE_CHECKING:
     from .jobs._batch import Batch, BatchReport, JobOutcome
+    from .jobs._events import JobEvent
 
 __all__ = ["batch", "read_jobs", "register", "stopped_line"]
 
@@ -112,6 +114,7 @@ class _Progress:
         self.counts = {"done": 0, "failed": 0, "cached": 0, "skipped": 0, "undone": 0,
                        "possibly_charged": 0}
         self.batch: Batch | None = None
+        self.costs = 0.0
         self.budget = budget
         self.progress: Any = None
         if enabled:
@@ -141,19 +144,31 @@ class _Progress:
 
     def outcome(self, o: JobOutcome) -> None:
         self.counts[o.status] = self.counts.get(o.status, 0) + 1
+        self.costs += o.cost_usd or 0.0  # a running sum: no pass over every outcome per job
+        self._show(advance=1)
+
+    def event(self, e: JobEvent) -> None:
+        """Engine and batch events: a job starting to wait for a cooldown updates the line
+        (no outcome may come for a while)."""
+        if e.state == "waiting" and "cooldown" in (e.message or ""):
+            self._show(advance=0)
+
+    def _show(self, advance: int) -> None:
         if self.progress is None:
             return
         c = self.counts
-        spent = self.batch.budget.spent if self.batch and self.batch.budget else sum(
-            x.cost_usd or 0.0 for x in (self.batch.outcomes if self.batch else []))
+        spent = self.batch.budget.spent if self.batch and self.batch.budget else self.costs
+        cooling = len(self.batch.parking) if self.batch is not None else 0
         money = (f"${spent:.2f}/${self.budget:.2f}" if self.budget is not None
                  else f"${spent:.2f}")
         line = (f"[green]{c['done'] + c['skipped']} done[/] [red]{c['failed']} failed[/] "
                 f"[cyan]{c['cached']} cached[/]"
                 + (f" [yellow]{c['undone']} undone[/]" if c["undone"] else "")
                 + (f" [magenta]{c['possibly_charged']} possibly charged[/]"
-                   if c["possibly_charged"] else "") + f"  {money}")
-        self.progress.update(self.task, advance=1, line=line)
+                   if c["possibly_charged"] else "")
+                + (f" [blue]{cooling} waiting for a cooldown[/]" if cooling else "")
+                + f"  {money}")
+        self.progress.update(self.task, advance=advance, line=line)
 
 
 _jobs_arg = typer.Argument(..., help="JSONL: one ImageRequest per line (plus an optional id).")
@@ -176,6 +191,8 @@ _retry_failed_opt = typer.Option(False, "--retry-failed", help="Run jobs that fa
                                  "earlier run again (those that cost nothing).")
 _durable_opt = typer.Option(False, "--durable", help="fsync the journal on every step "
                             "(survives power loss, slower).")
+_repair_opt = typer.Option(False, "--repair", help="Rebuild a damaged --journal from what can "
+                           "still be read in it and the images in --out, then stop.")
 _simulate_opt = typer.Option(False, "--simulate", help="Serve every job from the built-in "
                              "simulators: no keys, no cost.")
 
@@ -187,7 +204,8 @@ def batch(jobs_file: Path = _jobs_arg, out_dir: Path = _out_opt,
           address: str | None = _address_opt, cache: Path | None = _cache_opt,
           limits: Path | None = _limits_opt, allow_double_payment: bool = _double_opt,
           retry_failed: bool = _retry_failed_opt, durable: bool = _durable_opt,
-          simulate: bool = _simulate_opt, assume_available: str | None = _assume_opt,
+          simulate: bool = _simulate_opt, repair: bool = _repair_opt,
+          assume_available: str | None = _assume_opt,
           json_out: bool = JsonOpt, catalog: str | None = CatalogOpt,
           policy: str | None = policy_opt) -> None:
     """Run every job of JOBS_FILE with a progress bar; resumable with --journal."""
@@ -197,6 +215,9 @@ def batch(jobs_file: Path = _jobs_arg, out_dir: Path = _out_opt,
     read_jobs(jobs_file)  # every bad line reported before anything else is done
     if engine not in ("local", "ray"):
         raise typer.BadParameter(f"--engine must be local or ray, got {engine!r}")
+    if repair:
+        _repair(read_jobs(jobs_file), journal, out_dir, json_out)
+        return
     t0 = time.monotonic()
     with _maybe_simulate(simulate):
         client = _make_client(catalog, None, simulate, _assume(assume_available))
@@ -211,7 +232,8 @@ def batch(jobs_file: Path = _jobs_arg, out_dir: Path = _out_opt,
                       journal=journal, out=out_dir, cache=cache,
                       limits=load_limits(limits) if limits else None,
                       allow_double_payment=allow_double_payment, retry_failed=retry_failed,
-                      durable=durable, on_outcome=progress.outcome)
+                      durable=durable, on_outcome=progress.outcome, simulated=simulate,
+                      on_event=progress.event if not json_out else None)
             progress.batch = b
             with progress:
                 try:
@@ -225,6 +247,12 @@ def batch(jobs_file: Path = _jobs_arg, out_dir: Path = _out_opt,
                     if getattr(getattr(exc, "report", None), "stopped", None) is None:
                         raise
                     report = exc.report  # type: ignore[attr-defined]
+                except StorageError as exc:  # disk full and the like: nothing more was sent
+                    partial = getattr(exc, "report", None)
+                    if partial is not None:
+                        with contextlib.suppress(OSError):
+                            _write_manifest(partial, out_dir)
+                    raise
     manifest = _write_manifest(report, out_dir)
     data = {**report.summary(), "manifest": str(manifest), "out": str(out_dir),
             "journal": str(journal) if journal else None, "simulated": simulate,
@@ -270,6 +298,24 @@ def check_some_provider(client: Any) -> None:
     exc.hint = ("add --simulate to run every job against the built-in simulators (no keys, no "
                 "cost), or set FAL_KEY, OPENAI_API_KEY or REPLICATE_API_TOKEN")
     raise exc
+
+
+def _repair(requests: list[dict[str, Any]], journal: Path | None, out_dir: Path,
+            json_out: bool) -> None:
+    """``--repair``: rebuild the journal from what can be read and the images on disk."""
+    from .jobs._adopt import repair
+    from .jobs._batch import _request_json, _safe_name, job_ids
+
+    if journal is None:
+        raise InvalidRequest("--repair needs the --journal to rebuild", field="journal")
+    pairs = [(jid, json.loads(_request_json(req))) for jid, req in job_ids(requests)]
+    result = repair(journal, pairs, out_dir, {jid: _safe_name(jid) for jid, _ in pairs})
+    if json_out:
+        emit_json({"repaired": str(journal), "salvaged": result.salvaged,
+                   "adopted": result.adopted, "unknown": result.unknown,
+                   "moved_to": result.moved_to})
+    else:
+        out.print(result.line(), highlight=False, soft_wrap=True)
 
 
 def stopped_line(stopped: dict[str, list[str]], journal: Path | None) -> str:

@@ -18,6 +18,7 @@ import contextlib
 import contextvars
 import functools
 import ipaddress
+import logging
 import os
 import socket
 import threading
@@ -25,7 +26,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -43,6 +44,8 @@ __all__ = [
     "make_client",
     "origin",
     "peer_refused",
+    "public_url",
+    "redact_httpx_log",
     "refused",
     "trust_origin",
     "untrust_origin",
@@ -149,6 +152,62 @@ def host_of(url: str) -> str:
         return f"{host}:{parts.port}" if parts.port else host
     except ValueError:
         return "?"
+
+
+def public_url(url: str | None) -> str | None:
+    """``url`` as it may be written down, shown or logged: without its query, fragment and
+    credentials (a signed URL's token lives there); a ``data:`` URL as its header only.
+
+    >>> public_url("https://bucket.s3.amazonaws.com/a.png?X-Amz-Signature=abc#x")
+    'https://bucket.s3.amazonaws.com/a.png'
+    """
+    if url is None:
+        return None
+    if url.startswith("data:"):
+        return url.split(",", 1)[0] + ",…"
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rpartition("@")[2]
+    except ValueError:
+        return "?"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+# Our downloads mark their context so the filter on httpx's logger redacts their log lines only.
+_downloading: contextvars.ContextVar[bool] = contextvars.ContextVar("modelglass_downloading",
+                                                                     default=False)
+
+
+class _RedactOurDownloads(logging.Filter):
+    """On the ``httpx`` logger: the ``HTTP Request: GET <url> …`` line of a modelglass image
+    download loses the URL's query (a signed URL's token); other requests are left alone."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _downloading.get() and isinstance(record.args, tuple):
+            record.args = tuple(public_url(str(a)) if isinstance(a, httpx.URL) else a
+                                for a in record.args)
+        return True
+
+
+_redactor = _RedactOurDownloads()
+
+
+def redact_httpx_log() -> None:
+    """Install the filter on httpx's logger (once; idempotent)."""
+    logger = logging.getLogger("httpx")
+    if _redactor not in logger.filters:
+        logger.addFilter(_redactor)
+
+
+@contextlib.contextmanager
+def downloading() -> Iterator[None]:
+    """Mark the requests made inside as modelglass image downloads (see the filter above)."""
+    redact_httpx_log()
+    token = _downloading.set(True)
+    try:
+        yield
+    finally:
+        _downloading.reset(token)
 
 
 def refused(url: str, why: str, provider: str | None) -> ProviderError:

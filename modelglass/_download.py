@@ -50,12 +50,14 @@ from ._destination import (
     acheck_destination,
     check_destination,
     check_url,
+    downloading,
     forbidden_address,
     guarded,
     make_async_client,
     make_client,
     origin,
     peer_refused,
+    public_url,
     refused,
     trust_origin,
     untrust_origin,
@@ -601,7 +603,7 @@ class _Deflate:
 def _tag(err: BaseException, raw: RawImage) -> BaseException:
     """Name the image's URL on the error (an attribute, never the message: it may be signed)."""
     if isinstance(err, ModelglassError) and getattr(err, "url", None) is None:
-        err.url = raw.url  # type: ignore[attr-defined]
+        err.url = public_url(raw.url)  # type: ignore[attr-defined]
     return err
 
 
@@ -618,7 +620,7 @@ def download_failed(outcomes: Sequence[Fetched | BaseException], raws: Sequence[
         return None
     index, first = failed[0]
     fetched = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, Fetched)]
-    url = raws[index].url if index < len(raws) else None
+    url = public_url(raws[index].url) if index < len(raws) else None
     rid = f" (request {request_id})" if request_id else ""
     cost = f", which cost ${cost_usd:.4f}," if cost_usd is not None else ""
     kept = (f" The {len(fetched)} image(s) that did download are kept on this error "
@@ -672,7 +674,7 @@ def fetch(raw: RawImage, *, client: httpx.Client, timeout_s: float,
             return done
         dl = _Download(raw, provider=provider, timeout_s=timeout_s, max_bytes=max_bytes,
                        max_pixels=max_pixels)
-        with guarded(dl.guard):
+        with guarded(dl.guard), downloading():
             url: str | None = dl.url
             while url is not None:
                 check_destination(url, provider)
@@ -705,7 +707,7 @@ async def afetch(raw: RawImage, *, client: httpx.AsyncClient, timeout_s: float,
             return done
         dl = _Download(raw, provider=provider, timeout_s=timeout_s, max_bytes=max_bytes,
                        max_pixels=max_pixels)
-        with guarded(dl.guard):
+        with guarded(dl.guard), downloading():
             err: ProviderError | None = None
             try:
                 async with asyncio.timeout(dl.remaining()):

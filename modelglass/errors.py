@@ -7,6 +7,8 @@
     ├── NoEligibleModel         routing found nothing; carries why each candidate failed
     │   └── StrictRefused       strict mode refused the pinned offer (also an InvalidRequest)
     ├── BudgetExceeded          the estimate would pass a limit; nothing was sent
+    ├── StorageError            a batch's files cannot be written (disk full, a file in the way)
+    │   └── JournalError        the journal is held by another run, damaged, or of the other mode
     ├── ProviderUnavailable     no key / no client installed / no GPU / weights not present
     ├── ContentRejected         the provider refused the content (never retried)
     ├── ProviderError           the provider failed; ``retryable`` says whether another try may help
@@ -34,6 +36,7 @@ __all__ = [
     "EmptyResult",
     "GenerationTimeout",
     "InvalidRequest",
+    "JournalError",
     "ModelglassError",
     "NoEligibleModel",
     "OutcomeUnknown",
@@ -41,6 +44,7 @@ __all__ = [
     "ProviderError",
     "ProviderUnavailable",
     "RateLimited",
+    "StorageError",
     "StrictRefused",
 ]
 
@@ -168,6 +172,28 @@ class BudgetExceeded(ModelglassError):
         self.estimate_usd = estimate_usd
         self.limit_usd = limit_usd
         super().__init__(message)
+
+
+class StorageError(ModelglassError):
+    """A batch cannot write its files: the disk is full (or a file size limit was hit), a folder
+    is not writable, or a file stands where a folder must be. ``path`` names it. Raised before
+    anything more is sent; what was paid for is in the journal, and the same command resumes
+    once the cause is fixed."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class JournalError(StorageError):
+    """A batch journal cannot be used: another run holds it (``holder``: its pid, host and start
+    time), it is damaged or not a journal at all, it cannot be written, or it was written by a
+    simulated run and this one is real (or the reverse). The message says what to do."""
+
+    def __init__(self, message: str, *, path: str | None = None,
+                 holder: dict[str, Any] | None = None) -> None:
+        self.holder = holder
+        super().__init__(message, path=path)
 
 
 class ProviderUnavailable(ModelglassError):

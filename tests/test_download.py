@@ -397,7 +397,8 @@ def test_c2pa_check_is_quiet_on_non_images() -> None:
 def test_download_errors_carry_the_url_without_showing_it() -> None:
     with pytest.raises(EmptyResult) as info:
         fetch(RawImage(url=SIGNED), client=_serve(b"gone", "text/plain", 404), timeout_s=5)
-    assert info.value.url == SIGNED  # type: ignore[attr-defined]
+    # The URL without its signed query (issue 16: no token at rest, in errors or logs).
+    assert info.value.url == SIGNED.split("?")[0]  # type: ignore[attr-defined]
     assert "SECRET-SIGNATURE" not in str(info.value) and "SECRET" not in repr(info.value)
 
 
@@ -412,7 +413,8 @@ def test_download_failed_names_the_paid_call_and_keeps_what_was_fetched() -> Non
     err = download_failed([good, gone, good], raws, provider="fal", request_id="req-123",
                           cost_usd=0.075)
     assert isinstance(err, DownloadFailed) and not err.retryable
-    assert (err.request_id, err.cost_usd, err.index, err.url) == ("req-123", 0.075, 1, raws[1].url)
+    assert (err.request_id, err.cost_usd, err.index, err.url) == (
+        "req-123", 0.075, 1, "https://cdn.example.com/1.png")  # no signed query
     assert [i for i, _ in err.fetched] == [0, 2] and err.fetched[0][1] is good
     assert err.reason is gone and err.status == 404
     assert "req-123" in str(err) and "$0.0750" in str(err) and "sig=S1" not in str(err)

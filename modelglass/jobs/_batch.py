@@ -39,7 +39,6 @@ import inspect
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -48,10 +47,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..budget import Budget, Reservation
-from ..errors import BudgetExceeded, InvalidRequest, ModelglassError, OutcomeUnknown
+from ..errors import (
+    BudgetExceeded,
+    InvalidRequest,
+    ModelglassError,
+    OutcomeUnknown,
+    StorageError,
+)
 from ..request import ImageRequest
+from ._adopt import safe_name as _safe_name
 from ._events import JobEvent, Resume
-from ._schedule import Lease, ProviderLimit, Scheduler, load_limits
+from ._reconcile import JournalReconcile
+from ._reconcile import error_dict as _error_dict
+from ._schedule import Lease, ProviderLimit, Scheduler, load_limits, validate_limits
+from ._spill import spill
 
 if TYPE_CHECKING:
     from ..result import ImageResult
@@ -63,7 +72,7 @@ log = logging.getLogger("modelglass")
 __all__ = ["BatchReport", "JobOutcome", "ProviderLimit", "Scheduler", "load_limits"]
 
 Status = Literal["done", "cached", "skipped", "failed", "possibly_charged", "undone",
-                 "cancelled"]
+                 "cancelled", "cooling"]  # "cooling": parked for a cooldown, never reported
 Requests = Iterable[ImageRequest | Mapping[str, Any]]
 OnEvent = Callable[[JobEvent], None]
 
@@ -109,7 +118,8 @@ class JobOutcome:
         return {
             "id": self.id, "status": self.status,
             "model": r.model if r else None, "provider": r.provider if r else None,
-            "offer": (r.plan.offer.key if r and r.plan is not None else None),
+            "offer": (r.plan.offer.key if r and r.plan is not None
+                      else r.extra.get("offer") if r else None),
             "cost_usd": self.cost_usd,
             "seed": [i.seed for i in r.images] if r else None,
             "sha256": [i.sha256 for i in r.images] if r else [],
@@ -120,6 +130,7 @@ class JobOutcome:
             "resumed": self.resumed,
             "error": _error_dict(self.error),
             **checks,  # outcome checks, when the job ran any (in the journal's entry too)
+            **({"adopted": True} if self.entry is not None and self.entry.get("adopted") else {}),
         }
 
 
@@ -199,6 +210,7 @@ class Job:
     call: Any = None  # the first-ranked ProviderCall (for the cache)
     hold: Reservation | None = None
     routed: bool = False  # provider and estimate known (resumed jobs: from the journal)
+    cooling_since: float | None = None  # when it first waited for a cooldown
 
 
 def job_ids(requests: Requests) -> list[tuple[str, ImageRequest]]:
@@ -241,19 +253,10 @@ def _request_json(request: ImageRequest) -> str:
                       separators=(",", ":"), default=str)
 
 
-def _error_dict(exc: BaseException | None) -> dict[str, Any] | None:
-    if exc is None:
-        return None
-    out: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc).splitlines()[0][:500]}
-    for attr in ("request_id", "status", "retry_after", "estimate_usd", "cost_usd", "url"):
-        value = getattr(exc, attr, None)
-        if value is not None:
-            out[attr] = value
-    return out
 
 
 # -- the batch -----------------------------------------------------------------------------------
-class Batch:
+class Batch(JournalReconcile):
     """One run of a batch: its jobs, journal, budget, cache and where images go. The drivers
     below call :meth:`prepare`, then :meth:`run_one` / :meth:`arun_one` per job.
 
@@ -269,7 +272,9 @@ class Batch:
                  allow_double_payment: bool = False, retry_failed: bool = False,
                  durable: bool = False, on_event: OnEvent | None = None,
                  on_outcome: Callable[[JobOutcome], None] | None = None,
-                 check: Any = False, on_fail: str = "keep", max_check_retries: int = 1) -> None:
+                 check: Any = False, on_fail: str = "keep", max_check_retries: int = 1,
+                 simulated: bool | None = None) -> None:
+        from .._provenance import check_writable_folder
         from ..checks import checking_of
         from ._cache import ResultCache
         from ._journal import Journal
@@ -285,20 +290,29 @@ class Batch:
         if isinstance(budget, (int, float)):
             budget = Budget(float(budget))
         self.budget: Budget | None = budget if budget is not None else client.budget
+        if out is not None:
+            self.out: Path | None = Path(out)
+        elif journal is not None:
+            path = journal.path if isinstance(journal, Journal) else Path(journal)
+            self.out = path.with_name(path.name + ".images")
+        else:
+            self.out = None
+        if self.out is not None:  # before the journal is taken and anything is sent
+            check_writable_folder(self.out, option="out")
+        self.limits = validate_limits(limits) if limits is not None else load_limits()
         self._own_journal = journal is not None and not isinstance(journal, Journal)
         self.journal: Journal | None = (
             journal if journal is None or isinstance(journal, Journal)
             else Journal(journal, durable=durable))
-        if out is not None:
-            self.out: Path | None = Path(out)
-        elif self.journal is not None:
-            self.out = self.journal.path.with_name(self.journal.path.name + ".images")
-        else:
-            self.out = None
+        self.simulated = simulated
+        """Whether this run is simulated (the CLI's ``--simulate``): a journal written by a
+        simulated run is refused by a real one, and the reverse. None: not checked."""
+        self.broken: StorageError | None = None
+        """Set when the journal or the output folder cannot be written (disk full, …): no job
+        starts after it, and the driver raises it once the jobs in flight have ended."""
         self.cache: ResultCache | None = (
             None if cache is None or cache is False else ResultCache() if cache is True
             else cache if isinstance(cache, ResultCache) else ResultCache(cache))
-        self.limits = dict(limits) if limits is not None else load_limits()
         self.allow_double_payment = allow_double_payment
         self.retry_failed = retry_failed
         self.on_event = on_event
@@ -315,6 +329,12 @@ class Batch:
         """Set to stop the batch (Ctrl-C on the sync runner): no job starts, and jobs in flight
         are cancelled at their next wait."""
         self.still_running: set[str] = set()  # jobs the sync runner stopped waiting for
+        from ._cooling import Parking
+
+        self.parking = Parking()
+        """Jobs waiting for a provider's cooldown to end (see ._cooling); the drivers route
+        them again when it does."""
+        self._park_ok = True  # the Ray driver routes up front and does not park
         self.cancelled_ids: set[str] = set()  # jobs in flight that were cancelled
 
     # -- preparation ------------------------------------------------------------------------------
@@ -323,9 +343,16 @@ class Batch:
         to run, in input order. Jobs that need no run (done earlier, possibly charged,
         unroutable, cached) become outcomes. Without ``route``, :class:`Feed` routes each job
         just before the scheduler needs it."""
+        self._park_ok = not route
         pairs = job_ids(self.requests)
         records: dict[str, JournalJob] = {}
         if self.journal is not None:
+            self._check_mode()
+            if self._events_ok and self.journal.meta("marks_sends") is None \
+                    and not self.journal.jobs():
+                # A journal this version starts: "started" without "sending" means nothing
+                # went out (an older journal's "started" may hide a create).
+                self.journal.set_meta("marks_sends", True)
             records = self.journal.begin(
                 (jid, json.loads(_request_json(req))) for jid, req in pairs)
         jobs: list[Job] = []
@@ -347,88 +374,6 @@ class Batch:
                 self.budget.settle(held, prior)
         return jobs
 
-    def _from_journal(self, job: Job, record: JournalJob) -> bool:
-        """Whether ``job`` still has to run, given what the journal says; sets ``job.resume``."""
-        assert self.journal is not None
-        state = record.state
-        if state == "done":
-            problems = record.files_ok()
-            if not problems:
-                self._finish(JobOutcome(job.id, job.index, job.request, "skipped",
-                                        result=_result_from_files(record), cost_usd=record.cost,
-                                        files=[Path(p) for p, _ in record.files],
-                                        entry=record.entry))
-                return False
-            log.warning("job %s: %s", job.id, "; ".join(problems))
-            if not self.allow_double_payment:
-                err = OutcomeUnknown(
-                    f"job {job.id} was paid for (${record.cost or 0:.4f}) but its files changed "
-                    f"on disk ({'; '.join(problems)}); not sent again. Restore the files, or pass "
-                    f"allow_double_payment (--allow-double-payment) to pay for it again.")
-                self._finish(JobOutcome(job.id, job.index, job.request, "failed", error=err,
-                                        cost_usd=record.cost, entry=record.entry))
-                return False
-            self.journal.reset(job.id, carry=record.cost or 0.0)
-            return True
-        if state == "failed":
-            if (self.retry_failed and not record.possibly_charged) or (
-                    record.possibly_charged and self.allow_double_payment):
-                # What the earlier try may have cost stays counted against the budget.
-                carry = record.cost if record.cost is not None else (
-                    record.estimate or 0.0) if record.possibly_charged else 0.0
-                self.journal.reset(job.id, carry=carry)
-                return True
-            status: Status = "possibly_charged" if record.possibly_charged else "failed"
-            self._finish(JobOutcome(job.id, job.index, job.request, status,
-                                    error=_error_from_dict(record.error),
-                                    cost_usd=record.cost, entry=record.entry))
-            return False
-        if state == "pending":
-            return True
-        call = record.resumable_call()
-        if call is not None and self._resume_ok and not record.possibly_charged:
-            job.resume = Resume(offer_key=call.offer_key, request_id=call.request_id or "",
-                                chunk=call.chunk)
-            job.routed = True
-            job.offer_key = call.offer_key
-            job.provider = call.offer_key.rsplit("@", 1)[-1]
-            job.estimate = record.estimate
-            return True
-        if state == "started" and not record.calls and not record.possibly_charged \
-                and not self._announces_sends(record.offer_key):
-            # Its offer's provider has no resumable jobs, and the engine says "submitted" before
-            # it sends to one; none came, so nothing was sent.
-            self.journal.reset(job.id)
-            return True
-        # Started (or submitted to a provider without resumable jobs) and no result recorded:
-        # the provider may have billed it.
-        if self.allow_double_payment:
-            self.journal.reset(job.id, carry=record.estimate or 0.0)
-            return True
-        where = record.offer_key or "its first-ranked offer"
-        err = OutcomeUnknown(
-            f"job {job.id} was sent to {where} before the previous run stopped, and no result or "
-            f"resumable request id was recorded: it may have been charged (up to "
-            f"${record.estimate or 0:.4f}), so it was not sent again. Check the provider's "
-            f"dashboard; pass allow_double_payment (--allow-double-payment) to send it anyway.",
-            request_id=None)
-        self.journal.failed(job.id, error=_error_dict(err) or {}, possibly_charged=True)
-        self._finish(JobOutcome(job.id, job.index, job.request, "possibly_charged", error=err))
-        return False
-
-    def _announces_sends(self, offer_key: str | None) -> bool:
-        """False when the offer's provider runs plain calls, for which the engine emits
-        ``submitted`` *before* sending; True (a create may be out with no event yet) for
-        providers with resumable jobs, and whenever that cannot be told."""
-        if not offer_key or "@" not in offer_key or not self._events_ok:
-            return True
-        try:
-            from ._engine import _resumable
-
-            return bool(_resumable(self.client.provider(offer_key.rsplit("@", 1)[1])))
-        except Exception:  # noqa: BLE001 - unknown: assume a create may be out
-            return True
-
     def route_one(self, job: Job) -> JobOutcome | None:
         """Route ``job`` (first-choice provider and estimate, for the scheduler and the
         budget) and look it up in the cache; the job's outcome when it needs no run (it cannot
@@ -446,6 +391,19 @@ class Batch:
         except ModelglassError as exc:
             return self._fail_early(job, exc)
         if not decision.ranked:
+            from ..errors import NoEligibleModel
+            from ._cooling import cooling_reason
+
+            why = cooling_reason(decision.rejected)
+            if why is not None:
+                if (parked := self._park(job, why)) is not None:
+                    return parked
+                waited = time.monotonic() - (job.cooling_since or time.monotonic())
+                return self._fail_early(job, NoEligibleModel(
+                    f"no offer can serve job {job.id}: every eligible offer is cooling down "
+                    f"({why}); it waited {waited:.0f} s, up to its deadline. Run the batch again "
+                    f"later (with --journal it picks up where it stopped).",
+                    {r.offer_key: r.reason for r in decision.rejected}))
             try:  # why, and what to do (e.g. the key to set), not the axis's description
                 decision.require()
             except ModelglassError as exc:
@@ -471,15 +429,15 @@ class Batch:
     # -- one job ----------------------------------------------------------------------------------
     def _before(self, job: Job) -> tuple[Any, Lease | None, dict[str, Any]]:
         """The client, budget lease and keyword arguments for one job's ``generate``."""
+        if self.journal is not None:  # may raise (disk full): then nothing was sent
+            self.journal.started(job.id, offer_key=job.offer_key, provider=job.provider,
+                                 estimate=job.estimate)
         lease = None
         client = self.client
         if self.budget is not None:
             lease = Lease(self.budget, job.hold)
             client = copy.copy(self.client)
             client.budget = lease
-        if self.journal is not None:
-            self.journal.started(job.id, offer_key=job.offer_key, provider=job.provider,
-                                 estimate=job.estimate)
         kwargs: dict[str, Any] = {}
         if self._events_ok:
             kwargs["job_id"] = job.id
@@ -493,7 +451,11 @@ class Batch:
         if event.possibly_charged:
             self._maybe_charged.add(event.job_id)
         if self.journal is not None:
-            self.journal.record(event)
+            try:
+                self.journal.record(event)
+            except StorageError as exc:
+                self._break(exc)
+                raise
         if self.on_event is not None:
             self.on_event(event)
 
@@ -517,9 +479,43 @@ class Batch:
         if status == "done" and self.cache is not None and job.cache_key is not None \
                 and result.plan is not None and result.plan.offer.key == job.offer_key:
             self.cache.put(job.cache_key, result)
+        if files:  # on disk now: keep paths, not bytes (memory stays flat, see ._spill)
+            spill(result, [p for p, _ in files])
         return self._finish(outcome)
 
+    def _park(self, job: Job, why: str) -> JobOutcome | None:
+        """Park a job that sent nothing because every offer it may use is cooling down; None
+        when it has waited its deadline out (it fails then)."""
+        from ._cooling import COOLING_MAX_S, cooldown_left
+
+        if not self._park_ok:
+            return None
+        now = time.monotonic()
+        if job.cooling_since is None:
+            job.cooling_since = now
+        limit = getattr(self.client, "deadline_s", None) or COOLING_MAX_S
+        left = limit - (now - job.cooling_since)
+        if left <= 0:
+            return None
+        wait = min(cooldown_left(self.client), left)
+        job.routed, job.hold = False, None
+        self.parking.park(job, wait)
+        log.info("job %s waits %.1f s for a cooldown: %s", job.id, wait, why)
+        if self.on_event is not None:
+            self.on_event(JobEvent(job.id, "waiting", wait_s=wait,
+                                   message=f"waiting for a cooldown: {why}"))
+        return JobOutcome(job.id, job.index, job.request, "cooling")
+
     def _failed(self, job: Job, exc: ModelglassError) -> JobOutcome:
+        from ..errors import NoEligibleModel
+        from ._cooling import cooling_reason
+
+        if isinstance(exc, NoEligibleModel) and not getattr(exc, "attempts", None) \
+                and (why := cooling_reason(exc.rejected)) is not None \
+                and (parked := self._park(job, why)) is not None:
+            if self.journal is not None:
+                self.journal.reset(job.id)  # nothing was sent: pending if the run stops
+            return parked
         partial = getattr(exc, "partial", None)
         charged = bool(getattr(exc, "possibly_charged", False)) or isinstance(exc, OutcomeUnknown)
         cost = getattr(exc, "cost_usd", None)
@@ -537,6 +533,8 @@ class Batch:
             else:
                 self.journal.failed(job.id, error=_error_dict(exc) or {}, cost=cost,
                                     possibly_charged=charged, entry=outcome.manifest())
+        if partial is not None and files:
+            spill(partial, [p for p, _ in files])
         return self._finish(outcome)
 
     def _cancelled(self, job: Job, exc: BaseException | None = None) -> JobOutcome:
@@ -584,9 +582,30 @@ class Batch:
         saved = []
         stem = _safe_name(job.id)
         for img in result.images:
-            path = Path(img.save(self.out / f"{stem}-{img.index}.png"))
+            target = self.out / f"{stem}-{img.index}.png"
+            if target.exists() and _same_image(target, img.sha256):
+                saved.append((target, file_sha256(target)))  # written before a crash: adopt
+                continue
+            try:
+                path = Path(img.save(target))
+            except InvalidRequest:  # a file that is not this job's image is in the way
+                raise StorageError(
+                    f"{target} already exists and is not job {job.id}'s image (modelglass never "
+                    f"overwrites a file). Move it away and run the same command again: the job "
+                    f"is resumed by its provider request id where it has one, not bought again.",
+                    path=str(target)) from None
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot write {target}: {exc.strerror or exc} (the disk is full, a file "
+                    f"size limit was hit, or the folder is not writable). Nothing more is sent; "
+                    f"free some space and run the same command again: paid jobs are resumed or "
+                    f"adopted from disk, not bought again.", path=str(target)) from None
             saved.append((path, file_sha256(path)))
         return saved
+
+    def _ended(self, job: Job, status: Status, **fields: Any) -> JobOutcome:
+        """Record the outcome of a job that needs no run (from the journal)."""
+        return self._finish(JobOutcome(job.id, job.index, job.request, status, **fields))
 
     def _finish(self, outcome: JobOutcome) -> JobOutcome:
         with self._lock:
@@ -600,30 +619,69 @@ class Batch:
         stopped, the job is cancelled at its next wait (:data:`._drive.stop_event`)."""
         from ._drive import stop_event
 
-        if self.stop.is_set():  # stopped before this job began: it sent nothing
+        if self.stop.is_set() or self.broken is not None:  # it sent nothing
             self.release_hold(job)
             return self._finish(JobOutcome(job.id, job.index, job.request, "cancelled"))
-        client, lease, kwargs = self._before(job)
+        try:
+            client, lease, kwargs = self._before(job)
+        except StorageError as exc:
+            return self._unsaved(job, exc)
         token = stop_event.set(self.stop)
         try:
             result = client.generate(job.request, **kwargs)
         except ModelglassError as exc:
-            return self._failed(job, exc)
+            return self._guarded(job, exc, self._failed)
         except KeyboardInterrupt as exc:  # the batch was stopped: the engine cancelled the job
             return self._finish(self._cancelled(job, exc))
         finally:
             stop_event.reset(token)
             if lease is not None:
                 lease.close()
-        return self._succeeded(job, result)
+        return self._guarded(job, result, self._succeeded)
+
+    def _guarded(self, job: Job, value: Any, then: Callable[[Job, Any], JobOutcome]) -> JobOutcome:
+        """``then(job, value)``, turning a storage failure into the batch's stop."""
+        try:
+            return then(job, value)
+        except StorageError as exc:
+            return self._unsaved(job, exc, value)
+
+    def _break(self, exc: StorageError) -> None:
+        with self._lock:
+            if self.broken is None:
+                self.broken = exc
+                log.error("%s", exc)
+
+    def _unsaved(self, job: Job, exc: StorageError, value: Any = None) -> JobOutcome:
+        """The journal or the files could not be written: the batch stops starting jobs. A job
+        that got nothing sent is cancelled (it runs next time); one that ran keeps its result
+        in memory here, and the next run resumes it by its request id or adopts its files."""
+        self._break(exc)
+        from ..result import ImageResult
+
+        if value is None:  # before the job's lease took its hold
+            self.release_hold(job)
+            return self._finish(JobOutcome(job.id, job.index, job.request, "cancelled",
+                                           error=exc))
+        job.hold = None  # the job's lease settled or gave it back
+        result = value if isinstance(value, ImageResult) else getattr(value, "partial", None)
+        return self._finish(JobOutcome(job.id, job.index, job.request, "failed", result=result,
+                                       error=exc, cost_usd=getattr(value, "cost_usd", None),
+                                       resumed=job.resume is not None))
 
     async def arun_one(self, job: Job) -> JobOutcome:
         """Run one admitted job with the async client."""
-        client, lease, kwargs = self._before(job)
+        if self.broken is not None:
+            self.release_hold(job)
+            return self._finish(JobOutcome(job.id, job.index, job.request, "cancelled"))
+        try:
+            client, lease, kwargs = self._before(job)
+        except StorageError as exc:
+            return self._unsaved(job, exc)
         try:
             result = await client.generate(job.request, **kwargs)
         except ModelglassError as exc:
-            return self._failed(job, exc)
+            return self._guarded(job, exc, self._failed)
         except asyncio.CancelledError:
             self._cancelled(job)
             raise
@@ -634,8 +692,8 @@ class Batch:
             # Saving (provenance, file sha256) and the journal's commit off the event loop:
             # 14% less wall time for 512 journaled jobs here. A cancel now leaves the thread
             # to finish, so the journal still records the paid images it wrote.
-            return await asyncio.to_thread(self._succeeded, job, result)
-        return self._succeeded(job, result)
+            return await asyncio.to_thread(self._guarded, job, result, self._succeeded)
+        return self._guarded(job, result, self._succeeded)
 
     def scheduler(self, jobs: list[Job]) -> Scheduler:
         return Scheduler(jobs, concurrency=self.concurrency, limits=self.limits,
@@ -687,19 +745,30 @@ class Feed:
         """Route until ``ahead`` jobs are queued, and ``more`` beyond that (or none is left);
         once the budget stopped the batch, the jobs not yet routed are undone too."""
         done: list[JobOutcome] = []
+        self.todo.extendleft(reversed(self.batch.parking.due()))  # their cooldown ended
         while self.todo and self.sched.stopped is None and (
                 self.sched.pending < self.ahead or more > 0):
             job = self.todo.popleft()
             outcome = self.batch.route_one(job)
             if outcome is not None:
-                done.append(outcome)
+                if outcome.status != "cooling":  # parked: routed again when it ends
+                    done.append(outcome)
             else:
                 self.sched.add(job)
                 more -= 1
-        if self.sched.stopped is not None and self.todo:
+        if self.sched.stopped is not None and (self.todo or len(self.batch.parking)):
             self.sched.undone.extend(self.todo)
+            self.sched.undone.extend(self.batch.parking.drain())
             self.todo.clear()
         return done
+
+    def wake_in(self, wait_s: float | None) -> float | None:
+        """How long the driver may wait: until a rate limit frees a slot (``wait_s``) or a
+        parked job's cooldown ends, whichever is sooner (None: no timer)."""
+        parked = self.batch.parking.wake_in()
+        if parked is None:
+            return wait_s
+        return parked if wait_s is None else min(wait_s, parked)
 
 
 # -- drivers -------------------------------------------------------------------------------------
@@ -718,18 +787,24 @@ async def run_async(batch: Batch) -> AsyncIterator[JobOutcome]:
         tasks: dict[asyncio.Task[JobOutcome], Job] = {}
         try:
             while True:
-                for outcome in feed.top_up():
-                    yield outcome
-                job, wait_s = sched.next()
+                if batch.broken is not None:  # disk full or the like: start nothing more
+                    if not tasks:
+                        break
+                    job, wait_s = None, None
+                else:
+                    for outcome in feed.top_up():
+                        yield outcome
+                    job, wait_s = sched.next()
                 while job is not None:
                     task = asyncio.ensure_future(batch.arun_one(job))
                     task.add_done_callback(finished.put_nowait)
                     tasks[task] = job
                     job, wait_s = sched.next()
-                if feed.starved():
+                if batch.broken is None and feed.starved():
                     for outcome in feed.top_up(more=1):
                         yield outcome
                     continue
+                wait_s = feed.wake_in(wait_s)
                 if not tasks:
                     if feed.todo:
                         continue  # everything routed so far needed no run: route more
@@ -740,14 +815,21 @@ async def run_async(batch: Batch) -> AsyncIterator[JobOutcome]:
                 try:
                     task = await asyncio.wait_for(finished.get(), wait_s)
                 except TimeoutError:
-                    continue  # a per-minute slot freed up
+                    continue  # a per-minute slot freed up, or a cooldown ended
                 sched.finished(tasks.pop(task))
-                yield task.result()
+                if task.result().status != "cooling":
+                    yield task.result()
         finally:
             for task in tasks:
                 task.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+        if batch.broken is not None:
+            from ._sync import abandon
+
+            for outcome in abandon(batch, sched, feed):
+                yield outcome
+            raise batch.broken
         for outcome in batch.leftovers(sched):
             yield outcome
     finally:
@@ -762,52 +844,12 @@ def run_sync(batch: Batch) -> BatchReport:
     return run(batch)
 
 
-def _safe_name(job_id: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", job_id).strip("._") or "job"
-    if name != job_id:  # two ids that sanitize alike must not share files
-        name += "-" + hashlib.sha256(job_id.encode()).hexdigest()[:8]
-    return name[:120]
+def _same_image(path: Path, sha256: str) -> bool:
+    """Whether the image file at ``path`` carries provenance naming the provider bytes
+    ``sha256`` (this job's image, written before an earlier run stopped)."""
+    from .._provenance import read_metadata
 
-
-def _error_from_dict(data: dict[str, Any] | None,
-                     origin: str = "from the journal") -> ModelglassError:
-    from .. import errors
-
-    data = data or {}
-    cls = getattr(errors, str(data.get("type", "")), None)
-    message = f"({origin}) {data.get('message', 'failed')}"
-    if isinstance(cls, type) and issubclass(cls, ModelglassError):
-        try:
-            return cls(message)
-        except TypeError:
-            pass
-    return ModelglassError(message)
-
-
-def _result_from_files(record: JournalJob) -> ImageResult | None:
-    """An :class:`ImageResult` rebuilt from a done job's saved files and manifest entry."""
-    from ..checks import CheckResult
-    from ..result import Fate, FateKind, GeneratedImage, ImageResult
-
-    entry = record.entry or {}
-    images = []
-    seeds = entry.get("seed") or []
-    for i, (path, _sha) in enumerate(record.files):
-        data = Path(path).read_bytes()
-        import io
-
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as im:
-            width, height = im.size
-        images.append(GeneratedImage(data=data, mime="image/png", width=width, height=height,
-                                     seed=seeds[i] if i < len(seeds) else None, index=i,
-                                     simulated=bool(entry.get("simulated"))))
-    fates = [Fate(f["control"], FateKind(f["kind"]), f.get("requested"), f.get("applied"),
-                  f.get("reason", ""), f.get("delta")) for f in entry.get("fates", [])]
-    return ImageResult(images=images, model=entry.get("model") or "?",
-                       provider=entry.get("provider") or "?", cost_usd=record.cost,
-                       cost_is_estimate=False, latency_s=0.0, fates=fates,
-                       simulated=bool(entry.get("simulated")),
-                       extra={"from_journal": True, "job_id": record.id},
-                       checks=[CheckResult.from_dict(c) for c in entry.get("checks", [])])
+    try:
+        return bool(read_metadata(path).get("sha256") == sha256)
+    except (OSError, ValueError):
+        return False

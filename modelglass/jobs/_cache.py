@@ -10,16 +10,24 @@ key; the stored bytes are checked against their sha256 before they are returned.
 
 Layout, one folder per key: ``<dir>/<key[:2]>/<key>/<i>.img`` (the provider's bytes, unchanged)
 and ``meta.json`` (written last, through a rename, so a half-written entry is never a hit).
+The sha256 a hit is checked against comes from the cache's own index (``<dir>/index.db``,
+SQLite, written after the entry), not from ``meta.json`` next to the bytes: an entry whose
+bytes and sidecar were both changed is a miss. A hit's bytes also pass the full image check
+(:func:`~modelglass._download.verify_bytes`) before they are returned.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ..errors import ModelglassError
 
 if TYPE_CHECKING:
     from ..plan import ProviderCall
@@ -65,21 +73,26 @@ class ResultCache:
     def get(self, key: str, call: ProviderCall) -> ImageResult | None:
         """The stored result for ``key``, marked cached and free; None on a miss or when a
         stored file no longer matches its sha256."""
+        from .._download import verify_bytes
         from ..result import Fate, FateKind, GeneratedImage, ImageResult
 
         folder = self._folder(key)
+        indexed = self._indexed(key)
         try:
             meta = json.loads((folder / "meta.json").read_text())
+            if indexed is None or len(indexed) != len(meta["images"]):
+                return None
             images = []
             for i, info in enumerate(meta["images"]):
                 data = (folder / f"{i}.img").read_bytes()
-                if hashlib.sha256(data).hexdigest() != info["sha256"]:
+                if hashlib.sha256(data).hexdigest() != indexed[i] or info["sha256"] != indexed[i]:
                     return None
+                verify_bytes(data, info["mime"])
                 images.append(GeneratedImage(data=data, mime=info["mime"], width=info["width"],
                                              height=info["height"], seed=info["seed"], index=i,
                                              sha256=info["sha256"],
                                              simulated=info.get("simulated", False)))
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError, ModelglassError):
             return None
         fates = [Fate(f["control"], FateKind(f["kind"]), f.get("requested"), f.get("applied"),
                       f.get("reason", ""), f.get("delta")) for f in meta.get("fates", [])]
@@ -108,6 +121,32 @@ class ResultCache:
                            if k not in ("seed", "index", "sha256", "payload", "request_id")},
         }
         _atomic_write(folder / "meta.json", json.dumps(meta, default=str).encode())
+        self._index(key, [i.sha256 for i in result.images])
+
+    # -- the index: the sha256 a hit must match, kept apart from the entry ------------------------
+    def _db(self) -> sqlite3.Connection:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.directory / "index.db", timeout=30.0, isolation_level=None)
+        db.execute("CREATE TABLE IF NOT EXISTS images (key TEXT NOT NULL, idx INTEGER NOT NULL, "
+                   "sha256 TEXT NOT NULL, PRIMARY KEY (key, idx))")
+        return db
+
+    def _index(self, key: str, shas: list[str]) -> None:
+        with contextlib.closing(self._db()) as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM images WHERE key=?", (key,))
+            db.executemany("INSERT INTO images (key, idx, sha256) VALUES (?, ?, ?)",
+                           [(key, i, sha) for i, sha in enumerate(shas)])
+            db.execute("COMMIT")
+
+    def _indexed(self, key: str) -> list[str] | None:
+        try:
+            with contextlib.closing(self._db()) as db:
+                rows = db.execute("SELECT sha256 FROM images WHERE key=? ORDER BY idx",
+                                  (key,)).fetchall()
+        except (sqlite3.Error, OSError):
+            return None
+        return [r[0] for r in rows] or None
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

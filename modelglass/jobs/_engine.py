@@ -43,6 +43,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._destination import public_url
 from ..errors import DownloadFailed, ModelglassError, OutcomeUnknown
 from ..providers._common import Deadline, Sleep
 from ..result import Attempt, GeneratedImage, Missing
@@ -316,7 +317,8 @@ class Job:
             attempt.request_id = output.request_id or flight.request_id
             usd = self._charge(run, chunk, attempt, output)
             run.outputs.append(output)
-            attempt.urls = tuple(i.url for i in output.images if i.url)
+            # Without their query: a signed URL's token must not reach logs, files or errors.
+            attempt.urls = tuple(public_url(i.url) or "" for i in output.images if i.url)
             self.emit("generated", run, chunk=k, request_id=attempt.request_id,
                       urls=attempt.urls, cost_usd=usd)
             return output
@@ -349,6 +351,10 @@ class Job:
                 if isinstance(op, Sleep):
                     yield Wait(op.seconds)
                     continue
+                if not flight.sent and resume_id is None:
+                    # Before the create's first byte may leave: a journal that never saw this
+                    # knows nothing was sent (a crash before it is not a possible charge).
+                    self.emit("sending", run, chunk=flight.attempt.chunk)
                 flight.sent = True  # the first wire call of a new job is its create
                 try:
                     value = yield Wire(run.provider, op, deadline)
@@ -398,7 +404,8 @@ class Job:
         err = DownloadFailed(
             f"image {index} of {run.key} (request {output.request_id or 'without id'}) was paid "
             f"for but could not be had{how}: {self.owner._scrub(str(reason))}",
-            url=raw.url, request_id=output.request_id, cost_usd=attempt.cost_usd, index=index,
+            url=public_url(raw.url), request_id=output.request_id, cost_usd=attempt.cost_usd,
+            index=index,
             fetched=fetched, reason=reason, provider=run.call.provider,
             status=getattr(reason, "status", None))
         err.__cause__ = reason

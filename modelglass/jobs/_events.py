@@ -1,6 +1,7 @@
 """What a job tells the outside world: one event per state transition.
 
-A job moves pending → submitted (provider request id known) → generated (result URLs or
+A job moves pending → sending (a create with a request id to come is about to go out:
+emitted before its first byte may leave) → submitted (provider request id known) → generated (result URLs or
 bytes) → downloaded (sha256 of each image) → done, or to failed with a typed error.
 "waiting" reports a retry, Retry-After or poll wait; "checked" reports a try's outcome checks
 (``generate(check=...)``); both are progress only and are not persisted.
@@ -14,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-JobState = Literal["pending", "submitted", "generated", "downloaded", "done", "failed",
-                   "waiting", "checked"]
+JobState = Literal["pending", "sending", "submitted", "generated", "downloaded", "done",
+                   "failed", "waiting", "checked"]
 
 
 @dataclass(frozen=True)

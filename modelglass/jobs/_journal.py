@@ -25,6 +25,7 @@ may be called from worker threads (the sync runner) or the event loop (the async
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -36,12 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, JournalError
+from ._lock import JournalLock
 
 if TYPE_CHECKING:
     from ._events import JobEvent
 
-__all__ = ["Journal", "JournalJob", "file_sha256"]
+__all__ = ["Journal", "JournalJob", "file_sha256", "journal_error"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -81,7 +83,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
 #: Journal states, in the order a job moves through them (``failed`` may follow any).
-STATES = ("pending", "started", "submitted", "generated", "downloaded", "done", "failed")
+STATES = ("pending", "started", "sending", "submitted", "generated", "downloaded", "done",
+          "failed")
 _PERSISTED_EVENTS = {"submitted", "generated", "downloaded"}
 
 
@@ -123,6 +126,7 @@ class JournalJob:
     error: dict[str, Any] | None = None
     entry: dict[str, Any] | None = None
     carried: float = 0.0
+    updated: float = 0.0  # when the row last changed (epoch seconds)
     calls: list[JournalCall] = field(default_factory=list)
     files: list[tuple[str, str]] = field(default_factory=list)  # (path, sha256 of the file)
 
@@ -131,6 +135,16 @@ class JournalJob:
         open_calls = [c for c in self.calls
                       if c.request_id and c.state not in ("downloaded", "failed")]
         return open_calls[-1] if open_calls else None
+
+    def refetchable_call(self) -> JournalCall | None:
+        """The job's one call when its images were downloaded but the job never reached
+        ``done`` (its files could not be written): fetching that request's result again
+        costs nothing."""
+        live = [c for c in self.calls if c.state != "failed"]
+        if self.state != "done" and len(live) == 1 and live[0].request_id \
+                and live[0].state == "downloaded" and live[0].chunk == 0:
+            return live[0]
+        return None
 
     def files_ok(self) -> list[str]:
         """Problems with the saved files (missing, or sha256 differs); empty when all is well."""
@@ -151,18 +165,63 @@ class Journal:
     ...     jobs = j.begin([("a", {"prompt": "a red bicycle"})])
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, durable: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = False,
+                 lock: bool = True) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we write BEGIN/COMMIT ourselves, one transaction per transition.
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=30.0)
-        self._lock = threading.Lock()
         self.durable = durable
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-            self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        if self.path.is_dir():
+            raise JournalError(f"--journal {self.path} is a folder; name a file (it is created "
+                               f"if missing), e.g. {self.path / 'run.db'}", path=str(self.path))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalError(f"cannot create the journal's folder {self.path.parent}: "
+                               f"{exc.strerror}", path=str(self.path)) from None
+        # One owner per journal: the lock comes before the first read (see ._lock).
+        self._owner = JournalLock(self.path) if lock else None
+        if self._owner is not None:
+            self._owner.acquire()
+        try:
+            self._db = self._open()
+        except BaseException:
+            if self._owner is not None:
+                self._owner.release()
+            raise
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, check that the file is a sound journal, create or migrate the schema, and
+        make the files readable by their owner only (they name paid jobs and their ids)."""
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        try:
+            # isolation_level=None: we write BEGIN/COMMIT ourselves, one transaction per step.
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                 timeout=30.0)
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from None
+        try:
+            if not fresh:
+                _check_sound(db, self.path)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
+            # Each step touches a few pages; a small page cache keeps a long batch's memory
+            # flat (the default 2 MB grows with the journal, about 1 KB per job).
+            db.execute("PRAGMA cache_size=-256")
+            db.executescript(_SCHEMA)
+            _migrate(db)
+        except sqlite3.Error as exc:
+            db.close()
+            raise self._unusable(exc) from None
+        except BaseException:
+            db.close()
+            raise
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                os.chmod(f"{self.path}{suffix}", 0o600)
+        return db
+
+    def _unusable(self, exc: sqlite3.Error) -> JournalError:
+        return journal_error(self.path, exc, "open")
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r}, durable={self.durable})"
@@ -174,20 +233,39 @@ class Journal:
         self.close()
 
     def close(self) -> None:
-        """Close the database (checkpointing the WAL)."""
+        """Close the database (checkpointing the WAL) and give up the lock."""
         with self._lock:
-            self._db.close()
+            try:
+                self._db.close()
+            finally:
+                if self._owner is not None:
+                    self._owner.release()
+                    self._owner = None
 
     def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                for sql, args in statements:
-                    self._db.execute(sql, args)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for sql, args in statements:
+                        self._db.execute(sql, args)
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                raise journal_error(self.path, exc, "write") from None
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise journal_error(self.path, exc, "read") from None
 
     # -- setup ------------------------------------------------------------------------------------
     def begin(self, jobs: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, JournalJob]:
@@ -217,17 +295,14 @@ class Journal:
 
     def jobs(self) -> list[JournalJob]:
         """Every job in the journal, in input order, with its calls and files."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, seq, request, state, offer_key, provider, estimate, cost, "
-                "possibly_charged, error, entry, carried FROM jobs ORDER BY seq").fetchall()
-            calls = self._db.execute(
-                "SELECT job_id, chunk, offer_key, request_id, state, urls, sha256, cost "
-                "FROM calls ORDER BY rowid").fetchall()
-            files = self._db.execute(
-                "SELECT job_id, path, sha256 FROM files ORDER BY job_id, idx").fetchall()
+        rows = self._read("SELECT id, seq, request, state, offer_key, provider, estimate, cost, "
+                          "possibly_charged, error, entry, carried, updated FROM jobs ORDER BY seq")
+        calls = self._read("SELECT job_id, chunk, offer_key, request_id, state, urls, sha256, "
+                           "cost FROM calls ORDER BY rowid")
+        files = self._read("SELECT job_id, path, sha256 FROM files ORDER BY job_id, idx")
         out = {r[0]: JournalJob(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], r[6], r[7],
-                                bool(r[8]), _loads(r[9]), _loads(r[10]), r[11]) for r in rows}
+                                bool(r[8]), _loads(r[9]), _loads(r[10]), r[11], r[12])
+               for r in rows}
         for job_id, chunk, offer, rid, state, urls, sha, cost in calls:
             if job_id in out:
                 out[job_id].calls.append(JournalCall(chunk, offer, rid, state,
@@ -262,6 +337,19 @@ class Journal:
         """
         if event.state not in _PERSISTED_EVENTS:
             stmts: list[tuple[str, tuple[Any, ...]]] = []
+            if event.state == "sending":
+                # A create is about to go out (its id comes later): from here it may be billed.
+                stmts.append(("UPDATE jobs SET state='sending', offer_key=COALESCE(?, offer_key), "
+                              "provider=COALESCE(?, provider), updated=? WHERE id=? "
+                              "AND state='started'",
+                              (event.offer_key, event.provider, time.time(), event.job_id)))
+            if event.state == "waiting" and not event.possibly_charged:
+                # The engine waits to retry only after a try that was not billed (a 429, a
+                # refused connection, a 5xx on the create): until it sends again, nothing is out.
+                stmts.append(("UPDATE jobs SET state='started', updated=? WHERE id=? AND "
+                              "state='sending' AND possibly_charged=0 AND NOT EXISTS "
+                              "(SELECT 1 FROM calls WHERE calls.job_id=jobs.id)",
+                              (time.time(), event.job_id)))
             if event.state == "pending" and event.offer_key:
                 # The offer about to be tried: a restart needs it to tell "nothing was sent"
                 # (a provider that announces its send) from "a create may be out".
@@ -349,7 +437,7 @@ class Journal:
             total += job.carried
             if job.cost is not None:
                 total += job.cost
-            elif job.possibly_charged or job.state == "started":
+            elif job.possibly_charged or job.state in ("started", "sending"):
                 total += job.estimate or 0.0
         return total
 
@@ -360,9 +448,62 @@ class Journal:
 
     def meta(self, key: str, default: Any = None) -> Any:
         """A batch-wide setting stored with :meth:`set_meta`."""
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
+        rows = self._read("SELECT value FROM meta WHERE key=?", (key,))
+        return default if not rows else json.loads(rows[0][0])
+
+
+#: Columns added after the first release, by table: a journal written by an older version gets
+#: them on open (``ALTER TABLE … ADD COLUMN``). Later features add theirs here; queries name
+#: their columns, so a journal with columns this version does not know still works.
+COLUMNS: dict[str, dict[str, str]] = {"jobs": {}, "calls": {}, "files": {}}
+_TABLES = ("jobs", "calls", "files", "meta")
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    for table, columns in COLUMNS.items():
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for name, decl in columns.items():
+            if name not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+    db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('format', '1')")
+
+
+def _check_sound(db: sqlite3.Connection, path: Path) -> None:
+    """Raise when an existing file is not a sound modelglass journal: not SQLite, damaged
+    (``quick_check``), or a database of something else."""
+    result = db.execute("PRAGMA quick_check").fetchone()
+    if result is None or result[0] != "ok":
+        raise sqlite3.DatabaseError(f"database disk image is malformed ({result and result[0]})")
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if tables and "jobs" not in tables:
+        raise JournalError(
+            f"{path} is an SQLite database but not a modelglass journal (its tables: "
+            f"{', '.join(sorted(tables)[:5])}); name another --journal file", path=str(path))
+
+
+def journal_error(path: Path, exc: sqlite3.Error, doing: str) -> JournalError:
+    """A typed error for an SQLite failure on the journal ``path``, saying what to do."""
+    text = str(exc)
+    code = getattr(exc, "sqlite_errorcode", None)
+    full = "full" in text or code == 13 or "disk I/O" in text
+    if full and doing != "open":
+        return JournalError(
+            f"cannot write the journal {path}: {text} (the disk is full or a file size limit "
+            f"was hit). Nothing more was sent. Free some space and run the same command again: "
+            f"jobs already paid for are resumed or adopted from disk, not bought again.",
+            path=str(path))
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError) \
+            or "malformed" in text or "not a database" in text:
+        return JournalError(
+            f"the journal {path} is damaged or not a journal ({text}). Nothing was sent. Run "
+            f"`modelglass batch JOBS --journal {path} --repair` to rebuild it from the files on "
+            f"disk (the damaged file is kept as {path.name}.damaged), or name another --journal.",
+            path=str(path))
+    if "readonly" in text or "unable to open" in text or isinstance(exc, sqlite3.OperationalError):
+        return JournalError(
+            f"cannot {doing} the journal {path}: {text}. Check that it is a file you can write "
+            f"(and its folder too), or name another --journal.", path=str(path))
+    return JournalError(f"the journal {path} failed to {doing}: {text}", path=str(path))
 
 
 def _canonical(request: dict[str, Any]) -> str:

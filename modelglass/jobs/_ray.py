@@ -34,7 +34,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelglassError, OutcomeUnknown, ProviderUnavailable
-from ._batch import Batch, BatchReport, Job, JobOutcome, _error_dict, _error_from_dict
+from ._batch import Batch, BatchReport, Job, JobOutcome, _error_dict
+from ._reconcile import error_from_dict as _error_from_dict
 
 if TYPE_CHECKING:
     from ..result import ImageResult
@@ -213,7 +214,7 @@ class JournalRelay:
     def __init__(self, path: str, durable: bool) -> None:
         from ._journal import Journal
 
-        self.journal = Journal(path, durable=durable)
+        self.journal = Journal(path, durable=durable, lock=False)  # the driver holds the lock
 
     def record(self, event: JobEvent) -> None:
         self.journal.record(event)
@@ -247,18 +248,55 @@ def run_ray(batch: Batch, *, address: str | None = None, task_cpus: float = 0.25
     """Run ``batch`` on a Ray cluster (``address``: ``"auto"``, ``ray://host:10001``, or None to
     join/start one here). Local jobs go to ``local_workers`` :class:`LocalWorker` actors (default:
     one per GPU in the cluster) needing ``local_worker_gpus`` each."""
-    ray = _ray()
     started_here = False
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        started_here = True
     try:
+        ray = _ray()
+        if not ray.is_initialized():
+            _connect(ray, address)
+            started_here = True
         return _drive(ray, batch, task_cpus=task_cpus, local_workers=local_workers,
                       local_worker_gpus=local_worker_gpus, forward_env=forward_env)
     finally:
         batch.close()
         if started_here:
             ray.shutdown()
+
+
+#: How long ``run_ray`` tries to reach a cluster's address before it gives up.
+RAY_CONNECT_TIMEOUT_S = 10.0
+
+
+def _connect(ray: Any, address: str | None) -> None:
+    """``ray.init`` with a bounded wait: an explicit ``host:port`` (or ``ray://host:port``) is
+    probed first, so a dead host is a typed error in seconds instead of a hang."""
+    if address not in (None, "auto", "local"):
+        _probe(address)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+        raise ProviderUnavailable(
+            f"cannot join the Ray cluster at {address or 'a new local cluster'}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Start one with "
+            f"`ray start --head`, or check --address.", provider="ray") from None
+
+
+def _probe(address: str) -> None:
+    import socket
+
+    from ..errors import InvalidRequest
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        raise InvalidRequest(f"--address {address!r}: expected host:port, ray://host:port or "
+                             f"auto", field="address")
+    try:
+        socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ProviderUnavailable(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}; waited at most "
+            f"{RAY_CONNECT_TIMEOUT_S:g} s). Start it (`ray start --head`) or check --address; "
+            f"nothing was sent.", provider="ray") from None
 
 
 def _drive(ray: Any, batch: Batch, *, task_cpus: float, local_workers: int | None,

@@ -13,6 +13,7 @@ budget lease each job's engine sees.
 from __future__ import annotations
 
 import collections
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -26,7 +27,7 @@ from ..errors import BudgetExceeded, InvalidRequest
 if TYPE_CHECKING:
     from ._batch import Job
 
-__all__ = ["Lease", "ProviderLimit", "Scheduler", "load_limits"]
+__all__ = ["Lease", "ProviderLimit", "Scheduler", "load_limits", "validate_limits"]
 
 
 # -- limits --------------------------------------------------------------------------------------
@@ -37,6 +38,49 @@ class ProviderLimit:
 
     in_flight: int | None = None
     per_minute: float | None = None
+
+    def __post_init__(self) -> None:
+        in_flight, per_minute = self.in_flight, self.per_minute
+        if in_flight is not None and (isinstance(in_flight, bool)
+                                      or not isinstance(in_flight, int) or in_flight < 1):
+            raise InvalidRequest(f"in_flight must be a whole number of at least 1 (jobs at once), "
+                                 f"got {in_flight!r}; leave it out for no limit",
+                                 field="limits.in_flight")
+        if per_minute is not None and (isinstance(per_minute, bool)
+                                       or not isinstance(per_minute, (int, float))
+                                       or not 0 < per_minute < math.inf):
+            raise InvalidRequest(f"per_minute must be a number above 0 (job starts a minute), "
+                                 f"got {per_minute!r}; leave it out for no limit",
+                                 field="limits.per_minute")
+
+
+def validate_limits(limits: Mapping[str, Any], *,
+                    where: str = "limits") -> dict[str, ProviderLimit]:
+    """Per-provider limits from ``{provider: ProviderLimit | {in_flight, per_minute}}``, each
+    value checked (``in_flight`` ≥ 1, ``per_minute`` > 0); :class:`InvalidRequest` naming the
+    provider and key otherwise.
+
+    >>> validate_limits({"fal": {"in_flight": 2}})
+    {'fal': ProviderLimit(in_flight=2, per_minute=None)}
+    """
+    if not isinstance(limits, Mapping):
+        raise InvalidRequest(f"{where} must be a mapping of provider -> {{in_flight, "
+                             f"per_minute}}, got {type(limits).__name__}", field="limits")
+    out: dict[str, ProviderLimit] = {}
+    for provider, spec in limits.items():
+        if isinstance(spec, ProviderLimit):
+            out[str(provider)] = spec
+            continue
+        if not isinstance(spec, Mapping) or set(spec) - {"in_flight", "per_minute"}:
+            raise InvalidRequest(f"{where}: {provider}: expected a ProviderLimit or a mapping "
+                                 f"with in_flight and/or per_minute, got {spec!r}",
+                                 field=f"limits.{provider}")
+        try:
+            out[str(provider)] = ProviderLimit(spec.get("in_flight"), spec.get("per_minute"))
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"{where}: {provider}: {exc}",
+                                 field=f"limits.{provider}") from None
+    return out
 
 
 def load_limits(path: str | os.PathLike[str] | None = None) -> dict[str, ProviderLimit]:
@@ -55,18 +99,15 @@ def load_limits(path: str | os.PathLike[str] | None = None) -> dict[str, Provide
         path = Path(user_config_dir("modelglass")) / "limits.yaml"
         if not path.is_file():
             return {}
-    text = Path(path).read_text()
-    data = yaml.safe_load(text) or {}
-    if not isinstance(data, dict):
-        raise InvalidRequest(f"{path}: limits must be a mapping of provider -> "
-                             f"{{in_flight, per_minute}}", field="limits")
-    out: dict[str, ProviderLimit] = {}
-    for provider, spec in data.items():
-        if not isinstance(spec, dict) or set(spec) - {"in_flight", "per_minute"}:
-            raise InvalidRequest(f"{path}: {provider}: expected keys in_flight and/or per_minute, "
-                                 f"got {spec!r}", field=f"limits.{provider}")
-        out[str(provider)] = ProviderLimit(spec.get("in_flight"), spec.get("per_minute"))
-    return out
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        data = yaml.safe_load(text) or {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"cannot read the limits file {path}: "
+                             f"{getattr(exc, 'strerror', None) or exc}", field="limits") from None
+    except yaml.YAMLError as exc:
+        raise InvalidRequest(f"{path}: not valid YAML ({exc})", field="limits") from None
+    return validate_limits(data, where=str(path))
 
 
 # -- budget --------------------------------------------------------------------------------------

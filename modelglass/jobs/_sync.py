@@ -80,14 +80,20 @@ def _drive_threads(batch: Batch) -> Iterator[JobOutcome]:
                 while True:
                     if stop.is_set():
                         raise KeyboardInterrupt
-                    yield from feed.top_up()
-                    job, wait_s = sched.next()
+                    if batch.broken is not None:  # disk full or the like: start nothing more
+                        if not futures:
+                            break
+                        job, wait_s = None, None
+                    else:
+                        yield from feed.top_up()
+                        job, wait_s = sched.next()
                     while job is not None:
                         futures[pool.submit(batch.run_one, job)] = job
                         job, wait_s = sched.next()
-                    if feed.starved():
+                    if batch.broken is None and feed.starved():
                         yield from feed.top_up(more=1)
                         continue
+                    wait_s = feed.wake_in(wait_s)
                     if not futures:
                         if feed.todo:
                             continue  # everything routed so far needed no run: route more
@@ -99,7 +105,8 @@ def _drive_threads(batch: Batch) -> Iterator[JobOutcome]:
                                    else min(wait_s, _STOP_POLL_S), return_when=FIRST_COMPLETED)
                     for fut in done:
                         sched.finished(futures.pop(fut))
-                        yield fut.result()
+                        if fut.result().status != "cooling":  # parked: it runs again later
+                            yield fut.result()
             except KeyboardInterrupt as exc:
                 stop.set()
                 interrupted = exc
@@ -111,7 +118,29 @@ def _drive_threads(batch: Batch) -> Iterator[JobOutcome]:
         report.stopped = batch.stopped_ids()
         interrupted.report = report  # type: ignore[attr-defined]
         raise interrupted
+    if batch.broken is not None:
+        yield from abandon(batch, sched, feed)
+        broken = batch.broken
+        broken.report = batch.report()  # type: ignore[attr-defined]
+        raise broken
     yield from batch.leftovers(sched)
+
+
+def abandon(batch: Batch, sched: Scheduler, feed: Feed) -> Iterator[JobOutcome]:
+    """The jobs never started when the batch stopped early: ``cancelled`` (pending in the
+    journal for the next run), or ``undone`` where the budget had stopped it."""
+    for job in sched.undone:
+        yield batch._finish(JobOutcome(job.id, job.index, job.request, "undone",
+                                       error=sched.stopped))
+    sched.undone.clear()
+    queued = [j for q in sched.queues.values() for j in q] + list(feed.todo) \
+        + batch.parking.drain()
+    for q in sched.queues.values():
+        q.clear()
+    feed.todo.clear()
+    for job in sorted(queued, key=lambda j: j.index):
+        batch.release_hold(job)
+        yield batch._finish(JobOutcome(job.id, job.index, job.request, "cancelled"))
 
 
 def _stop_jobs(batch: Batch, futures: dict[Future[JobOutcome], Job], sched: Scheduler,
@@ -146,13 +175,7 @@ def _stop_jobs(batch: Batch, futures: dict[Future[JobOutcome], Job], sched: Sche
             f"job {job.id} was still running when the batch stopped (a call under way cannot "
             f"be cut short); the journal records how it ends, and the next run resumes it by "
             f"its request id or names it as possibly charged")))
-    for job in sched.undone:
-        yield batch._finish(JobOutcome(job.id, job.index, job.request, "undone",
-                                       error=sched.stopped))
-    queued = [j for q in sched.queues.values() for j in q] + list(feed.todo)
-    for job in sorted(queued, key=lambda j: j.index):
-        batch.release_hold(job)
-        yield batch._finish(JobOutcome(job.id, job.index, job.request, "cancelled"))
+    yield from abandon(batch, sched, feed)
 
 
 @contextlib.contextmanager

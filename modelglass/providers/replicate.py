@@ -378,6 +378,40 @@ class ReplicateProvider(Provider):
                 return min(matches, key=lambda p: _timestamp(p.get("created_at")) or 0.0)
         return None
 
+    def find_created(self, call: ProviderCall, *, since: float,
+                     timeout_s: float = 10.0) -> str | None:
+        """After a crash: the id of the prediction a create of ``call`` sent at or after
+        ``since`` (epoch seconds) made — same model or version, exactly the same input, not
+        owned by another call here, oldest first — or None when the listing shows none or
+        cannot be read. A batch resumes that prediction instead of naming its job possibly
+        charged."""
+        endpoint = call.offer.endpoint
+        model, _, version = endpoint.partition(":")
+        want = _canonical(call.payload)
+        wire = self._sync_wire()
+        try:
+            recent = wire.recent(timeout_s)
+        except Exception as exc:  # noqa: BLE001 - the lookup is best effort
+            log.info("replicate: listing predictions after a crash failed: %s",
+                     scrub(str(exc), self._secrets()))
+            return None
+        matches = []
+        for pred in recent:
+            if not _may_be(pred, model, version, since, self._claimed, self._claimed_lock):
+                continue
+            if pred.get("input") is None:
+                try:
+                    pred = wire.get_within(str(pred.get("id")), timeout_s)
+                except Exception:  # noqa: BLE001, S112 - the lookup is best effort
+                    continue
+            if _canonical(pred.get("input")) == want:
+                matches.append(pred)
+        if not matches:
+            return None
+        found = str(min(matches, key=lambda p: _timestamp(p.get("created_at")) or 0.0)["id"])
+        self._claim(found)
+        return found
+
     # -- parsing (pure) ---------------------------------------------------------------------------
     def _output(self, pred: Mapping[str, Any], call: ProviderCall, what: str, created_s: float,
                 deadline: Deadline) -> ProviderOutput:
@@ -502,6 +536,21 @@ class ReplicateProvider(Provider):
 
     def _make_async_wire(self) -> _AsyncWire:
         return _AsyncWire(self._client(True), self.cancel_timeout_s)
+
+
+def _may_be(pred: Mapping[str, Any], model: str, version: str, since: float,
+            claimed: Mapping[str, None], lock: Any) -> bool:
+    """Whether a listed prediction may be the one a create of ``model`` (or ``version``) sent at
+    ``since`` made: right model, created no earlier (30 s of clock skew allowed), unclaimed."""
+    with lock:
+        if str(pred.get("id")) in claimed:
+            return False
+    if version and pred.get("version") != version:
+        return False
+    if not version and pred.get("model") not in (model, None):
+        return False
+    created = _timestamp(pred.get("created_at"))
+    return not (created is not None and created < since - 30)
 
 
 def _canonical(value: Any) -> str:

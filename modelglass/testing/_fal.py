@@ -297,7 +297,7 @@ class FalApp(ProviderApp):
                                                   model=endpoint))
             images.append({"url": f"{self.queue_base}/files/{name}", "width": width,
                            "height": height, "content_type": f"image/{fmt}",
-                           "file_name": name})
+                           "file_name": name.split("?")[0]})
         return {"images": images, "timings": {"inference": round(self.state.service_time, 4)},
                 "seed": seed, "has_nsfw_concepts": [False] * n, "prompt": prompt}
 

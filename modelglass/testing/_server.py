@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import socket
 import ssl
@@ -134,6 +135,7 @@ class ProviderState:
         self.stop = stop
         self.faults = FaultBook()
         self.service_time = 0.0
+        self.sign_urls = False  # file URLs carry a signed query (X-Amz-Signature=…)
         self._billed = 0
         self._records: list[RecordedRequest] = []
         self._files: dict[str, FileSpec] = {}
@@ -161,10 +163,15 @@ class ProviderState:
             return list(self._records)
 
     def add_file(self, spec: FileSpec) -> str:
+        """Register a file; its name for a ``/files/`` URL, with a signed-URL query (as S3 or
+        Azure hand out) when :attr:`sign_urls` is on."""
         ext = "jpeg" if spec.fmt == "jpeg" else spec.fmt
         name = f"{secrets.token_hex(8)}.{ext}"
         with self._lock:
             self._files[name] = spec
+        if self.sign_urls:
+            return (f"{name}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=3600"
+                    f"&X-Amz-Signature={secrets.token_hex(32)}")
         return name
 
     def misspells(self, model: str, prompt: str, seed: int) -> bool:
@@ -181,6 +188,7 @@ class ProviderState:
             self._records.clear()
             self._billed = 0
         self.faults.clear()
+        self.sign_urls = False
 
     def sleep(self, seconds: float) -> bool:
         """Wait ``seconds`` unless the simulator stops first; True when it stopped."""
@@ -289,6 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
+        # The request line without its query: a signed URL's token is not logged here either.
+        args = tuple(re.sub(r"\?[^\s\"]*", "", a) if isinstance(a, str) else a for a in args)
         logger.debug("simulator %s: " + format, self.server.app.provider, *args)
 
     def do_GET(self) -> None:

@@ -282,6 +282,12 @@ class Simulator:
         if provider is None:
             self._text_accuracy.clear()
 
+    def sign_urls(self, on: bool = True) -> None:
+        """Give every image URL a signed query (``?X-Amz-…&X-Amz-Signature=…``), as S3 or
+        Azure blob URLs carry, to check that no token is written or logged anywhere."""
+        for state in self._states.values():
+            state.sign_urls = on
+
     def service_time(self, provider: Provider, seconds: float | None = None) -> float:
         """Get, or set with ``seconds``, how long one generation takes on ``provider``.
 
