@@ -71,6 +71,12 @@ def error_dict(exc: ModelglassError) -> dict[str, Any]:
     return data
 
 
+def _needs_key(provider: str | None) -> bool:
+    from .providers import PROVIDER_CLASSES, provider_class
+
+    return provider in PROVIDER_CLASSES and bool(provider_class(provider).env_keys)
+
+
 def _keys_set() -> bool:
     import os
 
@@ -87,8 +93,9 @@ def _hint(exc: ModelglassError) -> str | None:
     if exc.hint:
         return exc.hint
     text = str(exc)
+    # the no-keys hint only where a keyed provider (not Ray, say) was what was missing
     if isinstance(exc, NoEligibleModel | ProviderUnavailable) and not _keys_set() and (
-            isinstance(exc, ProviderUnavailable) or "availability" in text):
+            _needs_key(getattr(exc, "provider", None)) or "availability" in text):
         return _NO_KEYS
     if exit_code(exc) != EXIT_USER:
         return None

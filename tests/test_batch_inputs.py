@@ -81,7 +81,9 @@ def test_a_ray_address_nothing_answers_is_a_typed_error_not_a_hang(tmp_path):
     r = CliRunner().invoke(app, ["batch", str(jobs), "--out", str(tmp_path / "out"), "--engine",
                                  "ray", "--address", "127.0.0.1:1", "--json",
                                  "--assume-available", "fal"])
-    assert r.exit_code == 2 and json.loads(r.stdout)["error"]["type"] == "ProviderUnavailable"
+    err = json.loads(r.stdout)["error"]
+    assert r.exit_code == 2 and err["type"] == "ProviderUnavailable"
+    assert "ray start" in err["hint"] or "--simulate" not in (err.get("hint") or "")  # not a key
     r = CliRunner().invoke(app, ["batch", str(jobs), "--out", str(tmp_path / "out"), "--engine",
                                  "ray", "--address", "no-port-here", "--json",
                                  "--assume-available", "fal"])
