@@ -195,6 +195,12 @@ _repair_opt = typer.Option(False, "--repair", help="Rebuild a damaged --journal 
                            "still be read in it and the images in --out, then stop.")
 _simulate_opt = typer.Option(False, "--simulate", help="Serve every job from the built-in "
                              "simulators: no keys, no cost.")
+_batch_check_opt = typer.Option(False, "--check", help="Check each image (the prompt's quoted "
+                                "text or the job's expect_text read back by OCR, blank images, "
+                                "duplicates); the verdicts go to the manifest and the journal.")
+_batch_on_fail_opt = typer.Option("keep", "--on-fail", help="When a check fails: keep, retry (a "
+                                  "new seed, paid again) or escalate (the next ranked offer, paid "
+                                  "again); implies --check.")
 
 
 @friendly
@@ -205,6 +211,7 @@ def batch(jobs_file: Path = _jobs_arg, out_dir: Path = _out_opt,
           limits: Path | None = _limits_opt, allow_double_payment: bool = _double_opt,
           retry_failed: bool = _retry_failed_opt, durable: bool = _durable_opt,
           simulate: bool = _simulate_opt, repair: bool = _repair_opt,
+          check: bool = _batch_check_opt, on_fail: str = _batch_on_fail_opt,
           assume_available: str | None = _assume_opt,
           json_out: bool = JsonOpt, catalog: str | None = CatalogOpt,
           policy: str | None = policy_opt) -> None:
@@ -215,6 +222,10 @@ def batch(jobs_file: Path = _jobs_arg, out_dir: Path = _out_opt,
     read_jobs(jobs_file)  # every bad line reported before anything else is done
     if engine not in ("local", "ray"):
         raise typer.BadParameter(f"--engine must be local or ray, got {engine!r}")
+    check = check or on_fail != "keep"
+    if check and engine == "ray":
+        raise InvalidRequest("--check runs on --engine local only (the Ray workers do not run "
+                             "outcome checks yet); drop --check or --engine ray", field="check")
     if repair:
         _repair(read_jobs(jobs_file), journal, out_dir, json_out)
         return
@@ -233,6 +244,7 @@ def batch(jobs_file: Path = _jobs_arg, out_dir: Path = _out_opt,
                       limits=load_limits(limits) if limits else None,
                       allow_double_payment=allow_double_payment, retry_failed=retry_failed,
                       durable=durable, on_outcome=progress.outcome, simulated=simulate,
+                      check=check, on_fail=on_fail,
                       on_event=progress.event if not json_out else None)
             progress.batch = b
             with progress:

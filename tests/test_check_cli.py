@@ -41,3 +41,26 @@ def test_a_bad_on_fail_is_refused_before_anything_is_sent(tmp_path: Path) -> Non
                             "--out", str(tmp_path)])
     assert r.exit_code == 2 and "on_fail" in r.output
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_batch_check_writes_each_jobs_verdicts_to_the_manifest(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"id": "sign", "prompt": SIGN, "quality": "draft", "seed": 5})
+                    + "\n" + json.dumps({"id": "other", "prompt": SIGN, "quality": "draft",
+                                         "seed": 5, "expect_text": "CLOSED"}) + "\n")
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["batch", str(jobs), "--simulate", "--check", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = {j["id"]: j for j in map(json.loads, (out / "manifest.jsonl").read_text().splitlines())}
+    verdicts = {i: [c["verdict"] for c in row["checks"] if c["name"] == "text"]
+                for i, row in rows.items()}
+    assert verdicts == {"sign": ["pass"], "other": ["fail"]}
+
+
+def test_batch_check_on_ray_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"prompt": SIGN, "quality": "draft"}) + "\n")
+    r = runner.invoke(app, ["batch", str(jobs), "--simulate", "--check", "--engine", "ray",
+                            "--out", str(tmp_path / "out"), "--json"])
+    assert r.exit_code == 2 and json.loads(r.stdout)["error"]["field"] == "check"
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.png"))
