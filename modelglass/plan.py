@@ -287,8 +287,7 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     or dropped, naming each one and what the offer allows instead.
     """
     _refuse_retired(offer, today)
-    from ._wire_fit import fit_call, images_per_call, schema_of
-    from ._wire_fit import seed_max as _seed_max
+    from ._wire_fit import images_per_call, schema_of
 
     schema = schema_of(offer)  # the endpoint's published input schema (catalog/schemas)
     c = offer.controls
@@ -297,7 +296,57 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     quality = str(request.quality)
     options = dict(request.provider_options.get(offer.provider, {}))
 
-    # prompt
+    prompt = _plan_prompt(request, offer, fates)
+    guidance, kind = _plan_cfg(request, offer, fates)
+    negative, true_cfg = _plan_negative(request, offer, fates, guidance, kind)
+    steps = _plan_steps(request, offer, fates)
+    n = request.n
+    seeds, seed_drawn = _plan_seeds(request, offer, schema, fates, rng)
+
+    # geometry
+    width, height, ratio, upscale = _plan_geometry(request, offer, fates, quality)
+
+    # n: split by the offer's images-per-call limit; the client loops over the chunks
+    per_call = images_per_call(offer, schema, c.max_images_per_call or 1)
+    chunks = [min(per_call, n - i) for i in range(0, n, per_call)]
+    if request.n != 1:
+        if len(chunks) == 1:
+            fates["n"] = Fate("n", FateKind.honored, n, n)
+        else:
+            fates["n"] = Fate("n", FateKind.mapped, n, chunks,
+                              f"{offer.key} makes at most {per_call} per call; split into "
+                              f"{len(chunks)} calls")
+
+    sampler = _plan_sampler(request, offer, fates)
+
+    # provider quality tier (priced per tier)
+    price = offer.offer.price
+    tier = None
+    if price.kind in (PriceKind.per_tier, PriceKind.per_token):
+        tier = options.pop("quality", None) or (price.tier_for_quality or {}).get(quality) \
+            or price.default_tier or next(iter(price.tiers or price.output_tokens or {"": {}}))
+    output_format = str(options.pop("output_format", "png"))
+
+    planned = Planned(prompt=prompt, width=width, height=height, n=n, negative_prompt=negative,
+                      guidance=guidance, true_cfg=true_cfg, steps=steps, seeds=seeds,
+                      sampler=sampler, aspect_ratio=ratio, tier=tier, output_format=output_format,
+                      options=options, quality=quality)
+    estimate = _plan_estimate(offer, planned, provider)
+    payload, planned, estimate = _plan_payload(request, offer, schema, planned, chunks, fates,
+                                               notes, estimate, provider)
+
+    ordered = [fates[k] for k in request.requested_controls() if k in fates]
+    if request.strict:
+        _refuse_unfaithful(offer, ordered)
+    return ProviderCall(request=request, offer=offer, planned=planned, payload=payload,
+                        fates=ordered, estimate=estimate, seed_drawn=seed_drawn, chunks=chunks,
+                        upscale=upscale, notes=notes)
+
+
+def _plan_prompt(request: ImageRequest, offer: OfferView, fates: dict[str, Fate]) -> str:
+    """The prompt, cut to the offer's character limit (approximated) or checked against its
+    text encoder's window."""
+    c = offer.controls
     prompt = request.prompt
     if c.max_prompt_chars and len(prompt) > c.max_prompt_chars:
         fates["prompt"] = Fate("prompt", FateKind.approximated, len(prompt), c.max_prompt_chars,
@@ -307,8 +356,13 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     else:
         fates["prompt"] = (_encoder_fate(prompt, offer)
                            or Fate("prompt", FateKind.honored, None, None))
+    return prompt
 
-    # guidance (cfg) and negative prompt
+
+def _plan_cfg(request: ImageRequest, offer: OfferView,
+              fates: dict[str, Fate]) -> tuple[float | None, GuidanceKind]:
+    """The guidance scale to send (the offer's default, or ``cfg`` clamped) and its kind."""
+    c = offer.controls
     g = c.guidance
     kind = g.kind if g else GuidanceKind.none
     guidance: float | None = None
@@ -336,7 +390,14 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
                                     f"{offer.key} takes guidance {g.min:g}..{g.max:g}",
                                     f"clamped from {request.cfg:g} to {value:g}")
             guidance = value
+    return guidance, kind
 
+
+def _plan_negative(request: ImageRequest, offer: OfferView, fates: dict[str, Fate],
+                   guidance: float | None,
+                   kind: GuidanceKind) -> tuple[str | None, float | None]:
+    """The negative prompt to send, and the true-CFG scale when the offer needs a second pass."""
+    c = offer.controls
     negative: str | None = None
     true_cfg: float | None = None
     if request.negative_prompt is not None:
@@ -363,10 +424,13 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
                    else f"{offer.key} is not known to accept a negative prompt")
             fates["negative_prompt"] = Fate("negative_prompt", FateKind.dropped,
                                             request.negative_prompt, None, why)
+    return negative, true_cfg
 
-    # steps
+
+def _plan_steps(request: ImageRequest, offer: OfferView, fates: dict[str, Fate]) -> int | None:
+    """The number of steps to send: the offer's default, or ``steps`` clamped to its range."""
     steps: int | None = None
-    s = c.steps
+    s = offer.controls.steps
     if s is not None and s.default is not None:
         steps = int(s.default)
     if request.steps is not None:
@@ -383,8 +447,16 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
                                       f"{offer.key} takes {s.min:g}..{s.max:g} steps",
                                       f"clamped from {request.steps} to {value}")
             steps = value
+    return steps
 
-    # seeds: image i gets seed + i
+
+def _plan_seeds(request: ImageRequest, offer: OfferView, schema: Any, fates: dict[str, Fate],
+                rng: random.Random | None) -> tuple[tuple[int, ...] | None, bool]:
+    """Image i's seed is seed + i (drawn when not given, wrapped to the schema's range); and
+    whether the seed was drawn."""
+    from ._wire_fit import seed_max as _seed_max
+
+    c = offer.controls
     seeds: tuple[int, ...] | None = None
     seed_drawn = False
     n = request.n
@@ -406,22 +478,12 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
         why = ("the provider has no seed parameter, so results are not reproducible"
                if c.seed is False else "seed support on this offer is unverified; not sent")
         fates["seed"] = Fate("seed", FateKind.dropped, request.seed, None, why)
+    return seeds, seed_drawn
 
-    # geometry
-    width, height, ratio, upscale = _plan_geometry(request, offer, fates, quality)
 
-    # n: split by the offer's images-per-call limit; the client loops over the chunks
-    per_call = images_per_call(offer, schema, c.max_images_per_call or 1)
-    chunks = [min(per_call, n - i) for i in range(0, n, per_call)]
-    if request.n != 1:
-        if len(chunks) == 1:
-            fates["n"] = Fate("n", FateKind.honored, n, n)
-        else:
-            fates["n"] = Fate("n", FateKind.mapped, n, chunks,
-                              f"{offer.key} makes at most {per_call} per call; split into "
-                              f"{len(chunks)} calls")
-
-    # sampler
+def _plan_sampler(request: ImageRequest, offer: OfferView, fates: dict[str, Fate]) -> str | None:
+    """The unified sampler name, when the offer lists it."""
+    c = offer.controls
     sampler: str | None = None
     if request.sampler is not None:
         wanted = request.sampler.value
@@ -432,34 +494,39 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
             why = (f"not available on {offer.key} (available: {', '.join(c.samplers)})" if c.samplers
                    else f"{offer.key} does not let the caller choose a sampler")
             fates["sampler"] = Fate("sampler", FateKind.dropped, wanted, None, why)
+    return sampler
 
-    # provider quality tier (priced per tier)
+
+def _plan_estimate(offer: OfferView, planned: Planned, provider: Provider | None) -> CostEstimate:
+    """The cost of the whole call (the provider's estimate first), doubled for a true-CFG pass
+    on GPU-second prices."""
+    width, height, n, steps = planned.width, planned.height, planned.n, planned.steps
     price = offer.offer.price
-    tier = None
-    if price.kind in (PriceKind.per_tier, PriceKind.per_token):
-        tier = options.pop("quality", None) or (price.tier_for_quality or {}).get(quality) \
-            or price.default_tier or next(iter(price.tiers or price.output_tokens or {"": {}}))
-    output_format = str(options.pop("output_format", "png"))
-
-    planned = Planned(prompt=prompt, width=width, height=height, n=n, negative_prompt=negative,
-                      guidance=guidance, true_cfg=true_cfg, steps=steps, seeds=seeds,
-                      sampler=sampler, aspect_ratio=ratio, tier=tier, output_format=output_format,
-                      options=options, quality=quality)
-
-    # cost
     estimate = provider.cost_estimate(offer, width, height, n, steps) if provider else None
     if estimate is None:
-        estimate = offer.estimate_cost(width, height, n, steps=steps, quality=quality, tier=tier,
-                                       prompt=prompt)
-    if true_cfg is not None and estimate.usd is not None and price.kind is PriceKind.gpu_seconds:
+        estimate = offer.estimate_cost(width, height, n, steps=steps, quality=planned.quality,
+                                       tier=planned.tier, prompt=planned.prompt)
+    if planned.true_cfg is not None and estimate.usd is not None \
+            and price.kind is PriceKind.gpu_seconds:
         from .catalog import CostEstimate
 
         estimate = CostEstimate(estimate.usd * 2, (estimate.per_image_usd or 0) * 2,
                                 estimate.basis + " × 2 (true-CFG second pass)", estimate.approximate,
                                 estimate.tier, max_usd=(estimate.max_usd or estimate.usd) * 2,
                                 offer=estimate.offer)
+    return estimate
 
-    # payload, in the provider's own names, for the first chunk
+
+def _plan_payload(request: ImageRequest, offer: OfferView, schema: Any, planned: Planned,
+                  chunks: list[int], fates: dict[str, Fate], notes: list[str],
+                  estimate: CostEstimate,
+                  provider: Provider | None) -> tuple[dict[str, Any], Planned, CostEstimate]:
+    """The payload, in the provider's own names, for the first chunk; fitted to the endpoint's
+    schema (which may move the size, and so the estimate)."""
+    from ._wire_fit import fit_call
+
+    width, height, n, steps = planned.width, planned.height, planned.n, planned.steps
+    quality, tier, prompt = planned.quality, planned.tier, planned.prompt
     builder = provider or _payload_provider(offer.provider)
     if builder is not None:
         payload, overrides = builder.build_payload(planned.chunk(0, chunks[0]), offer)
@@ -478,19 +545,18 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     else:
         payload = {"prompt": prompt, "width": width, "height": height, "n": chunks[0]}
         notes.append(f"provider module {offer.provider!r} unavailable; payload is generic")
+    return payload, planned, estimate
 
-    ordered = [fates[k] for k in request.requested_controls() if k in fates]
-    if request.strict:
-        bad = [f for f in ordered if not f.faithful]
-        if bad:
-            raise InvalidRequest(
-                f"strict=True: {offer.key} cannot take this request as asked: "
-                + "; ".join(str(f) for f in bad)
-                + ". Change those controls, pick another model, or set strict=False to accept.",
-                field=bad[0].control)
-    return ProviderCall(request=request, offer=offer, planned=planned, payload=payload,
-                        fates=ordered, estimate=estimate, seed_drawn=seed_drawn, chunks=chunks,
-                        upscale=upscale, notes=notes)
+
+def _refuse_unfaithful(offer: OfferView, ordered: list[Fate]) -> None:
+    """strict=True: refuse when any control would be approximated or dropped."""
+    bad = [f for f in ordered if not f.faithful]
+    if bad:
+        raise InvalidRequest(
+            f"strict=True: {offer.key} cannot take this request as asked: "
+            + "; ".join(str(f) for f in bad)
+            + ". Change those controls, pick another model, or set strict=False to accept.",
+            field=bad[0].control)
 
 
 def _refuse_retired(offer: OfferView, today: dt.date | None = None) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import _sim_fixtures
 import pytest
 
 import modelglass as mg
@@ -26,7 +27,7 @@ from modelglass.catalog._schema import GuidanceKind, PriceKind, Status
 from modelglass.plan import ProviderCall, plan_call
 from modelglass.providers import create_provider
 from modelglass.providers.base import Provider
-from modelglass.testing import Simulator, simulate
+from modelglass.testing import Simulator
 from modelglass.testing._fal import ENDPOINTS as FAL_SIMULATED
 from modelglass.testing._replicate import MODELS as REPLICATE_SIMULATED
 
@@ -40,7 +41,6 @@ def provider_for(view: OfferView) -> Provider:
     if view.provider not in PROVIDERS:
         PROVIDERS[view.provider] = create_provider(view.provider)
     return PROVIDERS[view.provider]
-
 
 
 # -- what the catalog claims ----------------------------------------------------------------------
@@ -260,10 +260,7 @@ def extremes(view: OfferView) -> Iterator[tuple[str, dict[str, Any]]]:
         yield f"tier-{tier}", {"provider_options": {view.provider: {"quality": tier}}}
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with simulate(poll_interval=0.01) as s:
-        yield s
+sim = _sim_fixtures.sim_fixture(poll_interval=0.01)  # one simulator for the module
 
 
 @pytest.mark.parametrize("view", ACCEPT, ids=lambda v: v.key)

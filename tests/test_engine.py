@@ -8,9 +8,10 @@ engine decides is visible step by step; the last ones resume real jobs on the si
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import Any
 
+import _sim_fixtures
 import pytest
 from test_client import PROMPT, make_client, submits
 
@@ -22,7 +23,7 @@ from modelglass.jobs._steps import Call, Download, Wait, Wire
 from modelglass.providers._common import Deadline, Op, Sleep
 from modelglass.providers.base import Provider, ProviderOutput, RawImage
 from modelglass.providers.fal import FalProvider
-from modelglass.testing import Simulator, render_image, simulate
+from modelglass.testing import Simulator, render_image
 
 
 class _Steps(Provider):
@@ -183,10 +184,7 @@ def test_providers_without_steps_are_one_call() -> None:
 
 # -- resume on the simulators ---------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with simulate() as s:
-        yield s
+sim = _sim_fixtures.sim  # one simulator for the module; each test resets it
 
 
 def test_resume_fetches_a_fal_job_submitted_before(sim: Simulator) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from typing import Any
 
+import _sim_fixtures
 import pytest
 from _routing_models import TODAY, catalog, good, model, offer
 from hypothesis import given, settings
@@ -193,12 +193,7 @@ def test_concurrent_asyncio_tasks_share_the_board_while_routing(board: HealthBoa
 
 
 # -- the client feeds it -----------------------------------------------------------------------------
-@pytest.fixture
-def sim() -> Iterator[Any]:
-    from modelglass.testing import simulate
-
-    with simulate() as s:
-        yield s
+sim = _sim_fixtures.sim_fixture(scope="function")
 
 
 def test_a_clients_failed_attempts_cool_the_provider_for_every_client(sim: Any) -> None:

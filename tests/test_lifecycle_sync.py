@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import _catalogs
+import _sim_fixtures
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -20,13 +20,9 @@ from modelglass.catalog import Catalog, Lifecycle, default_catalog_dir
 from modelglass.catalog._html import render_html
 from modelglass.catalog._sync import sync
 from modelglass.cli import app
-from modelglass.testing import Simulator, simulate
+from modelglass.testing import Simulator
 
-
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    with simulate() as s:
-        yield s
+sim = _sim_fixtures.sim_fixture(scope="function")
 
 
 def _route(cat: Catalog, model: str) -> mg.RoutingDecision:

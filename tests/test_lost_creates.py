@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
+import _sim_fixtures
 import pytest
 
 import modelglass as mg
@@ -22,7 +22,7 @@ from modelglass.providers.base import Provider, ProviderOutput
 from modelglass.providers.fal import FalProvider
 from modelglass.providers.openai import OpenAIProvider
 from modelglass.providers.replicate import ReplicateProvider
-from modelglass.testing import Simulator, simulate
+from modelglass.testing import Simulator
 
 MODES = ["sync", "async"]
 LOST = ["processed_drop", "processed_hang", "truncated"]
@@ -32,15 +32,8 @@ OFFER = {"openai": "gpt-image-2@openai", "fal": "flux-dev@fal",
          "replicate": "flux-schnell@replicate"}
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with simulate(poll_interval=0.01) as s:
-        yield s
-
-
-@pytest.fixture(autouse=True)
-def _fresh(sim: Simulator) -> None:
-    sim.reset()
+sim = _sim_fixtures.sim_fixture(poll_interval=0.01)
+_fresh = _sim_fixtures.fresh
 
 
 def make(provider: str, **kw: Any) -> Provider:

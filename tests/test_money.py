@@ -95,6 +95,35 @@ def test_one_bad_url_in_a_chunk_keeps_the_chunks_other_images(sim: Simulator) ->
     assert r.extra["partial"]["delivered"] == 2
 
 
+class _LoseTheAnswerOfCall(FalProvider):
+    """The real fal provider; its ``lose``-th call is processed (and billed), the answer lost."""
+
+    def __init__(self, sim: Simulator, lose: int) -> None:
+        super().__init__(poll_interval_s=0.01, poll_retry_backoff_s=0.01)
+        self.sim, self.lose, self.calls = sim, lose, 0
+
+    def job(self, call: Any, **kw: Any) -> Any:
+        self.calls += 1
+        if self.calls == self.lose:
+            self.sim.fail("fal", kind="processed_drop")
+        return super().job(call, **kw)
+
+
+def test_only_the_call_that_was_lost_counts_as_paid_not_the_calls_never_sent(
+        sim: Simulator) -> None:
+    # n=12 on flux-schnell@fal is three calls of 4: the first delivers, the second is billed
+    # but its answer lost (never re-sent), the third is never sent and cannot have been paid.
+    provider = _LoseTheAnswerOfCall(sim, lose=2)
+    budget = mg.Budget(1.0)
+    with make_client(providers={"fal": provider}, budget=budget) as client:
+        r = client.generate(PROMPT, quality="draft", provider="fal", n=12, seed=5)
+    assert len(r.images) == 4 and r.partial
+    assert len(submits(sim, "fal")) == 2 and sim.billed("fal") == 2
+    assert [(m.chunk, m.count, m.paid, m.error_type) for m in r.missing] == [
+        (1, 4, True, "OutcomeUnknown"), (2, 4, False, "OutcomeUnknown")]
+    assert budget.spent == pytest.approx(8 * 0.003) and budget.reserved == 0
+
+
 def test_a_download_failure_in_strict_mode_names_the_paid_image_and_keeps_the_rest(
         sim: Simulator) -> None:
     sim.fail("fal", kind="expired", times=1)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
+import _sim_fixtures
 import pytest
 
 import modelglass as mg
@@ -26,22 +26,15 @@ from modelglass.errors import (
 from modelglass.plan import Planned, plan_call
 from modelglass.providers.base import ProviderOutput
 from modelglass.providers.fal import FalProvider
-from modelglass.testing import Simulator, simulate
+from modelglass.testing import Simulator
 
 MODES = ["sync", "async"]
 CAT = mg.Catalog.default()
 SIM_KEY = "sim-fal-key"
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with simulate() as s:
-        yield s
-
-
-@pytest.fixture(autouse=True)
-def _fresh(sim: Simulator) -> None:
-    sim.reset()
+sim = _sim_fixtures.sim
+_fresh = _sim_fixtures.fresh
 
 
 def provider(**kw: Any) -> FalProvider:

@@ -15,9 +15,9 @@ import io
 import math
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
+import _sim_fixtures
 import pytest
 from PIL import Image
 
@@ -34,7 +34,7 @@ from modelglass.errors import (
 from modelglass.plan import ProviderCall, plan_call
 from modelglass.providers.base import ProviderOutput
 from modelglass.providers.openai import TOKEN_PRICES, OpenAIProvider, cost_from_usage
-from modelglass.testing import Simulator, is_simulated, render_image, simulate
+from modelglass.testing import Simulator, is_simulated, render_image
 
 MODES = ["sync", "async"]
 CAT = mg.Catalog.default()
@@ -42,15 +42,8 @@ SIM_KEY = "sim-openai-key"
 RETIRED = ["dall-e-2", "dall-e-3", "gpt-image-1"]
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with simulate() as s:
-        yield s
-
-
-@pytest.fixture(autouse=True)
-def _fresh(sim: Simulator) -> None:
-    sim.reset()
+sim = _sim_fixtures.sim
+_fresh = _sim_fixtures.fresh
 
 
 #: The day before gpt-image-1.5 and gpt-image-1-mini shut down (2026-12-01): still served.

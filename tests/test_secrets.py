@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import _sim_fixtures
 import pytest
 from test_client import PROMPT, fast_providers
 
@@ -21,7 +21,7 @@ import modelglass as mg
 from modelglass.providers.fal import FalProvider
 from modelglass.providers.openai import OpenAIProvider
 from modelglass.providers.replicate import ReplicateProvider
-from modelglass.testing import Simulator, simulate
+from modelglass.testing import Simulator
 
 ARG_KEYS = {"openai": "sk-proj-ARGKEY0penAI7f3c9e1d2b4a6", "fal": "falid-ARG51d2:falsecret-ARG9c8e7d6f5",
             "replicate": "r8_ARGKEYreplicate4e5f6a7b8c9d"}
@@ -44,12 +44,7 @@ def assert_clean(text: str | bytes, where: str) -> None:
         assert needle.encode() not in blob, f"a key leaked into {where}"
 
 
-@pytest.fixture
-def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
-    with simulate() as s:
-        for name, value in ENV_KEYS.items():  # the simulators accept any key
-            monkeypatch.setenv(name, value)
-        yield s
+sim = _sim_fixtures.sim_fixture(scope="function", env=ENV_KEYS)  # the simulators accept any key
 
 
 def arg_client(**kw: Any) -> mg.Client:

@@ -17,9 +17,9 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
+import _sim_fixtures
 import fal_client
 import httpx
 import openai
@@ -41,18 +41,8 @@ from modelglass.testing import (
 PROMPT = "a red bicycle against a brick wall"
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with simulate(poll_interval=0.01) as s:
-        yield s
-
-
-@pytest.fixture(autouse=True)
-def _fresh(sim: Simulator) -> Iterator[None]:
-    sim.reset()
-    yield
-    for provider in ("openai", "fal", "replicate"):
-        sim.service_time(provider, 0.0)
+sim = _sim_fixtures.sim_fixture(poll_interval=0.01)
+_fresh = _sim_fixtures.fresh
 
 
 # -- helpers: the official clients, built inside the block so they read its environment ----------

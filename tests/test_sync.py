@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
+import _sim_fixtures
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -16,15 +16,12 @@ from modelglass.catalog import Catalog, Price, default_catalog_dir
 from modelglass.catalog._sync import FAL_PRICING_BATCH, price_from_unit, sync
 from modelglass.cli import app
 from modelglass.errors import CatalogError
-from modelglass.testing import Simulator, simulate
+from modelglass.testing import Simulator
 
 TODAY = dt.date(2026, 11, 29)
 
 
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    with simulate() as s:
-        yield s
+sim = _sim_fixtures.sim_fixture(scope="function")
 
 
 @pytest.fixture

@@ -15,19 +15,16 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import _sim_fixtures
 import pytest
 import yaml
 
 from modelglass.catalog import Catalog, default_catalog_dir
 from modelglass.catalog._sync import sync
 from modelglass.catalog._sync_guard import MAX_ANSWER_BYTES
-from modelglass.testing import Simulator, simulate
+from modelglass.testing import Simulator
 
-
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    with simulate() as s:
-        yield s
+sim = _sim_fixtures.sim_fixture(scope="function")
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
+import _sim_fixtures
 import pytest
 
 import modelglass as mg
@@ -15,13 +15,9 @@ from modelglass.catalog._sync import sync
 from modelglass.catalog._sync_schemas import input_from_openapi, schema_changes
 from modelglass.catalog._wire_schema import input_schema
 from modelglass.plan import plan_call
-from modelglass.testing import Simulator, simulate
+from modelglass.testing import Simulator
 
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with simulate() as s:
-        yield s
+sim = _sim_fixtures.sim
 
 
 def test_an_unchanged_provider_schema_is_confirmed_and_nothing_is_written(

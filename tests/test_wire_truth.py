@@ -12,10 +12,10 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import _sim_fixtures
 import fal_client
 import httpx
 import openai
@@ -30,7 +30,7 @@ from modelglass.catalog._wire_schema import input_schema, schemas_dir
 from modelglass.errors import InvalidRequest, PayloadInvalid
 from modelglass.plan import plan_call
 from modelglass.result import FateKind
-from modelglass.testing import Simulator, simulate
+from modelglass.testing import Simulator
 
 HOSTED = ("openai", "fal", "replicate")
 PROMPT = "a red fox in fresh snow"
@@ -197,16 +197,8 @@ def test_a_payload_breaking_its_schema_is_our_bug_and_names_the_field(cat: mg.Ca
 
 # -- simulators that refuse what the real APIs refuse -----------------------------------------------
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with simulate(poll_interval=0.01) as s:
-        yield s
-
-
-@pytest.fixture(autouse=True)
-def _fresh(request: pytest.FixtureRequest) -> None:
-    if "sim" in request.fixturenames:
-        request.getfixturevalue("sim").reset()
+sim = _sim_fixtures.sim_fixture(poll_interval=0.01)
+_fresh = _sim_fixtures.fresh_when_used
 
 
 def _fal_result_error(endpoint: str, args: dict[str, Any]) -> Any:

@@ -36,7 +36,7 @@ import datetime as dt
 import difflib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -202,7 +202,8 @@ def _all_keys(src: _Sources) -> list[str]:
 
 def _apply_one(src: _Sources, doc: _Doc, report: OverlayReport, problems: _Problems,
                providers: set[str]) -> None:
-    from ._load import _check_merged, _validate
+    """Apply one parsed overlay: offer patches, whole models, private deployments, seen endpoints."""
+    from ._load import _validate
 
     data = {k: v for k, v in doc.data.items() if not str(k).startswith("_")}
     head = _validate(Overlay, {k: v for k, v in data.items()
@@ -228,136 +229,162 @@ def _apply_one(src: _Sources, doc: _Doc, report: OverlayReport, problems: _Probl
             problems.add(doc, (section,), "must be a " + ("mapping" if kind is dict else "list"))
             data[section] = kind()
 
-    # -- patches of existing offers ---------------------------------------------------------------
     for key, body in (data.get("offers") or {}).items():
-        path = ("offers", key)
-        patch = _validate(OfferPatch, body, doc, path, problems)
-        if patch is None:
-            continue
-        where = _find_offer(src, key)
-        if where is None and (patch.source or head.source) == "sync":
-            # Written by an earlier `catalog sync` for an offer this catalog no longer has (after
-            # an upgrade): stale, not the user's mistake. The next sync drops it.
-            log.warning("%s:%d: %s is not in the catalog any more; ignoring its synced entry "
-                        "(run `modelglass catalog sync` to refresh)", doc.file, doc.line(path), key)
-            continue
-        if where is None:
-            close = difflib.get_close_matches(key, _all_keys(src), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else \
-                "; add a private endpoint under deployments:"
-            problems.add(doc, path, f"no offer {key!r} in the catalog{hint}")
-            continue
-        if future(patch.as_of, path + ("as_of",)):
-            continue
-        mid, i = where
-        model, mdoc = src.models[mid]
-        offer = model.offers[i]
-        line = doc.line(path)
-        changed = patch.model_dump(exclude_unset=True)
-        if patch.disabled:
-            report.disabled[key] = patch.reason or f"disabled by {doc.file}:{line}"
-            report.changes.append(OverlayChange(doc.file, line, key, "disabled", False, True))
-        elif "disabled" in changed and report.disabled.pop(key, None) is not None:
-            # `disabled: false` in a later overlay re-enables what an earlier one disabled
-            report.changes.append(OverlayChange(doc.file, line, key, "disabled", True, False))
-        if "price" in changed and patch.as_of is None and head.as_of is None:
-            problems.add(doc, path + ("price",), "a changed price needs its date: give as_of "
-                         "here or at the top of the overlay")
-            continue
-        update: dict[str, Any] = {}
-        for name in _PATCH_FIELDS:
-            if name in changed:
-                update[name] = getattr(patch, name)
-        if "price" in changed:
-            update.setdefault("as_of", head.as_of)
-            update.setdefault("source", head.source or f"overlay {doc.file}")
-        if patch.controls is not None:
-            update["controls"] = (offer.controls or Controls()).merged(patch.controls)
-        if patch.geometry is not None:
-            update["geometry"] = (offer.geometry or Geometry()).merged(patch.geometry)
-        if not update:
-            continue
-        try:
-            new = Offer.model_validate({**offer.model_dump(), **update})
-        except ValidationError as exc:
-            for err in exc.errors(include_url=False):
-                from ._load import _friendly
-
-                problems.add(doc, path + tuple(err["loc"]), _friendly(dict(err)))
-            continue
-        for name, value in update.items():
-            before = getattr(offer, name)
-            if _plain(before) != _plain(value):
-                report.changes.append(OverlayChange(doc.file, doc.line(path + (name,)), key, name,
-                                                    _plain(before), _plain(value)))
-        offers = list(model.offers)
-        offers[i] = new
-        src.models[mid] = (model.model_copy(update={"offers": offers}), mdoc)
-
-    # -- whole models --------------------------------------------------------------------------
+        _patch_offer(src, doc, head, key, body, report, problems, future)
     for mid, body in (data.get("models") or {}).items():
-        path = ("models", mid)
-        patch = _validate(ModelPatch, body, doc, path, problems)
-        if patch is None:
-            continue
-        if mid not in src.models:
-            close = difflib.get_close_matches(mid, src.models, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.add(doc, path, f"no model {mid!r} in the catalog{hint}")
-            continue
-        line = doc.line(path)
-        if not patch.disabled and "disabled" in patch.model_fields_set:
-            for o in src.models[mid][0].offers:
-                if report.disabled.pop(o.key(mid), None) is not None:
-                    report.changes.append(OverlayChange(doc.file, line, o.key(mid), "disabled",
-                                                        True, False))
-        if patch.disabled:
-            for o in src.models[mid][0].offers:
-                report.disabled[o.key(mid)] = patch.reason or f"model disabled by {doc.file}:{line}"
-                report.changes.append(OverlayChange(doc.file, line, o.key(mid), "disabled",
-                                                    False, True))
-
-    # -- private deployments -------------------------------------------------------------------
+        _patch_model(src, doc, mid, body, report, problems)
     for i, body in enumerate(data.get("deployments") or []):
-        path = ("deployments", i)
-        if not isinstance(body, dict):
-            problems.add(doc, path, "a deployment is a mapping (model, provider, endpoint, price)")
-            continue
-        dep_model = body.get("model")
-        if not isinstance(dep_model, str) or dep_model not in src.models:
-            close = difflib.get_close_matches(str(dep_model), src.models, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.add(doc, path + ("model",), f"{dep_model!r} is not a model in the catalog{hint}; "
-                         "a deployment adds an offer to an existing model")
-            continue
-        raw = {k: v for k, v in body.items() if k != "model"}
-        raw.setdefault("as_of", head.as_of)
-        raw.setdefault("source", head.source or f"overlay {doc.file}")
-        if raw["as_of"] is None:
-            problems.add(doc, path, "a deployment needs as_of (here or at the top of the overlay)")
-            continue
-        if isinstance(raw["as_of"], dt.date) and future(raw["as_of"], path + ("as_of",)):
-            continue
-        offer = _validate(Offer, raw, doc, path, problems)
-        if offer is None:
-            continue
-        key = offer.key(dep_model)
-        if offer.provider not in providers:
-            problems.add(doc, path + ("provider",), f"unknown provider {offer.provider!r}; one of "
-                         f"{', '.join(sorted(providers))}")
-            continue
-        if _find_offer(src, key) is not None:
-            problems.add(doc, path, f"offer {key!r} already exists; give the deployment its own "
-                         "`id:` (e.g. flux-dev@my-app), or patch the offer under offers:")
-            continue
-        model, mdoc = src.models[dep_model]
-        _check_merged(model, offer, doc, path, problems)
-        src.models[dep_model] = (model.model_copy(update={"offers": [*model.offers, offer]}), mdoc)
-        src.offer_index.setdefault(dep_model, []).append(len(model.offers))
-        report.changes.append(OverlayChange(doc.file, doc.line(path), key, "added", None,
-                                            _plain(offer)))
+        _add_deployment(src, doc, head, i, body, report, problems, providers, future)
+    _note_seen(src, head, report)
 
-    # -- endpoints seen, not described --------------------------------------------------------
+
+_Future = Callable[[dt.date | None, tuple[Any, ...]], bool]
+
+
+def _patch_offer(src: _Sources, doc: _Doc, head: Overlay, key: str, body: Any,
+                 report: OverlayReport, problems: _Problems, future: _Future) -> None:
+    """Patch one existing offer (``offers: {key: ...}``), recording each change."""
+    from ._load import _validate
+
+    path = ("offers", key)
+    patch = _validate(OfferPatch, body, doc, path, problems)
+    if patch is None:
+        return
+    where = _find_offer(src, key)
+    if where is None and (patch.source or head.source) == "sync":
+        # Written by an earlier `catalog sync` for an offer this catalog no longer has (after
+        # an upgrade): stale, not the user's mistake. The next sync drops it.
+        log.warning("%s:%d: %s is not in the catalog any more; ignoring its synced entry "
+                    "(run `modelglass catalog sync` to refresh)", doc.file, doc.line(path), key)
+        return
+    if where is None:
+        close = difflib.get_close_matches(key, _all_keys(src), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else \
+            "; add a private endpoint under deployments:"
+        problems.add(doc, path, f"no offer {key!r} in the catalog{hint}")
+        return
+    if future(patch.as_of, path + ("as_of",)):
+        return
+    mid, i = where
+    model, mdoc = src.models[mid]
+    offer = model.offers[i]
+    line = doc.line(path)
+    changed = patch.model_dump(exclude_unset=True)
+    if patch.disabled:
+        report.disabled[key] = patch.reason or f"disabled by {doc.file}:{line}"
+        report.changes.append(OverlayChange(doc.file, line, key, "disabled", False, True))
+    elif "disabled" in changed and report.disabled.pop(key, None) is not None:
+        # `disabled: false` in a later overlay re-enables what an earlier one disabled
+        report.changes.append(OverlayChange(doc.file, line, key, "disabled", True, False))
+    if "price" in changed and patch.as_of is None and head.as_of is None:
+        problems.add(doc, path + ("price",), "a changed price needs its date: give as_of "
+                     "here or at the top of the overlay")
+        return
+    update: dict[str, Any] = {}
+    for name in _PATCH_FIELDS:
+        if name in changed:
+            update[name] = getattr(patch, name)
+    if "price" in changed:
+        update.setdefault("as_of", head.as_of)
+        update.setdefault("source", head.source or f"overlay {doc.file}")
+    if patch.controls is not None:
+        update["controls"] = (offer.controls or Controls()).merged(patch.controls)
+    if patch.geometry is not None:
+        update["geometry"] = (offer.geometry or Geometry()).merged(patch.geometry)
+    if not update:
+        return
+    try:
+        new = Offer.model_validate({**offer.model_dump(), **update})
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            from ._load import _friendly
+
+            problems.add(doc, path + tuple(err["loc"]), _friendly(dict(err)))
+        return
+    for name, value in update.items():
+        before = getattr(offer, name)
+        if _plain(before) != _plain(value):
+            report.changes.append(OverlayChange(doc.file, doc.line(path + (name,)), key, name,
+                                                _plain(before), _plain(value)))
+    offers = list(model.offers)
+    offers[i] = new
+    src.models[mid] = (model.model_copy(update={"offers": offers}), mdoc)
+
+
+def _patch_model(src: _Sources, doc: _Doc, mid: str, body: Any, report: OverlayReport,
+                 problems: _Problems) -> None:
+    """Disable (or re-enable) every offer of one model (``models: {id: ...}``)."""
+    from ._load import _validate
+
+    path = ("models", mid)
+    patch = _validate(ModelPatch, body, doc, path, problems)
+    if patch is None:
+        return
+    if mid not in src.models:
+        close = difflib.get_close_matches(mid, src.models, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.add(doc, path, f"no model {mid!r} in the catalog{hint}")
+        return
+    line = doc.line(path)
+    if not patch.disabled and "disabled" in patch.model_fields_set:
+        for o in src.models[mid][0].offers:
+            if report.disabled.pop(o.key(mid), None) is not None:
+                report.changes.append(OverlayChange(doc.file, line, o.key(mid), "disabled",
+                                                    True, False))
+    if patch.disabled:
+        for o in src.models[mid][0].offers:
+            report.disabled[o.key(mid)] = patch.reason or f"model disabled by {doc.file}:{line}"
+            report.changes.append(OverlayChange(doc.file, line, o.key(mid), "disabled",
+                                                False, True))
+
+
+def _add_deployment(src: _Sources, doc: _Doc, head: Overlay, i: int, body: Any,
+                    report: OverlayReport, problems: _Problems, providers: set[str],
+                    future: _Future) -> None:
+    """Add a private deployment (``deployments: [...]``) as an extra offer of a catalog model."""
+    from ._load import _check_merged, _validate
+
+    path = ("deployments", i)
+    if not isinstance(body, dict):
+        problems.add(doc, path, "a deployment is a mapping (model, provider, endpoint, price)")
+        return
+    dep_model = body.get("model")
+    if not isinstance(dep_model, str) or dep_model not in src.models:
+        close = difflib.get_close_matches(str(dep_model), src.models, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.add(doc, path + ("model",), f"{dep_model!r} is not a model in the catalog{hint}; "
+                     "a deployment adds an offer to an existing model")
+        return
+    raw = {k: v for k, v in body.items() if k != "model"}
+    raw.setdefault("as_of", head.as_of)
+    raw.setdefault("source", head.source or f"overlay {doc.file}")
+    if raw["as_of"] is None:
+        problems.add(doc, path, "a deployment needs as_of (here or at the top of the overlay)")
+        return
+    if isinstance(raw["as_of"], dt.date) and future(raw["as_of"], path + ("as_of",)):
+        return
+    offer = _validate(Offer, raw, doc, path, problems)
+    if offer is None:
+        return
+    key = offer.key(dep_model)
+    if offer.provider not in providers:
+        problems.add(doc, path + ("provider",), f"unknown provider {offer.provider!r}; one of "
+                     f"{', '.join(sorted(providers))}")
+        return
+    if _find_offer(src, key) is not None:
+        problems.add(doc, path, f"offer {key!r} already exists; give the deployment its own "
+                     "`id:` (e.g. flux-dev@my-app), or patch the offer under offers:")
+        return
+    model, mdoc = src.models[dep_model]
+    _check_merged(model, offer, doc, path, problems)
+    src.models[dep_model] = (model.model_copy(update={"offers": [*model.offers, offer]}), mdoc)
+    src.offer_index.setdefault(dep_model, []).append(len(model.offers))
+    report.changes.append(OverlayChange(doc.file, doc.line(path), key, "added", None,
+                                        _plain(offer)))
+
+
+def _note_seen(src: _Sources, head: Overlay, report: OverlayReport) -> None:
+    """Endpoints a provider lists that no offer describes (``seen:``), kept for the report."""
     described = {(o.provider, o.endpoint) for _, (m, _) in src.models.items() for o in m.offers}
     for provider, endpoints in head.seen.items():
         fresh = [e for e in endpoints if (provider, e) not in described]
