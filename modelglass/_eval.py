@@ -184,6 +184,8 @@ def _offer_of(outcome: JobOutcome) -> str | None:
     r = outcome.result
     if r is not None and r.plan is not None:
         return str(r.plan.offer.key)
+    if r is not None and (r.extra or {}).get("offer"):  # a spilled result keeps only the key
+        return str(r.extra["offer"])
     entry = outcome.entry or {}
     return entry.get("offer")
 
