@@ -9,7 +9,6 @@ ceiling must not route a print to an endpoint that cannot make it.
 from __future__ import annotations
 
 import math
-
 from typing import Any
 
 import pytest
