@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import modelglass as mg
 from modelglass.jobs import JobEvent
 from modelglass.jobs._journal import Journal
+from modelglass.testing._openai import DRAWS
 
 CONCURRENCY = 64
 SERVICE_S = 0.2
@@ -72,7 +73,8 @@ async def batch_vs_raw(jobs: int, *, aiohttp: bool = False,
     import openai
 
     async with _client(aiohttp) as client:
-        await client.generate(PROMPT, seed=1, **FIELDS)  # warm: connections, imports, plans
+        for _ in range(DRAWS):  # warm: connections, imports, plans, the simulator's 16 renders
+            await client.generate(PROMPT, seed=1, **FIELDS)
         gate = asyncio.Semaphore(CONCURRENCY)
 
         async def generate_one() -> None:

@@ -7,8 +7,8 @@ in the provider's own field names:
 - a field the endpoint does not have is never sent (a requested control loses it: ``dropped``);
 - a number outside the field's range is clamped (a requested control: ``approximated``);
 - a ratio the endpoint does not list snaps to the nearest listed ratio, with the aspect delta;
-- a size the endpoint does not take (``image_size`` enum, ``width``/``height`` maximum) is
-  mapped to the nearest one it does.
+- a size the endpoint does not take (``image_size`` enum, ``width``/``height`` maximum, the
+  file's ``size_rules``: pixel count and aspect) is mapped to the nearest one it does.
 
 Then :func:`check_payload` validates the result with ``jsonschema``; a payload that still breaks
 the schema is modelglass's bug, raised as :class:`~modelglass.errors.PayloadInvalid` naming the
@@ -70,6 +70,7 @@ def fit_payload(payload: dict[str, Any], schema: InputSchema, offer: OfferView, 
     _fit_ratio(out, schema, offer, requested, size)
     _fit_image_size(out, schema, offer, requested, size)
     _fit_width_height(out, schema, offer, requested, size)
+    _fit_size_rules(out, schema, offer, requested, size)
     return out
 
 
@@ -331,6 +332,22 @@ def _fit_width_height(out: Fitted, schema: InputSchema, offer: OfferView,
     nw, nh = _scale_into(w, h, int(hi), m, int(lo))
     out.payload["width"], out.payload["height"] = nw, nh
     _size_fate(out, offer, requested, size, (nw, nh), _sides(lo, hi))
+
+
+def _fit_size_rules(out: Fitted, schema: InputSchema, offer: OfferView,
+                    requested: dict[str, Any], size: tuple[int, int]) -> None:
+    """A size the schema's ``size_rules`` refuse (gpt-image-2: 655,360..8,294,400 pixels,
+    aspect ≤ 3:1) becomes the nearest allowed one, in the field's own form."""
+    found = schema.ruled_size(out.payload)
+    if found is None or not schema.size_rule_problems(found[1], found[2]):
+        return
+    name, w, h = found
+    nw, nh = schema.nearest_ruled_size(w, h)
+    out.payload[name] = f"{nw}x{nh}" if name == "size" else {"width": nw, "height": nh}
+    rules = schema.size_rules or {}
+    _size_fate(out, offer, requested, size, (nw, nh),
+               f"{rules.get('min_pixels', 0):,}..{rules.get('max_pixels', 0):,} pixels, aspect "
+               f"up to {rules.get('max_aspect', 0):g}:1")
 
 
 def _sides(lo: float, hi: float) -> str:

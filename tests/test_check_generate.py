@@ -14,6 +14,7 @@ from modelglass.catalog._observed import ObservedStore
 from modelglass.result import GeneratedImage
 from modelglass.testing import Simulator
 from modelglass.testing._images import spells_right
+from modelglass.testing._openai import render_seed
 
 sim = _sim_fixtures.sim
 _fresh = _sim_fixtures.fresh
@@ -82,6 +83,23 @@ def test_retry_pays_twice_and_returns_the_passing_image(sim: Simulator,
     assert r.extra["checks"]["tries"] == 2
     assert store.check_rate(FAL) == (1, 2)
     assert r.to_dict()["rejected"][0]["seed"] == seed
+
+
+def test_a_retry_on_openai_gets_a_new_image_that_can_pass(sim: Simulator,
+                                                         store: ObservedStore) -> None:
+    """OpenAI takes no seed: a retry is a new draw, not the same bytes again."""
+    # scripted: the first answer after reset misspells, the next spells right
+    assert not spells_right(0.3, "gpt-image-2", SIGN, render_seed(0, 0))
+    sim.text_accuracy("gpt-image-2@openai", 0.3)
+    with mg.Client(available=["openai"], observed=store) as client:
+        r = client.generate(SIGN, model="gpt-image-2", provider="openai", quality="thumbnail",
+                            check=True, on_fail="retry")
+    assert len(sim.requests("openai")) == 2
+    assert all(c.verdict == "pass" for c in r.checks), r.checks
+    (rejected,) = r.rejected
+    assert rejected.data != r.images[0].data
+    assert next(c for c in rejected.metadata["checks"] if c["name"] == "text")["verdict"] == "fail"
+    assert store.check_rate("gpt-image-2@openai") == (1, 2)
 
 
 def test_retries_stop_at_max_check_retries_and_return_the_best_try(

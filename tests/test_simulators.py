@@ -37,6 +37,7 @@ from modelglass.testing import (
     render_image,
     simulate,
 )
+from modelglass.testing._openai import DRAWS, render_seed
 
 PROMPT = "a red bicycle against a brick wall"
 
@@ -119,9 +120,18 @@ def test_openai_returns_real_bytes_in_the_requested_format_and_size(sim: Simulat
     for data in datas:
         assert size_of(data) == (pil, (1536, 1024)) and is_simulated(data)
     assert datas[0] != datas[1]
+    assert datas[0] == render_image(PROMPT, render_seed(0, 0), 1536, 1024, fmt)
+    # OpenAI takes no seed: the same request again is a new draw, with new images
     again = oai().images.generate(model="gpt-image-2", prompt=PROMPT, size="1536x1024",
                                   output_format=fmt, quality="low", n=1)
-    assert base64.b64decode(again.data[0].b64_json) == datas[0]
+    data = base64.b64decode(again.data[0].b64_json)
+    assert data not in datas and data == render_image(PROMPT, render_seed(1, 0), 1536, 1024, fmt)
+
+
+def test_openai_draws_cycle_through_a_bounded_set_of_renders() -> None:
+    seeds = [render_seed(k, i) for k in range(DRAWS) for i in range(10)]
+    assert len(set(seeds)) == len(seeds)  # every image of 16 requests of up to 10 differs
+    assert render_seed(DRAWS + 3, 2) == render_seed(3, 2)  # then the renders repeat (cached)
 
 
 @pytest.mark.parametrize("fmt,pil,mime", [("webp", "WEBP", "image/webp"),

@@ -26,6 +26,7 @@ from replicate.exceptions import ReplicateError
 import modelglass as mg
 from modelglass._wire_fit import check_payload
 from modelglass.catalog import Status
+from modelglass.catalog._schema import Geometry
 from modelglass.catalog._wire_schema import input_schema, schemas_dir
 from modelglass.errors import InvalidRequest, PayloadInvalid
 from modelglass.plan import plan_call
@@ -134,7 +135,12 @@ def test_ideogram_on_replicate_gets_seeds_it_takes_and_listed_ratios(cat: mg.Cat
 def test_a_size_below_the_schema_minimum_is_scaled_up_and_says_so(cat: mg.Catalog) -> None:
     """flux-2/flash on fal takes sides of 512..2048: a 384 px thumbnail goes out at 512, with
     its aspect kept and the size approximated (it used to be refused as our payload bug)."""
-    view = cat.offer("flux-2-flash@fal")
+    shipped = cat.offer("flux-2-flash@fal")  # its catalog geometry now says 512..2048 itself
+    snapped = plan_call(mg.ImageRequest(prompt=PROMPT, size="384x384"), shipped)
+    assert (snapped.planned.width, snapped.planned.height) == (512, 512)
+    assert snapped.fate("size").kind is FateKind.approximated  # type: ignore[union-attr]
+    # the fit step holds even where a geometry (an overlay, say) lets 384 px through
+    view = dataclasses.replace(shipped, geometry=shipped.geometry.merged(Geometry(min_side=256)))
     call = plan_call(mg.ImageRequest(prompt=PROMPT, size="384x384"), view)
     assert call.payload["image_size"] == {"width": 512, "height": 512}
     size = call.fate("size")

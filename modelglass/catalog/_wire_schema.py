@@ -5,8 +5,9 @@ One JSON file per hosted endpoint, ``schemas/<provider>/<endpoint>.json``::
     {"provider": "fal", "endpoint": "fal-ai/flux/dev", "source": "...", "as_of": "2026-08-02",
      "input": {<JSON Schema of the request body / prediction input>}}
 
-Replicate community models add the pinned ``version``; OpenAI's ``size_rules`` give the free
-sizes of ``gpt-image-2`` (the published schema has only a pattern). The planner reads ranges,
+Replicate community models add the pinned ``version``; ``size_rules`` state what a JSON Schema
+cannot (``gpt-image-2`` on OpenAI and on fal: ``multiple_of``, ``max_side``, ``max_aspect``,
+``min_pixels``, ``max_pixels`` of the output size), read by planning and the simulators alike. The planner reads ranges,
 enums and the fields that exist from here, and checks every payload against ``input`` before
 anything is sent; the simulators check what they receive against the same files.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,24 +122,76 @@ class InputSchema:
 
         return Draft202012Validator(self.input)
 
-    def _size_rule_violations(self, payload: dict[str, Any]) -> list[Violation]:
-        rules, size = self.size_rules, payload.get("size")
-        if not rules or not isinstance(size, str) or size == "auto" or "x" not in size:
-            return []
-        try:
-            w, h = (int(p) for p in size.split("x"))
-        except ValueError:
-            return [Violation("size", f"{size!r} is not WIDTHxHEIGHT", "type")]
+    def ruled_size(self, payload: dict[str, Any]) -> tuple[str, int, int] | None:
+        """``(field, width, height)`` of the output size ``payload`` asks for, when the schema
+        has ``size_rules`` to check it against: OpenAI's ``size`` (``"WxH"``), fal's
+        ``image_size`` (``{width, height}`` or a named preset). None: no rules, or ``auto``."""
+        if not self.size_rules:
+            return None
+        size = payload.get("size")
+        if isinstance(size, str) and "x" in size:
+            w, _, h = size.partition("x")
+            if w.isdigit() and h.isdigit():
+                return "size", int(w), int(h)
+        image = payload.get("image_size")
+        if isinstance(image, dict):
+            iw, ih = image.get("width"), image.get("height")
+            if isinstance(iw, int) and isinstance(ih, int) and iw > 0 and ih > 0:
+                return "image_size", iw, ih
+        if isinstance(image, str):
+            from ..providers._fields import FAL_PRESETS
+
+            if image in FAL_PRESETS:
+                return ("image_size", *FAL_PRESETS[image])
+        return None
+
+    def size_rule_problems(self, width: int, height: int) -> list[str]:
+        """How ``width``×``height`` breaks the schema's ``size_rules`` (empty: it is allowed)."""
+        rules = self.size_rules or {}
         m = int(rules.get("multiple_of", 1))
         problems = []
-        if w % m or h % m:
+        if width % m or height % m:
             problems.append(f"both sides must be multiples of {m}")
-        if max(w, h) > rules.get("max_aspect", 1e9) * min(w, h):
-            problems.append(f"aspect must be within 1:{rules['max_aspect']}..{rules['max_aspect']}:1")
-        if max(w, h) > rules.get("max_side", 1e9) or w * h > rules.get("max_pixels", 1e18):
-            problems.append(f"at most {rules.get('max_side')} px a side and "
-                            f"{rules.get('max_pixels')} pixels")
-        return [Violation("size", f"{size}: {p}", "range") for p in problems]
+        aspect = rules.get("max_aspect")
+        if aspect and max(width, height) > aspect * min(width, height):
+            problems.append(f"aspect must be within 1:{aspect:g}..{aspect:g}:1")
+        if max(width, height) > rules.get("max_side", 1 << 30):
+            problems.append(f"at most {rules['max_side']} px a side")
+        lo, hi = rules.get("min_pixels", 0), rules.get("max_pixels", 1 << 60)
+        if not lo <= width * height <= hi:
+            problems.append(f"total pixels must be {lo:,}..{hi:,}, not {width * height:,}")
+        return problems
+
+    def nearest_ruled_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size the ``size_rules`` allow that is nearest to ``width``×``height`` (aspect
+        first, then area, both in log terms)."""
+        rules = self.size_rules or {}
+        m = int(rules.get("multiple_of", 1))
+        aspect = float(rules.get("max_aspect") or 1e9)
+        ratio = min(max(width / height, 1 / aspect), aspect)
+        area = min(max(width * height, rules.get("min_pixels", 1)), rules.get("max_pixels", 1e18))
+        w, h = math.sqrt(area * ratio), math.sqrt(area / ratio)
+        shrink = min(1.0, rules.get("max_side", 1e9) / max(w, h))
+        w, h = w * shrink, h * shrink
+        cands = [((i + a) * m, (j + b) * m) for i, j in [(int(w // m), int(h // m))]
+                 for a in range(-2, 4) for b in range(-2, 4) if i + a > 0 and j + b > 0]
+        ok = [c for c in cands if not self.size_rule_problems(*c)] or cands
+        return min(ok, key=lambda c: (round(abs(math.log(c[0] / c[1] / (width / height))), 3),
+                                      abs(math.log(c[0] * c[1] / (width * height)))))
+
+    def _size_rule_violations(self, payload: dict[str, Any]) -> list[Violation]:
+        if not self.size_rules:
+            return []
+        size = payload.get("size")
+        if isinstance(size, str) and "x" in size and self.ruled_size(payload) is None:
+            return [Violation("size", f"{size!r} is not WIDTHxHEIGHT", "type")]
+        found = self.ruled_size(payload)
+        if found is None:
+            return []
+        name, w, h = found
+        value = payload.get(name)
+        return [Violation(name, f"{w}x{h}: {p}", "range", (name,), "size_rules",
+                          self.size_rules, value) for p in self.size_rule_problems(w, h)]
 
 
 def _violation(err: Any) -> Violation:

@@ -12,8 +12,10 @@ Validation follows the wire-format notes §1.3: model lifecycle (retired models 
 * ``output_tokens`` = ``image_tokens`` = ``n * round(T[quality] * width * height / 1024**2)`` with
   ``T = {low: 272, medium: 1056, high: 4160, xhigh: 6240, max: 8320}``; ``auto`` counts as medium.
 
-OpenAI takes no seed, so image *i* of a request is rendered with seed *i*: the same request
-gives the same bytes (and hits the render cache, which keeps throughput benchmarks honest).
+OpenAI takes no seed, and a new request gives new images: generation *k* (counting answered
+requests from the start or ``sim.reset()``) renders image *i* with seed :func:`render_seed`
+``(k, i)`` = ``(k mod 16) * 100 + i``. A retry therefore gets a different image, while a loop of
+requests reuses 16 renders per size (the render cache keeps throughput benchmarks honest).
 """
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ from ._images import normalize_format
 from ._server import DROP, FileSpec, ProviderApp, RecordedRequest, Reply, _Drop, new_request_id
 from ._wire import Endpoints, openai_error
 
-__all__ = ["DEFAULT_RETIRED", "OUTPUT_TOKENS_1024", "OpenAIApp"]
+__all__ = ["DEFAULT_RETIRED", "DRAWS", "OUTPUT_TOKENS_1024", "OpenAIApp", "render_seed"]
+
+#: How many different renders (per prompt and size) a run of requests cycles through.
+DRAWS = 16
+
+
+def render_seed(generation: int, index: int) -> int:
+    """The seed the simulator renders image ``index`` of its ``generation``-th answer with."""
+    return (generation % DRAWS) * 100 + index
 
 DEFAULT_RETIRED = ("dall-e-2", "dall-e-3", "gpt-image-1")
 OUTPUT_TOKENS_1024 = {"low": 272, "medium": 1056, "high": 4160, "xhigh": 6240, "max": 8320}
@@ -187,6 +197,9 @@ class OpenAIApp(ProviderApp):
                            "size")
         if max(w, h) > 3840 or w * h > 3840 * 2160 or min(w, h) < 16:
             raise _Invalid(f"Invalid size '{size}': at most 3840x2160 pixels.", "size")
+        if w * h < 655_360:
+            raise _Invalid(f"Invalid size '{size}': total pixels must be at least 655,360.",
+                           "size")
         return w, h, size
 
     def _validate_dalle(self, p: dict[str, Any], model: str, prompt: str,
@@ -211,26 +224,28 @@ class OpenAIApp(ProviderApp):
 
         created = int(time.time())
         w, h, fmt, prompt = job["width"], job["height"], job["fmt"], job["prompt"]
+        k = self.state.next_draw()
+        seeds = [render_seed(k, i) for i in range(job["n"])]
         if job["dalle"]:
             data = []
-            for i in range(job["n"]):
+            for seed in seeds:
                 item: dict[str, Any] = {}
                 if job["response_format"] == "url":
-                    name = self.state.add_file(FileSpec(prompt, i, w, h, "png",
+                    name = self.state.add_file(FileSpec(prompt, seed, w, h, "png",
                                                         model=job["model"]))
                     item["url"] = f"{self.base_url}/files/{name}"
                 else:
                     item["b64_json"] = base64.b64encode(render_image(
-                        prompt, i, w, h, "png",
-                        misspell=self.state.misspells(job["model"], prompt, i))).decode()
+                        prompt, seed, w, h, "png",
+                        misspell=self.state.misspells(job["model"], prompt, seed))).decode()
                 if job["model"] == "dall-e-3":
                     item["revised_prompt"] = f"{prompt} (revised by the simulator)"
                 data.append(item)
             return {"created": created, "data": data}
         data = [{"b64_json": base64.b64encode(render_image(
-                    prompt, i, w, h, fmt,
-                    misspell=self.state.misspells(job["model"], prompt, i))).decode()}
-                for i in range(job["n"])]
+                    prompt, seed, w, h, fmt,
+                    misspell=self.state.misspells(job["model"], prompt, seed))).decode()}
+                for seed in seeds]
         return {"created": created, "background": job["background"],
                 "output_format": normalize_format(fmt), "quality": job["quality"],
                 "size": job["size"], "data": data,

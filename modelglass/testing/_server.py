@@ -139,6 +139,7 @@ class ProviderState:
         self._billed = 0
         self._records: list[RecordedRequest] = []
         self._files: dict[str, FileSpec] = {}
+        self._draws = 0  # answered generations of a provider without seeds (OpenAI)
         self._lock = threading.Lock()
         #: (provider or None, wire model name) -> how often its images spell quoted text right
         #: (``Simulator.text_accuracy``; shared by the simulators of one ``simulate()``).
@@ -183,10 +184,17 @@ class ProviderState:
         with self._lock:
             return self._files.get(name)
 
+    def next_draw(self) -> int:
+        """The number of this answered generation, from 0 after the start or ``reset()``."""
+        with self._lock:
+            self._draws += 1
+            return self._draws - 1
+
     def reset(self) -> None:
         with self._lock:
             self._records.clear()
             self._billed = 0
+            self._draws = 0
         self.faults.clear()
         self.sign_urls = False
 
