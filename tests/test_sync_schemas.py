@@ -11,6 +11,7 @@ import _sim_fixtures
 import pytest
 
 import modelglass as mg
+from modelglass import _clock
 from modelglass.catalog._sync import sync
 from modelglass.catalog._sync_schemas import input_from_openapi, schema_changes
 from modelglass.catalog._wire_schema import input_schema
@@ -49,7 +50,7 @@ def test_a_changed_schema_is_written_next_to_the_overlay_and_planning_reads_it(
         (found,) = [f for f in report.of("schema") if f.offer == "flux-dev@fal"]
         assert "+negative_prompt" in found.detail and "~num_inference_steps" in found.detail
         written = json.loads((tmp_path / "schemas/fal/fal-ai/flux/dev.json").read_text())
-        assert written["as_of"] == "2026-12-06" and "fal Platform API" in written["source"]
+        assert written["as_of"] == _clock.today().isoformat() and "fal Platform API" in written["source"]
         assert written["input"]["properties"]["num_inference_steps"]["maximum"] == 40
         monkeypatch.setenv("MODELGLASS_CATALOG_OVERLAY", str(overlay))
         assert input_schema("fal", "fal-ai/flux/dev").range("num_inference_steps") == (1, 40)  # type: ignore[union-attr]
