@@ -25,32 +25,16 @@ from ._cli_progress import Progress
 from .cli import (
     CatalogOpt,
     JsonOpt,
-    _aspect,
     _assume,
     _assume_opt,
     _catalog,
-    _cfg,
-    _commercial,
-    _dpi,
-    _max_cost,
-    _model,
-    _n,
-    _negative,
-    _print,
-    _provider,
-    _quality,
-    _sampler,
-    _seed,
-    _size,
-    _steps,
-    _strict,
     emit_json,
     err,
     fate_cells,
     friendly,
     out,
     print_plan,
-    request_kwargs,
+    request_options,
 )
 
 if TYPE_CHECKING:
@@ -277,13 +261,8 @@ _expect_opt = typer.Option(None, "--expect-text", help="The text the image shoul
 
 # -- commands --------------------------------------------------------------------------------------
 @friendly
-def generate(prompt: str, quality: str | None = _quality, model: str | None = _model,
-             provider: str | None = _provider, negative: str | None = _negative,
-             cfg: float | None = _cfg, steps: int | None = _steps, seed: int | None = _seed,
-             size: str | None = _size, aspect_ratio: str | None = _aspect,
-             print_size: str | None = _print, dpi: int | None = _dpi, n: int = _n,
-             sampler: str | None = _sampler, max_cost: float | None = _max_cost,
-             strict: bool = _strict, commercial: bool = _commercial,
+@request_options
+def generate(prompt: str, request: dict[str, Any],
              out_dir: Path = _out_opt, simulate: bool = _simulate_opt,
              dry_run: bool = _dry_run_opt,
              assume_available: str | None = _assume_opt, policy: str | None = policy_opt,
@@ -292,12 +271,10 @@ def generate(prompt: str, quality: str | None = _quality, model: str | None = _m
              on_fail: str = _on_fail_opt, expect_text: str | None = _expect_opt,
              json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Generate images for PROMPT and save them with their provenance to --out."""
-    kw = request_kwargs(quality, model, provider, negative, cfg, steps, seed, size, aspect_ratio,
-                        print_size, dpi, n, sampler, max_cost, strict, commercial)
-    kw["max_latency_s"] = max_latency
-    kw["expect_text"] = expect_text
+    kw = {**request, "max_latency_s": max_latency, "expect_text": expect_text}
     with _maybe_simulate(simulate):
-        client = _make_client(catalog, provider, simulate, _assume(assume_available))
+        client = _make_client(catalog, request["provider"], simulate,
+                              _assume(assume_available))
         apply_policy(client, policy)  # policy hook
         with client:
             if dry_run:

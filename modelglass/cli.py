@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import sys
 from collections.abc import Callable
@@ -447,17 +448,6 @@ def catalog_html(out_path: Path = _html_out,
 
 
 # -- route / plan ---------------------------------------------------------------------------------
-def request_kwargs(quality: str | None, model: str | None, provider: str | None, negative: str | None,
-                   cfg: float | None, steps: int | None, seed: int | None, size: str | None,
-                   aspect_ratio: str | None, print_size: str | None, dpi: int | None, n: int,
-                   sampler: str | None, max_cost: float | None, strict: bool,
-                   commercial: bool) -> dict[str, Any]:
-    return {"quality": quality, "model": model, "provider": provider, "negative_prompt": negative,
-            "cfg": cfg, "steps": steps, "seed": seed, "size": size, "aspect_ratio": aspect_ratio,
-            "print_size": print_size, "dpi": dpi, "n": n, "sampler": sampler,
-            "max_cost_usd": max_cost, "strict": strict, "commercial": commercial}
-
-
 def _client(catalog: str | None) -> Any:
     from .client import Client
 
@@ -494,24 +484,63 @@ _max_latency = typer.Option(None, "--max-latency",
 _assume_opt = typer.Option(None, "--assume-available",
                            help="Comma-separated providers to treat as available (no keys needed).")
 
+#: The request options of ``route``, ``plan`` and ``generate``, in --help order: the parameter
+#: name, its type, its typer option and the :class:`~modelglass.ImageRequest` field it fills.
+REQUEST_OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
+    ("quality", str | None, _quality, "quality"),
+    ("model", str | None, _model, "model"),
+    ("provider", str | None, _provider, "provider"),
+    ("negative", str | None, _negative, "negative_prompt"),
+    ("cfg", float | None, _cfg, "cfg"),
+    ("steps", int | None, _steps, "steps"),
+    ("seed", int | None, _seed, "seed"),
+    ("size", str | None, _size, "size"),
+    ("aspect_ratio", str | None, _aspect, "aspect_ratio"),
+    ("print_size", str | None, _print, "print_size"),
+    ("dpi", int | None, _dpi, "dpi"),
+    ("n", int, _n, "n"),
+    ("sampler", str | None, _sampler, "sampler"),
+    ("max_cost", float | None, _max_cost, "max_cost_usd"),
+    ("strict", bool, _strict, "strict"),
+    ("commercial", bool, _commercial, "commercial"),
+)
+
+
+def request_options(fn: F) -> F:
+    """Give command ``fn`` the :data:`REQUEST_OPTIONS` in place of its ``request`` parameter.
+
+    typer reads each option from the command's signature, so the wrapper's signature lists them
+    (where ``request`` stood); ``fn`` receives them gathered as ``request``, a dict of
+    :class:`~modelglass.ImageRequest` keyword arguments.
+    """
+    sig = inspect.signature(fn, eval_str=True)
+    params = list(sig.parameters.values())
+    at = [p.name for p in params].index("request")
+    options = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=opt,
+                                 annotation=kind)
+               for name, kind, opt, _ in REQUEST_OPTIONS]
+    params[at:at + 1] = options
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        request = {field: kwargs.pop(name) for name, _, _, field in REQUEST_OPTIONS}
+        return fn(*args, request=request, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper  # type: ignore[return-value]
+
 
 @app.command()
 @friendly
-def route(prompt: str, quality: str | None = _quality, model: str | None = _model,
-          provider: str | None = _provider, negative: str | None = _negative,
-          cfg: float | None = _cfg, steps: int | None = _steps, seed: int | None = _seed,
-          size: str | None = _size, aspect_ratio: str | None = _aspect,
-          print_size: str | None = _print, dpi: int | None = _dpi, n: int = _n,
-          sampler: str | None = _sampler, max_cost: float | None = _max_cost,
-          strict: bool = _strict, commercial: bool = _commercial,
+@request_options
+def route(prompt: str, request: dict[str, Any],
           assume_available: str | None = _assume_opt, policy: str | None = _policy_opt,
           max_latency: float | None = _max_latency,
           explain: bool = typer.Option(False, "--explain", help="Say why, with the runner-ups."),
           json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Pick a model and provider for PROMPT, and say why. No network."""
-    kw = request_kwargs(quality, model, provider, negative, cfg, steps, seed, size, aspect_ratio,
-                        print_size, dpi, n, sampler, max_cost, strict, commercial)
-    kw["max_latency_s"] = max_latency
+    kw = {**request, "max_latency_s": max_latency}
     decision = _client(catalog).route(prompt, available=_assume(assume_available), policy=policy,
                                       **kw)
     if json_out:
@@ -539,20 +568,13 @@ def route(prompt: str, quality: str | None = _quality, model: str | None = _mode
 
 @app.command()
 @friendly
-def plan(prompt: str, quality: str | None = _quality, model: str | None = _model,
-         provider: str | None = _provider, negative: str | None = _negative,
-         cfg: float | None = _cfg, steps: int | None = _steps, seed: int | None = _seed,
-         size: str | None = _size, aspect_ratio: str | None = _aspect,
-         print_size: str | None = _print, dpi: int | None = _dpi, n: int = _n,
-         sampler: str | None = _sampler, max_cost: float | None = _max_cost,
-         strict: bool = _strict, commercial: bool = _commercial,
+@request_options
+def plan(prompt: str, request: dict[str, Any],
          assume_available: str | None = _assume_opt, policy: str | None = _policy_opt,
          max_latency: float | None = _max_latency,
          json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Dry run: the exact provider payload, what happens to each control, and the cost."""
-    kw = request_kwargs(quality, model, provider, negative, cfg, steps, seed, size, aspect_ratio,
-                        print_size, dpi, n, sampler, max_cost, strict, commercial)
-    kw["max_latency_s"] = max_latency
+    kw = {**request, "max_latency_s": max_latency}
     call = _client(catalog).plan(prompt, available=_assume(assume_available), policy=policy, **kw)
     data = call.to_dict()
     if json_out:

@@ -200,14 +200,52 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
     axis = policy.quality_axis(quality, catalog)
     signals = prompt_signals(request.prompt, request.negative_prompt)
     idx = _index(catalog)
+    _check_pins(request, catalog, idx)
+    weights, qtable = idx.model_quality(catalog, quality, axis, signals, policy)
+    avail_key, check = _availability(idx, request, today, available)
+
+    budget = _budget_text(request, axis, quality, policy)
+    views, plan_quality = idx.views_for(catalog, policy, quality, axis)
+    plan_request = request if plan_quality == quality else \
+        request.model_copy(update={"quality": plan_quality})
+
+    def planner(view: OfferView) -> ProviderCall:
+        return plan_call(plan_request, view, provider=providers.get(view.provider), today=today)
+
+    latency_limit, latency = _latencies(idx, request, policy, observed)
+    key = _memo_key(idx, request, quality, signals, today, avail_key, policy, providers, latency)
+    calls: dict[str, ProviderCall] = {}
+    rows, rejected, notices, reserve = _memoised_rank(
+        idx, key, providers, calls,
+        lambda: _Context(request, quality, axis, qtable, check, today, policy, planner, views,
+                         latency, latency_limit))
+    if health is not None and policy.health.enabled and rows:
+        rows, rejected, notices = _health_fallback(rows, rejected, notices, reserve, health,
+                                                   policy, request)
+    # learning hook: where an outcome check applies and enough of them were observed, rank by
+    # expected cost per accepted image (after the memo: observations change between calls)
+    rows, ranking = learned_ranking(rows, request, policy.learning, observed, catalog)
+    decision = RoutingDecision(request=request, quality=quality, quality_axis=axis,
+                               signals=signals, weights=weights, rows=rows, rejected=rejected,
+                               budget=budget, planner=planner, calls=calls, notices=notices,
+                               policy=policy, ranking=ranking)
+    decision.quality_defaulted = defaulted
+    return decision
+
+
+def _check_pins(request: ImageRequest, catalog: Catalog, idx: _Index) -> None:
+    """Refuse a pinned model or provider the catalog does not know (before any ranking)."""
     if request.model is not None and request.model not in catalog.models:
         catalog.model(request.model)  # raises CatalogError with suggestions
     if request.provider is not None and request.provider not in idx.providers:
         raise InvalidRequest(f"no offer in the catalog is served by provider "
                              f"{request.provider!r}; providers: {', '.join(sorted(idx.providers))}",
                              field="provider")
-    weights, qtable = idx.model_quality(catalog, quality, axis, signals, policy)
 
+
+def _availability(idx: _Index, request: ImageRequest, today: dt.date, available: Available
+                  ) -> tuple[Any, Callable[[int], str | None]]:
+    """The memo key part for ``available`` and the per-offer check (index -> refusal or None)."""
     if available is None:
         avail_key: Any = None
         check: Callable[[int], str | None] = _always
@@ -220,20 +258,25 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
         avail_key = ("providers", names)
         shown = ", ".join(sorted(names)) or "none"
         check = _provider_check(idx, names, shown)
+    return avail_key, check
 
-    budget = _budget_text(request, axis, quality, policy)
-    views, plan_quality = idx.views_for(catalog, policy, quality, axis)
-    plan_request = request if plan_quality == quality else \
-        request.model_copy(update={"quality": plan_quality})
 
-    def planner(view: OfferView) -> ProviderCall:
-        return plan_call(plan_request, view, provider=providers.get(view.provider), today=today)
-
+def _latencies(idx: _Index, request: ImageRequest, policy: Policy,
+               observed: LatencySource | None
+               ) -> tuple[float | None, list[tuple[float | None, str]] | None]:
+    """The latency limit, and each offer's latency where a limit or the tie-break reads it."""
     latency_limit = _latency_limit(request, policy)
     latency: list[tuple[float | None, str]] | None = None
     if latency_limit is not None or "latency" in policy.tie_break:
         latency = [offer_latency(v, observed) for v in idx.views]
+    return latency_limit, latency
 
+
+def _memo_key(idx: _Index, request: ImageRequest, quality: str, signals: Signals,
+              today: dt.date, avail_key: Any, policy: Policy,
+              providers: Mapping[str, Provider],
+              latency: list[tuple[float | None, str]] | None) -> tuple[Any, ...]:
+    """The request *shape* the ranking depends on (the prompt only through signals/length)."""
     plen = len(request.prompt)
     key = (quality, request.model, request.provider, request.negative_prompt, request.cfg,
            request.steps, request.seed is None, request.size, request.aspect_ratio,
@@ -245,45 +288,49 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
            signals.key, today, avail_key, policy,
            tuple(sorted((k, id(p)) for k, p in providers.items())),
            tuple(v for v, _ in latency) if latency is not None else None)
+    return key
+
+
+def _memoised_rank(idx: _Index, key: tuple[Any, ...], providers: Mapping[str, Provider],
+                   calls: dict[str, ProviderCall], make_ctx: Callable[[], _Context]
+                   ) -> tuple[list[Row], list[Rejection], tuple[str, ...], list[tuple[Row, str]]]:
+    """The ranking for ``key`` from the memo, else ranked now (filling ``calls``) and stored."""
     with idx.lock:
         hit = idx.memo.get(key)
         if hit is not None:
             idx.memo.move_to_end(key)
-    calls: dict[str, ProviderCall] = {}
     if hit is not None:
         rows, rejected, (notices, reserve, _) = hit
     else:
-        ctx = _Context(request, quality, axis, qtable, check, today, policy, planner, views,
-                       latency, latency_limit)
+        ctx = make_ctx()
         rows, rejected, notices, reserve = _rank(idx, ctx, calls)
         with idx.lock:
             # The providers ride along so their ids in the key cannot be reused while cached.
             idx.memo[key] = (rows, rejected, (notices, reserve, tuple(providers.values())))
             while len(idx.memo) > idx.memo_limit:
                 idx.memo.popitem(last=False)
-    if health is not None and policy.health.enabled and rows:
-        rows, rejected = _apply_health(rows, rejected, health, policy)
-        if not rows and reserve:
-            # Every offer that makes the size is cooling down: fall back to those that do not
-            # make it, and say so first (a cooled offer never sends a job).
-            kept, _ = _apply_health([r for r, _ in reserve], [], health, policy)
-            if kept:
-                gaps = {r.offer.key: g for r, g in reserve}
-                back = {r.offer.key for r in kept}
-                rejected = [r for r in rejected
-                            if not (r.constraint == "size" and r.offer_key in back)]
-                rows = _order(kept, policy)
-                notices = (f"size {request.size} approximated: the offers that make it are "
-                           f"cooling down; {rows[0].offer.key} {gaps[rows[0].offer.key]}",)
-    # learning hook: where an outcome check applies and enough of them were observed, rank by
-    # expected cost per accepted image (after the memo: observations change between calls)
-    rows, ranking = learned_ranking(rows, request, policy.learning, observed, catalog)
-    decision = RoutingDecision(request=request, quality=quality, quality_axis=axis,
-                               signals=signals, weights=weights, rows=rows, rejected=rejected,
-                               budget=budget, planner=planner, calls=calls, notices=notices,
-                               policy=policy, ranking=ranking)
-    decision.quality_defaulted = defaulted
-    return decision
+    return rows, rejected, notices, reserve
+
+
+def _health_fallback(rows: list[Row], rejected: list[Rejection], notices: tuple[str, ...],
+                     reserve: list[tuple[Row, str]], health: HealthBoard, policy: Policy,
+                     request: ImageRequest
+                     ) -> tuple[list[Row], list[Rejection], tuple[str, ...]]:
+    """Skip cooling offers; when that empties the ranking, fall back to the size reserve."""
+    rows, rejected = _apply_health(rows, rejected, health, policy)
+    if not rows and reserve:
+        # Every offer that makes the size is cooling down: fall back to those that do not
+        # make it, and say so first (a cooled offer never sends a job).
+        kept, _ = _apply_health([r for r, _ in reserve], [], health, policy)
+        if kept:
+            gaps = {r.offer.key: g for r, g in reserve}
+            back = {r.offer.key for r in kept}
+            rejected = [r for r in rejected
+                        if not (r.constraint == "size" and r.offer_key in back)]
+            rows = _order(kept, policy)
+            notices = (f"size {request.size} approximated: the offers that make it are "
+                       f"cooling down; {rows[0].offer.key} {gaps[rows[0].offer.key]}",)
+    return rows, rejected, notices
 
 
 def _with_default_quality(request: ImageRequest, policy: Policy) -> tuple[ImageRequest, bool]:
@@ -488,7 +535,7 @@ def _rank(idx: _Index, ctx: _Context,
           ) -> tuple[list[Row], list[Rejection], tuple[str, ...], list[tuple[Row, str]]]:
     """Rows (ranked), rejections, notices, and the reserve: offers rejected only for the size,
     with what they make instead (used when every offer that makes the size is cooling down)."""
-    request, axis, quality, policy = ctx.request, ctx.axis, ctx.quality, ctx.policy
+    request, axis, policy = ctx.request, ctx.axis, ctx.policy
     rows: list[Row] = []
     approx: list[tuple[Row, str]] = []  # passing offers that cannot make the requested size
     rejected: list[Rejection] = []
@@ -501,69 +548,15 @@ def _rank(idx: _Index, ctx: _Context,
     negative = request.negative_prompt is not None
     want_px = request.pixel_size() if request.size else None
     for i, f in enumerate(idx.facts):
-        why = _pin_reason(f, request)
-        if why:
-            reject(Rejection(f.key, "pin", why))
+        refused = _screen(i, f, ctx, commercial_why, open_weights)
+        if refused is not None:
+            reject(refused)
             continue
-        why = _lifecycle_reason(f, ctx.today)
-        if why:
-            reject(Rejection(f.key, "lifecycle", why))
+        out = _admit(i, f, ctx, min_mp)
+        if isinstance(out, Rejection):
+            reject(out)
             continue
-        why = ctx.check(i)
-        if why:
-            reject(Rejection(f.key, "availability", why))
-            continue
-        why = _names_reason(f, policy)
-        if why:
-            reject(Rejection(f.key, "policy", why))
-            continue
-        if commercial_why:
-            why = _licence_reason(f, commercial_why)
-            if why:
-                reject(Rejection(f.key, "licence", why))
-                continue
-        if open_weights:
-            why = _open_weights_reason(f)
-            if why:
-                reject(Rejection(f.key, "licence", why))
-                continue
-        mq = ctx.qtable[f.model_id]
-        below = None
-        if mq.failed_minimums:
-            if request.model is None:
-                reject(Rejection(f.key, "minimum", mq.failed_minimums))
-                continue
-            # The user named this model: the axis minimums inform, they do not overrule a pin.
-            below = mq.failed_minimums
-        lat = ctx.latency[i] if ctx.latency is not None else (None, "")
-        if ctx.latency_limit is not None:
-            why = _latency_reason(lat[0], lat[1], ctx.latency_limit, policy)
-            if why:
-                reject(Rejection(f.key, "latency", why))
-                continue
-        short_mp = None
-        if min_mp is not None and (f.max_mp is None or f.max_mp < min_mp - 1e-9):
-            shown = "unknown" if f.max_mp is None else f"{f.max_mp:.2f} MP"
-            short_mp = f"largest output {shown} < {min_mp:g} MP the {quality} axis needs"
-            if policy.upscale_available is None:
-                reject(Rejection(f.key, "resolution", short_mp + " (no upscaler configured)"))
-                continue
-        view = ctx.views[i]
-        try:
-            call = ctx.planner(view)
-        except InvalidRequest as exc:
-            constraint = _plan_constraint(exc, request)
-            reject(Rejection(f.key, constraint, str(exc)))
-            continue
-        if short_mp is not None:
-            assert policy.upscale_available is not None
-            if not policy.upscale_available(call):
-                reject(Rejection(f.key, "resolution", short_mp + " and no upscale step fits"))
-                continue
-        why = _budget_reason(call, request, axis, quality, policy)
-        if why:
-            reject(Rejection(f.key, "budget", why))
-            continue
+        call, mq, below, short_mp, lat = out
         calls[f.key] = call
         row = _score(f, call, mq, ctx, negative, short_mp, below, lat[0])
         gap = size_gap(want_px, call) if want_px is not None else None
@@ -571,6 +564,84 @@ def _rank(idx: _Index, ctx: _Context,
             approx.append((row, gap))
         else:
             rows.append(row)
+    return _settle(idx, request, policy, rows, approx, rejected, calls)
+
+
+def _screen(i: int, f: _Facts, ctx: _Context, commercial_why: str | None,
+            open_weights: bool) -> Rejection | None:
+    """Steps 1-6 (pin, lifecycle, availability, policy, licence): the first failure, or None."""
+    request, policy = ctx.request, ctx.policy
+    why = _pin_reason(f, request)
+    if why:
+        return Rejection(f.key, "pin", why)
+    why = _lifecycle_reason(f, ctx.today)
+    if why:
+        return Rejection(f.key, "lifecycle", why)
+    why = ctx.check(i)
+    if why:
+        return Rejection(f.key, "availability", why)
+    why = _names_reason(f, policy)
+    if why:
+        return Rejection(f.key, "policy", why)
+    if commercial_why:
+        why = _licence_reason(f, commercial_why)
+        if why:
+            return Rejection(f.key, "licence", why)
+    if open_weights:
+        why = _open_weights_reason(f)
+        if why:
+            return Rejection(f.key, "licence", why)
+    return None
+
+
+_Admitted = tuple["ProviderCall", ModelQuality, "str | None", "str | None",
+                  "tuple[float | None, str]"]
+
+
+def _admit(i: int, f: _Facts, ctx: _Context, min_mp: float | None) -> Rejection | _Admitted:
+    """Steps 7-11 (minimum, latency, resolution, plan, budget): the first failure, else the
+    call, the model's quality, the pinned-below note, the short-resolution note and latency."""
+    request, axis, quality, policy = ctx.request, ctx.axis, ctx.quality, ctx.policy
+    mq = ctx.qtable[f.model_id]
+    below = None
+    if mq.failed_minimums:
+        if request.model is None:
+            return Rejection(f.key, "minimum", mq.failed_minimums)
+        # The user named this model: the axis minimums inform, they do not overrule a pin.
+        below = mq.failed_minimums
+    lat = ctx.latency[i] if ctx.latency is not None else (None, "")
+    if ctx.latency_limit is not None:
+        why = _latency_reason(lat[0], lat[1], ctx.latency_limit, policy)
+        if why:
+            return Rejection(f.key, "latency", why)
+    short_mp = None
+    if min_mp is not None and (f.max_mp is None or f.max_mp < min_mp - 1e-9):
+        shown = "unknown" if f.max_mp is None else f"{f.max_mp:.2f} MP"
+        short_mp = f"largest output {shown} < {min_mp:g} MP the {quality} axis needs"
+        if policy.upscale_available is None:
+            return Rejection(f.key, "resolution", short_mp + " (no upscaler configured)")
+    view = ctx.views[i]
+    try:
+        call = ctx.planner(view)
+    except InvalidRequest as exc:
+        constraint = _plan_constraint(exc, request)
+        return Rejection(f.key, constraint, str(exc))
+    if short_mp is not None:
+        assert policy.upscale_available is not None
+        if not policy.upscale_available(call):
+            return Rejection(f.key, "resolution", short_mp + " and no upscale step fits")
+    why = _budget_reason(call, request, axis, quality, policy)
+    if why:
+        return Rejection(f.key, "budget", why)
+    return call, mq, below, short_mp, lat
+
+
+def _settle(idx: _Index, request: ImageRequest, policy: Policy, rows: list[Row],
+            approx: list[tuple[Row, str]], rejected: list[Rejection],
+            calls: dict[str, ProviderCall]
+            ) -> tuple[list[Row], list[Rejection], tuple[str, ...], list[tuple[Row, str]]]:
+    """Step 12 (size), the order, the size notice and the overlay's disabled offers."""
+    reject = rejected.append
     notices: tuple[str, ...] = ()
     reserve: list[tuple[Row, str]] = []
     if approx and rows:
