@@ -324,6 +324,11 @@ def peer_refused(stream: Any, host: str | bytes, port: int) -> str | None:
 
 @functools.cache
 def _backends() -> tuple[type, type]:
+    """The guarded httpcore network backends, sync and async, built once on first use."""
+    return _sync_backend(), _async_backend()
+
+
+def _sync_backend() -> type:
     import httpcore
 
     class GuardedStream(httpcore.NetworkStream):
@@ -369,6 +374,12 @@ def _backends() -> tuple[type, type]:
         def sleep(self, seconds: float) -> None:
             self.inner.sleep(seconds)
 
+    return GuardedBackend
+
+
+def _async_backend() -> type:
+    import httpcore
+
     class AsyncGuardedStream(httpcore.AsyncNetworkStream):
         def __init__(self, inner: Any) -> None:
             self.inner = inner
@@ -412,7 +423,7 @@ def _backends() -> tuple[type, type]:
         async def sleep(self, seconds: float) -> None:
             await self.inner.sleep(seconds)
 
-    return GuardedBackend, AsyncGuardedBackend
+    return AsyncGuardedBackend
 
 
 def make_client(**kwargs: Any) -> httpx.Client:

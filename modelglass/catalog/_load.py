@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -496,8 +497,50 @@ def _source_ids(value: str | None) -> list[str]:
     return [s.strip() for s in (value or "").split(",") if s.strip()]
 
 
+@dataclass
+class _CrossCheck:
+    """What every model's cross-check reads: the settings' names and dates, and the offers seen."""
+
+    src: _Sources
+    problems: _Problems
+    providers: set[str]
+    sources: set[str]
+    as_of: date | None
+    today: date
+    seen_offers: dict[str, tuple[_Doc, Path_]] = field(default_factory=dict)
+
+    def check_sources(self, doc: _Doc, path: Path_, value: str | None) -> None:
+        for sid in _source_ids(value):
+            if sid not in self.sources:
+                close = difflib.get_close_matches(sid, self.sources, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else \
+                    "; add it to settings.yaml `sources:`"
+                self.problems.add(doc, path, f"source {sid!r} is not in settings.yaml sources{hint}")
+
+
 def _cross_check(src: _Sources, problems: _Problems) -> None:
-    from ._scores import FORMULAS, KNOWN_METRICS
+    settings, sdoc = _check_settings(src, problems)
+    providers = set(settings.providers)
+    sources = set(settings.sources)
+    as_of = settings.as_of
+    today = _clock.today()
+    if as_of is not None and sdoc is not None and as_of > today:
+        problems.add(sdoc, ("as_of",), f"as_of {as_of} is later than today ({today}): a date "
+                     "from the future would keep every price fresh; fix the date (or the "
+                     f"clock: {_clock.ENV})")
+    ctx = _CrossCheck(src, problems, providers, sources, as_of, today)
+
+    for mid, (m, doc) in src.models.items():
+        base: Path_ = ("models", mid)
+        _check_lifecycle(ctx, mid, m, doc, base)
+        _check_evidence(ctx, m, doc, base)
+        for i, offer in zip(src.offer_index[mid], m.offers):
+            _check_offer(ctx, mid, m, offer, doc, base + ("offers", i))
+
+
+def _check_settings(src: _Sources, problems: _Problems) -> tuple[Settings, _Doc | None]:
+    """The formula version and the required quality axes; returns the settings and their file."""
+    from ._scores import FORMULAS
 
     settings = src.settings[0] if src.settings else Settings()
     sdoc = src.settings[1] if src.settings else None
@@ -510,106 +553,99 @@ def _cross_check(src: _Sources, problems: _Problems) -> None:
             if name not in src.axes and name not in (src.axes_doc.data or {}).get("axes", {}):
                 problems.add(src.axes_doc, ("axes",), f"quality axis {name!r} is missing; "
                              f"all of {', '.join(REQUIRED_QUALITY_AXES)} are required")
+    return settings, sdoc
 
-    providers = set(settings.providers)
-    sources = set(settings.sources)
-    as_of = settings.as_of
-    today = _clock.today()
-    if as_of is not None and sdoc is not None and as_of > today:
-        problems.add(sdoc, ("as_of",), f"as_of {as_of} is later than today ({today}): a date "
-                     "from the future would keep every price fresh; fix the date (or the "
-                     f"clock: {_clock.ENV})")
-    seen_offers: dict[str, tuple[_Doc, Path_]] = {}
 
-    def check_sources(doc: _Doc, path: Path_, value: str | None) -> None:
-        for sid in _source_ids(value):
-            if sid not in sources:
-                close = difflib.get_close_matches(sid, sources, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else \
-                    "; add it to settings.yaml `sources:`"
-                problems.add(doc, path, f"source {sid!r} is not in settings.yaml sources{hint}")
+def _check_lifecycle(ctx: _CrossCheck, mid: str, m: Model, doc: _Doc, base: Path_) -> None:
+    """Replacement, status and dates of one model must agree; its sources must be listed."""
+    problems, as_of = ctx.problems, ctx.as_of
+    lc = m.lifecycle
+    if lc.replacement is not None:
+        if lc.replacement == mid:
+            problems.add(doc, base + ("lifecycle", "replacement"),
+                         "a model cannot replace itself")
+        elif lc.replacement not in ctx.src.models:
+            close = difflib.get_close_matches(lc.replacement, ctx.src.models, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.add(doc, base + ("lifecycle", "replacement"),
+                         f"replacement {lc.replacement!r} is not a model in this catalog{hint}")
+    if lc.status is Status.retired and lc.replacement is None and not m.notes:
+        problems.add(doc, base + ("lifecycle", "status"),
+                     "a retired model must name a `replacement` or say why not in `notes`")
+    dates = [("released", lc.released), ("deprecated_on", lc.deprecated_on),
+             ("shutdown_on", lc.shutdown_on)]
+    known = [(n, d) for n, d in dates if d is not None]
+    for (n1, d1), (n2, d2) in itertools.pairwise(known):
+        if d1 > d2:
+            problems.add(doc, base + ("lifecycle", n2), f"{n2} {d2} is before {n1} {d1}")
+    if as_of is not None and lc.shutdown_on is not None:
+        if lc.status is Status.retired and lc.shutdown_on > as_of:
+            problems.add(doc, base + ("lifecycle", "shutdown_on"),
+                         f"status is retired but shutdown_on {lc.shutdown_on} is after the "
+                         f"catalog date {as_of}; use status: deprecated")
+        if lc.status is Status.active:
+            problems.add(doc, base + ("lifecycle", "shutdown_on"),
+                         "an active model has a shutdown date; use status: deprecated")
+    if lc.status is Status.deprecated and lc.replacement is None and not m.notes:
+        problems.add(doc, base + ("lifecycle", "status"),
+                     "a deprecated model must name a `replacement` or say why not in `notes`")
+    ctx.check_sources(doc, base + ("lifecycle", "source"), lc.source)
+    ctx.check_sources(doc, base + ("licence", "source"), m.licence.source)
 
-    for mid, (m, doc) in src.models.items():
-        base: Path_ = ("models", mid)
-        lc = m.lifecycle
-        if lc.replacement is not None:
-            if lc.replacement == mid:
-                problems.add(doc, base + ("lifecycle", "replacement"),
-                             "a model cannot replace itself")
-            elif lc.replacement not in src.models:
-                close = difflib.get_close_matches(lc.replacement, src.models, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                problems.add(doc, base + ("lifecycle", "replacement"),
-                             f"replacement {lc.replacement!r} is not a model in this catalog{hint}")
-        if lc.status is Status.retired and lc.replacement is None and not m.notes:
-            problems.add(doc, base + ("lifecycle", "status"),
-                         "a retired model must name a `replacement` or say why not in `notes`")
-        dates = [("released", lc.released), ("deprecated_on", lc.deprecated_on),
-                 ("shutdown_on", lc.shutdown_on)]
-        known = [(n, d) for n, d in dates if d is not None]
-        for (n1, d1), (n2, d2) in itertools.pairwise(known):
-            if d1 > d2:
-                problems.add(doc, base + ("lifecycle", n2), f"{n2} {d2} is before {n1} {d1}")
-        if as_of is not None and lc.shutdown_on is not None:
-            if lc.status is Status.retired and lc.shutdown_on > as_of:
-                problems.add(doc, base + ("lifecycle", "shutdown_on"),
-                             f"status is retired but shutdown_on {lc.shutdown_on} is after the "
-                             f"catalog date {as_of}; use status: deprecated")
-            if lc.status is Status.active:
-                problems.add(doc, base + ("lifecycle", "shutdown_on"),
-                             "an active model has a shutdown date; use status: deprecated")
-        if lc.status is Status.deprecated and lc.replacement is None and not m.notes:
-            problems.add(doc, base + ("lifecycle", "status"),
-                         "a deprecated model must name a `replacement` or say why not in `notes`")
-        check_sources(doc, base + ("lifecycle", "source"), lc.source)
-        check_sources(doc, base + ("licence", "source"), m.licence.source)
 
-        for i, ev in enumerate(m.evidence):
-            path = base + ("evidence", i)
-            check_sources(doc, path + ("source",), ev.source)
-            if ev.metric not in KNOWN_METRICS:
-                close = difflib.get_close_matches(ev.metric, KNOWN_METRICS, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else \
-                    f"; known: {', '.join(sorted(KNOWN_METRICS))}"
-                problems.add(doc, path + ("metric",), f"unknown metric {ev.metric!r}{hint}")
+def _check_evidence(ctx: _CrossCheck, m: Model, doc: _Doc, base: Path_) -> None:
+    """Each evidence row cites a listed source and a metric the scores know."""
+    from ._scores import KNOWN_METRICS
 
-        for i, offer in zip(src.offer_index[mid], m.offers):
-            path = base + ("offers", i)
-            key = offer.key(mid)
-            if key in seen_offers:
-                first_doc, first_path = seen_offers[key]
-                problems.add(doc, path, f"duplicate offer key {key!r} (first at "
-                             f"{first_doc.file}:{first_doc.line(first_path)}); give one an `id:`")
-            else:
-                seen_offers[key] = (doc, path)
-            if offer.provider not in providers:
-                close = difflib.get_close_matches(offer.provider, providers, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                problems.add(doc, path + ("provider",), f"unknown provider {offer.provider!r}; "
-                             f"settings.yaml lists {', '.join(sorted(providers)) or 'none'}{hint}")
-            check_sources(doc, path + ("source",), offer.source)
-            if offer.latency is not None:
-                check_sources(doc, path + ("latency", "source"), offer.latency.source)
-            if as_of is not None and offer.as_of > as_of:
-                problems.add(doc, path + ("as_of",), f"as_of {offer.as_of} is after the catalog "
-                             f"date {as_of} (settings.yaml as_of)")
-            elif offer.as_of > today:
-                problems.add(doc, path + ("as_of",), f"as_of {offer.as_of} is later than today "
-                             f"({today}); fix the date (or the clock: {_clock.ENV})")
-            if offer.provider == "local":
-                if not offer.pipeline:
-                    problems.add(doc, path, "a local offer must set `pipeline` (the diffusers "
-                                 "class, e.g. StableDiffusionXLPipeline)")
-                if not _HF_REPO.match(offer.endpoint):
-                    problems.add(doc, path + ("endpoint",), f"{offer.endpoint!r} is not a Hugging "
-                                 "Face repo id (owner/name)")
-            elif offer.pipeline:
-                problems.add(doc, path + ("pipeline",), "`pipeline` applies to local offers only")
-            for q in (offer.price.tier_for_quality or {}):
-                if src.axes and q not in src.axes:
-                    problems.add(doc, path + ("price", "tier_for_quality", q),
-                                 f"{q!r} is not a quality axis")
-            _check_merged(m, offer, doc, path, problems)
+    for i, ev in enumerate(m.evidence):
+        path = base + ("evidence", i)
+        ctx.check_sources(doc, path + ("source",), ev.source)
+        if ev.metric not in KNOWN_METRICS:
+            close = difflib.get_close_matches(ev.metric, KNOWN_METRICS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else \
+                f"; known: {', '.join(sorted(KNOWN_METRICS))}"
+            ctx.problems.add(doc, path + ("metric",), f"unknown metric {ev.metric!r}{hint}")
+
+
+def _check_offer(ctx: _CrossCheck, mid: str, m: Model, offer: Offer, doc: _Doc,
+                 path: Path_) -> None:
+    """One offer: a unique key, a known provider, listed sources, sane dates and local fields."""
+    problems, providers, as_of, today = ctx.problems, ctx.providers, ctx.as_of, ctx.today
+    key = offer.key(mid)
+    if key in ctx.seen_offers:
+        first_doc, first_path = ctx.seen_offers[key]
+        problems.add(doc, path, f"duplicate offer key {key!r} (first at "
+                     f"{first_doc.file}:{first_doc.line(first_path)}); give one an `id:`")
+    else:
+        ctx.seen_offers[key] = (doc, path)
+    if offer.provider not in providers:
+        close = difflib.get_close_matches(offer.provider, providers, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.add(doc, path + ("provider",), f"unknown provider {offer.provider!r}; "
+                     f"settings.yaml lists {', '.join(sorted(providers)) or 'none'}{hint}")
+    ctx.check_sources(doc, path + ("source",), offer.source)
+    if offer.latency is not None:
+        ctx.check_sources(doc, path + ("latency", "source"), offer.latency.source)
+    if as_of is not None and offer.as_of > as_of:
+        problems.add(doc, path + ("as_of",), f"as_of {offer.as_of} is after the catalog "
+                     f"date {as_of} (settings.yaml as_of)")
+    elif offer.as_of > today:
+        problems.add(doc, path + ("as_of",), f"as_of {offer.as_of} is later than today "
+                     f"({today}); fix the date (or the clock: {_clock.ENV})")
+    if offer.provider == "local":
+        if not offer.pipeline:
+            problems.add(doc, path, "a local offer must set `pipeline` (the diffusers "
+                         "class, e.g. StableDiffusionXLPipeline)")
+        if not _HF_REPO.match(offer.endpoint):
+            problems.add(doc, path + ("endpoint",), f"{offer.endpoint!r} is not a Hugging "
+                         "Face repo id (owner/name)")
+    elif offer.pipeline:
+        problems.add(doc, path + ("pipeline",), "`pipeline` applies to local offers only")
+    for q in (offer.price.tier_for_quality or {}):
+        if ctx.src.axes and q not in ctx.src.axes:
+            problems.add(doc, path + ("price", "tier_for_quality", q),
+                         f"{q!r} is not a quality axis")
+    _check_merged(m, offer, doc, path, problems)
 
 
 def _check_merged(m: Model, offer: Any, doc: _Doc, path: Path_, problems: _Problems) -> None:

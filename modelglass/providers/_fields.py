@@ -37,6 +37,31 @@ class WireDefaults:
     samplers: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class _Fields:
+    """The payload being written, with each field's control and the fates of controls left out."""
+
+    offer: OfferView
+    defaults: WireDefaults
+    payload: dict[str, Any]
+    fates: dict[str, Any] = field(default_factory=dict)
+    reserved: dict[str, str] = field(default_factory=dict)
+
+    def name(self, control: str) -> str | None:
+        return wire_name(self.offer, control, self.defaults.names.get(control))
+
+    def put(self, control: str, field_name: str, value: Any) -> None:
+        self.payload[field_name] = value
+        self.reserved[field_name] = control
+
+    def no_field(self, control: str, requested: Any) -> None:
+        from ..result import Fate, FateKind
+
+        self.fates[control] = Fate(control, FateKind.dropped, requested, None,
+                                   f"{self.offer.key} ({self.offer.endpoint}) has no request "
+                                   "field for it")
+
+
 def build_fields(planned: Any, offer: OfferView, defaults: WireDefaults, *,
                  provider: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """The provider-independent part of a payload, in the offer's field names.
@@ -47,98 +72,105 @@ def build_fields(planned: Any, offer: OfferView, defaults: WireDefaults, *,
     when the plan carries it, the catalog says the offer supports it, and the offer has a field
     for it; a planned value with nowhere to go gets a ``dropped`` fate.
     """
+    f = _Fields(offer, defaults, dict(offer.offer.defaults))
+    f.put("prompt", f.name("prompt") or "prompt", planned.prompt)
+    _put_steps_and_guidance(f, planned)
+    _put_negative_prompt(f, planned)
+    _put_seed_and_sampler(f, planned)
+    _put_n_size_tier(f, planned)
+    _put_output_format(f, planned)
+    return f.payload, f.fates, f.reserved
+
+
+def _put_steps_and_guidance(f: _Fields, planned: Any) -> None:
     from ..catalog._schema import GuidanceKind
-    from ..result import Fate, FateKind
 
-    c = offer.controls
-    payload: dict[str, Any] = dict(offer.offer.defaults)
-    fates: dict[str, Any] = {}
-    reserved: dict[str, str] = {}
-
-    def name(control: str) -> str | None:
-        return wire_name(offer, control, defaults.names.get(control))
-
-    def put(control: str, field_name: str, value: Any) -> None:
-        payload[field_name] = value
-        reserved[field_name] = control
-
-    def no_field(control: str, requested: Any) -> None:
-        fates[control] = Fate(control, FateKind.dropped, requested, None,
-                              f"{offer.key} ({offer.endpoint}) has no request field for it")
-
-    put("prompt", name("prompt") or "prompt", planned.prompt)
-
+    c = f.offer.controls
     if planned.steps is not None and c.steps is not None:
-        if (field_name := name("steps")) is not None:
-            put("steps", field_name, int(planned.steps))
+        if (field_name := f.name("steps")) is not None:
+            f.put("steps", field_name, int(planned.steps))
         else:
-            no_field("steps", planned.steps)
+            f.no_field("steps", planned.steps)
 
     guidance_ok = c.guidance is not None and c.guidance.kind is not GuidanceKind.none
     if planned.guidance is not None and guidance_ok:
-        if (field_name := name("guidance")) is not None:
-            put("cfg", field_name, float(planned.guidance))
+        if (field_name := f.name("guidance")) is not None:
+            f.put("cfg", field_name, float(planned.guidance))
         else:
-            no_field("cfg", planned.guidance)
+            f.no_field("cfg", planned.guidance)
 
+
+def _put_negative_prompt(f: _Fields, planned: Any) -> None:
+    c = f.offer.controls
     if planned.negative_prompt is not None and c.negative_prompt in ("native", "true-cfg-extra"):
-        field_name = name("negative_prompt")
-        true_cfg_field = name("true_cfg")
+        field_name = f.name("negative_prompt")
+        true_cfg_field = f.name("true_cfg")
         if field_name is None:
-            no_field("negative_prompt", planned.negative_prompt)
+            f.no_field("negative_prompt", planned.negative_prompt)
         elif c.negative_prompt == "true-cfg-extra" and planned.true_cfg is not None:
             if true_cfg_field is None:
-                no_field("negative_prompt", planned.negative_prompt)
+                f.no_field("negative_prompt", planned.negative_prompt)
             else:
-                put("negative_prompt", field_name, planned.negative_prompt)
-                put("negative_prompt", true_cfg_field, float(planned.true_cfg))
+                f.put("negative_prompt", field_name, planned.negative_prompt)
+                f.put("negative_prompt", true_cfg_field, float(planned.true_cfg))
         else:
-            put("negative_prompt", field_name, planned.negative_prompt)
+            f.put("negative_prompt", field_name, planned.negative_prompt)
 
+
+def _put_seed_and_sampler(f: _Fields, planned: Any) -> None:
+    from ..result import Fate, FateKind
+
+    c, offer = f.offer.controls, f.offer
     if planned.seeds and c.seed:
-        if (field_name := name("seed")) is not None:
-            put("seed", field_name, int(planned.seeds[0]))
+        if (field_name := f.name("seed")) is not None:
+            f.put("seed", field_name, int(planned.seeds[0]))
         else:
-            no_field("seed", planned.seeds[0])
+            f.no_field("seed", planned.seeds[0])
 
     if planned.sampler is not None and c.samplers:
         # Hosted offers take a sampler only where the wire map names the field.
-        field_name = name("sampler")
-        value = defaults.samplers.get(str(planned.sampler))
+        field_name = f.name("sampler")
+        value = f.defaults.samplers.get(str(planned.sampler))
         if field_name is None:
-            no_field("sampler", planned.sampler)
+            f.no_field("sampler", planned.sampler)
         elif value is None:
-            fates["sampler"] = Fate("sampler", FateKind.dropped, planned.sampler, None,
-                                    f"{offer.key} ({offer.endpoint}) has no {planned.sampler} "
-                                    f"for its {field_name} field")
+            f.fates["sampler"] = Fate("sampler", FateKind.dropped, planned.sampler, None,
+                                      f"{offer.key} ({offer.endpoint}) has no {planned.sampler} "
+                                      f"for its {field_name} field")
         else:
-            put("sampler", field_name, value)
+            f.put("sampler", field_name, value)
 
-    if (field_name := name("n")) is not None:
-        put("n", field_name, int(planned.n))
+
+def _put_n_size_tier(f: _Fields, planned: Any) -> None:
+    offer = f.offer
+    if (field_name := f.name("n")) is not None:
+        f.put("n", field_name, int(planned.n))
     elif planned.n > 1:
-        no_field("n", planned.n)
+        f.no_field("n", planned.n)
 
-    size_fields, size_fate = _size_fields(planned, offer, offer.offer.wire.get("size", defaults.size))
+    size_fields, size_fate = _size_fields(planned, offer,
+                                          offer.offer.wire.get("size", f.defaults.size))
     for k, v in size_fields.items():
-        put("size", k, v)
+        f.put("size", k, v)
     if size_fate is not None:
-        fates["size"] = size_fate
+        f.fates["size"] = size_fate
 
-    if planned.tier is not None and (field_name := name("tier")) is not None:
-        put("quality", field_name, planned.tier)
+    if planned.tier is not None and (field_name := f.name("tier")) is not None:
+        f.put("quality", field_name, planned.tier)
 
+
+def _put_output_format(f: _Fields, planned: Any) -> None:
     # The output format is no request control: an offer whose wire map lists its fields but not
     # this one gets none (e.g. Replicate SDXL has no output_format input).
+    offer, defaults = f.offer, f.defaults
     wire = offer.offer.wire
     fmt_default = defaults.names.get("output_format") if not wire else None
     if (field_name := wire_name(offer, "output_format", fmt_default)) is not None:
         listed = offer.offer.wire.get("output_format_values")
         allowed = ([v.strip() for v in listed.split(",") if v.strip()] if listed
                    else list(defaults.output_formats))
-        payload[field_name] = format_for_offer(planned.output_format, allowed)
-        reserved[field_name] = "output_format"
-    return payload, fates, reserved
+        f.payload[field_name] = format_for_offer(planned.output_format, allowed)
+        f.reserved[field_name] = "output_format"
 
 
 def _size_fields(planned: Any, offer: OfferView, kind: str) -> tuple[dict[str, Any], Any]:
