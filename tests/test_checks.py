@@ -132,6 +132,18 @@ def test_the_ocr_loads_its_models_from_the_wheel_without_any_network(
     assert downloads == [] and connects == []
 
 
+def test_without_the_check_extra_the_text_check_says_what_to_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain install has neither rapidocr nor numpy: the error names the extra, not numpy."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "rapidocr", None)
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    monkeypatch.setattr(_ocr, "_engine", None)
+    with pytest.raises(ImportError, match=r"pip install 'modelglass\[check\]'"):
+        _ocr.read_text(render_image("a fox", 1, 64, 64))
+
+
 def test_text_on_the_image_border_is_read_whole_after_our_padding() -> None:
     img = Image.new("RGB", (640, 200), (40, 40, 90))
     from PIL import ImageDraw, ImageFont

@@ -110,9 +110,11 @@ def prepare(data: bytes) -> Any:
 
 def read_text(data: bytes) -> list[Line]:
     """Every line of text in the image, in reading order (top to bottom, then left to right)."""
+    with _lock:
+        engine = _load()  # first: without the [check] extra this says what to install
     pixels = prepare(data)
     with _lock:
-        out = _load()(pixels)
+        out = engine(pixels)
     texts = getattr(out, "txts", None) or ()
     scores = getattr(out, "scores", None) or ()
     boxes = getattr(out, "boxes", None)
