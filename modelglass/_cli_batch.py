@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 import typer
 
+from ._cli_common import CatalogOpt, JsonOpt, _assume, _assume_opt, emit_json, err, friendly, out
 from ._cli_policy import apply_policy, policy_opt
-from .cli import CatalogOpt, JsonOpt, _assume, _assume_opt, emit_json, err, friendly, out
 from .errors import InvalidRequest, StorageError
 
 if TYPE_CHECKING:
@@ -285,7 +285,7 @@ def _failed_status(report: BatchReport) -> int:
     """1 when a provider failed (or a job may have been charged, or was left undone); 2 when
     every failed job failed for something the user can change (a key, the request, nothing
     eligible), as ``generate`` would have said for each."""
-    from .cli import EXIT_PROVIDER, EXIT_USER, exit_code
+    from ._cli_common import EXIT_PROVIDER, EXIT_USER, exit_code
     from .errors import ModelglassError
 
     bad = [o for o in report if o.status in ("failed", "possibly_charged", "undone")]

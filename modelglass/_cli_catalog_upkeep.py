@@ -55,7 +55,7 @@ def _print_json(data: Any) -> None:
 
 def register(catalog_app: typer.Typer) -> None:
     """Add ``sync``, ``diff`` and ``verify`` to the ``catalog`` command group."""
-    from .cli import friendly, out
+    from ._cli_common import friendly, out
 
     @catalog_app.command("sync")
     @friendly

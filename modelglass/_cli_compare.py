@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .cli import CatalogOpt, JsonOpt, _assume, _assume_opt, emit_json, err, friendly, out
+from ._cli_common import CatalogOpt, JsonOpt, _assume, _assume_opt, emit_json, err, friendly, out
 
 __all__ = ["compare", "register"]
 
@@ -82,7 +82,7 @@ def _none_made(tiles: list[Any]) -> int:
     """The exit status when no model made an image: 1 when a provider failed or refused any of
     them, 2 when every one was refused for something the user can change (budget, eligibility)."""
     from . import errors
-    from .cli import EXIT_PROVIDER, EXIT_USER
+    from ._cli_common import EXIT_PROVIDER, EXIT_USER
 
     def provider_failed(tile: Any) -> bool:
         cls = getattr(errors, tile.error_type or "", None)

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from .cli import CatalogOpt, JsonOpt, _assume, _assume_opt, emit_json, friendly, out
+from ._cli_common import CatalogOpt, JsonOpt, _assume, _assume_opt, emit_json, friendly, out
 
 __all__ = ["eval_command", "register"]
 

@@ -20,9 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_policy import apply_policy, max_latency_opt, policy_opt
-from ._cli_progress import Progress
-from .cli import (
+from ._cli_common import (
     CatalogOpt,
     JsonOpt,
     _assume,
@@ -36,6 +34,8 @@ from .cli import (
     print_plan,
     request_options,
 )
+from ._cli_policy import apply_policy, max_latency_opt, policy_opt
+from ._cli_progress import Progress
 
 if TYPE_CHECKING:
     from .client import Client

@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from .cli import CatalogOpt, JsonOpt, _catalog, emit_json, friendly, out
+from ._cli_common import CatalogOpt, JsonOpt, _catalog, emit_json, friendly, out
 
 __all__ = ["local_app", "local_models"]
 

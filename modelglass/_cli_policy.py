@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import emit_json, err, friendly, out
+from ._cli_common import emit_json, err, friendly, out
 
 if TYPE_CHECKING:
     from .catalog import Catalog

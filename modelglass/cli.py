@@ -4,30 +4,45 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
-import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .errors import (
-    BudgetExceeded,
-    CatalogError,
-    ContentRejected,
-    InvalidRequest,
-    ModelglassError,
-    NoEligibleModel,
-    ProviderError,
-    ProviderUnavailable,
+from ._cli_common import (
+    _NO_KEYS,
+    _STATE,
+    EXIT_OK,
+    EXIT_PROVIDER,
+    EXIT_USER,
+    REQUEST_OPTIONS,
+    CatalogOpt,
+    JsonOpt,
+    _assume,
+    _assume_opt,
+    _catalog,
+    _keys_set,
+    emit_json,
+    err,
+    error_dict,
+    exit_code,
+    fate_cells,
+    friendly,
+    out,
+    print_plan,
+    request_options,
 )
+from .errors import InvalidRequest, NoEligibleModel
+
+# The shared pieces live in _cli_common (so no command module imports this one back); they stay
+# importable from here.
+__all__ = ["EXIT_OK", "EXIT_PROVIDER", "EXIT_USER", "REQUEST_OPTIONS", "app", "catalog_app",
+           "emit_json", "error_dict", "exit_code", "fate_cells", "friendly", "print_plan",
+           "request_options"]
 
 # rich_markup_mode=None: help text is printed as written ("modelglass[local]" keeps its brackets).
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -35,144 +50,6 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=N
 catalog_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                           help="Look up models, offers, scores and prices.")
 app.add_typer(catalog_app, name="catalog")
-
-out = Console()
-err = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-#: Exit statuses, the same for every command (README "Exit codes").
-EXIT_OK, EXIT_PROVIDER, EXIT_USER = 0, 1, 2
-
-
-def exit_code(exc: ModelglassError) -> int:
-    """1: a provider failed or refused (the request itself was fine); 2: everything the user can
-    change — a flag, the request, the catalog, a key, the budget, or nothing being eligible."""
-    return EXIT_PROVIDER if isinstance(exc, ProviderError | ContentRejected) else EXIT_USER
-
-
-def error_dict(exc: ModelglassError) -> dict[str, Any]:
-    """The JSON form of an error: type, message, exit code and the fields that say more."""
-    data: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc),
-                            "exit_code": exit_code(exc)}
-    for name in ("field", "path", "provider", "status", "retry_after", "retryable", "estimate_usd",
-                 "limit_usd", "code"):
-        value = getattr(exc, name, None)
-        if value is not None:
-            data[name] = value
-    rejected = getattr(exc, "rejected", None)
-    if rejected:
-        data["rejected"] = dict(rejected)
-    attempts = getattr(exc, "attempts", None)
-    if attempts:
-        data["attempts"] = [a.to_dict() if hasattr(a, "to_dict") else str(a) for a in attempts]
-    hint = _hint(exc)
-    if hint:
-        data["hint"] = hint
-    return data
-
-
-def _needs_key(provider: str | None) -> bool:
-    from .providers import PROVIDER_CLASSES, provider_class
-
-    return provider in PROVIDER_CLASSES and bool(provider_class(provider).env_keys)
-
-
-def _keys_set() -> bool:
-    import os
-
-    try:
-        from .providers import PROVIDER_CLASSES, provider_class
-
-        names = [k for p in PROVIDER_CLASSES for k in provider_class(p).env_keys]
-    except Exception:  # noqa: BLE001 - a hint must never be the thing that fails
-        names = ["OPENAI_API_KEY", "FAL_KEY", "REPLICATE_API_TOKEN"]
-    return any(os.environ.get(k) for k in names)
-
-
-def _hint(exc: ModelglassError) -> str | None:
-    if exc.hint:
-        return exc.hint
-    text = str(exc)
-    # the no-keys hint only where a keyed provider (not Ray, say) was what was missing
-    if isinstance(exc, NoEligibleModel | ProviderUnavailable) and not _keys_set() and (
-            _needs_key(getattr(exc, "provider", None)) or "availability" in text):
-        return _NO_KEYS
-    if exit_code(exc) != EXIT_USER:
-        return None
-    for kind, hint in _HINTS:  # every mistake the user can fix says where to look next
-        if isinstance(exc, kind):
-            field = getattr(exc, "field", None)
-            return hint.format(field=f"`{field}`" if field else "the value named above")
-    return None
-
-
-_HINTS: tuple[tuple[type[ModelglassError], str], ...] = (
-    (NoEligibleModel, "modelglass --verbose <command> lists every rejected offer; `route "
-                      "--explain` shows the ranking"),
-    (InvalidRequest, "change {field} and run again; `modelglass <command> --help` lists the "
-                     "options and their values"),
-    (CatalogError, "check the name (`modelglass catalog list` lists models, `catalog list "
-                   "--offers` offers), or fix the file at the line named"),
-    (BudgetExceeded, "raise the limit (--budget / --max-cost) or choose a cheaper quality "
-                     "(--quality draft)"),
-    (ProviderUnavailable, "`modelglass providers` says what each provider needs here"),
-    (ModelglassError, "`modelglass <command> --help` says what each option takes"),
-)
-
-_NO_KEYS = ("no provider key is set here: add --simulate to generate against the built-in "
-            "simulators (no keys, no cost), or --assume-available fal,openai to route and plan "
-            "without keys")
-
-
-def friendly(fn: F) -> F:
-    """Print modelglass errors as one clear message and exit non-zero, without a traceback.
-
-    Exit statuses (:func:`exit_code`): 1 when a provider failed or refused, 2 for what the user
-    can change (nothing eligible included). With ``--json`` the error is a JSON object on stdout
-    (``{"error": {"type", "message", "exit_code", ...}}``). Error text is printed literally:
-    provider replies and user input are never read as Rich markup.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            try:
-                return fn(*args, **kwargs)
-            except (OSError, UnicodeDecodeError) as exc:
-                from ._paths import file_mistake
-
-                typed = file_mistake(exc)
-                if typed is None:
-                    raise
-                raise typed from exc
-        except ModelglassError as exc:
-            code = exit_code(exc)
-            if kwargs.get("json_out"):
-                emit_json({"error": error_dict(exc)})
-            else:
-                verbose = _STATE["verbose"]
-                err.print(Text.assemble(("error: ", "bold red"),
-                                        f"{type(exc).__name__}: {_message(exc, verbose)}"),
-                          highlight=False)
-                hint = _hint(exc)
-                if hint:
-                    err.print(Text(f"hint: {hint}", style="yellow"), highlight=False)
-            raise typer.Exit(code) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _message(exc: ModelglassError, verbose: bool) -> str:
-    # NoEligibleModel keeps every rejection; by default a few lines, all with --verbose.
-    full = getattr(exc, "full_message", None)
-    if verbose and callable(full):
-        return str(full())
-    return str(exc)
-
-
-def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _version(value: bool) -> None:
@@ -187,9 +64,6 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-_STATE = {"verbose": False}
-
-
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        metavar="", help="Print the version and exit."),
@@ -202,16 +76,6 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
     With --json, an error is printed as {"error": {"type", "message", "exit_code", ...}}.
     """
     _STATE["verbose"] = verbose
-
-
-def _catalog(path: str | None) -> Any:
-    from .catalog import Catalog
-
-    return Catalog.load(path) if path else Catalog.default()
-
-
-CatalogOpt = typer.Option(None, "--catalog", help="A catalog directory or models YAML to use.")
-JsonOpt = typer.Option(False, "--json", help="Print JSON instead of tables.")
 
 
 # -- catalog --------------------------------------------------------------------------------------
@@ -454,81 +318,11 @@ def _client(catalog: str | None) -> Any:
     return Client(catalog=_catalog(catalog) if catalog else None)
 
 
-def _assume(value: str | None) -> list[str] | None:
-    return [p.strip() for p in value.split(",") if p.strip()] if value else None
-
-
-_quality = typer.Option(None, "--quality", "-q",
-                        help="draft | thumbnail | hero | print, or an axis of the --policy file "
-                             "(default: hero, or the policy's default_quality)")
-_model = typer.Option(None, "--model", help="Pin a model id.")
-_provider = typer.Option(None, "--provider", help="Pin a provider.")
-_negative = typer.Option(None, "--negative", help="Negative prompt.")
-_cfg = typer.Option(None, "--cfg")
-_steps = typer.Option(None, "--steps")
-_seed = typer.Option(None, "--seed")
-_size = typer.Option(None, "--size", help="WIDTHxHEIGHT in pixels.")
-_aspect = typer.Option(None, "--aspect-ratio", help="W:H")
-_print = typer.Option(None, "--print-size", help="e.g. 8x10in, A4, 20x30cm")
-_dpi = typer.Option(None, "--dpi")
-_n = typer.Option(1, "-n", help="Number of images.")
-_sampler = typer.Option(None, "--sampler")
-_max_cost = typer.Option(None, "--max-cost", help="Hard ceiling in USD for the call.")
-_strict = typer.Option(False, "--strict", help="Refuse instead of approximating or dropping.")
-_commercial = typer.Option(False, "--commercial", help="Only models licensed for commercial use.")
 _policy_opt = typer.Option(None, "--policy",
                            help="A routing policy file (default: the shipped default policy).")
 _max_latency = typer.Option(None, "--max-latency",
                             help="Hard limit in seconds on the offer's p90 latency (observed "
                                  "where measured, else the catalog's).")
-_assume_opt = typer.Option(None, "--assume-available",
-                           help="Comma-separated providers to treat as available (no keys needed).")
-
-#: The request options of ``route``, ``plan`` and ``generate``, in --help order: the parameter
-#: name, its type, its typer option and the :class:`~modelglass.ImageRequest` field it fills.
-REQUEST_OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
-    ("quality", str | None, _quality, "quality"),
-    ("model", str | None, _model, "model"),
-    ("provider", str | None, _provider, "provider"),
-    ("negative", str | None, _negative, "negative_prompt"),
-    ("cfg", float | None, _cfg, "cfg"),
-    ("steps", int | None, _steps, "steps"),
-    ("seed", int | None, _seed, "seed"),
-    ("size", str | None, _size, "size"),
-    ("aspect_ratio", str | None, _aspect, "aspect_ratio"),
-    ("print_size", str | None, _print, "print_size"),
-    ("dpi", int | None, _dpi, "dpi"),
-    ("n", int, _n, "n"),
-    ("sampler", str | None, _sampler, "sampler"),
-    ("max_cost", float | None, _max_cost, "max_cost_usd"),
-    ("strict", bool, _strict, "strict"),
-    ("commercial", bool, _commercial, "commercial"),
-)
-
-
-def request_options(fn: F) -> F:
-    """Give command ``fn`` the :data:`REQUEST_OPTIONS` in place of its ``request`` parameter.
-
-    typer reads each option from the command's signature, so the wrapper's signature lists them
-    (where ``request`` stood); ``fn`` receives them gathered as ``request``, a dict of
-    :class:`~modelglass.ImageRequest` keyword arguments.
-    """
-    sig = inspect.signature(fn, eval_str=True)
-    params = list(sig.parameters.values())
-    at = [p.name for p in params].index("request")
-    options = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=opt,
-                                 annotation=kind)
-               for name, kind, opt, _ in REQUEST_OPTIONS]
-    params[at:at + 1] = options
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        request = {field: kwargs.pop(name) for name, _, _, field in REQUEST_OPTIONS}
-        return fn(*args, request=request, **kwargs)
-
-    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    return wrapper  # type: ignore[return-value]
 
 
 @app.command()
@@ -581,38 +375,6 @@ def plan(prompt: str, request: dict[str, Any],
         emit_json(data)
         return
     print_plan(data)
-
-
-def print_plan(data: dict[str, Any]) -> None:
-    """Human rendering of a ProviderCall.to_dict()."""
-    est = data["estimate"]
-    cost = "unknown" if est["usd"] is None else f"${est['usd']:.4f}"
-    out.print(Text.assemble((data["offer"], "bold"), f" → {data['endpoint']}  size {data['size']}  "
-                            f"n {data['n']}  chunks {data['chunks']}"), highlight=False)
-    out.print(Text(f"estimated cost: {cost} ({est['basis']}"
-                   f"{', approximate' if est['approximate'] else ''})"), highlight=False)
-    if data["seeds"]:
-        out.print(f"seeds: {data['seeds']}{' (drawn; pass --seed to fix)' if data['seed_drawn'] else ''}")
-    if data["upscale"]:
-        up = data["upscale"]
-        out.print(f"[yellow]upscale needed:[/] {up['from']} → {up['to']} (×{up['factor']})")
-    t = Table(title="fates")
-    for col in ("control", "fate", "sent", "why / delta"):
-        t.add_column(col)
-    for f in data["fates"]:
-        t.add_row(*fate_cells(f))
-    out.print(t)
-    out.print("payload:")
-    out.print_json(json.dumps(data["payload"], default=str))
-    for note in data.get("notes") or []:
-        out.print(Text(f"note: {note}"), highlight=False)
-
-
-def fate_cells(f: dict[str, Any]) -> list[Text]:
-    """A fate as table cells, literally: a prompt or a provider's words are never markup."""
-    why = " ".join(x for x in (f["reason"], f["delta"] and f"({f['delta']})") if x)
-    return [Text(str(f["control"])), Text(str(f["kind"])),
-            Text("" if f["applied"] is None else str(f["applied"])), Text(why)]
 
 
 def _register_optional() -> None:
