@@ -217,7 +217,8 @@ def batch(jobs_file: Path = _jobs_arg, out_dir: Path = _out_opt,
           policy: str | None = policy_opt) -> None:
     """Run every job of JOBS_FILE with a progress bar; resumable with --journal."""
     from ._cli_generate import _make_client, _maybe_simulate
-    from .jobs._batch import Batch, load_limits, run_sync
+    from .jobs._batch import Batch, load_limits
+    from .jobs._sync import run_sync
 
     read_jobs(jobs_file)  # every bad line reported before anything else is done
     if engine not in ("local", "ray"):

@@ -378,7 +378,8 @@ class Client(_BaseClient):
         ``options``: ``out``, ``cache``, ``limits``, ``allow_double_payment``, ``retry_failed``,
         ``durable``, ``on_event``, ``on_outcome``, and ``check`` / ``on_fail`` /
         ``max_check_retries`` as for :meth:`generate` (see ``docs/batch.md``)."""
-        from .jobs._batch import Batch, run_sync
+        from .jobs._batch import Batch
+        from .jobs._sync import run_sync
 
         return run_sync(Batch(self, requests, concurrency=concurrency, budget=budget,
                               journal=journal, **options))

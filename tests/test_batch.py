@@ -24,8 +24,8 @@ from modelglass.jobs._batch import (
     job_ids,
     load_limits,
     run_async,
-    run_sync,
 )
+from modelglass.jobs._sync import run_sync
 from modelglass.request import ImageRequest
 from modelglass.result import GeneratedImage, ImageResult
 from modelglass.testing import simulate

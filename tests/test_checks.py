@@ -252,19 +252,19 @@ def test_without_the_ocr_installed_the_text_check_says_unknown_and_how_to_instal
 
 def test_without_a_cjk_font_the_simulator_leaves_the_text_out_and_the_check_says_unknown(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from modelglass.testing import _images
+    from modelglass import _fonts
 
-    monkeypatch.setattr(_images, "CJK_FONTS", ())
+    monkeypatch.setattr(_fonts, "CJK_FONTS", ())
     monkeypatch.delenv("MODELGLASS_SIM_CJK_FONT", raising=False)
-    _images._cjk_font.cache_clear()
+    _fonts.cjk_font.cache_clear()
     try:
-        assert not _images.can_draw("欢迎光临") and _images.can_draw("OPEN")
+        assert not _fonts.can_draw("欢迎光临") and _fonts.can_draw("OPEN")
         data = render_image(CJK, 99, 512, 512)
         image = GeneratedImage(data=data, mime="image/png", width=512, height=512,
                                simulated=True)
         result = TextCheck().check(image, mg.ImageRequest(prompt=CJK))
     finally:
-        _images._cjk_font.cache_clear()
+        _fonts.cjk_font.cache_clear()
     assert result.verdict == "unknown" and "no font" in result.detail
     with Image.open(io.BytesIO(data)) as im:  # no tofu boxes: the text band holds no white
         band = im.convert("RGB").crop((0, 0, 512, int(512 * 0.42)))

@@ -19,12 +19,12 @@ Unknown stays unknown: an ``unknown`` price gives ``usd=None`` and ``max_usd=Non
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequest
+from ._buckets import bucket_long_side
 
 if TYPE_CHECKING:
     from ._schema import Price
@@ -49,10 +49,6 @@ PROMPT_TOKEN_OVERHEAD = 16
 #: cost; other scripts are counted by :mod:`._tokens`); the bound uses one token per UTF-8 byte,
 #: which no byte-level BPE can exceed.
 CHARS_PER_TOKEN = 4
-
-#: A Gemini-style resolution bucket ``nK`` holds outputs whose long side is at most ``n × 1584``
-#: pixels: at 1K the widest output (21:9) is 1584×672, the square one 1024×1024.
-_BUCKET_LONG_SIDE_PER_K = 1584
 
 
 @dataclass(frozen=True)
@@ -110,20 +106,6 @@ def prompt_tokens(prompt: str | None) -> tuple[int, int]:
     expected = estimate_text_tokens(prompt)
     nbytes = len(prompt.encode("utf-8", "surrogatepass"))
     return expected, nbytes + PROMPT_TOKEN_OVERHEAD
-
-
-_BUCKET = re.compile(r"^(\d+(?:\.\d+)?)K$", re.IGNORECASE)
-
-
-def bucket_long_side(name: str, explicit: Mapping[str, int] | None = None) -> int:
-    """The largest long side (pixels) an output in resolution bucket ``name`` may have."""
-    if explicit and name in explicit:
-        return int(explicit[name])
-    m = _BUCKET.match(name)
-    if not m:
-        raise ValueError(f"resolution bucket {name!r} must look like 1K, 2K, 4K or 0.5K "
-                         "(or give its long side in resolution_long_side)")
-    return round(float(m.group(1)) * _BUCKET_LONG_SIDE_PER_K)
 
 
 def resolution_bucket(price: Price, width: int, height: int) -> str | None:

@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ._buckets import bucket_long_side
+
 AXES = ("prompt_adherence", "photorealism", "text_rendering", "style_range", "composition",
         "speed", "resolution")
 
@@ -376,8 +378,6 @@ class Price(_Strict):
             if self.default_tier and self.default_tier not in tables:
                 raise ValueError(f"default_tier {self.default_tier!r} is not in {what}")
         if self.resolution_multipliers is not None:
-            from ._price import bucket_long_side
-
             if not self.resolution_multipliers:
                 raise ValueError("resolution_multipliers must list at least one bucket")
             for name, mult in self.resolution_multipliers.items():

@@ -27,6 +27,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from .._fonts import can_draw
 from ._base import CheckResult
 
 if TYPE_CHECKING:
@@ -217,8 +218,6 @@ class TextCheck:
 
 
 def _simulator_draws(text: str) -> bool:
-    from ..testing._images import can_draw
-
     return can_draw(text)
 
 

@@ -19,11 +19,11 @@
 4. **Keeps every paid image**: each job's images are saved (with provenance) and their files'
    sha256 recorded before the job counts as done.
 
-Drivers: :func:`run_async` (an async iterator, as completed) and :func:`run_sync` (worker threads,
+Drivers: :func:`run_async` (an async iterator, as completed) and :func:`._sync.run_sync` (worker threads,
 results in input order) share the scheduler and the per-job logic; the Ray engine
 (:mod:`._ray`) runs the jobs as Ray tasks with the same scheduler and journal.
 
-Stopping: closing or cancelling :func:`run_async` cancels its tasks; Ctrl-C on :func:`run_sync`
+Stopping: closing or cancelling :func:`run_async` cancels its tasks; Ctrl-C on :func:`._sync.run_sync`
 sets the batch's stop event, which every job's driver honours at its next wait (see
 :data:`._drive.stop_event`). Either way the engine sends the provider's cancel and settles the
 budget, and :meth:`Batch._cancelled` tells the journal what the next run does with the job.
@@ -41,7 +41,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -825,8 +825,6 @@ async def run_async(batch: Batch) -> AsyncIterator[JobOutcome]:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
         if batch.broken is not None:
-            from ._sync import abandon
-
             for outcome in abandon(batch, sched, feed):
                 yield outcome
             raise batch.broken
@@ -836,12 +834,21 @@ async def run_async(batch: Batch) -> AsyncIterator[JobOutcome]:
         batch.close()
 
 
-def run_sync(batch: Batch) -> BatchReport:
-    """Run ``batch`` on ``concurrency`` worker threads; the report lists jobs in input order.
-    Ctrl-C cancels the jobs in flight (see :mod:`._sync`)."""
-    from ._sync import run_sync as run
-
-    return run(batch)
+def abandon(batch: Batch, sched: Scheduler, feed: Feed) -> Iterator[JobOutcome]:
+    """The jobs never started when the batch stopped early: ``cancelled`` (pending in the
+    journal for the next run), or ``undone`` where the budget had stopped it."""
+    for job in sched.undone:
+        yield batch._finish(JobOutcome(job.id, job.index, job.request, "undone",
+                                       error=sched.stopped))
+    sched.undone.clear()
+    queued = [j for q in sched.queues.values() for j in q] + list(feed.todo) \
+        + batch.parking.drain()
+    for q in sched.queues.values():
+        q.clear()
+    feed.todo.clear()
+    for job in sorted(queued, key=lambda j: j.index):
+        batch.release_hold(job)
+        yield batch._finish(JobOutcome(job.id, job.index, job.request, "cancelled"))
 
 
 def _same_image(path: Path, sha256: str) -> bool:

@@ -33,7 +33,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from ..errors import OutcomeUnknown
-from ._batch import Batch, BatchReport, Feed, Job, JobOutcome
+from ._batch import Batch, BatchReport, Feed, Job, JobOutcome, abandon
 from ._schedule import Scheduler
 
 log = logging.getLogger("modelglass")
@@ -124,23 +124,6 @@ def _drive_threads(batch: Batch) -> Iterator[JobOutcome]:
         broken.report = batch.report()  # type: ignore[attr-defined]
         raise broken
     yield from batch.leftovers(sched)
-
-
-def abandon(batch: Batch, sched: Scheduler, feed: Feed) -> Iterator[JobOutcome]:
-    """The jobs never started when the batch stopped early: ``cancelled`` (pending in the
-    journal for the next run), or ``undone`` where the budget had stopped it."""
-    for job in sched.undone:
-        yield batch._finish(JobOutcome(job.id, job.index, job.request, "undone",
-                                       error=sched.stopped))
-    sched.undone.clear()
-    queued = [j for q in sched.queues.values() for j in q] + list(feed.todo) \
-        + batch.parking.drain()
-    for q in sched.queues.values():
-        q.clear()
-    feed.todo.clear()
-    for job in sorted(queued, key=lambda j: j.index):
-        batch.release_hold(job)
-        yield batch._finish(JobOutcome(job.id, job.index, job.request, "cancelled"))
 
 
 def _stop_jobs(batch: Batch, futures: dict[Future[JobOutcome], Job], sched: Scheduler,

@@ -21,12 +21,15 @@ import hashlib
 import io
 import threading
 from collections import OrderedDict
-from functools import lru_cache
 from typing import Any
 
 __all__ = ["SIMULATED_MARKER", "can_draw", "is_simulated", "mime_for", "misspelled", "normalize_format",
            "render_image", "spells_right"]
 
+from .._fonts import can_draw
+from .._fonts import cjk_font as _cjk_font
+from .._fonts import latin_font as _font
+from .._fonts import needs_cjk as _needs_cjk
 from .._simulated import _MARKER_BYTES, SIMULATED_MARKER, is_simulated
 
 _FORMATS = {
@@ -80,48 +83,6 @@ class _ByteLRU:
 
 
 _cache = _ByteLRU(_CACHE_BUDGET_BYTES)
-
-
-#: Fonts with Han and kana glyphs, tried in order (Debian: fonts-wqy-microhei, fonts-noto-cjk,
-#: fonts-droid-fallback); ``MODELGLASS_SIM_CJK_FONT`` names another.
-CJK_FONTS = ("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-             "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
-             "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-             "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf")
-
-
-@lru_cache(maxsize=64)
-def _font(size: int) -> Any:
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType: fixed-size bitmap font
-        return ImageFont.load_default()
-
-
-@lru_cache(maxsize=64)
-def _cjk_font(size: int) -> Any:
-    """A font with Han and kana at ``size``, or None when none is installed."""
-    import os
-
-    from PIL import ImageFont
-
-    for path in (os.environ.get("MODELGLASS_SIM_CJK_FONT"), *CJK_FONTS):
-        if path and os.path.isfile(path):
-            return ImageFont.truetype(path, size)
-    return None
-
-
-def _needs_cjk(text: str) -> bool:
-    return any(ord(c) > 0x2E7F for c in text)
-
-
-def can_draw(text: str) -> bool:
-    """Whether the simulators have a font for every script in ``text`` (Latin always; Han and
-    kana with a CJK font installed). Text they cannot draw is left out of the image, and the
-    text check says ``unknown`` for it rather than ``fail``."""
-    return not _needs_cjk(text) or _cjk_font(12) is not None
 
 
 def spells_right(accuracy: float, model: str, prompt: str, seed: int) -> bool:
