@@ -163,7 +163,7 @@ def _verify_report(live: bool, max_spend: float | None, offer: list[str] | None,
                  if p.strip()] or None
     _check_offer_names(offers)
     if simulate:
-        from .catalog._verify_sim import simulate_verify
+        from .testing import simulate_verify
 
         return simulate_verify(_changes(simulate_change or []))
     if live:

@@ -13,9 +13,9 @@ import modelglass as mg
 from modelglass.catalog._bills import bill_summary, fetch_fal_bills
 from modelglass.catalog._observed import ObservedStore
 from modelglass.catalog._verify import verify
-from modelglass.catalog._verify_sim import SIMULATED_OFFERS, simulate_verify
 from modelglass.cli import app
-from modelglass.testing import simulate
+from modelglass.testing import simulate, simulate_verify
+from modelglass.testing._verify_sim import SIMULATED_OFFERS
 
 
 def _bills(report: mg.catalog._verify.VerifyReport) -> dict[str, tuple[str, object]]:

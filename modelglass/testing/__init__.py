@@ -15,6 +15,7 @@ from ._faults import FAULT_KINDS, STAGES, Fault
 from ._images import SIMULATED_MARKER, is_simulated, render_image
 from ._server import RecordedRequest
 from ._simulate import PROVIDERS, Simulator, simulate
+from ._verify_sim import simulate_verify
 
 __all__ = [
     "FAULT_KINDS",
@@ -27,4 +28,5 @@ __all__ = [
     "is_simulated",
     "render_image",
     "simulate",
+    "simulate_verify",
 ]

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._verify import VerifyReport
+    from ..catalog._verify import VerifyReport
 
 __all__ = ["SIMULATED_OFFERS", "simulate_verify"]
 
@@ -29,7 +29,7 @@ SIMULATED_REPLICATE_USD_PER_S = 0.000975
 
 def _catalog() -> Any:
     """The user's catalog, with a time-billed rate on the simulated Replicate offer."""
-    from . import Catalog
+    from ..catalog import Catalog
 
     cat = Catalog.default()
     key = SIMULATED_OFFERS["replicate"][0]
@@ -47,7 +47,7 @@ def _patched(cat: Any, key: str, price: Any) -> Any:
 
     import yaml
 
-    from . import Catalog, default_catalog_dir
+    from ..catalog import Catalog, default_catalog_dir
 
     data = {"as_of": cat.offer(key).offer.as_of.isoformat(), "source": "verify --simulate",
             "offers": {key: {"price": price.model_dump(mode="json", exclude_none=True)}}}
@@ -57,7 +57,7 @@ def _patched(cat: Any, key: str, price: Any) -> Any:
 
 
 def _script(sim: Any, cat: Any, changes: Mapping[str, float]) -> None:
-    from ..testing._openai import OUTPUT_TOKENS_1024
+    from ._openai import OUTPUT_TOKENS_1024
 
     if "fal" in changes:
         view = cat.offer(SIMULATED_OFFERS["fal"][0])
@@ -85,9 +85,9 @@ def simulate_verify(changes: Mapping[str, float] | None = None) -> VerifyReport:
     quotes against the bills. Nothing leaves 127.0.0.1; nothing is spent."""
     import modelglass as mg
 
-    from ..testing import simulate
-    from ._observed import ObservedStore
-    from ._verify import verify
+    from ..catalog._observed import ObservedStore
+    from ..catalog._verify import verify
+    from ._simulate import simulate
 
     changes = dict(changes or {})
     unknown = set(changes) - set(SIMULATED_OFFERS)
