@@ -269,16 +269,21 @@ def print_plan(data: dict[str, Any]) -> None:
     if data["upscale"]:
         up = data["upscale"]
         out.print(f"[yellow]upscale needed:[/] {up['from']} → {up['to']} (×{up['factor']})")
-    t = Table(title="fates")
-    for col in ("control", "fate", "sent", "why / delta"):
-        t.add_column(col)
-    for f in data["fates"]:
-        t.add_row(*fate_cells(f))
-    out.print(t)
+    out.print(fates_table(data["fates"]))
     out.print("payload:")
     out.print_json(json.dumps(data["payload"], default=str))
     for note in data.get("notes") or []:
         out.print(Text(f"note: {note}"), highlight=False)
+
+
+def fates_table(fates: list[dict[str, Any]]) -> Table:
+    """Every requested control's fate as one table (``plan`` and ``generate`` print the same)."""
+    t = Table(title="fates")
+    for col in ("control", "fate", "sent", "why / delta"):
+        t.add_column(col)
+    for f in fates:
+        t.add_row(*fate_cells(f))
+    return t
 
 
 def fate_cells(f: dict[str, Any]) -> list[Text]:

@@ -28,7 +28,7 @@ from ._cli_common import (
     _catalog,
     emit_json,
     err,
-    fate_cells,
+    fates_table,
     friendly,
     out,
     print_plan,
@@ -225,12 +225,7 @@ def _print_result(data: dict[str, Any], simulate_flag: bool) -> None:
         out.print(Text(f"  {img['file']}  {img['width']}x{img['height']}  seed {seed}"),
                   highlight=False, soft_wrap=True)
     if data["fates"]:
-        t = Table(title="fates")
-        for col in ("control", "fate", "sent", "why / delta"):
-            t.add_column(col)
-        for f in data["fates"]:
-            t.add_row(*fate_cells(f))
-        out.print(t)
+        out.print(fates_table(data["fates"]))
     if len(data["attempts"]) > 1 or any(a["error"] for a in data["attempts"]):
         t = Table(title="attempts")
         for col in ("#", "offer", "seconds", "error"):
