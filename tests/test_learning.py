@@ -199,3 +199,56 @@ def test_a_client_without_its_own_store_learns_from_the_default_one(
     assert client.route(SIGN, quality="draft").choice.key == "speller@fal"
     monkeypatch.setenv("MODELGLASS_OBSERVE", "0")  # observing off: the catalog alone decides
     assert client.route(SIGN, quality="draft").choice.key == "cheap@fal"
+
+
+def _v3_catalog(**models: Any) -> Any:
+    """A formula-v3 catalog (scores carry a standard error) of hand-built models."""
+    from _routing_models import AXES
+
+    from modelglass.catalog import Catalog
+    from modelglass.catalog._schema import Settings
+
+    settings = Settings(providers={"openai": "", "fal": "", "replicate": "", "local": ""},
+                        sources={"T": "test"}, formula_version=3)
+    return Catalog(settings, AXES, models)
+
+
+def _text_model(usd: float, longtext_en: float | None) -> Any:
+    """A model with no stated text prior: one LongText-EN row, or no text evidence at all."""
+    from modelglass.catalog._schema import Model
+
+    base = model({k: v for k, v in good().items() if k != "text_rendering"},
+                 [offer("fal", usd)]).model_dump(exclude_none=True)
+    if longtext_en is not None:
+        base["evidence"] = [{"metric": "longtext_en", "value": longtext_en, "source": "T",
+                             "confidence": "P"}]
+    return Model.model_validate(base)
+
+
+def test_an_uncertain_score_is_a_weaker_prior() -> None:
+    from modelglass.routing._learning import prior_pseudo_count
+
+    assert prior_pseudo_count(10, 0.9, None) == 10 and prior_pseudo_count(10, 0.9, 0.0) == 10
+    # variance p0(1 − p0)/k plus (SE/10)², back to a pseudo-count: the unknown prior 5.0 ± 3.0
+    assert round(prior_pseudo_count(10, 0.5, 3.0), 2) == 2.17
+    strengths = [prior_pseudo_count(10, 0.9, se) for se in (0.1, 0.5, 1.0, 2.0)]
+    assert strengths == sorted(strengths, reverse=True) and 9.8 < strengths[0] < 10
+    assert round(prior_pseudo_count(1000, 0.5, 3.0), 2) == 2.77  # a huge k is capped by the SE
+
+
+def test_observed_passes_move_an_uncertain_model_more_than_a_certain_one() -> None:
+    # "known": LongText-EN 0.9 → 8.9 ± 0.5, a prior worth 8.0 checks; "unknown": no text
+    # evidence → prior 5.0 ± 3.0, worth 2.2 checks. 20 of 20 observed passes lift unknown to
+    # 0.95: $0.0047 / 0.95 beats known's $0.0045 / 0.89. Counted as 10 checks the unknown prior
+    # would hold it at 0.83 ($0.0056 per accepted image) and known would win.
+    cat = _v3_catalog(known=_text_model(0.0045, 0.9), unknown=_text_model(0.0047, None))
+    assert cat.scores("unknown")["text_rendering"].stderr == 3.0
+    request = ImageRequest(prompt=SIGN, quality="draft")
+    d = route(request, cat, today=TODAY, observed=Rates().add("unknown@fal", 20, 20))
+    assert d.choice is not None and d.choice.key == "unknown@fal"
+    assert any("text pass rate 0.95, 20 observed + prior; prior worth 2.2 of 10 checks (score ± 3.0)"
+               in r for r in d.choice.reasons)
+    known = next(c for c in d.ranked if c.key == "known@fal")
+    assert any("text pass rate 0.89, prior only, none observed; prior worth 8.0 of 10 checks "
+               "(score ± 0.5)" in r for r in known.reasons)
+    assert "less where the score is uncertain" in d.ranking  # type: ignore[operator]
