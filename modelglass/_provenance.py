@@ -24,7 +24,7 @@
   text — those formats have no text chunk every reader agrees on.
 - any other suffix: :class:`~modelglass.errors.InvalidRequest`.
 
-**C2PA**: if the provider's bytes carry content credentials (:func:`~modelglass._download.has_c2pa`),
+**C2PA**: if the provider's bytes carry content credentials (:func:`~modelglass._c2pa.has_c2pa`),
 rewriting them would break the signature. They are written byte for byte with their native
 extension (``out.png`` becomes ``out.jpg`` for JPEG bytes) and the provenance goes to the
 sidecar. :func:`save_image` returns the path it really wrote.
@@ -53,7 +53,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._download import has_c2pa, png_chunks
+from ._c2pa import has_c2pa, png_chunks
 from .errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -166,8 +166,8 @@ def _request_dpi(request: Any) -> int | None:
 
 def _full_metadata(image: GeneratedImage) -> dict[str, Any]:
     """``image.metadata`` completed with what the image itself knows, then scrubbed."""
-    from . import __version__
     from ._simulated import SIMULATED_MARKER
+    from ._version import __version__
 
     meta = dict(image.metadata)
     meta.setdefault("seed", image.seed)

@@ -12,7 +12,8 @@ import zlib
 import pytest
 from PIL import Image
 
-from modelglass._download import _PILLOW, _check_png, png_chunks, verify_bytes
+from modelglass._c2pa import png_chunks
+from modelglass._download import _PILLOW, _check_png, verify_bytes
 from modelglass.errors import EmptyResult
 
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),

@@ -33,6 +33,7 @@ __all__ = [
     "BILLED_MEGAPIXEL",
     "PROMPT_TOKEN_OVERHEAD",
     "CostEstimate",
+    "check_estimate_inputs",
     "cost_from_usage",
     "estimate_price",
     "prompt_tokens",
@@ -365,3 +366,16 @@ def cost_from_usage(price: Price, usage: Any) -> float | None:
     usd = ((output - text_out) * out_rate + text_out * text_out_rate
            + text * (text_rate or 0) + image * (image_rate or 0))
     return round(usd / 1e6, 6)
+
+
+def check_estimate_inputs(*, width: Any, height: Any, n: Any, steps: Any = None) -> None:
+    """``estimate_cost`` arguments: whole numbers, sides >= 1 px, ``n`` >= 1, ``steps`` >= 1;
+    else :class:`InvalidRequest` naming the argument (never a division by zero or a negative
+    price)."""
+    for name, value, low in (("width", width, 1), ("height", height, 1), ("n", n, 1),
+                             ("steps", steps, 1)):
+        if name == "steps" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidRequest(f"estimate_cost({name}={value!r}): must be a whole number >= "
+                                 f"{low}", field=name)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ._sync_guard import unit_price_problem
 
 if TYPE_CHECKING:
-    from ._schema import Price
+    from ..catalog._schema import Price
 
 __all__ = ["price_from_unit"]
 
@@ -47,7 +47,7 @@ def price_from_unit(current: Price, unit_price: Any, unit: str,
     >>> new.kind.value, new.usd_per_megapixel
     ('per_megapixel', 0.025)
     """
-    from ._schema import Price, PriceKind
+    from ..catalog._schema import Price, PriceKind
 
     if currency.upper() != "USD":
         return None, f"priced in {currency}; the catalog prices in USD"

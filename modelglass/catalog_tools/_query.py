@@ -23,11 +23,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..catalog._schema import AXES, Status
 from ..errors import InvalidRequest
-from ._schema import AXES, Status
+from ..plan import plan_call
+from ..request import ImageRequest, parse_size
+from ..result import FateKind
 
 if TYPE_CHECKING:
-    from . import Catalog, CostEstimate, OfferView, Score
+    from ..catalog import Catalog, CostEstimate, OfferView, Score
 
 __all__ = ["CONTROLS", "OfferRow", "parse_where", "query"]
 
@@ -150,10 +153,6 @@ def offer_supports(catalog: Catalog, view: OfferView, control: str) -> bool | No
         memo = _PROBES.setdefault(catalog, {})
         if (view.key, control) in memo:
             return memo[(view.key, control)]
-    from ..plan import plan_call
-    from ..request import ImageRequest
-    from ..result import FateKind
-
     result: bool | None
     try:
         req = ImageRequest(prompt="a probe", **{control: _probe_value(view, control)})
@@ -198,8 +197,6 @@ def query(catalog: Catalog, *, axis: str | None = None,
           sort: str | None = "cost", size: str | None = None,
           include_ineligible: bool = False) -> list[OfferRow]:
     """See :meth:`modelglass.catalog.Catalog.query`."""
-    from ..request import parse_size
-
     if axis is not None:
         catalog.quality(axis)  # raises InvalidRequest naming the axes
     wanted = list(dict.fromkeys(normalise_control(c) for c in _as_list(supports)))
@@ -289,7 +286,6 @@ def _passes(name: str, op: str, bound: float, scores: Mapping[str, Any], quality
 
 def _routed(catalog: Catalog, axis: str, size: str | None) -> dict[str, tuple[float | None, bool, str]]:
     """What the router thinks of every offer on ``axis`` for a plain prompt (all providers)."""
-    from ..request import ImageRequest
     from ..routing import route
 
     req = ImageRequest(prompt="an image", quality=axis, size=size)

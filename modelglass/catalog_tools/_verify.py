@@ -34,11 +34,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._pass_rate import contradictions
+from ..catalog._pass_rate import contradictions
 
 if TYPE_CHECKING:
-    from . import Catalog, OfferView
-    from ._observed import ObservedStore
+    from ..catalog import Catalog, OfferView
+    from ..catalog._observed import ObservedStore
 
 log = logging.getLogger("modelglass")
 
@@ -129,9 +129,10 @@ def verify(catalog: Catalog | None = None, store: ObservedStore | None = None, *
     ``env``: where to find a fal admin key to read pending fal bills (fal's billing events, the
     only network call; None: no call).
     """
-    from . import Catalog
-    from ._bills import BILL_TOLERANCE, fetch_fal_bills
-    from ._observed import ObservedStore
+    from ..catalog import Catalog
+    from ..catalog._bills import BILL_TOLERANCE
+    from ..catalog._observed import ObservedStore
+    from ._fal_bills import fetch_fal_bills
 
     cat = catalog or Catalog.default()
     store = store or ObservedStore.default()
@@ -153,7 +154,7 @@ def verify(catalog: Catalog | None = None, store: ObservedStore | None = None, *
 def _bill_check(view: OfferView, store: ObservedStore, tolerance: float) -> Check:
     import datetime as dt
 
-    from ._bills import bill_summary
+    from ..catalog._bills import bill_summary
 
     s = bill_summary(store, view.key)
     if s.ratio is None:
@@ -254,8 +255,8 @@ def live_probe(catalog: Catalog | None = None, store: ObservedStore | None = Non
     """
     import modelglass as mg
 
-    from . import Catalog
-    from ._observed import ObservedStore
+    from ..catalog import Catalog
+    from ..catalog._observed import ObservedStore
 
     cat = catalog or Catalog.default()
     store = store or ObservedStore.default()
