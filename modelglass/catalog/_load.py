@@ -30,6 +30,7 @@ from ._schema import (
     Settings,
     Status,
 )
+from ._scores import FORMULAS, KNOWN_METRICS
 from ._yaml import (  # noqa: F401  (re-exported: the routing policy file reads YAML the same way)
     MAX_BYTES,
     MAX_DEPTH,
@@ -212,8 +213,6 @@ def _cross_check(src: _Sources, problems: _Problems) -> None:
 
 def _check_settings(src: _Sources, problems: _Problems) -> tuple[Settings, _Doc | None]:
     """The formula version and the required quality axes; returns the settings and their file."""
-    from ._scores import FORMULAS
-
     settings = src.settings[0] if src.settings else Settings()
     sdoc = src.settings[1] if src.settings else None
     if sdoc is not None and settings.formula_version not in FORMULAS:
@@ -267,8 +266,6 @@ def _check_lifecycle(ctx: _CrossCheck, mid: str, m: Model, doc: _Doc, base: Path
 
 def _check_evidence(ctx: _CrossCheck, m: Model, doc: _Doc, base: Path_) -> None:
     """Each evidence row cites a listed source and a metric the scores know."""
-    from ._scores import KNOWN_METRICS
-
     for i, ev in enumerate(m.evidence):
         path = base + ("evidence", i)
         ctx.check_sources(doc, path + ("source",), ev.source)

@@ -21,13 +21,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import InvalidRequest
 from ._buckets import bucket_long_side
-
-if TYPE_CHECKING:
-    from ._schema import Price
+from ._schema import Price, PriceKind
+from ._tokens import estimate_text_tokens
 
 __all__ = [
     "BILLED_MEGAPIXEL",
@@ -100,8 +99,6 @@ def prompt_tokens(prompt: str | None) -> tuple[int, int]:
     >>> prompt_tokens("a red bicycle"), prompt_tokens("日本語")
     ((4, 29), (3, 25))
     """
-    from ._tokens import estimate_text_tokens
-
     if not prompt:
         return 0, PROMPT_TOKEN_OVERHEAD if prompt is not None else 0
     expected = estimate_text_tokens(prompt)
@@ -179,8 +176,6 @@ def _estimate(price: Price, width: int, height: int, n: int, steps: int | None,
               default_steps: int | None, quality: str | None, tier: str | None,
               gpu_hour_usd: float, prompt: str | None,
               images_per_call: int | None) -> CostEstimate:
-    from ._schema import PriceKind
-
     kind = price.kind
     if kind is PriceKind.unknown:
         return CostEstimate(None, None, "price unknown" + (f" ({price.note})" if price.note else ""))
@@ -336,8 +331,6 @@ def cost_from_usage(price: Price, usage: Any) -> float | None:
     >>> cost_from_usage(p, {"output_tokens": 200, "input_tokens": 10})
     0.00605
     """
-    from ._schema import PriceKind
-
     if price.kind is not PriceKind.per_token or usage is None:
         return None
     out_rate = price.usd_per_1m_image_output_tokens

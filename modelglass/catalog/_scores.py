@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import CatalogError
-from ._calibrate import AxisCalibration, Benchmark, calibrate_axis
+from ._calibrate import AxisCalibration, Benchmark, Posterior, calibrate_axis
 from ._schema import AXES, Evidence, Model
 
 
@@ -374,8 +374,6 @@ def calibration_fits(models: dict[str, Model], formula_version: int, axis: str
 
 def _v3_score(model: Model, axis: str, cal: AxisCalibration, post: object,
               version: int) -> Score:
-    from ._calibrate import Posterior
-
     assert isinstance(post, Posterior)
     if post.known:
         used = tuple(e for c in post.contributions for e in c.rows)

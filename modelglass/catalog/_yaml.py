@@ -20,6 +20,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from . import _schema
+
 Path_ = tuple[str | int, ...]
 
 
@@ -273,8 +275,6 @@ def _scalar(loader: _Loader, node: yaml.Node) -> Any:
 # Pydantic errors → friendly, located problems
 # --------------------------------------------------------------------------------------------
 def _known_field_names() -> set[str]:
-    from . import _schema
-
     names: set[str] = set()
     for obj in vars(_schema).values():
         if isinstance(obj, type) and issubclass(obj, BaseModel):

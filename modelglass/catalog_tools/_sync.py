@@ -27,9 +27,12 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import _clock
+from ..catalog import Catalog, OfferView, default_catalog_dir
+from ..catalog._overlay import default_overlay_path
+from ..catalog._yaml import _parse, _Problems
 from ..errors import CatalogError
 from ._sync_guard import ApiError as _ApiError
 from ._sync_guard import BoundedApi, Deadline, implausible, zero_refused
@@ -43,9 +46,6 @@ from ._sync_report import (
     _fal_key,
 )
 from ._sync_schemas import sync_schemas
-
-if TYPE_CHECKING:
-    from ..catalog import Catalog, OfferView
 
 log = logging.getLogger("modelglass")
 
@@ -293,8 +293,6 @@ _SYNCERS = {"fal": _sync_fal, "openai": _sync_openai, "replicate": _sync_replica
 def _existing(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    from ..catalog._load import _parse, _Problems
-
     problems = _Problems()
     doc = _parse(path, problems)
     if problems or doc is None:
@@ -375,9 +373,6 @@ def sync(catalog: Catalog | None = None, *, providers: Iterable[str] | None = No
     :mod:`~modelglass.catalog_tools._sync_guard`) is written anyway.
     A provider that fails is reported as ``error: …`` and leaves its overlay entries as they were.
     """
-    from ..catalog import Catalog, default_catalog_dir
-    from ..catalog._overlay import default_overlay_path
-
     env = os.environ if env is None else env
     cat = catalog or Catalog.load(default_catalog_dir())
     wanted = list(providers) if providers else list(_SYNCERS)
