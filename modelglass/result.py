@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from ._provenance import save_image
+from ._result_json import result_dict
+
 if TYPE_CHECKING:
     from .checks import CheckResult
     from .plan import ProviderCall
@@ -106,8 +109,6 @@ class GeneratedImage:
         byte for byte and the provenance goes to a ``.json`` sidecar instead. An existing file is
         never replaced unless ``overwrite=True``; a folder as ``path`` saves inside it.
         """
-        from ._provenance import save_image
-
         return save_image(self, path, overwrite=overwrite)
 
     def to_pil(self) -> Any:
@@ -214,8 +215,6 @@ class ImageResult:
 
         >>> json.dumps(result.to_dict())                  # doctest: +SKIP
         """
-        from ._result_json import result_dict
-
         return result_dict(self)
 
     def __repr__(self) -> str:
