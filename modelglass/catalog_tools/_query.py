@@ -189,6 +189,33 @@ def _as_set(value: str | Iterable[str] | None) -> set[str] | None:
     return {p.strip().lower() for item in items for p in item.split(",") if p.strip()}
 
 
+def _check_conditions(conditions: Mapping[str, Any], axis: str | None) -> None:
+    """:class:`InvalidRequest` (field ``where``) for a condition a query cannot judge."""
+    for name, cond in conditions.items():
+        if name not in (*AXES, "quality", "cost"):
+            raise InvalidRequest(f"cannot filter on {name!r}: use a score ({', '.join(AXES)}), "
+                                 "quality (with an axis) or cost", field="where")
+        if (not isinstance(cond, tuple) or len(cond) != 2 or cond[0] not in _OPS
+                or not isinstance(cond[1], int | float) or not math.isfinite(cond[1])):
+            raise InvalidRequest(f"where[{name!r}] must be (op, number), e.g. ('>=', 8); "
+                                 f"got {cond!r}", field="where")
+        if name == "quality" and axis is None:
+            raise InvalidRequest("filtering on quality needs an axis (axis='hero')", field="where")
+
+
+def _sort_rows(rows: list[OfferRow], sort: str | None) -> None:
+    """Sort ``rows`` in place: by cost (unknown last), quality, or a score (unknown last)."""
+    if sort == "cost":
+        rows.sort(key=lambda r: (r.cost.per_image_usd is None,
+                                 r.cost.per_image_usd or 0.0, -(r.quality or 0.0), r.key))
+    elif sort == "quality":
+        rows.sort(key=lambda r: (-(r.quality or 0.0), r.cost.per_image_usd or math.inf, r.key))
+    elif sort is not None:
+        rows.sort(key=lambda r: (r.scores[sort].value is None,
+                                 -(r.scores[sort].value or 0.0),
+                                 r.cost.per_image_usd or math.inf, r.key))
+
+
 def query(catalog: Catalog, *, axis: str | None = None,
           supports: Iterable[str] | str | None = None,
           where: Mapping[str, tuple[str, float]] | str | Iterable[str] | None = None,
@@ -203,16 +230,7 @@ def query(catalog: Catalog, *, axis: str | None = None,
     if where is not None and not isinstance(where, Mapping):
         where = parse_where(where)
     conditions = dict(where or {})
-    for name, cond in conditions.items():
-        if name not in (*AXES, "quality", "cost"):
-            raise InvalidRequest(f"cannot filter on {name!r}: use a score ({', '.join(AXES)}), "
-                                 "quality (with an axis) or cost", field="where")
-        if (not isinstance(cond, tuple) or len(cond) != 2 or cond[0] not in _OPS
-                or not isinstance(cond[1], int | float) or not math.isfinite(cond[1])):
-            raise InvalidRequest(f"where[{name!r}] must be (op, number), e.g. ('>=', 8); "
-                                 f"got {cond!r}", field="where")
-        if name == "quality" and axis is None:
-            raise InvalidRequest("filtering on quality needs an axis (axis='hero')", field="where")
+    _check_conditions(conditions, axis)
     if sort is not None and sort not in SORTS:
         raise InvalidRequest(f"cannot sort by {sort!r}; one of {', '.join(SORTS)}", field="sort")
     if sort == "quality" and axis is None:
@@ -260,15 +278,7 @@ def query(catalog: Catalog, *, axis: str | None = None,
             continue
         rows.append(OfferRow(view, axis, size, cost, quality, eligible, why_not, sup, scores))
 
-    if sort == "cost":
-        rows.sort(key=lambda r: (r.cost.per_image_usd is None,
-                                 r.cost.per_image_usd or 0.0, -(r.quality or 0.0), r.key))
-    elif sort == "quality":
-        rows.sort(key=lambda r: (-(r.quality or 0.0), r.cost.per_image_usd or math.inf, r.key))
-    elif sort is not None:
-        rows.sort(key=lambda r: (r.scores[sort].value is None,
-                                 -(r.scores[sort].value or 0.0),
-                                 r.cost.per_image_usd or math.inf, r.key))
+    _sort_rows(rows, sort)
     return rows
 
 
