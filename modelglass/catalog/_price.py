@@ -19,14 +19,16 @@ Unknown stays unknown: an ``unknown`` price gives ``usd=None`` and ``max_usd=Non
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import InvalidRequest
 from ._buckets import bucket_long_side
 from ._schema import Price, PriceKind
 from ._tokens import estimate_text_tokens
+
+_N = TypeVar("_N", int, float)  # a price per image, or a token count
 
 __all__ = [
     "BILLED_MEGAPIXEL",
@@ -225,6 +227,29 @@ def _estimate(price: Price, width: int, height: int, n: int, steps: int | None,
     raise AssertionError(kind)  # pragma: no cover
 
 
+def _per_size(tables: Mapping[str, Mapping[str, _N]], chosen: str, fixed: bool, width: int,
+              height: int, unlisted: Callable[[_N, int, int], tuple[_N, _N]],
+              ) -> tuple[_N, _N, bool, str | None]:
+    """``(expected, bound, approximate, nearest listed size)`` for one image of ``width``×``height``
+    in tier ``chosen`` of ``tables`` (tier → size → a price or a token count). A size not listed
+    takes ``unlisted(value at the nearest listed size, its pixels, that size's pixels)``; when the
+    tier is not ``fixed`` the bound is the largest over every tier."""
+    key = f"{width}x{height}"
+
+    def one(name: str) -> tuple[_N, _N, bool, str | None]:
+        table = tables[name]
+        if key in table:
+            return table[key], table[key], False, None
+        near = _nearest(table, width, height)
+        expected, bound = unlisted(table[near], width * height, _area(near))
+        return expected, bound, True, near
+
+    expected, bound, approx, near = one(chosen)
+    if not fixed:
+        bound = max(one(t)[1] for t in tables)
+    return expected, bound, approx, near
+
+
 def _per_tier(price: Price, width: int, height: int, n: int, quality: str | None,
               tier: str | None) -> CostEstimate:
     assert price.tiers is not None
@@ -233,20 +258,14 @@ def _per_tier(price: Price, width: int, height: int, n: int, quality: str | None
         return CostEstimate(None, None, f"tier {chosen!r} has no price", tier=chosen)
     key = f"{width}x{height}"
 
-    def each_in(name: str) -> tuple[float, float, bool]:
-        """(expected, bound, approximate) per image in tier ``name``."""
-        table = price.tiers[name]  # type: ignore[index]
-        if key in table:
-            return table[key], table[key], False
-        near = _nearest(table, width, height)
-        scaled = table[near] * (width * height) / _area(near)
+    def by_area(listed: float, pixels: int, listed_pixels: int) -> tuple[float, float]:
+        scaled = listed * pixels / listed_pixels
         # A smaller size is not assumed cheaper than the nearest listed one in the bound.
-        return scaled, max(scaled, table[near]), True
+        return scaled, max(scaled, listed)
 
-    each, bound, approx = each_in(chosen)
-    dearest = bound if fixed else max(each_in(t)[1] for t in price.tiers)
+    each, dearest, approx, near = _per_size(price.tiers, chosen, fixed, width, height, by_area)
     if approx:
-        near = _nearest(price.tiers[chosen], width, height)
+        assert near is not None
         basis = (f"{chosen} tier ≈ ${price.tiers[chosen][near]:g} at {near} scaled by area to "
                  f"{key} × {n}")
     else:
@@ -263,19 +282,13 @@ def _per_token(price: Price, width: int, height: int, n: int, quality: str | Non
         return CostEstimate(None, None, f"tier {chosen!r} has no output-token table", tier=chosen)
     key = f"{width}x{height}"
 
-    def tokens_in(name: str) -> tuple[int, int, bool]:
-        """(expected, bound, approximate) image-output tokens for one image in tier ``name``."""
-        table = price.output_tokens[name]  # type: ignore[index]
-        if key in table:
-            return table[key], table[key], False
+    def nearest_count(listed: int, pixels: int, listed_pixels: int) -> tuple[int, int]:
         # Not in the table: the nearest listed size's count (token counts do not follow area),
         # bounded by that count scaled up by area when this size is larger.
-        near = table[_nearest(table, width, height)]
-        return near, math.ceil(near * max(1.0, width * height / _area(_nearest(table, width, height)))), True
+        return listed, math.ceil(listed * max(1.0, pixels / listed_pixels))
 
-    out_exp, out_max, approx = tokens_in(chosen)
-    if not fixed:
-        out_max = max(tokens_in(t)[1] for t in price.output_tokens)
+    out_exp, out_max, approx, _ = _per_size(price.output_tokens, chosen, fixed, width, height,
+                                            nearest_count)
     calls = math.ceil(n / images_per_call) if images_per_call else 1
     calls_max = math.ceil(n / images_per_call) if images_per_call else n
     text_exp, text_max = prompt_tokens(prompt)
