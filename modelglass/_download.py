@@ -351,6 +351,16 @@ def _inline(raw: RawImage, provider: str | None, max_bytes: int,
     return None
 
 
+def _begin(raw: RawImage, provider: str | None, timeout_s: float, max_bytes: int,
+           max_pixels: int) -> Fetched | _Download:
+    """The image when it needs no network (inline bytes, a data: URL), else its download."""
+    done = _inline(raw, provider, max_bytes, max_pixels)
+    if done is not None:
+        return done
+    return _Download(raw, provider=provider, timeout_s=timeout_s, max_bytes=max_bytes,
+                     max_pixels=max_pixels)
+
+
 def _raw_chunks(resp: httpx.Response, dl: _Download) -> Any:
     if resp.is_stream_consumed:  # a transport that read the body already (httpx.MockTransport)
         return [_already_read(resp, dl)]
@@ -372,11 +382,9 @@ def fetch(raw: RawImage, *, client: httpx.Client, timeout_s: float,
     client from :func:`make_client`, which also checks the address of every connection.
     """
     try:
-        done = _inline(raw, provider, max_bytes, max_pixels)
-        if done is not None:
-            return done
-        dl = _Download(raw, provider=provider, timeout_s=timeout_s, max_bytes=max_bytes,
-                       max_pixels=max_pixels)
+        dl = _begin(raw, provider, timeout_s, max_bytes, max_pixels)
+        if isinstance(dl, Fetched):
+            return dl
         with guarded(dl.guard), downloading():
             url: str | None = dl.url
             while url is not None:
@@ -405,11 +413,9 @@ async def afetch(raw: RawImage, *, client: httpx.AsyncClient, timeout_s: float,
     """The async twin of :func:`fetch` (the whole download also runs under
     ``asyncio.timeout``, a hard wall-clock bound)."""
     try:
-        done = _inline(raw, provider, max_bytes, max_pixels)
-        if done is not None:
-            return done
-        dl = _Download(raw, provider=provider, timeout_s=timeout_s, max_bytes=max_bytes,
-                       max_pixels=max_pixels)
+        dl = _begin(raw, provider, timeout_s, max_bytes, max_pixels)
+        if isinstance(dl, Fetched):
+            return dl
         with guarded(dl.guard), downloading():
             err: ProviderError | None = None
             try:
