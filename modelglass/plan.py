@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -238,12 +239,9 @@ def _plan_cfg(request: ImageRequest, offer: OfferView,
                                     request.cfg, value,
                                     "sent as the embedded (distilled) guidance scale, not classifier-free guidance",
                                     None if value == request.cfg else f"clamped to {g.min:g}..{g.max:g}")
-            elif value == request.cfg:
-                fates["cfg"] = Fate("cfg", FateKind.honored, request.cfg, value)
             else:
-                fates["cfg"] = Fate("cfg", FateKind.approximated, request.cfg, value,
-                                    f"{offer.key} takes guidance {g.min:g}..{g.max:g}",
-                                    f"clamped from {request.cfg:g} to {value:g}")
+                fates["cfg"] = _clamp_fate("cfg", request.cfg, value, "g", lambda: (
+                    f"{offer.key} takes guidance {g.min:g}..{g.max:g}"))
             guidance = value
     return guidance, kind
 
@@ -295,12 +293,8 @@ def _plan_steps(request: ImageRequest, offer: OfferView, fates: dict[str, Fate])
             steps = None
         else:
             value = int(_clamp(request.steps, s.min, s.max))
-            if value == request.steps:
-                fates["steps"] = Fate("steps", FateKind.honored, request.steps, value)
-            else:
-                fates["steps"] = Fate("steps", FateKind.approximated, request.steps, value,
-                                      f"{offer.key} takes {s.min:g}..{s.max:g} steps",
-                                      f"clamped from {request.steps} to {value}")
+            fates["steps"] = _clamp_fate("steps", request.steps, value, "", lambda: (
+                f"{offer.key} takes {s.min:g}..{s.max:g} steps"))
             steps = value
     return steps
 
@@ -456,3 +450,13 @@ def _clamp(v: float, lo: float | None, hi: float | None) -> float:
     if hi is not None and v > hi:
         return hi
     return v
+
+
+def _clamp_fate(control: str, requested: float, value: float, fmt: str,
+                why: Callable[[], str]) -> Fate:
+    """``honored`` when the value sent is the one asked for, else ``approximated``: clamped into
+    the offer's range (``why()`` names it; numbers shown with format ``fmt``)."""
+    if value == requested:
+        return Fate(control, FateKind.honored, requested, value)
+    return Fate(control, FateKind.approximated, requested, value, why(),
+                f"clamped from {requested:{fmt}} to {value:{fmt}}")
