@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._plan_geometry import SizeChoice, geometry_fits, plan_geometry, snap_size
 from .catalog._schema import GuidanceKind, PriceKind
+from .catalog._view import OfferNamed
 from .errors import InvalidRequest
 from .request import SEED_MAX
 from .result import Fate, FateKind
@@ -68,7 +69,7 @@ class Planned:
 
 
 @dataclass
-class ProviderCall:
+class ProviderCall(OfferNamed):
     """One planned provider call: what will be sent, what happened to each control, and the cost.
 
     ``payload`` is the body in the provider's own field names for the first chunk of images;
@@ -86,14 +87,6 @@ class ProviderCall:
     chunks: list[int] = field(default_factory=lambda: [1])
     upscale: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def model(self) -> str:
-        return self.offer.model_id
-
-    @property
-    def provider(self) -> str:
-        return self.offer.provider
 
     def fate(self, control: str) -> Fate | None:
         return next((f for f in self.fates if f.control == control), None)

@@ -11,7 +11,7 @@ from .. import _clock
 from ._price import CostEstimate, check_estimate_inputs, estimate_price
 from ._schema import Controls, Geometry, Model, Offer, QualityAxis, Status
 
-__all__ = ["STALE_AFTER_DAYS", "OfferView"]
+__all__ = ["STALE_AFTER_DAYS", "OfferNamed", "OfferView"]
 
 
 #: A price whose ``as_of`` is older than this many days is flagged stale.
@@ -88,3 +88,22 @@ def _default_steps(controls: Controls) -> int | None:
     if controls.steps and controls.steps.default is not None:
         return int(controls.steps.default)
     return None
+
+
+class OfferNamed:
+    """``key``, ``model`` and ``provider`` of anything that carries an ``offer`` (an
+    :class:`OfferView`): a planned call, a routing candidate."""
+
+    offer: OfferView
+
+    @property
+    def key(self) -> str:
+        return self.offer.key
+
+    @property
+    def model(self) -> str:
+        return self.offer.model_id
+
+    @property
+    def provider(self) -> str:
+        return self.offer.provider
