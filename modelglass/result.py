@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Any
 
 from ._provenance import save_image
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["Attempt", "Fate", "FateKind", "GeneratedImage", "ImageResult", "Missing"]
 
 
-class FateKind(str, Enum):
+class FateKind(StrEnum):
     """What happened to one requested control on its way to the provider.
 
     - ``honored``: sent as asked, under the provider's own name for it.
@@ -31,9 +31,6 @@ class FateKind(str, Enum):
     mapped = "mapped"
     approximated = "approximated"
     dropped = "dropped"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
