@@ -73,6 +73,17 @@ class _Run:
     #: offers whose earlier synced entry stays as it was (a price held as suspicious)
     keep: set[str] = field(default_factory=set)
 
+    def bearer_api(self, provider: str, key_env: str, url_env: str,
+                   default_url: str) -> BoundedApi | None:
+        """A bounded client for ``provider`` with its ``Bearer`` key from ``key_env`` (the base
+        URL from ``url_env``, else ``default_url``); None, said as ``skipped``, without a key."""
+        key = self.env.get(key_env)
+        if not key:
+            self.report.providers[provider] = f"skipped: no {key_env}"
+            return None
+        return BoundedApi(self.env.get(url_env) or default_url,
+                          {"Authorization": f"Bearer {key}"}, self.deadline)
+
     def disable(self, provider: str, v: OfferView, why: str) -> None:
         """Take ``v`` out of routing from today, saying why (``unavailable``)."""
         self.report.findings.append(SyncFinding(provider, "unavailable", v.endpoint, v.key, why))
@@ -228,13 +239,10 @@ def _fal_price(v: OfferView, got: dict[str, Any] | None, run: _Run) -> None:
 
 
 def _sync_openai(views: list[OfferView], run: _Run) -> None:
-    key = run.env.get("OPENAI_API_KEY")
-    report = run.report
-    if not key:
-        report.providers["openai"] = "skipped: no OPENAI_API_KEY"
+    api = run.bearer_api("openai", "OPENAI_API_KEY", "OPENAI_BASE_URL", OPENAI_API_DEFAULT)
+    if api is None:
         return
-    api = BoundedApi(run.env.get("OPENAI_BASE_URL") or OPENAI_API_DEFAULT,
-                     {"Authorization": f"Bearer {key}"}, run.deadline)
+    report = run.report
     try:
         _, body = api.get("/models")
     finally:
@@ -255,13 +263,11 @@ def _sync_openai(views: list[OfferView], run: _Run) -> None:
 
 
 def _sync_replicate(views: list[OfferView], run: _Run) -> None:
-    token = run.env.get("REPLICATE_API_TOKEN")
-    report = run.report
-    if not token:
-        report.providers["replicate"] = "skipped: no REPLICATE_API_TOKEN"
+    api = run.bearer_api("replicate", "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL",
+                         REPLICATE_API_DEFAULT)
+    if api is None:
         return
-    api = BoundedApi((run.env.get("REPLICATE_BASE_URL") or REPLICATE_API_DEFAULT),
-                     {"Authorization": f"Bearer {token}"}, run.deadline)
+    report = run.report
     try:
         for v in views:
             ref = v.endpoint.split(":", 1)[0]
