@@ -66,6 +66,7 @@ from ._verify_image import (
     verify_executor,
 )
 from .errors import DownloadFailed, EmptyResult, GenerationTimeout, ModelglassError, ProviderError
+from .providers._common import decode_data_uri
 from .result import Fate, FateKind
 
 if TYPE_CHECKING:
@@ -125,8 +126,6 @@ def size_fate(fetched: Fetched, planned_w: int, planned_h: int,
 
 def _data_url(url: str, raw: RawImage, provider: str | None, max_bytes: int,
               max_pixels: int) -> Fetched:
-    from .providers._common import decode_data_uri
-
     # base64 inflates by 4/3: refuse before decoding what is clearly too big.
     if len(url) * 3 // 4 > max_bytes + 1024:
         raise _too_big(provider, "a data: URL", len(url) * 3 // 4, max_bytes)

@@ -19,15 +19,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from ._encoders import prompt_cut, window_for
 from ._plan_geometry import SizeChoice, geometry_fits, plan_geometry, snap_size
+from ._wire_fit import fit_call, images_per_call, schema_of
+from ._wire_fit import seed_max as _seed_max
+from .catalog import CostEstimate
 from .catalog._schema import GuidanceKind, PriceKind
 from .catalog._view import OfferNamed
 from .errors import InvalidRequest
+from .providers import create_provider
 from .request import SEED_MAX
 from .result import Fate, FateKind
 
 if TYPE_CHECKING:
-    from .catalog import CostEstimate, OfferView
+    from .catalog import OfferView
     from .providers.base import Provider
     from .request import ImageRequest
 
@@ -116,8 +121,6 @@ def _payload_provider(name: str) -> Provider | None:
     """A provider instance used only to build payloads (pure; needs no key)."""
     if name not in _PAYLOAD_PROVIDERS:
         try:
-            from .providers import create_provider
-
             _PAYLOAD_PROVIDERS[name] = create_provider(name)
         except Exception:  # noqa: BLE001 - a provider module that cannot be built still gets a generic payload
             return None
@@ -136,8 +139,6 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     or dropped, naming each one and what the offer allows instead.
     """
     _refuse_retired(offer, today)
-    from ._wire_fit import images_per_call, schema_of
-
     schema = schema_of(offer)  # the endpoint's published input schema (catalog/schemas)
     c = offer.controls
     fates: dict[str, Fate] = {}
@@ -296,8 +297,6 @@ def _plan_seeds(request: ImageRequest, offer: OfferView, schema: Any, fates: dic
                 rng: random.Random | None) -> tuple[tuple[int, ...] | None, bool]:
     """Image i's seed is seed + i (drawn when not given, wrapped to the schema's range); and
     whether the seed was drawn."""
-    from ._wire_fit import seed_max as _seed_max
-
     c = offer.controls
     seeds: tuple[int, ...] | None = None
     seed_drawn = False
@@ -350,8 +349,6 @@ def _plan_estimate(offer: OfferView, planned: Planned, provider: Provider | None
                                        tier=planned.tier, prompt=planned.prompt)
     if planned.true_cfg is not None and estimate.usd is not None \
             and price.kind is PriceKind.gpu_seconds:
-        from .catalog import CostEstimate
-
         estimate = CostEstimate(estimate.usd * 2, (estimate.per_image_usd or 0) * 2,
                                 estimate.basis + " × 2 (true-CFG second pass)", estimate.approximate,
                                 estimate.tier, max_usd=(estimate.max_usd or estimate.usd) * 2,
@@ -365,8 +362,6 @@ def _plan_payload(request: ImageRequest, offer: OfferView, schema: Any, planned:
                   provider: Provider | None) -> tuple[dict[str, Any], Planned, CostEstimate]:
     """The payload, in the provider's own names, for the first chunk; fitted to the endpoint's
     schema (which may move the size, and so the estimate)."""
-    from ._wire_fit import fit_call
-
     width, height, n, steps = planned.width, planned.height, planned.n, planned.steps
     quality, tier, prompt = planned.quality, planned.tier, planned.prompt
     builder = provider or _payload_provider(offer.provider)
@@ -417,8 +412,6 @@ def _refuse_retired(offer: OfferView, today: dt.date | None = None) -> None:
 def _encoder_fate(prompt: str, offer: OfferView) -> Fate | None:
     """``approximated`` when the model's text encoder reads only the start of the prompt: the
     provider takes it whole, but the words past the encoder's window never reach the model."""
-    from ._encoders import prompt_cut, window_for
-
     window = window_for(offer.model_id, offer.model.family)
     if window is None or len(prompt) <= window.tokens:  # a token is at least one character
         return None

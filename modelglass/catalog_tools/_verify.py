@@ -133,7 +133,6 @@ def verify(catalog: Catalog | None = None, store: ObservedStore | None = None, *
     ``env``: where to find a fal admin key to read pending fal bills (fal's billing events, the
     only network call; None: no call).
     """
-    from ..catalog._observed import ObservedStore
     cat = catalog or Catalog.default()
     store = store or ObservedStore.default()
     report = VerifyReport()
@@ -251,8 +250,6 @@ def live_probe(catalog: Catalog | None = None, store: ObservedStore | None = Non
 
     Only offers whose provider is available here (a key, or a GPU and weights) are probed.
     """
-    from ..catalog._observed import ObservedStore
-
     cat = catalog or Catalog.default()
     store = store or ObservedStore.default()
     if not store.enabled:  # observing is off: keep the probes' observations for this run only
