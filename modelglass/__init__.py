@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import catalog_tools as _catalog_tools  # noqa: F401  (registers Catalog.query, plot, write_html)
+from ._version import __version__
 from .catalog import Catalog, CostEstimate, OfferView, Score
 from .checks import Checker, CheckResult
 from .errors import (
@@ -48,7 +50,6 @@ if TYPE_CHECKING:
     from .providers.local import LocalBackend
     from .routing import Policy, RoutingDecision
 
-__version__ = "0.1.0"
 
 __all__ = [
     "AllAttemptsFailed",

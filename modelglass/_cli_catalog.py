@@ -18,7 +18,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from .catalog import Catalog
-    from .catalog._query import OfferRow
+    from .catalog_tools._query import OfferRow
 
 __all__ = ["AXIS_SHORT", "compare_numbers", "fmt_usd", "model_rows", "print_models",
            "print_offers", "print_sources", "source_ids", "sources_used"]

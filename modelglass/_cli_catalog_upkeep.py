@@ -65,7 +65,7 @@ def register(catalog_app: typer.Typer) -> None:
                      json_out: bool = _JSON) -> None:
         """Pull live prices and model lists from the providers the keys allow; write the overlay
         (as_of today, source: sync). The shipped catalog is never written."""
-        from .catalog._sync import sync
+        from .catalog_tools._sync import sync
 
         chosen = [p.strip() for item in provider or [] for p in item.split(",") if p.strip()]
         accepted = [a.strip() for item in accept or [] for a in item.split(",") if a.strip()]
@@ -155,7 +155,7 @@ def _verify_report(live: bool, max_spend: float | None, offer: list[str] | None,
     """The report ``catalog verify`` prints: simulated, live-probed, or from the observed store."""
     import os
 
-    from .catalog._verify import live_probe, verify
+    from .catalog_tools._verify import live_probe, verify
     from .errors import InvalidRequest
 
     offers = [o.strip() for item in offer or [] for o in item.split(",") if o.strip()] or None

@@ -23,28 +23,23 @@ Errors are :class:`~modelglass.errors.ProviderError` subclasses with ``retryable
 provider was paid and answered; only the image could not be had. Messages name the host only,
 never the path or query of a URL (signed URLs carry tokens there).
 
-The sync and async downloads share one I/O-free state machine, :class:`_Download`; they differ
+Checking the bytes is ``_verify_image.py`` (pure, no network). The sync and async downloads share one I/O-free state machine, :class:`_Download`; they differ
 only where they wait.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import io
 import logging
-import os
-import threading
 import time
-import warnings
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import httpx
 
+from ._c2pa import has_c2pa
 from ._destination import (
     Guard,
     acheck_destination,
@@ -63,7 +58,15 @@ from ._destination import (
     untrust_origin,
 )
 from ._destination import host_of as _host
+from ._verify_image import (
+    _ACCEPTED_TYPES,
+    DEFAULT_MAX_PIXELS,
+    Fetched,
+    verify_bytes,
+    verify_executor,
+)
 from .errors import DownloadFailed, EmptyResult, GenerationTimeout, ModelglassError, ProviderError
+from .providers._common import decode_data_uri
 from .result import Fate, FateKind
 
 if TYPE_CHECKING:
@@ -91,242 +94,12 @@ __all__ = [
 
 #: Largest image file accepted, in bytes (64 MiB).
 DEFAULT_MAX_BYTES = 64 << 20
-#: Largest image accepted, in pixels (8192 x 8192 ≈ 67 MP): the decompression-bomb guard.
-DEFAULT_MAX_PIXELS = 8192 * 8192
 
-_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
-_ACCEPTED_TYPES = {"image/png": "image/png", "image/jpeg": "image/jpeg",
-                   "image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg",
-                   "image/webp": "image/webp"}
 # Some storage buckets serve images as generic binary; for those the bytes decide.
 _GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
 _MAX_REDIRECTS = 5
 _EXPIRED = {403, 404, 410}
 _CHUNK = 64 * 1024
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """Verified image bytes: their real type and size (read from the bytes, not claimed)."""
-
-    data: bytes
-    mime: str
-    width: int
-    height: int
-    sha256: str
-
-
-# -- verification (pure) --------------------------------------------------------------------------
-def verify_bytes(data: bytes, mime_hint: str | None = None, *, provider: str | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, source: str = "the image") -> Fetched:
-    """Check that ``data`` is a PNG, JPEG or WebP image Pillow can read, and describe it.
-
-    ``mime_hint`` is what the provider claimed; the bytes win when they disagree (logged).
-    Raises :class:`~modelglass.errors.EmptyResult` for empty, corrupt or unsupported bytes and
-    for images over ``max_pixels``.
-
-    >>> from modelglass.testing import render_image
-    >>> verify_bytes(render_image("a cat", 1, 64, 32)).width
-    64
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    def bad(problem: str) -> EmptyResult:
-        return EmptyResult(f"{source} from {provider or 'the provider'} is unusable: {problem}",
-                           provider=provider, retryable=False)
-
-    if not data:
-        raise bad("it is empty (0 bytes)")
-    fmt, width, height = "", 0, 0
-    # Pillow's own bomb check is a warning below its hard limit; make it an error here, and apply
-    # our (lower, configurable) cap before any pixel is decoded.
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                fmt = im.format or ""
-                width, height = im.size
-                if fmt not in _FORMATS:
-                    raise bad(f"it is {fmt or 'an unknown format'}, not PNG, JPEG or WebP")
-                if width * height > max_pixels:
-                    raise bad(f"{width}x{height} is {width * height / 1e6:.0f} MP, over the "
-                              f"{max_pixels / 1e6:.0f} MP cap (decompression-bomb guard)")
-                # Structure alone (Pillow's verify()) lets half a JPEG or a short IDAT pass:
-                # every pixel's data must be there. One pass, on this one open image.
-                problem = _check_png(data) if fmt == "PNG" else _PILLOW
-                if problem is _PILLOW:
-                    _decode_fully(im)
-                elif problem is not None:
-                    raise bad(f"corrupt PNG data ({problem})")
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise bad(f"decompression-bomb guard: {exc}") from None
-        except UnidentifiedImageError:
-            raise bad(f"{len(data)} bytes that are not an image Pillow can read "
-                      f"(starts with {data[:8]!r})") from None
-        except EmptyResult:
-            raise
-        except MemoryError:
-            raise bad(f"{width}x{height} does not fit in memory to decode") from None
-        except Exception as exc:  # noqa: BLE001 - any decoder failure (Pillow raises many kinds)
-            raise bad(f"corrupt {fmt or 'image'} data ({type(exc).__name__}: {exc})") from None
-    mime = _FORMATS[fmt]
-    hint = _ACCEPTED_TYPES.get((mime_hint or "").split(";")[0].strip().lower())
-    if mime_hint and hint != mime:
-        log.debug("%s said %s but the bytes are %s; using %s", provider or "provider",
-                  mime_hint, mime, mime)
-    return Fetched(data=data, mime=mime, width=width, height=height,
-                   sha256=hashlib.sha256(data).hexdigest())
-
-
-def _decode_fully(im: Any) -> None:
-    """Decode every pixel of ``im``; raise when the data ends early.
-
-    Pillow pads a truncated image with grey when ``ImageFile.LOAD_TRUNCATED_IMAGES`` is set
-    (a process-wide switch other code may flip); it is forced off for this decode.
-    """
-    from PIL import ImageFile
-
-    if not ImageFile.LOAD_TRUNCATED_IMAGES:  # the default: no lock, decodes run in parallel
-        im.load()
-        return
-    with _truncated_lock:
-        saved = ImageFile.LOAD_TRUNCATED_IMAGES
-        ImageFile.LOAD_TRUNCATED_IMAGES = False
-        try:
-            im.load()
-        finally:
-            ImageFile.LOAD_TRUNCATED_IMAGES = saved
-
-
-_truncated_lock = threading.Lock()
-_executor: tuple[int, Any] | None = None
-
-
-def verify_executor() -> Any:
-    """The thread pool that async code verifies images on, shared by every client of the process.
-
-    Checking an image is CPU work (milliseconds per megapixel) that mostly releases the GIL;
-    off the event loop it overlaps other jobs' I/O. Few threads on purpose: each extra thread
-    fights the event loop for the GIL each time its C call returns (measured on 2 cores at
-    concurrency 64: one thread took 2.4-2.7 s for 512 jobs where the default executor's six
-    took 4.3 s). Recreated after a fork (the parent's threads do not exist in the child).
-    """
-    global _executor
-    pool = _executor
-    pid = os.getpid()
-    if pool is None or pool[0] != pid:
-        with _executor_lock:
-            pool = _executor
-            if pool is None or pool[0] != pid:
-                from concurrent.futures import ThreadPoolExecutor
-
-                workers = max(1, min(8, (os.cpu_count() or 2) // 2))
-                pool = _executor = (pid, ThreadPoolExecutor(
-                    max_workers=workers, thread_name_prefix="modelglass-verify"))
-    return pool[1]
-
-
-_executor_lock = threading.Lock()
-
-
-# -- PNG: every pixel's data checked without building the image ---------------------------------------
-#: ``_check_png``'s answer for a PNG it does not handle itself: let Pillow decode it.
-_PILLOW = "pillow"
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel
-_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
-_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
-          (0, 1, 1, 2))  # (x0, y0, dx, dy) of each interlace pass
-#: Bytes of scanlines inflated per zlib call. Bigger pieces are fresh pages from the OS each
-#: time, depending on the allocator's state (measured: 2-2.5 ms of page faults per 1024 x 1024
-#: image, and an async batch 1.5-2x slower); these reuse the same heap memory. Memory stays
-#: bounded by it, whatever the image claims.
-_INFLATE_STEP = 256 << 10
-
-
-def _check_png(data: bytes) -> str | None:
-    """What is wrong with a PNG's data, None when every pixel is there, or :data:`_PILLOW`.
-
-    The same guarantee as Pillow's ``verify()`` followed by a full decode, at a third of the
-    cost: every chunk's CRC up to ``IEND``, then the ``IDAT`` stream inflated (bounded pieces,
-    nothing kept) to the exact length the header implies, every scanline's filter type valid.
-    What a decode does beyond that (unfiltering, unpacking samples) cannot fail on such data.
-    Animated PNGs and anything unusual go to Pillow (:data:`_PILLOW`).
-    """
-    view = memoryview(data)
-    size = len(data)
-    pos = 8
-    header: bytes | None = None
-    idat: list[memoryview] = []
-    run_ended = False  # Pillow reads the first run of IDAT chunks only; so do we
-    ended = False
-    while pos + 12 <= size:
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        end = pos + 12 + length
-        if end > size:
-            return f"chunk at byte {pos} runs past the end of the data"
-        ctype = data[pos + 4:pos + 8]
-        if zlib.crc32(view[pos + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
-            return f"bad CRC in the {ctype.decode('latin-1')!r} chunk at byte {pos}"
-        if header is None:
-            if ctype != b"IHDR" or length != 13:
-                return "the first chunk is not a 13-byte IHDR"
-            header = data[pos + 8:end - 4]
-        elif ctype == b"IDAT":
-            if not run_ended:
-                idat.append(view[pos + 8:end - 4])
-        elif ctype == b"acTL":
-            return _PILLOW  # animated: Pillow knows which frame is the image
-        elif ctype == b"IEND":
-            ended = True
-            break
-        elif idat:
-            run_ended = True
-        pos = end
-    if not ended:
-        return "the data ends before IEND"
-    if header is None or not idat:
-        return "no IHDR or no IDAT chunk"
-    width, height = int.from_bytes(header[0:4], "big"), int.from_bytes(header[4:8], "big")
-    depth, colour, compression, filtering, interlace = header[8:13]
-    if (depth not in _PNG_DEPTHS.get(colour, ()) or compression or filtering
-            or interlace not in (0, 1)):
-        return _PILLOW
-    bits = depth * _PNG_CHANNELS[colour]
-    # (start, end, stride) of the scanlines of each pass in the inflated stream
-    spans: list[tuple[int, int, int]] = []
-    at = 0
-    for x0, y0, dx, dy in (_ADAM7 if interlace else ((0, 0, 1, 1),)):
-        w, h = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
-        if w > 0 and h > 0:
-            stride = 1 + (w * bits + 7) // 8
-            spans.append((at, at + h * stride, stride))
-            at += h * stride
-    expected = at
-    inflater = zlib.decompressobj()
-    got = 0
-    try:
-        # one stream, so that zlib is called once per piece, not once per IDAT chunk
-        stream = idat[0] if len(idat) == 1 else b"".join(idat)
-        for part in (stream, b""):  # the empty tail drains what zlib still holds back
-            while got < expected:
-                want = min(_INFLATE_STEP, expected - got)
-                out = inflater.decompress(part, want)
-                part = inflater.unconsumed_tail
-                for start, stop, stride in spans:
-                    lo, hi = max(start, got), min(stop, got + len(out))
-                    first = lo + (start - lo) % stride  # the first scanline start at or after lo
-                    if first < hi and max(out[first - got:hi - got:stride]) > 4:
-                        return "a scanline has an unknown filter type"
-                got += len(out)
-                if inflater.eof or not out or (len(out) < want and not part):
-                    break  # the stream ended, or this chunk is used up
-            if got >= expected or inflater.eof:
-                break
-    except zlib.error as exc:
-        return f"the image data does not inflate ({exc})"
-    if got < expected:
-        return f"the image data ends early ({got} of {expected} bytes of scanlines)"
-    return None
 
 
 def size_fate(fetched: Fetched, planned_w: int, planned_h: int,
@@ -351,79 +124,8 @@ def size_fate(fetched: Fetched, planned_w: int, planned_h: int,
                 applied=got, reason=reason, delta=f"got {got}, planned {planned}")
 
 
-# -- C2PA ------------------------------------------------------------------------------------------
-def has_c2pa(data: bytes) -> bool:
-    """True when the image carries a C2PA manifest (content credentials) in its JUMBF store.
-
-    Looks where the C2PA spec puts it: a PNG ``caBX`` chunk, a JPEG APP11 segment holding a
-    JUMBF box labelled ``c2pa``, or a WebP ``C2PA`` chunk. Nothing is validated here; the point
-    is to know that the bytes must not be rewritten.
-    """
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return any(ctype == b"caBX" for ctype, _, _ in png_chunks(data))
-    if data.startswith(b"\xff\xd8"):
-        return _jpeg_has_c2pa(data)
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return _webp_has_c2pa(data)
-    return False
-
-
-def png_chunks(data: bytes) -> list[tuple[bytes, int, int]]:
-    """``(type, start, end)`` of every chunk in a PNG, ``start``/``end`` spanning the whole chunk
-    (length, type, body, CRC). Stops quietly at a truncated chunk."""
-    chunks = []
-    pos = 8
-    while pos + 12 <= len(data):
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        end = pos + 12 + length
-        if end > len(data):
-            break
-        ctype = data[pos + 4:pos + 8]
-        chunks.append((ctype, pos, end))
-        pos = end
-        if ctype == b"IEND":
-            break
-    return chunks
-
-
-def _jpeg_has_c2pa(data: bytes) -> bool:
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            return False
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in (0xD9, 0xDA):  # end of image / start of scan: no more metadata
-            return False
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
-            pos += 2
-            continue
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")
-        body = data[pos + 4:pos + 2 + length]
-        # APP11 carries JUMBF as "JP" + instance + sequence + the box ("jumb" ... "c2pa").
-        if marker == 0xEB and body[:2] == b"JP" and b"jumb" in body and b"c2pa" in body:
-            return True
-        pos += 2 + length
-    return False
-
-
-def _webp_has_c2pa(data: bytes) -> bool:
-    pos = 12
-    while pos + 8 <= len(data):
-        ctype = data[pos:pos + 4]
-        size = int.from_bytes(data[pos + 4:pos + 8], "little")
-        if ctype == b"C2PA":
-            return True
-        pos += 8 + size + (size & 1)
-    return False
-
-
 def _data_url(url: str, raw: RawImage, provider: str | None, max_bytes: int,
               max_pixels: int) -> Fetched:
-    from .providers._common import decode_data_uri
-
     # base64 inflates by 4/3: refuse before decoding what is clearly too big.
     if len(url) * 3 // 4 > max_bytes + 1024:
         raise _too_big(provider, "a data: URL", len(url) * 3 // 4, max_bytes)
@@ -648,6 +350,16 @@ def _inline(raw: RawImage, provider: str | None, max_bytes: int,
     return None
 
 
+def _begin(raw: RawImage, provider: str | None, timeout_s: float, max_bytes: int,
+           max_pixels: int) -> Fetched | _Download:
+    """The image when it needs no network (inline bytes, a data: URL), else its download."""
+    done = _inline(raw, provider, max_bytes, max_pixels)
+    if done is not None:
+        return done
+    return _Download(raw, provider=provider, timeout_s=timeout_s, max_bytes=max_bytes,
+                     max_pixels=max_pixels)
+
+
 def _raw_chunks(resp: httpx.Response, dl: _Download) -> Any:
     if resp.is_stream_consumed:  # a transport that read the body already (httpx.MockTransport)
         return [_already_read(resp, dl)]
@@ -669,11 +381,9 @@ def fetch(raw: RawImage, *, client: httpx.Client, timeout_s: float,
     client from :func:`make_client`, which also checks the address of every connection.
     """
     try:
-        done = _inline(raw, provider, max_bytes, max_pixels)
-        if done is not None:
-            return done
-        dl = _Download(raw, provider=provider, timeout_s=timeout_s, max_bytes=max_bytes,
-                       max_pixels=max_pixels)
+        dl = _begin(raw, provider, timeout_s, max_bytes, max_pixels)
+        if isinstance(dl, Fetched):
+            return dl
         with guarded(dl.guard), downloading():
             url: str | None = dl.url
             while url is not None:
@@ -702,11 +412,9 @@ async def afetch(raw: RawImage, *, client: httpx.AsyncClient, timeout_s: float,
     """The async twin of :func:`fetch` (the whole download also runs under
     ``asyncio.timeout``, a hard wall-clock bound)."""
     try:
-        done = _inline(raw, provider, max_bytes, max_pixels)
-        if done is not None:
-            return done
-        dl = _Download(raw, provider=provider, timeout_s=timeout_s, max_bytes=max_bytes,
-                       max_pixels=max_pixels)
+        dl = _begin(raw, provider, timeout_s, max_bytes, max_pixels)
+        if isinstance(dl, Fetched):
+            return dl
         with guarded(dl.guard), downloading():
             err: ProviderError | None = None
             try:

@@ -62,7 +62,7 @@ def plot_eval(report: EvalReport, out: Path) -> Path:
     ax.set_ylim(-0.03, 1.08)
     from matplotlib.ticker import PercentFormatter
 
-    from .catalog._plot import _usd_axis
+    from .catalog_tools._plot import _usd_axis
 
     _usd_axis(ax)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))

@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .catalog._price import check_estimate_inputs
 from .errors import InvalidRequest
 
 __all__ = ["check_client_options", "check_estimate_inputs", "check_provider_names",
@@ -119,16 +120,3 @@ def check_client_options(*, providers: Mapping[str, Any] | None = None,
     if not isinstance(allow_double_payment, bool):
         raise InvalidRequest(f"Client(allow_double_payment={allow_double_payment!r}): must be "
                              f"True or False", field="allow_double_payment")
-
-
-def check_estimate_inputs(*, width: Any, height: Any, n: Any, steps: Any = None) -> None:
-    """``estimate_cost`` arguments: whole numbers, sides >= 1 px, ``n`` >= 1, ``steps`` >= 1;
-    else :class:`InvalidRequest` naming the argument (never a division by zero or a negative
-    price)."""
-    for name, value, low in (("width", width, 1), ("height", height, 1), ("n", n, 1),
-                             ("steps", steps, 1)):
-        if name == "steps" and value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InvalidRequest(f"estimate_cost({name}={value!r}): must be a whole number >= "
-                                 f"{low}", field=name)

@@ -29,8 +29,8 @@ def stamp(result: ImageResult, call: ProviderCall,
           sources: Sequence[tuple[ProviderCall, ProviderOutput]], cost_usd: float | None) -> None:
     """Fill each image's ``metadata``. ``sources[i]`` is the provider call (chunk) and output
     image ``i`` came from; ``cost_usd`` is what the offer that made them was charged."""
-    from . import __version__
     from ._provenance import print_dpi, sent_seed
+    from ._version import __version__
 
     versions: dict[str, Any] = {}
     seen: set[int] = set()

@@ -21,6 +21,9 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .catalog._wire_schema import input_schema
+from .errors import InvalidRequest, PayloadInvalid
+from .providers._fields import FAL_PRESETS
 from .result import Fate, FateKind
 
 if TYPE_CHECKING:
@@ -81,8 +84,6 @@ def check_payload(payload: dict[str, Any], schema: InputSchema, offer: OfferView
     bad = schema.violations(payload)
     if not bad:
         return
-    from .errors import InvalidRequest, PayloadInvalid
-
     for v in bad:
         if options and v.field in options:
             raise InvalidRequest(
@@ -104,8 +105,6 @@ def schema_of(offer: OfferView) -> InputSchema | None:
     """The stored input schema of a hosted offer's endpoint (None: local, or none stored)."""
     if offer.provider == "local":
         return None
-    from .catalog._wire_schema import input_schema
-
     return input_schema(offer.provider, offer.endpoint)
 
 
@@ -175,8 +174,6 @@ def _check_options(options: dict[str, Any], schema: InputSchema, offer: OfferVie
     unknown = [k for k in options if not schema.has(k)]
     if not unknown:
         return
-    from .errors import InvalidRequest
-
     key = unknown[0]
     raise InvalidRequest(
         f"provider_options[{offer.provider!r}][{key!r}]: {offer.endpoint} has no such field "
@@ -296,8 +293,6 @@ def _fit_image_size(out: Fitted, schema: InputSchema, offer: OfferView,
         out.payload["image_size"] = {"width": w, "height": h}
         _size_fate(out, offer, requested, size, (w, h), _sides(lo, hi))
         return
-    from .providers._fields import FAL_PRESETS
-
     dims = FAL_PRESETS.get(value) if isinstance(value, str) else (
         (int(value.get("width", size[0])), int(value.get("height", size[1])))
         if isinstance(value, dict) else None)

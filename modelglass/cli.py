@@ -139,7 +139,7 @@ def catalog_list(json_out: bool = JsonOpt, catalog: str | None = CatalogOpt,
     if json_out:
         emit_json([r.to_dict() for r in found])
         return
-    from .catalog._query import parse_where
+    from .catalog_tools._query import parse_where
 
     where_keys = list(parse_where(where)) if where else []
     print_offers(out, found, axis=axis, where=where_keys, sort=sort)
@@ -282,7 +282,7 @@ def catalog_plot(axis: str = typer.Option("hero", "--axis", help="Quality axis t
                  json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Estimated cost per image (log) against quality on AXIS for every offer the router
     considers, with the Pareto front marked. Needs matplotlib (modelglass[plot])."""
-    from .catalog._plot import pareto_front, plot_points
+    from .catalog_tools._plot import pareto_front, plot_points
 
     cat = _catalog(catalog)
     path = cat.plot(axis, out_path, size=size, provider=provider)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Any
+
+from ._provenance import save_image
+from ._result_json import result_dict
 
 if TYPE_CHECKING:
     from .checks import CheckResult
@@ -15,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["Attempt", "Fate", "FateKind", "GeneratedImage", "ImageResult", "Missing"]
 
 
-class FateKind(str, Enum):
+class FateKind(StrEnum):
     """What happened to one requested control on its way to the provider.
 
     - ``honored``: sent as asked, under the provider's own name for it.
@@ -28,9 +31,6 @@ class FateKind(str, Enum):
     mapped = "mapped"
     approximated = "approximated"
     dropped = "dropped"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,6 @@ class GeneratedImage:
         byte for byte and the provenance goes to a ``.json`` sidecar instead. An existing file is
         never replaced unless ``overwrite=True``; a folder as ``path`` saves inside it.
         """
-        from ._provenance import save_image
-
         return save_image(self, path, overwrite=overwrite)
 
     def to_pil(self) -> Any:
@@ -214,8 +212,6 @@ class ImageResult:
 
         >>> json.dumps(result.to_dict())                  # doctest: +SKIP
         """
-        from ._result_json import result_dict
-
         return result_dict(self)
 
     def __repr__(self) -> str:

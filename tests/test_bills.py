@@ -10,15 +10,16 @@ import pytest
 from typer.testing import CliRunner
 
 import modelglass as mg
-from modelglass.catalog._bills import bill_summary, fetch_fal_bills
+from modelglass.catalog._bills import bill_summary
 from modelglass.catalog._observed import ObservedStore
-from modelglass.catalog._verify import verify
+from modelglass.catalog_tools._fal_bills import fetch_fal_bills
+from modelglass.catalog_tools._verify import verify
 from modelglass.cli import app
 from modelglass.testing import simulate, simulate_verify
 from modelglass.testing._verify_sim import SIMULATED_OFFERS
 
 
-def _bills(report: mg.catalog._verify.VerifyReport) -> dict[str, tuple[str, object]]:
+def _bills(report: mg.catalog_tools._verify.VerifyReport) -> dict[str, tuple[str, object]]:
     return {c.offer: (c.status, c.observed) for c in report.checks if c.check == "bill"}
 
 

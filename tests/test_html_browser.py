@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import modelglass as mg
-from modelglass.catalog._html import render_html
+from modelglass.catalog_tools._html import render_html
 from modelglass.cli import app
 
 CHROMIUM = "/usr/bin/chromium"

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 import modelglass as mg
 from modelglass import _clock
 from modelglass.catalog import Catalog, Lifecycle, default_catalog_dir
-from modelglass.catalog._html import render_html
-from modelglass.catalog._sync import sync
+from modelglass.catalog_tools._html import render_html
+from modelglass.catalog_tools._sync import sync
 from modelglass.cli import app
 from modelglass.testing import Simulator
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_catalog_load import TOY, edit, make_catalog, problems_of
 
-from modelglass.catalog._load import MAX_DEPTH, MAX_NODES
+from modelglass.catalog._yaml import MAX_DEPTH, MAX_NODES
 
 
 def _fast_problems(path: Path, limit_s: float = 2.0) -> list[str]:
@@ -130,7 +130,7 @@ def test_deep_block_nesting_is_refused(tmp_path: Path) -> None:
 
 
 def test_huge_files_are_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from modelglass.catalog import _load
+    from modelglass.catalog import _yaml as _load
 
     monkeypatch.setattr(_load, "MAX_BYTES", 1000)
     problems = _fast_problems(make_catalog(tmp_path, TOY + "#" + "x" * 2000 + "\n"))

@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import modelglass as mg
-from modelglass.catalog._plot import pareto_front, plot_axis, plot_points
+from modelglass.catalog_tools._plot import pareto_front, plot_axis, plot_points
 from modelglass.cli import app
 
 runner = CliRunner()

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import modelglass as mg
-from modelglass._download import png_chunks
+from modelglass._c2pa import png_chunks
 from modelglass._provenance import (
     build_metadata,
     parameters_text,

@@ -9,7 +9,7 @@ import math
 import pytest
 
 import modelglass as mg
-from modelglass.catalog._query import offer_supports, parse_where
+from modelglass.catalog_tools._query import offer_supports, parse_where
 from modelglass.plan import plan_call
 from modelglass.result import FateKind
 

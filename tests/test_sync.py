@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from modelglass.catalog import Catalog, Price, default_catalog_dir
-from modelglass.catalog._sync import FAL_PRICING_BATCH, price_from_unit, sync
+from modelglass.catalog_tools._sync import FAL_PRICING_BATCH, price_from_unit, sync
 from modelglass.cli import app
 from modelglass.errors import CatalogError
 from modelglass.testing import Simulator

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from modelglass.catalog import Catalog, default_catalog_dir
-from modelglass.catalog._sync import sync
-from modelglass.catalog._sync_guard import MAX_ANSWER_BYTES
+from modelglass.catalog_tools._sync import sync
+from modelglass.catalog_tools._sync_guard import MAX_ANSWER_BYTES
 from modelglass.testing import Simulator
 
 sim = _sim_fixtures.sim_fixture(scope="function")
@@ -102,7 +102,7 @@ def test_a_held_price_keeps_the_earlier_synced_one(sim: Simulator, shipped: Cata
 
 def test_zero_is_plausible_only_for_an_offer_marked_free() -> None:
     from modelglass.catalog import Price
-    from modelglass.catalog._sync_guard import implausible, zero_refused
+    from modelglass.catalog_tools._sync_guard import implausible, zero_refused
 
     free, paid = Price(kind="per_image", usd=0, free=True), Price(kind="per_image", usd=0.01)
     zero = Price(kind="per_image", usd=0)

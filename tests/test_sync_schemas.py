@@ -12,9 +12,9 @@ import pytest
 
 import modelglass as mg
 from modelglass import _clock
-from modelglass.catalog._sync import sync
-from modelglass.catalog._sync_schemas import input_from_openapi, schema_changes
 from modelglass.catalog._wire_schema import input_schema
+from modelglass.catalog_tools._sync import sync
+from modelglass.catalog_tools._sync_schemas import input_from_openapi, schema_changes
 from modelglass.plan import plan_call
 from modelglass.testing import Simulator
 

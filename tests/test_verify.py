@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from modelglass.catalog import Catalog
 from modelglass.catalog._observed import ObservedStore, request_fingerprint
-from modelglass.catalog._verify import live_probe, verify
+from modelglass.catalog_tools._verify import live_probe, verify
 from modelglass.cli import app
 from modelglass.testing import simulate
 

@@ -9,7 +9,7 @@ from _routing_models import catalog, good, model, offer
 
 from modelglass.catalog._observed import ObservedStore
 from modelglass.catalog._pass_rate import wilson_interval
-from modelglass.catalog._verify import verify
+from modelglass.catalog_tools._verify import verify
 
 # speller declares text_rendering 9 (a 0.90 prior); muddle declares 3 (0.30)
 CAT = catalog(speller=model(good(text_rendering=9.0), [offer("fal", 0.01)]),

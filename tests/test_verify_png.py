@@ -1,4 +1,4 @@
-"""PNG verification without building the image (``_download._check_png``, issue 8 item 8, issue 9
+"""PNG verification without building the image (``_verify_image._check_png``, issue 8 item 8, issue 9
 deliverable 10): it accepts what Pillow decodes in full, and refuses every PNG whose pixels are
 not all there, however well-formed its chunks are."""
 
@@ -12,7 +12,8 @@ import zlib
 import pytest
 from PIL import Image
 
-from modelglass._download import _PILLOW, _check_png, png_chunks, verify_bytes
+from modelglass._c2pa import png_chunks
+from modelglass._verify_image import _PILLOW, _check_png, verify_bytes
 from modelglass.errors import EmptyResult
 
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
@@ -178,7 +179,7 @@ def _rows_png(width: int, height: int, bad_row: int | None = None) -> bytes:
 def test_pieces_and_verify_threads_see_every_scanline(bad_row: int | None) -> None:
     """4 MiB of scanlines, inflated in 16 pieces, on the caller's thread and on the async
     verify threads: a bad filter type in any row is found either way."""
-    from modelglass._download import verify_executor
+    from modelglass._verify_image import verify_executor
 
     data = _rows_png(1024, 1024, bad_row)
     here = _check_png(data)

@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..checks._text import prompt_class
+from ._bills import record_bill
+
 log = logging.getLogger("modelglass")
 
 __all__ = ["MIN_SAMPLES", "PROMPT_CLASSES", "WINDOW", "ObservedStore", "OfferObservations",
@@ -461,8 +464,6 @@ def observe_result(client: Any, result: Any) -> None:
             requested_size=f"{planned.width}x{planned.height}",
             seeds=[img.seed for img in images], sha256=[img.sha256 for img in images],
             fingerprint=fp)
-        from ._bills import record_bill
-
         record_bill(store, result)
     except Exception as exc:  # noqa: BLE001 - observing must never break a generation
         log.debug("observed store: result not recorded: %s", exc)
@@ -486,8 +487,6 @@ def observe_checks(client: Any, offer_key: str | None, request: Any, checks: Ite
         store = _store_of(client)
         if store is None or not offer_key:
             return
-        from ..checks import prompt_class
-
         cls = prompt_class(request)
         for c in checks:
             store.record_check(offer_key, c.name, c.verdict, prompt_class=cls, score=c.score)

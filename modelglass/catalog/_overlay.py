@@ -39,14 +39,14 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field, ValidationError
 
+from .. import _clock
+from ._load import _check_merged, _Sources
 from ._schema import Controls, Geometry, Latency, Model, Offer, Price, _Strict
-
-if TYPE_CHECKING:
-    from ._load import _Doc, _Problems, _Sources
+from ._yaml import _display, _Doc, _friendly, _parse, _Problems, _validate
 
 log = logging.getLogger("modelglass")
 
@@ -164,14 +164,10 @@ def _plain(v: Any) -> Any:
 def apply_overlays(src: _Sources, paths: Iterable[str | Path], problems: _Problems,
                    providers: Iterable[str]) -> OverlayReport:
     """Layer each overlay file over ``src`` (in place), in order. Problems go to ``problems``."""
-    from ._load import _parse
-
     report = OverlayReport()
     for p in paths:
         path = Path(p).expanduser()
         if not path.is_file():
-            from ._load import _display
-
             problems.append(f"{_display(path)}:1: overlay file not found; check the path "
                             f"(or {OVERLAY_ENV})")
             continue
@@ -203,15 +199,11 @@ def _all_keys(src: _Sources) -> list[str]:
 def _apply_one(src: _Sources, doc: _Doc, report: OverlayReport, problems: _Problems,
                providers: set[str]) -> None:
     """Apply one parsed overlay: offer patches, whole models, private deployments, seen endpoints."""
-    from ._load import _validate
-
     data = {k: v for k, v in doc.data.items() if not str(k).startswith("_")}
     head = _validate(Overlay, {k: v for k, v in data.items()
                                if k not in ("offers", "models", "deployments")}, doc, (), problems)
     if head is None:
         return
-    from .. import _clock
-
     today = _clock.today()
 
     def future(when: dt.date | None, path: tuple[Any, ...]) -> bool:
@@ -244,8 +236,6 @@ _Future = Callable[[dt.date | None, tuple[Any, ...]], bool]
 def _patch_offer(src: _Sources, doc: _Doc, head: Overlay, key: str, body: Any,
                  report: OverlayReport, problems: _Problems, future: _Future) -> None:
     """Patch one existing offer (``offers: {key: ...}``), recording each change."""
-    from ._load import _validate
-
     path = ("offers", key)
     patch = _validate(OfferPatch, body, doc, path, problems)
     if patch is None:
@@ -297,8 +287,6 @@ def _patch_offer(src: _Sources, doc: _Doc, head: Overlay, key: str, body: Any,
         new = Offer.model_validate({**offer.model_dump(), **update})
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
-            from ._load import _friendly
-
             problems.add(doc, path + tuple(err["loc"]), _friendly(dict(err)))
         return
     for name, value in update.items():
@@ -314,8 +302,6 @@ def _patch_offer(src: _Sources, doc: _Doc, head: Overlay, key: str, body: Any,
 def _patch_model(src: _Sources, doc: _Doc, mid: str, body: Any, report: OverlayReport,
                  problems: _Problems) -> None:
     """Disable (or re-enable) every offer of one model (``models: {id: ...}``)."""
-    from ._load import _validate
-
     path = ("models", mid)
     patch = _validate(ModelPatch, body, doc, path, problems)
     if patch is None:
@@ -342,8 +328,6 @@ def _add_deployment(src: _Sources, doc: _Doc, head: Overlay, i: int, body: Any,
                     report: OverlayReport, problems: _Problems, providers: set[str],
                     future: _Future) -> None:
     """Add a private deployment (``deployments: [...]``) as an extra offer of a catalog model."""
-    from ._load import _check_merged, _validate
-
     path = ("deployments", i)
     if not isinstance(body, dict):
         problems.add(doc, path, "a deployment is a mapping (model, provider, endpoint, price)")

@@ -19,20 +19,22 @@ Unknown stays unknown: an ``unknown`` price gives ``usd=None`` and ``max_usd=Non
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 from ..errors import InvalidRequest
 from ._buckets import bucket_long_side
+from ._schema import Price, PriceKind
+from ._tokens import estimate_text_tokens
 
-if TYPE_CHECKING:
-    from ._schema import Price
+_N = TypeVar("_N", int, float)  # a price per image, or a token count
 
 __all__ = [
     "BILLED_MEGAPIXEL",
     "PROMPT_TOKEN_OVERHEAD",
     "CostEstimate",
+    "check_estimate_inputs",
     "cost_from_usage",
     "estimate_price",
     "prompt_tokens",
@@ -99,8 +101,6 @@ def prompt_tokens(prompt: str | None) -> tuple[int, int]:
     >>> prompt_tokens("a red bicycle"), prompt_tokens("日本語")
     ((4, 29), (3, 25))
     """
-    from ._tokens import estimate_text_tokens
-
     if not prompt:
         return 0, PROMPT_TOKEN_OVERHEAD if prompt is not None else 0
     expected = estimate_text_tokens(prompt)
@@ -178,8 +178,6 @@ def _estimate(price: Price, width: int, height: int, n: int, steps: int | None,
               default_steps: int | None, quality: str | None, tier: str | None,
               gpu_hour_usd: float, prompt: str | None,
               images_per_call: int | None) -> CostEstimate:
-    from ._schema import PriceKind
-
     kind = price.kind
     if kind is PriceKind.unknown:
         return CostEstimate(None, None, "price unknown" + (f" ({price.note})" if price.note else ""))
@@ -229,6 +227,29 @@ def _estimate(price: Price, width: int, height: int, n: int, steps: int | None,
     raise AssertionError(kind)  # pragma: no cover
 
 
+def _per_size(tables: Mapping[str, Mapping[str, _N]], chosen: str, fixed: bool, width: int,
+              height: int, unlisted: Callable[[_N, int, int], tuple[_N, _N]],
+              ) -> tuple[_N, _N, bool, str | None]:
+    """``(expected, bound, approximate, nearest listed size)`` for one image of ``width``×``height``
+    in tier ``chosen`` of ``tables`` (tier → size → a price or a token count). A size not listed
+    takes ``unlisted(value at the nearest listed size, its pixels, that size's pixels)``; when the
+    tier is not ``fixed`` the bound is the largest over every tier."""
+    key = f"{width}x{height}"
+
+    def one(name: str) -> tuple[_N, _N, bool, str | None]:
+        table = tables[name]
+        if key in table:
+            return table[key], table[key], False, None
+        near = _nearest(table, width, height)
+        expected, bound = unlisted(table[near], width * height, _area(near))
+        return expected, bound, True, near
+
+    expected, bound, approx, near = one(chosen)
+    if not fixed:
+        bound = max(one(t)[1] for t in tables)
+    return expected, bound, approx, near
+
+
 def _per_tier(price: Price, width: int, height: int, n: int, quality: str | None,
               tier: str | None) -> CostEstimate:
     assert price.tiers is not None
@@ -237,20 +258,14 @@ def _per_tier(price: Price, width: int, height: int, n: int, quality: str | None
         return CostEstimate(None, None, f"tier {chosen!r} has no price", tier=chosen)
     key = f"{width}x{height}"
 
-    def each_in(name: str) -> tuple[float, float, bool]:
-        """(expected, bound, approximate) per image in tier ``name``."""
-        table = price.tiers[name]  # type: ignore[index]
-        if key in table:
-            return table[key], table[key], False
-        near = _nearest(table, width, height)
-        scaled = table[near] * (width * height) / _area(near)
+    def by_area(listed: float, pixels: int, listed_pixels: int) -> tuple[float, float]:
+        scaled = listed * pixels / listed_pixels
         # A smaller size is not assumed cheaper than the nearest listed one in the bound.
-        return scaled, max(scaled, table[near]), True
+        return scaled, max(scaled, listed)
 
-    each, bound, approx = each_in(chosen)
-    dearest = bound if fixed else max(each_in(t)[1] for t in price.tiers)
+    each, dearest, approx, near = _per_size(price.tiers, chosen, fixed, width, height, by_area)
     if approx:
-        near = _nearest(price.tiers[chosen], width, height)
+        assert near is not None
         basis = (f"{chosen} tier ≈ ${price.tiers[chosen][near]:g} at {near} scaled by area to "
                  f"{key} × {n}")
     else:
@@ -267,19 +282,13 @@ def _per_token(price: Price, width: int, height: int, n: int, quality: str | Non
         return CostEstimate(None, None, f"tier {chosen!r} has no output-token table", tier=chosen)
     key = f"{width}x{height}"
 
-    def tokens_in(name: str) -> tuple[int, int, bool]:
-        """(expected, bound, approximate) image-output tokens for one image in tier ``name``."""
-        table = price.output_tokens[name]  # type: ignore[index]
-        if key in table:
-            return table[key], table[key], False
+    def nearest_count(listed: int, pixels: int, listed_pixels: int) -> tuple[int, int]:
         # Not in the table: the nearest listed size's count (token counts do not follow area),
         # bounded by that count scaled up by area when this size is larger.
-        near = table[_nearest(table, width, height)]
-        return near, math.ceil(near * max(1.0, width * height / _area(_nearest(table, width, height)))), True
+        return listed, math.ceil(listed * max(1.0, pixels / listed_pixels))
 
-    out_exp, out_max, approx = tokens_in(chosen)
-    if not fixed:
-        out_max = max(tokens_in(t)[1] for t in price.output_tokens)
+    out_exp, out_max, approx, _ = _per_size(price.output_tokens, chosen, fixed, width, height,
+                                            nearest_count)
     calls = math.ceil(n / images_per_call) if images_per_call else 1
     calls_max = math.ceil(n / images_per_call) if images_per_call else n
     text_exp, text_max = prompt_tokens(prompt)
@@ -335,8 +344,6 @@ def cost_from_usage(price: Price, usage: Any) -> float | None:
     >>> cost_from_usage(p, {"output_tokens": 200, "input_tokens": 10})
     0.00605
     """
-    from ._schema import PriceKind
-
     if price.kind is not PriceKind.per_token or usage is None:
         return None
     out_rate = price.usd_per_1m_image_output_tokens
@@ -365,3 +372,16 @@ def cost_from_usage(price: Price, usage: Any) -> float | None:
     usd = ((output - text_out) * out_rate + text_out * text_out_rate
            + text * (text_rate or 0) + image * (image_rate or 0))
     return round(usd / 1e6, 6)
+
+
+def check_estimate_inputs(*, width: Any, height: Any, n: Any, steps: Any = None) -> None:
+    """``estimate_cost`` arguments: whole numbers, sides >= 1 px, ``n`` >= 1, ``steps`` >= 1;
+    else :class:`InvalidRequest` naming the argument (never a division by zero or a negative
+    price)."""
+    for name, value, low in (("width", width, 1), ("height", height, 1), ("n", n, 1),
+                             ("steps", steps, 1)):
+        if name == "steps" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidRequest(f"estimate_cost({name}={value!r}): must be a whole number >= "
+                                 f"{low}", field=name)

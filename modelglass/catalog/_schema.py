@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .. import _clock
 from ._buckets import bucket_long_side
 
 AXES = ("prompt_adherence", "photorealism", "text_rendering", "style_range", "composition",
@@ -85,11 +86,9 @@ class Lifecycle(_Strict):
         """The status on ``today`` (default: :func:`modelglass._clock.today`): a deprecated model
         whose ``shutdown_on`` has come is retired. Routing, ``catalog list``/``show`` and the HTML
         page all judge by this one status."""
-        if self.status is Status.deprecated and self.shutdown_on is not None:
-            from .. import _clock
-
-            if self.shutdown_on <= _clock.today(today):
-                return Status.retired
+        if (self.status is Status.deprecated and self.shutdown_on is not None
+                and self.shutdown_on <= _clock.today(today)):
+            return Status.retired
         return self.status
 
 

@@ -21,14 +21,61 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 from ..errors import CatalogError
-from ._calibrate import AxisCalibration, Benchmark, calibrate_axis
+from ._calibrate import AxisCalibration, Benchmark, Posterior, calibrate_axis
 from ._schema import AXES, Evidence, Model
 
-if TYPE_CHECKING:
-    from . import Score
+
+@dataclass(frozen=True)
+class Score:
+    """One capability score and where it came from.
+
+    ``value`` is None when there is no evidence and no stated prior. ``estimated`` is True when
+    the value is a prior (a stated estimate), not computed from evidence.
+
+    Formula v3 (calibrated) adds ``mean`` (the posterior mean, unrounded; for an unknown score the
+    axis prior's mean), ``stderr`` (its standard error; for an unknown score the prior's spread)
+    and ``contributions`` (each benchmark's reading: raw value, what it implies, its own SE).
+    Earlier formulas leave ``stderr`` None.
+    """
+
+    axis: str
+    value: float | None
+    estimated: bool = False
+    evidence: tuple[Evidence, ...] = ()
+    formula: str = ""
+    formula_version: int = 1
+    reason: str = ""
+    mean: float | None = None
+    stderr: float | None = None
+    contributions: tuple[Any, ...] = ()
+
+    @property
+    def known(self) -> bool:
+        return self.value is not None
+
+    def lower(self, k: float) -> float | None:
+        """``mean − k·stderr`` clipped to 0–10 (the value itself when there is no stderr);
+        None when nothing is known and no prior is stated."""
+        if self.stderr is None or self.mean is None:
+            return self.value
+        return min(10.0, max(0.0, self.mean - k * self.stderr))
+
+    def with_uncertainty(self) -> str:
+        """``8.3 ± 0.6``; ``unknown (prior 5.0 ± 3.0)``; plain ``str()`` without a stderr."""
+        if self.stderr is None:
+            return str(self)
+        if self.value is None:
+            return f"unknown (prior {self.mean:.1f} ± {self.stderr:.1f})"
+        return f"{self.value:.1f} ± {self.stderr:.1f}"
+
+    def __str__(self) -> str:
+        if self.value is None:
+            return "unknown"
+        return f"{self.value:.1f}{'*' if self.estimated else ''}"
+
 
 __all__ = ["CALIBRATIONS", "FORMULAS", "KNOWN_METRICS", "compute_catalog_scores", "compute_scores"]
 
@@ -235,7 +282,6 @@ def compute_scores(model: Model, formula_version: int) -> dict[str, Score]:
     Several evidence rows for the same metric are combined by their median. Resolution falls back
     to the model's geometry (evidence source ``geometry``) when no ``max_megapixels`` is recorded.
     """
-    from . import Score
 
     try:
         formulas = FORMULAS[formula_version]
@@ -328,9 +374,6 @@ def calibration_fits(models: dict[str, Model], formula_version: int, axis: str
 
 def _v3_score(model: Model, axis: str, cal: AxisCalibration, post: object,
               version: int) -> Score:
-    from . import Score
-    from ._calibrate import Posterior
-
     assert isinstance(post, Posterior)
     if post.known:
         used = tuple(e for c in post.contributions for e in c.rows)

@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._load import default_catalog_dir
+from ._overlay import OVERLAY_ENV, default_overlay_path
+
 __all__ = ["InputSchema", "Violation", "input_schema", "schema_path", "schemas_dir",
            "user_schemas_dir"]
 
@@ -221,8 +224,6 @@ def _violation(err: Any) -> Violation:
 
 def schemas_dir() -> Path:
     """Where the stored schemas live: ``schemas/`` in the packaged catalog."""
-    from . import default_catalog_dir
-
     return default_catalog_dir() / "schemas"
 
 
@@ -236,15 +237,11 @@ def user_schemas_dir() -> Path | None:
     (None when overlays are off, ``MODELGLASS_CATALOG_OVERLAY=""``)."""
     import os
 
-    from ._overlay import OVERLAY_ENV
-
     return _user_dir(os.environ.get(OVERLAY_ENV))
 
 
 @functools.lru_cache(maxsize=8)
 def _user_dir(env: str | None) -> Path | None:
-    from ._overlay import default_overlay_path
-
     overlay = default_overlay_path()
     return None if overlay is None else overlay.parent / "schemas"
 

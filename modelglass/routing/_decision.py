@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from ..catalog._view import OfferNamed
 from ..errors import NoEligibleModel, StrictRefused
 from ._signals import Signals
 
@@ -87,7 +88,7 @@ class Row:
 
 
 @dataclass(eq=False)
-class Candidate:
+class Candidate(OfferNamed):
     """One offer that passed every hard constraint, with its scores and its plan.
 
     ``quality`` is the weighted capability score (0–10); ``cost_usd`` the estimated cost of the
@@ -113,18 +114,6 @@ class Candidate:
             assert self._planner is not None
             self._call = self._planner(self.offer)
         return self._call
-
-    @property
-    def key(self) -> str:
-        return self.offer.key
-
-    @property
-    def model(self) -> str:
-        return self.offer.model_id
-
-    @property
-    def provider(self) -> str:
-        return self.offer.provider
 
     def summary(self) -> str:
         return (f"{self.key}: total {self.total:.3f}, quality {self.quality:.2f}/10, "

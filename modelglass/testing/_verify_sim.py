@@ -2,7 +2,7 @@
 
 One job per provider runs against :func:`modelglass.testing.simulate`, each provider's bill is read
 where that provider states it (OpenAI usage, fal billing events, Replicate ``predict_time``), and
-:func:`~modelglass.catalog._verify.verify` compares them with the quotes in a throwaway store.
+:func:`~modelglass.catalog_tools._verify.verify` compares them with the quotes in a throwaway store.
 ``changes`` scripts a price change per provider (a factor: 1.2 = the provider bills 20 % more):
 fal's unit price, OpenAI's image tokens per image, Replicate's run time.
 """
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..catalog._verify import VerifyReport
+    from ..catalog_tools._verify import VerifyReport
 
 __all__ = ["SIMULATED_OFFERS", "simulate_verify"]
 
@@ -86,7 +86,7 @@ def simulate_verify(changes: Mapping[str, float] | None = None) -> VerifyReport:
     import modelglass as mg
 
     from ..catalog._observed import ObservedStore
-    from ..catalog._verify import verify
+    from ..catalog_tools._verify import verify
     from ._simulate import simulate
 
     changes = dict(changes or {})

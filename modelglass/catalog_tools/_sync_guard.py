@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._schema import Price
+    from ..catalog._schema import Price
 
 __all__ = ["MAX_ANSWER_BYTES", "MAX_CHANGE_FACTOR", "PRICE_BOUNDS", "ApiError", "BoundedApi",
            "Deadline", "headline", "implausible", "unit_price_problem"]

@@ -23,11 +23,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..catalog._schema import AXES, Status
 from ..errors import InvalidRequest
-from ._schema import AXES, Status
+from ..plan import plan_call
+from ..request import ImageRequest, parse_size
+from ..result import FateKind
 
 if TYPE_CHECKING:
-    from . import Catalog, CostEstimate, OfferView, Score
+    from ..catalog import Catalog, CostEstimate, OfferView, Score
 
 __all__ = ["CONTROLS", "OfferRow", "parse_where", "query"]
 
@@ -150,10 +153,6 @@ def offer_supports(catalog: Catalog, view: OfferView, control: str) -> bool | No
         memo = _PROBES.setdefault(catalog, {})
         if (view.key, control) in memo:
             return memo[(view.key, control)]
-    from ..plan import plan_call
-    from ..request import ImageRequest
-    from ..result import FateKind
-
     result: bool | None
     try:
         req = ImageRequest(prompt="a probe", **{control: _probe_value(view, control)})
@@ -190,22 +189,8 @@ def _as_set(value: str | Iterable[str] | None) -> set[str] | None:
     return {p.strip().lower() for item in items for p in item.split(",") if p.strip()}
 
 
-def query(catalog: Catalog, *, axis: str | None = None,
-          supports: Iterable[str] | str | None = None,
-          where: Mapping[str, tuple[str, float]] | str | Iterable[str] | None = None,
-          provider: str | Iterable[str] | None = None, licence: str | None = None,
-          commercial: bool | None = None, lifecycle: str | Iterable[str] | None = None,
-          sort: str | None = "cost", size: str | None = None,
-          include_ineligible: bool = False) -> list[OfferRow]:
-    """See :meth:`modelglass.catalog.Catalog.query`."""
-    from ..request import parse_size
-
-    if axis is not None:
-        catalog.quality(axis)  # raises InvalidRequest naming the axes
-    wanted = list(dict.fromkeys(normalise_control(c) for c in _as_list(supports)))
-    if where is not None and not isinstance(where, Mapping):
-        where = parse_where(where)
-    conditions = dict(where or {})
+def _check_conditions(conditions: Mapping[str, Any], axis: str | None) -> None:
+    """:class:`InvalidRequest` (field ``where``) for a condition a query cannot judge."""
     for name, cond in conditions.items():
         if name not in (*AXES, "quality", "cost"):
             raise InvalidRequest(f"cannot filter on {name!r}: use a score ({', '.join(AXES)}), "
@@ -216,6 +201,36 @@ def query(catalog: Catalog, *, axis: str | None = None,
                                  f"got {cond!r}", field="where")
         if name == "quality" and axis is None:
             raise InvalidRequest("filtering on quality needs an axis (axis='hero')", field="where")
+
+
+def _sort_rows(rows: list[OfferRow], sort: str | None) -> None:
+    """Sort ``rows`` in place: by cost (unknown last), quality, or a score (unknown last)."""
+    if sort == "cost":
+        rows.sort(key=lambda r: (r.cost.per_image_usd is None,
+                                 r.cost.per_image_usd or 0.0, -(r.quality or 0.0), r.key))
+    elif sort == "quality":
+        rows.sort(key=lambda r: (-(r.quality or 0.0), r.cost.per_image_usd or math.inf, r.key))
+    elif sort is not None:
+        rows.sort(key=lambda r: (r.scores[sort].value is None,
+                                 -(r.scores[sort].value or 0.0),
+                                 r.cost.per_image_usd or math.inf, r.key))
+
+
+def query(catalog: Catalog, *, axis: str | None = None,
+          supports: Iterable[str] | str | None = None,
+          where: Mapping[str, tuple[str, float]] | str | Iterable[str] | None = None,
+          provider: str | Iterable[str] | None = None, licence: str | None = None,
+          commercial: bool | None = None, lifecycle: str | Iterable[str] | None = None,
+          sort: str | None = "cost", size: str | None = None,
+          include_ineligible: bool = False) -> list[OfferRow]:
+    """See :meth:`modelglass.catalog.Catalog.query`."""
+    if axis is not None:
+        catalog.quality(axis)  # raises InvalidRequest naming the axes
+    wanted = list(dict.fromkeys(normalise_control(c) for c in _as_list(supports)))
+    if where is not None and not isinstance(where, Mapping):
+        where = parse_where(where)
+    conditions = dict(where or {})
+    _check_conditions(conditions, axis)
     if sort is not None and sort not in SORTS:
         raise InvalidRequest(f"cannot sort by {sort!r}; one of {', '.join(SORTS)}", field="sort")
     if sort == "quality" and axis is None:
@@ -263,15 +278,7 @@ def query(catalog: Catalog, *, axis: str | None = None,
             continue
         rows.append(OfferRow(view, axis, size, cost, quality, eligible, why_not, sup, scores))
 
-    if sort == "cost":
-        rows.sort(key=lambda r: (r.cost.per_image_usd is None,
-                                 r.cost.per_image_usd or 0.0, -(r.quality or 0.0), r.key))
-    elif sort == "quality":
-        rows.sort(key=lambda r: (-(r.quality or 0.0), r.cost.per_image_usd or math.inf, r.key))
-    elif sort is not None:
-        rows.sort(key=lambda r: (r.scores[sort].value is None,
-                                 -(r.scores[sort].value or 0.0),
-                                 r.cost.per_image_usd or math.inf, r.key))
+    _sort_rows(rows, sort)
     return rows
 
 
@@ -289,7 +296,6 @@ def _passes(name: str, op: str, bound: float, scores: Mapping[str, Any], quality
 
 def _routed(catalog: Catalog, axis: str, size: str | None) -> dict[str, tuple[float | None, bool, str]]:
     """What the router thinks of every offer on ``axis`` for a plain prompt (all providers)."""
-    from ..request import ImageRequest
     from ..routing import route
 
     req = ImageRequest(prompt="an image", quality=axis, size=size)

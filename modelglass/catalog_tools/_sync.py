@@ -27,71 +27,35 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import _clock
+from ..catalog import Catalog, OfferView, default_catalog_dir
+from ..catalog._overlay import default_overlay_path
+from ..catalog._yaml import _parse, _Problems
 from ..errors import CatalogError
 from ._sync_guard import ApiError as _ApiError
 from ._sync_guard import BoundedApi, Deadline, implausible, zero_refused
 from ._sync_price import _same, price_from_unit
-
-if TYPE_CHECKING:
-    from . import Catalog, OfferView
+from ._sync_report import (
+    FAL_API_DEFAULT,
+    OPENAI_API_DEFAULT,
+    REPLICATE_API_DEFAULT,
+    SyncFinding,
+    SyncReport,
+    _fal_key,
+)
+from ._sync_schemas import sync_schemas
 
 log = logging.getLogger("modelglass")
 
 __all__ = ["SyncFinding", "SyncReport", "price_from_unit", "sync"]
 
-FAL_API_DEFAULT = "https://api.fal.ai/v1"
-OPENAI_API_DEFAULT = "https://api.openai.com/v1"
-REPLICATE_API_DEFAULT = "https://api.replicate.com"
 #: fal's pricing endpoint takes at most this many endpoint ids a call.
 FAL_PRICING_BATCH = 50
 #: Pages of fal's model listing read at most (a guard against a listing that never ends).
 FAL_MAX_PAGES = 40
 _IMAGE_MODEL_HINTS = ("image", "dall-e")
-
-
-@dataclass(frozen=True)
-class SyncFinding:
-    """One thing a sync found. ``what``: ``price`` (changed), ``confirmed`` (same price, date
-    refreshed), ``unmapped`` (a price the catalog's kind cannot take), ``unpriced`` (the provider
-    gave no price), ``unavailable`` (disabled: the key cannot use it / it is gone), ``available``,
-    ``seen`` (listed, not described; never routed), ``unlisted`` (described, but not in the
-    provider's active listing; still routed), ``kept`` (your own overlay entry wins)."""
-
-    provider: str
-    what: str
-    endpoint: str
-    offer: str | None = None
-    detail: str = ""
-    before: Any = None
-    after: Any = None
-
-
-@dataclass
-class SyncReport:
-    """What ``sync`` did: per provider ``ok`` / ``skipped: …`` / ``error: …``, and findings."""
-
-    as_of: dt.date
-    providers: dict[str, str] = field(default_factory=dict)
-    findings: list[SyncFinding] = field(default_factory=list)
-    overlay: str | None = None
-    written: bool = False
-
-    @property
-    def errors(self) -> dict[str, str]:
-        return {p: s for p, s in self.providers.items() if s.startswith("error")}
-
-    def of(self, what: str) -> list[SyncFinding]:
-        return [f for f in self.findings if f.what == what]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"as_of": self.as_of.isoformat(), "providers": self.providers,
-                "overlay": self.overlay, "written": self.written,
-                "findings": [{"provider": f.provider, "what": f.what, "endpoint": f.endpoint,
-                              "offer": f.offer, "detail": f.detail, "before": f.before,
-                              "after": f.after} for f in self.findings]}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -109,19 +73,22 @@ class _Run:
     #: offers whose earlier synced entry stays as it was (a price held as suspicious)
     keep: set[str] = field(default_factory=set)
 
+    def bearer_api(self, provider: str, key_env: str, url_env: str,
+                   default_url: str) -> BoundedApi | None:
+        """A bounded client for ``provider`` with its ``Bearer`` key from ``key_env`` (the base
+        URL from ``url_env``, else ``default_url``); None, said as ``skipped``, without a key."""
+        key = self.env.get(key_env)
+        if not key:
+            self.report.providers[provider] = f"skipped: no {key_env}"
+            return None
+        return BoundedApi(self.env.get(url_env) or default_url,
+                          {"Authorization": f"Bearer {key}"}, self.deadline)
+
     def disable(self, provider: str, v: OfferView, why: str) -> None:
         """Take ``v`` out of routing from today, saying why (``unavailable``)."""
         self.report.findings.append(SyncFinding(provider, "unavailable", v.endpoint, v.key, why))
         self.patches[v.key] = {"disabled": True, "reason": why,
                                "disabled_on": self.report.as_of}
-
-
-def _fal_key(env: Mapping[str, str]) -> str | None:
-    if env.get("FAL_KEY"):
-        return env["FAL_KEY"]
-    if env.get("FAL_KEY_ID") and env.get("FAL_KEY_SECRET"):
-        return f"{env['FAL_KEY_ID']}:{env['FAL_KEY_SECRET']}"
-    return None
 
 
 def _fal_pages(api: BoundedApi, path: str, params: dict[str, Any], items: str) -> list[Any]:
@@ -272,13 +239,10 @@ def _fal_price(v: OfferView, got: dict[str, Any] | None, run: _Run) -> None:
 
 
 def _sync_openai(views: list[OfferView], run: _Run) -> None:
-    key = run.env.get("OPENAI_API_KEY")
-    report = run.report
-    if not key:
-        report.providers["openai"] = "skipped: no OPENAI_API_KEY"
+    api = run.bearer_api("openai", "OPENAI_API_KEY", "OPENAI_BASE_URL", OPENAI_API_DEFAULT)
+    if api is None:
         return
-    api = BoundedApi(run.env.get("OPENAI_BASE_URL") or OPENAI_API_DEFAULT,
-                     {"Authorization": f"Bearer {key}"}, run.deadline)
+    report = run.report
     try:
         _, body = api.get("/models")
     finally:
@@ -299,13 +263,11 @@ def _sync_openai(views: list[OfferView], run: _Run) -> None:
 
 
 def _sync_replicate(views: list[OfferView], run: _Run) -> None:
-    token = run.env.get("REPLICATE_API_TOKEN")
-    report = run.report
-    if not token:
-        report.providers["replicate"] = "skipped: no REPLICATE_API_TOKEN"
+    api = run.bearer_api("replicate", "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL",
+                         REPLICATE_API_DEFAULT)
+    if api is None:
         return
-    api = BoundedApi((run.env.get("REPLICATE_BASE_URL") or REPLICATE_API_DEFAULT),
-                     {"Authorization": f"Bearer {token}"}, run.deadline)
+    report = run.report
     try:
         for v in views:
             ref = v.endpoint.split(":", 1)[0]
@@ -337,8 +299,6 @@ _SYNCERS = {"fal": _sync_fal, "openai": _sync_openai, "replicate": _sync_replica
 def _existing(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    from ._load import _parse, _Problems
-
     problems = _Problems()
     doc = _parse(path, problems)
     if problems or doc is None:
@@ -416,12 +376,9 @@ def sync(catalog: Catalog | None = None, *, providers: Iterable[str] | None = No
     ``overlay``: the file to write (default: the user's overlay); ``write=False`` only reports.
     ``timeout_s``: one deadline for the whole sync, every provider and page together.
     ``accept``: offer keys whose price held as suspicious (see
-    :mod:`~modelglass.catalog._sync_guard`) is written anyway.
+    :mod:`~modelglass.catalog_tools._sync_guard`) is written anyway.
     A provider that fails is reported as ``error: …`` and leaves its overlay entries as they were.
     """
-    from . import Catalog, default_catalog_dir
-    from ._overlay import default_overlay_path
-
     env = os.environ if env is None else env
     cat = catalog or Catalog.load(default_catalog_dir())
     wanted = list(providers) if providers else list(_SYNCERS)
@@ -446,8 +403,6 @@ def sync(catalog: Catalog | None = None, *, providers: Iterable[str] | None = No
             run.keep |= mine.keep
     path = Path(overlay).expanduser() if overlay else default_overlay_path()
     report.overlay = str(path) if path else None
-    from ._sync_schemas import sync_schemas  # input schemas, written next to the overlay
-
     sync_schemas([v for v in cat.offers() if v.provider in checked], report, env, run.deadline,
                  dest=path.parent / "schemas" if write and path is not None else None)
     if write and path is not None and checked:

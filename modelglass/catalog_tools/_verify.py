@@ -32,13 +32,17 @@ import logging
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from ._pass_rate import contradictions
-
-if TYPE_CHECKING:
-    from . import Catalog, OfferView
-    from ._observed import ObservedStore
+from ..budget import Budget
+from ..catalog import Catalog, OfferView
+from ..catalog._bills import BILL_TOLERANCE, bill_summary
+from ..catalog._observed import ObservedStore
+from ..catalog._pass_rate import contradictions
+from ..client import Client
+from ..errors import ModelglassError
+from ..request import ImageRequest
+from ._fal_bills import fetch_fal_bills
 
 log = logging.getLogger("modelglass")
 
@@ -129,10 +133,6 @@ def verify(catalog: Catalog | None = None, store: ObservedStore | None = None, *
     ``env``: where to find a fal admin key to read pending fal bills (fal's billing events, the
     only network call; None: no call).
     """
-    from . import Catalog
-    from ._bills import BILL_TOLERANCE, fetch_fal_bills
-    from ._observed import ObservedStore
-
     cat = catalog or Catalog.default()
     store = store or ObservedStore.default()
     report = VerifyReport()
@@ -152,8 +152,6 @@ def verify(catalog: Catalog | None = None, store: ObservedStore | None = None, *
 
 def _bill_check(view: OfferView, store: ObservedStore, tolerance: float) -> Check:
     import datetime as dt
-
-    from ._bills import bill_summary
 
     s = bill_summary(store, view.key)
     if s.ratio is None:
@@ -252,18 +250,13 @@ def live_probe(catalog: Catalog | None = None, store: ObservedStore | None = Non
 
     Only offers whose provider is available here (a key, or a GPU and weights) are probed.
     """
-    import modelglass as mg
-
-    from . import Catalog
-    from ._observed import ObservedStore
-
     cat = catalog or Catalog.default()
     store = store or ObservedStore.default()
     if not store.enabled:  # observing is off: keep the probes' observations for this run only
         store = ObservedStore(":memory:")
-    budget = mg.Budget(max_spend_usd)
+    budget = Budget(max_spend_usd)
     own = client is None
-    client = client or mg.Client(catalog=cat, budget=budget)
+    client = client or Client(catalog=cat, budget=budget)
     if client.budget is None:
         client.budget = budget
     client.observed = store
@@ -295,9 +288,6 @@ def live_probe(catalog: Catalog | None = None, store: ObservedStore | None = Non
 
 
 def _probe_offer(client: Any, view: OfferView, budget: Any, report: VerifyReport) -> list[Check]:
-    from ..errors import ModelglassError
-    from ..request import ImageRequest
-
     size = _smallest_size(view)
     base = {"prompt": PROBE_PROMPT, "model": view.model_id, "provider": view.provider,
             "quality": "draft", "size": size, "n": 1}

@@ -6,7 +6,7 @@ rendered here, in Python, with every catalog string escaped; the script only reo
 them, so the page still reads with JavaScript off.
 
 >>> import modelglass as mg
->>> from modelglass.catalog._html import write_html
+>>> from modelglass.catalog_tools._html import write_html
 >>> write_html(mg.Catalog.default(), "catalog.html")                    # doctest: +SKIP
 """
 
@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import _clock
-from ._schema import AXES
+from .._paths import check_output_file
+from ..catalog._schema import AXES
+from ._query import offer_supports
 
 if TYPE_CHECKING:
-    from . import Catalog, OfferView
+    from ..catalog import Catalog, OfferView
 
 __all__ = ["render_html", "write_html"]
 
@@ -47,8 +49,6 @@ def _num(v: float | None) -> str:
 
 def write_html(catalog: Catalog, path: str | Path) -> Path:
     """Write :func:`render_html` to ``path`` (UTF-8); returns the path."""
-    from .._paths import check_output_file
-
     path = check_output_file(path, field="out", suffix=".html")
     path.write_text(render_html(catalog), encoding="utf-8")
     return path
@@ -142,8 +142,6 @@ def _models_table(catalog: Catalog, today: dt.date) -> str:
 
 
 def _offer_support(catalog: Catalog, view: OfferView, control: str) -> str:
-    from ._query import offer_supports
-
     v = offer_supports(catalog, view, control)
     return {True: "<td class=yes>yes</td>", False: "<td class=no>no</td>",
             None: "<td>?</td>"}[v]

@@ -23,12 +23,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._wire_schema import _load, input_schema
+from ..catalog._wire_schema import _load, input_schema
+from ._sync_guard import ApiError as _ApiError
+from ._sync_guard import BoundedApi, Deadline
+from ._sync_report import (
+    FAL_API_DEFAULT,
+    REPLICATE_API_DEFAULT,
+    SyncFinding,
+    SyncReport,
+    _fal_key,
+)
 
 if TYPE_CHECKING:
-    from . import OfferView
-    from ._sync import SyncReport
-    from ._sync_guard import Deadline
+    from ..catalog import OfferView
 
 __all__ = ["input_from_openapi", "schema_changes", "sync_schemas"]
 
@@ -38,13 +45,9 @@ def sync_schemas(views: list[OfferView], report: SyncReport, env: Mapping[str, s
     """Refresh the stored input schema of every fal and Replicate endpoint in ``views``; a
     finding per endpoint (``schema`` changed, ``schema-same``, ``schema-unavailable``). A
     changed schema is written under ``dest`` (None: report only). ``timeout_s``: the sync's
-    one :class:`~modelglass.catalog._sync_guard.Deadline` (or seconds for a new one); answers are
+    one :class:`~modelglass.catalog_tools._sync_guard.Deadline` (or seconds for a new one); answers are
     read under its byte cap, redirects refused."""
-    from ._sync import FAL_API_DEFAULT, REPLICATE_API_DEFAULT, SyncFinding, _ApiError, _fal_key
-    from ._sync_guard import BoundedApi
-    from ._sync_guard import Deadline as _Deadline
-
-    deadline = timeout_s if isinstance(timeout_s, _Deadline) else _Deadline(timeout_s)
+    deadline = timeout_s if isinstance(timeout_s, Deadline) else Deadline(timeout_s)
 
     done: set[tuple[str, str]] = set()
     apis: dict[str, Any] = {}
@@ -160,8 +163,6 @@ def schema_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 
 def _record(v: OfferView, fetched: dict[str, Any], source: str, report: SyncReport, *,
             dest: Path | None) -> None:
-    from ._sync import SyncFinding
-
     stored = input_schema(v.provider, v.endpoint)
     changes = schema_changes(stored.input if stored else {}, fetched)
     if stored is not None and not changes:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..catalog._schema import Price, PriceKind
 from ._sync_guard import unit_price_problem
-
-if TYPE_CHECKING:
-    from ._schema import Price
 
 __all__ = ["price_from_unit"]
 
@@ -47,8 +45,6 @@ def price_from_unit(current: Price, unit_price: Any, unit: str,
     >>> new.kind.value, new.usd_per_megapixel
     ('per_megapixel', 0.025)
     """
-    from ._schema import Price, PriceKind
-
     if currency.upper() != "USD":
         return None, f"priced in {currency}; the catalog prices in USD"
     problem = unit_price_problem(unit_price)

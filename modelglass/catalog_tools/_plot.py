@@ -3,7 +3,7 @@ offer the router would consider there, with the Pareto front (nothing is both ch
 marked. matplotlib is imported only here, and without pyplot: no global backend is changed.
 
 >>> import modelglass as mg
->>> from modelglass.catalog._plot import plot_axis
+>>> from modelglass.catalog_tools._plot import plot_axis
 >>> plot_axis(mg.Catalog.default(), "hero", "hero.png")                 # doctest: +SKIP
 """
 
@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._paths import check_output_file
 from ..errors import InvalidRequest
 
 if TYPE_CHECKING:
-    from . import Catalog
+    from ..catalog import Catalog
     from ._query import OfferRow
 
 __all__ = ["PlotPoint", "pareto_front", "plot_axis", "plot_points"]
@@ -75,8 +76,6 @@ def pareto_front(points: list[PlotPoint]) -> list[PlotPoint]:
 def plot_axis(catalog: Catalog, axis: str, out: str | Path, *, size: str | None = None,
               provider: str | None = None, title: str | None = None) -> Path:
     """Draw cost vs quality on ``axis`` to ``out`` (``.png`` or ``.svg``); returns the path."""
-    from .._paths import check_output_file
-
     out = Path(out)
     if out.is_dir():
         check_output_file(out, field="out", suffix=".png")  # says it is a folder
