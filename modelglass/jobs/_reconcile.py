@@ -23,7 +23,8 @@ from ._spill import spill
 
 if TYPE_CHECKING:
     from ..result import ImageResult
-    from ._batch import Job, JobOutcome, Status
+    from ._report import JobOutcome, Status
+    from ._schedule import Job
     from ._journal import Journal, JournalJob
 
 log = logging.getLogger("modelglass")
