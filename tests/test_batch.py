@@ -351,8 +351,8 @@ def test_the_result_cache_serves_a_repeat_for_free(tmp_path):
 def test_a_job_sent_before_a_crash_without_an_id_is_named_not_resent(tmp_path):
     import json as _json
 
-    from modelglass.jobs._schedule import request_json
     from modelglass.jobs._journal import Journal
+    from modelglass.jobs._schedule import request_json
 
     reqs = [{"id": "o1", "prompt": "a kite over dunes", "quality": "thumbnail",
              "model": "gpt-image-2", "provider": "openai", "seed": 3}]
@@ -457,8 +457,8 @@ def test_a_plain_call_killed_before_it_was_sent_runs_again(tmp_path):
     got no further than "started" (and "pending" on its offer) sent nothing: it runs again."""
     import json as _json
 
-    from modelglass.jobs._schedule import request_json
     from modelglass.jobs._journal import Journal
+    from modelglass.jobs._schedule import request_json
 
     reqs = [{"id": "o2", "prompt": "a kite over a lake", "quality": "thumbnail",
              "model": "gpt-image-2", "provider": "openai", "seed": 4}]
@@ -488,3 +488,39 @@ def test_a_long_queue_for_a_limited_provider_does_not_hold_back_the_others():
     first = client.started[:12]
     assert {"rep 0", "rep 1", "rep 2"} <= set(first), first
     assert client.peak["fal"] == 1
+
+
+@pytest.mark.parametrize("runner", ["sync", "async"])
+def test_each_job_is_routed_and_planned_once(runner):
+    """The batch routes a job to schedule it; its engine runs on that same decision (the
+    offer the scheduler counted it against), not a second routing and planning."""
+    routed: list[str] = []
+
+    def counting(client: Any) -> Any:
+        route = client.route
+
+        def route_once(request: Any, *a: Any, **kw: Any) -> Any:
+            routed.append(request.prompt)
+            return route(request, *a, **kw)
+        client.route = route_once
+        return client
+
+    reqs = [{"id": f"j{i}", "prompt": f"job {i}", "quality": "draft", "provider": "fal"}
+            for i in range(5)]
+    budget = Budget(1.0)
+    with simulate() as sim:
+        if runner == "sync":
+            with counting(mg.Client(available=["fal"])) as client:
+                report = list(client.generate_many(reqs, concurrency=2, budget=budget,
+                                                   limits={}))
+        else:
+            async def go() -> list[Any]:
+                async with counting(mg.AsyncClient(available=["fal"])) as client:
+                    return [o async for o in client.agenerate_many(
+                        reqs, concurrency=2, budget=budget, limits={})]
+            report = asyncio.run(go())
+        assert len(sim.requests("fal", stage="submit")) == 5
+    assert sorted(o.status for o in report) == ["done"] * 5
+    assert sorted(routed) == sorted(r["prompt"] for r in reqs)   # once each
+    assert budget.reserved == 0 and budget.spent == pytest.approx(
+        sum(o.cost_usd for o in report))

@@ -17,8 +17,8 @@ from typing import Any
 
 import modelglass as mg
 from modelglass.jobs import JobEvent
-from modelglass.jobs._schedule import job_ids, request_json
 from modelglass.jobs._journal import Journal
+from modelglass.jobs._schedule import job_ids, request_json
 from modelglass.testing import simulate
 
 _MAIN = ("import sys\n"

@@ -52,6 +52,7 @@ from ..errors import (
     StorageError,
 )
 from . import _drive
+from ._batch_routing import BatchRouting
 from ._events import JobEvent
 from ._loop import abandon, run_async
 from ._reconcile import JournalReconcile
@@ -82,7 +83,7 @@ __all__ = ["Batch", "BatchReport", "Job", "JobOutcome", "ProviderLimit", "Schedu
 OnEvent = Callable[[JobEvent], None]
 
 
-class Batch(JournalReconcile):
+class Batch(BatchRouting, JournalReconcile):
     """One run of a batch: its jobs, journal, budget, cache and where images go. The drivers
     below call :meth:`prepare`, then :meth:`run_one` / :meth:`arun_one` per job.
 
@@ -211,59 +212,6 @@ class Batch(JournalReconcile):
                 settle_or_release(self.budget, held, [prior])
         return jobs
 
-    def route_one(self, job: Job) -> JobOutcome | None:
-        """Route ``job`` (first-choice provider and estimate, for the scheduler and the
-        budget) and look it up in the cache; the job's outcome when it needs no run (it cannot
-        be routed, or the cache has it), else None: schedule it."""
-        if not job.routed:
-            failed = self._route(job)
-            if failed is not None:
-                return failed
-        return self._cached(job)  # free: no budget hold, no slot
-
-    def _route(self, job: Job) -> JobOutcome | None:
-        job.routed = True
-        try:
-            decision = self.client.route(job.request)
-        except ModelglassError as exc:
-            return self._fail_early(job, exc)
-        if not decision.ranked:
-            from ..errors import NoEligibleModel
-            from ._cooling import cooling_reason
-
-            why = cooling_reason(decision.rejected)
-            if why is not None:
-                if (parked := self._park(job, why)) is not None:
-                    return parked
-                waited = time.monotonic() - (job.cooling_since or time.monotonic())
-                return self._fail_early(job, NoEligibleModel(
-                    f"no offer can serve job {job.id}: every eligible offer is cooling down "
-                    f"({why}); it waited {waited:.0f} s, up to its deadline. Run the batch again "
-                    f"later (with --journal it picks up where it stopped).",
-                    {r.offer_key: r.reason for r in decision.rejected}))
-            try:  # why, and what to do (e.g. the key to set), not the axis's description
-                decision.require()
-            except ModelglassError as exc:
-                return self._fail_early(job, exc)
-        first = decision.ranked[0]
-        job.provider, job.offer_key = first.offer.provider, first.key
-        job.decision = decision if self._lazy else None  # the Ray workers route their own
-        # The upper bound of what the call can cost (when the estimate carries one) is what
-        # the budget must hold; the point estimate otherwise.
-        job.estimate = getattr(getattr(first.call, "estimate", None), "max_usd", None) \
-            or first.cost_usd
-        if self.cache is not None:
-            from ._cache import cache_key
-
-            job.call = first.call
-            job.cache_key = cache_key(job.call)
-        return None
-
-    def _fail_early(self, job: Job, exc: ModelglassError) -> JobOutcome:
-        if self.journal is not None:
-            self.journal.failed(job.id, error=_error_dict(exc) or {})
-        return self.record(JobOutcome(job.id, job.index, job.request, "failed", error=exc))
-
     # -- one job ----------------------------------------------------------------------------------
     def _begin(self, job: Job, *, sync: bool) -> tuple[Lease | None, Callable[[], Any]] | JobOutcome:
         """Journal the job's start, and make what runs it (``sync``: blocking, else a
@@ -297,20 +245,6 @@ class Batch(JournalReconcile):
             return drive(engine.steps(), client)
         return lease, run
 
-    def _decision(self, job: Job) -> Any:
-        """The decision the job was routed with, for its engine; None (route again, as a
-        fresh call does) when its first offer started cooling down since."""
-        decision, job.decision = job.decision, None
-        if decision is None:
-            return None
-        health = getattr(self.client, "health", None)
-        rules = getattr(getattr(decision, "policy", None), "health", None)
-        first = decision.ranked[0]
-        if health is not None and rules is not None \
-                and health.cooling(first.key, first.offer.provider, rules) is not None:
-            return None
-        return decision
-
     def _sink(self, event: JobEvent) -> None:
         if event.possibly_charged:
             self._maybe_charged.add(event.job_id)
@@ -322,14 +256,6 @@ class Batch(JournalReconcile):
                 raise
         if self.on_event is not None:
             self.on_event(event)
-
-    def _cached(self, job: Job) -> JobOutcome | None:
-        if self.cache is None or job.cache_key is None:
-            return None
-        result = self.cache.get(job.cache_key, job.call)
-        if result is None:
-            return None
-        return self.succeeded(job, result, status="cached")
 
     def succeeded(self, job: Job, result: ImageResult, status: Status = "done") -> JobOutcome:
         """Record a job that delivered ``result``: files saved, journal, cache; its outcome."""
@@ -347,29 +273,6 @@ class Batch(JournalReconcile):
         if files:  # on disk now: keep paths, not bytes (memory stays flat, see ._spill)
             spill(result, [p for p, _ in files])
         return self.record(outcome)
-
-    def _park(self, job: Job, why: str) -> JobOutcome | None:
-        """Park a job that sent nothing because every offer it may use is cooling down; None
-        when it has waited its deadline out (it fails then)."""
-        from ._cooling import COOLING_MAX_S, cooldown_left
-
-        if not self._lazy:
-            return None
-        now = time.monotonic()
-        if job.cooling_since is None:
-            job.cooling_since = now
-        limit = getattr(self.client, "deadline_s", None) or COOLING_MAX_S
-        left = limit - (now - job.cooling_since)
-        if left <= 0:
-            return None
-        wait = min(cooldown_left(self.client), left)
-        job.routed, job.hold, job.decision = False, None, None
-        self.parking.park(job, wait)
-        log.info("job %s waits %.1f s for a cooldown: %s", job.id, wait, why)
-        if self.on_event is not None:
-            self.on_event(JobEvent(job.id, "waiting", wait_s=wait,
-                                   message=f"waiting for a cooldown: {why}"))
-        return JobOutcome(job.id, job.index, job.request, "cooling")
 
     def failed(self, job: Job, exc: ModelglassError) -> JobOutcome:
         """Record a job that ended in ``exc`` (parked again when only a cooldown stopped it,

@@ -23,9 +23,9 @@ from ._spill import spill
 
 if TYPE_CHECKING:
     from ..result import ImageResult
+    from ._journal import Journal, JournalJob
     from ._report import JobOutcome, Status
     from ._schedule import Job
-    from ._journal import Journal, JournalJob
 
 log = logging.getLogger("modelglass")
 
