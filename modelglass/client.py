@@ -28,7 +28,8 @@ from ._clock import parse_date
 from .catalog import Catalog, OfferView
 from .errors import InvalidRequest, ProviderUnavailable
 from .jobs import _drive
-from .jobs._engine import Hooks, Job
+from .jobs._engine import Job
+from .jobs._owner import Hooks
 from .plan import ProviderCall, plan_call
 from .providers import PROVIDER_CLASSES, create_provider
 from .providers.base import Availability, Provider

@@ -40,7 +40,7 @@ import os
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .._destination import public_url
 from ..errors import DownloadFailed, ModelglassError, OutcomeUnknown
@@ -48,6 +48,7 @@ from ..providers._common import Deadline, Sleep
 from ..result import Attempt, GeneratedImage, Missing
 from . import _checking, _outcome
 from ._events import EventSink, JobEvent, Resume
+from ._owner import Hooks, Owner
 from ._retry import falls_back, possibly_charged, retry_after_of, retryable
 from ._steps import Call, Download, Step, Wait, Wire
 
@@ -60,7 +61,6 @@ if TYPE_CHECKING:
     from ..request import ImageRequest
     from ..result import ImageResult
     from ..routing import RoutingDecision
-    from ._retry import RetryPolicy
 
 log = logging.getLogger("modelglass")
 
@@ -73,40 +73,6 @@ CANCEL_GRACE_S = 1.0
 
 _job_ids = itertools.count(1)
 _PID = os.getpid()
-
-
-class Owner(Protocol):
-    """What a job needs from the client that runs it (``Client`` and ``AsyncClient`` are one);
-    its budget and its :class:`Hooks` come to the job apart."""
-
-    timeout_s: float
-    max_download_bytes: int
-
-    @property
-    def retry_policy(self) -> RetryPolicy: ...
-
-    def provider(self, name: str) -> Provider: ...
-    def plan_offer(self, request: ImageRequest, offer_key: str) -> ProviderCall: ...
-
-
-def _ignore(*args: Any) -> None:
-    return None
-
-
-@dataclass(frozen=True)
-class Hooks:
-    """What a job tells the client that runs it, and how it hides the client's keys in text.
-
-    ``scrub`` removes every key the client knows from a message; ``attempt_ended`` hears each
-    attempt's end (its error, or None); ``result_ready`` each delivered result;
-    ``checks_done`` each try's outcome checks (offer key, request, check results). By default
-    the text is kept and nothing listens.
-    """
-
-    scrub: Callable[[str], str] = str
-    attempt_ended: Callable[[Attempt, BaseException | None], None] = _ignore
-    result_ready: Callable[[ImageResult], None] = _ignore
-    checks_done: Callable[[str, ImageRequest, list[Any]], None] = _ignore
 
 
 @dataclass
@@ -474,7 +440,7 @@ class Job:
             raise exc  # a bug, not a provider failure: never hidden behind a fallback
         if run is not None and run.images:
             if run.failure is None or run.failure is not exc:
-                self._missing_from(run, exc)
+                _outcome.missing_from(self, run, exc)
             result = self._finish(run, failure=exc)
             if self.request.strict:
                 exc.partial = result  # type: ignore[attr-defined]
@@ -491,24 +457,6 @@ class Job:
         log.info("%s failed (%s); falling back to the next ranked offer",
                  run.key if run else "offer", self.hooks.scrub(str(exc)).splitlines()[0])
         return None
-
-    def _missing_from(self, run: Run, exc: BaseException) -> None:
-        """The chunks a failed provider call left undelivered."""
-        done = {k for k, _ in enumerate(run.chunk_calls) if any(
-            a.ok and a.chunk == k and a.offer_id == run.key for a in self.attempts)}
-        failed_downloads = {m.chunk for m in run.missing}
-        paid = possibly_charged(exc)
-        reason = self.hooks.scrub(str(exc)).splitlines()[0]
-        for k, chunk in enumerate(run.chunk_calls):
-            if k in done or k in failed_downloads:
-                continue
-            if self.resume is not None and k < self.resume.chunk:
-                continue
-            run.missing.append(Missing(chunk=k, count=chunk.planned.n,
-                                       reason=f"{type(exc).__name__}: {reason}",
-                                       error_type=type(exc).__name__, paid=paid))
-            paid = False  # only the call that failed may have been billed
-        run.failure = exc
 
     def _finish(self, run: Run, failure: BaseException | None = None,
                 rejected: list[Run] | None = None) -> ImageResult:

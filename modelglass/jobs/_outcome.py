@@ -28,7 +28,8 @@ from ..errors import (
     RateLimited,
     describe_attempt,
 )
-from ..result import Fate, FateKind, ImageResult
+from ..result import Fate, FateKind, ImageResult, Missing
+from ._retry import possibly_charged
 
 if TYPE_CHECKING:
     from ..budget import Budget, Lease, Reservation
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from ._engine import Job, Run
 
 __all__ = ["attach", "charge", "charged", "close", "close_all", "deadline_error", "error_dict",
-           "final_error", "reserve", "result"]
+           "final_error", "missing_from", "reserve", "result"]
 
 log = logging.getLogger("modelglass")
 
@@ -102,6 +103,25 @@ def close_all(job: Job) -> None:
     """Settle every offer the job tried (each once)."""
     for run in job.runs:
         close(job.budget, run)
+
+
+def missing_from(job: Job, run: Run, exc: BaseException) -> None:
+    """The chunks a failed provider call left undelivered."""
+    done = {k for k, _ in enumerate(run.chunk_calls) if any(
+        a.ok and a.chunk == k and a.offer_id == run.key for a in job.attempts)}
+    failed_downloads = {m.chunk for m in run.missing}
+    paid = possibly_charged(exc)
+    reason = job.hooks.scrub(str(exc)).splitlines()[0]
+    for k, chunk in enumerate(run.chunk_calls):
+        if k in done or k in failed_downloads:
+            continue
+        if job.resume is not None and k < job.resume.chunk:
+            continue
+        run.missing.append(Missing(chunk=k, count=chunk.planned.n,
+                                   reason=f"{type(exc).__name__}: {reason}",
+                                   error_type=type(exc).__name__, paid=paid))
+        paid = False  # only the call that failed may have been billed
+    run.failure = exc
 
 
 def charged(job: Job) -> tuple[float | None, bool]:
