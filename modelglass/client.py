@@ -119,6 +119,18 @@ class _BaseClient:
         return (f"{type(self).__name__}(catalog={self.catalog!r}, "
                 f"providers={sorted(self._providers)})")
 
+    @property
+    def available(self) -> frozenset[str] | None:
+        """The providers this client was told to take as available (``available=``); None:
+        each is checked (keys present, clients installed, local weights found)."""
+        assumed = self._assume_available
+        return None if assumed is None else frozenset(assumed)
+
+    @property
+    def local(self) -> Provider | None:
+        """The local backend this client was given (``local=``, or ``providers["local"]``)."""
+        return self._providers.get("local")
+
     # -- providers --------------------------------------------------------------------------------
     def provider(self, name: str) -> Provider:
         """The provider instance for ``name``, created on first use with this client's keys."""

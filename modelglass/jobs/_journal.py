@@ -390,6 +390,15 @@ class Journal:
                       (carry, time.time(), job_id))])
 
     # -- money ------------------------------------------------------------------------------------
+    def restore(self, rows: dict[str, dict[str, Any]]) -> None:
+        """Carry rows salvaged from a damaged journal over, by job id: state, offer, estimate,
+        cost, possibly charged, carried cost, error (what keeps money safe)."""
+        self._write(("UPDATE jobs SET state=?, offer_key=?, provider=?, estimate=?, cost=?, "
+                     "possibly_charged=?, carried=?, error=? WHERE id=?",
+                     (d["state"], d["offer_key"], d["provider"], d["estimate"], d["cost"],
+                      int(bool(d["possibly_charged"])), d["carried"] or 0.0, d["error"], job_id))
+                    for job_id, d in rows.items())
+
     def spent(self) -> float:
         """USD this journal's jobs have cost so far, as an upper bound: settled costs; the
         estimate of every job that may have been charged without a known cost (``started``

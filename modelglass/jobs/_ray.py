@@ -96,10 +96,9 @@ def _apply_env(env: Mapping[str, str]) -> None:
 def _trusted_origins() -> str:
     """The loopback origins the driver trusts for downloads (only while simulators run
     there), for the workers to trust too; empty on a real cluster."""
-    from .. import _destination
+    from .._destination import trusted_origins
 
-    with _destination._trusted_lock:
-        return " ".join(f"http://{host}:{port}" for host, port in sorted(_destination._trusted))
+    return " ".join(trusted_origins())
 
 
 def _worker_client(spec: dict[str, Any], env: Mapping[str, str], local: Any = None) -> Any:
@@ -198,9 +197,9 @@ class LocalWorker:
         return _execute(self.client, payload, relay)
 
     def loaded(self) -> list[str]:
-        """The pipelines this actor holds in memory (its cache)."""
-        cache = getattr(self.backend, "_cache", None)
-        return sorted(cache.keys()) if cache is not None and hasattr(cache, "keys") else []
+        """The pipelines this actor holds in memory (its cache; none before its first job,
+        and asking then would size a cache on the GPU for nothing)."""
+        return sorted(self.backend.loaded()) if self.jobs else []
 
     def stats(self) -> dict[str, Any]:
         """This actor's process id, how many jobs it ran, and the pipelines it holds."""
@@ -227,15 +226,14 @@ def _spec(batch: Batch) -> dict[str, Any]:
     client = batch.client
     ray = _ray()
     settings = {k: getattr(client, k) for k in _SETTINGS if hasattr(client, k)}
-    assumed = getattr(client, "_assume_available", None)
+    assumed = client.available
     return {"catalog": ray.put(client.catalog), "catalog_id": id(client.catalog),
             "available": sorted(assumed) if assumed is not None else None,
             "settings": settings}
 
 
 def _local_settings(client: Any) -> dict[str, Any] | None:
-    providers = getattr(client, "_providers", {})
-    local = providers.get("local")
+    local = client.local
     if local is None:
         return None
     return {k: getattr(local, k) for k in _LOCAL_SETTINGS if hasattr(local, k)}
