@@ -44,16 +44,23 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._provenance import check_writable_folder
 from ..budget import Budget, Lease, settle_or_release
+from ..checks import checking_of
 from ..errors import (
     BudgetExceeded,
     ModelglassError,
+    NoEligibleModel,
     OutcomeUnknown,
     StorageError,
 )
+from ..result import ImageResult
 from . import _drive
 from ._batch_routing import BatchRouting
+from ._cache import ResultCache
+from ._cooling import Parking, cooling_reason
 from ._events import JobEvent
+from ._journal import Journal
 from ._loop import abandon, run_async
 from ._reconcile import JournalReconcile
 from ._reconcile import error_dict as _error_dict
@@ -71,9 +78,7 @@ from ._schedule import (
 from ._spill import save_images, spill
 
 if TYPE_CHECKING:
-    from ..result import ImageResult
-    from ._cache import ResultCache
-    from ._journal import Journal, JournalJob
+    from ._journal import JournalJob
 
 log = logging.getLogger("modelglass")
 
@@ -101,10 +106,6 @@ class Batch(BatchRouting, JournalReconcile):
                  on_outcome: Callable[[JobOutcome], None] | None = None,
                  check: Any = False, on_fail: str = "keep", max_check_retries: int = 1,
                  simulated: bool | None = None) -> None:
-        from ..checks import checking_of
-        from ._cache import ResultCache
-        from ._cooling import Parking
-
         checking_of(check, on_fail=on_fail, max_check_retries=max_check_retries)  # fail early
         #: Every job's outcome checks (``generate(check=...)``); they land in the manifest.
         self.check_options: dict[str, Any] = (
@@ -158,9 +159,6 @@ class Batch(BatchRouting, JournalReconcile):
     def _storage(self, journal: str | os.PathLike[str] | Journal | None,
                  out: str | os.PathLike[str] | None, durable: bool) -> None:
         """Where images go (``out``, else beside the journal) and the journal itself."""
-        from .._provenance import check_writable_folder
-        from ._journal import Journal
-
         if out is not None:
             self.out: Path | None = Path(out)
         elif journal is not None:
@@ -277,9 +275,6 @@ class Batch(BatchRouting, JournalReconcile):
     def failed(self, job: Job, exc: ModelglassError) -> JobOutcome:
         """Record a job that ended in ``exc`` (parked again when only a cooldown stopped it,
         its partial images saved); its outcome."""
-        from ..errors import NoEligibleModel
-        from ._cooling import cooling_reason
-
         if isinstance(exc, NoEligibleModel) and not getattr(exc, "attempts", None) \
                 and (why := cooling_reason(exc.rejected)) is not None \
                 and (parked := self._park(job, why)) is not None:
@@ -419,8 +414,6 @@ class Batch(BatchRouting, JournalReconcile):
         that got nothing sent is cancelled (it runs next time); one that ran keeps its result
         in memory here, and the next run resumes it by its request id or adopts its files."""
         self._break(exc)
-        from ..result import ImageResult
-
         if value is None:  # before the job's lease took its hold
             self.release_hold(job)
             return self.record(JobOutcome(job.id, job.index, job.request, "cancelled",

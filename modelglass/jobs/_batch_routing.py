@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelglassError, NoEligibleModel
+from ._cache import ResultCache, cache_key
 from ._cooling import COOLING_MAX_S, Parking, cooldown_left, cooling_reason
 from ._events import JobEvent
 from ._reconcile import error_dict as _error_dict
@@ -22,7 +23,6 @@ from ._report import JobOutcome
 
 if TYPE_CHECKING:
     from ..result import ImageResult
-    from ._cache import ResultCache
     from ._journal import Journal
     from ._report import Status
     from ._schedule import Job
@@ -90,8 +90,6 @@ class BatchRouting:
         job.estimate = getattr(getattr(first.call, "estimate", None), "max_usd", None) \
             or first.cost_usd
         if self.cache is not None:
-            from ._cache import cache_key
-
             job.call = first.call
             job.cache_key = cache_key(job.call)
         return None

@@ -19,6 +19,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
+from ..budget import amount_to_hold, settle_or_release
 from ..errors import (
     AllAttemptsFailed,
     BudgetExceeded,
@@ -62,8 +63,6 @@ def reserve(budget: Budget | Lease | None, request: ImageRequest, call: Provider
                 f"fewer or smaller images.", estimate_usd=usd, limit_usd=limit)
     if budget is None:
         return None
-    from ..budget import amount_to_hold
-
     # The upper bound (max_usd: every token kind, tier and chunk), so settling never passes it.
     return budget.reserve(amount_to_hold(call.estimate), label=call.offer.key)
 
@@ -94,8 +93,6 @@ def close(budget: Budget | Lease | None, run: Run | None) -> None:
     if run is None or run.closed:
         return
     run.closed = True
-    from ..budget import settle_or_release
-
     settle_or_release(budget, run.reservation, [usd for usd, _ in run.charges])
 
 

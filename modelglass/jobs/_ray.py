@@ -33,8 +33,11 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..budget import settle_or_release
+from .._destination import trust_origin, trusted_origins
+from ..budget import Budget, settle_or_release
 from ..errors import ModelglassError, OutcomeUnknown, ProviderUnavailable
+from ..request import ImageRequest
+from ._drive import run
 from ._loop import Await, Ended, Feed, Sleep, Start, next_command, schedule
 from ._reconcile import error_dict as _error_dict
 from ._reconcile import error_from_dict as _error_from_dict
@@ -85,8 +88,6 @@ _CLIENTS: dict[str, Any] = {}
 def _apply_env(env: Mapping[str, str]) -> None:
     for name, value in env.items():
         if name == _TRUSTED:
-            from .._destination import trust_origin
-
             for url in value.split():
                 trust_origin(url)
         elif os.environ.get(name) != value:
@@ -96,8 +97,6 @@ def _apply_env(env: Mapping[str, str]) -> None:
 def _trusted_origins() -> str:
     """The loopback origins the driver trusts for downloads (only while simulators run
     there), for the workers to trust too; empty on a real cluster."""
-    from .._destination import trusted_origins
-
     return " ".join(trusted_origins())
 
 
@@ -123,10 +122,6 @@ def _worker_client(spec: dict[str, Any], env: Mapping[str, str], local: Any = No
 
 def _execute(client: Any, payload: dict[str, Any], relay: Any) -> dict[str, Any]:
     """Run one job's ``generate`` in a worker; return a picklable summary of how it ended."""
-    from ..budget import Budget
-    from ..request import ImageRequest
-    from ._drive import run
-
     ray = _ray()
     request = ImageRequest(**payload["request"])
     sink = None
