@@ -20,8 +20,18 @@ from typing import TYPE_CHECKING, Any, Self
 
 import typer
 
-from ._cli_common import CatalogOpt, JsonOpt, _assume, _assume_opt, emit_json, err, friendly, out
-from ._cli_policy import apply_policy, policy_opt
+from ._cli_common import (
+    CatalogOpt,
+    JsonOpt,
+    _assume,
+    _assume_opt,
+    emit_json,
+    err,
+    friendly,
+    out,
+    policy_opt,
+)
+from ._cli_policy import apply_policy
 from .errors import InvalidRequest, StorageError
 
 if TYPE_CHECKING:

@@ -231,29 +231,63 @@ REQUEST_OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
 )
 
 
-def request_options(fn: F) -> F:
-    """Give command ``fn`` the :data:`REQUEST_OPTIONS` in place of its ``request`` parameter.
+#: ``--policy`` for the commands that route (``route``, ``plan``, ``generate``, ``batch``).
+policy_opt = typer.Option(None, "--policy",
+                          help="A routing policy file (default: the shipped default policy).")
+#: ``--max-latency`` for the commands that route one request.
+max_latency_opt = typer.Option(None, "--max-latency",
+                               help="Hard limit in seconds on the offer's p90 latency (observed "
+                                    "where measured, else the catalog's).")
 
-    typer reads each option from the command's signature, so the wrapper's signature lists them
-    (where ``request`` stood); ``fn`` receives them gathered as ``request``, a dict of
-    :class:`~modelglass.ImageRequest` keyword arguments.
-    """
-    sig = inspect.signature(fn, eval_str=True)
-    params = list(sig.parameters.values())
-    at = [p.name for p in params].index("request")
-    options = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=opt,
-                                 annotation=kind)
-               for name, kind, opt, _ in REQUEST_OPTIONS]
-    params[at:at + 1] = options
+#: The routing options of ``route``, ``plan`` and ``generate``, in --help order, as
+#: :data:`REQUEST_OPTIONS`; the last item names the keyword of ``Client.route``/``plan`` filled.
+ROUTING_OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
+    ("assume_available", str | None, _assume_opt, "available"),
+    ("policy", str | None, policy_opt, "policy"),
+    ("max_latency", float | None, max_latency_opt, "max_latency_s"),
+)
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        request = {field: kwargs.pop(name) for name, _, _, field in REQUEST_OPTIONS}
-        return fn(*args, request=request, **kwargs)
 
-    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    return wrapper  # type: ignore[return-value]
+#: The default of a gathered parameter (``request``, ``routing``) that follows parameters with
+#: defaults; the decorator puts the options in its place, so the value is never used.
+GATHERED: Any = None
+
+
+def _gathered(param: str, table: tuple[tuple[str, Any, Any, str], ...],
+              finish: Callable[[dict[str, Any]], dict[str, Any]] = dict) -> Callable[[F], F]:
+    """A decorator giving a command the options of ``table`` in place of its ``param``
+    parameter: typer reads each option from the command's signature, so the wrapper's signature
+    lists them (where ``param`` stood); the command receives them gathered as ``param``, a dict
+    keyed by each row's last item, passed through ``finish``."""
+
+    def decorate(fn: F) -> F:
+        sig = inspect.signature(fn, eval_str=True)
+        params = list(sig.parameters.values())
+        at = [p.name for p in params].index(param)
+        params[at:at + 1] = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                               default=opt, annotation=kind)
+                             for name, kind, opt, _ in table]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            gathered = finish({field: kwargs.pop(name) for name, _, _, field in table})
+            return fn(*args, **{param: gathered}, **kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+#: Give a command the :data:`REQUEST_OPTIONS` in place of its ``request`` parameter, which then
+#: receives them as a dict of :class:`~modelglass.ImageRequest` keyword arguments.
+request_options = _gathered("request", REQUEST_OPTIONS)
+
+#: Give a command the :data:`ROUTING_OPTIONS` in place of its ``routing`` parameter, which then
+#: receives ``available`` (a list of providers, or None), ``policy`` and ``max_latency_s``.
+routing_options = _gathered("routing", ROUTING_OPTIONS,
+                            lambda r: {**r, "available": _assume(r["available"])})
 
 
 def print_plan(data: dict[str, Any]) -> None:

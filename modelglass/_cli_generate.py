@@ -21,10 +21,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ._cli_common import (
+    GATHERED,
     CatalogOpt,
     JsonOpt,
-    _assume,
-    _assume_opt,
     _catalog,
     emit_json,
     err,
@@ -33,8 +32,9 @@ from ._cli_common import (
     out,
     print_plan,
     request_options,
+    routing_options,
 )
-from ._cli_policy import apply_policy, max_latency_opt, policy_opt
+from ._cli_policy import apply_policy
 from ._cli_progress import Progress
 
 if TYPE_CHECKING:
@@ -257,20 +257,18 @@ _expect_opt = typer.Option(None, "--expect-text", help="The text the image shoul
 # -- commands --------------------------------------------------------------------------------------
 @friendly
 @request_options
+@routing_options
 def generate(prompt: str, request: dict[str, Any],
              out_dir: Path = _out_opt, simulate: bool = _simulate_opt,
-             dry_run: bool = _dry_run_opt,
-             assume_available: str | None = _assume_opt, policy: str | None = policy_opt,
-             max_latency: float | None = max_latency_opt,
+             dry_run: bool = _dry_run_opt, routing: dict[str, Any] = GATHERED,
              timeout: float | None = _timeout_opt, check: bool = _check_opt,
              on_fail: str = _on_fail_opt, expect_text: str | None = _expect_opt,
              json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Generate images for PROMPT and save them with their provenance to --out."""
-    kw = {**request, "max_latency_s": max_latency, "expect_text": expect_text}
+    kw = {**request, "max_latency_s": routing["max_latency_s"], "expect_text": expect_text}
     with _maybe_simulate(simulate):
-        client = _make_client(catalog, request["provider"], simulate,
-                              _assume(assume_available))
-        apply_policy(client, policy)  # policy hook
+        client = _make_client(catalog, request["provider"], simulate, routing["available"])
+        apply_policy(client, routing["policy"])  # policy hook
         with client:
             if dry_run:
                 data = client.plan(prompt, **kw).to_dict()
