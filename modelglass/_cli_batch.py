@@ -20,17 +20,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 import typer
 
-from ._cli_common import (
-    CatalogOpt,
-    JsonOpt,
-    _assume,
-    _assume_opt,
-    emit_json,
-    err,
-    friendly,
-    out,
-    policy_opt,
-)
+from ._cli_common import emit_json, err, friendly, out
+from ._cli_options import CatalogOpt, JsonOpt, _assume, _assume_opt, policy_opt, run_option
 from ._cli_policy import apply_policy
 from .errors import InvalidRequest, StorageError
 
@@ -182,46 +173,23 @@ class _Progress:
 
 
 _jobs_arg = typer.Argument(..., help="JSONL: one ImageRequest per line (plus an optional id).")
-_out_opt = typer.Option(Path("out"), "--out", "-o", help="Folder for the images and manifest.jsonl.")
-_concurrency_opt = typer.Option(32, "--concurrency", "-c", help="Jobs in flight.")
-_budget_opt = typer.Option(None, "--budget", help="USD limit for the whole batch (earlier runs "
-                           "of the journal included).")
-_journal_opt = typer.Option(None, "--journal", help="SQLite journal: makes the batch resumable "
-                            "after a crash.")
-_engine_opt = typer.Option("local", "--engine", help="local (this process) or ray.")
-_address_opt = typer.Option(None, "--address", help="Ray cluster address (`auto` for the "
-                            "running cluster).")
-_cache_opt = typer.Option(None, "--cache", help="Result cache folder: repeats of a fixed-seed "
-                          "job on a deterministic offer are free.")
-_limits_opt = typer.Option(None, "--limits", help="YAML of per-provider limits "
-                           "{provider: {in_flight, per_minute}}.")
-_double_opt = typer.Option(False, "--allow-double-payment", help="Re-send jobs that may already "
-                           "have been charged (sent before a crash, no result recorded).")
-_retry_failed_opt = typer.Option(False, "--retry-failed", help="Run jobs that failed in an "
-                                 "earlier run again (those that cost nothing).")
-_durable_opt = typer.Option(False, "--durable", help="fsync the journal on every step "
-                            "(survives power loss, slower).")
-_repair_opt = typer.Option(False, "--repair", help="Rebuild a damaged --journal from what can "
-                           "still be read in it and the images in --out, then stop.")
-_simulate_opt = typer.Option(False, "--simulate", help="Serve every job from the built-in "
-                             "simulators: no keys, no cost.")
-_batch_check_opt = typer.Option(False, "--check", help="Check each image (the prompt's quoted "
-                                "text or the job's expect_text read back by OCR, blank images, "
-                                "duplicates); the verdicts go to the manifest and the journal.")
-_batch_on_fail_opt = typer.Option("keep", "--on-fail", help="When a check fails: keep, retry (a "
-                                  "new seed, paid again) or escalate (the next ranked offer, paid "
-                                  "again); implies --check.")
 
 
 @friendly
-def batch(jobs_file: Path = _jobs_arg, out_dir: Path = _out_opt,
-          concurrency: int = _concurrency_opt, budget: float | None = _budget_opt,
-          journal: Path | None = _journal_opt, engine: str = _engine_opt,
-          address: str | None = _address_opt, cache: Path | None = _cache_opt,
-          limits: Path | None = _limits_opt, allow_double_payment: bool = _double_opt,
-          retry_failed: bool = _retry_failed_opt, durable: bool = _durable_opt,
-          simulate: bool = _simulate_opt, repair: bool = _repair_opt,
-          check: bool = _batch_check_opt, on_fail: str = _batch_on_fail_opt,
+def batch(jobs_file: Path = _jobs_arg,
+          out_dir: Path = run_option("out", more=" and manifest.jsonl"),
+          concurrency: int = run_option("concurrency", default=32),
+          budget: float | None = run_option("budget", scope="batch"),
+          journal: Path | None = run_option("journal", scope="batch"),
+          engine: str = run_option("engine"), address: str | None = run_option("address"),
+          cache: Path | None = run_option("cache"), limits: Path | None = run_option("limits"),
+          allow_double_payment: bool = run_option("allow_double_payment"),
+          retry_failed: bool = run_option("retry_failed"), durable: bool = run_option("durable"),
+          simulate: bool = run_option("simulate"), repair: bool = run_option("repair"),
+          check: bool = run_option("check", text="the prompt's quoted text or the job's "
+                                   "expect_text", more="; the verdicts go to the manifest and "
+                                   "the journal"),
+          on_fail: str = run_option("on_fail", more="; implies --check"),
           assume_available: str | None = _assume_opt,
           json_out: bool = JsonOpt, catalog: str | None = CatalogOpt,
           policy: str | None = policy_opt) -> None:

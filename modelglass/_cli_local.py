@@ -11,7 +11,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ._cli_common import CatalogOpt, JsonOpt, _catalog, emit_json, friendly, out
+from ._cli_common import _catalog, emit_json, friendly, out
+from ._cli_options import CatalogOpt, JsonOpt
 
 __all__ = ["local_app", "local_models", "register"]
 

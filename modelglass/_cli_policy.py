@@ -17,15 +17,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._cli_common import (
-    CatalogOpt,
-    JsonOpt,
-    _catalog,
-    emit_json,
-    err,
-    friendly,
-    out,
-)
+from ._cli_common import _catalog, emit_json, err, friendly, out
+from ._cli_options import CatalogOpt, JsonOpt
 
 if TYPE_CHECKING:
     from .catalog import Catalog

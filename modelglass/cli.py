@@ -20,9 +20,6 @@ from ._cli_common import (
     EXIT_OK,
     EXIT_PROVIDER,
     EXIT_USER,
-    REQUEST_OPTIONS,
-    CatalogOpt,
-    JsonOpt,
     _catalog,
     _keys_set,
     emit_json,
@@ -33,9 +30,8 @@ from ._cli_common import (
     friendly,
     out,
     print_plan,
-    request_options,
-    routing_options,
 )
+from ._cli_options import REQUEST_OPTIONS, CatalogOpt, JsonOpt, request_options, routing_options
 from .errors import InvalidRequest, NoEligibleModel
 
 # The shared pieces live in _cli_common (so no command module imports this one back); they stay
