@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -37,7 +37,7 @@ MAX_RATIO = 8
 CONTROL_NAMES = ("prompt", "negative_prompt", "cfg", "steps", "seed", "size", "n", "sampler")
 
 
-class Quality(str, Enum):
+class Quality(StrEnum):  # str(): "hero", not "Quality.hero"
     """The job's quality axis: what the image is for. Each is defined as data in the catalog."""
 
     draft = "draft"
@@ -45,11 +45,8 @@ class Quality(str, Enum):
     hero = "hero"
     print = "print"
 
-    def __str__(self) -> str:  # so f-strings and rich print "hero", not "Quality.hero"
-        return self.value
 
-
-class Sampler(str, Enum):
+class Sampler(StrEnum):
     """Unified sampler names (A1111 vocabulary), mapped per pipeline by the local backend."""
 
     euler = "euler"
@@ -59,9 +56,6 @@ class Sampler(str, Enum):
     ddim = "ddim"
     unipc = "unipc"
     lcm = "lcm"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
