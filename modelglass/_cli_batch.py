@@ -23,6 +23,7 @@ import typer
 from ._cli_common import emit_json, err, friendly, out
 from ._cli_options import CatalogOpt, JsonOpt, _assume, _assume_opt, policy_opt, run_option
 from ._cli_policy import apply_policy
+from ._jsonl import json_lines
 from .errors import InvalidRequest, StorageError
 
 if TYPE_CHECKING:
@@ -43,26 +44,16 @@ def read_jobs(path: Path, *, axes: list[str] | None = None) -> list[dict[str, An
     reported (``path:line: what is wrong``) in one :class:`InvalidRequest`."""
     from pydantic import ValidationError
 
-    from ._paths import read_text
     from .request import ImageRequest
     from .routing._policy import _unknown as unknown_name
 
-    lines = read_text(path, field="jobs", what="jobs file").splitlines()  # a BOM is fine
     jobs: list[dict[str, Any]] = []
     problems: list[str] = []
     ids: dict[str, int] = {}
     quality_problems = 0
-    for number, line in enumerate(lines, 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{path}:{number}: not JSON ({exc.msg} at column {exc.colno})")
-            continue
-        if not isinstance(data, dict):
-            problems.append(f"{path}:{number}: expected a JSON object of ImageRequest fields, "
-                            f"got {type(data).__name__}")
+    for number, data in json_lines(path, field="jobs", what="jobs file"):  # a BOM is fine
+        if isinstance(data, str):  # not JSON, or not an object
+            problems.append(data)
             continue
         fields = {k: v for k, v in data.items() if k != "id"}
         try:
