@@ -132,8 +132,6 @@ routing_options = _gathered("routing", ROUTING_OPTIONS,
                             lambda r: {**r, "available": _assume(r["available"])})
 
 
-
-
 #: The options of the commands that run jobs, by parameter name: default, flags, help (its
 #: ``{...}`` filled by :func:`run_option`) and the help's default fill.
 RUN_OPTIONS: dict[str, tuple[Any, tuple[str, ...], str, dict[str, str]]] = {
