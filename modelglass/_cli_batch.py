@@ -187,7 +187,6 @@ def batch(jobs_file: Path = _jobs_arg,
     """Run every job of JOBS_FILE with a progress bar; resumable with --journal."""
     from ._cli_generate import _make_client, _maybe_simulate
     from .jobs._batch import Batch, load_limits
-    from .jobs._sync import run_sync
 
     read_jobs(jobs_file)  # every bad line reported before anything else is done
     if engine not in ("local", "ray"):
@@ -218,27 +217,41 @@ def batch(jobs_file: Path = _jobs_arg,
                       on_event=progress.event if not json_out else None)
             progress.batch = b
             with progress:
-                try:
-                    if engine == "ray":
-                        from .jobs._ray import run_ray
-
-                        report = run_ray(b, address=address)
-                    else:
-                        report = run_sync(b)
-                except KeyboardInterrupt as exc:  # Ctrl-C: the jobs in flight were cancelled
-                    if getattr(getattr(exc, "report", None), "stopped", None) is None:
-                        raise
-                    report = exc.report  # type: ignore[attr-defined]
-                except StorageError as exc:  # disk full and the like: nothing more was sent
-                    partial = getattr(exc, "report", None)
-                    if partial is not None:
-                        with contextlib.suppress(OSError):
-                            _write_manifest(partial, out_dir)
-                    raise
+                report = _run_on(engine, b, address, out_dir)
     manifest = _write_manifest(report, out_dir)
     data = {**report.summary(), "manifest": str(manifest), "out": str(out_dir),
             "journal": str(journal) if journal else None, "simulated": simulate,
             "wall_s": round(time.monotonic() - t0, 3)}
+    _finish(report, data, journal, json_out)
+
+
+def _run_on(engine: str, b: Batch, address: str | None, out_dir: Path) -> BatchReport:
+    """Run batch ``b`` on ``engine``. Ctrl-C still gives the report (the jobs in flight were
+    cancelled); a storage error (disk full) still writes the manifest of what finished."""
+    from .jobs._sync import run_sync
+
+    try:
+        if engine == "ray":
+            from .jobs._ray import run_ray
+
+            return run_ray(b, address=address)
+        return run_sync(b)
+    except KeyboardInterrupt as exc:  # Ctrl-C: the jobs in flight were cancelled
+        if getattr(getattr(exc, "report", None), "stopped", None) is None:
+            raise
+        return exc.report  # type: ignore[attr-defined, no-any-return]
+    except StorageError as exc:  # disk full and the like: nothing more was sent
+        partial = getattr(exc, "report", None)
+        if partial is not None:
+            with contextlib.suppress(OSError):
+                _write_manifest(partial, out_dir)
+        raise
+
+
+def _finish(report: BatchReport, data: dict[str, Any], journal: Path | None,
+            json_out: bool) -> None:
+    """Print the summary (or its JSON) and exit as the outcomes say: 130 after Ctrl-C, 1 or 2
+    when a job failed."""
     if json_out:
         emit_json(data)
     elif report.stopped is None:
