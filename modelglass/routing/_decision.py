@@ -143,22 +143,31 @@ class RoutingDecision:
     """
 
     def __init__(self, *, request: ImageRequest, quality: str, quality_axis: QualityAxis,
-                 signals: Signals, weights: dict[str, float], rows: Sequence[Row],
-                 rejected: Sequence[Rejection], budget: str | None,
+                 signals: Signals, weights: dict[str, float], budget: str | None,
                  planner: Callable[[OfferView], ProviderCall],
+                 rows: Sequence[Row] | None = None, rejected: Sequence[Rejection] | None = None,
                  calls: dict[str, ProviderCall] | None = None,
                  notices: Sequence[str] = (), policy: Any = None,
-                 ranking: str | None = None) -> None:
+                 ranking: str | None = None, first: Row | None = None,
+                 deferred: Callable[[], tuple[Sequence[Row], Sequence[Rejection]]] | None = None
+                 ) -> None:
         self.request = request
         self.quality = quality
         self.quality_axis = quality_axis
         self.signals = signals
         self.weights = weights
-        self.rejected: list[Rejection] = list(rejected)
         self.budget = budget
-        self._rows = rows
         self._planner = planner
         self._calls = calls or {}
+        # Either the rows and rejections now, or the first row now and the rest from
+        # ``deferred`` on first read (a cold ranking proves its first row without planning
+        # every offer; see ``_bound``): the data is the same either way.
+        self._deferred = deferred
+        if deferred is None:
+            self._rows = rows or ()
+            self.rejected = list(rejected or ())
+            first = self._rows[0] if self._rows else None
+        self._first = first
         #: What the choice does differently from what was asked, stated before anything is sent
         #: (e.g. a size no eligible offer makes).
         self.notices: list[str] = list(notices)
@@ -169,6 +178,17 @@ class RoutingDecision:
 
     #: True when the request named no quality and the policy's default axis was used.
     quality_defaulted: bool = False
+
+    @cached_property
+    def _rows(self) -> Sequence[Row]:
+        assert self._deferred is not None
+        return self._deferred()[0]
+
+    @cached_property
+    def rejected(self) -> list[Rejection]:
+        """Every offer that failed a hard constraint, with the constraint and why."""
+        assert self._deferred is not None
+        return list(self._deferred()[1])
 
     def _candidate(self, row: Row) -> Candidate:
         return Candidate(offer=row.offer, quality=row.quality, cost_usd=row.cost_usd,
@@ -188,7 +208,7 @@ class RoutingDecision:
     @cached_property
     def choice(self) -> Candidate | None:
         """The best passing offer, or None when every offer was rejected."""
-        return self._candidate(self._rows[0]) if self._rows else None
+        return self._candidate(self._first) if self._first is not None else None
 
     def require(self) -> Candidate:
         """The choice; raises :class:`NoEligibleModel` with every rejection when there is none."""
