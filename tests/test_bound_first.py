@@ -22,7 +22,7 @@ import pytest
 from test_decisions_unchanged import _case
 
 import modelglass as mg
-from modelglass.catalog import Catalog
+from modelglass.catalog import Catalog, default_catalog_dir
 from modelglass.routing import _route, clear_cache, route
 
 TODAY = dt.date(2026, 12, 6)
@@ -67,9 +67,12 @@ def _policy(r: random.Random, catalog: Catalog) -> mg.Policy:
 _LAZY = [0]  # decisions whose first row was proven before the rest was ranked
 
 
-def _decide(request: mg.ImageRequest, catalog: Catalog, bound: bool, **kw: Any) -> Any:
-    """(choice read first, to_dict, explain) of a cold route, bound-first or exhaustive."""
-    clear_cache(catalog)
+def _decide(request: mg.ImageRequest, catalog: Catalog, bound: bool, fresh: bool = True,
+            **kw: Any) -> Any:
+    """(choice read first, to_dict, explain) of a route, bound-first or exhaustive; ``fresh``:
+    on emptied caches (else the memo and the bound-first orders of earlier requests stay)."""
+    if fresh:
+        clear_cache(catalog)
     old = _route.BOUND_FIRST
     _route.BOUND_FIRST = bound
     try:
@@ -83,7 +86,10 @@ def _decide(request: mg.ImageRequest, catalog: Catalog, bound: bool, **kw: Any) 
     return first, d.to_dict(), d.explain(runners_up=100, rejected_per_group=1000)
 
 
-def _compare(catalog: Catalog, seed: int, count: int, policies: bool) -> int:
+def _compare(catalog: Catalog, seed: int, count: int, policies: bool,
+             warm: Catalog | None = None) -> int:
+    """Route ``count`` random requests both ways; ``warm``: an equal catalog the bound-first
+    path routes on without emptying its caches between requests."""
     r = random.Random(seed)
     models, providers = sorted(catalog.models), sorted(catalog.providers)
     proven = 0
@@ -98,7 +104,7 @@ def _compare(catalog: Catalog, seed: int, count: int, policies: bool) -> int:
         if policies:
             kw["policy"] = _policy(r, catalog)
         exhaustive = _decide(request, catalog, False, **kw)
-        bounded = _decide(request, catalog, True, **kw)
+        bounded = _decide(request, warm or catalog, True, fresh=warm is None, **kw)
         assert bounded == exhaustive, (case, kw)
         proven += isinstance(exhaustive, tuple) and exhaustive[0] is not None
     assert _LAZY[0] > proven // 3  # most choices were proven early, not all by the full path
@@ -117,6 +123,16 @@ def test_shipped_catalog_random_policies() -> None:
 def test_synthetic_catalogs(seed: int) -> None:
     catalog = _synthetic()(60, seed=seed)
     assert _compare(catalog, seed=seed, count=400, policies=True) > 100
+
+
+def test_caches_kept_between_requests() -> None:
+    """The memo and the bound-first orders shared by later shapes change nothing either."""
+    make = _synthetic()
+    assert _compare(make(60, seed=3), seed=3, count=500, policies=False,
+                    warm=make(60, seed=3)) > 100
+    shipped = Catalog.default()
+    assert _compare(shipped, seed=4, count=500, policies=False,
+                    warm=Catalog.load(default_catalog_dir())) > 100
 
 
 def test_a_cold_route_plans_fewer_offers_than_it_ranks() -> None:
@@ -142,3 +158,21 @@ def test_a_cold_route_plans_fewer_offers_than_it_ranks() -> None:
         _route.plan_call = original
     assert 1 <= cold < ranked
     assert len(planned) > cold  # the rest planned on first read
+
+
+def test_a_remembered_shape_keeps_each_prompts_token_cost_and_encoder_cut() -> None:
+    """The memo of ranked shapes once served a token-priced offer's cost, and a text encoder's
+    cut, of an earlier prompt of another length (found by the warm comparison above)."""
+    catalog = Catalog.default()
+    clear_cache(catalog)
+    short, longer = "a fox", "a fox " + "in the deep snow " * 8
+
+    def gpt(prompt: str) -> Any:
+        d = route(mg.ImageRequest(prompt=prompt, quality="hero"), catalog, today=TODAY)
+        return next(c for c in d.ranked if c.key.startswith("gpt-image-2@")).to_dict()
+
+    gpt(short)  # remembered: the shape of both prompts
+    warm = gpt(longer)
+    clear_cache(catalog)
+    assert warm == gpt(longer)
+    assert warm["cost_usd"] > gpt(short)["cost_usd"]  # the longer prompt bills more text tokens

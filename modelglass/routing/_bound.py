@@ -87,7 +87,7 @@ def bound_first(idx: _Index, ctx: _Context, calls: dict[str, ProviderCall],
     scoring = ctx.policy.scoring
     if min(scoring.approximated_penalty, scoring.dropped_penalty, scoring.negative_penalty) < 0:
         return Ranking.complete(rank(idx, ctx, calls))  # a fate may add: no bound
-    order = _by_bound(idx, ctx, providers)
+    order = _screened(idx, ctx, providers)
     stop = _MARGIN if ctx.policy.tie_break == ("cost", "offer") and \
         ctx.policy.tie_tolerance == 0 else ctx.policy.tie_tolerance + 2 * _MARGIN
     rows: list[Row] = []  # planned passing offers that make the size asked (all, without size=)
@@ -109,7 +109,32 @@ def bound_first(idx: _Index, ctx: _Context, calls: dict[str, ProviderCall],
     return Ranking.complete(rank(idx, ctx, calls))
 
 
-def _by_bound(idx: _Index, ctx: _Context, providers: Mapping[str, Provider]
+#: Bound-first orders kept per catalog (one per screening key: quality, pins, availability, ...).
+_ORDERS = 64
+
+
+def _screened(idx: _Index, ctx: _Context, providers: Mapping[str, Provider]
+              ) -> list[tuple[float, int, Screened]]:
+    """:func:`_by_bound`, memoised per ``ctx.screen_key`` and the providers that estimate
+    their own costs (nothing else the steps before planning or the bounds read)."""
+    own = frozenset(name for name, p in providers.items() if _estimates_itself(p))
+    if ctx.screen_key is None:
+        return _by_bound(idx, ctx, own)
+    key = (ctx.screen_key, own)
+    with idx.lock:
+        hit = idx.orders.get(key)
+        if hit is not None:
+            idx.orders.move_to_end(key)
+            return hit
+    order = _by_bound(idx, ctx, own)
+    with idx.lock:
+        idx.orders[key] = order
+        while len(idx.orders) > _ORDERS:
+            idx.orders.popitem(last=False)
+    return order
+
+
+def _by_bound(idx: _Index, ctx: _Context, own: frozenset[str]
               ) -> list[tuple[float, int, Screened]]:
     """The offers that pass the steps before planning, with an upper bound on their total, the
     highest bound first (catalog order among equal bounds)."""
@@ -120,7 +145,6 @@ def _by_bound(idx: _Index, ctx: _Context, providers: Mapping[str, Provider]
     if idx.floors is None:
         idx.floors = [price_floor(v) for v in idx.views]
     floors = idx.floors
-    own = {name for name, p in providers.items() if _estimates_itself(p)}
     out: list[tuple[float, int, Screened]] = []
     for i, f in enumerate(idx.facts):
         pre = screen(i, f, ctx)

@@ -40,17 +40,19 @@ class _Context:
 
     __slots__ = ("axis", "check", "commercial_why", "latency", "latency_limit", "min_mp",
                  "negative", "open_weights", "planner", "policy", "qtable", "quality", "request",
-                 "staged", "today", "views", "want_px")
+                 "screen_key", "staged", "today", "views", "want_px")
 
     def __init__(self, request: ImageRequest, quality: str, axis: QualityAxis,
                  qtable: dict[str, ModelQuality], check: Callable[[int], str | None],
                  today: dt.date, policy: Policy, planner: Callable[[OfferView], ProviderCall],
                  views: list[OfferView], latency: list[tuple[float | None, str]] | None,
-                 latency_limit: float | None) -> None:
+                 latency_limit: float | None, screen_key: Any = None) -> None:
         self.request, self.quality, self.axis, self.qtable = request, quality, axis, qtable
         self.check, self.today, self.policy, self.planner = check, today, policy, planner
         self.views, self.latency, self.latency_limit = views, latency, latency_limit
         self.staged: dict[int, ProviderCall | Rejection] = {}
+        #: What the steps before planning depend on (see :func:`~._bound.bound_first`).
+        self.screen_key = screen_key
         self.min_mp = axis.min_megapixels
         self.commercial_why = ("commercial=True requested" if request.commercial else
                                "the policy requires commercial_use: true"

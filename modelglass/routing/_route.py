@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _clock
 from .._encoders import SHORTEST_WINDOW
+from ..catalog._price import prompt_tokens
 from ..errors import InvalidRequest
 from ..plan import plan_call
 from ._bound import Ranking, bound_first
@@ -108,11 +109,16 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
 
     latency_limit, latency = _latencies(idx, request, policy, observed)
     key = _memo_key(idx, request, quality, signals, today, avail_key, policy, providers, latency)
+    # What the steps before planning read: shapes that differ only in what planning reads
+    # (size, n, budget, controls) share the bound-first order of their offers.
+    screen_key = (quality, request.model, request.provider, request.commercial,
+                  request.max_latency_s, request.negative_prompt is not None, signals.key, today,
+                  avail_key, policy, tuple(latency) if latency is not None else None)
     calls: dict[str, ProviderCall] = {}
     ranked = _memoised_rank(
         idx, key, providers, calls,
         lambda: _Context(request, quality, axis, qtable, check, today, policy, planner, views,
-                         latency, latency_limit))
+                         latency, latency_limit, screen_key))
     common: dict[str, Any] = {"request": request, "quality": quality, "quality_axis": axis,
                                   "signals": signals, "weights": weights, "budget": budget,
                                   "planner": planner, "calls": calls, "policy": policy}
@@ -194,16 +200,21 @@ def _memo_key(idx: _Index, request: ImageRequest, quality: str, signals: Signals
               today: dt.date, avail_key: Any, policy: Policy,
               providers: Mapping[str, Provider],
               latency: list[tuple[float | None, str]] | None) -> tuple[Any, ...]:
-    """The request *shape* the ranking depends on (the prompt only through signals/length)."""
+    """The request *shape* the ranking depends on: the prompt only through its signals, its
+    length against prompt limits, its text tokens where a price bills them, and itself where
+    it is longer than some text encoder reads (the cut is stated in words)."""
     plen = len(request.prompt)
+    if plen > SHORTEST_WINDOW:
+        prompt: Any = request.prompt
+    else:
+        prompt = plen if idx.min_prompt_limit is not None and plen > idx.min_prompt_limit else 0
+    tokens = prompt_tokens(request.prompt)[0] if idx.token_priced else None
     key = (quality, request.model, request.provider, request.negative_prompt, request.cfg,
            request.steps, request.seed is None, request.size, request.aspect_ratio,
            request.print_size, request.dpi, request.n, request.sampler, request.max_cost_usd,
            request.strict, request.commercial, request.max_latency_s,
            repr(request.provider_options) if request.provider_options else None,
-           plen if (idx.min_prompt_limit is not None and plen > idx.min_prompt_limit)
-           or (request.strict and plen > SHORTEST_WINDOW) else 0,  # encoder cuts refuse strict
-           signals.key, today, avail_key, policy,
+           prompt, tokens, signals.key, today, avail_key, policy,
            tuple(sorted((k, id(p)) for k, p in providers.items())),
            tuple(v for v, _ in latency) if latency is not None else None)
     return key
