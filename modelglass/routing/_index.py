@@ -9,7 +9,6 @@ import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from ..catalog._schema import PriceKind
 from ._policy import Policy
 from ._scoring import ModelQuality, model_quality, signal_weights
 from ._signals import Signals
@@ -65,8 +64,6 @@ class _Index:
         self.providers = frozenset(f.provider for f in self.facts)
         limits = [v.controls.max_prompt_chars for v in self.views if v.controls.max_prompt_chars]
         self.min_prompt_limit = min(limits) if limits else None
-        #: Whether some price bills the prompt's text tokens (its cost depends on the prompt).
-        self.token_priced = any(v.offer.price.kind is PriceKind.per_token for v in self.views)
         self.quality: dict[tuple[Any, ...], tuple[dict[str, float], dict[str, ModelQuality]]] = {}
         # shape -> (its ranking, the providers it was planned with: kept so their ids in the
         # key cannot be reused while cached)
