@@ -32,6 +32,8 @@ def _pin_reason(f: _Facts, request: ImageRequest) -> str | None:
 
 
 def _lifecycle_reason(f: _Facts, today: dt.date) -> str | None:
+    if f.status is Status.active:
+        return None
     use = f"; use {f.replacement}" if f.replacement else "; no replacement is named"
     if f.status is Status.retired:
         when = f" on {f.shutdown_on.isoformat()}" if f.shutdown_on else ""
@@ -71,15 +73,18 @@ def _open_weights_reason(f: _Facts) -> str | None:
 
 
 def _names_reason(f: _Facts, policy: Policy) -> str | None:
-    where = f" ({policy.source})" if policy.source else ""
     for rules, name, kind in ((policy.providers, f.provider, "provider"),
                               (policy.models, f.model_id, "model")):
         if name in rules.deny:
-            return f"the policy denies {kind} {name!r}{where}"
+            return f"the policy denies {kind} {name!r}{_where(policy)}"
         if rules.allow is not None and name not in rules.allow:
             return (f"{kind} {name!r} is not in the policy's allow list "
-                    f"({', '.join(rules.allow) or 'empty'}){where}")
+                    f"({', '.join(rules.allow) or 'empty'}){_where(policy)}")
     return None
+
+
+def _where(policy: Policy) -> str:
+    return f" ({policy.source})" if policy.source else ""
 
 
 def _ceiling(request: ImageRequest, axis: QualityAxis, quality: str,
