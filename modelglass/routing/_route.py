@@ -29,7 +29,14 @@ checks were observed, they are ranked instead by expected cost per accepted imag
 Speed: the catalog's per-offer facts and each model's weighted quality are computed once per
 catalog and axis. The ranking itself depends on the prompt only through its signals (and its
 length against prompt limits), so it is memoised per request *shape*; a repeat shape skips
-planning and only plans the candidates whose ``call`` is read.
+planning and only plans the candidates whose ``call`` is read. A new shape is ranked
+bound-first (:mod:`._bound`): offers visited by an upper bound on their total, planned only until
+the best is proven; the rest of the decision (``ranked``, ``rejected``, ``explain()``) is ranked
+on first read, identical to ranking every offer at once (:mod:`._rank`).
+
+Modules: :mod:`._index` (per-catalog caches), :mod:`._reasons` (one function per constraint),
+:mod:`._rank` (the exhaustive ranking and scoring), :mod:`._bound` (bound-first), this one (the
+entry point, memo, availability, health and learning after the memo).
 """
 
 from __future__ import annotations
