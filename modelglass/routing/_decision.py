@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -87,32 +87,37 @@ class Row:
         return (-round(self.total, 9), cost, self.offer.key)
 
 
-@dataclass(eq=False)
-class Candidate(OfferNamed):
-    """One offer that passed every hard constraint, with its scores and its plan.
+@dataclass(frozen=True, eq=False)
+class Candidate(Row, OfferNamed):
+    """One offer that passed every hard constraint, with its scores and its plan: a
+    :class:`Row` of the ranking and the request's plan on that offer.
 
     ``quality`` is the weighted capability score (0–10); ``cost_usd`` the estimated cost of the
     whole call (None: price unknown); ``total`` what the ranking sorts by; ``reasons`` how the
     total came about, for people. ``call`` is the :class:`~modelglass.plan.ProviderCall`.
+    Compared and hashed by identity, like the decision it belongs to.
     """
 
-    offer: OfferView
-    quality: float
-    cost_usd: float | None
-    total: float
-    reasons: list[str]
-    cost_per_image_usd: float | None = None
-    cost_score: float = 0.0
-    flags: tuple[str, ...] = ()
     _call: ProviderCall | None = field(default=None, repr=False)
     _planner: Callable[[OfferView], ProviderCall] | None = field(default=None, repr=False)
+
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+    @classmethod
+    def of(cls, row: Row, call: ProviderCall | None,
+           planner: Callable[[OfferView], ProviderCall]) -> Candidate:
+        """The candidate of ``row``, with its plan (or how to make it on first use)."""
+        return cls(**{f.name: getattr(row, f.name) for f in fields(Row)}, _call=call,
+                   _planner=planner)
 
     @property
     def call(self) -> ProviderCall:
         """The plan of this request on this offer (planned on first use when not yet planned)."""
         if self._call is None:
             assert self._planner is not None
-            self._call = self._planner(self.offer)
+            object.__setattr__(self, "_call", self._planner(self.offer))
+        assert self._call is not None
         return self._call
 
     def summary(self) -> str:
@@ -191,11 +196,7 @@ class RoutingDecision:
         return list(self._deferred()[1])
 
     def _candidate(self, row: Row) -> Candidate:
-        return Candidate(offer=row.offer, quality=row.quality, cost_usd=row.cost_usd,
-                         total=row.total, reasons=list(row.reasons),
-                         cost_per_image_usd=row.cost_per_image_usd, cost_score=row.cost_score,
-                         flags=row.flags, _call=self._calls.get(row.offer.key),
-                         _planner=self._planner)
+        return Candidate.of(row, self._calls.get(row.offer.key), self._planner)
 
     @cached_property
     def ranked(self) -> list[Candidate]:
