@@ -108,7 +108,7 @@ class Candidate(Row, OfferNamed):
     def of(cls, row: Row, call: ProviderCall | None,
            planner: Callable[[OfferView], ProviderCall]) -> Candidate:
         """The candidate of ``row``, with its plan (or how to make it on first use)."""
-        return cls(**{f.name: getattr(row, f.name) for f in fields(Row)}, _call=call,
+        return cls(**{name: getattr(row, name) for name in _ROW_FIELDS}, _call=call,
                    _planner=planner)
 
     @property
@@ -130,6 +130,9 @@ class Candidate(Row, OfferNamed):
                 "cost_usd": self.cost_usd, "cost_per_image_usd": self.cost_per_image_usd,
                 "cost_score": round(self.cost_score, 6), "reasons": list(self.reasons),
                 "flags": list(self.flags)}
+
+
+_ROW_FIELDS = tuple(f.name for f in fields(Row))
 
 
 def _usd(v: float | None) -> str:
