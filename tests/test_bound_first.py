@@ -91,7 +91,7 @@ def _compare(catalog: Catalog, seed: int, count: int, policies: bool,
     """Route ``count`` random requests both ways; ``warm``: an equal catalog the bound-first
     path routes on while the exhaustive path routes on ``catalog``, neither emptying its caches
     between requests (so both remember the same shapes; the memo keys the prompt only through
-    its signals and length, and that is the same on both sides)."""
+    its signals, length and token estimate (and whole when long), the same on both sides)."""
     r = random.Random(seed)
     models, providers = sorted(catalog.models), sorted(catalog.providers)
     proven = 0

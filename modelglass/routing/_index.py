@@ -64,6 +64,8 @@ class _Index:
         self.providers = frozenset(f.provider for f in self.facts)
         limits = [v.controls.max_prompt_chars for v in self.views if v.controls.max_prompt_chars]
         self.min_prompt_limit = min(limits) if limits else None
+        #: Whether some offer is priced by tokens: then its cost depends on the prompt's length.
+        self.token_priced = any(v.offer.price.kind.value == "per_token" for v in self.views)
         self.quality: dict[tuple[Any, ...], tuple[dict[str, float], dict[str, ModelQuality]]] = {}
         # shape -> (its ranking, the providers it was planned with: kept so their ids in the
         # key cannot be reused while cached)

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _clock
 from .._encoders import SHORTEST_WINDOW
+from ..catalog._price import prompt_tokens
 from ..errors import InvalidRequest
 from ..plan import plan_call
 from ._bound import Ranking, bound_first
@@ -206,12 +207,15 @@ def _memo_key(idx: _Index, request: ImageRequest, quality: str, signals: Signals
               today: dt.date, avail_key: Any, policy: Policy,
               providers: Mapping[str, Provider],
               latency: list[tuple[float | None, str]] | None) -> tuple[Any, ...]:
-    """The request *shape* the ranking depends on (the prompt only through signals/length).
+    """The request *shape* the ranking depends on (the prompt only through what reads it).
 
-    Known gap, kept because ``tests/data/decisions.sha`` records it: a token-priced offer's cost
-    and a text encoder's cut depend on the prompt itself, so a remembered shape can show an
-    earlier prompt's (see the report of issue 19's routing part)."""
+    The prompt enters through its signals and its length where a prompt limit reads it, through
+    its token estimate where some offer is priced by tokens (that offer's cost depends on it),
+    and whole where it may be longer than the shortest text encoder's window (the cut's wording
+    quotes it). A shape remembered for one prompt never shows another prompt's cost or cut."""
     plen = len(request.prompt)
+    tokens = prompt_tokens(request.prompt)[0] if idx.token_priced else None
+    long_prompt = request.prompt if plen > SHORTEST_WINDOW else None
     key = (quality, request.model, request.provider, request.negative_prompt, request.cfg,
            request.steps, request.seed is None, request.size, request.aspect_ratio,
            request.print_size, request.dpi, request.n, request.sampler, request.max_cost_usd,
@@ -219,7 +223,7 @@ def _memo_key(idx: _Index, request: ImageRequest, quality: str, signals: Signals
            repr(request.provider_options) if request.provider_options else None,
            plen if (idx.min_prompt_limit is not None and plen > idx.min_prompt_limit)
            or (request.strict and plen > SHORTEST_WINDOW) else 0,  # encoder cuts refuse strict
-           signals.key, today, avail_key, policy,
+           tokens, long_prompt, signals.key, today, avail_key, policy,
            tuple(sorted((k, id(p)) for k, p in providers.items())),
            tuple(v for v, _ in latency) if latency is not None else None)
     return key
