@@ -273,7 +273,7 @@ def test_401_says_which_env_var_to_check_and_never_shows_the_key(sim: Simulator,
 def test_key_never_appears_in_reprs_or_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     p = FalProvider(api_key="fal-secret-key-123456")
     assert "fal-secret" not in repr(p)
-    from modelglass.providers._common import scrub
+    from modelglass.providers._keys import scrub
     assert scrub("boom fal-secret-key-123456 boom", p._secrets()) == "boom *** boom"
 
 

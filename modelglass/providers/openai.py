@@ -17,13 +17,11 @@ Cost: from the reply's ``usage`` at the offer's catalog token prices (``kind: pe
 from __future__ import annotations
 
 import functools
-import importlib.util
 import inspect
 import json
 import math
-import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..catalog._schema import Status
@@ -36,29 +34,27 @@ from ..errors import (
     ProviderError,
     ProviderUnavailable,
 )
-from ._common import (
-    Deadline,
-    PerLoop,
+from ..jobs._steps import Deadline, Wire
+from ._errors import (
     connection_error,
     content_rejected,
-    decode_b64,
-    decode_data_uri,
     detach,
     excerpt,
     http_error,
-    merge_options,
-    mime_for_format,
     never_sent,
     outcome_unknown,
-    scrub,
     wrong_shape,
 )
 from ._fields import WireDefaults, build_fields
-from .base import Availability, Provider, ProviderOutput, RawImage
+from ._keys import scrub
+from ._payload import decode_b64, decode_data_uri, merge_options, mime_for_format
+from ._transport import PerLoop
+from .base import Provider, ProviderOutput, RawImage
 
 if TYPE_CHECKING:
     from ..catalog import OfferView
     from ..catalog._schema import Price
+    from ..jobs._steps import Step
     from ..plan import Planned, ProviderCall
     from ..result import Fate
 
@@ -143,7 +139,9 @@ class OpenAIProvider(Provider):
 
     name = "openai"
     env_keys = ("OPENAI_API_KEY",)
+    key_help = "no OpenAI key: set OPENAI_API_KEY"
     client_package = "openai"
+    client_dist = "openai"
     extra = "openai"
 
     def __init__(self, api_key: str | None = None, *, base_url: str | None = None,
@@ -160,25 +158,9 @@ class OpenAIProvider(Provider):
             _check_aiohttp()  # say so now, not at the first call
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s
-        self._sync: Any = None
-        self._async: PerLoop[Any] = PerLoop(lambda: self._make_client(asynchronous=True))
-
-    def __repr__(self) -> str:
-        return f"OpenAIProvider(key={'set' if self._key() else 'missing'})"
-
-    def _key(self) -> str | None:
-        return self._explicit_key or os.environ.get("OPENAI_API_KEY") or None
-
-    def _secrets(self) -> tuple[str | None, ...]:
-        return (self._key(),)
-
-    def availability(self) -> Availability:
-        if importlib.util.find_spec("openai") is None:
-            return Availability(False, "the openai client is not installed: "
-                                       "pip install 'modelglass[openai]'")
-        if not self._key():
-            return Availability(False, "no OpenAI key: set OPENAI_API_KEY, or pass api_key=")
-        return Availability(True, "OPENAI_API_KEY set; openai installed")
+        self._sync: _Images | None = None
+        self._async: PerLoop[_Images] = PerLoop(
+            lambda: _Images(self._make_client(asynchronous=True)))
 
     # -- payload (pure) ---------------------------------------------------------------------------
     def build_payload(self, planned: Planned, offer: OfferView) -> tuple[dict[str, Any], dict[str, Fate]]:
@@ -195,43 +177,40 @@ class OpenAIProvider(Provider):
         merge_options(payload, options, provider=self.name, reserved=reserved, forbidden=_FORBIDDEN)
         return payload, fates
 
-    # -- calls ------------------------------------------------------------------------------------
-    def generate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
+    # -- the job: one call and a parse ------------------------------------------------------------
+    def job(self, call: ProviderCall, *, timeout_s: float, resume: str | None = None,
+            on_submitted: Callable[[str], None] | None = None
+            ) -> Generator[Step, Any, ProviderOutput]:
+        return self._job(call, Deadline(timeout_s))
+
+    def _job(self, call: ProviderCall, deadline: Deadline) -> Generator[Step, Any, ProviderOutput]:
         _refuse_retired(call.offer)
-        deadline = Deadline(timeout_s)
-        client = self._sync_client()
-        kwargs = _call_kwargs(client.images.generate, call.payload)
         try:
-            response = client.images.generate(**kwargs, timeout=deadline.clamp(self.request_timeout_s))
+            response = yield Wire(self, "generate", (call.payload,
+                                                     deadline.clamp(self.request_timeout_s)))
         except Exception as exc:  # noqa: BLE001 - mapped at this boundary
             err = self._error(exc, call)
         else:
             return self._guarded_output(response, call, deadline)
         raise detach(err)  # outside the handler: no __context__ holding the request and its key
 
-    async def agenerate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
-        _refuse_retired(call.offer)
-        deadline = Deadline(timeout_s)
-        client = self._async.get()
-        kwargs = _call_kwargs(client.images.generate, call.payload)
-        try:
-            response = await client.images.generate(
-                **kwargs, timeout=deadline.clamp(self.request_timeout_s))
-        except Exception as exc:  # noqa: BLE001
-            err = self._error(exc, call)
-        else:
-            return self._guarded_output(response, call, deadline)
-        raise detach(err)
+    def wire(self) -> _Images:
+        if self._sync is None:
+            self._sync = _Images(self._make_client(asynchronous=False))
+        return self._sync
+
+    def awire(self) -> _Images:
+        return self._async.get()
 
     def close(self) -> None:
         if self._sync is not None:
-            self._sync.close()
+            self._sync.client.close()
             self._sync = None
 
     async def aclose(self) -> None:
-        client = self._async.pop_current()
-        if client is not None:
-            await client.close()
+        wire = self._async.pop_current()
+        if wire is not None:
+            await wire.client.close()
 
     # -- parsing (pure) ---------------------------------------------------------------------------
     def _guarded_output(self, response: Any, call: ProviderCall,
@@ -373,18 +352,8 @@ class OpenAIProvider(Provider):
                              f"{scrub(str(exc), secrets)}", provider=self.name, retryable=False)
 
     # -- clients (lazy) ---------------------------------------------------------------------------
-    def _sync_client(self) -> Any:
-        if self._sync is None:
-            self._sync = self._make_client(asynchronous=False)
-        return self._sync
-
     def _make_client(self, *, asynchronous: bool) -> Any:
-        key = self._key()
-        if not key:
-            raise ProviderUnavailable("no OpenAI key: set OPENAI_API_KEY", provider=self.name)
-        if importlib.util.find_spec("openai") is None:
-            raise ProviderUnavailable("the openai client is not installed: "
-                                      "pip install 'modelglass[openai]'", provider=self.name)
+        key = self._require_key()
         import openai
 
         cls = openai.AsyncOpenAI if asynchronous else openai.OpenAI
@@ -401,6 +370,18 @@ class OpenAIProvider(Provider):
                                           "transport: pip install 'modelglass[openai-aiohttp]'",
                                           provider=self.name) from None
         return cls(**kwargs)
+
+
+class _Images:
+    """The I/O of one OpenAI call: ``images.generate`` (blocking, or the async client's
+    coroutine)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def generate(self, payload: Mapping[str, Any], timeout: float) -> Any:
+        return self.client.images.generate(**_call_kwargs(self.client.images.generate, payload),
+                                           timeout=timeout)
 
 
 def _check_aiohttp() -> None:

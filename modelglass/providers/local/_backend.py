@@ -14,10 +14,12 @@ import statistics
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ...errors import ContentRejected, InvalidRequest, ProviderUnavailable
+from ...jobs._steps import Wire
 from ..base import Availability, Provider, ProviderOutput, RawImage
 from ._cache import PipelineCache, PipelineEntry, module_bytes
 from ._families import build_local_payload, family_for
@@ -28,6 +30,7 @@ from ._weights import cached_snapshot, fetch_hint, inspect_folder
 
 if TYPE_CHECKING:
     from ...catalog import CostEstimate, OfferView
+    from ...jobs._steps import Step
     from ...plan import Planned, ProviderCall
     from ...result import Fate
 
@@ -317,18 +320,18 @@ class LocalBackend(Provider):
             torch.cuda.empty_cache()
 
     # -- generation -------------------------------------------------------------------------------
-    def generate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
-        """Run one planned call on this machine, blocking until its images are ready."""
-        return self._generate(call, timeout_s, None)
+    def job(self, call: ProviderCall, *, timeout_s: float, resume: str | None = None,
+            on_submitted: Callable[[str], None] | None = None
+            ) -> Generator[Step, Any, ProviderOutput]:
+        """One step: the pipeline run on this machine (its PNG bytes made there too, off the
+        event loop when awaited)."""
+        return (yield Wire(self, "run", (call, timeout_s)))  # type: ignore[no-any-return]
 
-    async def agenerate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
-        """Like :meth:`generate`, off the event loop; cancelling stops the pipeline between steps."""
-        cancel = threading.Event()
-        try:
-            return await asyncio.to_thread(self._generate, call, timeout_s, cancel)
-        except asyncio.CancelledError:
-            cancel.set()
-            raise
+    def wire(self) -> _Run:
+        return _Run(self, asynchronous=False)
+
+    def awire(self) -> _Run:
+        return _Run(self, asynchronous=True)
 
     def generate_batch(self, calls: list[ProviderCall], *, timeout_s: float = math.inf,
                        return_exceptions: bool = False) -> list[ProviderOutput | BaseException]:
@@ -506,6 +509,28 @@ class LocalBackend(Provider):
         except (ValueError, OSError, AttributeError, RuntimeError) as exc:
             log.info("local: no memory budget (%s)", exc)
             return None
+
+
+class _Run:
+    """The local wire: ``run`` blocks until the images are ready; awaited, it runs on a worker
+    thread, and cancelling it stops the pipeline between steps."""
+
+    def __init__(self, backend: LocalBackend, *, asynchronous: bool) -> None:
+        self.backend = backend
+        self.asynchronous = asynchronous
+
+    def run(self, call: ProviderCall, timeout_s: float) -> Any:
+        if not self.asynchronous:
+            return self.backend._generate(call, timeout_s, None)
+        return self._arun(call, timeout_s)
+
+    async def _arun(self, call: ProviderCall, timeout_s: float) -> ProviderOutput:
+        cancel = threading.Event()
+        try:
+            return await asyncio.to_thread(self.backend._generate, call, timeout_s, cancel)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
 
 
 def _mps_ok(torch: Any) -> bool:
