@@ -11,15 +11,22 @@ again: that would bill twice) after the provider's Retry-After, else an exponent
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ..errors import GenerationTimeout, ProviderError, RateLimited
+from ..errors import GenerationTimeout, ModelglassError, ProviderError, RateLimited
 from ..jobs._steps import Deadline, Wait, Wire
-from ._errors import outcome_unknown
+from ._errors import (
+    connection_error,
+    is_httpx_error,
+    outcome_unknown,
+    transport_reason,
+    wrong_shape,
+)
 from ._keys import scrub
-from ._transport import PerLoop
+from ._transport import HTTPFailure, PerLoop
 from .base import Provider
 
 if TYPE_CHECKING:
@@ -173,3 +180,47 @@ class QueuedProvider(Provider, Generic[W]):
             self.name, what, f"it was still {state} when its {deadline.seconds:g} s ran out"
             f"{because}, and {self.brand} did not confirm the cancel, so it may still run",
             stage="poll", request_id=request_id, secrets=self._secrets())
+
+    # -- errors -----------------------------------------------------------------------------------
+    def _error(self, exc: BaseException, what: str) -> ModelglassError:
+        """Map anything the client raised on ``what`` to a modelglass error (never by message
+        text): error replies through :meth:`_http_error`, the client's own exceptions through
+        :meth:`_client_error`, transport failures and the rest here."""
+        secrets = self._secrets()
+        if isinstance(exc, ModelglassError):
+            return exc
+        if isinstance(exc, HTTPFailure):
+            if exc.response is None:
+                return connection_error(self.name, what, exc.error or exc, secrets)
+            return self._http_error(exc.status or 0, exc.headers, exc.body(), what)
+        if isinstance(exc, json.JSONDecodeError):
+            return wrong_shape(self.name, what, f"malformed JSON ({exc.msg} at char {exc.pos})",
+                               exc.doc[:200] if isinstance(exc.doc, str) else None, secrets)
+        mapped = self._client_error(exc, what)
+        if mapped is not None:
+            return mapped
+        if isinstance(exc, TimeoutError):
+            return GenerationTimeout(f"{what} timed out ({scrub(str(exc), secrets)}).",
+                                     provider=self.name, retryable=True)
+        if is_httpx_error(exc):
+            return connection_error(self.name, what, exc, secrets)
+        return ProviderError(f"{self.name} client failed on {what}: "
+                             f"{type(exc).__name__}: {scrub(str(exc), secrets)}",
+                             provider=self.name, retryable=False)
+
+    def _http_error(self, status: int, headers: Mapping[str, str], body: Any,
+                    what: str) -> ModelglassError:
+        raise NotImplementedError
+
+    def _client_error(self, exc: BaseException, what: str) -> ModelglassError | None:
+        """The error for an exception only this provider's client raises; None for others."""
+        return None
+
+    @staticmethod
+    def _lost_reason(exc: BaseException, err: BaseException) -> str:
+        """Why a create's answer was lost, for :class:`OutcomeUnknown`'s message."""
+        if isinstance(err, GenerationTimeout):
+            return "no answer in time"
+        if isinstance(exc, HTTPFailure) or is_httpx_error(exc):
+            return transport_reason(exc)
+        return str(err)

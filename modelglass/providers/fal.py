@@ -25,13 +25,11 @@ Field names follow the offer's ``wire:`` map; the defaults below are fal's commo
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
-    ContentRejected,
     EmptyResult,
     GenerationTimeout,
     ModelglassError,
@@ -40,14 +38,11 @@ from ..errors import (
 )
 from ..jobs._steps import Wait
 from ._errors import (
-    connection_error,
     content_rejected,
     excerpt,
     http_error,
-    is_httpx_error,
     never_sent,
     outcome_unknown,
-    transport_reason,
     wrong_shape,
 )
 from ._fields import WireDefaults, build_fields
@@ -215,10 +210,8 @@ class FalProvider(QueuedProvider["_Wire"]):
         if isinstance(exc, ModelglassError) or answered or never_sent(exc) or (
                 fal_http is not None and isinstance(exc, fal_http)):
             return err
-        reason = ("no answer in time" if isinstance(err, GenerationTimeout) else
-                  transport_reason(exc) if isinstance(exc, HTTPFailure) or is_httpx_error(exc)
-                  else str(err))
-        return outcome_unknown(self.name, f"the {what}", reason, secrets=self._secrets())
+        return outcome_unknown(self.name, f"the {what}", self._lost_reason(exc, err),
+                               secrets=self._secrets())
 
     # -- parsing (pure) ---------------------------------------------------------------------------
     def _output(self, result: Any, request_id: str, call: ProviderCall, timings: dict[str, float],
@@ -274,15 +267,7 @@ class FalProvider(QueuedProvider["_Wire"]):
         return ProviderOutput(images=out, cost_usd=None, request_id=request_id, raw=raw,
                               timings=timings, extra={"seed": seed, "endpoint": call.offer.endpoint})
 
-    def _error(self, exc: BaseException, what: str) -> ProviderError | ContentRejected | Any:
-        """Map anything the client raised to a modelglass error (never by message text)."""
-        secrets = self._secrets()
-        if isinstance(exc, ModelglassError):
-            return exc
-        if isinstance(exc, HTTPFailure):
-            if exc.response is None:
-                return connection_error(self.name, what, exc.error or exc, secrets)
-            return self._http_error(exc.status or 0, exc.headers, exc.body(), what)
+    def _client_error(self, exc: BaseException, what: str) -> ModelglassError | None:
         fal_http = _fal_http_error_type()
         if fal_http is not None and isinstance(exc, fal_http):  # only if it bypassed our transport
             resp = exc.response  # type: ignore[attr-defined]
@@ -293,9 +278,6 @@ class FalProvider(QueuedProvider["_Wire"]):
                 body = resp.text
             return self._http_error(int(exc.status_code), {k.lower(): v for k, v in  # type: ignore[attr-defined]
                                                            resp.headers.items()}, body, what)
-        if isinstance(exc, json.JSONDecodeError):
-            return wrong_shape(self.name, what, f"malformed JSON ({exc.msg} at char {exc.pos})",
-                               exc.doc[:200] if isinstance(exc.doc, str) else None, secrets)
         if isinstance(exc, KeyError):
             return wrong_shape(self.name, what, f"the reply lacks the field {exc}", None)
         if isinstance(exc, TypeError):
@@ -305,19 +287,12 @@ class FalProvider(QueuedProvider["_Wire"]):
             # (e.g. FAILED): the job's state is unknowable, so it is not retried.
             return ProviderError(
                 f"fal reported a state modelglass does not know for {what} "
-                f"({scrub(str(exc), secrets)}); the job was abandoned.",
+                f"({scrub(str(exc), self._secrets())}); the job was abandoned.",
                 provider=self.name, retryable=False)
-        if isinstance(exc, TimeoutError):
-            return GenerationTimeout(f"{what} timed out ({scrub(str(exc), secrets)}).",
-                                     provider=self.name, retryable=True)
-        if is_httpx_error(exc):
-            return connection_error(self.name, what, exc, secrets)
-        return ProviderError(f"fal client failed on {what}: "
-                             f"{type(exc).__name__}: {scrub(str(exc), secrets)}",
-                             provider=self.name, retryable=False)
+        return None
 
     def _http_error(self, status: int, headers: Mapping[str, str], body: Any,
-                    what: str) -> ProviderError | ContentRejected:
+                    what: str) -> ModelglassError:
         secrets = self._secrets()
         detail_obj = body.get("detail") if isinstance(body, Mapping) else None
         error_type = (body.get("error_type") if isinstance(body, Mapping) else None) \

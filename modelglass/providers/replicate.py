@@ -30,18 +30,15 @@ from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import EmptyResult, GenerationTimeout, ModelglassError, ProviderError
+from ..errors import EmptyResult, ModelglassError, ProviderError
 from ..jobs._drive import run
 from ..jobs._steps import Deadline, Wait
 from ._errors import (
-    connection_error,
     content_rejected,
     excerpt,
     http_error,
-    is_httpx_error,
     never_sent,
     outcome_unknown,
-    transport_reason,
     wrong_shape,
 )
 from ._fields import WireDefaults, build_fields
@@ -164,12 +161,10 @@ class ReplicateProvider(QueuedProvider["_Wire"]):
                 return _snapshot((yield self._op(deadline, "create_version", version, call.payload)))
             return _snapshot((yield self._op(deadline, "create_model", model, call.payload)))
         except Exception as exc:  # noqa: BLE001
-            err = self._error(exc, f"create on {endpoint}", created=False)
+            err = self._error(exc, f"create on {endpoint}")
             if not self._may_have_created(exc):
                 raise err from None
-            why = ("no answer in time" if isinstance(err, GenerationTimeout) else
-                   transport_reason(exc) if isinstance(exc, HTTPFailure) or is_httpx_error(exc)
-                   else str(err))
+            why = self._lost_reason(exc, err)
         found = yield from self._find_lost(call, sent_at, deadline)
         if found is None:
             raise outcome_unknown(self.name, f"the create on {endpoint}", why,
@@ -206,7 +201,7 @@ class ReplicateProvider(QueuedProvider["_Wire"]):
             try:
                 pred = _snapshot((yield self._op(deadline, "get", pid)))
             except Exception as exc:  # noqa: BLE001
-                failed = self._error(exc, f"poll of {what}", created=True)
+                failed = self._error(exc, f"poll of {what}")
             if failed is not None:
                 yield from self._poll_again(failed, failures, deadline, pid, what,
                                             str(pred.get("status")), pid)
@@ -355,26 +350,18 @@ class ReplicateProvider(QueuedProvider["_Wire"]):
                               raw=raw, timings=timings,
                               extra={"version": pred.get("version"), "model": pred.get("model")})
 
-    def _error(self, exc: BaseException, what: str, *, created: bool) -> ModelglassError:
-        """Map a client failure. ``created``: the server already holds a prediction, so a reply
-        that cannot be read is not retryable (a new create would run — and bill — it twice)."""
+    def _http_error(self, status: int, headers: Mapping[str, str], body: Any,
+                    what: str) -> ModelglassError:
         secrets = self._secrets()
-        if isinstance(exc, ModelglassError):
-            return exc
-        if isinstance(exc, HTTPFailure):
-            if exc.response is None:
-                return connection_error(self.name, what, exc.error or exc, secrets)
-            body = exc.body()
-            detail = None
-            if isinstance(body, Mapping):
-                parts = [str(body[k]) for k in ("title", "detail") if body.get(k)]
-                detail = excerpt(" — ".join(parts), secrets) if parts else None
-            return http_error(self.name, exc.status or 0, headers=exc.headers, body=body,
-                              key_env="REPLICATE_API_TOKEN", what=what, secrets=secrets,
-                              detail=detail)
-        if isinstance(exc, json.JSONDecodeError):
-            return wrong_shape(self.name, what, f"malformed JSON ({exc.msg} at char {exc.pos})",
-                               exc.doc[:200] if isinstance(exc.doc, str) else None, secrets)
+        detail = None
+        if isinstance(body, Mapping):
+            parts = [str(body[k]) for k in ("title", "detail") if body.get(k)]
+            detail = excerpt(" — ".join(parts), secrets) if parts else None
+        return http_error(self.name, status, headers=headers, body=body,
+                          key_env="REPLICATE_API_TOKEN", what=what, secrets=secrets,
+                          detail=detail)
+
+    def _client_error(self, exc: BaseException, what: str) -> ModelglassError | None:
         if _is_pydantic_v1_error(exc):
             status = _unknown_status(exc)
             if status is not None:
@@ -387,17 +374,13 @@ class ReplicateProvider(QueuedProvider["_Wire"]):
         if isinstance(exc, (KeyError, TypeError, AttributeError)):
             return wrong_shape(self.name, what, f"the reply has the wrong shape "
                                                 f"({type(exc).__name__}: {exc})", None)
-        if isinstance(exc, TimeoutError):
-            return GenerationTimeout(f"{what} timed out.", provider=self.name, retryable=True)
-        if is_httpx_error(exc):
-            return connection_error(self.name, what, exc, secrets)
         rep = _replicate_error_type()
         if rep is not None and isinstance(exc, rep):  # ReplicateError without our transport
             status_code = int(getattr(exc, "status", 0) or 0)
             return http_error(self.name, status_code, body=getattr(exc, "detail", None),
-                              key_env="REPLICATE_API_TOKEN", what=what, secrets=secrets)
-        return ProviderError(f"replicate client failed on {what}: {type(exc).__name__}: "
-                             f"{scrub(str(exc), secrets)}", provider=self.name, retryable=False)
+                              key_env="REPLICATE_API_TOKEN", what=what,
+                              secrets=self._secrets())
+        return None
 
     # -- the wire (lazy) --------------------------------------------------------------------------
     def _make_wire(self, *, asynchronous: bool) -> _Wire:
