@@ -22,6 +22,14 @@ from ...errors import ContentRejected, InvalidRequest, ProviderUnavailable
 from ...jobs._steps import Wire
 from ..base import Availability, Provider, ProviderOutput, RawImage
 from ._cache import PipelineCache, PipelineEntry, module_bytes
+from ._device import (
+    device_availability,
+    dtype_kw,
+    dtype_name,
+    memory_budget,
+    resolve_device,
+    stack_of,
+)
 from ._families import build_local_payload, family_for
 from ._fast import EmbeddingCache, optimise
 from ._recipe import Recipe
@@ -40,9 +48,6 @@ log = logging.getLogger("modelglass")
 
 Device = Literal["auto", "cuda", "cpu", "mps"] | str
 DType = Literal["auto", "float32", "bfloat16", "float16"]
-_INSTALL_HINT = ("pip install 'modelglass[local]' (install torch first: `pip install torch`, or "
-                 "the CPU wheel `pip install torch --index-url https://download.pytorch.org/whl/cpu`)")
-
 
 class LocalBackend(Provider):
     """Run local catalog offers with Hugging Face diffusers, on this machine.
@@ -112,7 +117,7 @@ class LocalBackend(Provider):
         self._cache: PipelineCache | None = None
         self._cache_mutex = threading.Lock()
         self._measured: dict[str, deque[tuple[float, int]]] = {}
-        self._stack: dict[str, str] | None = None
+        self._stack: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return (f"LocalBackend(device={self.device!r}, dtype={self.dtype!r}, fast={self.fast}, "
@@ -122,34 +127,8 @@ class LocalBackend(Provider):
     def availability(self) -> Availability:
         """torch and diffusers importable and the device usable (checked once)."""
         if self._availability is None:
-            self._availability = self._check_availability()
+            self._availability = device_availability(str(self.device), bool(self.pipelines))
         return self._availability
-
-    def _check_availability(self) -> Availability:
-        missing = [m for m in ("torch", "diffusers", "transformers")
-                   if importlib.util.find_spec(m) is None]
-        if missing:
-            return Availability(False, f"{', '.join(missing)} not installed: {_INSTALL_HINT}")
-        if self.device == "cpu":
-            return Availability(True, "CPU (slow: fine for tests and tiny models)")
-        import torch
-
-        ver = torch.__version__
-        if self.device == "auto":
-            if torch.cuda.is_available():
-                return Availability(True, f"CUDA: {torch.cuda.get_device_name()}")
-            if _mps_ok(torch):
-                return Availability(True, "Apple MPS")
-            if self.pipelines:
-                return Availability(True, "ready pipelines given (no GPU found)")
-            return Availability(False, f"no GPU found (torch {ver}: CUDA and MPS unavailable); "
-                                       "LocalBackend(device='cpu') runs on the CPU, slowly")
-        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
-            return Availability(False, f"device {self.device!r} but torch {ver} sees no CUDA GPU "
-                                       "(a CPU-only torch build, or no driver)")
-        if self.device == "mps" and not _mps_ok(torch):
-            return Availability(False, f"device 'mps' but torch {ver} has no usable MPS backend")
-        return Availability(True, f"{self.device}")
 
     def offer_availability(self, offer: OfferView) -> Availability:
         """Eligible only where the weights are here: a ready pipeline, a folder, or the HF cache."""
@@ -287,7 +266,7 @@ class LocalBackend(Provider):
         name = offer.offer.pipeline or "DiffusionPipeline"
         cls = getattr(diffusers, name, None) or diffusers.DiffusionPipeline
         recipe = Recipe.of(offer)
-        kwargs: dict[str, Any] = {"local_files_only": True, _dtype_kw(): self._torch_dtype()}
+        kwargs: dict[str, Any] = {"local_files_only": True, dtype_kw(): self._torch_dtype()}
         if self.variant:
             kwargs["variant"] = self.variant
         started = time.perf_counter()
@@ -402,7 +381,7 @@ class LocalBackend(Provider):
                                    height=img.height, seed=int(seed)))
         hour = self._hour_usd(offer)
         self._record(offer, entry, payload, result)
-        extra = {**self._versions(entry), "scheduler": result.scheduler,
+        extra = {**stack_of(entry, self._device(), self._stack), "scheduler": result.scheduler,
                  "sampler": payload.get("sampler"), "gpu_seconds": round(result.seconds, 4),
                  "gpu_hour_usd": hour, "batch_images": result.batch_images,
                  "warm": result.warm, "fast": list(entry.fast) if self.fast else [],
@@ -430,59 +409,12 @@ class LocalBackend(Provider):
         self._measured.setdefault(offer.key, deque(maxlen=16)).append(
             (per_image / passes / mp / steps, int(steps)))
 
-    def _versions(self, entry: PipelineEntry) -> dict[str, Any]:
-        """The stack a seed reproduces on: device, dtype, library versions, and what changes
-        low bits (CPU threads; CUDA, cuDNN; the fast-path options applied)."""
-        import torch
-
-        if self._stack is None:
-            import platform
-
-            import diffusers
-            import transformers
-
-            self._stack = {"torch": torch.__version__, "diffusers": diffusers.__version__,
-                           "transformers": transformers.__version__,
-                           "python": platform.python_version()}
-            if torch.version.cuda:
-                self._stack["cuda"] = torch.version.cuda
-                cudnn = torch.backends.cudnn.version()
-                if cudnn:
-                    self._stack["cudnn"] = str(cudnn)
-        pipe = entry.pipe
-        device = str(getattr(pipe, "device", self._device()))
-        name = device
-        if device.startswith("cuda"):
-            name = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
-        stack: dict[str, Any] = {"device": name,
-                                 "dtype": str(getattr(pipe, "dtype", "")).removeprefix("torch."),
-                                 **self._stack}
-        if device == "cpu":
-            stack["cpu_threads"] = torch.get_num_threads()
-        stack["fast"] = list(entry.fast)
-        # Flat keys too: the client stamps device, dtype and versions into image provenance.
-        return {**{k: stack[k] for k in ("device", "dtype", "torch", "diffusers",
-                                         "transformers")}, "stack": stack}
-
-    # -- device, dtype, memory ------------------------------------------------------------------
+    # -- device, dtype, memory (see ._device) ---------------------------------------------------
     def _device(self) -> str:
-        if self.device != "auto":
-            return str(self.device)
-        import torch
-
-        if torch.cuda.is_available():
-            return "cuda"
-        return "mps" if _mps_ok(torch) else "cpu"
+        return resolve_device(str(self.device))
 
     def _dtype_name(self) -> str:
-        if self.dtype != "auto":
-            return self.dtype
-        device = self._device()
-        if device.startswith("cuda"):
-            import torch
-
-            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        return "float16" if device == "mps" else "float32"
+        return dtype_name(self.dtype, self._device() if self.dtype == "auto" else "")
 
     def _torch_dtype(self) -> Any:
         import torch
@@ -497,18 +429,7 @@ class LocalBackend(Provider):
     def _budget(self) -> int | None:
         if self.memory_budget_bytes is not None:
             return self.memory_budget_bytes
-        try:
-            device = self._device()
-            import torch
-
-            if device.startswith("cuda"):
-                return int(torch.cuda.mem_get_info(torch.device(device))[1] * 0.85)
-            if device == "mps":
-                return int(torch.mps.recommended_max_memory() * 0.85)
-            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
-        except (ValueError, OSError, AttributeError, RuntimeError) as exc:
-            log.info("local: no memory budget (%s)", exc)
-            return None
+        return memory_budget(self._device())
 
 
 class _Run:
@@ -531,18 +452,3 @@ class _Run:
         except asyncio.CancelledError:
             cancel.set()
             raise
-
-
-def _mps_ok(torch: Any) -> bool:
-    mps = getattr(torch.backends, "mps", None)
-    return bool(mps and mps.is_available())
-
-
-def _dtype_kw() -> str:
-    """diffusers ≥ 0.36 spells it ``dtype``; older releases only know ``torch_dtype``."""
-    try:
-        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401
-    except ImportError:
-        return "torch_dtype"
-    return "dtype"
-
