@@ -16,7 +16,7 @@ from ..errors import InvalidRequest
 if TYPE_CHECKING:
     from ..catalog import OfferView
 
-__all__ = ["decode_b64", "decode_data_uri", "format_for_offer", "merge_options",
+__all__ = ["decode_b64", "decode_data_uri", "format_for_offer", "image_ref", "merge_options",
            "mime_for_format", "nearest_ratio", "ratio_for", "wire_name"]
 
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp",
@@ -110,6 +110,22 @@ def decode_data_uri(uri: str) -> tuple[bytes, str | None]:
 
         raw = unquote_to_bytes(data)
     return raw, m.group("mime")
+
+
+def image_ref(url: str, *, provider: str, what: str, where: str
+              ) -> tuple[bytes | None, str | None, str | None]:
+    """An image reference in a reply: ``(data, url, mime)`` — a ``data:`` URI decoded (its
+    bytes and declared mime, no URL), else ``(None, url, None)``. A malformed ``data:`` URI is
+    a reply modelglass cannot use (``where`` names it: ``images[0]``)."""
+    if not url.startswith("data:"):
+        return None, url, None
+    try:
+        data, mime = decode_data_uri(url)
+    except ValueError as exc:
+        from ._errors import wrong_shape
+
+        raise wrong_shape(provider, what, f"{where} is a bad data: URI ({exc})", None) from None
+    return data, None, mime
 
 
 def decode_b64(data: str) -> bytes:

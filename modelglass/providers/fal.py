@@ -47,7 +47,7 @@ from ._errors import (
 )
 from ._fields import WireDefaults, build_fields
 from ._keys import scrub
-from ._payload import decode_data_uri, merge_options, mime_for_format
+from ._payload import image_ref, merge_options, mime_for_format
 from ._queued import QueuedProvider, poll_backoff, transient
 from ._transport import HTTPFailure, escalating_transport
 from .base import ProviderOutput, RawImage
@@ -243,18 +243,9 @@ class FalProvider(QueuedProvider["_Wire"]):
                 raise wrong_shape(self.name, what, f"images[{i}] has no url", result, secrets)
             url: str = img["url"]
             mime = img.get("content_type") if isinstance(img.get("content_type"), str) else None
-            data = None
-            if url.startswith("data:"):
-                try:
-                    data, uri_mime = decode_data_uri(url)
-                except ValueError as exc:
-                    raise wrong_shape(self.name, what, f"images[{i}] is a bad data: URI ({exc})",
-                                      None) from None
-                mime = mime or uri_mime
-                url_out: str | None = None
-            else:
-                url_out = url
-            out.append(RawImage(data=data, url=url_out, mime=mime or default_mime,
+            data, url_out, uri_mime = image_ref(url, provider=self.name, what=what,
+                                                where=f"images[{i}]")
+            out.append(RawImage(data=data, url=url_out, mime=mime or uri_mime or default_mime,
                                 width=_int_or_none(img.get("width")),
                                 height=_int_or_none(img.get("height")),
                                 seed=seed if len(images) == 1 else None))

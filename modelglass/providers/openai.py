@@ -47,7 +47,7 @@ from ._errors import (
 )
 from ._fields import WireDefaults, build_fields
 from ._keys import scrub
-from ._payload import decode_b64, decode_data_uri, merge_options, mime_for_format
+from ._payload import decode_b64, image_ref, merge_options, mime_for_format
 from ._transport import PerLoop
 from .base import Provider, ProviderOutput, RawImage
 
@@ -260,11 +260,11 @@ class OpenAIProvider(Provider):
                                            height=height))
                 except ValueError as exc:
                     raise wrong_shape(self.name, what, f"data[{i}].b64_json: {exc}", None) from None
-            elif isinstance(url, str) and url.startswith("data:"):
-                raw, uri_mime = decode_data_uri(url)
-                images.append(RawImage(data=raw, mime=uri_mime or mime, width=width, height=height))
             elif isinstance(url, str) and url:
-                images.append(RawImage(url=url, mime=mime, width=width, height=height))
+                data, url_out, uri_mime = image_ref(url, provider=self.name, what=what,
+                                                    where=f"data[{i}].url")
+                images.append(RawImage(data=data, url=url_out, mime=uri_mime or mime,
+                                       width=width, height=height))
             else:
                 raise wrong_shape(self.name, what, f"data[{i}] has neither b64_json nor url",
                                   _dump(response), secrets)

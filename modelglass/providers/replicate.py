@@ -38,7 +38,7 @@ from ._errors import (
     wrong_shape,
 )
 from ._fields import WireDefaults, build_fields
-from ._payload import decode_data_uri, merge_options, mime_for_format
+from ._payload import image_ref, merge_options, mime_for_format
 from ._replicate_lookup import PredictionLookup, snapshot
 from ._transport import HTTPFailure, escalating_transport
 from .base import ProviderOutput, RawImage
@@ -248,16 +248,9 @@ class ReplicateProvider(PredictionLookup["_Wire"]):
         seeds = call.planned.seeds if call.planned.seeds and "seed" in call.payload else None
         images: list[RawImage] = []
         for i, url in enumerate(urls):
-            data = None
-            mime = _mime_from_url(url) or mime_for_format(str(fmt) if fmt else "png")
-            url_out: str | None = url
-            if url.startswith("data:"):
-                try:
-                    data, uri_mime = decode_data_uri(url)
-                except ValueError as exc:
-                    raise wrong_shape(self.name, what, f"output[{i}] is a bad data: URI ({exc})",
-                                      None) from None
-                mime, url_out = uri_mime or mime, None
+            data, url_out, uri_mime = image_ref(url, provider=self.name, what=what,
+                                                where=f"output[{i}]")
+            mime = uri_mime or _mime_from_url(url) or mime_for_format(str(fmt) if fmt else "png")
             images.append(RawImage(data=data, url=url_out, mime=mime,
                                    seed=seeds[0] if seeds and len(urls) == 1 else None))
         timings = {"create_s": round(created_s, 4), "total_s": round(deadline.elapsed(), 4)}
