@@ -19,11 +19,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from ..errors import GenerationTimeout, ModelglassError, ProviderError, RateLimited
 from ..jobs._steps import Deadline, Wait, Wire
 from ._errors import (
-    connection_error,
     is_httpx_error,
     outcome_unknown,
     transport_reason,
-    wrong_shape,
 )
 from ._keys import scrub
 from ._transport import HTTPFailure, PerLoop
@@ -191,11 +189,11 @@ class QueuedProvider(Provider, Generic[W]):
             return exc
         if isinstance(exc, HTTPFailure):
             if exc.response is None:
-                return connection_error(self.name, what, exc.error or exc, secrets)
+                return self._unreachable(what, exc.error or exc)
             return self._http_error(exc.status or 0, exc.headers, exc.body(), what)
         if isinstance(exc, json.JSONDecodeError):
-            return wrong_shape(self.name, what, f"malformed JSON ({exc.msg} at char {exc.pos})",
-                               exc.doc[:200] if isinstance(exc.doc, str) else None, secrets)
+            return self._wrong_shape(what, f"malformed JSON ({exc.msg} at char {exc.pos})",
+                                     exc.doc[:200] if isinstance(exc.doc, str) else None)
         mapped = self._client_error(exc, what)
         if mapped is not None:
             return mapped
@@ -203,7 +201,7 @@ class QueuedProvider(Provider, Generic[W]):
             return GenerationTimeout(f"{what} timed out ({scrub(str(exc), secrets)}).",
                                      provider=self.name, retryable=True)
         if is_httpx_error(exc):
-            return connection_error(self.name, what, exc, secrets)
+            return self._unreachable(what, exc)
         return ProviderError(f"{self.name} client failed on {what}: "
                              f"{type(exc).__name__}: {scrub(str(exc), secrets)}",
                              provider=self.name, retryable=False)

@@ -30,9 +30,22 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import ModelglassError, ProviderUnavailable
+from ..errors import (
+    ContentRejected,
+    ModelglassError,
+    OutcomeUnknown,
+    ProviderError,
+    ProviderUnavailable,
+)
 from ..jobs._drive import arun, run
-from ._errors import detach
+from ._errors import (
+    connection_error,
+    content_rejected,
+    detach,
+    http_error,
+    outcome_unknown,
+    wrong_shape,
+)
 
 if TYPE_CHECKING:
     from ..catalog import CostEstimate, OfferView
@@ -167,6 +180,24 @@ class Provider(ABC):
         The local backend overrides it: an offer is eligible only where its weights are present.
         """
         return self.availability()
+
+    # -- errors, bound to this provider's name and secrets (see ._errors) --------------------------
+    def _wrong_shape(self, what: str, problem: str, body: Any = None) -> ProviderError:
+        return wrong_shape(self.name, what, problem, body, self._secrets())
+
+    def _refused(self, message: str, code: str | None) -> ContentRejected:
+        return content_rejected(self.name, message, code)
+
+    def _unknown(self, what: str, reason: str, **kw: Any) -> OutcomeUnknown:
+        return outcome_unknown(self.name, what, reason, secrets=self._secrets(), **kw)
+
+    def _http(self, status: int, **kw: Any) -> ProviderError:
+        """:func:`~._errors.http_error` naming this provider's key variable."""
+        return http_error(self.name, status, key_env=self.env_keys[0], secrets=self._secrets(),
+                          **kw)
+
+    def _unreachable(self, what: str, exc: BaseException) -> ProviderError:
+        return connection_error(self.name, what, exc, self._secrets())
 
     # -- the contract -----------------------------------------------------------------------------
     @abstractmethod

@@ -29,22 +29,9 @@ import logging
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import (
-    EmptyResult,
-    GenerationTimeout,
-    ModelglassError,
-    ProviderError,
-    RateLimited,
-)
+from ..errors import EmptyResult, GenerationTimeout, ModelglassError, ProviderError, RateLimited
 from ..jobs._steps import Wait
-from ._errors import (
-    content_rejected,
-    excerpt,
-    http_error,
-    never_sent,
-    outcome_unknown,
-    wrong_shape,
-)
+from ._errors import excerpt, never_sent
 from ._fields import WireDefaults, build_fields
 from ._keys import scrub
 from ._payload import image_ref, merge_options, mime_for_format
@@ -210,29 +197,27 @@ class FalProvider(QueuedProvider["_Wire"]):
         if isinstance(exc, ModelglassError) or answered or never_sent(exc) or (
                 fal_http is not None and isinstance(exc, fal_http)):
             return err
-        return outcome_unknown(self.name, f"the {what}", self._lost_reason(exc, err),
-                               secrets=self._secrets())
+        return self._unknown(f"the {what}", self._lost_reason(exc, err))
 
     # -- parsing (pure) ---------------------------------------------------------------------------
     def _output(self, result: Any, request_id: str, call: ProviderCall, timings: dict[str, float],
                 what: str) -> ProviderOutput:
         secrets = self._secrets()
         if not isinstance(result, Mapping):
-            raise wrong_shape(self.name, what, "the result is not a JSON object", result, secrets)
+            raise self._wrong_shape(what, "the result is not a JSON object", result)
         images = result.get("images")
         if images is None and isinstance(result.get("image"), Mapping):
             images = [result["image"]]  # some endpoints answer with a single "image"
         if not isinstance(images, list):
-            raise wrong_shape(self.name, what, "the result has no 'images' list", result, secrets)
+            raise self._wrong_shape(what, "the result has no 'images' list", result)
         if not images:
             raise EmptyResult(f"{what} completed without images. Retry, or pick another model.",
                               provider=self.name, body=excerpt(result, secrets))
         flags = result.get("has_nsfw_concepts") or []
         flagged = [i for i, f in enumerate(flags) if f is True]
         if flagged:
-            raise content_rejected(
-                self.name, f"fal's safety checker flagged image(s) {flagged} of {what} as NSFW "
-                           f"and blacked them out.", "has_nsfw_concepts")
+            raise self._refused(f"fal's safety checker flagged image(s) {flagged} of {what} as "
+                                f"NSFW and blacked them out.", "has_nsfw_concepts")
         seed = result.get("seed")
         seed = int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else None
         default_mime = mime_for_format(str(call.payload.get("output_format")
@@ -240,7 +225,7 @@ class FalProvider(QueuedProvider["_Wire"]):
         out: list[RawImage] = []
         for i, img in enumerate(images):
             if not isinstance(img, Mapping) or not isinstance(img.get("url"), str) or not img["url"]:
-                raise wrong_shape(self.name, what, f"images[{i}] has no url", result, secrets)
+                raise self._wrong_shape(what, f"images[{i}] has no url", result)
             url: str = img["url"]
             mime = img.get("content_type") if isinstance(img.get("content_type"), str) else None
             data, url_out, uri_mime = image_ref(url, provider=self.name, what=what,
@@ -270,9 +255,9 @@ class FalProvider(QueuedProvider["_Wire"]):
             return self._http_error(int(exc.status_code), {k.lower(): v for k, v in  # type: ignore[attr-defined]
                                                            resp.headers.items()}, body, what)
         if isinstance(exc, KeyError):
-            return wrong_shape(self.name, what, f"the reply lacks the field {exc}", None)
+            return self._wrong_shape(what, f"the reply lacks the field {exc}", None)
         if isinstance(exc, TypeError):
-            return wrong_shape(self.name, what, f"the reply has the wrong shape ({exc})", None)
+            return self._wrong_shape(what, f"the reply has the wrong shape ({exc})", None)
         if isinstance(exc, ValueError):
             # fal-client raises ValueError("Unknown status: X") for a status it does not know
             # (e.g. FAILED): the job's state is unknowable, so it is not retried.
@@ -291,9 +276,9 @@ class FalProvider(QueuedProvider["_Wire"]):
         types = {d.get("type") for d in detail_obj if isinstance(d, Mapping)} \
             if isinstance(detail_obj, list) else set()
         if status in (400, 422) and (types & _CONTENT_TYPES or error_type in _CONTENT_TYPES):
-            return content_rejected(self.name, f"fal refused the content of {what}: "
-                                               f"{_detail_text(detail_obj, secrets)}.",
-                                    "content_policy_violation")
+            return self._refused(f"fal refused the content of {what}: "
+                                 f"{_detail_text(detail_obj, secrets)}.",
+                                 "content_policy_violation")
         detail = _detail_text(detail_obj, secrets) if detail_obj is not None else None
         retryable: bool | None = None
         flag = headers.get("x-fal-retryable", headers.get("x-fal-needs-retry"))
@@ -305,8 +290,8 @@ class FalProvider(QueuedProvider["_Wire"]):
                                      f"{error_type or 'request timeout'}).", provider=self.name,
                                      status=504, body=excerpt(body, secrets),
                                      retryable=True if retryable is None else retryable)
-        return http_error(self.name, status, headers=headers, body=body, key_env="FAL_KEY",
-                          what=what, secrets=secrets, detail=detail, retryable=retryable)
+        return self._http(status, headers=headers, body=body, what=what, detail=detail,
+                          retryable=retryable)
 
     # -- the wire (lazy) --------------------------------------------------------------------------
     def _make_wire(self, *, asynchronous: bool) -> _Wire:

@@ -35,16 +35,7 @@ from ..errors import (
     ProviderUnavailable,
 )
 from ..jobs._steps import Deadline, Wire
-from ._errors import (
-    connection_error,
-    content_rejected,
-    detach,
-    excerpt,
-    http_error,
-    never_sent,
-    outcome_unknown,
-    wrong_shape,
-)
+from ._errors import detach, excerpt, never_sent
 from ._fields import WireDefaults, build_fields
 from ._keys import scrub
 from ._payload import decode_b64, image_ref, merge_options, mime_for_format
@@ -223,24 +214,20 @@ class OpenAIProvider(Provider):
         except (EmptyResult, ContentRejected):
             raise
         except ProviderError as exc:
-            err: ModelglassError = outcome_unknown(
-                self.name, f"images.generate ({call.offer.endpoint})",
-                f"its 200 reply was unusable: {exc}",
-                request_id=getattr(response, "_request_id", None), stage="reply",
-                secrets=self._secrets())
+            err: ModelglassError = self._unknown(
+                f"images.generate ({call.offer.endpoint})", f"its 200 reply was unusable: {exc}",
+                request_id=getattr(response, "_request_id", None), stage="reply")
         raise detach(err)
 
     def _output(self, response: Any, call: ProviderCall, deadline: Deadline) -> ProviderOutput:
-        secrets = self._secrets()
         model = str(call.payload.get("model", call.offer.endpoint))
         what = f"images.generate ({model})"
         if isinstance(response, str) or not hasattr(response, "data"):
             # openai returns the raw text when a 200 reply is not JSON (gateway pages, proxies).
-            raise wrong_shape(self.name, what, "the reply is not JSON", response, secrets)
+            raise self._wrong_shape(what, "the reply is not JSON", response)
         data = response.data
         if data is None:
-            raise wrong_shape(self.name, what, "the reply has no 'data' list",
-                              _dump(response), secrets)
+            raise self._wrong_shape(what, "the reply has no 'data' list", _dump(response))
         if not data:
             raise EmptyResult(f"OpenAI answered {what} without images. Retry, or pick another "
                               f"model.", provider=self.name)
@@ -259,18 +246,18 @@ class OpenAIProvider(Provider):
                     images.append(RawImage(data=decode_b64(b64), mime=mime, width=width,
                                            height=height))
                 except ValueError as exc:
-                    raise wrong_shape(self.name, what, f"data[{i}].b64_json: {exc}", None) from None
+                    raise self._wrong_shape(what, f"data[{i}].b64_json: {exc}", None) from None
             elif isinstance(url, str) and url:
                 data, url_out, uri_mime = image_ref(url, provider=self.name, what=what,
                                                     where=f"data[{i}].url")
                 images.append(RawImage(data=data, url=url_out, mime=uri_mime or mime,
                                        width=width, height=height))
             else:
-                raise wrong_shape(self.name, what, f"data[{i}] has neither b64_json nor url",
-                                  _dump(response), secrets)
+                raise self._wrong_shape(what, f"data[{i}] has neither b64_json nor url",
+                                        _dump(response))
         usage = getattr(response, "usage", None)
         if (problem := check_usage(usage)) is not None:
-            raise wrong_shape(self.name, what, problem, None)
+            raise self._wrong_shape(what, problem, None)
         reply = {k: v for k, v in _dump(response).items() if k != "data"}
         return ProviderOutput(images=images, cost_usd=cost_from_usage(model, usage, call.offer.offer.price),
                               request_id=getattr(response, "_request_id", None), raw=reply,
@@ -293,18 +280,16 @@ class OpenAIProvider(Provider):
             if never_sent(exc) and not self.aiohttp:
                 return GenerationTimeout(f"OpenAI could not be reached for {what} in time.",
                                          provider=self.name, retryable=True)
-            return outcome_unknown(self.name, what, "no answer before the timeout",
-                                   secrets=secrets)
+            return self._unknown(what, "no answer before the timeout")
         if isinstance(exc, openai.APIConnectionError):
             if never_sent(exc):
-                return connection_error(self.name, what, exc.__cause__ or exc, secrets)
+                return self._unreachable(what, exc.__cause__ or exc)
             cause = exc.__cause__ or exc
-            return outcome_unknown(self.name, what, f"{type(cause).__name__}: {cause}",
-                                   secrets=secrets)
+            return self._unknown(what, f"{type(cause).__name__}: {cause}")
         if isinstance(exc, openai.APIResponseValidationError):
-            return outcome_unknown(self.name, what, "its 200 reply does not match the Images API "
-                                   "schema", request_id=exc.response.headers.get("x-request-id"),
-                                   stage="reply", secrets=secrets)
+            return self._unknown(what, "its 200 reply does not match the Images API schema",
+                                 request_id=exc.response.headers.get("x-request-id"),
+                                 stage="reply")
         if isinstance(exc, openai.APIStatusError):
             status = int(exc.status_code)
             body = exc.body
@@ -317,8 +302,8 @@ class OpenAIProvider(Provider):
                 stage = (err.get("moderation_details") or {}).get("moderation_stage") \
                     if isinstance(err.get("moderation_details"), Mapping) else None
                 where = f" at the {stage} stage" if stage else ""
-                return content_rejected(self.name, f"OpenAI's safety system refused {what}"
-                                                   f"{where} ({code}){rid}: {message}", code)
+                return self._refused(f"OpenAI's safety system refused {what}"
+                                     f"{where} ({code}){rid}: {message}", code)
             should = headers.get("x-should-retry")
             retryable = {"true": True, "false": False}.get((should or "").lower())
             if status == 429 and code == "insufficient_quota":
@@ -336,18 +321,16 @@ class OpenAIProvider(Provider):
             detail = f"{code}: {message}" if code and message else (message or code or None)
             if isinstance(body, str):
                 detail = None  # an HTML / text body: http_error summarises it
-            return http_error(self.name, status, headers=headers, body=body,
-                              key_env="OPENAI_API_KEY", what=what + rid, secrets=secrets,
+            return self._http(status, headers=headers, body=body, what=what + rid,
                               detail=detail, retryable=retryable)
         if isinstance(exc, json.JSONDecodeError):
-            return outcome_unknown(self.name, what, f"its 200 reply is malformed JSON ({exc.msg} "
-                                   f"at char {exc.pos})", stage="reply", secrets=secrets)
+            return self._unknown(what, f"its 200 reply is malformed JSON ({exc.msg} "
+                                 f"at char {exc.pos})", stage="reply")
         if isinstance(exc, openai.OpenAIError):
             return ProviderUnavailable(f"OpenAI client error: {scrub(str(exc), secrets)}. "
                                        f"Check OPENAI_API_KEY.", provider=self.name)
         if isinstance(exc, (KeyError, TypeError, AttributeError, ValueError)):
-            return wrong_shape(self.name, what, f"{type(exc).__name__}: {scrub(str(exc), secrets)}",
-                               None)
+            return self._wrong_shape(what, f"{type(exc).__name__}: {scrub(str(exc), secrets)}")
         return ProviderError(f"openai client failed on {what}: {type(exc).__name__}: "
                              f"{scrub(str(exc), secrets)}", provider=self.name, retryable=False)
 

@@ -29,14 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import EmptyResult, ModelglassError, ProviderError
 from ..jobs._steps import Deadline, Wait
-from ._errors import (
-    content_rejected,
-    excerpt,
-    http_error,
-    never_sent,
-    outcome_unknown,
-    wrong_shape,
-)
+from ._errors import excerpt, never_sent
 from ._fields import WireDefaults, build_fields
 from ._payload import image_ref, merge_options, mime_for_format
 from ._replicate_lookup import PredictionLookup, snapshot
@@ -160,18 +153,16 @@ class ReplicateProvider(PredictionLookup["_Wire"]):
             why = self._lost_reason(exc, err)
         found = yield from self._find_lost(call, sent_at, deadline)
         if found is None:
-            raise outcome_unknown(self.name, f"the create on {endpoint}", why,
-                                  secrets=self._secrets())
+            raise self._unknown(f"the create on {endpoint}", why)
         log.warning("replicate: the create on %s lost its answer (%s); found its prediction %s "
                     "by listing recent predictions", endpoint, why, found["id"])
         if deadline.remaining() <= self._reserve(deadline):
             # Found too late to wait for it: cancel it now that its id is known.
             self._claim(str(found["id"]))
             cancelled = yield from self._cancel(str(found["id"]))
-            raise outcome_unknown(self.name, f"the create on {endpoint}",
-                                  f"{why}; its prediction was found after the deadline",
-                                  request_id=str(found["id"]), cancelled=cancelled,
-                                  secrets=self._secrets())
+            raise self._unknown(f"the create on {endpoint}",
+                                f"{why}; its prediction was found after the deadline",
+                                request_id=str(found["id"]), cancelled=cancelled)
         return found
 
     def _poll(self, pred: dict[str, Any], deadline: Deadline, what: str
@@ -224,9 +215,8 @@ class ReplicateProvider(PredictionLookup["_Wire"]):
         if status == "failed":
             error = str(pred.get("error") or "no error message")
             if _NSFW_RE.search(error):
-                raise content_rejected(self.name, f"{what} failed: the model's safety checker "
-                                                  f"refused it ({excerpt(error, secrets, 200)}).",
-                                       "nsfw")
+                raise self._refused(f"{what} failed: the model's safety checker refused it "
+                                    f"({excerpt(error, secrets, 200)}).", "nsfw")
             raise ProviderError(f"{what} failed: {excerpt(error, secrets, 300)}. The model could "
                                 f"not run this input; check the logs on replicate.com.",
                                 provider=self.name, body=excerpt(error, secrets),
@@ -239,8 +229,7 @@ class ReplicateProvider(PredictionLookup["_Wire"]):
         items = output if isinstance(output, list) else ([] if output is None else [output])
         urls = [u for u in items if isinstance(u, str) and u]
         if len(urls) != len(items):
-            raise wrong_shape(self.name, what, "the output is not a list of URL strings", output,
-                              secrets)
+            raise self._wrong_shape(what, "the output is not a list of URL strings", output)
         if not urls:
             raise EmptyResult(f"{what} succeeded without output images. Retry, or pick another "
                               f"model.", provider=self.name)
@@ -271,9 +260,7 @@ class ReplicateProvider(PredictionLookup["_Wire"]):
         if isinstance(body, Mapping):
             parts = [str(body[k]) for k in ("title", "detail") if body.get(k)]
             detail = excerpt(" — ".join(parts), secrets) if parts else None
-        return http_error(self.name, status, headers=headers, body=body,
-                          key_env="REPLICATE_API_TOKEN", what=what, secrets=secrets,
-                          detail=detail)
+        return self._http(status, headers=headers, body=body, what=what, detail=detail)
 
     def _client_error(self, exc: BaseException, what: str) -> ModelglassError | None:
         if _is_pydantic_v1_error(exc):
@@ -283,17 +270,15 @@ class ReplicateProvider(PredictionLookup["_Wire"]):
                     f"{what} ended in the state {status!r}, which replicate-python does not know "
                     f"(e.g. 'aborted': a deadline passed before it started). Retry later.",
                     provider=self.name, retryable=False)
-            return wrong_shape(self.name, what, f"the prediction does not match the documented "
-                                                f"schema ({_v1_errors(exc)})", None)
+            return self._wrong_shape(what, f"the prediction does not match the documented "
+                                           f"schema ({_v1_errors(exc)})")
         if isinstance(exc, (KeyError, TypeError, AttributeError)):
-            return wrong_shape(self.name, what, f"the reply has the wrong shape "
-                                                f"({type(exc).__name__}: {exc})", None)
+            return self._wrong_shape(what, f"the reply has the wrong shape "
+                                           f"({type(exc).__name__}: {exc})")
         rep = _replicate_error_type()
         if rep is not None and isinstance(exc, rep):  # ReplicateError without our transport
             status_code = int(getattr(exc, "status", 0) or 0)
-            return http_error(self.name, status_code, body=getattr(exc, "detail", None),
-                              key_env="REPLICATE_API_TOKEN", what=what,
-                              secrets=self._secrets())
+            return self._http(status_code, body=getattr(exc, "detail", None), what=what)
         return None
 
     # -- the wire (lazy) --------------------------------------------------------------------------
