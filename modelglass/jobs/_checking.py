@@ -25,7 +25,8 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelglassError
-from ._steps import Check, Step
+from ._delivery import Check
+from ._steps import Step
 
 if TYPE_CHECKING:
     from ..checks import CheckResult
