@@ -1,4 +1,4 @@
-"""Benchmark: how long ``route()`` takes, against LiteLLM Router's deployment selection.
+r"""Benchmark: how long ``route()`` takes, against LiteLLM Router's deployment selection.
 
 Not a test. Run it and read the table::
 
@@ -8,7 +8,12 @@ It measures, side by side in one process:
 
 - ``route()`` on the shipped catalog and on synthetic catalogs of 50 and 5,000 offers;
   *warm* = a request shape seen before (the memoised ranking; prompts differ every call),
-  *cold* = a new request shape every call (every offer planned and scored; catalog index kept);
+  *cold* = a new request shape every call (a new budget: ranked bound-first, planning offers
+  until the best is proven; the catalog index and the bound-first order of the shape's screening
+  fields, which a budget does not change, kept), *cold\** = the same with that order dropped
+  before each call too (the steps before planning run for every offer),
+  *exhaustive* = a new shape ranked the old way, every offer planned and scored (what a cold
+  decision costs once its full ranking or rejection list is read);
 - LiteLLM ``Router(model_list=[N deployments]).get_available_deployment(model=..., messages=...)``
   with its default routing strategy (simple-shuffle) over the same N, when litellm is importable
   (``pip install litellm``; it is not a modelglass dependency; without it the script says so);
@@ -36,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from modelglass.catalog import Catalog
 from modelglass.catalog._schema import Model, QualityAxis, Settings
 from modelglass.request import ImageRequest
-from modelglass.routing import clear_cache, route
+from modelglass.routing import _route, clear_cache, route
+from modelglass.routing._index import _index
 
 TODAY = dt.date(2026, 11, 1)
 PROVIDERS = ("fal", "replicate", "openai", "local")
@@ -154,7 +160,20 @@ def bench_route(cat: Catalog, reps: int, cold_reps: int, available: set[str]) ->
                   available=available, today=TODAY)
         return d.choice
 
-    return {"first": first, "warm": median_us(warm, reps), "cold": median_us(cold, cold_reps)}
+    def cold_unshared(i: int) -> object:
+        _index(cat).orders.clear()
+        return cold(i)
+
+    def exhaustive(i: int) -> object:
+        _route.BOUND_FIRST = False
+        try:
+            return cold(i)
+        finally:
+            _route.BOUND_FIRST = True
+
+    return {"first": first, "warm": median_us(warm, reps), "cold": median_us(cold, cold_reps),
+            "cold*": median_us(cold_unshared, cold_reps),
+            "exhaustive": median_us(exhaustive, max(3, cold_reps // 2))}
 
 
 def bench_litellm(n: int, reps: int) -> float | None:
@@ -210,12 +229,14 @@ def main() -> None:
         litellm_us[n] = bench_litellm(n, ll_reps if n <= 100 else max(20, ll_reps // 5))
 
     print()
-    print(f"{'catalog':<14}{'offers':>7}{'route warm':>13}{'route cold':>13}{'first route':>13}"
-          f"{'LiteLLM':>12}{'warm/LL':>10}{'cold/LL':>10}")
+    print(f"{'catalog':<14}{'offers':>7}{'warm':>10}{'cold':>11}{'cold*':>11}{'exhaustive':>12}"
+          f"{'first':>11}{'LiteLLM':>11}{'warm/LL':>9}{'cold/LL':>9}{'cold*/LL':>9}{'exh/LL':>9}")
     for name, n, r in rows:
         ll = litellm_us[n]
-        print(f"{name:<14}{n:>7}{_fmt(r['warm']):>13}{_fmt(r['cold']):>13}{_fmt(r['first']):>13}"
-              f"{_fmt(ll):>12}{_ratio(r['warm'], ll):>10}{_ratio(r['cold'], ll):>10}")
+        print(f"{name:<14}{n:>7}{_fmt(r['warm']):>10}{_fmt(r['cold']):>11}{_fmt(r['cold*']):>11}"
+              f"{_fmt(r['exhaustive']):>12}{_fmt(r['first']):>11}{_fmt(ll):>11}"
+              f"{_ratio(r['warm'], ll):>9}{_ratio(r['cold'], ll):>9}"
+              f"{_ratio(r['cold*'], ll):>9}{_ratio(r['exhaustive'], ll):>9}")
     small = next(r for name, n, r in rows if n == 50)
     big = next(r for name, n, r in rows if n == 5000)
     print()
@@ -226,12 +247,14 @@ def main() -> None:
         print("LiteLLM: not installed (pip install litellm to compare); ratios skipped")
     else:
         print(f"route() ÷ LiteLLM selection (target ≤ 0.1×): 50 offers warm "
-              f"{_ratio(small['warm'], ll50)}, cold {_ratio(small['cold'], ll50)}; "
+              f"{_ratio(small['warm'], ll50)}, cold {_ratio(small['cold'], ll50)} "
+              f"(cold* {_ratio(small['cold*'], ll50)}); "
               f"5,000 offers warm {_ratio(big['warm'], ll5k)}, cold {_ratio(big['cold'], ll5k)}")
         print(f"LiteLLM 5,000 vs 50 deployments: {_ratio(ll5k, ll50)}")
     print("warm: a request shape routed before (memoised ranking, new prompt each call); "
-          "cold: a new shape each call (every offer planned); first: includes the per-catalog "
-          "index.")
+          "cold: a new shape each call, bound-first (screening order shared); cold*: the same, "
+          "nothing shared but the catalog index; exhaustive: every offer planned; first: "
+          "includes the per-catalog index.")
 
 
 if __name__ == "__main__":

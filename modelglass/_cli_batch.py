@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any, Self
 
 import typer
 
-from ._cli_common import CatalogOpt, JsonOpt, _assume, _assume_opt, emit_json, err, friendly, out
-from ._cli_policy import apply_policy, policy_opt
+from ._cli_common import emit_json, err, friendly, out
+from ._cli_options import CatalogOpt, JsonOpt, _assume, _assume_opt, policy_opt, run_option
+from ._cli_policy import apply_policy
+from ._jsonl import json_lines
 from .errors import InvalidRequest, StorageError
 
 if TYPE_CHECKING:
@@ -42,26 +44,16 @@ def read_jobs(path: Path, *, axes: list[str] | None = None) -> list[dict[str, An
     reported (``path:line: what is wrong``) in one :class:`InvalidRequest`."""
     from pydantic import ValidationError
 
-    from ._paths import read_text
     from .request import ImageRequest
     from .routing._policy import _unknown as unknown_name
 
-    lines = read_text(path, field="jobs", what="jobs file").splitlines()  # a BOM is fine
     jobs: list[dict[str, Any]] = []
     problems: list[str] = []
     ids: dict[str, int] = {}
     quality_problems = 0
-    for number, line in enumerate(lines, 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{path}:{number}: not JSON ({exc.msg} at column {exc.colno})")
-            continue
-        if not isinstance(data, dict):
-            problems.append(f"{path}:{number}: expected a JSON object of ImageRequest fields, "
-                            f"got {type(data).__name__}")
+    for number, data in json_lines(path, field="jobs", what="jobs file"):  # a BOM is fine
+        if isinstance(data, str):  # not JSON, or not an object
+            problems.append(data)
             continue
         fields = {k: v for k, v in data.items() if k != "id"}
         try:
@@ -172,53 +164,29 @@ class _Progress:
 
 
 _jobs_arg = typer.Argument(..., help="JSONL: one ImageRequest per line (plus an optional id).")
-_out_opt = typer.Option(Path("out"), "--out", "-o", help="Folder for the images and manifest.jsonl.")
-_concurrency_opt = typer.Option(32, "--concurrency", "-c", help="Jobs in flight.")
-_budget_opt = typer.Option(None, "--budget", help="USD limit for the whole batch (earlier runs "
-                           "of the journal included).")
-_journal_opt = typer.Option(None, "--journal", help="SQLite journal: makes the batch resumable "
-                            "after a crash.")
-_engine_opt = typer.Option("local", "--engine", help="local (this process) or ray.")
-_address_opt = typer.Option(None, "--address", help="Ray cluster address (`auto` for the "
-                            "running cluster).")
-_cache_opt = typer.Option(None, "--cache", help="Result cache folder: repeats of a fixed-seed "
-                          "job on a deterministic offer are free.")
-_limits_opt = typer.Option(None, "--limits", help="YAML of per-provider limits "
-                           "{provider: {in_flight, per_minute}}.")
-_double_opt = typer.Option(False, "--allow-double-payment", help="Re-send jobs that may already "
-                           "have been charged (sent before a crash, no result recorded).")
-_retry_failed_opt = typer.Option(False, "--retry-failed", help="Run jobs that failed in an "
-                                 "earlier run again (those that cost nothing).")
-_durable_opt = typer.Option(False, "--durable", help="fsync the journal on every step "
-                            "(survives power loss, slower).")
-_repair_opt = typer.Option(False, "--repair", help="Rebuild a damaged --journal from what can "
-                           "still be read in it and the images in --out, then stop.")
-_simulate_opt = typer.Option(False, "--simulate", help="Serve every job from the built-in "
-                             "simulators: no keys, no cost.")
-_batch_check_opt = typer.Option(False, "--check", help="Check each image (the prompt's quoted "
-                                "text or the job's expect_text read back by OCR, blank images, "
-                                "duplicates); the verdicts go to the manifest and the journal.")
-_batch_on_fail_opt = typer.Option("keep", "--on-fail", help="When a check fails: keep, retry (a "
-                                  "new seed, paid again) or escalate (the next ranked offer, paid "
-                                  "again); implies --check.")
 
 
 @friendly
-def batch(jobs_file: Path = _jobs_arg, out_dir: Path = _out_opt,
-          concurrency: int = _concurrency_opt, budget: float | None = _budget_opt,
-          journal: Path | None = _journal_opt, engine: str = _engine_opt,
-          address: str | None = _address_opt, cache: Path | None = _cache_opt,
-          limits: Path | None = _limits_opt, allow_double_payment: bool = _double_opt,
-          retry_failed: bool = _retry_failed_opt, durable: bool = _durable_opt,
-          simulate: bool = _simulate_opt, repair: bool = _repair_opt,
-          check: bool = _batch_check_opt, on_fail: str = _batch_on_fail_opt,
+def batch(jobs_file: Path = _jobs_arg,
+          out_dir: Path = run_option("out", more=" and manifest.jsonl"),
+          concurrency: int = run_option("concurrency", default=32),
+          budget: float | None = run_option("budget", scope="batch"),
+          journal: Path | None = run_option("journal", scope="batch"),
+          engine: str = run_option("engine"), address: str | None = run_option("address"),
+          cache: Path | None = run_option("cache"), limits: Path | None = run_option("limits"),
+          allow_double_payment: bool = run_option("allow_double_payment"),
+          retry_failed: bool = run_option("retry_failed"), durable: bool = run_option("durable"),
+          simulate: bool = run_option("simulate"), repair: bool = run_option("repair"),
+          check: bool = run_option("check", text="the prompt's quoted text or the job's "
+                                   "expect_text", more="; the verdicts go to the manifest and "
+                                   "the journal"),
+          on_fail: str = run_option("on_fail", more="; implies --check"),
           assume_available: str | None = _assume_opt,
           json_out: bool = JsonOpt, catalog: str | None = CatalogOpt,
           policy: str | None = policy_opt) -> None:
     """Run every job of JOBS_FILE with a progress bar; resumable with --journal."""
     from ._cli_generate import _make_client, _maybe_simulate
     from .jobs._batch import Batch, load_limits
-    from .jobs._sync import run_sync
 
     read_jobs(jobs_file)  # every bad line reported before anything else is done
     if engine not in ("local", "ray"):
@@ -249,27 +217,41 @@ def batch(jobs_file: Path = _jobs_arg, out_dir: Path = _out_opt,
                       on_event=progress.event if not json_out else None)
             progress.batch = b
             with progress:
-                try:
-                    if engine == "ray":
-                        from .jobs._ray import run_ray
-
-                        report = run_ray(b, address=address)
-                    else:
-                        report = run_sync(b)
-                except KeyboardInterrupt as exc:  # Ctrl-C: the jobs in flight were cancelled
-                    if getattr(getattr(exc, "report", None), "stopped", None) is None:
-                        raise
-                    report = exc.report  # type: ignore[attr-defined]
-                except StorageError as exc:  # disk full and the like: nothing more was sent
-                    partial = getattr(exc, "report", None)
-                    if partial is not None:
-                        with contextlib.suppress(OSError):
-                            _write_manifest(partial, out_dir)
-                    raise
+                report = _run_on(engine, b, address, out_dir)
     manifest = _write_manifest(report, out_dir)
     data = {**report.summary(), "manifest": str(manifest), "out": str(out_dir),
             "journal": str(journal) if journal else None, "simulated": simulate,
             "wall_s": round(time.monotonic() - t0, 3)}
+    _finish(report, data, journal, json_out)
+
+
+def _run_on(engine: str, b: Batch, address: str | None, out_dir: Path) -> BatchReport:
+    """Run batch ``b`` on ``engine``. Ctrl-C still gives the report (the jobs in flight were
+    cancelled); a storage error (disk full) still writes the manifest of what finished."""
+    from .jobs._sync import run_sync
+
+    try:
+        if engine == "ray":
+            from .jobs._ray import run_ray
+
+            return run_ray(b, address=address)
+        return run_sync(b)
+    except KeyboardInterrupt as exc:  # Ctrl-C: the jobs in flight were cancelled
+        if getattr(getattr(exc, "report", None), "stopped", None) is None:
+            raise
+        return exc.report  # type: ignore[attr-defined, no-any-return]
+    except StorageError as exc:  # disk full and the like: nothing more was sent
+        partial = getattr(exc, "report", None)
+        if partial is not None:
+            with contextlib.suppress(OSError):
+                _write_manifest(partial, out_dir)
+        raise
+
+
+def _finish(report: BatchReport, data: dict[str, Any], journal: Path | None,
+            json_out: bool) -> None:
+    """Print the summary (or its JSON) and exit as the outcomes say: 130 after Ctrl-C, 1 or 2
+    when a job failed."""
     if json_out:
         emit_json(data)
     elif report.stopped is None:

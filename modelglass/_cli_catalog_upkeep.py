@@ -18,6 +18,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from ._cli_options import JsonOpt
+
 __all__ = ["register"]
 
 EXIT_DRIFT = 1
@@ -33,7 +35,6 @@ _ACCEPT = typer.Option(
     None, "--accept", help="Write this offer's price even though it was held as suspicious "
     "(out of bounds, or more than 3x away from the catalog's); repeat for several.")
 _TIMEOUT = typer.Option(60.0, "--timeout", help="One deadline in seconds for the whole sync.")
-_JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
 _DIFF_OVERLAY = typer.Option(
     None, "--overlay", help="Overlay file(s) to compare (default: the user's).")
 _LIVE = typer.Option(False, "--live", help="Probe the providers with the cheapest valid "
@@ -62,7 +63,7 @@ def register(catalog_app: typer.Typer) -> None:
     def catalog_sync(provider: list[str] | None = _SYNC_PROVIDER,
                      overlay: Path | None = _SYNC_OVERLAY, dry_run: bool = _DRY_RUN,
                      accept: list[str] | None = _ACCEPT, timeout: float = _TIMEOUT,
-                     json_out: bool = _JSON) -> None:
+                     json_out: bool = JsonOpt) -> None:
         """Pull live prices and model lists from the providers the keys allow; write the overlay
         (as_of today, source: sync). The shipped catalog is never written."""
         from .catalog_tools._sync import sync
@@ -80,7 +81,7 @@ def register(catalog_app: typer.Typer) -> None:
 
     @catalog_app.command("diff")
     @friendly
-    def catalog_diff(overlay: list[Path] | None = _DIFF_OVERLAY, json_out: bool = _JSON) -> None:
+    def catalog_diff(overlay: list[Path] | None = _DIFF_OVERLAY, json_out: bool = JsonOpt) -> None:
         """What the overlay changes against the shipped catalog: prices, endpoints, disabled
         offers, private deployments, and endpoints seen but not described."""
         from .catalog import Catalog, default_catalog_dir
@@ -117,7 +118,7 @@ def register(catalog_app: typer.Typer) -> None:
                        offer: list[str] | None = _OFFER, provider: list[str] | None = _PROVIDER,
                        show_all: bool = _ALL, simulate: bool = _SIMULATE,
                        simulate_change: list[str] | None = _SIMULATE_CHANGE,
-                       json_out: bool = _JSON) -> None:
+                       json_out: bool = JsonOpt) -> None:
         """Declared against observed, offer by offer: price drift, quotes against the bills,
         latency drift, failure rate, accepted sizes, seed reproducibility (and, with --live,
         which controls change the image). --simulate tries it offline. Exits 1 on drift."""

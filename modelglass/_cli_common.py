@@ -1,5 +1,6 @@
 """What every ``modelglass`` command module shares: the consoles, exit codes, error printing
-(:func:`friendly`), JSON output, the common options and the request options.
+(:func:`friendly`), JSON output and the plan and fates tables (the shared options live in
+``_cli_options``).
 
 The command modules (``cli`` and ``_cli_*``) import from here; nothing here imports a command
 module, so the CLI has no import cycle.
@@ -8,7 +9,6 @@ module, so the CLI has no import cycle.
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import sys
 from collections.abc import Callable
@@ -178,82 +178,6 @@ def _catalog(path: str | None) -> Any:
     from .catalog import Catalog
 
     return Catalog.load(path) if path else Catalog.default()
-
-
-CatalogOpt = typer.Option(None, "--catalog", help="A catalog directory or models YAML to use.")
-JsonOpt = typer.Option(False, "--json", help="Print JSON instead of tables.")
-
-
-def _assume(value: str | None) -> list[str] | None:
-    return [p.strip() for p in value.split(",") if p.strip()] if value else None
-
-
-_quality = typer.Option(None, "--quality", "-q",
-                        help="draft | thumbnail | hero | print, or an axis of the --policy file "
-                             "(default: hero, or the policy's default_quality)")
-_model = typer.Option(None, "--model", help="Pin a model id.")
-_provider = typer.Option(None, "--provider", help="Pin a provider.")
-_negative = typer.Option(None, "--negative", help="Negative prompt.")
-_cfg = typer.Option(None, "--cfg")
-_steps = typer.Option(None, "--steps")
-_seed = typer.Option(None, "--seed")
-_size = typer.Option(None, "--size", help="WIDTHxHEIGHT in pixels.")
-_aspect = typer.Option(None, "--aspect-ratio", help="W:H")
-_print = typer.Option(None, "--print-size", help="e.g. 8x10in, A4, 20x30cm")
-_dpi = typer.Option(None, "--dpi")
-_n = typer.Option(1, "-n", help="Number of images.")
-_sampler = typer.Option(None, "--sampler")
-_max_cost = typer.Option(None, "--max-cost", help="Hard ceiling in USD for the call.")
-_strict = typer.Option(False, "--strict", help="Refuse instead of approximating or dropping.")
-_commercial = typer.Option(False, "--commercial", help="Only models licensed for commercial use.")
-_assume_opt = typer.Option(None, "--assume-available",
-                           help="Comma-separated providers to treat as available (no keys needed).")
-
-#: The request options of ``route``, ``plan`` and ``generate``, in --help order: the parameter
-#: name, its type, its typer option and the :class:`~modelglass.ImageRequest` field it fills.
-REQUEST_OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
-    ("quality", str | None, _quality, "quality"),
-    ("model", str | None, _model, "model"),
-    ("provider", str | None, _provider, "provider"),
-    ("negative", str | None, _negative, "negative_prompt"),
-    ("cfg", float | None, _cfg, "cfg"),
-    ("steps", int | None, _steps, "steps"),
-    ("seed", int | None, _seed, "seed"),
-    ("size", str | None, _size, "size"),
-    ("aspect_ratio", str | None, _aspect, "aspect_ratio"),
-    ("print_size", str | None, _print, "print_size"),
-    ("dpi", int | None, _dpi, "dpi"),
-    ("n", int, _n, "n"),
-    ("sampler", str | None, _sampler, "sampler"),
-    ("max_cost", float | None, _max_cost, "max_cost_usd"),
-    ("strict", bool, _strict, "strict"),
-    ("commercial", bool, _commercial, "commercial"),
-)
-
-
-def request_options(fn: F) -> F:
-    """Give command ``fn`` the :data:`REQUEST_OPTIONS` in place of its ``request`` parameter.
-
-    typer reads each option from the command's signature, so the wrapper's signature lists them
-    (where ``request`` stood); ``fn`` receives them gathered as ``request``, a dict of
-    :class:`~modelglass.ImageRequest` keyword arguments.
-    """
-    sig = inspect.signature(fn, eval_str=True)
-    params = list(sig.parameters.values())
-    at = [p.name for p in params].index("request")
-    options = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=opt,
-                                 annotation=kind)
-               for name, kind, opt, _ in REQUEST_OPTIONS]
-    params[at:at + 1] = options
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        request = {field: kwargs.pop(name) for name, _, _, field in REQUEST_OPTIONS}
-        return fn(*args, request=request, **kwargs)
-
-    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    return wrapper  # type: ignore[return-value]
 
 
 def print_plan(data: dict[str, Any]) -> None:

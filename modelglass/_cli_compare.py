@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_common import CatalogOpt, JsonOpt, _assume, _assume_opt, emit_json, err, friendly, out
+from ._cli_common import emit_json, err, friendly, out
+from ._cli_options import CatalogOpt, JsonOpt, _assume, _assume_opt, run_option
 
 __all__ = ["compare", "register"]
 
@@ -21,24 +22,20 @@ def register(app: typer.Typer) -> None:
     app.command("compare")(compare)
 
 
-_models_opt = typer.Option(..., "--models", "-m", help="Comma-separated model ids; pin a provider "
-                           "with model@provider (e.g. gpt-image-2@fal).")
 _sheet_opt = typer.Option(Path("sheet.png"), "--out", "-o", help="Contact sheet PNG to write; the "
                           "JSON goes next to it (sheet.json). Never overwritten: sheet-2.png …")
 
 
 @friendly
-def compare(prompt: str, models: str = _models_opt, seed: int | None = typer.Option(
+def compare(prompt: str, models: str = run_option("models"), seed: int | None = typer.Option(
                 None, "--seed", help="One seed for every model (where the offer takes one)."),
-            quality: str = typer.Option("hero", "--quality", "-q"),
+            quality: str = run_option("quality"),
             size: str | None = typer.Option(None, "--size", help="WIDTHxHEIGHT for every model."),
-            budget: float | None = typer.Option(None, "--budget", help="Most the whole "
-                                                "comparison may cost, USD; models that no "
-                                                "longer fit are skipped."),
-            concurrency: int = typer.Option(8, "--concurrency", min=1, max=64),
+            budget: float | None = run_option("budget", scope="comparison", more="; models "
+                                              "that no longer fit are skipped"),
+            concurrency: int = run_option("concurrency", bounds=(1, 64)),
             out_path: Path = _sheet_opt,
-            simulate: bool = typer.Option(False, "--simulate", metavar="", help="Serve every "
-                                          "call from the built-in simulators: no keys, no cost."),
+            simulate: bool = run_option("simulate", what="every call"),
             assume_available: str | None = _assume_opt,
             json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Generate PROMPT once on each of --models, concurrently, side by side (a contact sheet

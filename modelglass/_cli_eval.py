@@ -9,7 +9,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ._cli_common import CatalogOpt, JsonOpt, _assume, _assume_opt, emit_json, friendly, out
+from ._cli_common import emit_json, friendly, out
+from ._cli_options import CatalogOpt, JsonOpt, _assume, _assume_opt, run_option
 
 __all__ = ["eval_command", "register"]
 
@@ -19,28 +20,24 @@ def register(app: typer.Typer) -> None:
     app.command("eval")(eval_command)
 
 
-_models_opt = typer.Option(..., "--models", "-m", help="Comma-separated model ids; pin a "
-                           "provider with model@provider.")
-_journal_opt = typer.Option(None, "--journal", help="SQLite journal (default eval-SUITE.db "
-                            "here): a rerun with the same journal sends only what is missing.")
+_SPELLS = ("; each model spells right as often as its catalog text_rendering score says "
+           "(score / 10)")
 _plot_opt = typer.Option(None, "--plot", help="Write pass rate against cost, with the Pareto "
                          "front, to this .png/.svg (needs matplotlib).")
-_simulate_opt = typer.Option(False, "--simulate", help="Serve every job from the built-in "
-                             "simulators: no keys, no cost; each model spells right as often as "
-                             "its catalog text_rendering score says (score / 10).")
 
 
 @friendly
-def eval_command(models: str = _models_opt,
+def eval_command(models: str = run_option("models"),
                  suite: str = typer.Option("text", "--suite", help="Prompt suite to run."),
                  n: int = typer.Option(20, "--n", min=1, max=10_000, help="Prompts per model."),
-                 budget: float | None = typer.Option(None, "--budget", help="USD limit for the "
-                                                     "whole run (earlier runs of the journal "
-                                                     "included)."),
-                 quality: str = typer.Option("hero", "--quality", "-q"),
-                 journal: Path | None = _journal_opt, plot: Path | None = _plot_opt,
-                 concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, max=64),
-                 simulate: bool = _simulate_opt, assume_available: str | None = _assume_opt,
+                 budget: float | None = run_option("budget", scope="run"),
+                 quality: str = run_option("quality"),
+                 journal: Path | None = run_option("journal", scope="run",
+                                                   where=" (default eval-SUITE.db here)"),
+                 plot: Path | None = _plot_opt,
+                 concurrency: int = run_option("concurrency", bounds=(1, 64)),
+                 simulate: bool = run_option("simulate", more=_SPELLS),
+                 assume_available: str | None = _assume_opt,
                  json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Run a prompt suite on --models and score each offer: pass rate of the suite's check,
     cost, cost per accepted image. Every verdict goes to the observed store, where routing

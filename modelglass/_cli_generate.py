@@ -20,21 +20,16 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_common import (
+from ._cli_common import _catalog, emit_json, err, fates_table, friendly, out, print_plan
+from ._cli_options import (
+    GATHERED,
     CatalogOpt,
     JsonOpt,
-    _assume,
-    _assume_opt,
-    _catalog,
-    emit_json,
-    err,
-    fates_table,
-    friendly,
-    out,
-    print_plan,
     request_options,
+    routing_options,
+    run_option,
 )
-from ._cli_policy import apply_policy, max_latency_opt, policy_opt
+from ._cli_policy import apply_policy
 from ._cli_progress import Progress
 
 if TYPE_CHECKING:
@@ -238,39 +233,23 @@ def _print_result(data: dict[str, Any], simulate_flag: bool) -> None:
         _print_checks(data)
 
 
-_out_opt = typer.Option(Path("out"), "--out", "-o", help="Folder for the images (created).")
-_simulate_opt = typer.Option(False, "--simulate", help="Serve the call from built-in simulators: "
-                             "no keys, no internet, no cost.")
-_timeout_opt = typer.Option(None, "--timeout", min=0.001, help="Most seconds this call may "
-                            "take, every retry, wait and download included (the per-call "
-                            "deadline_s).")
-_dry_run_opt = typer.Option(False, "--dry-run", help="Plan only (like `modelglass plan`); "
-                            "send nothing.")
-_check_opt = typer.Option(False, "--check", help="Check each image: the prompt's quoted text "
-                          "read back by OCR (needs modelglass[check]), blank images, duplicates.")
-_on_fail_opt = typer.Option("keep", "--on-fail", help="When a check fails: keep, retry (a new "
-                            "seed, paid again) or escalate (the next ranked offer, paid again).")
-_expect_opt = typer.Option(None, "--expect-text", help="The text the image should spell, when "
-                           "the prompt does not quote it.")
-
-
 # -- commands --------------------------------------------------------------------------------------
 @friendly
 @request_options
+@routing_options
 def generate(prompt: str, request: dict[str, Any],
-             out_dir: Path = _out_opt, simulate: bool = _simulate_opt,
-             dry_run: bool = _dry_run_opt,
-             assume_available: str | None = _assume_opt, policy: str | None = policy_opt,
-             max_latency: float | None = max_latency_opt,
-             timeout: float | None = _timeout_opt, check: bool = _check_opt,
-             on_fail: str = _on_fail_opt, expect_text: str | None = _expect_opt,
+             out_dir: Path = run_option("out", more=" (created)"),
+             simulate: bool = run_option("simulate", what="the call"),
+             dry_run: bool = run_option("dry_run"), routing: dict[str, Any] = GATHERED,
+             timeout: float | None = run_option("timeout", bounds=(0.001, None)),
+             check: bool = run_option("check"),
+             on_fail: str = run_option("on_fail"), expect_text: str | None = run_option("expect_text"),
              json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Generate images for PROMPT and save them with their provenance to --out."""
-    kw = {**request, "max_latency_s": max_latency, "expect_text": expect_text}
+    kw = {**request, "max_latency_s": routing["max_latency_s"], "expect_text": expect_text}
     with _maybe_simulate(simulate):
-        client = _make_client(catalog, request["provider"], simulate,
-                              _assume(assume_available))
-        apply_policy(client, policy)  # policy hook
+        client = _make_client(catalog, request["provider"], simulate, routing["available"])
+        apply_policy(client, routing["policy"])  # policy hook
         with client:
             if dry_run:
                 data = client.plan(prompt, **kw).to_dict()

@@ -11,12 +11,18 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ._cli_common import CatalogOpt, JsonOpt, _catalog, emit_json, friendly, out
+from ._cli_common import _catalog, emit_json, friendly, out
+from ._cli_options import CatalogOpt, JsonOpt
 
-__all__ = ["local_app", "local_models"]
+__all__ = ["local_app", "local_models", "register"]
 
 local_app = typer.Typer(no_args_is_help=True,
                         help="Local diffusers models: what is on this machine.")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``local`` (a group of commands) to the ``modelglass`` app."""
+    app.add_typer(local_app, name="local")
 
 
 def _folders(path: Path) -> list[Path]:

@@ -17,7 +17,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._cli_common import emit_json, err, friendly, out
+from ._cli_common import _catalog, emit_json, err, friendly, out
+from ._cli_options import CatalogOpt, JsonOpt
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -26,16 +27,6 @@ if TYPE_CHECKING:
 
 policy_app = typer.Typer(no_args_is_help=True,
                          help="Routing policies: check a policy file, replay a workload under two.")
-
-_catalog_opt = typer.Option(None, "--catalog", help="A catalog directory or models YAML to use.")
-_json_opt = typer.Option(False, "--json", help="Print JSON instead of tables.")
-
-
-def _load_catalog(path: str | None) -> Catalog:
-    from .catalog import Catalog
-
-    return Catalog.load(path) if path else Catalog.default()
-
 
 def _policy(value: str, catalog: Catalog) -> Policy:
     from .routing import Policy
@@ -47,9 +38,9 @@ def _policy(value: str, catalog: Catalog) -> Policy:
 
 @policy_app.command("check")
 @friendly
-def check(path: Path, json_out: bool = _json_opt, catalog: str | None = _catalog_opt) -> None:
+def check(path: Path, json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Validate a policy file: file:line errors, unknown names (with the valid ones)."""
-    cat = _load_catalog(catalog)
+    cat = _catalog(catalog)
     policy = _policy(str(path), cat)
     axes = policy.axis_names(cat)
     if json_out:
@@ -106,11 +97,11 @@ _plot_opt = typer.Option(None, "--plot", help="Write a spend-vs-quality plot (PN
 def replay_cmd(workload: Path, policy: str = _policy_opt, vs: str = _vs_opt,
                assume_available: str | None = _assume_opt, today: str | None = _today_opt,
                differences: int = _differences_opt, plot: Path | None = _plot_opt,
-               json_out: bool = _json_opt, catalog: str | None = _catalog_opt) -> None:
+               json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Route every job of WORKLOAD (JSONL of requests) under two policies; no provider is called."""
     from .routing._replay import read_workload, replay
 
-    cat = _load_catalog(catalog)
+    cat = _catalog(catalog)
     base = _policy(vs, cat)
     mine = _policy(policy, cat)
     jobs = read_workload(workload)
@@ -193,17 +184,6 @@ def write_plot(result: Replay, path: Path) -> None:
 def register(app: Any) -> None:
     """Add ``policy`` to the ``modelglass`` command."""
     app.add_typer(policy_app, name="policy")
-
-
-#: ``--policy`` for commands that run jobs (``generate``, ``batch``).
-policy_opt = typer.Option(None, "--policy",
-                          help="A routing policy file (default: the shipped default policy).")
-
-
-#: ``--max-latency`` for ``generate``.
-max_latency_opt = typer.Option(None, "--max-latency",
-                               help="Hard limit in seconds on the offer's p90 latency (observed "
-                                    "where measured, else the catalog's).")
 
 
 def apply_policy(client: Any, value: str | None) -> None:

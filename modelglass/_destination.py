@@ -330,6 +330,21 @@ def peer_refused(stream: Any, host: str | bytes, port: int) -> str | None:
     return None if why is None else f"{host_s} connected to {why} ({peer[0]})"
 
 
+class _Inner:
+    """A guarded stream or backend: the httpcore one it wraps."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+
+def _refused(stream: Any, host: str | bytes, port: int) -> str | None:
+    """:func:`peer_refused`, the reason also left on the running download's guard."""
+    why = peer_refused(stream, host, port)
+    if why is not None and (guard := _GUARD.get()) is not None:
+        guard.refused = why
+    return why
+
+
 @functools.cache
 def _backends() -> tuple[type, type]:
     """The guarded httpcore network backends, sync and async, built once on first use."""
@@ -339,10 +354,7 @@ def _backends() -> tuple[type, type]:
 def _sync_backend() -> type:
     import httpcore
 
-    class GuardedStream(httpcore.NetworkStream):
-        def __init__(self, inner: Any) -> None:
-            self.inner = inner
-
+    class GuardedStream(_Inner, httpcore.NetworkStream):
         def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
             return self.inner.read(max_bytes, _left(timeout))  # type: ignore[no-any-return]
 
@@ -360,19 +372,13 @@ def _sync_backend() -> type:
         def get_extra_info(self, info: str) -> Any:
             return self.inner.get_extra_info(info)
 
-    class GuardedBackend(httpcore.NetworkBackend):
-        def __init__(self, inner: Any) -> None:
-            self.inner = inner
-
+    class GuardedBackend(_Inner, httpcore.NetworkBackend):
         def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                         local_address: str | None = None, socket_options: Any = None) -> Any:
             stream = self.inner.connect_tcp(host, port, _left(timeout), local_address,
                                             socket_options)
-            if (why := peer_refused(stream, host, port)) is not None:
+            if (why := _refused(stream, host, port)) is not None:
                 stream.close()
-                guard = _GUARD.get()
-                if guard is not None:
-                    guard.refused = why
                 raise httpcore.ConnectError(f"refused: {why}")
             return GuardedStream(stream)
 
@@ -388,10 +394,7 @@ def _sync_backend() -> type:
 def _async_backend() -> type:
     import httpcore
 
-    class AsyncGuardedStream(httpcore.AsyncNetworkStream):
-        def __init__(self, inner: Any) -> None:
-            self.inner = inner
-
+    class AsyncGuardedStream(_Inner, httpcore.AsyncNetworkStream):
         async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
             return await self.inner.read(max_bytes, _left(timeout))  # type: ignore[no-any-return]
 
@@ -409,19 +412,13 @@ def _async_backend() -> type:
         def get_extra_info(self, info: str) -> Any:
             return self.inner.get_extra_info(info)
 
-    class AsyncGuardedBackend(httpcore.AsyncNetworkBackend):
-        def __init__(self, inner: Any) -> None:
-            self.inner = inner
-
+    class AsyncGuardedBackend(_Inner, httpcore.AsyncNetworkBackend):
         async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                               local_address: str | None = None, socket_options: Any = None) -> Any:
             stream = await self.inner.connect_tcp(host, port, _left(timeout), local_address,
                                                   socket_options)
-            if (why := peer_refused(stream, host, port)) is not None:
+            if (why := _refused(stream, host, port)) is not None:
                 await stream.aclose()
-                guard = _GUARD.get()
-                if guard is not None:
-                    guard.refused = why
                 raise httpcore.ConnectError(f"refused: {why}")
             return AsyncGuardedStream(stream)
 

@@ -66,7 +66,7 @@ from ._verify_image import (
     verify_executor,
 )
 from .errors import DownloadFailed, EmptyResult, GenerationTimeout, ModelglassError, ProviderError
-from .providers._common import decode_data_uri
+from .providers._payload import decode_data_uri
 from .result import Fate, FateKind
 
 if TYPE_CHECKING:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import sys
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,6 @@ from ._cli_common import (
     EXIT_OK,
     EXIT_PROVIDER,
     EXIT_USER,
-    REQUEST_OPTIONS,
-    CatalogOpt,
-    JsonOpt,
-    _assume,
-    _assume_opt,
     _catalog,
     _keys_set,
     emit_json,
@@ -34,8 +30,8 @@ from ._cli_common import (
     friendly,
     out,
     print_plan,
-    request_options,
 )
+from ._cli_options import REQUEST_OPTIONS, CatalogOpt, JsonOpt, request_options, routing_options
 from .errors import InvalidRequest, NoEligibleModel
 
 # The shared pieces live in _cli_common (so no command module imports this one back); they stay
@@ -318,25 +314,15 @@ def _client(catalog: str | None) -> Any:
     return Client(catalog=_catalog(catalog) if catalog else None)
 
 
-_policy_opt = typer.Option(None, "--policy",
-                           help="A routing policy file (default: the shipped default policy).")
-_max_latency = typer.Option(None, "--max-latency",
-                            help="Hard limit in seconds on the offer's p90 latency (observed "
-                                 "where measured, else the catalog's).")
-
-
 @app.command()
 @friendly
 @request_options
-def route(prompt: str, request: dict[str, Any],
-          assume_available: str | None = _assume_opt, policy: str | None = _policy_opt,
-          max_latency: float | None = _max_latency,
+@routing_options
+def route(prompt: str, request: dict[str, Any], routing: dict[str, Any],
           explain: bool = typer.Option(False, "--explain", help="Say why, with the runner-ups."),
           json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Pick a model and provider for PROMPT, and say why. No network."""
-    kw = {**request, "max_latency_s": max_latency}
-    decision = _client(catalog).route(prompt, available=_assume(assume_available), policy=policy,
-                                      **kw)
+    decision = _client(catalog).route(prompt, **routing, **request)
     if json_out:
         data = decision.to_dict()
         if decision.choice is None:
@@ -363,13 +349,11 @@ def route(prompt: str, request: dict[str, Any],
 @app.command()
 @friendly
 @request_options
-def plan(prompt: str, request: dict[str, Any],
-         assume_available: str | None = _assume_opt, policy: str | None = _policy_opt,
-         max_latency: float | None = _max_latency,
+@routing_options
+def plan(prompt: str, request: dict[str, Any], routing: dict[str, Any],
          json_out: bool = JsonOpt, catalog: str | None = CatalogOpt) -> None:
     """Dry run: the exact provider payload, what happens to each control, and the cost."""
-    kw = {**request, "max_latency_s": max_latency}
-    call = _client(catalog).plan(prompt, available=_assume(assume_available), policy=policy, **kw)
+    call = _client(catalog).plan(prompt, **routing, **request)
     data = call.to_dict()
     if json_out:
         emit_json(data)
@@ -377,50 +361,20 @@ def plan(prompt: str, request: dict[str, Any],
     print_plan(data)
 
 
+#: The command modules, each with a ``register(target)``, and the app each joins (in --help order).
+_COMMAND_MODULES = (("_cli_generate", app), ("_cli_batch", app), ("_cli_compare", app),
+                    ("_cli_eval", app), ("_cli_policy", app), ("_cli_catalog_upkeep", catalog_app),
+                    ("_cli_local", app))
+
+
 def _register_optional() -> None:
     # Commands whose modules are optional pieces of the package; each registers itself.
-    try:
-        from ._cli_generate import register
-    except ImportError:  # pragma: no cover - shipped together; guard keeps `catalog` usable
-        pass
-    else:
-        register(app)
-    try:
-        from ._cli_batch import register as register_batch
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        register_batch(app)
-    try:
-        from ._cli_compare import register as register_compare
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        register_compare(app)
-    try:
-        from ._cli_eval import register as register_eval
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        register_eval(app)
-    try:
-        from ._cli_policy import register as register_policy
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        register_policy(app)
-    try:
-        from ._cli_catalog_upkeep import register as register_upkeep
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        register_upkeep(catalog_app)  # catalog sync | diff | verify
-    try:
-        from ._cli_local import local_app
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        app.add_typer(local_app, name="local", help="Local diffusers models: what is on this machine.")
+    for name, target in _COMMAND_MODULES:
+        try:
+            module = import_module(f"{__package__}.{name}")
+        except ImportError:  # pragma: no cover - shipped together; guard keeps `catalog` usable
+            continue
+        module.register(target)
 
 
 _register_optional()

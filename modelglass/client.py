@@ -293,7 +293,7 @@ class _BaseClient:
 
     def _scrub(self, text: str) -> str:
         """``text`` without any key this client knows (belt and braces: providers scrub too)."""
-        from .providers._common import scrub
+        from .providers._keys import scrub
 
         secrets: list[str | None] = [*self._api_keys.values()]
         for prov in self._providers.values():
@@ -438,7 +438,7 @@ class AsyncClient(_BaseClient):
     """
 
     def __init__(self, **kw: Any) -> None:
-        from .providers._common import PerLoop
+        from .providers._transport import PerLoop
 
         super().__init__(**kw)
         self._http: PerLoop[httpx.AsyncClient] = PerLoop(self._make_http)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -30,12 +30,14 @@ __all__ = [
 SEED_MAX = 2**32 - 1
 MAX_PROMPT_CHARS = 100_000
 MAX_N = 16
+#: Sizes and aspect ratios lie within 1:MAX_RATIO .. MAX_RATIO:1.
+MAX_RATIO = 8
 
 #: Controls a request can carry, in the order fates are reported.
 CONTROL_NAMES = ("prompt", "negative_prompt", "cfg", "steps", "seed", "size", "n", "sampler")
 
 
-class Quality(str, Enum):
+class Quality(StrEnum):  # str(): "hero", not "Quality.hero"
     """The job's quality axis: what the image is for. Each is defined as data in the catalog."""
 
     draft = "draft"
@@ -43,11 +45,8 @@ class Quality(str, Enum):
     hero = "hero"
     print = "print"
 
-    def __str__(self) -> str:  # so f-strings and rich print "hero", not "Quality.hero"
-        return self.value
 
-
-class Sampler(str, Enum):
+class Sampler(StrEnum):
     """Unified sampler names (A1111 vocabulary), mapped per pipeline by the local backend."""
 
     euler = "euler"
@@ -57,9 +56,6 @@ class Sampler(str, Enum):
     ddim = "ddim"
     unipc = "unipc"
     lcm = "lcm"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
@@ -76,51 +72,55 @@ _ISO_PAPER_MM = {
 
 def parse_size(text: str) -> tuple[int, int]:
     """``"1536x1024"`` → ``(1536, 1024)``. Sides must be 64..16384 pixels."""
-    m = _SIZE_RE.match(str(text))
-    if not m:
-        raise InvalidRequest(f"size {text!r} is not WIDTHxHEIGHT in pixels, e.g. '1024x1024'",
-                             field="size")
-    w, h = int(m.group(1)), int(m.group(2))
-    for side in (w, h):
-        if not 64 <= side <= 16384:
-            raise InvalidRequest(f"size {text!r}: each side must be 64..16384 pixels", field="size")
-    if not 1 / 8 <= w / h <= 8:  # the same bound as aspect_ratio, so neither slips past the other
-        raise InvalidRequest(f"size {text!r}: the aspect ratio must lie within 1:8 .. 8:1",
-                             field="size")
+    w, h = (int(g) for g in _read(_SIZE_RE, "size", text,
+                                  "WIDTHxHEIGHT in pixels, e.g. '1024x1024'"))
+    _sides_within("size", text, (w, h), 64, 16384, "pixels")
+    _ratio_within("size", text, w, h)  # the bound of aspect_ratio, so neither slips past the other
     return w, h
 
 
 def parse_aspect_ratio(text: str) -> tuple[float, float]:
     """``"3:2"`` → ``(3.0, 2.0)``. The ratio must lie within 1:8 .. 8:1."""
-    m = _ASPECT_RE.match(str(text))
-    if not m:
-        raise InvalidRequest(f"aspect_ratio {text!r} is not W:H, e.g. '3:2' or '16:9'",
-                             field="aspect_ratio")
-    w, h = float(m.group(1)), float(m.group(2))
-    if w <= 0 or h <= 0 or not 1 / 8 <= w / h <= 8:
-        raise InvalidRequest(f"aspect_ratio {text!r} must be positive and within 1:8 .. 8:1",
-                             field="aspect_ratio")
+    w, h = (float(g) for g in _read(_ASPECT_RE, "aspect_ratio", text,
+                                    "W:H, e.g. '3:2' or '16:9'"))
+    _ratio_within("aspect_ratio", text, w, h)
     return w, h
 
 
 def parse_print_size(text: str) -> tuple[float, float]:
     """A physical print size in inches: ``"8x10in"``, ``"20x30cm"``, ``"210x297mm"``, ``"A4"``."""
-    t = str(text).strip()
-    if t.upper() in _ISO_PAPER_MM:
-        w_mm, h_mm = _ISO_PAPER_MM[t.upper()]
+    paper = str(text).strip().upper()
+    if paper in _ISO_PAPER_MM:
+        w_mm, h_mm = _ISO_PAPER_MM[paper]
         return w_mm / 25.4, h_mm / 25.4
-    m = _PRINT_RE.match(t)
-    if not m:
-        raise InvalidRequest(
-            f"print_size {text!r} is not understood: use '8x10in', '20x30cm', '210x297mm' or a "
-            f"paper name ({', '.join(sorted(_ISO_PAPER_MM))})", field="print_size")
-    w, h, unit = float(m.group(1)), float(m.group(2)), m.group(3)
+    width, height, unit = _read(_PRINT_RE, "print_size", text, "understood: use '8x10in', "
+                                "'20x30cm', '210x297mm' or a paper name "
+                                f"({', '.join(sorted(_ISO_PAPER_MM))})")
     factor = {"cm": 1 / 2.54, "mm": 1 / 25.4}.get(unit, 1.0)
-    w, h = w * factor, h * factor
-    if not (0.5 <= w <= 120 and 0.5 <= h <= 120):
-        raise InvalidRequest(f"print_size {text!r}: each side must be 0.5..120 inches",
-                             field="print_size")
+    w, h = float(width) * factor, float(height) * factor
+    _sides_within("print_size", text, (w, h), 0.5, 120, "inches")
     return w, h
+
+
+def _read(pattern: re.Pattern[str], field: str, text: str, form: str) -> tuple[str, ...]:
+    """The groups of ``pattern`` in ``text``, or an InvalidRequest: ``field`` is not ``form``."""
+    m = pattern.match(str(text))
+    if not m:
+        raise InvalidRequest(f"{field} {text!r} is not {form}", field=field)
+    return m.groups()
+
+
+def _sides_within(field: str, text: str, sides: tuple[float, float], low: float, high: float,
+                  unit: str) -> None:
+    if not all(low <= side <= high for side in sides):
+        raise InvalidRequest(f"{field} {text!r}: each side must be {low:g}..{high:g} {unit}",
+                             field=field)
+
+
+def _ratio_within(field: str, text: str, w: float, h: float) -> None:
+    if w <= 0 or h <= 0 or not 1 / MAX_RATIO <= w / h <= MAX_RATIO:
+        raise InvalidRequest(f"{field} {text!r}: the aspect ratio must lie within "
+                             f"1:{MAX_RATIO} .. {MAX_RATIO}:1", field=field)
 
 
 class ImageRequest(BaseModel):

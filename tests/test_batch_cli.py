@@ -39,9 +39,11 @@ def test_bad_lines_are_reported_with_line_numbers_and_nothing_runs(tmp_path):
     code, output = _run("batch", str(jobs), "--out", str(tmp_path / "out"), "--simulate")
     assert code == 2
     text = " ".join(output.split())
-    for where in (":2: not JSON", ":4: expected a JSON object", ":5: n:", ":7: id 'a' already "
-                  "used on line 6"):
+    wheres = (":2: not JSON", ":4: expected a JSON object", ":5: n:", ":7: id 'a' already "
+              "used on line 6")
+    for where in wheres:
         assert where in text, where
+    assert [text.index(w) for w in wheres] == sorted(text.index(w) for w in wheres)  # line order
     assert "nothing was sent" in text
     assert not (tmp_path / "out").exists()
 

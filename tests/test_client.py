@@ -8,6 +8,7 @@ The simulators record every request that reached the wire, which is how "retried
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from typing import Any
 
 import _catalogs
@@ -358,11 +359,11 @@ class _FailFromCall(FalProvider):
         super().__init__(poll_interval_s=0.01, poll_retry_backoff_s=0.01)
         self.sim, self.fail_from, self.calls = sim, fail_from, 0
 
-    def generate(self, call: Any, *, timeout_s: float) -> ProviderOutput:
+    def job(self, call: Any, **kw: Any) -> Any:
         self.calls += 1
         if self.calls == self.fail_from:
             self.sim.fail("fal", status=500, times=10)
-        return super().generate(call, timeout_s=timeout_s)
+        return super().job(call, **kw)
 
 
 def test_a_failing_later_chunk_returns_the_images_already_paid_for(sim: Simulator) -> None:
@@ -406,12 +407,15 @@ class _WrongSize(Provider):
     def build_payload(self, planned: Any, offer: Any) -> Any:
         return self.inner.build_payload(planned, offer)
 
-    def generate(self, call: Any, *, timeout_s: float) -> ProviderOutput:
+    def job(self, call: Any, **kw: Any) -> Generator[Any, Any, ProviderOutput]:
         data = render_image(call.planned.prompt, 1, 512, 512, "png")
         return ProviderOutput(images=[RawImage(data=data, mime="image/png")], cost_usd=0.001)
+        yield  # a job with no I/O: no step at all
 
-    async def agenerate(self, call: Any, *, timeout_s: float) -> ProviderOutput:
-        return self.generate(call, timeout_s=timeout_s)
+    def wire(self) -> Any:
+        raise AssertionError("no step runs")
+
+    awire = wire
 
 
 def test_a_size_that_differs_from_the_plan_becomes_an_approximated_fate() -> None:

@@ -17,7 +17,6 @@ from test_client import PROMPT, make_client, submits
 
 import modelglass as mg
 from modelglass.errors import OutcomeUnknown
-from modelglass.providers.base import ProviderOutput
 from modelglass.providers.fal import FalProvider
 from modelglass.result import FateKind
 from modelglass.testing import Simulator, is_simulated
@@ -139,11 +138,11 @@ class _AsyncFailFromCall(FalProvider):
         super().__init__(poll_interval_s=0.01, poll_retry_backoff_s=0.01)
         self.sim, self.fail_from, self.calls = sim, fail_from, 0
 
-    async def agenerate(self, call: Any, *, timeout_s: float) -> ProviderOutput:
+    def job(self, call: Any, **kw: Any) -> Any:
         self.calls += 1
         if self.calls == self.fail_from:
             self.sim.fail("fal", status=500, times=10)
-        return await super().agenerate(call, timeout_s=timeout_s)
+        return super().job(call, **kw)
 
 
 def test_async_failing_later_chunk_returns_the_partial_result(sim: Simulator) -> None:

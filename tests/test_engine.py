@@ -19,8 +19,8 @@ import modelglass as mg
 from modelglass._download import verify_bytes
 from modelglass.errors import OutcomeUnknown
 from modelglass.jobs import JobEvent, Resume
-from modelglass.jobs._steps import Call, Download, Wait, Wire
-from modelglass.providers._common import Deadline, Op, Sleep
+from modelglass.jobs._delivery import Download
+from modelglass.jobs._steps import Wait, Wire
 from modelglass.providers.base import Provider, ProviderOutput, RawImage
 from modelglass.providers.fal import FalProvider
 from modelglass.testing import Simulator, render_image
@@ -42,25 +42,29 @@ class _Steps(Provider):
     def build_payload(self, planned: Any, offer: Any) -> Any:
         return self.inner.build_payload(planned, offer)
 
+    resumable = True
+
     def job(self, call: Any, *, timeout_s: float, resume: str | None = None,
-            on_submitted: Any = None) -> tuple[Generator[Any, Any, ProviderOutput], Deadline]:
-        def steps() -> Generator[Any, Any, ProviderOutput]:
-            rid = resume if resume is not None else (yield Op("submit", (call.payload,)))
-            on_submitted(rid)
-            while (yield Op("status", (rid,))) != "COMPLETED":
-                yield Sleep(0.01)
-            url = yield Op("result", (rid,))
-            return ProviderOutput(images=[RawImage(url=url, mime="image/png")], request_id=rid)
-        return steps(), Deadline(timeout_s)
+            on_submitted: Any = None) -> Generator[Any, Any, ProviderOutput]:
+        rid = resume if resume is not None else (yield Wire(self, "submit", (call.payload,)))
+        on_submitted(rid)
+        while (yield Wire(self, "status", (rid,))) != "COMPLETED":
+            yield Wait(0.01)
+        url = yield Wire(self, "result", (rid,))
+        return ProviderOutput(images=[RawImage(url=url, mime="image/png")], request_id=rid)
 
     def cancel_job(self, call: Any, request_id: str) -> Generator[Any, Any, bool]:
-        return (yield Op("cancel", (request_id,))) == "CANCELLATION_REQUESTED"
+        return (yield Wire(self, "cancel", (request_id,))) == "CANCELLATION_REQUESTED"
 
-    def generate(self, call: Any, *, timeout_s: float) -> ProviderOutput:
-        raise AssertionError("the engine drives the job's steps instead")
+    def wire(self) -> Any:
+        raise AssertionError("the test answers every step")
 
-    async def agenerate(self, call: Any, *, timeout_s: float) -> ProviderOutput:
-        raise AssertionError("the engine drives the job's steps instead")
+    awire = wire
+
+
+def _call(step: Any) -> tuple[str, tuple[Any, ...]]:
+    assert isinstance(step, Wire)
+    return step.name, step.args
 
 
 def _job(budget: mg.Budget | None = None, **kw: Any) -> tuple[Any, list[JobEvent]]:
@@ -81,15 +85,15 @@ def test_a_job_asks_for_steps_and_takes_their_outcomes() -> None:
     job, events = _job(budget)
     steps = job.steps()
     step = next(steps)
-    assert isinstance(step, Wire) and step.op.name == "submit"
+    assert _call(step)[0] == "submit"
     assert budget.reserved == pytest.approx(0.003)  # held before anything is sent
     step = steps.send("rid-7")
-    assert isinstance(step, Wire) and step.op == Op("status", ("rid-7",))
+    assert _call(step) == ("status", ("rid-7",))
     assert [e.state for e in events][-1] == "submitted" and events[-1].request_id == "rid-7"
     assert isinstance(steps.send("IN_PROGRESS"), Wait)
     assert isinstance(steps.send(None), Wire)
     step = steps.send("COMPLETED")
-    assert step.op.name == "result"
+    assert _call(step)[0] == "result"
     step = steps.send("https://img.example/1.png")
     assert isinstance(step, Download) and step.images[0].url == "https://img.example/1.png"
     with pytest.raises(StopIteration) as done:
@@ -113,7 +117,7 @@ def test_an_interrupt_while_polling_cancels_by_id_then_goes_on() -> None:
     next(steps)
     steps.send("rid-9")  # submitted; now polling
     step = steps.throw(KeyboardInterrupt())
-    assert isinstance(step, Wire) and step.op == Op("cancel", ("rid-9",))
+    assert _call(step) == ("cancel", ("rid-9",))
     with pytest.raises(KeyboardInterrupt):
         steps.send("CANCELLATION_REQUESTED")
     assert budget.reserved == 0 and budget.spent == pytest.approx(0.003)  # it may bill
@@ -159,7 +163,7 @@ def test_resume_polls_the_given_id_and_never_submits() -> None:
     job, events = _job(resume=Resume("flux-schnell@fal", "rid-old"))
     steps = job.steps()
     step = next(steps)
-    assert isinstance(step, Wire) and step.op == Op("status", ("rid-old",))
+    assert _call(step) == ("status", ("rid-old",))
     assert any(e.state == "submitted" and e.request_id == "rid-old" for e in events)
 
 
@@ -170,16 +174,24 @@ def test_resume_on_a_provider_without_job_ids_is_refused_as_possibly_charged() -
                         resume=Resume("gpt-image-2@openai", "req-1"))  # any OpenAI offer
 
 
-def test_providers_without_steps_are_one_call() -> None:
-    class _Whole(_Steps):
-        def job(self, call: Any, **kw: Any) -> Any:  # type: ignore[override]
-            return None
+def test_a_provider_without_job_ids_is_one_wire_call_announced_as_submitted() -> None:
+    class _OneCall(_Steps):
+        resumable = False
 
-    client = mg.Client(providers={"fal": _Whole()}, available=["fal"])
+        def job(self, call: Any, **kw: Any) -> Any:
+            reply = yield Wire(self, "generate", (call.payload,))
+            return ProviderOutput(images=[RawImage(url=reply, mime="image/png")])
+
+    events: list[JobEvent] = []
+    client = mg.Client(providers={"fal": _OneCall()}, available=["fal"])
     job = client._job(PROMPT, {"quality": "draft", "provider": "fal"}, job_id=None,
-                      events=None, resume=None, allow_double_payment=None, deadline_s=None)
-    step = next(job.steps())
-    assert isinstance(step, Call) and step.timeout_s <= client.timeout_s
+                      events=events.append, resume=None, allow_double_payment=None,
+                      deadline_s=None)
+    steps = job.steps()
+    assert _call(next(steps))[0] == "generate"
+    # No id to wait for: "submitted" before the request goes out, and no "sending".
+    assert [e.state for e in events] == ["pending", "pending", "submitted"]
+    assert isinstance(steps.send("https://img.example/1.png"), Download)
 
 
 # -- resume on the simulators ---------------------------------------------------------------------
@@ -210,8 +222,8 @@ def test_async_resume_fetches_a_replicate_prediction_created_before(sim: Simulat
             wire = client.provider("replicate").awire()
             pred = await wire.create_model(call.offer.endpoint, call.payload)
             r = await client.generate(PROMPT, quality="draft", provider="replicate", seed=4,
-                                      resume=Resume(call.offer.key, pred["id"]))
-            return r, pred["id"]
+                                      resume=Resume(call.offer.key, pred.id))
+            return r, pred.id
 
     r, pid = asyncio.run(main())
     assert len(submits(sim, "replicate")) == 1
@@ -231,7 +243,7 @@ def test_a_failing_events_sink_does_not_strand_a_paid_job() -> None:
     steps = job.steps()
     next(steps)
     step = steps.send("rid-3")  # the sink fails on 'submitted'; polling goes on
-    assert isinstance(step, Wire) and step.op == Op("status", ("rid-3",))
+    assert _call(step) == ("status", ("rid-3",))
     steps.send("COMPLETED")
     steps.send("https://img.example/3.png")
     with pytest.raises(StopIteration) as done:

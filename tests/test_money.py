@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Generator
 from typing import Any
 
 import _sim_fixtures
@@ -166,12 +167,15 @@ class _OddCost(Provider):
     def build_payload(self, planned: Any, offer: Any) -> Any:
         return self.inner.build_payload(planned, offer)
 
-    def generate(self, call: Any, *, timeout_s: float) -> ProviderOutput:
+    def job(self, call: Any, **kw: Any) -> Generator[Any, Any, ProviderOutput]:
         data = render_image(call.planned.prompt, 1, 1024, 1024, "png")
         return ProviderOutput(images=[RawImage(data=data, mime="image/png")], cost_usd=self.cost)
+        yield  # a job with no I/O: no step at all
 
-    async def agenerate(self, call: Any, *, timeout_s: float) -> ProviderOutput:
-        return self.generate(call, timeout_s=timeout_s)
+    def wire(self) -> Any:
+        raise AssertionError("no step runs")
+
+    awire = wire
 
 
 @pytest.mark.parametrize("cost", [math.nan, -1.0, math.inf])

@@ -8,7 +8,9 @@ client did not retry on its own" are asserted.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import _sim_fixtures
@@ -248,6 +250,58 @@ def test_hang_ends_in_generation_timeout_within_the_deadline(sim: Simulator, mod
         assert len(sim.requests("fal", stage="cancel")) == 1
 
 
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port with a socket bound but not listening: a connect is refused at once,
+    before any byte of a request could leave."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
+class _RefusedFirst(FalProvider):
+    """The real fal provider; its first job's queue host refuses the connection, later jobs
+    reach the simulator."""
+
+    def __init__(self, sim: Simulator, port: int, mp: pytest.MonkeyPatch) -> None:
+        super().__init__(poll_interval_s=0.01, poll_retry_backoff_s=0.01)
+        self.sim, self.port, self.mp, self.jobs = sim, port, mp, 0
+
+    def job(self, call: Any, **kw: Any) -> Any:
+        import fal_client.client
+
+        self.jobs += 1
+        host = f"127.0.0.1:{self.port}" if self.jobs == 1 else self.sim.fal_queue_host
+        self.mp.setattr(fal_client.client, "QUEUE_URL_FORMAT", f"https://{host}/")
+        return super().job(call, **kw)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_submit_that_never_connected_is_retried_not_outcome_unknown(
+        sim: Simulator, mode: str, refused_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Connection refused: the submit never left, so fal cannot have queued (or billed) it. It is
+    # a retryable failure the engine tries again — not OutcomeUnknown, which would give up on
+    # the offer and keep its estimate as possibly spent.
+    provider = _RefusedFirst(sim, refused_port, monkeypatch)
+    budget = mg.Budget(1.0)
+    client_cls = mg.Client if mode == "sync" else mg.AsyncClient
+    client = client_cls(providers={"fal": provider}, available=["fal"], budget=budget,
+                        max_retries=1, retry_backoff_s=0.0)
+
+    async def agen() -> Any:
+        async with client:  # type: ignore[attr-defined]
+            return await client.generate("a red bicycle", quality="draft", provider="fal")
+
+    r = (client.generate("a red bicycle", quality="draft", provider="fal")  # type: ignore[union-attr]
+         if mode == "sync" else asyncio.run(agen()))
+    first, second = r.attempts
+    assert first.error_type == "ProviderError" and first.retryable and not first.possibly_charged
+    assert "could not reach fal" in (first.error or "")
+    assert second.ok and len(r.images) == 1
+    assert len(sim.requests("fal", stage="submit")) == 1 and sim.billed("fal") == 1
+    assert budget.spent == pytest.approx(r.cost_usd) and budget.reserved == 0
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_slow_job_past_the_deadline_is_cancelled(sim: Simulator, mode: str) -> None:
     sim.service_time("fal", 5.0)
@@ -273,7 +327,7 @@ def test_401_says_which_env_var_to_check_and_never_shows_the_key(sim: Simulator,
 def test_key_never_appears_in_reprs_or_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     p = FalProvider(api_key="fal-secret-key-123456")
     assert "fal-secret" not in repr(p)
-    from modelglass.providers._common import scrub
+    from modelglass.providers._keys import scrub
     assert scrub("boom fal-secret-key-123456 boom", p._secrets()) == "boom *** boom"
 
 

@@ -140,7 +140,7 @@ def test_429_on_create_is_rate_limited_with_retry_after(sim: Simulator, mode: st
 
 
 def test_retry_after_from_the_problem_body_when_no_header() -> None:
-    from modelglass.providers._common import http_error
+    from modelglass.providers._errors import http_error
 
     err = http_error("replicate", 429, headers={}, body={"detail": "throttled", "retry_after": 7},
                      key_env="REPLICATE_API_TOKEN", what="create")

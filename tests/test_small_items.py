@@ -9,7 +9,7 @@ import json
 import pytest
 
 import modelglass as mg
-from modelglass.providers import _common
+from modelglass.providers import _errors
 from modelglass.testing import simulate
 
 
@@ -34,7 +34,7 @@ def test_an_offer_repr_is_one_short_line() -> None:
 
 def test_refusal_message_has_one_full_stop_before_the_advice() -> None:
     for message in ("flagged by the safety checker.", "flagged by the safety checker"):
-        text = str(_common.content_rejected("fal", message, None))
+        text = str(_errors.content_rejected("fal", message, None))
         assert "checker. Rephrase" in text and ".." not in text
 
 

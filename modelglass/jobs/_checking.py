@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelglassError
 from . import _outcome
-from ._steps import Check, Step
+from ._delivery import Check
+from ._steps import Step
 
 if TYPE_CHECKING:
     from ..checks import CheckResult

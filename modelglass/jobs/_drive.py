@@ -27,48 +27,65 @@ T = TypeVar("T")
 stop_event: ContextVar[Any] = ContextVar("modelglass_stop_event", default=None)
 
 
+class _Driven:
+    """A job being driven: what it asks for next, given the outcome of its last step (a value
+    sent in, or an exception thrown in). The one place a job is advanced; the two drivers
+    below differ only in how they run a step."""
+
+    __slots__ = ("error", "job", "result", "value")
+
+    def __init__(self, job: Generator[Step, Any, Any]) -> None:
+        self.job = job
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.result: Any = None
+
+    def next_step(self) -> Step | None:
+        """The next step; None once the job has returned (its value in :attr:`result`)."""
+        try:
+            step = self.job.throw(self.error) if self.error is not None else \
+                self.job.send(self.value)
+        except StopIteration as stop:
+            self.result = stop.value
+            return None
+        finally:
+            self.value = self.error = None  # the job has it; never keep a traceback alive here
+        return step
+
+    def failed(self, exc: BaseException) -> None:
+        """The step failed with ``exc``: it is thrown into the job next."""
+        self.error = exc
+
+
 def run(job: Generator[Step, Any, T], io: Any) -> T:
     """Run ``job`` to its end with blocking I/O."""
-    value: Any = None
-    error: BaseException | None = None
+    driven = _Driven(job)
     halt = stop_event.get()
     try:
-        while True:
-            try:
-                step = job.throw(error) if error is not None else job.send(value)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            finally:
-                error = None  # the job has it; never keep a traceback alive here
+        while (step := driven.next_step()) is not None:
             try:
                 if halt is not None and isinstance(step, Wait):
                     if halt.wait(max(0.0, step.seconds)):
                         halt = None  # once: the cancel the job asks for next must run
                         raise KeyboardInterrupt("the batch was stopped")
-                    value = None
                     continue
-                value = step.run(io)
+                driven.value = step.run(io)
             except BaseException as exc:  # noqa: BLE001 - interrupts too: the job settles, re-raises
-                value, error = None, exc
+                driven.failed(exc)
+        return driven.result  # type: ignore[no-any-return]
     finally:
         job.close()  # an interrupt between steps: the job still settles its budget
 
 
 async def arun(job: Generator[Step, Any, T], io: Any) -> T:
     """Run ``job`` to its end, awaiting each step."""
-    value: Any = None
-    error: BaseException | None = None
+    driven = _Driven(job)
     try:
-        while True:
+        while (step := driven.next_step()) is not None:
             try:
-                step = job.throw(error) if error is not None else job.send(value)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            finally:
-                error = None
-            try:
-                value = await step.arun(io)
+                driven.value = await step.arun(io)
             except BaseException as exc:  # noqa: BLE001 - CancelledError too: the job cancels
-                value, error = None, exc
+                driven.failed(exc)
+        return driven.result  # type: ignore[no-any-return]
     finally:
         job.close()

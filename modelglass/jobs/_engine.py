@@ -13,9 +13,10 @@ Per job:
 2. Per offer: check ``max_cost_usd`` again and reserve the estimate on the shared budget before
    anything is sent.
 3. Per chunk of ``n`` (the offer's ``max_images_per_call``): the provider call, with retries
-   (:mod:`._retry`), then the download of every image. Providers with resumable jobs (fal,
-   Replicate) run as their own sans-I/O steps through this generator, so the engine knows each
-   job's id as soon as it exists (the ``submitted`` event) and can cancel it.
+   (:mod:`._retry`), then the download of every image. Every provider's call is its own
+   sans-I/O job (:meth:`Provider.job`), whose steps run through this generator; for providers
+   with resumable jobs (fal, Replicate) the engine so knows each job's id as soon as it exists
+   (the ``submitted`` event) and can cancel it.
 4. Settle the budget with what was charged; build the result (:mod:`._outcome`).
 5. With ``check=``: the outcome checks of the delivered images, as one more step, and the tries
    a failed check asks for (``on_fail``), each reserved like the first (:mod:`._checking`).
@@ -44,13 +45,13 @@ from typing import TYPE_CHECKING, Any
 
 from .._destination import public_url
 from ..errors import DownloadFailed, ModelglassError, OutcomeUnknown
-from ..providers._common import Deadline, Sleep
 from ..result import Attempt, GeneratedImage, Missing
 from . import _checking, _outcome
+from ._delivery import Download
 from ._events import EventSink, JobEvent, Resume
 from ._owner import Hooks, Owner
 from ._retry import falls_back, possibly_charged, retry_after_of, retryable
-from ._steps import Call, Download, Step, Wait, Wire
+from ._steps import Step, Wait
 
 if TYPE_CHECKING:
     from .._download import Fetched
@@ -236,7 +237,7 @@ class Job:
         call = call_of()
         provider = self.owner.provider(call.provider)
         chunk_calls = chunk_calls_of(call, provider)
-        resumable = _resumable(provider)
+        resumable = provider.resumable
         self.add_time("plan_s", self.clock() - t0)
         if self.resume is not None and not resumable:
             raise OutcomeUnknown(
@@ -312,43 +313,23 @@ class Job:
 
     def _provider_call(self, flight: _InFlight, timeout_s: float,
                        resume_id: str | None) -> Generator[Step, Any, ProviderOutput]:
-        """One try: the provider's own sans-I/O job relayed step by step, or one whole call."""
+        """One try: the provider's own sans-I/O job, its steps passed through."""
         run = flight.run
 
         def submitted(request_id: str) -> None:
             flight.request_id = flight.attempt.request_id = request_id
             self.emit("submitted", run, chunk=flight.attempt.chunk, request_id=request_id)
 
-        job = (run.provider.job(flight.chunk, timeout_s=timeout_s, resume=resume_id,
-                                on_submitted=submitted) if run.resumable else None)
-        if job is None:
-            flight.sent = True  # one request goes out; once sent, it may be billed
-            self.emit("submitted", run, chunk=flight.attempt.chunk)
-            return (yield Call(run.provider, flight.chunk, timeout_s))  # type: ignore[no-any-return]
-        gen, deadline = job
-        value: Any = None
-        error: BaseException | None = None
-        try:
-            while True:
-                try:
-                    op = gen.throw(error) if error is not None else gen.send(value)
-                except StopIteration as stop:
-                    return stop.value  # type: ignore[no-any-return]
-                value = error = None
-                if isinstance(op, Sleep):
-                    yield Wait(op.seconds)
-                    continue
-                if not flight.sent and resume_id is None:
-                    # Before the create's first byte may leave: a journal that never saw this
-                    # knows nothing was sent (a crash before it is not a possible charge).
-                    self.emit("sending", run, chunk=flight.attempt.chunk)
-                flight.sent = True  # the first wire call of a new job is its create
-                try:
-                    value = yield Wire(run.provider, op, deadline)
-                except Exception as exc:  # noqa: BLE001 - every wire failure goes back to the job
-                    error = exc
-        finally:
-            gen.close()
+        job = run.provider.job(flight.chunk, timeout_s=timeout_s, resume=resume_id,
+                               on_submitted=submitted)
+        if resume_id is None:
+            # Before the create's first byte may leave: a journal that never saw this knows
+            # nothing was sent (a crash before it is not a possible charge). A job without an id
+            # is ``submitted`` now: once sent, it may be billed, and it has no id to wait for.
+            self.emit("sending" if run.resumable else "submitted", run,
+                      chunk=flight.attempt.chunk)
+        flight.sent = True
+        return (yield from job)
 
     def _download(self, run: Run, k: int, output: ProviderOutput) -> Generator[Step, Any, None]:
         """Fetch and verify the images of call ``k``; keep every one that arrived."""
@@ -491,9 +472,8 @@ class Job:
                       if run.resumable and flight.request_id else None)
             confirmed = False
             if cancel is not None:
-                deadline = Deadline(max(min(CANCEL_GRACE_S * 3, self.remaining()), 0.5))
                 try:
-                    confirmed = yield from _relay_cancel(run.provider, cancel, deadline)
+                    confirmed = yield from cancel
                 except BaseException as again:  # noqa: BLE001 - interrupted again: stop cancelling
                     log.info("%s: cancel of %s interrupted (%s)", run.key, flight.request_id,
                              type(again).__name__)
@@ -518,43 +498,6 @@ class Job:
             exc.attempts = list(self.attempts)  # type: ignore[attr-defined]
         except AttributeError:  # pragma: no cover - exceptions without a __dict__
             pass
-
-
-def _relay_cancel(provider: Provider, gen: Generator[Any, Any, bool],
-                  deadline: Deadline) -> Generator[Step, Any, bool]:
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            op = gen.throw(error) if error is not None else gen.send(value)
-        except StopIteration as stop:
-            return bool(stop.value)
-        value = error = None
-        if isinstance(op, Sleep):
-            continue
-        try:
-            value = yield Wire(provider, op, deadline)
-        except Exception as exc:  # noqa: BLE001
-            error = exc
-
-
-_STEPPED: dict[type, bool] = {}
-
-
-def _resumable(provider: Provider) -> bool:
-    """Whether the provider runs as sans-I/O steps: it has :meth:`Provider.job`, and no subclass
-    below the class that defines it replaced ``generate`` (a test double, a wrapper)."""
-    cls = type(provider)
-    known = _STEPPED.get(cls)
-    if known is None:
-        from ..providers.base import Provider as Base
-
-        owner = next((c for c in cls.__mro__ if "job" in c.__dict__), Base)
-        gen_owner = next((c for c in cls.__mro__ if "generate" in c.__dict__), Base)
-        agen_owner = next((c for c in cls.__mro__ if "agenerate" in c.__dict__), Base)
-        known = owner is not Base and issubclass(owner, gen_owner) and issubclass(owner, agen_owner)
-        _STEPPED[cls] = known
-    return known
 
 
 def chunk_calls_of(call: ProviderCall, provider: Provider) -> list[ProviderCall]:

@@ -198,9 +198,7 @@ class JournalReconcile:
         if not offer_key or "@" not in offer_key or not self._events_ok:
             return True
         try:
-            from ._engine import _resumable
-
-            return bool(_resumable(self.client.provider(offer_key.rsplit("@", 1)[1])))
+            return self.client.provider(offer_key.rsplit("@", 1)[1]).resumable
         except Exception:  # noqa: BLE001 - unknown: assume a create may be out
             return True
 

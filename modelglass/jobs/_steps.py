@@ -1,38 +1,97 @@
-"""The I/O steps a job asks for, each with its blocking and its awaiting form side by side.
+"""The steps a job asks for, each with its blocking and its awaiting form side by side.
 
-The engine (:mod:`._engine`) yields these and is sent back their outcomes; it never performs
-I/O itself. A driver runs a step with ``step.run(io)`` (blocking) or ``await step.arun(io)``;
-that is the only place the sync and async clients differ. ``io`` is the client that owns the
-connections (its download client and its providers).
+The engine (:mod:`._engine`) and the providers' jobs yield these and are sent back their
+outcomes; they never perform I/O themselves. A driver (:mod:`._drive`) runs a step with
+``step.run(io)`` (blocking) or ``await step.arun(io)``; that is the only place the sync and async
+clients differ. ``io`` is the client that owns the connections (its download client).
 
-- :class:`Wire`: one call of a provider's sans-I/O job (fal submit/status/result/cancel,
-  Replicate create/get/cancel) on the provider's wire object, under the job's deadline.
-- :class:`Call`: a whole provider call for providers without such a job (OpenAI, local).
-- :class:`Download`: fetch and verify every image of one provider call; one outcome per image
-  (bytes or the error), so one bad URL does not lose the others.
-- :class:`Wait`: a retry or Retry-After wait.
-- :class:`Check`: the outcome checks of one try's images (OCR and the like: CPU-bound, run on a
-  worker thread when awaited, so the event loop stays free).
+- :class:`Wire`: one call on a provider's wire object (fal submit/status/result/cancel,
+  Replicate create/get/cancel, OpenAI's images.generate, the local pipeline run), under a
+  :class:`Deadline`. A provider's :meth:`~modelglass.providers.base.Provider.job` yields these.
+- :class:`Wait`: a retry or Retry-After wait, or a provider's poll interval.
+
+The engine's own steps, after the provider's job (downloads, outcome checks), are in
+:mod:`._delivery`; this module imports nothing of modelglass, so providers can yield its steps.
+
+:class:`Deadline` is the point in time one provider job must be done by; within
+:func:`deadline_scope`, every HTTP request a provider's escalating transport sends has its
+timeouts cut to it (:func:`current_deadline`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
+import contextvars
+import inspect
+import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .._download import Fetched
-    from ..checks import Checker, CheckResult
-    from ..plan import ProviderCall
-    from ..providers._common import Deadline, Op
-    from ..providers.base import Provider, ProviderOutput, RawImage
-    from ..request import ImageRequest
-    from ..result import GeneratedImage
+    from ..providers.base import Provider
 
-__all__ = ["Call", "Check", "Download", "Step", "Wait", "Wire"]
+__all__ = ["Deadline", "Step", "Wait", "Wire", "current_deadline", "deadline_scope"]
+
+
+class Deadline:
+    """A point in monotonic time by which one job must be done."""
+
+    def __init__(self, seconds: float, *, per_request_s: float | None = None) -> None:
+        if not seconds or seconds <= 0 or not math.isfinite(seconds):
+            raise ValueError(f"timeout_s must be a positive number of seconds, got {seconds!r}")
+        self.seconds = float(seconds)
+        self.per_request_s = per_request_s
+        self.started = time.monotonic()
+        self.at = self.started + self.seconds
+
+    def remaining(self) -> float:
+        """Seconds left (never below zero)."""
+        return max(0.0, self.at - time.monotonic())
+
+    @property
+    def expired(self) -> bool:
+        """Whether the deadline has passed."""
+        return time.monotonic() >= self.at
+
+    def elapsed(self) -> float:
+        """Seconds since the deadline was set."""
+        return time.monotonic() - self.started
+
+    def clamp(self, seconds: float | None) -> float:
+        """``seconds`` cut to what is left and to ``per_request_s`` (at least 1 ms, so a client
+        never gets 0, which some read as "no limit")."""
+        left = self.remaining()
+        if self.per_request_s is not None:
+            left = min(left, self.per_request_s)
+        value = left if seconds is None else min(seconds, left)
+        return max(value, 0.001)
+
+
+_CURRENT_DEADLINE: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
+    "modelglass_provider_deadline", default=None)
+
+
+def current_deadline() -> Deadline | None:
+    """The deadline of the innermost :func:`deadline_scope` in this thread / task, if any."""
+    return _CURRENT_DEADLINE.get()
+
+
+@contextlib.contextmanager
+def deadline_scope(deadline: Deadline | None) -> Iterator[Deadline | None]:
+    """Within this block (this thread / this task), every HTTP request made through a
+    provider's escalating transport has its timeouts cut to the deadline's remaining time.
+    ``None`` leaves the current scope as it is."""
+    if deadline is None:
+        yield None
+        return
+    token = _CURRENT_DEADLINE.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _CURRENT_DEADLINE.reset(token)
 
 
 class Step:
@@ -49,88 +108,25 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class Wire(Step):
-    """``getattr(wire, op.name)(*op.args)`` on the provider's wire, under ``deadline``."""
+    """``getattr(wire, name)(*args)`` on the provider's wire (``provider.wire()`` blocking,
+    ``provider.awire()`` awaiting), within ``deadline``. A wire method may answer a value or an
+    awaitable (an async client's coroutine); awaiting runs it within the deadline too."""
 
     provider: Provider
-    op: Op
-    deadline: Deadline
+    name: str
+    args: tuple[Any, ...] = ()
+    deadline: Deadline | None = None
 
     def run(self, io: Any) -> Any:
-        from ..providers._common import deadline_scope
-
         wire = self.provider.wire()
         with deadline_scope(self.deadline):
-            return getattr(wire, self.op.name)(*self.op.args)
+            return getattr(wire, self.name)(*self.args)
 
     async def arun(self, io: Any) -> Any:
-        from ..providers._common import deadline_scope
-
         wire = self.provider.awire()
         with deadline_scope(self.deadline):
-            return await getattr(wire, self.op.name)(*self.op.args)
-
-
-@dataclass(frozen=True, slots=True)
-class Call(Step):
-    """One whole provider call (``generate`` / ``agenerate``), bounded by ``timeout_s``."""
-
-    provider: Provider
-    call: ProviderCall
-    timeout_s: float
-
-    def run(self, io: Any) -> ProviderOutput:
-        return self.provider.generate(self.call, timeout_s=self.timeout_s)
-
-    async def arun(self, io: Any) -> ProviderOutput:
-        return await self.provider.agenerate(self.call, timeout_s=self.timeout_s)
-
-
-@dataclass(frozen=True, slots=True)
-class Download(Step):
-    """Fetch and verify ``images``; the outcome is one ``Fetched`` or exception per image."""
-
-    images: tuple[RawImage, ...]
-    provider: str
-    timeout_s: float
-    max_bytes: int
-
-    def run(self, io: Any) -> list[Fetched | Exception]:
-        from .._download import fetch
-
-        def one(raw: RawImage) -> Fetched | Exception:
-            try:
-                client = None if raw.data is not None else io._http_client()
-                return fetch(raw, client=client, provider=self.provider,  # type: ignore[arg-type]
-                             timeout_s=self.timeout_s, max_bytes=self.max_bytes)
-            except Exception as exc:  # noqa: BLE001 - each image's outcome goes back to the job
-                return exc
-
-        if len(self.images) == 1:
-            return [one(self.images[0])]
-        # Several images of one call: fetch and verify them side by side (the network wait and
-        # Pillow's decoding both let other threads run), as AsyncClient does with gather.
-        return list(io._download_pool().map(one, self.images))
-
-    async def arun(self, io: Any) -> list[Fetched | Exception]:
-        from .._download import afetch, fetch, verify_executor
-
-        async def one(raw: RawImage) -> Fetched | Exception:
-            try:
-                if raw.data is not None or (raw.url or "").startswith("data:"):
-                    # Verifying checks every pixel's data (milliseconds per image), mostly with
-                    # the GIL released: on the shared verify threads it runs beside other jobs.
-                    return await asyncio.get_running_loop().run_in_executor(
-                        verify_executor(), functools.partial(
-                            fetch, raw, client=None, provider=self.provider,  # type: ignore[arg-type]
-                            timeout_s=self.timeout_s, max_bytes=self.max_bytes))
-                return await afetch(raw, client=io._http.get(), provider=self.provider,
-                                    timeout_s=self.timeout_s, max_bytes=self.max_bytes)
-            except Exception as exc:  # noqa: BLE001
-                return exc
-
-        if len(self.images) == 1:
-            return [await one(self.images[0])]
-        return list(await asyncio.gather(*(one(raw) for raw in self.images)))
+            result = getattr(wire, self.name)(*self.args)
+            return await result if inspect.isawaitable(result) else result
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,25 +141,3 @@ class Wait(Step):
 
     async def arun(self, io: Any) -> None:
         await asyncio.sleep(max(0.0, self.seconds))
-
-
-@dataclass(frozen=True, slots=True)
-class Check(Step):
-    """Run ``checkers`` on ``images``; the outcome is their list of ``CheckResult``.
-    ``earlier``: ``(index, sha256)`` of the job's images from earlier tries."""
-
-    checkers: tuple[Checker, ...]
-    images: tuple[GeneratedImage, ...]
-    request: ImageRequest
-    earlier: tuple[tuple[int, str], ...] = ()
-
-    def run(self, io: Any) -> list[CheckResult]:
-        from ..checks import run_checks
-
-        return run_checks(self.checkers, self.images, self.request, self.earlier)
-
-    async def arun(self, io: Any) -> list[CheckResult]:
-        from ..checks import run_checks
-
-        return await asyncio.to_thread(run_checks, self.checkers, self.images, self.request,
-                                       self.earlier)

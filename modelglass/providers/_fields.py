@@ -1,7 +1,7 @@
 """The provider-independent part of a payload: each requested control written into the offer's
 own field names (``wire:`` map, else the provider's defaults), with the fates that writing implies.
 
-Split from ``_common`` so each reads in one sitting; the provider modules import it directly.
+Beside the payload helpers (``_payload``); the provider modules import it directly.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._common import format_for_offer, nearest_ratio, ratio_for, wire_name
+from ._payload import format_for_offer, nearest_ratio, ratio_for, wire_name
 
 if TYPE_CHECKING:
     from ..catalog import OfferView

@@ -1,10 +1,19 @@
 """The provider interface. A provider turns a planned call into images, and nothing else.
 
-A provider module is: build the payload without I/O (:meth:`Provider.build_payload`) → one call
-through the official client (:meth:`Provider.generate` / :meth:`Provider.agenerate`) → parse the
-answer into :class:`ProviderOutput`. Routing, planning, budgets, retries, downloads and metadata
-live outside ``providers/``. Provider modules import their official client lazily, inside the
-methods that call it, so ``import modelglass`` stays light.
+A provider is, as the AI SDK's image model: build the payload without I/O
+(:meth:`Provider.build_payload`) → its job, a generator of :mod:`~modelglass.jobs._steps`
+(:meth:`Provider.job`: one :class:`~modelglass.jobs._steps.Wire` call and a parse for OpenAI and
+local; submit, poll and fetch for fal and Replicate) → :class:`ProviderOutput`. The job is pure:
+its only I/O is the wire object it names (:meth:`Provider.wire` blocking, :meth:`Provider.awire`
+awaiting), so the sync and async clients share every decision. Routing, planning, budgets,
+retries, downloads and metadata live outside ``providers/``. Provider modules import their
+official client lazily, inside the methods that build it, so ``import modelglass`` stays light.
+
+The contract (what a subclass writes): :attr:`name`, :meth:`build_payload`, :meth:`job`,
+:meth:`wire` / :meth:`awire`, and where a job has an id: :attr:`resumable` and
+:meth:`cancel_job`. Keys and availability come from class data (:attr:`env_keys`,
+:attr:`key_pairs`, :attr:`key_help`, :attr:`client_package`, ...). :meth:`generate` /
+:meth:`agenerate` drive the job alone, outside a client.
 
 Errors: a provider raises modelglass errors only — ``ContentRejected``, ``RateLimited``,
 ``ProviderError(retryable=...)``, ``GenerationTimeout``, ``EmptyResult``, ``ProviderUnavailable`` —
@@ -14,16 +23,35 @@ status or code is available).
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..errors import (
+    ContentRejected,
+    ModelglassError,
+    OutcomeUnknown,
+    ProviderError,
+    ProviderUnavailable,
+)
+from ..jobs._drive import arun, run
+from ._errors import (
+    connection_error,
+    content_rejected,
+    detach,
+    http_error,
+    outcome_unknown,
+    wrong_shape,
+)
+
 if TYPE_CHECKING:
     from ..catalog import CostEstimate, OfferView
+    from ..jobs._steps import Step
     from ..plan import Planned, ProviderCall
     from ..result import Fate
-    from ._common import Deadline
 
 __all__ = ["Availability", "Provider", "ProviderOutput", "RawImage"]
 
@@ -73,23 +101,105 @@ class ProviderOutput:
 class Provider(ABC):
     """One serving provider: ``openai``, ``fal``, ``replicate`` or ``local``.
 
-    Subclasses set :attr:`name` and implement :meth:`availability`, :meth:`build_payload`,
-    :meth:`generate` and :meth:`agenerate`.
+    Subclasses set :attr:`name` and implement :meth:`build_payload`, :meth:`job` and
+    :meth:`wire` / :meth:`awire`.
     """
 
     name: ClassVar[str]
-    #: Environment variables that hold this provider's key, in order of preference.
+    #: Environment variables that hold this provider's key (or a part of it), in order of
+    #: preference; a single one is the key.
     env_keys: ClassVar[tuple[str, ...]] = ()
+    #: Pairs of those whose values joined by ``:`` make a key (fal's ``FAL_KEY_ID`` and
+    #: ``FAL_KEY_SECRET``); the second of each is a secret too.
+    key_pairs: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: What to do without a key, for messages (``"no fal key: set FAL_KEY"``).
+    key_help: ClassVar[str] = ""
+    #: The constructor argument that takes the key (``api_key``, ``api_token``).
+    key_arg: ClassVar[str] = "api_key"
     #: The Python package its official client lives in (for "pip install modelglass[...]" hints).
     client_package: ClassVar[str | None] = None
+    #: Its distribution name, as availability reports it (``fal-client``).
+    client_dist: ClassVar[str | None] = None
     extra: ClassVar[str | None] = None
     #: True when availability differs per offer (the local backend: weights present or not).
     per_offer_availability: ClassVar[bool] = False
+    #: True when a job has an id that can be polled, resumed and cancelled (fal, Replicate).
+    resumable: ClassVar[bool] = False
 
-    @abstractmethod
+    _explicit_key: str | None = None
+
+    def __repr__(self) -> str:
+        word = self.key_arg.removeprefix("api_")
+        return f"{type(self).__name__}({word}={'set' if self._key() else 'missing'})"
+
+    # -- keys and availability (class data) -------------------------------------------------------
+    def _key(self) -> str | None:
+        """The key given to the constructor, else the first of :attr:`env_keys` that is set,
+        else the first of :attr:`key_pairs` whose two parts are set, joined by ``:``."""
+        if self._explicit_key:
+            return self._explicit_key
+        paired = {name for pair in self.key_pairs for name in pair}
+        for name in self.env_keys:
+            if name not in paired and (value := os.environ.get(name)):
+                return value
+        for first, second in self.key_pairs:
+            a, b = os.environ.get(first), os.environ.get(second)
+            if a and b:
+                return f"{a}:{b}"
+        return None
+
+    def _secrets(self) -> tuple[str | None, ...]:
+        """Every value that must never reach a message, a log line or a repr."""
+        return (self._key(), *(os.environ.get(second) for _, second in self.key_pairs))
+
+    def _install_hint(self) -> str:
+        return f"the {self.name} client is not installed: pip install 'modelglass[{self.extra}]'"
+
     def availability(self) -> Availability:
         """Can this provider be called here (key present, client installed, GPU present)?"""
+        if self.client_package and importlib.util.find_spec(self.client_package) is None:
+            return Availability(False, self._install_hint())
+        if self.env_keys and not self._key():
+            return Availability(False, f"{self.key_help}, or pass {self.key_arg}=")
+        return Availability(True, f"{self.env_keys[0]} set; {self.client_dist} installed"
+                            if self.env_keys else "available")
 
+    def _require_key(self) -> str:
+        """The key, for building a client; :class:`ProviderUnavailable` without one (or
+        without the client package)."""
+        key = self._key()
+        if not key:
+            raise ProviderUnavailable(self.key_help, provider=self.name)
+        if self.client_package and importlib.util.find_spec(self.client_package) is None:
+            raise ProviderUnavailable(self._install_hint(), provider=self.name)
+        return key
+
+    def offer_availability(self, offer: OfferView) -> Availability:
+        """Can this particular offer run here? Default: whatever :meth:`availability` says.
+
+        The local backend overrides it: an offer is eligible only where its weights are present.
+        """
+        return self.availability()
+
+    # -- errors, bound to this provider's name and secrets (see ._errors) --------------------------
+    def _wrong_shape(self, what: str, problem: str, body: Any = None) -> ProviderError:
+        return wrong_shape(self.name, what, problem, body, self._secrets())
+
+    def _refused(self, message: str, code: str | None) -> ContentRejected:
+        return content_rejected(self.name, message, code)
+
+    def _unknown(self, what: str, reason: str, **kw: Any) -> OutcomeUnknown:
+        return outcome_unknown(self.name, what, reason, secrets=self._secrets(), **kw)
+
+    def _http(self, status: int, **kw: Any) -> ProviderError:
+        """:func:`~._errors.http_error` naming this provider's key variable."""
+        return http_error(self.name, status, key_env=self.env_keys[0], secrets=self._secrets(),
+                          **kw)
+
+    def _unreachable(self, what: str, exc: BaseException) -> ProviderError:
+        return connection_error(self.name, what, exc, self._secrets())
+
+    # -- the contract -----------------------------------------------------------------------------
     @abstractmethod
     def build_payload(self, planned: Planned, offer: OfferView) -> tuple[dict[str, Any], dict[str, Fate]]:
         """The request body in the provider's own field names, for one call of ``planned``.
@@ -100,43 +210,28 @@ class Provider(ABC):
         """
 
     @abstractmethod
-    def generate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
-        """Run one planned call (synchronously) through the official client."""
-
-    @abstractmethod
-    async def agenerate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
-        """Run one planned call (asynchronously) through the official client."""
-
-    # -- resumable jobs (optional) ------------------------------------------------------------------
     def job(self, call: ProviderCall, *, timeout_s: float, resume: str | None = None,
-            on_submitted: Callable[[str], None] | None = None) -> tuple[Generator[Any, Any, ProviderOutput], Deadline] | None:
-        """The call as a sans-I/O job (a generator of ``Op`` / ``Sleep`` steps, run on
-        :meth:`wire` / :meth:`awire`) and its deadline, for providers whose jobs have an id that
-        can be polled and cancelled (fal, Replicate). ``resume``: poll the job with that id
-        instead of submitting a new one. ``on_submitted(request_id)`` is called as soon as the
-        provider's id is known, before polling. None (the default): the provider has no such
-        job; the engine calls :meth:`generate` / :meth:`agenerate` instead."""
-        return None
+            on_submitted: Callable[[str], None] | None = None
+            ) -> Generator[Step, Any, ProviderOutput]:
+        """One planned call as a sans-I/O job: a generator of steps (:class:`Wire` calls on
+        :meth:`wire` / :meth:`awire`, :class:`Wait`) that returns the :class:`ProviderOutput`
+        and raises modelglass errors. ``timeout_s`` bounds the whole job. For :attr:`resumable`
+        providers: ``resume`` polls the job with that id instead of submitting a new one, and
+        ``on_submitted(request_id)`` is called as soon as the provider's id is known."""
 
-    def cancel_job(self, call: ProviderCall, request_id: str) -> Generator[Any, Any, bool] | None:
+    def cancel_job(self, call: ProviderCall, request_id: str) -> Generator[Step, Any, bool] | None:
         """Steps that cancel the job ``request_id`` (best effort), returning whether the provider
         confirmed it; None where nothing can be cancelled."""
         return None
 
+    @abstractmethod
     def wire(self) -> Any:
-        """The blocking object the steps of :meth:`job` run on."""
-        raise NotImplementedError(f"{type(self).__name__} has no resumable jobs")
+        """The blocking object the :class:`Wire` steps of :meth:`job` run on."""
 
+    @abstractmethod
     def awire(self) -> Any:
-        """The awaiting object the steps of :meth:`job` run on (one per event loop)."""
-        raise NotImplementedError(f"{type(self).__name__} has no resumable jobs")
-
-    def offer_availability(self, offer: OfferView) -> Availability:
-        """Can this particular offer run here? Default: whatever :meth:`availability` says.
-
-        The local backend overrides it: an offer is eligible only where its weights are present.
-        """
-        return self.availability()
+        """The awaiting object the :class:`Wire` steps of :meth:`job` run on (one per event
+        loop where its client is bound to one)."""
 
     def cost_estimate(self, offer: OfferView, width: int, height: int, n: int,
                       steps: int | None) -> CostEstimate | None:
@@ -148,3 +243,19 @@ class Provider(ABC):
 
     async def aclose(self) -> None:
         """Release async clients and connections."""
+
+    # -- outside a client: the job driven alone ---------------------------------------------------
+    def generate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
+        """Run one planned call blocking: :meth:`job` driven step by step (no retries, no
+        download; the client adds those)."""
+        try:
+            return run(self.job(call, timeout_s=timeout_s), None)
+        except ModelglassError as err:
+            raise detach(err)  # the client exception it replaced holds the request and its key
+
+    async def agenerate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
+        """:meth:`generate`, awaiting each step."""
+        try:
+            return await arun(self.job(call, timeout_s=timeout_s), None)
+        except ModelglassError as err:
+            raise detach(err)

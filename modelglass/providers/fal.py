@@ -8,8 +8,8 @@ client layer's retry policy.
 Retries and timeouts. ``fal-client`` retries up to 10 times by itself (429, 408, 409, ingress
 5xx, connection errors, timeouts), ignoring Retry-After. modelglass decides retries instead, so
 the ``httpx`` client that ``fal_client.SyncClient`` / ``AsyncClient`` use here is built with an
-*escalating transport* (:func:`._common.escalating_transport`): error replies and transport
-errors leave the transport as :class:`._common.HTTPFailure`, which is not an ``httpx`` error, so
+*escalating transport* (:func:`._transport.escalating_transport`): error replies and transport
+errors leave the transport as :class:`._transport.HTTPFailure`, which is not an ``httpx`` error, so
 fal-client's retry loop (which catches only ``httpx.HTTPError`` / ``FalClientHTTPError``) lets it
 through on the first attempt. No module-level constant of fal-client is changed, so other users
 of fal-client in the same process keep its default behaviour. The same transport cuts every
@@ -25,53 +25,23 @@ Field names follow the offer's ``wire:`` map; the defaults below are fal's commo
 from __future__ import annotations
 
 import functools
-import importlib.util
-import json
 import logging
-import os
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import (
-    ContentRejected,
-    EmptyResult,
-    GenerationTimeout,
-    ModelglassError,
-    ProviderError,
-    ProviderUnavailable,
-    RateLimited,
-)
-from ._common import (
-    Deadline,
-    HTTPFailure,
-    Op,
-    PerLoop,
-    Sleep,
-    adrive,
-    connection_error,
-    content_rejected,
-    deadline_scope,
-    decode_data_uri,
-    drive,
-    escalating_transport,
-    excerpt,
-    http_error,
-    merge_options,
-    mime_for_format,
-    never_sent,
-    outcome_unknown,
-    poll_backoff,
-    ran_out,
-    retryable,
-    scrub,
-    transport_reason,
-    wrong_shape,
-)
+from ..errors import EmptyResult, GenerationTimeout, ModelglassError, ProviderError, RateLimited
+from ..jobs._steps import Wait
+from ._errors import excerpt, never_sent
 from ._fields import WireDefaults, build_fields
-from .base import Availability, Provider, ProviderOutput, RawImage
+from ._keys import scrub
+from ._payload import image_ref, merge_options, mime_for_format
+from ._queued import QueuedProvider, poll_backoff, transient
+from ._transport import HTTPFailure, escalating_transport
+from .base import ProviderOutput, RawImage
 
 if TYPE_CHECKING:
     from ..catalog import OfferView
+    from ..jobs._steps import Deadline, Step
     from ..plan import Planned, ProviderCall
     from ..result import Fate
 
@@ -91,7 +61,7 @@ _CONTENT_TYPES = {"content_policy_violation"}
 _TIMEOUT_TYPES = {"request_timeout", "startup_timeout"}
 
 
-class FalProvider(Provider):
+class FalProvider(QueuedProvider["_Wire"]):
     """fal.ai, through ``fal_client`` (queue API).
 
     >>> FalProvider(api_key="...", request_timeout_s=30).availability().ok  # doctest: +SKIP
@@ -103,47 +73,21 @@ class FalProvider(Provider):
     """
 
     name = "fal"
+    brand = "fal"
     env_keys = ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET")
+    key_pairs = (("FAL_KEY_ID", "FAL_KEY_SECRET"),)
+    key_help = "no fal key: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET)"
     client_package = "fal_client"
+    client_dist = "fal-client"
     extra = "fal"
 
     def __init__(self, api_key: str | None = None, *, request_timeout_s: float = 60.0,
                  poll_interval_s: float = 0.1, max_poll_interval_s: float = 1.0,
                  cancel_timeout_s: float = 3.0, poll_retry_backoff_s: float = 0.1) -> None:
-        self._explicit_key = api_key
-        self.request_timeout_s = request_timeout_s
-        self.poll_interval_s = poll_interval_s
-        self.max_poll_interval_s = max_poll_interval_s
-        self.cancel_timeout_s = cancel_timeout_s
-        self.poll_retry_backoff_s = poll_retry_backoff_s
-        self._sync: _SyncWire | None = None
-        self._async: PerLoop[_AsyncWire] = PerLoop(self._make_async_wire)
-
-    def __repr__(self) -> str:
-        return f"FalProvider(key={'set' if self._key() else 'missing'})"
-
-    # -- availability -----------------------------------------------------------------------------
-    def _key(self) -> str | None:
-        if self._explicit_key:
-            return self._explicit_key
-        if key := os.environ.get("FAL_KEY"):
-            return key
-        key_id, secret = os.environ.get("FAL_KEY_ID"), os.environ.get("FAL_KEY_SECRET")
-        if key_id and secret:
-            return f"{key_id}:{secret}"
-        return None
-
-    def _secrets(self) -> tuple[str | None, ...]:
-        return (self._key(), os.environ.get("FAL_KEY_SECRET"))
-
-    def availability(self) -> Availability:
-        if importlib.util.find_spec("fal_client") is None:
-            return Availability(False, "the fal client is not installed: "
-                                       "pip install 'modelglass[fal]'")
-        if not self._key():
-            return Availability(False, "no fal key: set FAL_KEY (or FAL_KEY_ID and "
-                                       "FAL_KEY_SECRET), or pass api_key=")
-        return Availability(True, "FAL_KEY set; fal-client installed")
+        super().__init__(api_key, request_timeout_s=request_timeout_s,
+                         poll_interval_s=poll_interval_s, max_poll_interval_s=max_poll_interval_s,
+                         cancel_timeout_s=cancel_timeout_s,
+                         poll_retry_backoff_s=poll_retry_backoff_s)
 
     # -- payload (pure) ---------------------------------------------------------------------------
     def build_payload(self, planned: Planned, offer: OfferView) -> tuple[dict[str, Any], dict[str, Fate]]:
@@ -154,59 +98,20 @@ class FalProvider(Provider):
         merge_options(payload, options, provider=self.name, reserved=reserved)
         return payload, fates
 
-    # -- calls ------------------------------------------------------------------------------------
-    def generate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
-        deadline = Deadline(timeout_s, per_request_s=self.request_timeout_s)
-        wire = self._sync_wire()
-        with deadline_scope(deadline):
-            return drive(self._job(call, deadline), wire)
-
-    async def agenerate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
-        deadline = Deadline(timeout_s, per_request_s=self.request_timeout_s)
-        wire = self._async.get()
-        with deadline_scope(deadline):
-            return await adrive(self._job(call, deadline), wire)
-
-    # -- resumable jobs (driven by the job engine) -------------------------------------------------
-    def job(self, call: ProviderCall, *, timeout_s: float, resume: str | None = None,
-            on_submitted: Callable[[str], None] | None = None
-            ) -> tuple[Generator[Op | Sleep, Any, ProviderOutput], Deadline]:
-        deadline = Deadline(timeout_s, per_request_s=self.request_timeout_s)
-        return self._job(call, deadline, resume=resume, on_submitted=on_submitted), deadline
-
-    def cancel_job(self, call: ProviderCall, request_id: str) -> Generator[Op | Sleep, Any, bool]:
-        return self._cancel_by_id(call.offer.endpoint, request_id)
-
-    def wire(self) -> _SyncWire:
-        return self._sync_wire()
-
-    def awire(self) -> _AsyncWire:
-        return self._async.get()
-
-    def _cancel_by_id(self, app: str, request_id: str) -> Generator[Op | Sleep, Any, bool]:
-        handle = yield Op("handle", (app, request_id))
+    # -- the job: one pure state machine for both drivers -----------------------------------------
+    def cancel_job(self, call: ProviderCall, request_id: str) -> Generator[Step, Any, bool]:
+        handle = yield self._op(None, "handle", call.offer.endpoint, request_id)
         return (yield from self._cancel(handle))
 
-    def close(self) -> None:
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
-
-    async def aclose(self) -> None:
-        wire = self._async.pop_current()
-        if wire is not None:
-            await wire.aclose()
-
-    # -- the job: one pure state machine for both twins -------------------------------------------
     def _job(self, call: ProviderCall, deadline: Deadline, *, resume: str | None = None,
              on_submitted: Callable[[str], None] | None = None
-             ) -> Generator[Op | Sleep, Any, ProviderOutput]:
+             ) -> Generator[Step, Any, ProviderOutput]:
         app = call.offer.endpoint
         if resume is not None:  # a job submitted earlier (e.g. before a crash): poll, never re-submit
-            handle = yield Op("handle", (app, resume))
+            handle = yield self._op(deadline, "handle", app, resume)
         else:
             try:
-                handle = yield Op("submit", (app, call.payload))
+                handle = yield self._op(deadline, "submit", app, call.payload)
             except Exception as exc:  # noqa: BLE001 - mapped below
                 raise self._submit_error(exc, app) from None
         request_id = str(handle.request_id)
@@ -215,61 +120,8 @@ class FalProvider(Provider):
         what = f"fal request {request_id} ({app})"
         submitted = deadline.elapsed()
         log.debug("fal: submitted %s", what)
-
-        interval = self.poll_interval_s
-        failures = 0
-        state = "IN_QUEUE"
-        started: float | None = None
-        # The cancel must fit inside the deadline too: polling stops this much before it.
-        reserve = min(self.cancel_timeout_s, 0.1 * deadline.seconds)
-        while True:
-            if deadline.remaining() <= reserve:
-                cancelled = yield from self._cancel(handle, deadline)
-                raise self._ran_out(what, state, deadline, cancelled, request_id)
-            try:
-                state, info = yield Op("status", (handle,))
-            except Exception as exc:  # noqa: BLE001
-                err = self._error(exc, f"status of {what}")
-                if retryable(err):
-                    wait = self._backoff(err, failures + 1, deadline)
-                    if wait is not None and deadline.remaining() - wait > reserve:
-                        failures += 1
-                        log.info("fal: status poll of %s failed (%s); resuming by id", what, err)
-                        yield Sleep(wait)
-                        continue
-                    # Waiting as asked would pass the deadline: stop now, not at the deadline.
-                    cancelled = yield from self._cancel(handle, deadline)
-                    raise self._ran_out(what, state, deadline, cancelled, request_id, err)
-                yield from self._cancel(handle, deadline)
-                raise err from None
-            if state == "IN_PROGRESS" and started is None:
-                started = deadline.elapsed()
-            if state == "COMPLETED":
-                break
-            yield Sleep(max(0.0, min(interval, deadline.remaining() - reserve)))
-            interval = min(interval * 1.5, self.max_poll_interval_s)
-
-        # A job that COMPLETED with an error answers its result with that error every time:
-        # fetching again cannot help, so only a clean completion's fetch is resumed.
-        job_failed = bool(info.get("error") or info.get("error_type"))
-        while True:
-            try:
-                result = yield Op("result", (handle,))
-                break
-            except Exception as exc:  # noqa: BLE001
-                err = self._error(exc, f"result of {what}")
-                if job_failed and isinstance(err, ProviderError) and not isinstance(err, RateLimited):
-                    raise err from None
-                wait = self._backoff(err, failures + 1, deadline) if retryable(err) else None
-                if wait is not None and not deadline.expired:
-                    failures += 1
-                    yield Sleep(wait)
-                    continue
-                if deadline.expired and retryable(err):
-                    raise GenerationTimeout(f"{what} finished but its result could not be fetched "
-                                            f"within {deadline.seconds:g} s ({err}).",
-                                            provider=self.name, retryable=True) from None
-                raise err from None
+        started, info, failures = yield from self._poll(handle, deadline, what, request_id)
+        result = yield from self._fetch(handle, deadline, what, info, failures)
         timings = {"submit_s": round(submitted, 4), "total_s": round(deadline.elapsed(), 4)}
         if started is not None:
             timings["queue_s"] = round(started - submitted, 4)
@@ -278,29 +130,60 @@ class FalProvider(Provider):
                 timings[f"fal_{k}"] = float(v)
         return self._output(result, request_id, call, timings, what)
 
-    def _cancel(self, handle: Any, deadline: Deadline | None = None
-                ) -> Generator[Op | Sleep, Any, bool]:
-        """Ask fal to cancel; True only when fal confirmed (``CANCELLATION_REQUESTED``). Within
-        a job the cancel gets what is left of its deadline (at most ``cancel_timeout_s``)."""
-        seconds = self.cancel_timeout_s if deadline is None else \
-            max(0.05, min(self.cancel_timeout_s, deadline.remaining()))
-        try:
-            yield Op("cancel", (handle, seconds))
-        except Exception as exc:  # noqa: BLE001 - best effort
-            log.info("fal: cancel of request %s failed: %s", getattr(handle, "request_id", "?"),
-                     scrub(str(exc), self._secrets()))
-            return False
-        return True
+    def _poll(self, handle: Any, deadline: Deadline, what: str, request_id: str
+              ) -> Generator[Step, Any, tuple[float | None, dict[str, Any], int]]:
+        """Poll the status to COMPLETED: (when it started running, the completed status, how
+        many polls failed)."""
+        interval = self.poll_interval_s
+        failures = 0
+        state = "IN_QUEUE"
+        started: float | None = None
+        reserve = self._reserve(deadline)  # the cancel must fit inside the deadline too
+        while True:
+            if deadline.remaining() <= reserve:
+                cancelled = yield from self._cancel(handle, deadline)
+                raise self._ran_out(what, state, deadline, cancelled, request_id)
+            failed: BaseException | None = None
+            try:
+                state, info = _status_of((yield self._op(deadline, "status", handle)))
+            except Exception as exc:  # noqa: BLE001
+                failed = self._error(exc, f"status of {what}")
+            if failed is not None:
+                yield from self._poll_again(failed, failures, deadline, handle, what, state,
+                                            request_id)
+                failures += 1
+                continue
+            if state == "IN_PROGRESS" and started is None:
+                started = deadline.elapsed()
+            if state == "COMPLETED":
+                return started, info, failures
+            yield Wait(max(0.0, min(interval, deadline.remaining() - reserve)))
+            interval = min(interval * 1.5, self.max_poll_interval_s)
 
-    def _ran_out(self, what: str, state: str, deadline: Deadline, cancelled: bool,
-                 request_id: str, why: BaseException | None = None) -> ProviderError:
-        """The error for a job given up at its deadline: whether the cancel was confirmed."""
-        return ran_out(self.name, "fal", what, state, deadline, cancelled, request_id, why,
-                       self._secrets())
-
-    def _backoff(self, err: BaseException, failures: int, deadline: Deadline) -> float | None:
-        """The wait before polling again after a failed poll (see :func:`poll_backoff`)."""
-        return poll_backoff(err, failures, self.poll_retry_backoff_s, deadline)
+    def _fetch(self, handle: Any, deadline: Deadline, what: str, info: dict[str, Any],
+               failures: int) -> Generator[Step, Any, Any]:
+        """The result of a completed job, fetched again by id while that may help."""
+        # A job that COMPLETED with an error answers its result with that error every time:
+        # fetching again cannot help, so only a clean completion's fetch is resumed.
+        job_failed = bool(info.get("error") or info.get("error_type"))
+        while True:
+            try:
+                return (yield self._op(deadline, "result", handle))
+            except Exception as exc:  # noqa: BLE001
+                err = self._error(exc, f"result of {what}")
+            if job_failed and isinstance(err, ProviderError) and not isinstance(err, RateLimited):
+                raise err
+            wait = poll_backoff(err, failures + 1, self.poll_retry_backoff_s, deadline) \
+                if transient(err) else None
+            if wait is not None and not deadline.expired:
+                failures += 1
+                yield Wait(wait)
+                continue
+            if deadline.expired and transient(err):
+                raise GenerationTimeout(f"{what} finished but its result could not be fetched "
+                                        f"within {deadline.seconds:g} s ({err}).",
+                                        provider=self.name, retryable=True)
+            raise err
 
     def _submit_error(self, exc: BaseException, app: str) -> ModelglassError:
         """A failed submit: retryable only when fal certainly did not queue it (an error reply,
@@ -314,31 +197,27 @@ class FalProvider(Provider):
         if isinstance(exc, ModelglassError) or answered or never_sent(exc) or (
                 fal_http is not None and isinstance(exc, fal_http)):
             return err
-        reason = ("no answer in time" if isinstance(err, GenerationTimeout) else
-                  transport_reason(exc) if isinstance(exc, HTTPFailure) or _is_httpx_error(exc)
-                  else str(err))
-        return outcome_unknown(self.name, f"the {what}", reason, secrets=self._secrets())
+        return self._unknown(f"the {what}", self._lost_reason(exc, err))
 
     # -- parsing (pure) ---------------------------------------------------------------------------
     def _output(self, result: Any, request_id: str, call: ProviderCall, timings: dict[str, float],
                 what: str) -> ProviderOutput:
         secrets = self._secrets()
         if not isinstance(result, Mapping):
-            raise wrong_shape(self.name, what, "the result is not a JSON object", result, secrets)
+            raise self._wrong_shape(what, "the result is not a JSON object", result)
         images = result.get("images")
         if images is None and isinstance(result.get("image"), Mapping):
             images = [result["image"]]  # some endpoints answer with a single "image"
         if not isinstance(images, list):
-            raise wrong_shape(self.name, what, "the result has no 'images' list", result, secrets)
+            raise self._wrong_shape(what, "the result has no 'images' list", result)
         if not images:
             raise EmptyResult(f"{what} completed without images. Retry, or pick another model.",
                               provider=self.name, body=excerpt(result, secrets))
         flags = result.get("has_nsfw_concepts") or []
         flagged = [i for i, f in enumerate(flags) if f is True]
         if flagged:
-            raise content_rejected(
-                self.name, f"fal's safety checker flagged image(s) {flagged} of {what} as NSFW "
-                           f"and blacked them out.", "has_nsfw_concepts")
+            raise self._refused(f"fal's safety checker flagged image(s) {flagged} of {what} as "
+                                f"NSFW and blacked them out.", "has_nsfw_concepts")
         seed = result.get("seed")
         seed = int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else None
         default_mime = mime_for_format(str(call.payload.get("output_format")
@@ -346,21 +225,12 @@ class FalProvider(Provider):
         out: list[RawImage] = []
         for i, img in enumerate(images):
             if not isinstance(img, Mapping) or not isinstance(img.get("url"), str) or not img["url"]:
-                raise wrong_shape(self.name, what, f"images[{i}] has no url", result, secrets)
+                raise self._wrong_shape(what, f"images[{i}] has no url", result)
             url: str = img["url"]
             mime = img.get("content_type") if isinstance(img.get("content_type"), str) else None
-            data = None
-            if url.startswith("data:"):
-                try:
-                    data, uri_mime = decode_data_uri(url)
-                except ValueError as exc:
-                    raise wrong_shape(self.name, what, f"images[{i}] is a bad data: URI ({exc})",
-                                      None) from None
-                mime = mime or uri_mime
-                url_out: str | None = None
-            else:
-                url_out = url
-            out.append(RawImage(data=data, url=url_out, mime=mime or default_mime,
+            data, url_out, uri_mime = image_ref(url, provider=self.name, what=what,
+                                                where=f"images[{i}]")
+            out.append(RawImage(data=data, url=url_out, mime=mime or uri_mime or default_mime,
                                 width=_int_or_none(img.get("width")),
                                 height=_int_or_none(img.get("height")),
                                 seed=seed if len(images) == 1 else None))
@@ -373,15 +243,7 @@ class FalProvider(Provider):
         return ProviderOutput(images=out, cost_usd=None, request_id=request_id, raw=raw,
                               timings=timings, extra={"seed": seed, "endpoint": call.offer.endpoint})
 
-    def _error(self, exc: BaseException, what: str) -> ProviderError | ContentRejected | Any:
-        """Map anything the client raised to a modelglass error (never by message text)."""
-        secrets = self._secrets()
-        if isinstance(exc, ModelglassError):
-            return exc
-        if isinstance(exc, HTTPFailure):
-            if exc.response is None:
-                return connection_error(self.name, what, exc.error or exc, secrets)
-            return self._http_error(exc.status or 0, exc.headers, exc.body(), what)
+    def _client_error(self, exc: BaseException, what: str) -> ModelglassError | None:
         fal_http = _fal_http_error_type()
         if fal_http is not None and isinstance(exc, fal_http):  # only if it bypassed our transport
             resp = exc.response  # type: ignore[attr-defined]
@@ -392,31 +254,21 @@ class FalProvider(Provider):
                 body = resp.text
             return self._http_error(int(exc.status_code), {k.lower(): v for k, v in  # type: ignore[attr-defined]
                                                            resp.headers.items()}, body, what)
-        if isinstance(exc, json.JSONDecodeError):
-            return wrong_shape(self.name, what, f"malformed JSON ({exc.msg} at char {exc.pos})",
-                               exc.doc[:200] if isinstance(exc.doc, str) else None, secrets)
         if isinstance(exc, KeyError):
-            return wrong_shape(self.name, what, f"the reply lacks the field {exc}", None)
+            return self._wrong_shape(what, f"the reply lacks the field {exc}", None)
         if isinstance(exc, TypeError):
-            return wrong_shape(self.name, what, f"the reply has the wrong shape ({exc})", None)
+            return self._wrong_shape(what, f"the reply has the wrong shape ({exc})", None)
         if isinstance(exc, ValueError):
             # fal-client raises ValueError("Unknown status: X") for a status it does not know
             # (e.g. FAILED): the job's state is unknowable, so it is not retried.
             return ProviderError(
                 f"fal reported a state modelglass does not know for {what} "
-                f"({scrub(str(exc), secrets)}); the job was abandoned.",
+                f"({scrub(str(exc), self._secrets())}); the job was abandoned.",
                 provider=self.name, retryable=False)
-        if isinstance(exc, TimeoutError):
-            return GenerationTimeout(f"{what} timed out ({scrub(str(exc), secrets)}).",
-                                     provider=self.name, retryable=True)
-        if _is_httpx_error(exc):
-            return connection_error(self.name, what, exc, secrets)
-        return ProviderError(f"fal client failed on {what}: "
-                             f"{type(exc).__name__}: {scrub(str(exc), secrets)}",
-                             provider=self.name, retryable=False)
+        return None
 
     def _http_error(self, status: int, headers: Mapping[str, str], body: Any,
-                    what: str) -> ProviderError | ContentRejected:
+                    what: str) -> ModelglassError:
         secrets = self._secrets()
         detail_obj = body.get("detail") if isinstance(body, Mapping) else None
         error_type = (body.get("error_type") if isinstance(body, Mapping) else None) \
@@ -424,9 +276,9 @@ class FalProvider(Provider):
         types = {d.get("type") for d in detail_obj if isinstance(d, Mapping)} \
             if isinstance(detail_obj, list) else set()
         if status in (400, 422) and (types & _CONTENT_TYPES or error_type in _CONTENT_TYPES):
-            return content_rejected(self.name, f"fal refused the content of {what}: "
-                                               f"{_detail_text(detail_obj, secrets)}.",
-                                    "content_policy_violation")
+            return self._refused(f"fal refused the content of {what}: "
+                                 f"{_detail_text(detail_obj, secrets)}.",
+                                 "content_policy_violation")
         detail = _detail_text(detail_obj, secrets) if detail_obj is not None else None
         retryable: bool | None = None
         flag = headers.get("x-fal-retryable", headers.get("x-fal-needs-retry"))
@@ -438,47 +290,30 @@ class FalProvider(Provider):
                                      f"{error_type or 'request timeout'}).", provider=self.name,
                                      status=504, body=excerpt(body, secrets),
                                      retryable=True if retryable is None else retryable)
-        return http_error(self.name, status, headers=headers, body=body, key_env="FAL_KEY",
-                          what=what, secrets=secrets, detail=detail, retryable=retryable)
+        return self._http(status, headers=headers, body=body, what=what, detail=detail,
+                          retryable=retryable)
 
-    # -- clients (lazy) ---------------------------------------------------------------------------
-    def _require_key(self) -> str:
-        key = self._key()
-        if not key:
-            raise ProviderUnavailable("no fal key: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET)",
-                                      provider=self.name)
-        if importlib.util.find_spec("fal_client") is None:
-            raise ProviderUnavailable("the fal client is not installed: pip install 'modelglass[fal]'",
-                                      provider=self.name)
-        return key
-
-    def _sync_wire(self) -> _SyncWire:
-        if self._sync is None:
-            import httpx
-            from fal_client.client import USER_AGENT, BackupDomainTransport
-
-            key = self._require_key()
-            http = httpx.Client(
-                transport=escalating_transport(BackupDomainTransport()),
-                headers={"Authorization": f"Key {key}", "User-Agent": USER_AGENT},
-                timeout=httpx.Timeout(self.request_timeout_s, connect=10.0),
-                follow_redirects=True)
-            sync_cls, _ = _client_classes()
-            self._sync = _SyncWire(sync_cls(key, self.request_timeout_s, http), self.cancel_timeout_s)
-        return self._sync
-
-    def _make_async_wire(self) -> _AsyncWire:
+    # -- the wire (lazy) --------------------------------------------------------------------------
+    def _make_wire(self, *, asynchronous: bool) -> _Wire:
         import httpx
-        from fal_client.client import USER_AGENT, AsyncBackupDomainTransport
+        from fal_client.client import USER_AGENT, AsyncBackupDomainTransport, BackupDomainTransport
 
         key = self._require_key()
-        http = httpx.AsyncClient(
-            transport=escalating_transport(AsyncBackupDomainTransport(), asynchronous=True),
+        http_cls = httpx.AsyncClient if asynchronous else httpx.Client
+        inner = AsyncBackupDomainTransport() if asynchronous else BackupDomainTransport()
+        http = http_cls(
+            transport=escalating_transport(inner, asynchronous=asynchronous),
             headers={"Authorization": f"Key {key}", "User-Agent": USER_AGENT},
             timeout=httpx.Timeout(self.request_timeout_s, connect=10.0),
             follow_redirects=True)
-        _, async_cls = _client_classes()
-        return _AsyncWire(async_cls(key, self.request_timeout_s, http), self.cancel_timeout_s)
+        client_cls = _client_classes()[1 if asynchronous else 0]
+        return _Wire(client_cls(key, self.request_timeout_s, http))
+
+    def _close_wire(self, wire: _Wire) -> None:
+        wire.client.__dict__["_mg_http"].close()
+
+    async def _aclose_wire(self, wire: _Wire) -> None:
+        await wire.client.__dict__["_mg_http"].aclose()
 
 
 def _int_or_none(v: Any) -> int | None:
@@ -497,14 +332,6 @@ def _detail_text(detail: Any, secrets: tuple[str | None, ...]) -> str:
                 parts.append(str(d))
         return excerpt("; ".join(parts), secrets)
     return excerpt(detail, secrets)
-
-
-def _is_httpx_error(exc: BaseException) -> bool:
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(exc, httpx.HTTPError)
 
 
 def _fal_http_error_type() -> type | None:
@@ -557,56 +384,24 @@ def _status_of(status: Any) -> tuple[str, dict[str, Any]]:
     raise ValueError(f"Unknown status object {type(status).__name__}")
 
 
-class _SyncWire:
-    """The blocking I/O of one fal job: each method is one client call."""
+class _Wire:
+    """The I/O of one fal job: each method is one call of the fal client (blocking, or its
+    coroutine for the async client)."""
 
-    def __init__(self, client: Any, cancel_timeout_s: float) -> None:
+    def __init__(self, client: Any) -> None:
         self.client = client
-        self.cancel_timeout_s = cancel_timeout_s
 
     def submit(self, app: str, args: dict[str, Any]) -> Any:
         return self.client.submit(app, args)
 
-    def status(self, handle: Any) -> tuple[str, dict[str, Any]]:
-        return _status_of(handle.status(with_logs=False))
+    def handle(self, app: str, request_id: str) -> Any:
+        return self.client.get_handle(app, request_id)
+
+    def status(self, handle: Any) -> Any:
+        return handle.status(with_logs=False)
 
     def result(self, handle: Any) -> Any:
         return handle.get()
 
-    def handle(self, app: str, request_id: str) -> Any:
-        return self.client.get_handle(app, request_id)
-
-    def cancel(self, handle: Any, timeout_s: float | None = None) -> None:
-        with deadline_scope(Deadline(timeout_s or self.cancel_timeout_s)):
-            handle.cancel()
-
-    def close(self) -> None:
-        self.client.__dict__["_mg_http"].close()
-
-
-class _AsyncWire:
-    """The awaiting I/O of one fal job (same method names as :class:`_SyncWire`)."""
-
-    def __init__(self, client: Any, cancel_timeout_s: float) -> None:
-        self.client = client
-        self.cancel_timeout_s = cancel_timeout_s
-
-    async def submit(self, app: str, args: dict[str, Any]) -> Any:
-        return await self.client.submit(app, args)
-
-    async def status(self, handle: Any) -> tuple[str, dict[str, Any]]:
-        return _status_of(await handle.status(with_logs=False))
-
-    async def result(self, handle: Any) -> Any:
-        return await handle.get()
-
-    async def handle(self, app: str, request_id: str) -> Any:
-        return await self.client.get_handle(app, request_id)
-
-    async def cancel(self, handle: Any, timeout_s: float | None = None) -> None:
-        with deadline_scope(Deadline(timeout_s or self.cancel_timeout_s)):
-            await handle.cancel()
-
-    async def aclose(self) -> None:
-        await self.client.__dict__["_mg_http"].aclose()
-
+    def cancel(self, handle: Any) -> Any:
+        return handle.cancel()

@@ -17,13 +17,11 @@ Cost: from the reply's ``usage`` at the offer's catalog token prices (``kind: pe
 from __future__ import annotations
 
 import functools
-import importlib.util
 import inspect
 import json
 import math
-import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..catalog._schema import Status
@@ -36,29 +34,18 @@ from ..errors import (
     ProviderError,
     ProviderUnavailable,
 )
-from ._common import (
-    Deadline,
-    PerLoop,
-    connection_error,
-    content_rejected,
-    decode_b64,
-    decode_data_uri,
-    detach,
-    excerpt,
-    http_error,
-    merge_options,
-    mime_for_format,
-    never_sent,
-    outcome_unknown,
-    scrub,
-    wrong_shape,
-)
+from ..jobs._steps import Deadline, Wire
+from ._errors import detach, excerpt, never_sent
 from ._fields import WireDefaults, build_fields
-from .base import Availability, Provider, ProviderOutput, RawImage
+from ._keys import scrub
+from ._payload import decode_b64, image_ref, merge_options, mime_for_format
+from ._transport import PerLoop
+from .base import Provider, ProviderOutput, RawImage
 
 if TYPE_CHECKING:
     from ..catalog import OfferView
     from ..catalog._schema import Price
+    from ..jobs._steps import Step
     from ..plan import Planned, ProviderCall
     from ..result import Fate
 
@@ -143,7 +130,9 @@ class OpenAIProvider(Provider):
 
     name = "openai"
     env_keys = ("OPENAI_API_KEY",)
+    key_help = "no OpenAI key: set OPENAI_API_KEY"
     client_package = "openai"
+    client_dist = "openai"
     extra = "openai"
 
     def __init__(self, api_key: str | None = None, *, base_url: str | None = None,
@@ -160,25 +149,9 @@ class OpenAIProvider(Provider):
             _check_aiohttp()  # say so now, not at the first call
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s
-        self._sync: Any = None
-        self._async: PerLoop[Any] = PerLoop(lambda: self._make_client(asynchronous=True))
-
-    def __repr__(self) -> str:
-        return f"OpenAIProvider(key={'set' if self._key() else 'missing'})"
-
-    def _key(self) -> str | None:
-        return self._explicit_key or os.environ.get("OPENAI_API_KEY") or None
-
-    def _secrets(self) -> tuple[str | None, ...]:
-        return (self._key(),)
-
-    def availability(self) -> Availability:
-        if importlib.util.find_spec("openai") is None:
-            return Availability(False, "the openai client is not installed: "
-                                       "pip install 'modelglass[openai]'")
-        if not self._key():
-            return Availability(False, "no OpenAI key: set OPENAI_API_KEY, or pass api_key=")
-        return Availability(True, "OPENAI_API_KEY set; openai installed")
+        self._sync: _Images | None = None
+        self._async: PerLoop[_Images] = PerLoop(
+            lambda: _Images(self._make_client(asynchronous=True)))
 
     # -- payload (pure) ---------------------------------------------------------------------------
     def build_payload(self, planned: Planned, offer: OfferView) -> tuple[dict[str, Any], dict[str, Fate]]:
@@ -195,43 +168,40 @@ class OpenAIProvider(Provider):
         merge_options(payload, options, provider=self.name, reserved=reserved, forbidden=_FORBIDDEN)
         return payload, fates
 
-    # -- calls ------------------------------------------------------------------------------------
-    def generate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
+    # -- the job: one call and a parse ------------------------------------------------------------
+    def job(self, call: ProviderCall, *, timeout_s: float, resume: str | None = None,
+            on_submitted: Callable[[str], None] | None = None
+            ) -> Generator[Step, Any, ProviderOutput]:
+        return self._job(call, Deadline(timeout_s))
+
+    def _job(self, call: ProviderCall, deadline: Deadline) -> Generator[Step, Any, ProviderOutput]:
         _refuse_retired(call.offer)
-        deadline = Deadline(timeout_s)
-        client = self._sync_client()
-        kwargs = _call_kwargs(client.images.generate, call.payload)
         try:
-            response = client.images.generate(**kwargs, timeout=deadline.clamp(self.request_timeout_s))
+            response = yield Wire(self, "generate", (call.payload,
+                                                     deadline.clamp(self.request_timeout_s)))
         except Exception as exc:  # noqa: BLE001 - mapped at this boundary
             err = self._error(exc, call)
         else:
             return self._guarded_output(response, call, deadline)
         raise detach(err)  # outside the handler: no __context__ holding the request and its key
 
-    async def agenerate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
-        _refuse_retired(call.offer)
-        deadline = Deadline(timeout_s)
-        client = self._async.get()
-        kwargs = _call_kwargs(client.images.generate, call.payload)
-        try:
-            response = await client.images.generate(
-                **kwargs, timeout=deadline.clamp(self.request_timeout_s))
-        except Exception as exc:  # noqa: BLE001
-            err = self._error(exc, call)
-        else:
-            return self._guarded_output(response, call, deadline)
-        raise detach(err)
+    def wire(self) -> _Images:
+        if self._sync is None:
+            self._sync = _Images(self._make_client(asynchronous=False))
+        return self._sync
+
+    def awire(self) -> _Images:
+        return self._async.get()
 
     def close(self) -> None:
         if self._sync is not None:
-            self._sync.close()
+            self._sync.client.close()
             self._sync = None
 
     async def aclose(self) -> None:
-        client = self._async.pop_current()
-        if client is not None:
-            await client.close()
+        wire = self._async.pop_current()
+        if wire is not None:
+            await wire.client.close()
 
     # -- parsing (pure) ---------------------------------------------------------------------------
     def _guarded_output(self, response: Any, call: ProviderCall,
@@ -244,24 +214,20 @@ class OpenAIProvider(Provider):
         except (EmptyResult, ContentRejected):
             raise
         except ProviderError as exc:
-            err: ModelglassError = outcome_unknown(
-                self.name, f"images.generate ({call.offer.endpoint})",
-                f"its 200 reply was unusable: {exc}",
-                request_id=getattr(response, "_request_id", None), stage="reply",
-                secrets=self._secrets())
+            err: ModelglassError = self._unknown(
+                f"images.generate ({call.offer.endpoint})", f"its 200 reply was unusable: {exc}",
+                request_id=getattr(response, "_request_id", None), stage="reply")
         raise detach(err)
 
     def _output(self, response: Any, call: ProviderCall, deadline: Deadline) -> ProviderOutput:
-        secrets = self._secrets()
         model = str(call.payload.get("model", call.offer.endpoint))
         what = f"images.generate ({model})"
         if isinstance(response, str) or not hasattr(response, "data"):
             # openai returns the raw text when a 200 reply is not JSON (gateway pages, proxies).
-            raise wrong_shape(self.name, what, "the reply is not JSON", response, secrets)
+            raise self._wrong_shape(what, "the reply is not JSON", response)
         data = response.data
         if data is None:
-            raise wrong_shape(self.name, what, "the reply has no 'data' list",
-                              _dump(response), secrets)
+            raise self._wrong_shape(what, "the reply has no 'data' list", _dump(response))
         if not data:
             raise EmptyResult(f"OpenAI answered {what} without images. Retry, or pick another "
                               f"model.", provider=self.name)
@@ -280,18 +246,18 @@ class OpenAIProvider(Provider):
                     images.append(RawImage(data=decode_b64(b64), mime=mime, width=width,
                                            height=height))
                 except ValueError as exc:
-                    raise wrong_shape(self.name, what, f"data[{i}].b64_json: {exc}", None) from None
-            elif isinstance(url, str) and url.startswith("data:"):
-                raw, uri_mime = decode_data_uri(url)
-                images.append(RawImage(data=raw, mime=uri_mime or mime, width=width, height=height))
+                    raise self._wrong_shape(what, f"data[{i}].b64_json: {exc}", None) from None
             elif isinstance(url, str) and url:
-                images.append(RawImage(url=url, mime=mime, width=width, height=height))
+                data, url_out, uri_mime = image_ref(url, provider=self.name, what=what,
+                                                    where=f"data[{i}].url")
+                images.append(RawImage(data=data, url=url_out, mime=uri_mime or mime,
+                                       width=width, height=height))
             else:
-                raise wrong_shape(self.name, what, f"data[{i}] has neither b64_json nor url",
-                                  _dump(response), secrets)
+                raise self._wrong_shape(what, f"data[{i}] has neither b64_json nor url",
+                                        _dump(response))
         usage = getattr(response, "usage", None)
         if (problem := check_usage(usage)) is not None:
-            raise wrong_shape(self.name, what, problem, None)
+            raise self._wrong_shape(what, problem, None)
         reply = {k: v for k, v in _dump(response).items() if k != "data"}
         return ProviderOutput(images=images, cost_usd=cost_from_usage(model, usage, call.offer.offer.price),
                               request_id=getattr(response, "_request_id", None), raw=reply,
@@ -314,18 +280,16 @@ class OpenAIProvider(Provider):
             if never_sent(exc) and not self.aiohttp:
                 return GenerationTimeout(f"OpenAI could not be reached for {what} in time.",
                                          provider=self.name, retryable=True)
-            return outcome_unknown(self.name, what, "no answer before the timeout",
-                                   secrets=secrets)
+            return self._unknown(what, "no answer before the timeout")
         if isinstance(exc, openai.APIConnectionError):
             if never_sent(exc):
-                return connection_error(self.name, what, exc.__cause__ or exc, secrets)
+                return self._unreachable(what, exc.__cause__ or exc)
             cause = exc.__cause__ or exc
-            return outcome_unknown(self.name, what, f"{type(cause).__name__}: {cause}",
-                                   secrets=secrets)
+            return self._unknown(what, f"{type(cause).__name__}: {cause}")
         if isinstance(exc, openai.APIResponseValidationError):
-            return outcome_unknown(self.name, what, "its 200 reply does not match the Images API "
-                                   "schema", request_id=exc.response.headers.get("x-request-id"),
-                                   stage="reply", secrets=secrets)
+            return self._unknown(what, "its 200 reply does not match the Images API schema",
+                                 request_id=exc.response.headers.get("x-request-id"),
+                                 stage="reply")
         if isinstance(exc, openai.APIStatusError):
             status = int(exc.status_code)
             body = exc.body
@@ -338,8 +302,8 @@ class OpenAIProvider(Provider):
                 stage = (err.get("moderation_details") or {}).get("moderation_stage") \
                     if isinstance(err.get("moderation_details"), Mapping) else None
                 where = f" at the {stage} stage" if stage else ""
-                return content_rejected(self.name, f"OpenAI's safety system refused {what}"
-                                                   f"{where} ({code}){rid}: {message}", code)
+                return self._refused(f"OpenAI's safety system refused {what}"
+                                     f"{where} ({code}){rid}: {message}", code)
             should = headers.get("x-should-retry")
             retryable = {"true": True, "false": False}.get((should or "").lower())
             if status == 429 and code == "insufficient_quota":
@@ -357,34 +321,22 @@ class OpenAIProvider(Provider):
             detail = f"{code}: {message}" if code and message else (message or code or None)
             if isinstance(body, str):
                 detail = None  # an HTML / text body: http_error summarises it
-            return http_error(self.name, status, headers=headers, body=body,
-                              key_env="OPENAI_API_KEY", what=what + rid, secrets=secrets,
+            return self._http(status, headers=headers, body=body, what=what + rid,
                               detail=detail, retryable=retryable)
         if isinstance(exc, json.JSONDecodeError):
-            return outcome_unknown(self.name, what, f"its 200 reply is malformed JSON ({exc.msg} "
-                                   f"at char {exc.pos})", stage="reply", secrets=secrets)
+            return self._unknown(what, f"its 200 reply is malformed JSON ({exc.msg} "
+                                 f"at char {exc.pos})", stage="reply")
         if isinstance(exc, openai.OpenAIError):
             return ProviderUnavailable(f"OpenAI client error: {scrub(str(exc), secrets)}. "
                                        f"Check OPENAI_API_KEY.", provider=self.name)
         if isinstance(exc, (KeyError, TypeError, AttributeError, ValueError)):
-            return wrong_shape(self.name, what, f"{type(exc).__name__}: {scrub(str(exc), secrets)}",
-                               None)
+            return self._wrong_shape(what, f"{type(exc).__name__}: {scrub(str(exc), secrets)}")
         return ProviderError(f"openai client failed on {what}: {type(exc).__name__}: "
                              f"{scrub(str(exc), secrets)}", provider=self.name, retryable=False)
 
     # -- clients (lazy) ---------------------------------------------------------------------------
-    def _sync_client(self) -> Any:
-        if self._sync is None:
-            self._sync = self._make_client(asynchronous=False)
-        return self._sync
-
     def _make_client(self, *, asynchronous: bool) -> Any:
-        key = self._key()
-        if not key:
-            raise ProviderUnavailable("no OpenAI key: set OPENAI_API_KEY", provider=self.name)
-        if importlib.util.find_spec("openai") is None:
-            raise ProviderUnavailable("the openai client is not installed: "
-                                      "pip install 'modelglass[openai]'", provider=self.name)
+        key = self._require_key()
         import openai
 
         cls = openai.AsyncOpenAI if asynchronous else openai.OpenAI
@@ -401,6 +353,18 @@ class OpenAIProvider(Provider):
                                           "transport: pip install 'modelglass[openai-aiohttp]'",
                                           provider=self.name) from None
         return cls(**kwargs)
+
+
+class _Images:
+    """The I/O of one OpenAI call: ``images.generate`` (blocking, or the async client's
+    coroutine)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def generate(self, payload: Mapping[str, Any], timeout: float) -> Any:
+        return self.client.images.generate(**_call_kwargs(self.client.images.generate, payload),
+                                           timeout=timeout)
 
 
 def _check_aiohttp() -> None:

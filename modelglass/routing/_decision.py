@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -87,32 +87,37 @@ class Row:
         return (-round(self.total, 9), cost, self.offer.key)
 
 
-@dataclass(eq=False)
-class Candidate(OfferNamed):
-    """One offer that passed every hard constraint, with its scores and its plan.
+@dataclass(frozen=True, eq=False)
+class Candidate(Row, OfferNamed):
+    """One offer that passed every hard constraint, with its scores and its plan: a
+    :class:`Row` of the ranking and the request's plan on that offer.
 
     ``quality`` is the weighted capability score (0–10); ``cost_usd`` the estimated cost of the
     whole call (None: price unknown); ``total`` what the ranking sorts by; ``reasons`` how the
     total came about, for people. ``call`` is the :class:`~modelglass.plan.ProviderCall`.
+    Compared and hashed by identity, like the decision it belongs to.
     """
 
-    offer: OfferView
-    quality: float
-    cost_usd: float | None
-    total: float
-    reasons: list[str]
-    cost_per_image_usd: float | None = None
-    cost_score: float = 0.0
-    flags: tuple[str, ...] = ()
     _call: ProviderCall | None = field(default=None, repr=False)
     _planner: Callable[[OfferView], ProviderCall] | None = field(default=None, repr=False)
+
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+    @classmethod
+    def of(cls, row: Row, call: ProviderCall | None,
+           planner: Callable[[OfferView], ProviderCall]) -> Candidate:
+        """The candidate of ``row``, with its plan (or how to make it on first use)."""
+        return cls(**{name: getattr(row, name) for name in _ROW_FIELDS}, _call=call,
+                   _planner=planner)
 
     @property
     def call(self) -> ProviderCall:
         """The plan of this request on this offer (planned on first use when not yet planned)."""
         if self._call is None:
             assert self._planner is not None
-            self._call = self._planner(self.offer)
+            object.__setattr__(self, "_call", self._planner(self.offer))
+        assert self._call is not None
         return self._call
 
     def summary(self) -> str:
@@ -125,6 +130,9 @@ class Candidate(OfferNamed):
                 "cost_usd": self.cost_usd, "cost_per_image_usd": self.cost_per_image_usd,
                 "cost_score": round(self.cost_score, 6), "reasons": list(self.reasons),
                 "flags": list(self.flags)}
+
+
+_ROW_FIELDS = tuple(f.name for f in fields(Row))
 
 
 def _usd(v: float | None) -> str:
@@ -143,22 +151,31 @@ class RoutingDecision:
     """
 
     def __init__(self, *, request: ImageRequest, quality: str, quality_axis: QualityAxis,
-                 signals: Signals, weights: dict[str, float], rows: Sequence[Row],
-                 rejected: Sequence[Rejection], budget: str | None,
+                 signals: Signals, weights: dict[str, float], budget: str | None,
                  planner: Callable[[OfferView], ProviderCall],
+                 rows: Sequence[Row] | None = None, rejected: Sequence[Rejection] | None = None,
                  calls: dict[str, ProviderCall] | None = None,
                  notices: Sequence[str] = (), policy: Any = None,
-                 ranking: str | None = None) -> None:
+                 ranking: str | None = None, first: Row | None = None,
+                 deferred: Callable[[], tuple[Sequence[Row], Sequence[Rejection]]] | None = None
+                 ) -> None:
         self.request = request
         self.quality = quality
         self.quality_axis = quality_axis
         self.signals = signals
         self.weights = weights
-        self.rejected: list[Rejection] = list(rejected)
         self.budget = budget
-        self._rows = rows
         self._planner = planner
         self._calls = calls or {}
+        # Either the rows and rejections now, or the first row now and the rest from
+        # ``deferred`` on first read (a cold ranking proves its first row without planning
+        # every offer; see ``_bound``): the data is the same either way.
+        self._deferred = deferred
+        if deferred is None:
+            self._rows = rows or ()
+            self.rejected = list(rejected or ())
+            first = self._rows[0] if self._rows else None
+        self._first = first
         #: What the choice does differently from what was asked, stated before anything is sent
         #: (e.g. a size no eligible offer makes).
         self.notices: list[str] = list(notices)
@@ -170,12 +187,19 @@ class RoutingDecision:
     #: True when the request named no quality and the policy's default axis was used.
     quality_defaulted: bool = False
 
+    @cached_property
+    def _rows(self) -> Sequence[Row]:
+        assert self._deferred is not None
+        return self._deferred()[0]
+
+    @cached_property
+    def rejected(self) -> list[Rejection]:
+        """Every offer that failed a hard constraint, with the constraint and why."""
+        assert self._deferred is not None
+        return list(self._deferred()[1])
+
     def _candidate(self, row: Row) -> Candidate:
-        return Candidate(offer=row.offer, quality=row.quality, cost_usd=row.cost_usd,
-                         total=row.total, reasons=list(row.reasons),
-                         cost_per_image_usd=row.cost_per_image_usd, cost_score=row.cost_score,
-                         flags=row.flags, _call=self._calls.get(row.offer.key),
-                         _planner=self._planner)
+        return Candidate.of(row, self._calls.get(row.offer.key), self._planner)
 
     @cached_property
     def ranked(self) -> list[Candidate]:
@@ -188,7 +212,7 @@ class RoutingDecision:
     @cached_property
     def choice(self) -> Candidate | None:
         """The best passing offer, or None when every offer was rejected."""
-        return self._candidate(self._rows[0]) if self._rows else None
+        return self._candidate(self._first) if self._first is not None else None
 
     def require(self) -> Candidate:
         """The choice; raises :class:`NoEligibleModel` with every rejection when there is none."""

@@ -130,30 +130,40 @@ def _clip_config(tok: Any, hidden: int, layers: int, **kw: Any) -> Any:
     return CLIPTextConfig(**base)
 
 
+def _unet(**kw: Any) -> Any:
+    """The SD-family UNet at toy size (seeded): one plain and one cross-attention block each way,
+    4 latent channels in and out; ``kw`` sets the widths and the rest."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    return UNet2DConditionModel(
+        sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **kw)
+
+
+def _vae(**kw: Any) -> Any:
+    """The SD-family VAE at toy size (seeded): two blocks each way, RGB, 4 latent channels."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2,
+                         up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4, **kw)
+
+
 def _sd(work: Path, safety_checker: Any = None, feature_extractor: Any = None) -> Any:
     import torch
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
     from transformers import CLIPTextModel
 
     tok = clip_tokenizer(work / "tokenizer")
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=4,
-        out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=8,
-        norm_num_groups=2)
+    unet = _unet(block_out_channels=(4, 8), layers_per_block=1, cross_attention_dim=8,
+                 norm_num_groups=2)
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    torch.manual_seed(0)
-    vae = AutoencoderKL(block_out_channels=[4, 8], in_channels=3, out_channels=3,
-                        down_block_types=["DownEncoderBlock2D"] * 2,
-                        up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4,
-                        norm_num_groups=2)
+    vae = _vae(block_out_channels=[4, 8], norm_num_groups=2)
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(_clip_config(tok, hidden=8, layers=2, num_attention_heads=2,
                                               intermediate_size=16))
@@ -165,21 +175,13 @@ def _sd(work: Path, safety_checker: Any = None, feature_extractor: Any = None) -
 
 def _sdxl(work: Path) -> Any:
     import torch
-    from diffusers import (
-        AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionXLPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     tok = clip_tokenizer(work / "tokenizer")
     tok2 = clip_tokenizer(work / "tokenizer_2", pad_token="!")  # as the real SDXL
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(2, 4), layers_per_block=2, sample_size=32, in_channels=4,
-        out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
+    unet = _unet(
+        block_out_channels=(2, 4), layers_per_block=2, attention_head_dim=(2, 4),
         use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
         transformer_layers_per_block=(1, 2),
         projection_class_embeddings_input_dim=80,  # 6 × time embed dim + text_encoder_2 projection
@@ -187,11 +189,7 @@ def _sdxl(work: Path) -> Any:
         norm_num_groups=1)
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, steps_offset=1,
                                        beta_schedule="scaled_linear", timestep_spacing="leading")
-    torch.manual_seed(0)
-    vae = AutoencoderKL(block_out_channels=[32, 64], in_channels=3, out_channels=3,
-                        down_block_types=["DownEncoderBlock2D"] * 2,
-                        up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4,
-                        sample_size=128)
+    vae = _vae(block_out_channels=[32, 64], sample_size=128)
     torch.manual_seed(0)
     te = CLIPTextModel(_clip_config(tok, 32, 5, hidden_act="gelu", projection_dim=32))
     te2 = CLIPTextModelWithProjection(_clip_config(tok2, 32, 5, hidden_act="gelu",

@@ -14,12 +14,22 @@ import statistics
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ...errors import ContentRejected, InvalidRequest, ProviderUnavailable
+from ...jobs._steps import Wire
 from ..base import Availability, Provider, ProviderOutput, RawImage
 from ._cache import PipelineCache, PipelineEntry, module_bytes
+from ._device import (
+    device_availability,
+    dtype_kw,
+    dtype_name,
+    memory_budget,
+    resolve_device,
+    stack_of,
+)
 from ._families import build_local_payload, family_for
 from ._fast import EmbeddingCache, optimise
 from ._recipe import Recipe
@@ -28,6 +38,7 @@ from ._weights import cached_snapshot, fetch_hint, inspect_folder
 
 if TYPE_CHECKING:
     from ...catalog import CostEstimate, OfferView
+    from ...jobs._steps import Step
     from ...plan import Planned, ProviderCall
     from ...result import Fate
 
@@ -37,9 +48,6 @@ log = logging.getLogger("modelglass")
 
 Device = Literal["auto", "cuda", "cpu", "mps"] | str
 DType = Literal["auto", "float32", "bfloat16", "float16"]
-_INSTALL_HINT = ("pip install 'modelglass[local]' (install torch first: `pip install torch`, or "
-                 "the CPU wheel `pip install torch --index-url https://download.pytorch.org/whl/cpu`)")
-
 
 class LocalBackend(Provider):
     """Run local catalog offers with Hugging Face diffusers, on this machine.
@@ -109,7 +117,7 @@ class LocalBackend(Provider):
         self._cache: PipelineCache | None = None
         self._cache_mutex = threading.Lock()
         self._measured: dict[str, deque[tuple[float, int]]] = {}
-        self._stack: dict[str, str] | None = None
+        self._stack: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return (f"LocalBackend(device={self.device!r}, dtype={self.dtype!r}, fast={self.fast}, "
@@ -119,34 +127,8 @@ class LocalBackend(Provider):
     def availability(self) -> Availability:
         """torch and diffusers importable and the device usable (checked once)."""
         if self._availability is None:
-            self._availability = self._check_availability()
+            self._availability = device_availability(str(self.device), bool(self.pipelines))
         return self._availability
-
-    def _check_availability(self) -> Availability:
-        missing = [m for m in ("torch", "diffusers", "transformers")
-                   if importlib.util.find_spec(m) is None]
-        if missing:
-            return Availability(False, f"{', '.join(missing)} not installed: {_INSTALL_HINT}")
-        if self.device == "cpu":
-            return Availability(True, "CPU (slow: fine for tests and tiny models)")
-        import torch
-
-        ver = torch.__version__
-        if self.device == "auto":
-            if torch.cuda.is_available():
-                return Availability(True, f"CUDA: {torch.cuda.get_device_name()}")
-            if _mps_ok(torch):
-                return Availability(True, "Apple MPS")
-            if self.pipelines:
-                return Availability(True, "ready pipelines given (no GPU found)")
-            return Availability(False, f"no GPU found (torch {ver}: CUDA and MPS unavailable); "
-                                       "LocalBackend(device='cpu') runs on the CPU, slowly")
-        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
-            return Availability(False, f"device {self.device!r} but torch {ver} sees no CUDA GPU "
-                                       "(a CPU-only torch build, or no driver)")
-        if self.device == "mps" and not _mps_ok(torch):
-            return Availability(False, f"device 'mps' but torch {ver} has no usable MPS backend")
-        return Availability(True, f"{self.device}")
 
     def offer_availability(self, offer: OfferView) -> Availability:
         """Eligible only where the weights are here: a ready pipeline, a folder, or the HF cache."""
@@ -284,7 +266,7 @@ class LocalBackend(Provider):
         name = offer.offer.pipeline or "DiffusionPipeline"
         cls = getattr(diffusers, name, None) or diffusers.DiffusionPipeline
         recipe = Recipe.of(offer)
-        kwargs: dict[str, Any] = {"local_files_only": True, _dtype_kw(): self._torch_dtype()}
+        kwargs: dict[str, Any] = {"local_files_only": True, dtype_kw(): self._torch_dtype()}
         if self.variant:
             kwargs["variant"] = self.variant
         started = time.perf_counter()
@@ -317,18 +299,18 @@ class LocalBackend(Provider):
             torch.cuda.empty_cache()
 
     # -- generation -------------------------------------------------------------------------------
-    def generate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
-        """Run one planned call on this machine, blocking until its images are ready."""
-        return self._generate(call, timeout_s, None)
+    def job(self, call: ProviderCall, *, timeout_s: float, resume: str | None = None,
+            on_submitted: Callable[[str], None] | None = None
+            ) -> Generator[Step, Any, ProviderOutput]:
+        """One step: the pipeline run on this machine (its PNG bytes made there too, off the
+        event loop when awaited)."""
+        return (yield Wire(self, "run", (call, timeout_s)))  # type: ignore[no-any-return]
 
-    async def agenerate(self, call: ProviderCall, *, timeout_s: float) -> ProviderOutput:
-        """Like :meth:`generate`, off the event loop; cancelling stops the pipeline between steps."""
-        cancel = threading.Event()
-        try:
-            return await asyncio.to_thread(self._generate, call, timeout_s, cancel)
-        except asyncio.CancelledError:
-            cancel.set()
-            raise
+    def wire(self) -> _Run:
+        return _Run(self, asynchronous=False)
+
+    def awire(self) -> _Run:
+        return _Run(self, asynchronous=True)
 
     def generate_batch(self, calls: list[ProviderCall], *, timeout_s: float = math.inf,
                        return_exceptions: bool = False) -> list[ProviderOutput | BaseException]:
@@ -399,7 +381,7 @@ class LocalBackend(Provider):
                                    height=img.height, seed=int(seed)))
         hour = self._hour_usd(offer)
         self._record(offer, entry, payload, result)
-        extra = {**self._versions(entry), "scheduler": result.scheduler,
+        extra = {**stack_of(entry, self._device(), self._stack), "scheduler": result.scheduler,
                  "sampler": payload.get("sampler"), "gpu_seconds": round(result.seconds, 4),
                  "gpu_hour_usd": hour, "batch_images": result.batch_images,
                  "warm": result.warm, "fast": list(entry.fast) if self.fast else [],
@@ -427,59 +409,12 @@ class LocalBackend(Provider):
         self._measured.setdefault(offer.key, deque(maxlen=16)).append(
             (per_image / passes / mp / steps, int(steps)))
 
-    def _versions(self, entry: PipelineEntry) -> dict[str, Any]:
-        """The stack a seed reproduces on: device, dtype, library versions, and what changes
-        low bits (CPU threads; CUDA, cuDNN; the fast-path options applied)."""
-        import torch
-
-        if self._stack is None:
-            import platform
-
-            import diffusers
-            import transformers
-
-            self._stack = {"torch": torch.__version__, "diffusers": diffusers.__version__,
-                           "transformers": transformers.__version__,
-                           "python": platform.python_version()}
-            if torch.version.cuda:
-                self._stack["cuda"] = torch.version.cuda
-                cudnn = torch.backends.cudnn.version()
-                if cudnn:
-                    self._stack["cudnn"] = str(cudnn)
-        pipe = entry.pipe
-        device = str(getattr(pipe, "device", self._device()))
-        name = device
-        if device.startswith("cuda"):
-            name = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
-        stack: dict[str, Any] = {"device": name,
-                                 "dtype": str(getattr(pipe, "dtype", "")).removeprefix("torch."),
-                                 **self._stack}
-        if device == "cpu":
-            stack["cpu_threads"] = torch.get_num_threads()
-        stack["fast"] = list(entry.fast)
-        # Flat keys too: the client stamps device, dtype and versions into image provenance.
-        return {**{k: stack[k] for k in ("device", "dtype", "torch", "diffusers",
-                                         "transformers")}, "stack": stack}
-
-    # -- device, dtype, memory ------------------------------------------------------------------
+    # -- device, dtype, memory (see ._device) ---------------------------------------------------
     def _device(self) -> str:
-        if self.device != "auto":
-            return str(self.device)
-        import torch
-
-        if torch.cuda.is_available():
-            return "cuda"
-        return "mps" if _mps_ok(torch) else "cpu"
+        return resolve_device(str(self.device))
 
     def _dtype_name(self) -> str:
-        if self.dtype != "auto":
-            return self.dtype
-        device = self._device()
-        if device.startswith("cuda"):
-            import torch
-
-            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        return "float16" if device == "mps" else "float32"
+        return dtype_name(self.dtype, self._device() if self.dtype == "auto" else "")
 
     def _torch_dtype(self) -> Any:
         import torch
@@ -494,30 +429,26 @@ class LocalBackend(Provider):
     def _budget(self) -> int | None:
         if self.memory_budget_bytes is not None:
             return self.memory_budget_bytes
+        return memory_budget(self._device())
+
+
+class _Run:
+    """The local wire: ``run`` blocks until the images are ready; awaited, it runs on a worker
+    thread, and cancelling it stops the pipeline between steps."""
+
+    def __init__(self, backend: LocalBackend, *, asynchronous: bool) -> None:
+        self.backend = backend
+        self.asynchronous = asynchronous
+
+    def run(self, call: ProviderCall, timeout_s: float) -> Any:
+        if not self.asynchronous:
+            return self.backend._generate(call, timeout_s, None)
+        return self._arun(call, timeout_s)
+
+    async def _arun(self, call: ProviderCall, timeout_s: float) -> ProviderOutput:
+        cancel = threading.Event()
         try:
-            device = self._device()
-            import torch
-
-            if device.startswith("cuda"):
-                return int(torch.cuda.mem_get_info(torch.device(device))[1] * 0.85)
-            if device == "mps":
-                return int(torch.mps.recommended_max_memory() * 0.85)
-            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
-        except (ValueError, OSError, AttributeError, RuntimeError) as exc:
-            log.info("local: no memory budget (%s)", exc)
-            return None
-
-
-def _mps_ok(torch: Any) -> bool:
-    mps = getattr(torch.backends, "mps", None)
-    return bool(mps and mps.is_available())
-
-
-def _dtype_kw() -> str:
-    """diffusers ≥ 0.36 spells it ``dtype``; older releases only know ``torch_dtype``."""
-    try:
-        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401
-    except ImportError:
-        return "torch_dtype"
-    return "dtype"
-
+            return await asyncio.to_thread(self.backend._generate, call, timeout_s, cancel)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise

@@ -170,6 +170,24 @@ def build_local_payload(planned: Planned, offer: OfferView) -> tuple[dict[str, A
     elif scale is not None:
         payload["true_cfg_scale" if fam.guidance == "true_cfg" else "guidance_scale"] = scale
 
+    _negative_prompt(planned, fam, pipeline, scale, payload, fates)
+
+    if planned.steps is not None:
+        payload["num_inference_steps"] = int(planned.steps)
+    payload["width"] = int(planned.width)
+    payload["height"] = int(planned.height)
+    payload["num_images_per_prompt"] = int(planned.n)
+    if planned.seeds is not None:
+        payload["seeds"] = [int(s) for s in planned.seeds]
+
+    _defaults_and_options(planned, offer, fam, pipeline, payload)
+    return payload, fates
+
+
+def _negative_prompt(planned: Planned, fam: Family, pipeline: str, scale: float | None,
+                     payload: dict[str, Any], fates: dict[str, Fate]) -> None:
+    """The negative prompt into ``payload`` where the family's guidance makes it act, else a
+    ``dropped`` fate saying why."""
     negative = planned.negative_prompt
     if negative is not None:
         if fam.negative == "true_cfg":
@@ -200,14 +218,11 @@ def build_local_payload(planned: Planned, offer: OfferView) -> tuple[dict[str, A
     elif fam.guidance == "true_cfg" and (payload.get("true_cfg_scale") or 0) > 1:
         payload["negative_prompt"] = _EMPTY_NEGATIVE
 
-    if planned.steps is not None:
-        payload["num_inference_steps"] = int(planned.steps)
-    payload["width"] = int(planned.width)
-    payload["height"] = int(planned.height)
-    payload["num_images_per_prompt"] = int(planned.n)
-    if planned.seeds is not None:
-        payload["seeds"] = [int(s) for s in planned.seeds]
 
+def _defaults_and_options(planned: Planned, offer: OfferView, fam: Family, pipeline: str,
+                          payload: dict[str, Any]) -> None:
+    """The offer's defaults (load-time recipe, scheduler settings, call arguments), the
+    sampler, then the user's ``provider_options["local"]``, into ``payload``."""
     # Offer defaults: load-time recipe, scheduler settings, then call arguments (e.g. FLUX
     # schnell's max_sequence_length=256); the user's provider_options["local"] last.
     load: dict[str, Any] = {}
@@ -238,4 +253,3 @@ def build_local_payload(planned: Planned, offer: OfferView) -> tuple[dict[str, A
         payload["scheduler_config"] = scheduler_config
     if load:
         payload["load"] = load
-    return payload, fates

@@ -1,0 +1,95 @@
+"""The engine's steps after a provider's job: fetch and verify its images, check them.
+
+- :class:`Download`: fetch and verify every image of one provider call; one outcome per image
+  (bytes or the error), so one bad URL does not lose the others.
+- :class:`Check`: the outcome checks of one try's images (OCR and the like: CPU-bound, run on a
+  worker thread when awaited, so the event loop stays free).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._steps import Step
+
+if TYPE_CHECKING:
+    from .._download import Fetched
+    from ..checks import Checker, CheckResult
+    from ..providers.base import RawImage
+    from ..request import ImageRequest
+    from ..result import GeneratedImage
+
+__all__ = ["Check", "Download"]
+
+
+@dataclass(frozen=True, slots=True)
+class Download(Step):
+    """Fetch and verify ``images``; the outcome is one ``Fetched`` or exception per image."""
+
+    images: tuple[RawImage, ...]
+    provider: str
+    timeout_s: float
+    max_bytes: int
+
+    def run(self, io: Any) -> list[Fetched | Exception]:
+        from .._download import fetch
+
+        def one(raw: RawImage) -> Fetched | Exception:
+            try:
+                client = None if raw.data is not None else io._http_client()
+                return fetch(raw, client=client, provider=self.provider,  # type: ignore[arg-type]
+                             timeout_s=self.timeout_s, max_bytes=self.max_bytes)
+            except Exception as exc:  # noqa: BLE001 - each image's outcome goes back to the job
+                return exc
+
+        if len(self.images) == 1:
+            return [one(self.images[0])]
+        # Several images of one call: fetch and verify them side by side (the network wait and
+        # Pillow's decoding both let other threads run), as AsyncClient does with gather.
+        return list(io._download_pool().map(one, self.images))
+
+    async def arun(self, io: Any) -> list[Fetched | Exception]:
+        from .._download import afetch, fetch, verify_executor
+
+        async def one(raw: RawImage) -> Fetched | Exception:
+            try:
+                if raw.data is not None or (raw.url or "").startswith("data:"):
+                    # Verifying checks every pixel's data (milliseconds per image), mostly with
+                    # the GIL released: on the shared verify threads it runs beside other jobs.
+                    return await asyncio.get_running_loop().run_in_executor(
+                        verify_executor(), functools.partial(
+                            fetch, raw, client=None, provider=self.provider,  # type: ignore[arg-type]
+                            timeout_s=self.timeout_s, max_bytes=self.max_bytes))
+                return await afetch(raw, client=io._http.get(), provider=self.provider,
+                                    timeout_s=self.timeout_s, max_bytes=self.max_bytes)
+            except Exception as exc:  # noqa: BLE001
+                return exc
+
+        if len(self.images) == 1:
+            return [await one(self.images[0])]
+        return list(await asyncio.gather(*(one(raw) for raw in self.images)))
+
+
+@dataclass(frozen=True, slots=True)
+class Check(Step):
+    """Run ``checkers`` on ``images``; the outcome is their list of ``CheckResult``.
+    ``earlier``: ``(index, sha256)`` of the job's images from earlier tries."""
+
+    checkers: tuple[Checker, ...]
+    images: tuple[GeneratedImage, ...]
+    request: ImageRequest
+    earlier: tuple[tuple[int, str], ...] = ()
+
+    def run(self, io: Any) -> list[CheckResult]:
+        from ..checks import run_checks
+
+        return run_checks(self.checkers, self.images, self.request, self.earlier)
+
+    async def arun(self, io: Any) -> list[CheckResult]:
+        from ..checks import run_checks
+
+        return await asyncio.to_thread(run_checks, self.checkers, self.images, self.request,
+                                       self.earlier)

@@ -1,0 +1,190 @@
+"""Bound-first ranking: a request shape not seen before plans only until its best offer is proven.
+
+Planning an offer (payload, fates, geometry, cost) is what a cold ranking spends its time on.
+Every other part of an offer's total is known before planning: its model's weighted quality and
+signal adjustment, the deprecation penalty and the policy's preferences. Only two parts wait for
+the plan, and both have a cheap upper bound:
+
+- the cost score ``ref / (ref + cost per image)`` is at most that of the offer's *price floor*,
+  the least its catalog price can come to for any request (a per-image price is itself; a
+  per-megapixel price rounded up bills at least one megapixel; otherwise 0, i.e. free), and
+  never more than ``max(that, unknown_cost_score)`` (an estimate can come out unknown);
+- the fates only subtract (penalties are ≥ 0), except the negative-prompt bonus.
+
+So the offers that pass the steps before planning are visited by that upper bound, best first,
+and planned and scored one by one; once the next bound falls below the best total so far (by
+more than the policy's ``tie_tolerance`` and a rounding margin), no offer left can win, and the
+first row is proven. The rest of the decision (every ranked row, every rejection with its reason)
+is the exhaustive :func:`~._rank.rank`, run on first use, reusing the plans already made; so a
+decision's data is identical whichever path made it (``tests/test_bound_first.py`` checks it on
+thousands of random requests). Where the bound cannot hold (a policy with a negative penalty), or
+the walk plans every offer anyway, the exhaustive path runs at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from ..catalog._schema import PriceKind, Status
+from ._decision import Rejection, Row
+from ._index import _Index
+from ._rank import Ranked, Screened, _Context, _order, _score, plan_offer, rank, screen
+from ._sizing import size_gap
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ..catalog import OfferView
+    from ..plan import ProviderCall
+    from ..providers.base import Provider
+
+__all__ = ["Ranking", "bound_first", "price_floor"]
+
+#: How far below the best total the next bound must fall to stop: far above the float error of
+#: summing a total in another order (~1e-16), and above ``Row.sort_key``'s rounding to 1e-9.
+_MARGIN = 1e-8
+
+
+class Ranking:
+    """One request shape's ranking: the first row (and notices) now, the full
+    :data:`~._rank.Ranked` on first use (then kept)."""
+
+    __slots__ = ("_calls", "_ctx", "_full", "_idx", "_lock", "first", "notices")
+
+    def __init__(self, first: Row | None, notices: tuple[str, ...], *, full: Ranked | None = None,
+                 idx: _Index | None = None, ctx: _Context | None = None,
+                 calls: dict[str, ProviderCall] | None = None) -> None:
+        self.first, self.notices = first, notices
+        self._full, self._idx, self._ctx, self._calls = full, idx, ctx, calls
+        self._lock = threading.Lock()
+
+    @classmethod
+    def complete(cls, full: Ranked) -> Ranking:
+        """A ranking already computed in full."""
+        rows, _, notices, _ = full
+        return cls(rows[0] if rows else None, notices, full=full)
+
+    @property
+    def is_complete(self) -> bool:
+        return self._full is not None
+
+    def full(self) -> Ranked:
+        """Rows, rejections, notices and the size reserve, as :func:`~._rank.rank` gives them."""
+        if self._full is None:
+            with self._lock:
+                if self._full is None:
+                    assert self._idx is not None and self._ctx is not None
+                    self._full = rank(self._idx, self._ctx, self._calls or {})
+                    self._idx = self._ctx = self._calls = None  # the plans are no longer needed
+        return self._full
+
+
+def bound_first(idx: _Index, ctx: _Context, calls: dict[str, ProviderCall],
+                providers: Mapping[str, Provider]) -> Ranking:
+    """The ranking of ``ctx``'s request, its first row proven with as few plans as the bounds
+    allow (see the module docstring); ``calls`` gets the plans made."""
+    scoring = ctx.policy.scoring
+    if min(scoring.approximated_penalty, scoring.dropped_penalty, scoring.negative_penalty) < 0:
+        return Ranking.complete(rank(idx, ctx, calls))  # a fate may add: no bound
+    order = _screened(idx, ctx, providers)
+    stop = _MARGIN if ctx.policy.tie_break == ("cost", "offer") and \
+        ctx.policy.tie_tolerance == 0 else ctx.policy.tie_tolerance + 2 * _MARGIN
+    rows: list[Row] = []  # planned passing offers that make the size asked (all, without size=)
+    best = float("-inf")
+    for bound, i, pre in order:
+        if rows and bound < best - stop:
+            first = _order(rows, ctx.policy)[0]
+            return Ranking(first, (), idx=idx, ctx=ctx, calls=calls)
+        call = plan_offer(i, idx.facts[i], ctx)
+        if isinstance(call, Rejection):
+            continue
+        calls[idx.facts[i].key] = call
+        row = _score(idx.facts[i], call, pre, ctx)
+        if ctx.want_px is not None and size_gap(ctx.want_px, call) is not None:
+            continue  # ranks only when no offer makes the size: the exhaustive path decides
+        rows.append(row)
+        best = max(best, row.total)
+    # Every offer was planned (or none makes the size): the exhaustive path, on the same plans.
+    return Ranking.complete(rank(idx, ctx, calls))
+
+
+#: Bound-first orders kept per catalog (one per screening key: quality, pins, availability, ...).
+_ORDERS = 64
+
+
+def _screened(idx: _Index, ctx: _Context, providers: Mapping[str, Provider]
+              ) -> list[tuple[float, int, Screened]]:
+    """:func:`_by_bound`, memoised per ``ctx.screen_key`` and the providers that estimate
+    their own costs (nothing else the steps before planning or the bounds read)."""
+    own = frozenset(name for name, p in providers.items() if _estimates_itself(p))
+    if ctx.screen_key is None:
+        return _by_bound(idx, ctx, own)
+    key = (ctx.screen_key, own)
+    with idx.lock:
+        hit = idx.orders.get(key)
+        if hit is not None:
+            idx.orders.move_to_end(key)
+            return hit
+    order = _by_bound(idx, ctx, own)
+    with idx.lock:
+        idx.orders[key] = order
+        while len(idx.orders) > _ORDERS:
+            idx.orders.popitem(last=False)
+    return order
+
+
+def _by_bound(idx: _Index, ctx: _Context, own: frozenset[str]
+              ) -> list[tuple[float, int, Screened]]:
+    """The offers that pass the steps before planning, with an upper bound on their total, the
+    highest bound first (catalog order among equal bounds)."""
+    policy, axis, scoring = ctx.policy, ctx.axis, ctx.policy.scoring
+    cw, ref = axis.cost_weight, axis.cost_reference_usd
+    fates = max(0.0, scoring.negative_bonus) if ctx.negative else 0.0
+    unknown = scoring.unknown_cost_score
+    if idx.floors is None:
+        idx.floors = [price_floor(v) for v in idx.views]
+    floors = idx.floors
+    out: list[tuple[float, int, Screened]] = []
+    for i, f in enumerate(idx.facts):
+        pre = screen(i, f, ctx)
+        if isinstance(pre, Rejection):
+            continue
+        mq = pre[0]
+        floor = 0.0 if f.provider in own else floors[i]
+        cs = unknown if floor is None else max(ref / (ref + floor), unknown)
+        bound = (1.0 - cw) * mq.quality / 10.0 + cw * cs + mq.adjustment + fates
+        if f.status is Status.deprecated:
+            bound -= scoring.deprecated_penalty
+        bound += policy.providers.prefer.get(f.provider, 0.0) + \
+            policy.models.prefer.get(f.model_id, 0.0)
+        out.append((bound, i, pre))
+    out.sort(key=lambda t: -t[0])
+    return out
+
+
+def _estimates_itself(provider: Provider) -> bool:
+    """Whether a provider overrides the catalog's cost estimate (its floor is then unknown: 0)."""
+    method = getattr(type(provider), "cost_estimate", None)
+    return getattr(method, "__qualname__", "") != "Provider.cost_estimate"
+
+
+def price_floor(view: OfferView) -> float | None:
+    """The least per-image estimate the offer's catalog price can give for any request (0 when
+    it depends on size, steps or tokens); None when the price is unknown (every estimate is)."""
+    price = view.offer.price
+    kind = price.kind
+    if kind is PriceKind.unknown:
+        return None
+    if kind in (PriceKind.per_image, PriceKind.first_megapixel):
+        extra = price.usd_per_extra_megapixel if kind is PriceKind.first_megapixel else 0.0
+        return price.usd if price.usd is not None and price.usd >= 0 and (extra or 0) >= 0 \
+            else 0.0
+    if kind is PriceKind.per_image_resolution and price.usd is not None \
+            and price.resolution_multipliers:
+        low = price.usd * min(price.resolution_multipliers.values())
+        return low if low >= 0 else 0.0
+    if kind is PriceKind.per_megapixel and price.round_up_megapixels \
+            and price.usd_per_megapixel is not None:
+        return max(price.usd_per_megapixel, 0.0)  # billed megapixels round up to at least 1
+    return 0.0
