@@ -298,13 +298,13 @@ def check_some_provider(client: Any) -> None:
 def _repair(requests: list[dict[str, Any]], journal: Path | None, out_dir: Path,
             json_out: bool) -> None:
     """``--repair``: rebuild the journal from what can be read and the images on disk."""
-    from .jobs._adopt import repair
-    from .jobs._batch import _request_json, _safe_name, job_ids
+    from .jobs._adopt import repair, safe_name
+    from .jobs._schedule import job_ids, request_json
 
     if journal is None:
         raise InvalidRequest("--repair needs the --journal to rebuild", field="journal")
-    pairs = [(jid, json.loads(_request_json(req))) for jid, req in job_ids(requests)]
-    result = repair(journal, pairs, out_dir, {jid: _safe_name(jid) for jid, _ in pairs})
+    pairs = [(jid, json.loads(request_json(req))) for jid, req in job_ids(requests)]
+    result = repair(journal, pairs, out_dir, {jid: safe_name(jid) for jid, _ in pairs})
     if json_out:
         emit_json({"repaired": str(journal), "salvaged": result.salvaged,
                    "adopted": result.adopted, "unknown": result.unknown,

@@ -48,6 +48,7 @@ __all__ = [
     "redact_httpx_log",
     "refused",
     "trust_origin",
+    "trusted_origins",
     "untrust_origin",
 ]
 
@@ -73,6 +74,13 @@ def trust_origin(url: str) -> None:
     (and over plain http). Only the simulators call this (``modelglass.testing.simulate``)."""
     with _trusted_lock:
         _trusted.add(origin(url))
+
+
+def trusted_origins() -> list[str]:
+    """The origins :func:`trust_origin` allowed, as ``http://host:port`` (for processes that
+    must trust them too: the Ray workers)."""
+    with _trusted_lock:
+        return [f"http://{host}:{port}" for host, port in sorted(_trusted)]
 
 
 def untrust_origin(url: str) -> None:

@@ -28,12 +28,13 @@ import itertools
 import logging
 import math
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import BudgetExceeded, InvalidRequest
 
-__all__ = ["Budget", "Reservation", "amount_to_hold"]
+__all__ = ["Budget", "Lease", "Reservation", "amount_to_hold", "settle_or_release"]
 
 log = logging.getLogger("modelglass")
 
@@ -154,24 +155,21 @@ class Budget:
         price is unknown: it cannot be reserved against a limit. An amount that is not a finite
         number >= 0 is refused the same way: nothing is sent on a poisoned estimate.
         """
-        what = f" for {label}" if label else ""
-        if amount is None:
-            raise BudgetExceeded(
-                f"the price{what} is unknown, so it cannot be reserved against the budget of "
-                f"${self.limit_usd:.4f}. Pick a model with a known price (see "
-                f"`client.route(...).explain()`), or call without a budget.",
-                estimate_usd=None, limit_usd=self.limit_usd)
         value = _finite_usd(amount)
         if value is None:
-            raise BudgetExceeded(
-                f"the estimate{what} is {amount!r}, not a finite number of USD >= 0, so it cannot "
-                f"be reserved; nothing was sent. This is a catalog price or estimate fault: "
-                f"check the offer's price with `modelglass catalog show`.",
-                estimate_usd=None, limit_usd=self.limit_usd)
+            what = f" for {label}" if label else ""
+            why = (f"the price{what} is unknown, so it cannot be reserved against the budget of "
+                   f"${self.limit_usd:.4f}. Pick a model with a known price (see "
+                   f"`client.route(...).explain()`), or call without a budget." if amount is None
+                   else f"the estimate{what} is {amount!r}, not a finite number of USD >= 0, so "
+                   f"it cannot be reserved; nothing was sent. This is a catalog price or "
+                   f"estimate fault: check the offer's price with `modelglass catalog show`.")
+            raise BudgetExceeded(why, estimate_usd=None, limit_usd=self.limit_usd)
         with self._lock:
             held = sum(r.amount for r in self._held.values())
             free = self.limit_usd - self._spent - held
             if value > free + _EPS:
+                what = f" for {label}" if label else ""
                 over = (f" Spending already passed the limit by ${self._spent - self.limit_usd:.4f}"
                         f" (a call cost more than it reserved)." if self._spent > self.limit_usd
                         + _EPS else "")
@@ -221,3 +219,67 @@ class Budget:
         if self._held.pop(reservation.id, None) is None:
             raise ValueError(f"reservation {reservation.id} is not held by this budget "
                              f"(already settled or released, or from another budget)")
+
+
+class Lease:
+    """The budget one job of a batch spends from: the hold taken when the job was admitted
+    becomes the job's first reservation (so no other job can take that money between
+    admission and the job's reserve); later reservations (a pricier fallback) come from the
+    batch's budget. :meth:`close` gives the hold back if the job never took it.
+    """
+
+    def __init__(self, budget: Budget, hold: Reservation | None) -> None:
+        self._budget, self._hold = budget, hold
+        self.limit_usd = budget.limit_usd
+
+    def __repr__(self) -> str:
+        return f"Lease({self._budget!r}, hold={self._hold!r})"
+
+    def reserve(self, amount: float | None, *, label: str = "") -> Reservation:
+        """The admission hold when ``amount`` fits in it, else a new reservation."""
+        hold, self._hold = self._hold, None
+        if hold is not None:
+            if amount is not None and amount <= hold.amount + _EPS:
+                return hold
+            self._budget.release(hold)
+        return self._budget.reserve(amount, label=label)
+
+    def settle(self, reservation: Reservation, actual_usd: float | None) -> None:
+        """As :meth:`Budget.settle`."""
+        self._budget.settle(reservation, actual_usd)
+
+    def release(self, reservation: Reservation) -> None:
+        """As :meth:`Budget.release`."""
+        self._budget.release(reservation)
+
+    def close(self) -> None:
+        """Give back the hold if the job never took it."""
+        hold, self._hold = self._hold, None
+        settle_or_release(self._budget, hold, ())
+
+
+def settle_or_release(budget: Budget | Lease | None, reservation: Reservation | None,
+                      charges: Iterable[float | None]) -> None:
+    """Close ``reservation``: the one settlement rule of the engine, the batch and Ray.
+
+    ``charges`` are what the call was charged, one entry per provider call that went out (None:
+    it may have been billed at a price nobody knows). No charge: the reservation is released
+    (nothing was billed). Every charge known: it is settled at their sum. Any unknown: the
+    whole amount held is kept as spent. A None ``budget`` or ``reservation`` is a no-op.
+
+    >>> b = Budget(1.0)
+    >>> settle_or_release(b, b.reserve(0.5), [0.1, 0.2]); round(b.spent, 2)
+    0.3
+    >>> settle_or_release(b, b.reserve(0.5), [None]); round(b.spent, 2)
+    0.8
+    >>> settle_or_release(b, b.reserve(0.1), []); round(b.spent, 2), b.reserved
+    (0.8, 0)
+    """
+    if budget is None or reservation is None:
+        return
+    spent = list(charges)
+    if not spent:
+        budget.release(reservation)
+        return
+    known = [usd for usd in spent if usd is not None]
+    budget.settle(reservation, sum(known) if len(known) == len(spent) else None)

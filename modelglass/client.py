@@ -29,6 +29,7 @@ from .catalog import Catalog, OfferView
 from .errors import InvalidRequest, ProviderUnavailable
 from .jobs import _drive
 from .jobs._engine import Job
+from .jobs._owner import Hooks
 from .plan import ProviderCall, plan_call
 from .providers import PROVIDER_CLASSES, create_provider
 from .providers.base import Availability, Provider
@@ -40,12 +41,13 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from .budget import Budget
+    from .budget import Budget, Lease
     from .checks import Checker, CheckResult
     from .jobs._batch import BatchReport, JobOutcome
     from .jobs._events import EventSink, Resume
     from .jobs._retry import RetryPolicy
     from .result import Attempt, ImageResult
+    from .routing import RoutingDecision
 
 log = logging.getLogger("modelglass")
 
@@ -116,6 +118,18 @@ class _BaseClient:
     def __repr__(self) -> str:  # never shows keys
         return (f"{type(self).__name__}(catalog={self.catalog!r}, "
                 f"providers={sorted(self._providers)})")
+
+    @property
+    def available(self) -> frozenset[str] | None:
+        """The providers this client was told to take as available (``available=``); None:
+        each is checked (keys present, clients installed, local weights found)."""
+        assumed = self._assume_available
+        return None if assumed is None else frozenset(assumed)
+
+    @property
+    def local(self) -> Provider | None:
+        """The local backend this client was given (``local=``, or ``providers["local"]``)."""
+        return self._providers.get("local")
 
     # -- providers --------------------------------------------------------------------------------
     def provider(self, name: str) -> Provider:
@@ -224,12 +238,22 @@ class _BaseClient:
                          today=self.today)
 
     # -- the job --------------------------------------------------------------------------------
-    def _job(self, request: ImageRequest | str | None, fields: dict[str, Any], *,
-             job_id: str | None, events: EventSink | None, resume: Resume | None,
-             allow_double_payment: bool | None, deadline_s: float | None,
-             check: Any = False, on_fail: str = "keep", max_check_retries: int = 1) -> Job:
-        """Build the request, route it and make the job; raises :class:`NoEligibleModel` when
-        nothing fits (before anything is sent)."""
+    def _job(self, request: ImageRequest | str | None, fields: dict[str, Any], **kw: Any) -> Job:
+        """``generate``'s job: the request built from its arguments, on this client's budget."""
+        return self.job(self._request(request, **fields), budget=self.budget, **kw)
+
+    def job(self, request: ImageRequest, *, budget: Budget | Lease | None,
+            decision: RoutingDecision | None = None, job_id: str | None = None,
+            events: EventSink | None = None, resume: Resume | None = None,
+            allow_double_payment: bool | None = None, deadline_s: float | None = None,
+            check: Any = False, on_fail: str = "keep", max_check_retries: int = 1) -> Job:
+        """The job of one ``generate`` call, built but not run: a batch drives it itself.
+
+        ``budget`` is what the job reserves on (a batch hands each job its own
+        :class:`~modelglass.budget.Lease`); ``decision`` a routing decision already made for
+        ``request`` (None: route it now). Raises :class:`NoEligibleModel` when nothing fits
+        (before anything is sent); the other arguments are ``generate``'s.
+        """
         from .checks import checking_of
 
         started = time.monotonic()
@@ -242,13 +266,15 @@ class _BaseClient:
         if events is not None and not callable(events):
             raise InvalidRequest(f"events must be a callable given each JobEvent (or None), not "
                                  f"{type(events).__name__} {events!r}", field="events")
-        req = self._request(request, **fields)
-        decision = self.route(req)
+        if decision is None:
+            decision = self.route(request)
         decision.require()
-        job = Job(self, req, decision, started=started, job_id=job_id, events=events,
+        job = Job(self, request, decision, started=started, job_id=job_id, events=events,
                   resume=resume, deadline_s=self.deadline_s if deadline_s is None else deadline_s,
                   allow_double_payment=(self.allow_double_payment if allow_double_payment is None
-                                        else allow_double_payment), checking=checking)
+                                        else allow_double_payment), checking=checking,
+                  budget=budget, hooks=Hooks(self._scrub, self._attempt_ended,
+                                             self._result_ready, self._checks_done))
         job.timings["route_s"] = time.monotonic() - started
         return job
 

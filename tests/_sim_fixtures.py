@@ -26,7 +26,7 @@ import pytest
 from modelglass.testing import Simulator, simulate
 
 
-def sim_fixture(*, poll_interval: float = 0.05,
+def sim_fixture(*, poll_interval: float = 0.05, service_time: float = 0.0,
                 scope: Literal["module", "function"] = "module",
                 env: Mapping[str, str] | None = None) -> Any:
     """A ``sim`` fixture: :func:`modelglass.testing.simulate` with these options, for ``scope``;
@@ -34,7 +34,8 @@ def sim_fixture(*, poll_interval: float = 0.05,
 
     @pytest.fixture(scope=scope, name="sim")
     def _sim() -> Iterator[Simulator]:
-        with simulate(poll_interval=poll_interval) as s, pytest.MonkeyPatch.context() as mp:
+        with simulate(poll_interval=poll_interval, service_time=service_time) as s, \
+                pytest.MonkeyPatch.context() as mp:
             for name, value in (env or {}).items():
                 mp.setenv(name, value)
             yield s

@@ -33,7 +33,8 @@ from modelglass.testing import simulate
 
 # -- a client that needs no network: route says the provider, generate sleeps -------------------
 class FakeClient:
-    """Duck-types what a batch uses of a client: ``route``, ``generate``, ``budget``."""
+    """Duck-types what a batch uses of a client: ``route``, ``generate`` (given the job's
+    budget lease as ``budget=``), ``budget``."""
 
     def __init__(self, *, cost: float = 0.01, actual: float | None = None,
                  service_s: float = 0.01, fail: set[str] | None = None) -> None:
@@ -66,37 +67,38 @@ class FakeClient:
         with self.lock:
             self.running[provider] -= 1
 
-    def _result(self, request: ImageRequest) -> ImageResult:
-        reservation = self.budget.reserve(self.cost) if self.budget is not None else None
+    def _result(self, request: ImageRequest, budget: Any) -> ImageResult:
+        reservation = budget.reserve(self.cost) if budget is not None else None
         if request.prompt in self.fail:
             if reservation is not None:
-                self.budget.release(reservation)
+                budget.release(reservation)
             raise ProviderError(f"boom on {request.prompt}", provider="fal")
         actual = self.cost if self.actual is None else self.actual
         if reservation is not None:
-            self.budget.settle(reservation, actual)
+            budget.settle(reservation, actual)
         img = GeneratedImage(data=request.prompt.encode(), mime="image/png", width=1, height=1,
                              seed=request.seed)
         return ImageResult(images=[img], model="m", provider=request.provider or "fal",
                            cost_usd=actual, cost_is_estimate=False, latency_s=0.0, fates=[])
 
-    def generate(self, request: ImageRequest, **kw: Any) -> ImageResult:
+    def generate(self, request: ImageRequest, *, budget: Any = None, **kw: Any) -> ImageResult:
         provider = self._enter(request)
         try:
             time.sleep(self.service_s * (1 + (hash(request.prompt) % 3)))
-            return self._result(request)
+            return self._result(request, budget)
         finally:
             self._leave(provider)
 
 
 class AsyncFakeClient(FakeClient):
-    async def generate(self, request: ImageRequest, **kw: Any) -> ImageResult:  # type: ignore[override]
+    async def generate(self, request: ImageRequest, *, budget: Any = None,  # type: ignore[override]
+                       **kw: Any) -> ImageResult:
         provider = self._enter(request)
         try:
             await asyncio.sleep(float(request.extra.get("sleep", self.service_s))
                                 if hasattr(request, "extra") and isinstance(
                                     getattr(request, "extra", None), dict) else self.service_s)
-            return self._result(request)
+            return self._result(request, budget)
         finally:
             self._leave(provider)
 
@@ -349,14 +351,14 @@ def test_the_result_cache_serves_a_repeat_for_free(tmp_path):
 def test_a_job_sent_before_a_crash_without_an_id_is_named_not_resent(tmp_path):
     import json as _json
 
-    from modelglass.jobs._batch import _request_json
     from modelglass.jobs._journal import Journal
+    from modelglass.jobs._schedule import request_json
 
     reqs = [{"id": "o1", "prompt": "a kite over dunes", "quality": "thumbnail",
              "model": "gpt-image-2", "provider": "openai", "seed": 3}]
     (job_id, request), = job_ids(reqs)
     with Journal(tmp_path / "run.db") as j:   # what a run killed mid-call leaves behind
-        j.begin([(job_id, _json.loads(_request_json(request)))])
+        j.begin([(job_id, _json.loads(request_json(request)))])
         j.started(job_id, offer_key="gpt-image-2@openai", provider="openai", estimate=0.02)
         j.record(JobEvent(job_id, "submitted", offer_key="gpt-image-2@openai",
                           provider="openai"))   # the engine's word that the call is going out
@@ -393,7 +395,7 @@ async def test_async_batch_rides_out_a_429_storm_with_a_journal(tmp_path):
 
 
 def test_the_lease_hands_the_admission_hold_to_the_engine():
-    from modelglass.jobs._schedule import Lease
+    from modelglass.budget import Lease
 
     budget = Budget(1.0)
     hold = budget.reserve(0.3)
@@ -455,14 +457,14 @@ def test_a_plain_call_killed_before_it_was_sent_runs_again(tmp_path):
     got no further than "started" (and "pending" on its offer) sent nothing: it runs again."""
     import json as _json
 
-    from modelglass.jobs._batch import _request_json
     from modelglass.jobs._journal import Journal
+    from modelglass.jobs._schedule import request_json
 
     reqs = [{"id": "o2", "prompt": "a kite over a lake", "quality": "thumbnail",
              "model": "gpt-image-2", "provider": "openai", "seed": 4}]
     (job_id, request), = job_ids(reqs)
     with Journal(tmp_path / "run.db") as j:
-        j.begin([(job_id, _json.loads(_request_json(request)))])
+        j.begin([(job_id, _json.loads(request_json(request)))])
         j.started(job_id, offer_key="gpt-image-2@openai", provider="openai", estimate=0.02)
         j.record(JobEvent(job_id, "pending", offer_key="gpt-image-2@openai", provider="openai"))
     with simulate() as sim:
@@ -486,3 +488,39 @@ def test_a_long_queue_for_a_limited_provider_does_not_hold_back_the_others():
     first = client.started[:12]
     assert {"rep 0", "rep 1", "rep 2"} <= set(first), first
     assert client.peak["fal"] == 1
+
+
+@pytest.mark.parametrize("runner", ["sync", "async"])
+def test_each_job_is_routed_and_planned_once(runner):
+    """The batch routes a job to schedule it; its engine runs on that same decision (the
+    offer the scheduler counted it against), not a second routing and planning."""
+    routed: list[str] = []
+
+    def counting(client: Any) -> Any:
+        route = client.route
+
+        def route_once(request: Any, *a: Any, **kw: Any) -> Any:
+            routed.append(request.prompt)
+            return route(request, *a, **kw)
+        client.route = route_once
+        return client
+
+    reqs = [{"id": f"j{i}", "prompt": f"job {i}", "quality": "draft", "provider": "fal"}
+            for i in range(5)]
+    budget = Budget(1.0)
+    with simulate() as sim:
+        if runner == "sync":
+            with counting(mg.Client(available=["fal"])) as client:
+                report = list(client.generate_many(reqs, concurrency=2, budget=budget,
+                                                   limits={}))
+        else:
+            async def go() -> list[Any]:
+                async with counting(mg.AsyncClient(available=["fal"])) as client:
+                    return [o async for o in client.agenerate_many(
+                        reqs, concurrency=2, budget=budget, limits={})]
+            report = asyncio.run(go())
+        assert len(sim.requests("fal", stage="submit")) == 5
+    assert sorted(o.status for o in report) == ["done"] * 5
+    assert sorted(routed) == sorted(r["prompt"] for r in reqs)   # once each
+    assert budget.reserved == 0 and budget.spent == pytest.approx(
+        sum(o.cost_usd for o in report))

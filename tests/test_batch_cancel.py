@@ -22,22 +22,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import _sim_fixtures
 import pytest
 from test_client import make_client
 
 import modelglass as mg
 from modelglass.jobs._journal import Journal
-from modelglass.testing import Simulator, simulate
+from modelglass.testing import Simulator
 
 SUBMIT = {"fal": "submit", "replicate": "create"}
 ESTIMATE = 0.003  # flux-schnell, draft, one image: fal and Replicate alike
 HELD_S = 8.0  # how long a submitted job stays in the simulator's queue
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with simulate() as s:
-        yield s
+sim = _sim_fixtures.sim
 
 
 @pytest.fixture(autouse=True)

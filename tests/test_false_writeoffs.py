@@ -17,8 +17,8 @@ from typing import Any
 
 import modelglass as mg
 from modelglass.jobs import JobEvent
-from modelglass.jobs._batch import _request_json, job_ids
 from modelglass.jobs._journal import Journal
+from modelglass.jobs._schedule import job_ids, request_json
 from modelglass.testing import simulate
 
 _MAIN = ("import sys\n"
@@ -93,7 +93,7 @@ def test_a_job_that_started_but_never_sent_runs_again_on_any_provider(tmp_path):
                                "model": "flux-schnell", "provider": "fal", "seed": 2}],
                              journal=tmp_path / "run.db", limits={})
         with Journal(tmp_path / "run.db") as j:   # what a kill before the create leaves
-            j.begin([(job_id, json.loads(_request_json(request)))])
+            j.begin([(job_id, json.loads(request_json(request)))])
             j.started(job_id, offer_key="flux-schnell@fal", provider="fal", estimate=0.003)
             j.record(JobEvent(job_id, "pending", offer_key="flux-schnell@fal", provider="fal"))
         report = client.generate_many(reqs, journal=tmp_path / "run.db", limits={})

@@ -23,11 +23,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import _sim_fixtures
 import pytest
 
 import modelglass as mg
 from modelglass.jobs._journal import Journal, file_sha256
-from modelglass.testing import simulate
 
 TRIALS = 3
 KILLS_PER_TRIAL = 2
@@ -84,10 +84,7 @@ def _submits(sim: Any) -> int:
     return sum(len(sim.requests(p, stage=s)) for p, s in SUBMIT_STAGES.items())  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with simulate(service_time=0.3, poll_interval=0.05) as s:
-        yield s
+sim = _sim_fixtures.sim_fixture(service_time=0.3)
 
 
 @pytest.mark.parametrize("trial", range(TRIALS))

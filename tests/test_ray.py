@@ -4,6 +4,7 @@ with the driver."""
 
 from __future__ import annotations
 
+import _sim_fixtures
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -12,15 +13,10 @@ import modelglass as mg
 from modelglass.jobs._batch import Batch
 from modelglass.jobs._journal import Journal, file_sha256
 from modelglass.jobs._ray import run_ray
-from modelglass.testing import simulate
 
-
-@pytest.fixture(scope="module")
-def sim():
-    # One simulator for the module: Ray's worker processes outlive a test, and the fal client
-    # reads its hosts once per process.
-    with simulate() as s:
-        yield s
+# One simulator for the module: Ray's worker processes outlive a test, and the fal client
+# reads its hosts once per process.
+sim = _sim_fixtures.sim
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ the simulators in each provider's own error shape.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from typing import Any
 
+import _sim_fixtures
 import fal_client
 import openai
 import pytest
@@ -21,7 +21,7 @@ from modelglass.catalog._wire_schema import input_schema
 from modelglass.errors import InvalidRequest
 from modelglass.plan import plan_call
 from modelglass.result import FateKind
-from modelglass.testing import Simulator, simulate
+from modelglass.testing import Simulator
 
 PROMPT = "a lighthouse at dusk"
 RULES = {"multiple_of": 16, "max_side": 3840, "max_aspect": 3, "min_pixels": 655_360,
@@ -89,10 +89,7 @@ def test_a_fal_preset_below_the_pixel_floor_is_a_violation() -> None:
 
 # -- the simulators refuse in the providers' own shapes ----------------------------------------------
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with simulate(poll_interval=0.01) as s:
-        yield s
+sim = _sim_fixtures.sim_fixture(poll_interval=0.01)
 
 
 @pytest.mark.parametrize("size,problem", [({"width": 512, "height": 512}, "total pixels"),

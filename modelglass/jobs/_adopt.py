@@ -195,19 +195,11 @@ def _salvage(path: Path) -> tuple[dict[str, tuple[Any, ...]], dict[str, str]]:
 
 def _restore(j: Journal, rows: dict[str, tuple[Any, ...]]) -> int:
     """Carry salvaged rows over (state, cost, possibly charged: what keeps money safe)."""
-    stmts = []
-    for job_id, row in rows.items():
-        data = dict(zip(_JOB_COLUMNS, row, strict=False))
-        if data["state"] == "done":
-            continue  # done is re-established from the files on disk, or not at all
-        stmts.append(("UPDATE jobs SET state=?, offer_key=?, provider=?, estimate=?, cost=?, "
-                      "possibly_charged=?, carried=?, error=? WHERE id=?",
-                      (data["state"], data["offer_key"], data["provider"], data["estimate"],
-                       data["cost"], int(bool(data["possibly_charged"])),
-                       data["carried"] or 0.0, data["error"], job_id)))
-    if stmts:
-        j._write(stmts)
-    return len(stmts)
+    kept = {job_id: data for job_id, row in rows.items()
+            if (data := dict(zip(_JOB_COLUMNS, row, strict=False)))["state"] != "done"}
+    # done is re-established from the files on disk, or not at all
+    j.restore(kept)
+    return len(kept)
 
 
 def _move_aside(path: Path) -> str:

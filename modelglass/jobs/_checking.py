@@ -25,6 +25,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelglassError
+from . import _outcome
 from ._delivery import Check
 from ._steps import Step
 
@@ -48,7 +49,7 @@ def deliver(job: Job, run: Run, index: int) -> Generator[Step, Any, ImageResult]
     tries = [run]
     notes: list[str] = []
     yield from _check(job, run, [])
-    job._close_budget(run)  # settled now: the next try's reservation must not stack on it
+    _outcome.close(job.budget, run)  # settled now: the next try's reservation must not stack on it
     while (not _passed(tries[-1]) and checking.on_fail != "keep"
            and len(tries) <= checking.max_retries):
         nxt = _next_try(job, tries, index)
@@ -61,17 +62,17 @@ def deliver(job: Job, run: Run, index: int) -> Generator[Step, Any, ImageResult]
             new = job._open(key, call_of)
             yield from job._offer(new)
         except Exception as exc:
-            job._close_budget(new)
+            _outcome.close(job.budget, new)
             if not isinstance(exc, ModelglassError):
-                job._settle_all()
+                _outcome.close_all(job)
                 raise
-            why = job.owner._scrub(str(exc)).splitlines()[0]
+            why = job.hooks.scrub(str(exc)).splitlines()[0]
             log.warning("%s: the %s after a failed check failed (%s); keeping the checked "
                         "images", key, checking.on_fail, why)
             notes.append(f"{checking.on_fail} on {key} failed: {type(exc).__name__}: {why}")
             break
         yield from _check(job, new, tries)
-        job._close_budget(new)
+        _outcome.close(job.budget, new)
         tries.append(new)
     best = max(tries, key=_rank)
     result = job._finish(best, rejected=[t for t in tries if t is not best])
@@ -92,9 +93,8 @@ def _check(job: Job, run: Run, before: list[Run]) -> Generator[Step, Any, None]:
     failed = [c for c in results if c.failed]
     job.emit("checked", run, message=("all checks passed" if not failed else "failed: " + ", ".join(
         f"{c.name} on image {c.image}" for c in failed)))
-    hook = getattr(job.owner, "_checks_done", None)
-    if hook is not None:  # observed-store hook: pass rates per offer × check × prompt class
-        hook(run.key, run.call.request, results)
+    # observed-store hook: pass rates per offer × check × prompt class
+    job.hooks.checks_done(run.key, run.call.request, results)
 
 
 def _passed(run: Run) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._batch import Job
+    from ._schedule import Job
 
 __all__ = ["COOLING_MAX_S", "Parking", "cooldown_left", "cooling_reason"]
 

@@ -37,12 +37,11 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .._destination import public_url
 from ..errors import DownloadFailed, ModelglassError, OutcomeUnknown
@@ -50,23 +49,23 @@ from ..result import Attempt, GeneratedImage, Missing
 from . import _checking, _outcome
 from ._delivery import Download
 from ._events import EventSink, JobEvent, Resume
+from ._owner import Hooks, Owner
 from ._retry import falls_back, possibly_charged, retry_after_of, retryable
 from ._steps import Step, Wait
 
 if TYPE_CHECKING:
     from .._download import Fetched
-    from ..budget import Budget, Reservation
+    from ..budget import Budget, Lease, Reservation
     from ..checks import Checking
     from ..plan import ProviderCall
     from ..providers.base import Provider, ProviderOutput
     from ..request import ImageRequest
     from ..result import ImageResult
     from ..routing import RoutingDecision
-    from ._retry import RetryPolicy
 
 log = logging.getLogger("modelglass")
 
-__all__ = ["CANCEL_GRACE_S", "DEADLINE_SLACK_S", "Job", "Owner", "chunk_calls_of"]
+__all__ = ["CANCEL_GRACE_S", "DEADLINE_SLACK_S", "Hooks", "Job", "Owner", "chunk_calls_of"]
 
 #: Below this many seconds left, the job's deadline counts as spent (no call could finish).
 DEADLINE_SLACK_S = 0.05
@@ -75,23 +74,6 @@ CANCEL_GRACE_S = 1.0
 
 _job_ids = itertools.count(1)
 _PID = os.getpid()
-
-
-class Owner(Protocol):
-    """What a job needs from the client that runs it (``Client`` and ``AsyncClient`` are one)."""
-
-    budget: Budget | None
-    timeout_s: float
-    max_download_bytes: int
-
-    @property
-    def retry_policy(self) -> RetryPolicy: ...
-
-    def provider(self, name: str) -> Provider: ...
-    def plan_offer(self, request: ImageRequest, offer_key: str) -> ProviderCall: ...
-    def _scrub(self, text: str) -> str: ...
-    def _attempt_ended(self, attempt: Attempt, exc: BaseException | None) -> None: ...
-    def _result_ready(self, result: ImageResult) -> None: ...
 
 
 @dataclass
@@ -130,8 +112,10 @@ class _InFlight:
 class Job:
     """One ``generate`` call. Build it, then drive :meth:`steps` to get the ``ImageResult``.
 
-    ``owner`` is the client (providers, budget, timeouts, retry policy); ``decision`` the routing
-    decision for ``request``; ``deadline_s`` the wall-clock bound of the whole job; ``events``
+    ``owner`` is the client (providers, timeouts, retry policy); ``budget`` what the job reserves
+    on (a :class:`~modelglass.budget.Budget`, a batch job's :class:`~modelglass.budget.Lease`,
+    or None); ``hooks`` what it tells the client; ``decision`` the routing decision for
+    ``request``; ``deadline_s`` the wall-clock bound of the whole job; ``events``
     a sink for :class:`~modelglass.jobs.JobEvent`; ``resume`` a job submitted before (poll it,
     never re-submit it).
     """
@@ -140,8 +124,11 @@ class Job:
                  deadline_s: float, started: float | None = None, job_id: str | None = None,
                  events: EventSink | None = None, resume: Resume | None = None,
                  allow_double_payment: bool = False, checking: Checking | None = None,
+                 budget: Budget | Lease | None = None, hooks: Hooks | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.owner = owner
+        self.budget = budget
+        self.hooks = hooks or Hooks()
         self.request = request
         self.decision = decision
         self.clock = clock
@@ -180,7 +167,7 @@ class Job:
             self.events(JobEvent(self.job_id, state, **kw))  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - a failing sink must not strand a paid job
             log.warning("job %s: the events sink failed on %r (%s: %s); the job goes on",
-                        self.job_id, state, type(exc).__name__, self.owner._scrub(str(exc)))
+                        self.job_id, state, type(exc).__name__, self.hooks.scrub(str(exc)))
 
     # -- the state machine ------------------------------------------------------------------------
     def steps(self) -> Generator[Step, Any, ImageResult]:
@@ -192,8 +179,8 @@ class Job:
         except GeneratorExit:  # the driver went away: no cancel can be sent, but settle
             flight, self._inflight = self._inflight, None
             if flight is not None and flight.sent:
-                self._charge(flight.run, flight.chunk, flight.attempt, None, possibly=True)
-            self._settle_all()
+                _outcome.charge(flight.run, flight.chunk, flight.attempt, None, possibly=True)
+            _outcome.close_all(self)
             raise
         except Exception:  # already settled and reported where it was decided
             raise
@@ -258,7 +245,7 @@ class Job:
                 f"be looked up by id. It may have been charged, and it was not re-sent; generate "
                 f"again to pay for a new one.", request_id=self.resume.request_id,
                 provider=call.provider, stage="resume")
-        reservation = _outcome.reserve(self.owner.budget, self.request, call)
+        reservation = _outcome.reserve(self.budget, self.request, call)
         run = Run(key=key, call=call, provider=provider, chunk_calls=chunk_calls,
                   reservation=reservation, resumable=resumable)
         self.runs.append(run)
@@ -298,7 +285,7 @@ class Job:
                 if possibly_charged(exc) or resume_id is not None or (
                         flight.sent and not isinstance(exc, ModelglassError)):
                     # the provider may bill it (a bug after a create counts as unknown too)
-                    self._charge(run, chunk, attempt, None, possibly=True)
+                    _outcome.charge(run, chunk, attempt, None, possibly=True)
                 wait = (None if resume_id is not None else self.owner.retry_policy.wait(
                     tries, exc, remaining_s=self.remaining(), slack_s=DEADLINE_SLACK_S))
                 if wait is None:
@@ -316,7 +303,7 @@ class Job:
             self.add_time("call_s", self.clock() - t0)
             self._end_attempt(attempt, None, t0)
             attempt.request_id = output.request_id or flight.request_id
-            usd = self._charge(run, chunk, attempt, output)
+            usd = _outcome.charge(run, chunk, attempt, output)
             run.outputs.append(output)
             # Without their query: a signed URL's token must not reach logs, files or errors.
             attempt.urls = tuple(public_url(i.url) or "" for i in output.images if i.url)
@@ -384,7 +371,7 @@ class Job:
         how = "" if len(failed) == 1 else f" ({len(failed)} of {len(output.images)} images failed)"
         err = DownloadFailed(
             f"image {index} of {run.key} (request {output.request_id or 'without id'}) was paid "
-            f"for but could not be had{how}: {self.owner._scrub(str(reason))}",
+            f"for but could not be had{how}: {self.hooks.scrub(str(reason))}",
             url=public_url(raw.url), request_id=output.request_id, cost_usd=attempt.cost_usd,
             index=index,
             fetched=fetched, reason=reason, provider=run.call.provider,
@@ -394,45 +381,6 @@ class Job:
         run.missing.append(Missing(chunk=k, count=len(failed), reason=str(err).splitlines()[0],
                                    error_type="DownloadFailed", paid=True))
         run.failure = err
-
-    # -- money ------------------------------------------------------------------------------------
-    def _charge(self, run: Run, chunk: ProviderCall, attempt: Attempt,
-                output: ProviderOutput | None, *, possibly: bool = False) -> float | None:
-        """Count call ``chunk`` as charged: what the provider stated, else its share of the
-        estimate. ``possibly``: the outcome is unknown, the estimate is kept as spent."""
-        stated = output.cost_usd if output is not None else None
-        if stated is not None and not (math.isfinite(stated) and stated >= 0):
-            log.warning("%s: ignoring a stated cost of %r; counting the estimate", run.key, stated)
-            stated = None
-        usd: float | None
-        if stated is not None:
-            usd, estimated = float(stated), False
-        else:
-            est = run.call.estimate.usd
-            usd = None if est is None else est * chunk.planned.n / run.call.planned.n
-            estimated = True
-        run.charges.append((usd, estimated))
-        attempt.cost_usd, attempt.cost_is_estimate = usd, estimated
-        attempt.possibly_charged = possibly
-        return usd
-
-    def _close_budget(self, run: Run | None) -> None:
-        """Settle what was charged; release the rest of the reservation (once)."""
-        if run is None or run.closed:
-            return
-        run.closed = True
-        budget = self.owner.budget
-        if budget is None or run.reservation is None:
-            return
-        if not run.charges:
-            budget.release(run.reservation)
-            return
-        known = [usd for usd, _ in run.charges if usd is not None]
-        budget.settle(run.reservation, sum(known) if len(known) == len(run.charges) else None)
-
-    def _settle_all(self) -> None:
-        for run in self.runs:
-            self._close_budget(run)
 
     # -- time -------------------------------------------------------------------------------------
     def _call_timeout(self, run: Run) -> float:
@@ -449,31 +397,31 @@ class Job:
     def _end_attempt(self, attempt: Attempt, exc: BaseException | None, t0: float) -> None:
         attempt.duration_s = self.clock() - t0
         if exc is None:
-            self.owner._attempt_ended(attempt, None)
+            self.hooks.attempt_ended(attempt, None)
             return
         self.try_errors.append(exc)
-        attempt.error = self.owner._scrub(str(exc)) or type(exc).__name__
+        attempt.error = self.hooks.scrub(str(exc)) or type(exc).__name__
         attempt.error_type = type(exc).__name__
         attempt.status = getattr(exc, "status", None)
         attempt.retryable = retryable(exc)
         attempt.retry_after = retry_after_of(exc)
         if isinstance(exc, OutcomeUnknown) and exc.request_id and not attempt.request_id:
             attempt.request_id = exc.request_id
-        self.owner._attempt_ended(attempt, exc)
+        self.hooks.attempt_ended(attempt, exc)
 
     # -- endings ----------------------------------------------------------------------------------
     def _after_failure(self, run: Run | None, exc: Exception) -> ImageResult | None:
         """What an offer's failure leads to: a partial result, an error raised, or (None) the
         next offer. Settles the offer's budget either way."""
-        self._close_budget(run)
+        _outcome.close(self.budget, run)
         if not isinstance(exc, ModelglassError):
-            self._settle_all()
+            _outcome.close_all(self)
             self.emit("failed", run, error={"type": type(exc).__name__,
-                                            "message": self.owner._scrub(str(exc))})
+                                            "message": self.hooks.scrub(str(exc))})
             raise exc  # a bug, not a provider failure: never hidden behind a fallback
         if run is not None and run.images:
             if run.failure is None or run.failure is not exc:
-                self._missing_from(run, exc)
+                _outcome.missing_from(self, run, exc)
             result = self._finish(run, failure=exc)
             if self.request.strict:
                 exc.partial = result  # type: ignore[attr-defined]
@@ -488,35 +436,17 @@ class Job:
             raise self._fail(_outcome.deadline_error(
                 self, f"while trying {run.key if run else 'an offer'}", cause=exc))
         log.info("%s failed (%s); falling back to the next ranked offer",
-                 run.key if run else "offer", self.owner._scrub(str(exc)).splitlines()[0])
+                 run.key if run else "offer", self.hooks.scrub(str(exc)).splitlines()[0])
         return None
-
-    def _missing_from(self, run: Run, exc: BaseException) -> None:
-        """The chunks a failed provider call left undelivered."""
-        done = {k for k, _ in enumerate(run.chunk_calls) if any(
-            a.ok and a.chunk == k and a.offer_id == run.key for a in self.attempts)}
-        failed_downloads = {m.chunk for m in run.missing}
-        paid = possibly_charged(exc)
-        reason = self.owner._scrub(str(exc)).splitlines()[0]
-        for k, chunk in enumerate(run.chunk_calls):
-            if k in done or k in failed_downloads:
-                continue
-            if self.resume is not None and k < self.resume.chunk:
-                continue
-            run.missing.append(Missing(chunk=k, count=chunk.planned.n,
-                                       reason=f"{type(exc).__name__}: {reason}",
-                                       error_type=type(exc).__name__, paid=paid))
-            paid = False  # only the call that failed may have been billed
-        run.failure = exc
 
     def _finish(self, run: Run, failure: BaseException | None = None,
                 rejected: list[Run] | None = None) -> ImageResult:
-        self._close_budget(run)
+        _outcome.close(self.budget, run)
         self.timings["total_s"] = self.clock() - self.started
         result = _outcome.result(self, run, failure)
         if self.checking is not None:
             _checking.attach(self, result, run, rejected or [])
-        self.owner._result_ready(result)
+        self.hooks.result_ready(result)
         self.emit("done", run, cost_usd=result.cost_usd,
                   sha256=tuple(i.sha256 for i in result.images),
                   message=f"{len(result.images)} of {self.request.n} images"
@@ -525,10 +455,10 @@ class Job:
 
     def _fail(self, exc: BaseException) -> BaseException:
         """Report the error that ends the job (every budget settled first)."""
-        self._settle_all()
+        _outcome.close_all(self)
         if self.events is not None:
             self.emit("failed", self.runs[-1] if self.runs else None,
-                      error=_outcome.error_dict(exc, self.owner._scrub),
+                      error=_outcome.error_dict(exc, self.hooks.scrub),
                       possibly_charged=any(a.possibly_charged for a in self.attempts),
                       cost_usd=_outcome.charged(self)[0])
         return exc
@@ -557,8 +487,8 @@ class Job:
                                 else "a request was already sent" if flight.sent
                                 else "nothing was sent"))
             if flight.sent:
-                self._charge(run, flight.chunk, flight.attempt, None, possibly=True)
-        self._settle_all()
+                _outcome.charge(run, flight.chunk, flight.attempt, None, possibly=True)
+        _outcome.close_all(self)
         if self.events is not None:
             self.emit("failed", self.runs[-1] if self.runs else None,
                       error={"type": type(exc).__name__, "message": "interrupted"},

@@ -38,49 +38,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from ..errors import InvalidRequest, JournalError
+from ._journal_file import SCHEMA, check_sound, journal_error, migrate
 from ._lock import JournalLock
 
 if TYPE_CHECKING:
     from ._events import JobEvent
 
 __all__ = ["Journal", "JournalJob", "file_sha256", "journal_error"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    request TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    offer_key TEXT,
-    provider TEXT,
-    estimate REAL,
-    cost REAL,
-    possibly_charged INTEGER NOT NULL DEFAULT 0,
-    carried REAL NOT NULL DEFAULT 0,
-    error TEXT,
-    entry TEXT,
-    updated REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS calls (
-    job_id TEXT NOT NULL,
-    chunk INTEGER NOT NULL,
-    offer_key TEXT NOT NULL,
-    request_id TEXT,
-    state TEXT NOT NULL,
-    urls TEXT,
-    sha256 TEXT,
-    cost REAL,
-    PRIMARY KEY (job_id, chunk, offer_key)
-);
-CREATE TABLE IF NOT EXISTS files (
-    job_id TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    PRIMARY KEY (job_id, idx)
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-"""
 
 #: Journal states, in the order a job moves through them (``failed`` may follow any).
 STATES = ("pending", "started", "sending", "submitted", "generated", "downloaded", "done",
@@ -201,14 +165,14 @@ class Journal:
             raise self._unusable(exc) from None
         try:
             if not fresh:
-                _check_sound(db, self.path)
+                check_sound(db, self.path)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
             # Each step touches a few pages; a small page cache keeps a long batch's memory
             # flat (the default 2 MB grows with the journal, about 1 KB per job).
             db.execute("PRAGMA cache_size=-256")
-            db.executescript(_SCHEMA)
-            _migrate(db)
+            db.executescript(SCHEMA)
+            migrate(db)
         except sqlite3.Error as exc:
             db.close()
             raise self._unusable(exc) from None
@@ -426,6 +390,15 @@ class Journal:
                       (carry, time.time(), job_id))])
 
     # -- money ------------------------------------------------------------------------------------
+    def restore(self, rows: dict[str, dict[str, Any]]) -> None:
+        """Carry rows salvaged from a damaged journal over, by job id: state, offer, estimate,
+        cost, possibly charged, carried cost, error (what keeps money safe)."""
+        self._write(("UPDATE jobs SET state=?, offer_key=?, provider=?, estimate=?, cost=?, "
+                     "possibly_charged=?, carried=?, error=? WHERE id=?",
+                     (d["state"], d["offer_key"], d["provider"], d["estimate"], d["cost"],
+                      int(bool(d["possibly_charged"])), d["carried"] or 0.0, d["error"], job_id))
+                    for job_id, d in rows.items())
+
     def spent(self) -> float:
         """USD this journal's jobs have cost so far, as an upper bound: settled costs; the
         estimate of every job that may have been charged without a known cost (``started``
@@ -450,60 +423,6 @@ class Journal:
         """A batch-wide setting stored with :meth:`set_meta`."""
         rows = self._read("SELECT value FROM meta WHERE key=?", (key,))
         return default if not rows else json.loads(rows[0][0])
-
-
-#: Columns added after the first release, by table: a journal written by an older version gets
-#: them on open (``ALTER TABLE … ADD COLUMN``). Later features add theirs here; queries name
-#: their columns, so a journal with columns this version does not know still works.
-COLUMNS: dict[str, dict[str, str]] = {"jobs": {}, "calls": {}, "files": {}}
-_TABLES = ("jobs", "calls", "files", "meta")
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    for table, columns in COLUMNS.items():
-        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        for name, decl in columns.items():
-            if name not in have:
-                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
-    db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('format', '1')")
-
-
-def _check_sound(db: sqlite3.Connection, path: Path) -> None:
-    """Raise when an existing file is not a sound modelglass journal: not SQLite, damaged
-    (``quick_check``), or a database of something else."""
-    result = db.execute("PRAGMA quick_check").fetchone()
-    if result is None or result[0] != "ok":
-        raise sqlite3.DatabaseError(f"database disk image is malformed ({result and result[0]})")
-    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if tables and "jobs" not in tables:
-        raise JournalError(
-            f"{path} is an SQLite database but not a modelglass journal (its tables: "
-            f"{', '.join(sorted(tables)[:5])}); name another --journal file", path=str(path))
-
-
-def journal_error(path: Path, exc: sqlite3.Error, doing: str) -> JournalError:
-    """A typed error for an SQLite failure on the journal ``path``, saying what to do."""
-    text = str(exc)
-    code = getattr(exc, "sqlite_errorcode", None)
-    full = "full" in text or code == 13 or "disk I/O" in text
-    if full and doing != "open":
-        return JournalError(
-            f"cannot write the journal {path}: {text} (the disk is full or a file size limit "
-            f"was hit). Nothing more was sent. Free some space and run the same command again: "
-            f"jobs already paid for are resumed or adopted from disk, not bought again.",
-            path=str(path))
-    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError) \
-            or "malformed" in text or "not a database" in text:
-        return JournalError(
-            f"the journal {path} is damaged or not a journal ({text}). Nothing was sent. Run "
-            f"`modelglass batch JOBS --journal {path} --repair` to rebuild it from the files on "
-            f"disk (the damaged file is kept as {path.name}.damaged), or name another --journal.",
-            path=str(path))
-    if "readonly" in text or "unable to open" in text or isinstance(exc, sqlite3.OperationalError):
-        return JournalError(
-            f"cannot {doing} the journal {path}: {text}. Check that it is a file you can write "
-            f"(and its folder too), or name another --journal.", path=str(path))
-    return JournalError(f"the journal {path} failed to {doing}: {text}", path=str(path))
 
 
 def _canonical(request: dict[str, Any]) -> str:

@@ -1,4 +1,6 @@
-"""How a job ends: the reservation it starts with, the result it builds, the error it raises.
+"""How a job ends: the reservation it starts with, what each call is charged, how the
+reservation is settled (:func:`~modelglass.budget.settle_or_release`, the one rule), the
+result it builds, the error it raises.
 
 Pure functions of a :class:`~._engine.Job`'s state. The error rules (what ``generate`` raises):
 
@@ -13,8 +15,11 @@ Pure functions of a :class:`~._engine.Job`'s state. The error rules (what ``gene
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import TYPE_CHECKING, Any
 
+from ..budget import amount_to_hold, settle_or_release
 from ..errors import (
     AllAttemptsFailed,
     BudgetExceeded,
@@ -24,18 +29,24 @@ from ..errors import (
     RateLimited,
     describe_attempt,
 )
-from ..result import Fate, FateKind, ImageResult
+from ..result import Fate, FateKind, ImageResult, Missing
+from ._retry import possibly_charged
 
 if TYPE_CHECKING:
-    from ..budget import Budget, Reservation
+    from ..budget import Budget, Lease, Reservation
     from ..plan import ProviderCall
+    from ..providers.base import ProviderOutput
     from ..request import ImageRequest
+    from ..result import Attempt
     from ._engine import Job, Run
 
-__all__ = ["attach", "charged", "deadline_error", "error_dict", "final_error", "reserve", "result"]
+__all__ = ["attach", "charge", "charged", "close", "close_all", "deadline_error", "error_dict",
+           "final_error", "missing_from", "reserve", "result"]
+
+log = logging.getLogger("modelglass")
 
 
-def reserve(budget: Budget | None, request: ImageRequest, call: ProviderCall) -> Reservation | None:
+def reserve(budget: Budget | Lease | None, request: ImageRequest, call: ProviderCall) -> Reservation | None:
     """``max_cost_usd`` again (the plan may differ from what routing saw), then the budget."""
     usd = call.estimate.usd
     limit = request.max_cost_usd
@@ -52,10 +63,62 @@ def reserve(budget: Budget | None, request: ImageRequest, call: ProviderCall) ->
                 f"fewer or smaller images.", estimate_usd=usd, limit_usd=limit)
     if budget is None:
         return None
-    from ..budget import amount_to_hold
-
     # The upper bound (max_usd: every token kind, tier and chunk), so settling never passes it.
     return budget.reserve(amount_to_hold(call.estimate), label=call.offer.key)
+
+
+def charge(run: Run, chunk: ProviderCall, attempt: Attempt, output: ProviderOutput | None, *,
+           possibly: bool = False) -> float | None:
+    """Count call ``chunk`` of ``run`` as charged: what the provider stated, else its share of
+    the estimate. ``possibly``: the outcome is unknown, the estimate is kept as spent."""
+    stated = output.cost_usd if output is not None else None
+    if stated is not None and not (math.isfinite(stated) and stated >= 0):
+        log.warning("%s: ignoring a stated cost of %r; counting the estimate", run.key, stated)
+        stated = None
+    usd: float | None
+    if stated is not None:
+        usd, estimated = float(stated), False
+    else:
+        est = run.call.estimate.usd
+        usd = None if est is None else est * chunk.planned.n / run.call.planned.n
+        estimated = True
+    run.charges.append((usd, estimated))
+    attempt.cost_usd, attempt.cost_is_estimate = usd, estimated
+    attempt.possibly_charged = possibly
+    return usd
+
+
+def close(budget: Budget | Lease | None, run: Run | None) -> None:
+    """Settle what ``run`` was charged, or release its reservation when nothing was (once)."""
+    if run is None or run.closed:
+        return
+    run.closed = True
+    settle_or_release(budget, run.reservation, [usd for usd, _ in run.charges])
+
+
+def close_all(job: Job) -> None:
+    """Settle every offer the job tried (each once)."""
+    for run in job.runs:
+        close(job.budget, run)
+
+
+def missing_from(job: Job, run: Run, exc: BaseException) -> None:
+    """The chunks a failed provider call left undelivered."""
+    done = {k for k, _ in enumerate(run.chunk_calls) if any(
+        a.ok and a.chunk == k and a.offer_id == run.key for a in job.attempts)}
+    failed_downloads = {m.chunk for m in run.missing}
+    paid = possibly_charged(exc)
+    reason = job.hooks.scrub(str(exc)).splitlines()[0]
+    for k, chunk in enumerate(run.chunk_calls):
+        if k in done or k in failed_downloads:
+            continue
+        if job.resume is not None and k < job.resume.chunk:
+            continue
+        run.missing.append(Missing(chunk=k, count=chunk.planned.n,
+                                   reason=f"{type(exc).__name__}: {reason}",
+                                   error_type=type(exc).__name__, paid=paid))
+        paid = False  # only the call that failed may have been billed
+    run.failure = exc
 
 
 def charged(job: Job) -> tuple[float | None, bool]:
@@ -91,7 +154,7 @@ def result(job: Job, run: Run, failure: BaseException | None = None) -> ImageRes
     if missing:
         n = job.request.n
         first = missing[0]
-        why = job.owner._scrub(first.reason)
+        why = job.hooks.scrub(first.reason)
         what = ("could not be downloaded" if first.error_type == "DownloadFailed"
                 else "failed")
         fates = [f for f in fates if f.control != "n"] + [Fate(
@@ -121,7 +184,7 @@ def attach(job: Job, exc: BaseException) -> BaseException:
     exc._job_attached = True  # type: ignore[attr-defined]
     for e in {id(e): e for e in (exc, *job.errors, *job.try_errors)}.values():
         # a provider scrubs its own key; the client knows them all
-        _scrub_error(e, job.owner._scrub)
+        _scrub_error(e, job.hooks.scrub)
     if not hasattr(exc, "attempts"):
         exc.attempts = list(job.attempts)  # type: ignore[attr-defined]
     tries = exc.attempts  # type: ignore[attr-defined]

@@ -33,13 +33,21 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._destination import trust_origin, trusted_origins
+from ..budget import Budget, settle_or_release
 from ..errors import ModelglassError, OutcomeUnknown, ProviderUnavailable
-from ._batch import Batch, BatchReport, Job, JobOutcome, _error_dict
+from ..request import ImageRequest
+from ._drive import run
+from ._loop import Await, Ended, Feed, Sleep, Start, next_command, schedule
+from ._reconcile import error_dict as _error_dict
 from ._reconcile import error_from_dict as _error_from_dict
+from ._report import BatchReport, JobOutcome
 
 if TYPE_CHECKING:
     from ..result import ImageResult
+    from ._batch import Batch
     from ._events import JobEvent
+    from ._schedule import Job
 
 __all__ = ["JournalRelay", "LocalWorker", "run_ray"]
 
@@ -80,8 +88,6 @@ _CLIENTS: dict[str, Any] = {}
 def _apply_env(env: Mapping[str, str]) -> None:
     for name, value in env.items():
         if name == _TRUSTED:
-            from .._destination import trust_origin
-
             for url in value.split():
                 trust_origin(url)
         elif os.environ.get(name) != value:
@@ -91,10 +97,7 @@ def _apply_env(env: Mapping[str, str]) -> None:
 def _trusted_origins() -> str:
     """The loopback origins the driver trusts for downloads (only while simulators run
     there), for the workers to trust too; empty on a real cluster."""
-    from .. import _destination
-
-    with _destination._trusted_lock:
-        return " ".join(f"http://{host}:{port}" for host, port in sorted(_destination._trusted))
+    return " ".join(trusted_origins())
 
 
 def _worker_client(spec: dict[str, Any], env: Mapping[str, str], local: Any = None) -> Any:
@@ -119,35 +122,25 @@ def _worker_client(spec: dict[str, Any], env: Mapping[str, str], local: Any = No
 
 def _execute(client: Any, payload: dict[str, Any], relay: Any) -> dict[str, Any]:
     """Run one job's ``generate`` in a worker; return a picklable summary of how it ended."""
-    import inspect
-
-    from ..budget import Budget
-    from ..request import ImageRequest
-
     ray = _ray()
     request = ImageRequest(**payload["request"])
-    params = inspect.signature(client.generate).parameters
-    kwargs: dict[str, Any] = {}
-    if "events" in params:
-        kwargs["job_id"] = payload["id"]
-        if relay is not None:
-            def sink(event: JobEvent) -> None:
-                ray.get(relay.record.remote(event))  # committed before the engine goes on
-            kwargs["events"] = sink
-    if payload.get("resume") is not None and "resume" in params:
-        kwargs["resume"] = payload["resume"]
+    sink = None
+    if relay is not None:
+        def sink(event: JobEvent) -> None:
+            ray.get(relay.record.remote(event))  # committed before the engine goes on
     hold = payload.get("hold")
-    client.budget = Budget(hold) if hold is not None else None
+    # The job's budget is exactly the driver's hold: a pricier fallback cannot pass it.
+    budget = Budget(hold) if hold is not None else None
     try:
-        result = client.generate(request, **kwargs)
+        job = client.job(request, budget=budget, job_id=payload["id"], events=sink,
+                         resume=payload.get("resume"))
+        result = run(job.steps(), client)
     except ModelglassError as exc:
         return {"ok": False, "error": _error_dict(exc),
                 "attempts": len(getattr(exc, "attempts", None) or ()),
                 "possibly_charged": bool(getattr(exc, "possibly_charged", False))
                 or isinstance(exc, OutcomeUnknown),
                 "cost_usd": getattr(exc, "cost_usd", None)}
-    finally:
-        client.budget = None
     return {"ok": True, "result": _pack(result)}
 
 
@@ -199,9 +192,9 @@ class LocalWorker:
         return _execute(self.client, payload, relay)
 
     def loaded(self) -> list[str]:
-        """The pipelines this actor holds in memory (its cache)."""
-        cache = getattr(self.backend, "_cache", None)
-        return sorted(cache.keys()) if cache is not None and hasattr(cache, "keys") else []
+        """The pipelines this actor holds in memory (its cache; none before its first job,
+        and asking then would size a cache on the GPU for nothing)."""
+        return sorted(self.backend.loaded()) if self.jobs else []
 
     def stats(self) -> dict[str, Any]:
         """This actor's process id, how many jobs it ran, and the pipelines it holds."""
@@ -228,15 +221,14 @@ def _spec(batch: Batch) -> dict[str, Any]:
     client = batch.client
     ray = _ray()
     settings = {k: getattr(client, k) for k in _SETTINGS if hasattr(client, k)}
-    assumed = getattr(client, "_assume_available", None)
+    assumed = client.available
     return {"catalog": ray.put(client.catalog), "catalog_id": id(client.catalog),
             "available": sorted(assumed) if assumed is not None else None,
             "settings": settings}
 
 
 def _local_settings(client: Any) -> dict[str, Any] | None:
-    providers = getattr(client, "_providers", {})
-    local = providers.get("local")
+    local = client.local
     if local is None:
         return None
     return {k: getattr(local, k) for k in _LOCAL_SETTINGS if hasattr(local, k)}
@@ -328,38 +320,32 @@ def _drive(ray: Any, batch: Batch, *, task_cpus: float, local_workers: int | Non
         workers = [actor.remote(spec, env, local) for _ in range(count)]
         batch.limits = {**batch.limits, "local": _min_in_flight(batch, "local", count)}
     task = ray.remote(num_cpus=task_cpus, max_retries=0)(_task)
-    sched = batch.scheduler(jobs)
+    sched = batch.scheduler(jobs)  # routed up front: the feed has nothing left to route
+    loop = schedule(batch, Feed(batch, [], sched, ahead=0), sched)
     refs: dict[Any, Job] = {}
     turn = 0
+    reply: Ended = None
     try:
-        while True:
-            job, wait_s = sched.next()
-            while job is not None:
-                # unset fields stay unset: a quality left to the policy's default_quality
-                payload = {"id": job.id,
-                           "request": job.request.model_dump(mode="json", exclude_unset=True),
-                           "resume": job.resume,
-                           "hold": job.hold.amount if job.hold is not None else None}
+        while (command := next_command(loop, reply)) is not None:
+            reply = None
+            if isinstance(command, Start):
+                job = command.job
                 if batch.journal is not None:
                     batch.journal.started(job.id, offer_key=job.offer_key, provider=job.provider,
                                           estimate=job.estimate)
                 if job.provider == "local" and workers:
-                    ref = workers[turn % len(workers)].run.remote(payload, relay)
+                    ref = workers[turn % len(workers)].run.remote(_payload(job), relay)
                     turn += 1
                 else:
-                    ref = task.remote(spec, env, payload, relay)
+                    ref = task.remote(spec, env, _payload(job), relay)
                 refs[ref] = job
-                job, wait_s = sched.next()
-            if not refs:
-                if wait_s is None:
-                    break
-                time.sleep(wait_s)
-                continue
-            ready, _ = ray.wait(list(refs), num_returns=1, timeout=wait_s)
-            for ref in ready:
-                job = refs.pop(ref)
-                sched.finished(job)
-                _settle(batch, job, ray.get(ref))
+            elif isinstance(command, Sleep):
+                time.sleep(command.seconds)
+            elif isinstance(command, Await):
+                ready, _ = ray.wait(list(refs), num_returns=1, timeout=command.timeout_s)
+                if ready:
+                    job = refs.pop(ready[0])
+                    reply = (job, _settle(batch, job, ray.get(ready[0])))
     except BaseException:
         for ref in refs:
             ray.cancel(ref)
@@ -377,6 +363,13 @@ def _drive(ray: Any, batch: Batch, *, task_cpus: float, local_workers: int | Non
     return report
 
 
+def _payload(job: Job) -> dict[str, Any]:
+    """What a worker needs of ``job``: unset request fields stay unset (a quality left to the
+    policy's default_quality)."""
+    return {"id": job.id, "request": job.request.model_dump(mode="json", exclude_unset=True),
+            "resume": job.resume, "hold": job.hold.amount if job.hold is not None else None}
+
+
 def _min_in_flight(batch: Batch, provider: str, count: int) -> Any:
     from ._schedule import ProviderLimit
 
@@ -390,9 +383,8 @@ def _settle(batch: Batch, job: Job, data: dict[str, Any]) -> JobOutcome:
     hold, job.hold = job.hold, None
     if data["ok"]:
         result = _unpack(data["result"])
-        if hold is not None and batch.budget is not None:
-            batch.budget.settle(hold, result.cost_usd)
-        return batch._succeeded(job, result)
+        settle_or_release(batch.budget, hold, [result.cost_usd])
+        return batch.succeeded(job, result)
     err = _error_from_dict(data["error"], origin="on a Ray worker")
     for name in ("request_id", "status", "retry_after", "cost_usd", "url"):
         if name in data["error"]:
@@ -401,9 +393,8 @@ def _settle(batch: Batch, job: Job, data: dict[str, Any]) -> JobOutcome:
         err.possibly_charged = True  # type: ignore[attr-defined]
     if data.get("attempts"):  # they stay on the worker; the driver only needs to know of them
         err.attempts = [None] * data["attempts"]  # type: ignore[attr-defined]
-    if hold is not None and batch.budget is not None:
-        if data["possibly_charged"] or data["cost_usd"]:
-            batch.budget.settle(hold, data["cost_usd"])  # None keeps the whole hold as spent
-        else:
-            batch.budget.release(hold)
-    return batch._failed(job, err)
+    # Nothing charged and nothing possibly sent: the hold is released; an unknown cost of a
+    # possibly charged job keeps the whole hold as spent.
+    billed = data["possibly_charged"] or data["cost_usd"]
+    settle_or_release(batch.budget, hold, [data["cost_usd"]] if billed else [])
+    return batch.failed(job, err)

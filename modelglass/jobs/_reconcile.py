@@ -23,8 +23,9 @@ from ._spill import spill
 
 if TYPE_CHECKING:
     from ..result import ImageResult
-    from ._batch import Job, JobOutcome, Status
     from ._journal import Journal, JournalJob
+    from ._report import JobOutcome, Status
+    from ._schedule import Job
 
 log = logging.getLogger("modelglass")
 

@@ -1,5 +1,4 @@
-"""Which job of a batch starts next: a pure scheduler (no I/O), per-provider limits, and the
-budget lease each job's engine sees.
+"""Which job of a batch starts next: the jobs, a pure scheduler (no I/O) and per-provider limits.
 
 - :class:`Scheduler`: at most ``concurrency`` jobs in flight; per provider (the job's
   first-ranked offer's) at most ``in_flight`` jobs and ``per_minute`` starts; providers taken in
@@ -7,27 +6,31 @@ budget lease each job's engine sees.
   the budget when it is admitted, and when the next job could pass the limit, nothing more is
   started (the batch waits for jobs in flight, then leaves the rest undone).
 - :func:`load_limits`: per-provider limits from a YAML config file.
-- :class:`Lease`: hands a job's admission hold to its engine as the first reservation.
+- :class:`Job` and :func:`job_ids`: what the scheduler queues, each with a stable id.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
+import json
 import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..budget import Budget, Reservation
 from ..errors import BudgetExceeded, InvalidRequest
+from ..request import ImageRequest
+from ._events import Resume
 
-if TYPE_CHECKING:
-    from ._batch import Job
+__all__ = ["Job", "ProviderLimit", "Scheduler", "job_ids", "load_limits", "request_json",
+           "validate_limits"]
 
-__all__ = ["Lease", "ProviderLimit", "Scheduler", "load_limits", "validate_limits"]
+Requests = Iterable[ImageRequest | Mapping[str, Any]]
 
 
 # -- limits --------------------------------------------------------------------------------------
@@ -110,39 +113,64 @@ def load_limits(path: str | os.PathLike[str] | None = None) -> dict[str, Provide
     return validate_limits(data, where=str(path))
 
 
-# -- budget --------------------------------------------------------------------------------------
-class Lease:
-    """The budget one job's engine sees: the hold taken when the job was admitted becomes the
-    engine's first reservation (so no other job can take that money between admission and
-    the engine's reserve); later reservations (a pricier fallback) come from the batch budget.
-    """
+# -- jobs ----------------------------------------------------------------------------------------
+@dataclass
+class Job:
+    """One job the batch will run: its id, request, first-choice provider and estimate."""
 
-    def __init__(self, budget: Budget, hold: Reservation | None) -> None:
-        self._budget, self._hold = budget, hold
-        self.limit_usd = budget.limit_usd
+    id: str
+    index: int
+    request: ImageRequest
+    provider: str = "?"
+    offer_key: str | None = None
+    estimate: float | None = None
+    resume: Resume | None = None
+    cache_key: str | None = None
+    call: Any = None  # the first-ranked ProviderCall (for the cache)
+    decision: Any = None  # its RoutingDecision, for the engine: routed and planned once
+    hold: Reservation | None = None
+    routed: bool = False  # provider and estimate known (resumed jobs: from the journal)
+    cooling_since: float | None = None  # when it first waited for a cooldown
 
-    def reserve(self, amount: float | None, *, label: str = "") -> Reservation:
-        hold, self._hold = self._hold, None
-        if hold is not None:
-            if amount is not None and amount <= hold.amount + 1e-12:
-                return hold
-            self._budget.release(hold)
-        return self._budget.reserve(amount, label=label)
 
-    def settle(self, reservation: Reservation, actual_usd: float | None) -> None:
-        self._budget.settle(reservation, actual_usd)
+def job_ids(requests: Requests) -> list[tuple[str, ImageRequest]]:
+    """Each request with its id: the one it names, else a hash of the request (plus ``#k`` for
+    its k-th repeat), so the same jobs file gets the same ids on every run."""
+    out: list[tuple[str, ImageRequest]] = []
+    seen: collections.Counter[str] = collections.Counter()
+    given: set[str] = set()
+    for i, item in enumerate(requests):
+        job_id: str | None = None
+        if isinstance(item, ImageRequest):
+            request = item
+        elif isinstance(item, Mapping):
+            fields = dict(item)
+            job_id = fields.pop("id", None)
+            try:
+                request = ImageRequest(**fields)
+            except Exception as exc:  # noqa: BLE001 - InvalidRequest or pydantic's ValidationError
+                raise InvalidRequest(f"request {i} ({job_id or 'no id'}): {exc}",
+                                     field=getattr(exc, "field", None)) from None
+        else:
+            raise InvalidRequest(f"request {i}: expected an ImageRequest or a dict of its fields, "
+                                 f"got {type(item).__name__}")
+        if job_id is not None:
+            job_id = str(job_id)
+            if job_id in given:
+                raise InvalidRequest(f"request {i}: id {job_id!r} is used twice; ids must be "
+                                     f"unique within a batch", field="id")
+            given.add(job_id)
+        else:
+            digest = hashlib.sha256(request_json(request).encode()).hexdigest()[:16]
+            seen[digest] += 1
+            job_id = digest if seen[digest] == 1 else f"{digest}#{seen[digest]}"
+        out.append((job_id, request))
+    return out
 
-    def release(self, reservation: Reservation) -> None:
-        self._budget.release(reservation)
 
-    def close(self) -> None:
-        """Give back the hold if the engine never took it."""
-        hold, self._hold = self._hold, None
-        if hold is not None:
-            self._budget.release(hold)
-
-    def __getattr__(self, name: str) -> Any:  # spent, reserved, remaining, …
-        return getattr(self._budget, name)
+def request_json(request: ImageRequest) -> str:
+    return json.dumps(request.model_dump(mode="json", exclude_defaults=True), sort_keys=True,
+                      separators=(",", ":"), default=str)
 
 
 # -- scheduling ----------------------------------------------------------------------------------

@@ -18,9 +18,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidRequest, StorageError
 from ..result import GeneratedImage, ImageResult
+from ._adopt import safe_name
+from ._journal import file_sha256
 
-__all__ = ["SavedImage", "spill"]
+__all__ = ["SavedImage", "save_images", "spill"]
 
 _KEPT = tuple(f.name for f in dataclasses.fields(GeneratedImage)
               if f.name not in ("data", "metadata"))
@@ -79,3 +82,43 @@ def spill(result: ImageResult, files: list[Path]) -> ImageResult:
     result.decision = None
     result.plan = None
     return result
+
+
+def save_images(out: Path, job_id: str, result: ImageResult) -> list[tuple[Path, str]]:
+    """Save every image of job ``job_id`` (PNG with provenance) as ``<out>/<id>-<i>.png``;
+    returns each file with the sha256 of its bytes on disk. A file written before a crash is
+    adopted; any other file in the way, or a write that fails, is a :class:`StorageError`."""
+    saved = []
+    stem = safe_name(job_id)
+    for img in result.images:
+        target = out / f"{stem}-{img.index}.png"
+        if target.exists() and _same_image(target, img.sha256):
+            saved.append((target, file_sha256(target)))  # written before a crash: adopt
+            continue
+        try:
+            path = Path(img.save(target))
+        except InvalidRequest:  # a file that is not this job's image is in the way
+            raise StorageError(
+                f"{target} already exists and is not job {job_id}'s image (modelglass never "
+                f"overwrites a file). Move it away and run the same command again: the job "
+                f"is resumed by its provider request id where it has one, not bought again.",
+                path=str(target)) from None
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write {target}: {exc.strerror or exc} (the disk is full, a file "
+                f"size limit was hit, or the folder is not writable). Nothing more is sent; "
+                f"free some space and run the same command again: paid jobs are resumed or "
+                f"adopted from disk, not bought again.", path=str(target)) from None
+        saved.append((path, file_sha256(path)))
+    return saved
+
+
+def _same_image(path: Path, sha256: str) -> bool:
+    """Whether the image file at ``path`` carries provenance naming the provider bytes
+    ``sha256`` (this job's image, written before an earlier run stopped)."""
+    from .._provenance import read_metadata
+
+    try:
+        return bool(read_metadata(path).get("sha256") == sha256)
+    except (OSError, ValueError):
+        return False

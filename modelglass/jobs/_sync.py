@@ -1,7 +1,7 @@
 """The sync batch runner: worker threads under the batch's scheduler, and Ctrl-C.
 
-:func:`run_sync` admits jobs with the :class:`~._schedule.Scheduler` and runs each on a worker
-thread (:meth:`Batch.run_one`, the blocking client). Threads cannot be interrupted, so Ctrl-C
+:func:`run_sync` carries out the batch's scheduling core (:func:`._loop.schedule`) on worker
+threads: each admitted job runs there (:meth:`Batch.run_one`, the blocking client). Threads cannot be interrupted, so Ctrl-C
 works through the batch's stop event instead:
 
 1. On the main thread the first SIGINT only sets the event (:func:`ctrl_c_stops`); a
@@ -23,18 +23,23 @@ waits for it within :data:`STOP_WAIT_S`, then reports it as still running.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import OutcomeUnknown
-from ._batch import Batch, BatchReport, Feed, Job, JobOutcome, abandon
-from ._schedule import Scheduler
+from ._loop import Await, Command, Ended, Feed, Sleep, Start, abandon, next_command, schedule
+from ._report import BatchReport, JobOutcome
+
+if TYPE_CHECKING:
+    from ._batch import Batch
+    from ._schedule import Job, Scheduler
 
 log = logging.getLogger("modelglass")
 
@@ -70,45 +75,15 @@ def _drive_threads(batch: Batch) -> Iterator[JobOutcome]:
     sched = batch.scheduler([])
     feed = Feed(batch, jobs, sched, ahead=2 * batch.concurrency)
     futures: dict[Future[JobOutcome], Job] = {}
-    stop = batch.stop
     pool = ThreadPoolExecutor(max_workers=batch.concurrency,
                               thread_name_prefix="modelglass-batch")
     interrupted: KeyboardInterrupt | None = None
     try:
-        with ctrl_c_stops(stop):
+        with ctrl_c_stops(batch.stop):
             try:
-                while True:
-                    if stop.is_set():
-                        raise KeyboardInterrupt
-                    if batch.broken is not None:  # disk full or the like: start nothing more
-                        if not futures:
-                            break
-                        job, wait_s = None, None
-                    else:
-                        yield from feed.top_up()
-                        job, wait_s = sched.next()
-                    while job is not None:
-                        futures[pool.submit(batch.run_one, job)] = job
-                        job, wait_s = sched.next()
-                    if batch.broken is None and feed.starved():
-                        yield from feed.top_up(more=1)
-                        continue
-                    wait_s = feed.wake_in(wait_s)
-                    if not futures:
-                        if feed.todo:
-                            continue  # everything routed so far needed no run: route more
-                        if wait_s is None:
-                            break
-                        stop.wait(wait_s)
-                        continue
-                    done, _ = wait(futures, timeout=_STOP_POLL_S if wait_s is None
-                                   else min(wait_s, _STOP_POLL_S), return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        sched.finished(futures.pop(fut))
-                        if fut.result().status != "cooling":  # parked: it runs again later
-                            yield fut.result()
+                yield from _carry_out(batch, schedule(batch, feed, sched), pool, futures)
             except KeyboardInterrupt as exc:
-                stop.set()
+                batch.stop.set()
                 interrupted = exc
                 yield from _stop_jobs(batch, futures, sched, feed)
     finally:
@@ -126,6 +101,36 @@ def _drive_threads(batch: Batch) -> Iterator[JobOutcome]:
     yield from batch.leftovers(sched)
 
 
+def _carry_out(batch: Batch, loop: Generator[Command, Ended, None], pool: ThreadPoolExecutor,
+               futures: dict[Future[JobOutcome], Job]) -> Iterator[JobOutcome]:
+    """The scheduling core's commands on worker threads, looking at the stop event (set by
+    Ctrl-C) between them and at least every :data:`_STOP_POLL_S` while jobs run."""
+    ended: collections.deque[Future[JobOutcome]] = collections.deque()
+    reply: Ended = None
+    while True:
+        if batch.stop.is_set():
+            raise KeyboardInterrupt
+        command = next_command(loop, reply)
+        reply = None
+        if command is None:
+            return
+        if isinstance(command, Start):
+            futures[pool.submit(batch.run_one, command.job)] = command.job
+        elif isinstance(command, Sleep):
+            batch.stop.wait(command.seconds)
+        elif isinstance(command, Await):
+            if not ended:
+                wait_s = command.timeout_s
+                done, _ = wait(futures, timeout=_STOP_POLL_S if wait_s is None
+                               else min(wait_s, _STOP_POLL_S), return_when=FIRST_COMPLETED)
+                ended.extend(done)
+            if ended:
+                fut = ended.popleft()
+                reply = (futures.pop(fut), fut.result())
+        else:
+            yield command
+
+
 def _stop_jobs(batch: Batch, futures: dict[Future[JobOutcome], Job], sched: Scheduler,
                feed: Feed) -> Iterator[JobOutcome]:
     """After Ctrl-C: wait (bounded) for the jobs in flight to be cancelled; the jobs never
@@ -137,7 +142,7 @@ def _stop_jobs(batch: Batch, futures: dict[Future[JobOutcome], Job], sched: Sche
             del futures[fut]
             sched.finished(job)
             batch.release_hold(job)
-            yield batch._finish(JobOutcome(job.id, job.index, job.request, "cancelled"))
+            yield batch.record(JobOutcome(job.id, job.index, job.request, "cancelled"))
     until = time.monotonic() + STOP_WAIT_S
     try:
         while futures and (left := until - time.monotonic()) > 0:
@@ -153,7 +158,7 @@ def _stop_jobs(batch: Batch, futures: dict[Future[JobOutcome], Job], sched: Sche
         log.warning("stopped waiting for %d job(s) in flight", len(futures))
     for job in futures.values():
         batch.still_running.add(job.id)
-        yield batch._finish(JobOutcome(job.id, job.index, job.request, "possibly_charged",
+        yield batch.record(JobOutcome(job.id, job.index, job.request, "possibly_charged",
                                        error=OutcomeUnknown(
             f"job {job.id} was still running when the batch stopped (a call under way cannot "
             f"be cut short); the journal records how it ends, and the next run resumes it by "
