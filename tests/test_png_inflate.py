@@ -130,3 +130,35 @@ def test_a_tiny_idat_that_inflates_hugely_is_inflated_only_as_far_as_declared(
     assert _check_png(_png(stream, 16, 16)) is None  # Pillow too decodes the declared rows only
     assert all(0 < n <= expected for n in asked)
     assert sum(produced) == expected
+
+
+def test_zlib_ng_and_zlib_agree_on_every_damaged_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bit flips, cuts and inserted bytes in the deflate stream (CRCs fixed up, so only the
+    inflater can tell): zlib-ng accepts exactly the PNGs the standard library's zlib accepts."""
+    from zlib_ng import zlib_ng
+
+    rng = random.Random(16)
+    raw = bytes(_raw())
+    streams = [zlib.compress(raw, level) for level in (1, 6, 9)]
+    verdicts: dict[str, list[bool]] = {}
+    cases = []
+    for _ in range(400):
+        stream = bytearray(rng.choice(streams))
+        for _ in range(rng.randint(0, 2)):  # none: whole; a cut in the trailer: pixels whole
+            at = rng.randrange(len(stream) - 4, len(stream)) if rng.random() < 0.2 else \
+                rng.randrange(len(stream))
+            how = rng.random()
+            if how < 0.6:
+                stream[at] ^= 1 << rng.randrange(8)
+            elif how < 0.8:
+                del stream[at:]
+            else:
+                stream[at:at] = rng.randbytes(rng.randint(1, 4))
+            if not stream:
+                stream = bytearray(b"x")
+        cases.append(_png(bytes(stream)))
+    for name, backend in (("zlib-ng", zlib_ng), ("zlib", zlib)):
+        monkeypatch.setattr(_inflate, "backend", backend)
+        verdicts[name] = [_check_png(data) is None for data in cases]
+    assert verdicts["zlib-ng"] == verdicts["zlib"]
+    assert 0 < sum(verdicts["zlib"]) < len(cases)  # both kinds of case were made
