@@ -9,7 +9,8 @@ fastuuid pydantic-settings python-dotenv h2 hpack hyperframe jmespath`` and run:
 Against the OpenAI simulator in a child process (gpt-image-1-mini, one ~45 KB PNG as b64 JSON
 per call):
 
-(a) one call, sequentially, ``--calls`` times: ``Client.generate`` (routing, plan, budget,
+(a) one call, sequentially, ``--calls`` times per side, the sides alternating in 5 rounds
+    (median of the rounds): ``Client.generate`` (routing, plan, budget,
     the full image check, provenance, events) versus ``litellm.image_generation`` (the reply
     decoded from base64, which LiteLLM leaves to the caller) — CPU seconds of this process
     per call (``time.process_time``), and the ratio (target ≤ 1.0×);
@@ -18,7 +19,13 @@ per call):
     time, CPU time, the ratio of the two (target ≤ 1.0×) and modelglass's wall time over the
     ideal ``jobs / 64 × 0.2 s`` (target ≤ 1.25×).
 
-Without LiteLLM importable, only modelglass's figures are printed.
+Both parts also time the raw official client (``OpenAI().images.generate`` / ``AsyncOpenAI``
+under the same semaphore, base64 decoded, nothing checked): the floor any wrapper of it stands
+on, so that a miss of the ideal can be told apart from a loaded machine. ``--repeat N`` runs the
+whole comparison N times and prints the median and range of each figure; every run also prints
+the load average and the simulator process's CPU (it shares the machine's cores).
+
+Without LiteLLM importable, only modelglass's and the raw client's figures are printed.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import base64
 import datetime as dt
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -62,26 +70,60 @@ def _litellm_kw(payload: dict[str, Any]) -> dict[str, Any]:
             **kw}
 
 
+ROUNDS = 5  # (a) alternates the sides in this many rounds: load that drifts hits all of them
+
+
 def one_call(calls: int) -> dict[str, float]:
-    """(a): CPU seconds per sequential call, both sides."""
-    out: dict[str, float] = {}
-    with mg.Client(available=["openai"], today=TODAY, observed=False) as client:
-        client.generate(PROMPT, seed=1, **FIELDS)  # warm: imports, connections, plans
-        t0 = time.process_time()
-        for _ in range(calls):
-            client.generate(PROMPT, seed=1, **FIELDS)
-        out["modelglass_ms"] = (time.process_time() - t0) / calls * 1000
-        payload = client.plan(PROMPT, seed=1, **FIELDS).payload
+    """(a): CPU ms per sequential call, each side the median of its ``ROUNDS`` rounds."""
+    import openai
+
     litellm = _litellm()
-    if litellm is not None:
+    per = max(1, calls // ROUNDS)
+    with mg.Client(available=["openai"], today=TODAY, observed=False) as client, \
+            openai.OpenAI(max_retries=0) as oc:
+        payload = client.plan(PROMPT, seed=1, **FIELDS).payload
         kw = _litellm_kw(payload)
-        litellm.image_generation(**kw)
-        t0 = time.process_time()
-        for _ in range(calls):
-            resp = litellm.image_generation(**kw)
-            base64.b64decode(resp.data[0].b64_json)
-        out["litellm_ms"] = (time.process_time() - t0) / calls * 1000
-    return out
+
+        def ours() -> None:
+            client.generate(PROMPT, seed=1, **FIELDS)
+
+        def raw() -> None:
+            base64.b64decode(oc.images.generate(**payload).data[0].b64_json)
+
+        def theirs() -> None:
+            base64.b64decode(litellm.image_generation(**kw).data[0].b64_json)
+
+        sides = {"modelglass_ms": ours, "raw_ms": raw}
+        if litellm is not None:
+            sides["litellm_ms"] = theirs
+        times: dict[str, list[float]] = {name: [] for name in sides}
+        for fn in sides.values():
+            fn()  # warm: imports, connections, plans
+        for _ in range(ROUNDS):
+            for name, fn in sides.items():
+                t0 = time.process_time()
+                for _ in range(per):
+                    fn()
+                times[name].append((time.process_time() - t0) / per * 1000)
+    return {name: statistics.median(ms) for name, ms in times.items()}
+
+
+async def _raw_many(payload: dict[str, Any], jobs: int) -> tuple[float, float]:
+    """(wall s, CPU s) of ``jobs`` raw ``AsyncOpenAI`` calls under the same semaphore."""
+    import openai
+
+    async with openai.AsyncOpenAI(max_retries=0) as oc:
+        await oc.images.generate(**payload)
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def one() -> None:
+            async with gate:
+                resp = await oc.images.generate(**payload)
+                base64.b64decode(resp.data[0].b64_json)
+
+        w0, c0 = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(one() for _ in range(jobs)))
+        return time.perf_counter() - w0, time.process_time() - c0
 
 
 async def many(jobs: int) -> dict[str, float]:
@@ -97,6 +139,7 @@ async def many(jobs: int) -> dict[str, float]:
                                                         time.process_time() - c0)
         assert all(o.ok for o in done)
         payload = client.plan(PROMPT, seed=1, **FIELDS).payload
+    out["raw_s"], out["raw_cpu_s"] = await _raw_many(payload, jobs)
     litellm = _litellm()
     if litellm is not None:
         kw = _litellm_kw(payload)
@@ -115,31 +158,88 @@ async def many(jobs: int) -> dict[str, float]:
     return out
 
 
-def main() -> None:
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc (0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _load() -> str:
+    return "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+
+
+def one_run(calls: int, jobs: int) -> dict[str, float]:
+    """(a) and (b) once, against a fresh simulator process; every figure in one dict."""
     from overhead import Simulators
 
+    with Simulators() as sim:
+        sim.service_time("openai", 0.0)
+        a = one_call(calls)
+        sim.service_time("openai", SERVICE_S)
+        s0 = _cpu_of(sim.proc.pid)
+        b = asyncio.run(many(jobs))
+        b["sim_cpu_s"] = _cpu_of(sim.proc.pid) - s0
+    return a | b
+
+
+def _report(r: dict[str, float], calls: int, jobs: int, prefix: str = "") -> None:
+    ideal = jobs / CONCURRENCY * SERVICE_S
+    ll = "litellm_ms" in r
+    print(f"{prefix}(a) one call, CPU per call over {calls}: modelglass {r['modelglass_ms']:.2f} ms"
+          + (f", LiteLLM {r['litellm_ms']:.2f} ms: {r['modelglass_ms'] / r['litellm_ms']:.2f}× "
+             f"(target ≤ 1.0×)" if ll else "")
+          + f"; raw client {r['raw_ms']:.2f} ms")
+    print(f"{prefix}(b) {jobs} jobs at concurrency {CONCURRENCY}, {SERVICE_S * 1000:.0f} ms service: "
+          f"modelglass {r['modelglass_s']:.2f} s wall ({r['modelglass_s'] / ideal:.2f}× the ideal "
+          f"{ideal:.3f} s, target ≤ 1.25×), {r['modelglass_cpu_s']:.2f} s CPU")
+    if "litellm_s" in r:
+        print(f"{prefix}    LiteLLM {r['litellm_s']:.2f} s wall, {r['litellm_cpu_s']:.2f} s CPU: "
+              f"modelglass ÷ LiteLLM {r['modelglass_s'] / r['litellm_s']:.2f}× wall, "
+              f"{r['modelglass_cpu_s'] / r['litellm_cpu_s']:.2f}× CPU (target ≤ 1.0×)")
+    print(f"{prefix}    raw AsyncOpenAI {r['raw_s']:.2f} s wall ({r['raw_s'] / ideal:.2f}× the ideal), "
+          f"{r['raw_cpu_s']:.2f} s CPU; the simulator process used {r['sim_cpu_s']:.2f} s CPU "
+          f"during modelglass's batch")
+
+
+def _ratios(r: dict[str, float], jobs: int) -> dict[str, float]:
+    out = {"(a) modelglass ms/call": r["modelglass_ms"],
+           "(b) modelglass wall ÷ ideal": r["modelglass_s"] / (jobs / CONCURRENCY * SERVICE_S),
+           "(b) raw AsyncOpenAI wall ÷ ideal": r["raw_s"] / (jobs / CONCURRENCY * SERVICE_S),
+           "(b) modelglass CPU s": r["modelglass_cpu_s"]}
+    if "litellm_ms" in r:
+        out |= {"(a) LiteLLM ms/call": r["litellm_ms"],
+                "(a) modelglass ÷ LiteLLM": r["modelglass_ms"] / r["litellm_ms"],
+                "(b) LiteLLM CPU s": r["litellm_cpu_s"],
+                "(b) modelglass ÷ LiteLLM wall": r["modelglass_s"] / r["litellm_s"],
+                "(b) modelglass ÷ LiteLLM CPU": r["modelglass_cpu_s"] / r["litellm_cpu_s"]}
+    return out
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=1, help="runs; medians and ranges printed")
     args = parser.parse_args()
     print(f"modelglass {mg.__version__}, Python {platform.python_version()}, {os.cpu_count()} "
           f"CPUs; LiteLLM {'present' if _litellm() is not None else 'absent'}")
-    with Simulators() as sim:
-        sim.service_time("openai", 0.0)
-        a = one_call(args.calls)
-        sim.service_time("openai", SERVICE_S)
-        b = asyncio.run(many(args.jobs))
-    print(f"(a) one call, CPU per call over {args.calls}: modelglass {a['modelglass_ms']:.2f} ms"
-          + (f", LiteLLM {a['litellm_ms']:.2f} ms: {a['modelglass_ms'] / a['litellm_ms']:.2f}× "
-             f"(target ≤ 1.0×)" if "litellm_ms" in a else ""))
-    ideal = args.jobs / CONCURRENCY * SERVICE_S
-    print(f"(b) {args.jobs} jobs at concurrency {CONCURRENCY}, {SERVICE_S * 1000:.0f} ms service: "
-          f"modelglass {b['modelglass_s']:.2f} s wall ({b['modelglass_s'] / ideal:.2f}× the ideal "
-          f"{ideal:.3f} s, target ≤ 1.25×), {b['modelglass_cpu_s']:.2f} s CPU")
-    if "litellm_s" in b:
-        print(f"    LiteLLM {b['litellm_s']:.2f} s wall, {b['litellm_cpu_s']:.2f} s CPU: "
-              f"modelglass ÷ LiteLLM {b['modelglass_s'] / b['litellm_s']:.2f}× wall, "
-              f"{b['modelglass_cpu_s'] / b['litellm_cpu_s']:.2f}× CPU (target ≤ 1.0×)")
+    runs = []
+    for i in range(args.repeat):
+        load = _load()
+        r = one_run(args.calls, args.jobs)
+        runs.append(r)
+        prefix = f"[run {i + 1}/{args.repeat}] " if args.repeat > 1 else ""
+        print(f"{prefix}load average before the run: {load}")
+        _report(r, args.calls, args.jobs, prefix)
+    if args.repeat > 1:
+        table = [_ratios(r, args.jobs) for r in runs]
+        print(f"over {args.repeat} runs: median (min–max)")
+        for key in table[0]:
+            vals = [t[key] for t in table]
+            print(f"  {key}: {statistics.median(vals):.2f} ({min(vals):.2f}–{max(vals):.2f})")
 
 
 if __name__ == "__main__":

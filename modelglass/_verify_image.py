@@ -20,6 +20,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from . import _inflate  # zlib-ng when installed: the same checks, ~5x faster inflate
 from .errors import EmptyResult
 
 log = logging.getLogger("modelglass")
@@ -232,7 +233,7 @@ def _check_png(data: bytes) -> str | None:
             spans.append((at, at + h * stride, stride))
             at += h * stride
     expected = at
-    inflater = zlib.decompressobj()
+    inflater = _inflate.decompressobj()
     got = 0
     try:
         # one stream, so that zlib is called once per piece, not once per IDAT chunk
@@ -252,7 +253,7 @@ def _check_png(data: bytes) -> str | None:
                     break  # the stream ended, or this chunk is used up
             if got >= expected or inflater.eof:
                 break
-    except zlib.error as exc:
+    except _inflate.errors as exc:
         return f"the image data does not inflate ({exc})"
     if got < expected:
         return f"the image data ends early ({got} of {expected} bytes of scanlines)"

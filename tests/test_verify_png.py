@@ -56,6 +56,18 @@ def _pillow_decodes(data: bytes) -> bool:
     return True
 
 
+@pytest.fixture(autouse=True, params=["zlib-ng", "zlib"])
+def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every case through both inflaters ``_inflate`` may use: zlib-ng (the dependency) and the
+    standard library's zlib (its fallback) must refuse exactly the same damage."""
+    from zlib_ng import zlib_ng
+
+    from modelglass import _inflate
+
+    monkeypatch.setattr(_inflate, "backend", zlib_ng if request.param == "zlib-ng" else zlib)
+    return str(request.param)
+
+
 # (depth, colour type, samples per pixel)
 KINDS = [(1, 0, 1), (2, 0, 1), (4, 0, 1), (8, 0, 1), (16, 0, 1), (8, 2, 3), (16, 2, 3),
          (1, 3, 1), (8, 3, 1), (8, 4, 2), (8, 6, 4), (16, 6, 4)]
