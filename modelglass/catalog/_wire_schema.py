@@ -28,8 +28,15 @@ from typing import Any
 from ._load import default_catalog_dir
 from ._overlay import OVERLAY_ENV, default_overlay_path
 
-__all__ = ["InputSchema", "Violation", "input_schema", "schema_path", "schemas_dir",
+__all__ = ["FAL_PRESETS", "InputSchema", "Violation", "input_schema", "schema_path", "schemas_dir",
            "user_schemas_dir"]
+
+#: fal's named ``image_size`` presets and the pixels each stands for (fal's OpenAPI ``ImageSize``
+#: enum): data the schema check reads, and the fal payload builder and simulator share.
+FAL_PRESETS: dict[str, tuple[int, int]] = {
+    "square_hd": (1024, 1024), "square": (512, 512), "portrait_4_3": (768, 1024),
+    "portrait_16_9": (576, 1024), "landscape_4_3": (1024, 768), "landscape_16_9": (1024, 576),
+}
 
 
 @dataclass(frozen=True)
@@ -141,11 +148,8 @@ class InputSchema:
             iw, ih = image.get("width"), image.get("height")
             if isinstance(iw, int) and isinstance(ih, int) and iw > 0 and ih > 0:
                 return "image_size", iw, ih
-        if isinstance(image, str):
-            from ..providers._fields import FAL_PRESETS
-
-            if image in FAL_PRESETS:
-                return ("image_size", *FAL_PRESETS[image])
+        if isinstance(image, str) and image in FAL_PRESETS:
+            return ("image_size", *FAL_PRESETS[image])
         return None
 
     def size_rule_problems(self, width: int, height: int) -> list[str]:
