@@ -122,3 +122,23 @@ def test_catalog_tools_register_the_catalog_methods() -> None:
     assert _catalog._TOOLS == {"query": query, "plot": plot_axis, "write_html": write_html}
     rows = mg.Catalog.default().query(axis="hero")
     assert rows and all(r.offer for r in rows)
+
+
+def test_providers_say_how_they_are_billed_and_where_their_schemas_are() -> None:
+    """The catalog records bills and catalog sync reads schemas without naming a provider: each
+    provider class says it (registered from above, as ``Catalog.query`` is)."""
+    import modelglass  # noqa: F401  (registers the bill lines)
+    from modelglass.catalog import _bills
+    from modelglass.catalog_tools import _sync_schemas
+    from modelglass.providers import PROVIDER_CLASSES, provider_class
+
+    assert set(_bills._BILL_LINES) == set(PROVIDER_CLASSES)
+    for source in (_bills, _sync_schemas):
+        text = Path(str(source.__file__)).read_text(encoding="utf-8")
+        code = text.split('"""', 2)[2]  # after the module docstring
+        named = re.findall(r"""["'](openai|fal|replicate|local)["']""", code)
+        assert named == [], f"{source.__name__} branches on provider names: {named}"
+    env = {"FAL_KEY_ID": "id", "FAL_KEY_SECRET": "secret", "MODELGLASS_FAL_API_URL": "http://x"}
+    assert provider_class("fal").schema_api(env) == ("http://x", {"Authorization": "Key id:secret"})
+    assert provider_class("replicate").schema_api({}) is None
+    assert provider_class("openai").schema_api({"OPENAI_API_KEY": "k"}) is None

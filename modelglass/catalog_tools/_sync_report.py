@@ -9,12 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..providers.fal import PLATFORM_API as FAL_API_DEFAULT
+from ..providers.replicate import API as REPLICATE_API_DEFAULT
+
 __all__ = ["FAL_API_DEFAULT", "OPENAI_API_DEFAULT", "REPLICATE_API_DEFAULT", "SyncFinding",
            "SyncReport"]
 
-FAL_API_DEFAULT = "https://api.fal.ai/v1"
 OPENAI_API_DEFAULT = "https://api.openai.com/v1"
-REPLICATE_API_DEFAULT = "https://api.replicate.com"
 
 
 @dataclass(frozen=True)
