@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..providers.fal import PLATFORM_API as FAL_API_DEFAULT
+from ..providers.fal import FalProvider
 from ..providers.replicate import API as REPLICATE_API_DEFAULT
 
 __all__ = ["FAL_API_DEFAULT", "OPENAI_API_DEFAULT", "REPLICATE_API_DEFAULT", "SyncFinding",
@@ -61,8 +62,5 @@ class SyncReport:
 
 
 def _fal_key(env: Mapping[str, str]) -> str | None:
-    if env.get("FAL_KEY"):
-        return env["FAL_KEY"]
-    if env.get("FAL_KEY_ID") and env.get("FAL_KEY_SECRET"):
-        return f"{env['FAL_KEY_ID']}:{env['FAL_KEY_SECRET']}"
-    return None
+    """fal's key in ``env``, as the provider reads it (``FAL_KEY``, else ``FAL_KEY_ID:SECRET``)."""
+    return FalProvider.key_in(env)
