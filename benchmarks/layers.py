@@ -29,8 +29,8 @@ PACKAGE = "modelglass"
 #: module is in the layer of the longest pattern it matches (``jobs/_steps.py`` before ``jobs/``).
 LAYERS: dict[int, tuple[str, ...]] = {
     1: ("errors.py", "_clock.py", "_version.py", "_paths.py", "_jsonl.py", "_fonts.py",
-        "_encoders.py", "_simulated.py", "_c2pa.py", "_inflate.py", "checks/", "jobs/_steps.py",
-        "jobs/_drive.py"),
+        "_encoders.py", "_simulated.py", "_c2pa.py", "_inflate.py", "checks/",
+        "jobs/__init__.py", "jobs/_events.py", "jobs/_steps.py", "jobs/_drive.py"),
     2: ("catalog/",),
     3: ("result.py", "_result_json.py", "_provenance.py", "_metadata.py", "_stamp.py",
         "budget.py"),
@@ -87,16 +87,21 @@ def graph_of(top_only: bool = False) -> tuple[dict[str, set[str]], dict[str, Pat
 
 
 def upward(graph: dict[str, set[str]], paths: dict[str, Path]) -> list[tuple[str, str, int, int]]:
-    """Each import from a lower layer into a higher one: (module, imported, their layers). A
+    """Each import from a lower layer into a higher one: (module, imported, their layers). An
+    import of ``a.b.c`` also runs the package ``a.b`` (its ``__init__``), so that counts too
+    (not the root package, which every import runs first, nor the importer's own packages). A
     module of no layer counts as layer 0, so it is reported too."""
-    out = []
+    out = set()
     for m in sorted(graph):
         lm = layer_of(paths[m]) or 0
         for t in sorted(graph[m]):
-            lt = layer_of(paths[t]) or 0
-            if lt > lm or not lm:
-                out.append((m, t, lm, lt))
-    return out
+            parts = t.split(".")
+            run = [".".join(parts[:i]) for i in range(2, len(parts))]
+            for u in [t, *(p for p in run if p in paths and not m.startswith(p + "."))]:
+                lt = layer_of(paths[u]) or 0
+                if lt > lm or not lm:
+                    out.add((m, u, lm, lt))
+    return sorted(out)
 
 
 def _is_type_checking(node: ast.If) -> bool:

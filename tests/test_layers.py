@@ -104,14 +104,20 @@ def test_the_check_sees_an_import_into_a_higher_layer(layers: ModuleType, tmp_pa
     (root / "jobs" / "_engine.py").write_text("from ..providers import fal\n")
     (root / "providers" / "fal.py").write_text(
         "from ..jobs._steps import Wait\n\ndef f():\n    from ..jobs import _engine\n")
-    old = layers.ROOT
+    old, table = layers.ROOT, layers.LAYERS
     layers.ROOT = root
     try:
         graph, paths, _ = layers.graph_of()
-        up = layers.upward(graph, paths)
+        assert layers.upward(graph, paths) == [
+            ("modelglass.providers.fal", "modelglass.jobs._engine", 4, 7)]
+        # importing jobs._steps runs the package jobs/__init__.py: in a higher layer, it counts
+        layers.LAYERS = {1: ("jobs/_steps.py",), 4: ("providers/",), 7: ("jobs/",),
+                         10: ("__init__.py",)}
+        assert layers.upward(graph, paths) == [
+            ("modelglass.providers.fal", "modelglass.jobs", 4, 7),
+            ("modelglass.providers.fal", "modelglass.jobs._engine", 4, 7)]
     finally:
-        layers.ROOT = old
-    assert up == [("modelglass.providers.fal", "modelglass.jobs._engine", 4, 7)]
+        layers.ROOT, layers.LAYERS = old, table
 
 
 def test_catalog_tools_register_the_catalog_methods() -> None:
