@@ -1,20 +1,12 @@
 """Quotes against the bill: what each provider says a job was billed, where it says it.
 
 Every delivered result records, next to its quote (the plan's estimate), a bill line in the
-observed store (table ``bills``), from the provider's own account of the job:
-
-- **OpenAI**: the reply's ``usage`` (image-output, text and image-input tokens) priced at the
-  catalog's token rates (as synced into your overlay). OpenAI publishes no per-job charge, so a
-  change of its rates is seen only once the rates are updated; a change in tokens per image is
-  seen at once.
-- **fal**: the Platform API's billing events (``GET /v1/models/billing-events?request_id=…``,
-  an admin key: ``FAL_ADMIN_KEY``, else ``FAL_KEY``) — per request, the output units billed, the
-  unit price and ``cost_estimate_nano_usd``. Recorded as pending with the request ids and filled
-  in by :func:`modelglass.catalog_tools._fal_bills.fetch_fal_bills` (``catalog verify`` calls it when a key is set).
-- **Replicate**: for an offer billed by time (its price sets ``usd_per_second``, the hardware's
-  rate from replicate.com/pricing), ``metrics.predict_time`` × that rate; for an official model
-  billed per output, the per-output price × the outputs delivered (Replicate reports no charge,
-  so only a change in outputs per job is seen).
+observed store (table ``bills``), from the provider's own account of the job: its
+:meth:`~modelglass.providers.base.Provider.bill_line` (the token usage priced at the catalog's
+rates, a run time × the hardware's rate, a per-output price × the outputs delivered, or request
+ids whose billing events are read later, pending until then, by ``catalog verify``). The catalog
+never imports the providers: :func:`register_bill_line` is filled from above
+(:mod:`modelglass.catalog_tools`, when ``modelglass`` is imported), as ``Catalog.query`` is.
 
 ``catalog verify`` compares quote and bill per offer (median ratio, n, last seen) and calls a
 ratio more than :data:`BILL_TOLERANCE` (5 %) away from 1 drift.
@@ -26,6 +18,7 @@ import logging
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +27,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelglass")
 
-__all__ = ["BILL_TOLERANCE", "BillSummary", "bill_summary", "record_bill"]
+__all__ = ["BILL_TOLERANCE", "BillLine", "BillSummary", "bill_summary", "num", "record_bill",
+           "register_bill_line"]
+
+#: One result's bill: (billed USD, or None while pending; where the figure comes from; the
+#: provider's request ids to read it by, comma-separated, or None).
+BillLine = tuple[float | None, str, str | None]
+#: provider id → how its results are billed (see :func:`register_bill_line`).
+_BILL_LINES: dict[str, Callable[[Any], BillLine | None]] = {}
 
 #: A median bill ÷ quote further than this from 1 is drift.
 BILL_TOLERANCE = 0.05
@@ -52,44 +52,29 @@ class BillSummary:
     sources: tuple[str, ...]
 
 
-def _num(x: Any) -> float | None:
+def num(x: Any) -> float | None:
+    """``x`` as a finite, non-negative float, else None (what a provider's reply says is read
+    only through this)."""
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return None
     return float(x) if math.isfinite(x) and x >= 0 else None
 
 
-def _line(result: Any) -> tuple[float | None, str, str | None] | None:
-    """(billed USD or None while pending, source, request ids) for one result, or None."""
-    plan = result.plan
-    provider = plan.offer.provider
-    extra = getattr(result, "extra", None) or {}
-    if provider == "openai":
-        if result.cost_is_estimate or _num(result.cost_usd) is None:
-            return None
-        return result.cost_usd, "openai usage × the catalog's token rates", None
-    if provider == "fal":
-        ids = [str(i) for i in extra.get("request_ids") or [] if i]
-        return (None, "fal billing events", ",".join(ids)) if ids else None
-    if provider == "replicate":
-        price = plan.offer.offer.price
-        if price.usd_per_second:
-            times = [_num((t or {}).get("replicate_predict_time"))
-                     for t in extra.get("provider_timings") or []]
-            if not times or any(t is None for t in times):
-                return None
-            secs = sum(t for t in times if t is not None)
-            return (secs * price.usd_per_second,
-                    f"replicate metrics.predict_time × ${price.usd_per_second:g}/s", None)
-        if ":" not in plan.offer.endpoint and price.kind.value == "per_image" and price.usd:
-            return (price.usd * len(result.images),
-                    "replicate per-output price × outputs delivered", None)
-    return None
+def register_bill_line(provider: str, line: Callable[[Any], BillLine | None]) -> None:
+    """Set how results of ``provider`` are billed: ``line(result)`` answers its
+    :data:`BillLine`, or None for no bill. A provider registered by no one has no bills."""
+    _BILL_LINES[provider] = line
+
+
+def _line(result: Any) -> BillLine | None:
+    line = _BILL_LINES.get(result.plan.offer.provider)
+    return line(result) if line is not None else None
 
 
 def record_bill(store: ObservedStore, result: Any) -> None:
     """Record the bill line of one delivered result next to its quote (see the module doc)."""
     plan = getattr(result, "plan", None)
-    if plan is None or _num(plan.estimate.usd) is None:
+    if plan is None or num(plan.estimate.usd) is None:
         return
     line = _line(result)
     if line is None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,15 @@ from typing import Any
 from ._load import default_catalog_dir
 from ._overlay import OVERLAY_ENV, default_overlay_path
 
-__all__ = ["InputSchema", "Violation", "input_schema", "schema_path", "schemas_dir",
-           "user_schemas_dir"]
+__all__ = ["FAL_PRESETS", "InputSchema", "Violation", "closed_schema", "input_from_openapi",
+           "input_schema", "resolve_refs", "schema_path", "schemas_dir", "user_schemas_dir"]
+
+#: fal's named ``image_size`` presets and the pixels each stands for (fal's OpenAPI ``ImageSize``
+#: enum): data the schema check reads, and the fal payload builder and simulator share.
+FAL_PRESETS: dict[str, tuple[int, int]] = {
+    "square_hd": (1024, 1024), "square": (512, 512), "portrait_4_3": (768, 1024),
+    "portrait_16_9": (576, 1024), "landscape_4_3": (1024, 768), "landscape_16_9": (1024, 576),
+}
 
 
 @dataclass(frozen=True)
@@ -141,11 +149,8 @@ class InputSchema:
             iw, ih = image.get("width"), image.get("height")
             if isinstance(iw, int) and isinstance(ih, int) and iw > 0 and ih > 0:
                 return "image_size", iw, ih
-        if isinstance(image, str):
-            from ..providers._fields import FAL_PRESETS
-
-            if image in FAL_PRESETS:
-                return ("image_size", *FAL_PRESETS[image])
+        if isinstance(image, str) and image in FAL_PRESETS:
+            return ("image_size", *FAL_PRESETS[image])
         return None
 
     def size_rule_problems(self, width: int, height: int) -> list[str]:
@@ -266,3 +271,43 @@ def _load(provider: str, endpoint: str, user_dir: str) -> InputSchema | None:
                        source=str(doc.get("source", "")), as_of=str(doc.get("as_of", "")),
                        input=doc["input"], version=doc.get("version"),
                        size_rules=doc.get("size_rules"))
+
+
+# -- published schemas, as `catalog sync` reads them (each provider's `published_input`) ---------
+def input_from_openapi(doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The JSON Schema of the body of the first ``POST`` in an OpenAPI document, ``$ref`` s
+    resolved (fal's queue OpenAPI: the submit's request body)."""
+    for ops in (doc.get("paths") or {}).values():
+        post = ops.get("post") if isinstance(ops, Mapping) else None
+        body = (((post or {}).get("requestBody") or {}).get("content") or {}).get(
+            "application/json", {}).get("schema")
+        if isinstance(body, dict):
+            return closed_schema(resolve_refs(body, doc))
+    return None
+
+
+def resolve_refs(node: Any, doc: Any, depth: int = 0) -> Any:
+    """``node`` with every local ``$ref`` (``#/components/schemas/X``) replaced by its target."""
+    if depth > 20:
+        return {}
+    if isinstance(node, list):
+        return [resolve_refs(x, doc, depth + 1) for x in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = doc
+        for part in ref[2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        rest = {k: v for k, v in node.items() if k != "$ref"}
+        return {**resolve_refs(target, doc, depth + 1), **rest}
+    return {k: resolve_refs(v, doc, depth + 1) for k, v in node.items()}
+
+
+def closed_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A fetched schema as stored: without its title and fal's field order, and closed
+    (``additionalProperties: false``, a field the provider does not list is never sent) unless it
+    says otherwise."""
+    out = {k: v for k, v in schema.items() if k not in ("title", "x-fal-order-properties")}
+    out.setdefault("additionalProperties", False)
+    return out

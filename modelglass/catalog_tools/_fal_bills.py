@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..catalog._bills import _WINDOW, _num
+from ..catalog._bills import _WINDOW
+from ..catalog._bills import num as _num
 from ..catalog._observed import ObservedStore
 from ._sync_guard import ApiError, BoundedApi, Deadline
 from ._sync_report import FAL_API_DEFAULT, _fal_key

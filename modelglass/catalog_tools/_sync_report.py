@@ -9,12 +9,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..providers.fal import PLATFORM_API as FAL_API_DEFAULT
+from ..providers.fal import FalProvider
+from ..providers.replicate import API as REPLICATE_API_DEFAULT
+
 __all__ = ["FAL_API_DEFAULT", "OPENAI_API_DEFAULT", "REPLICATE_API_DEFAULT", "SyncFinding",
            "SyncReport"]
 
-FAL_API_DEFAULT = "https://api.fal.ai/v1"
 OPENAI_API_DEFAULT = "https://api.openai.com/v1"
-REPLICATE_API_DEFAULT = "https://api.replicate.com"
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,5 @@ class SyncReport:
 
 
 def _fal_key(env: Mapping[str, str]) -> str | None:
-    if env.get("FAL_KEY"):
-        return env["FAL_KEY"]
-    if env.get("FAL_KEY_ID") and env.get("FAL_KEY_SECRET"):
-        return f"{env['FAL_KEY_ID']}:{env['FAL_KEY_SECRET']}"
-    return None
+    """fal's key in ``env``, as the provider reads it (``FAL_KEY``, else ``FAL_KEY_ID:SECRET``)."""
+    return FalProvider.key_in(env)

@@ -23,16 +23,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..catalog._wire_schema import _load, input_schema
+from ..catalog._wire_schema import _load, input_from_openapi, input_schema
+from ..providers import PROVIDER_CLASSES, provider_class
 from ._sync_guard import ApiError as _ApiError
 from ._sync_guard import BoundedApi, Deadline
-from ._sync_report import (
-    FAL_API_DEFAULT,
-    REPLICATE_API_DEFAULT,
-    SyncFinding,
-    SyncReport,
-    _fal_key,
-)
+from ._sync_report import SyncFinding, SyncReport
 
 if TYPE_CHECKING:
     from ..catalog import OfferView
@@ -42,7 +37,8 @@ __all__ = ["input_from_openapi", "schema_changes", "sync_schemas"]
 
 def sync_schemas(views: list[OfferView], report: SyncReport, env: Mapping[str, str],
                  timeout_s: float | Deadline, *, dest: Path | None) -> None:
-    """Refresh the stored input schema of every fal and Replicate endpoint in ``views``; a
+    """Refresh the stored input schema of every endpoint in ``views`` whose provider publishes
+    them (its :meth:`~modelglass.providers.base.Provider.schema_api` and ``published_input``); a
     finding per endpoint (``schema`` changed, ``schema-same``, ``schema-unavailable``). A
     changed schema is written under ``dest`` (None: report only). ``timeout_s``: the sync's
     one :class:`~modelglass.catalog_tools._sync_guard.Deadline` (or seconds for a new one); answers are
@@ -55,27 +51,18 @@ def sync_schemas(views: list[OfferView], report: SyncReport, env: Mapping[str, s
         for v in views:
             ref = v.endpoint.split(":", 1)
             key = (v.provider, ref[0])
-            if v.provider not in ("fal", "replicate") or key in done:
+            if v.provider not in PROVIDER_CLASSES or key in done:
                 continue
             done.add(key)
+            cls = provider_class(v.provider)
             if v.provider not in apis:
-                if v.provider == "fal":
-                    fal_key = _fal_key(env)
-                    apis["fal"] = BoundedApi(env.get("MODELGLASS_FAL_API_URL")
-                                             or FAL_API_DEFAULT,
-                                             {"Authorization": f"Key {fal_key}"} if fal_key
-                                             else {}, deadline)
-                else:
-                    token = env.get("REPLICATE_API_TOKEN")
-                    if not token:
-                        continue
-                    apis["replicate"] = BoundedApi(env.get("REPLICATE_BASE_URL")
-                                                   or REPLICATE_API_DEFAULT,
-                                                   {"Authorization": f"Bearer {token}"},
-                                                   deadline)
+                where = cls.schema_api(env)
+                if where is None:
+                    continue
+                apis[v.provider] = BoundedApi(*where, deadline)
             try:
-                fetched, source = _fetch(apis[v.provider], v.provider, ref[0],
-                                         ref[1] if len(ref) > 1 else None)
+                fetched, source = cls.published_input(apis[v.provider], ref[0],
+                                                      ref[1] if len(ref) > 1 else None)
             except _ApiError as exc:
                 report.findings.append(SyncFinding(v.provider, "schema-unavailable", v.endpoint,
                                                    v.key, str(exc)))
@@ -88,64 +75,6 @@ def sync_schemas(views: list[OfferView], report: SyncReport, env: Mapping[str, s
     finally:
         for api in apis.values():
             api.close()
-
-
-def _fetch(api: Any, provider: str, endpoint: str, version: str | None
-           ) -> tuple[dict[str, Any] | None, str]:
-    if provider == "fal":
-        status, body = api.get("/models", {"endpoint_id": endpoint, "expand": "openapi-3.0"})
-        models = (body or {}).get("models") or [] if status != 404 else []
-        doc = next((m.get("openapi") for m in models if m.get("endpoint_id") == endpoint), None)
-        return (input_from_openapi(doc) if isinstance(doc, dict) else None,
-                f"fal Platform API GET /models?endpoint_id={endpoint}&expand=openapi-3.0")
-    if version:
-        path = f"/v1/models/{endpoint}/versions/{version}"
-        status, body = api.get(path)
-        schema = (body or {}).get("openapi_schema") if status != 404 else None
-    else:
-        path = f"/v1/models/{endpoint}"
-        status, body = api.get(path)
-        latest = ((body or {}).get("latest_version") or {}) if status != 404 else {}
-        schema = latest.get("openapi_schema")
-    found = ((schema or {}).get("components") or {}).get("schemas", {}).get("Input")
-    return (_closed(_resolve(found, schema)) if isinstance(found, dict) else None,
-            f"Replicate API GET {path} (openapi_schema Input)")
-
-
-def input_from_openapi(doc: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The JSON Schema of the body of the first ``POST`` in an OpenAPI document, ``$ref`` s
-    resolved (fal's queue OpenAPI: the submit's request body)."""
-    for ops in (doc.get("paths") or {}).values():
-        post = ops.get("post") if isinstance(ops, Mapping) else None
-        body = (((post or {}).get("requestBody") or {}).get("content") or {}).get(
-            "application/json", {}).get("schema")
-        if isinstance(body, dict):
-            return _closed(_resolve(body, doc))
-    return None
-
-
-def _resolve(node: Any, doc: Any, depth: int = 0) -> Any:
-    """``node`` with every local ``$ref`` (``#/components/schemas/X``) replaced by its target."""
-    if depth > 20:
-        return {}
-    if isinstance(node, list):
-        return [_resolve(x, doc, depth + 1) for x in node]
-    if not isinstance(node, dict):
-        return node
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
-        target: Any = doc
-        for part in ref[2:].split("/"):
-            target = target.get(part, {}) if isinstance(target, dict) else {}
-        rest = {k: v for k, v in node.items() if k != "$ref"}
-        return {**_resolve(target, doc, depth + 1), **rest}
-    return {k: _resolve(v, doc, depth + 1) for k, v in node.items()}
-
-
-def _closed(schema: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in schema.items() if k not in ("title", "x-fal-order-properties")}
-    out.setdefault("additionalProperties", False)
-    return out
 
 
 def schema_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

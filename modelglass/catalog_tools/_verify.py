@@ -41,6 +41,7 @@ from ..catalog._observed import ObservedStore
 from ..catalog._pass_rate import contradictions
 from ..client import Client
 from ..errors import ModelglassError
+from ..providers import PROVIDER_CLASSES, Provider, provider_class
 from ..request import ImageRequest
 from ._fal_bills import fetch_fal_bills
 
@@ -155,11 +156,8 @@ def _bill_check(view: OfferView, store: ObservedStore, tolerance: float) -> Chec
 
     s = bill_summary(store, view.key)
     if s.ratio is None:
-        why = {"openai": "no result with usage yet",
-               "fal": "no bill read yet (fal's billing events need FAL_ADMIN_KEY)",
-               "replicate": "no bill: Replicate reports run time only for time-billed models "
-                            "(set the price's usd_per_second) and outputs for official ones",
-               "local": "a local run has no bill"}.get(view.provider, "no bill recorded")
+        why = (provider_class(view.provider).no_bill if view.provider in PROVIDER_CLASSES
+               else Provider.no_bill)
         if s.pending:
             why = f"{s.pending} bill(s) pending; " + why
         return Check(view.key, "bill", "no data", detail=why)

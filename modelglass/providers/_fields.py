@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..catalog._wire_schema import FAL_PRESETS
 from ._payload import format_for_offer, nearest_ratio, ratio_for, wire_name
 
 if TYPE_CHECKING:
@@ -18,11 +19,6 @@ if TYPE_CHECKING:
 __all__ = ["FAL_PRESETS", "WireDefaults", "build_fields"]
 
 # -- the payload core -----------------------------------------------------------------------------
-
-FAL_PRESETS: dict[str, tuple[int, int]] = {
-    "square_hd": (1024, 1024), "square": (512, 512), "portrait_4_3": (768, 1024),
-    "portrait_16_9": (576, 1024), "landscape_4_3": (1024, 768), "landscape_16_9": (1024, 576),
-}
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -49,6 +49,7 @@ from ._errors import (
 
 if TYPE_CHECKING:
     from ..catalog import CostEstimate, OfferView
+    from ..catalog._bills import BillLine
     from ..jobs._steps import Step
     from ..plan import Planned, ProviderCall
     from ..result import Fate
@@ -134,16 +135,19 @@ class Provider(ABC):
 
     # -- keys and availability (class data) -------------------------------------------------------
     def _key(self) -> str | None:
-        """The key given to the constructor, else the first of :attr:`env_keys` that is set,
-        else the first of :attr:`key_pairs` whose two parts are set, joined by ``:``."""
-        if self._explicit_key:
-            return self._explicit_key
-        paired = {name for pair in self.key_pairs for name in pair}
-        for name in self.env_keys:
-            if name not in paired and (value := os.environ.get(name)):
+        """The key given to the constructor, else :meth:`key_in` the environment."""
+        return self._explicit_key or self.key_in(os.environ)
+
+    @classmethod
+    def key_in(cls, env: Mapping[str, str]) -> str | None:
+        """The first of :attr:`env_keys` set in ``env``, else the first of :attr:`key_pairs`
+        whose two parts are set, joined by ``:``; None without one."""
+        paired = {name for pair in cls.key_pairs for name in pair}
+        for name in cls.env_keys:
+            if name not in paired and (value := env.get(name)):
                 return value
-        for first, second in self.key_pairs:
-            a, b = os.environ.get(first), os.environ.get(second)
+        for first, second in cls.key_pairs:
+            a, b = env.get(first), env.get(second)
             if a and b:
                 return f"{a}:{b}"
         return None
@@ -180,6 +184,34 @@ class Provider(ABC):
         The local backend overrides it: an offer is eligible only where its weights are present.
         """
         return self.availability()
+
+    # -- what it says about itself, for the catalog tools (class data; no client, no I/O) ---------
+    #: Why an offer of this provider has no bill yet (``catalog verify``).
+    no_bill: ClassVar[str] = "no bill recorded"
+
+    @classmethod
+    def bill_line(cls, result: Any) -> BillLine | None:
+        """What this provider says a delivered ``result`` was billed: (USD, or None until it can
+        be read; where the figure comes from; the provider's request ids to read it by, or
+        None). None (the default): no bill. Recorded next to the quote by the observed store
+        (:mod:`modelglass.catalog._bills`)."""
+        return None
+
+    @classmethod
+    def schema_api(cls, env: Mapping[str, str]) -> tuple[str, dict[str, str]] | None:
+        """The base URL and headers of the API that publishes this provider's input schemas,
+        read from ``env`` (``catalog sync``); None (the default) where there is none, or it
+        cannot be asked (no key)."""
+        return None
+
+    @classmethod
+    def published_input(cls, api: Any, endpoint: str, version: str | None
+                        ) -> tuple[dict[str, Any] | None, str]:
+        """The input schema the :meth:`schema_api` publishes for ``endpoint`` (``version``: a
+        pinned one) as stored (:func:`~modelglass.catalog._wire_schema.closed_schema`), or None,
+        and where it was read (the stored ``source``). ``api.get(path, params)`` answers
+        ``(status, body)`` and raises on a failure."""
+        return None, ""
 
     # -- errors, bound to this provider's name and secrets (see ._errors) --------------------------
     def _wrong_shape(self, what: str, problem: str, body: Any = None) -> ProviderError:

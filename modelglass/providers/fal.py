@@ -29,6 +29,7 @@ import logging
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..catalog._wire_schema import input_from_openapi
 from ..errors import EmptyResult, GenerationTimeout, ModelglassError, ProviderError, RateLimited
 from ..jobs._steps import Wait
 from ._errors import excerpt, never_sent
@@ -41,6 +42,7 @@ from .base import ProviderOutput, RawImage
 
 if TYPE_CHECKING:
     from ..catalog import OfferView
+    from ..catalog._bills import BillLine
     from ..jobs._steps import Deadline, Step
     from ..plan import Planned, ProviderCall
     from ..result import Fate
@@ -59,6 +61,10 @@ FAL_WIRE = WireDefaults(
 
 _CONTENT_TYPES = {"content_policy_violation"}
 _TIMEOUT_TYPES = {"request_timeout", "startup_timeout"}
+
+
+#: fal's Platform API (prices, input schemas, billing events), unless ``$MODELGLASS_FAL_API_URL``.
+PLATFORM_API = "https://api.fal.ai/v1"
 
 
 class FalProvider(QueuedProvider["_Wire"]):
@@ -80,6 +86,36 @@ class FalProvider(QueuedProvider["_Wire"]):
     client_package = "fal_client"
     client_dist = "fal-client"
     extra = "fal"
+    no_bill = "no bill read yet (fal's billing events need FAL_ADMIN_KEY)"
+
+    @classmethod
+    def bill_line(cls, result: Any) -> BillLine | None:
+        """Pending, with the job's request ids: fal's Platform API billing events
+        (``GET /v1/models/billing-events?request_id=…``, an admin key: ``FAL_ADMIN_KEY``, else
+        ``FAL_KEY``) say per request the output units billed, the unit price and
+        ``cost_estimate_nano_usd``; ``catalog verify`` reads them
+        (:func:`~modelglass.catalog_tools._fal_bills.fetch_fal_bills`)."""
+        ids = [str(i) for i in (getattr(result, "extra", None) or {}).get("request_ids") or []
+               if i]
+        return (None, "fal billing events", ",".join(ids)) if ids else None
+
+    @classmethod
+    def schema_api(cls, env: Mapping[str, str]) -> tuple[str, dict[str, str]] | None:
+        """fal's Platform API (``$MODELGLASS_FAL_API_URL``), with the key if there is one."""
+        key = cls.key_in(env)
+        return (env.get("MODELGLASS_FAL_API_URL") or PLATFORM_API,
+                {"Authorization": f"Key {key}"} if key else {})
+
+    @classmethod
+    def published_input(cls, api: Any, endpoint: str, version: str | None
+                        ) -> tuple[dict[str, Any] | None, str]:
+        """``GET /models?endpoint_id=…&expand=openapi-3.0`` answers the endpoint's OpenAPI
+        document; the input is the JSON body of its ``POST`` (``$ref`` s resolved)."""
+        status, body = api.get("/models", {"endpoint_id": endpoint, "expand": "openapi-3.0"})
+        models = (body or {}).get("models") or [] if status != 404 else []
+        doc = next((m.get("openapi") for m in models if m.get("endpoint_id") == endpoint), None)
+        return (input_from_openapi(doc) if isinstance(doc, dict) else None,
+                f"fal Platform API GET /models?endpoint_id={endpoint}&expand=openapi-3.0")
 
     def __init__(self, api_key: str | None = None, *, request_timeout_s: float = 60.0,
                  poll_interval_s: float = 0.1, max_poll_interval_s: float = 1.0,

@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..catalog._bills import num
 from ..catalog._schema import Status
 from ..errors import (
     ContentRejected,
@@ -44,6 +45,7 @@ from .base import Provider, ProviderOutput, RawImage
 
 if TYPE_CHECKING:
     from ..catalog import OfferView
+    from ..catalog._bills import BillLine
     from ..catalog._schema import Price
     from ..jobs._steps import Step
     from ..plan import Planned, ProviderCall
@@ -134,6 +136,17 @@ class OpenAIProvider(Provider):
     client_package = "openai"
     client_dist = "openai"
     extra = "openai"
+    no_bill = "no result with usage yet"
+
+    @classmethod
+    def bill_line(cls, result: Any) -> BillLine | None:
+        """The reply's ``usage`` (image-output, text and image-input tokens) priced at the
+        catalog's token rates (as synced into your overlay). OpenAI publishes no per-job charge,
+        so a change of its rates is seen only once the rates are updated; a change in tokens per
+        image is seen at once."""
+        if result.cost_is_estimate or num(result.cost_usd) is None:
+            return None
+        return result.cost_usd, "openai usage × the catalog's token rates", None
 
     def __init__(self, api_key: str | None = None, *, base_url: str | None = None,
                  connect_timeout_s: float = 10.0, request_timeout_s: float = 300.0,

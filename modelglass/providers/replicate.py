@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..catalog._bills import num
+from ..catalog._wire_schema import closed_schema, resolve_refs
 from ..errors import EmptyResult, ModelglassError, ProviderError
 from ..jobs._steps import Deadline, Wait
 from ._errors import excerpt, never_sent
@@ -38,6 +40,7 @@ from .base import ProviderOutput, RawImage
 
 if TYPE_CHECKING:
     from ..catalog import OfferView
+    from ..catalog._bills import BillLine
     from ..jobs._steps import Step
     from ..plan import Planned, ProviderCall
     from ..result import Fate
@@ -58,6 +61,8 @@ REPLICATE_WIRE = WireDefaults(
               "dpmpp_2m_karras": "KarrasDPM", "ddim": "DDIM"},
 )
 
+#: Replicate's API, unless ``$REPLICATE_BASE_URL``.
+API = "https://api.replicate.com"
 _TERMINAL = ("succeeded", "failed", "canceled")
 # Replicate reports a safety-checker refusal only as the prediction's error *text*; there is no
 # code or status for it, so this is the one place a message is matched.
@@ -82,6 +87,55 @@ class ReplicateProvider(PredictionLookup["_Wire"]):
     client_package = "replicate"
     client_dist = "replicate"
     extra = "replicate"
+    no_bill = ("no bill: Replicate reports run time only for time-billed models "
+               "(set the price's usd_per_second) and outputs for official ones")
+
+    @classmethod
+    def bill_line(cls, result: Any) -> BillLine | None:
+        """For an offer billed by time (its price sets ``usd_per_second``, the hardware's rate
+        from replicate.com/pricing): ``metrics.predict_time`` × that rate; for an official model
+        billed per output, the per-output price × the outputs delivered (Replicate reports no
+        charge, so only a change in outputs per job is seen)."""
+        plan, extra = result.plan, getattr(result, "extra", None) or {}
+        price = plan.offer.offer.price
+        if price.usd_per_second:
+            times = [num((t or {}).get("replicate_predict_time"))
+                     for t in extra.get("provider_timings") or []]
+            if not times or any(t is None for t in times):
+                return None
+            secs = sum(t for t in times if t is not None)
+            return (secs * price.usd_per_second,
+                    f"replicate metrics.predict_time × ${price.usd_per_second:g}/s", None)
+        if ":" not in plan.offer.endpoint and price.kind.value == "per_image" and price.usd:
+            return (price.usd * len(result.images),
+                    "replicate per-output price × outputs delivered", None)
+        return None
+
+    @classmethod
+    def schema_api(cls, env: Mapping[str, str]) -> tuple[str, dict[str, str]] | None:
+        """Replicate's API (``$REPLICATE_BASE_URL``); None without ``REPLICATE_API_TOKEN``."""
+        token = env.get("REPLICATE_API_TOKEN")
+        return (env.get("REPLICATE_BASE_URL") or API, {"Authorization": f"Bearer {token}"}
+                ) if token else None
+
+    @classmethod
+    def published_input(cls, api: Any, endpoint: str, version: str | None
+                        ) -> tuple[dict[str, Any] | None, str]:
+        """``GET /v1/models/{owner}/{name}/versions/{id}`` for a pinned version, else
+        ``GET /v1/models/{owner}/{name}`` (its ``latest_version``): the ``openapi_schema``'s
+        ``components.schemas.Input``."""
+        if version:
+            path = f"/v1/models/{endpoint}/versions/{version}"
+            status, body = api.get(path)
+            schema = (body or {}).get("openapi_schema") if status != 404 else None
+        else:
+            path = f"/v1/models/{endpoint}"
+            status, body = api.get(path)
+            latest = ((body or {}).get("latest_version") or {}) if status != 404 else {}
+            schema = latest.get("openapi_schema")
+        found = ((schema or {}).get("components") or {}).get("schemas", {}).get("Input")
+        return (closed_schema(resolve_refs(found, schema)) if isinstance(found, dict) else None,
+                f"Replicate API GET {path} (openapi_schema Input)")
 
     def __init__(self, api_token: str | None = None, *, request_timeout_s: float = 30.0,
                  poll_interval_s: float | None = None, max_poll_interval_s: float = 2.0,

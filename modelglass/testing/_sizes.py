@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["FAL_PRESETS", "ONE_MP_SIZES", "ULTRA_SIZES", "size_for_aspect"]
+from ..catalog._wire_schema import FAL_PRESETS
 
-FAL_PRESETS: dict[str, tuple[int, int]] = {
-    "square_hd": (1024, 1024),
-    "square": (512, 512),
-    "portrait_4_3": (768, 1024),
-    "portrait_16_9": (576, 1024),
-    "landscape_4_3": (1024, 768),
-    "landscape_16_9": (1024, 576),
-}
+__all__ = ["FAL_PRESETS", "ONE_MP_SIZES", "ULTRA_SIZES", "size_for_aspect"]
 
 # FLUX 1.1 [pro] ultra: about 4 MP per aspect ratio (fal and Replicate alike).
 ULTRA_SIZES: dict[str, tuple[int, int]] = {

@@ -85,6 +85,7 @@ class LocalBackend(Provider):
 
     name: ClassVar[str] = "local"
     client_package: ClassVar[str | None] = "diffusers"
+    no_bill: ClassVar[str] = "a local run has no bill"
     extra: ClassVar[str | None] = "local"
     per_offer_availability: ClassVar[bool] = True  # weights present or not, offer by offer
 
