@@ -99,7 +99,8 @@ def bound_first(idx: _Index, ctx: _Context, calls: dict[str, ProviderCall],
         call = plan_offer(i, idx.facts[i], ctx)
         if isinstance(call, Rejection):
             continue
-        calls[idx.facts[i].key] = call
+        if i not in ctx.reused:
+            calls[idx.facts[i].key] = call
         row = _score(idx.facts[i], call, pre, ctx)
         if ctx.want_px is not None and size_gap(ctx.want_px, call) is not None:
             continue  # ranks only when no offer makes the size: the exhaustive path decides

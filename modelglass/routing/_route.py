@@ -218,15 +218,16 @@ def _memo_key(idx: _Index, request: ImageRequest, quality: str, signals: Signals
     long_prompt = request.prompt if plen > SHORTEST_WINDOW else None
     key = (quality, request.model, request.provider, request.negative_prompt, request.cfg,
            request.steps, request.seed is None, request.size, request.aspect_ratio,
-           request.print_size, request.dpi, request.n, request.sampler, request.max_cost_usd,
-           request.strict, request.commercial, request.max_latency_s,
+           request.print_size, request.dpi, request.n, request.sampler, request.strict, request.commercial, request.max_latency_s,
            repr(request.provider_options) if request.provider_options else None,
            plen if (idx.min_prompt_limit is not None and plen > idx.min_prompt_limit)
            or (request.strict and plen > SHORTEST_WINDOW) else 0,  # encoder cuts refuse strict
            tokens, long_prompt, signals.key, today, avail_key, policy,
            tuple(sorted((k, id(p)) for k, p in providers.items())),
            tuple(v for v, _ in latency) if latency is not None else None)
-    return key
+    # The budget last and apart: planning does not read it (shapes that differ only in budget
+    # share their plans, :meth:`~._index._Index.shared_plans`).
+    return key, request.max_cost_usd
 
 
 #: False routes every shape by the exhaustive path (every offer planned); the property test
@@ -244,6 +245,7 @@ def _memoised_rank(idx: _Index, key: tuple[Any, ...], providers: Mapping[str, Pr
     if hit is not None:
         return hit[0]
     ctx = make_ctx()
+    ctx.shared = idx.shared_plans(key[0], tuple(providers.values()))
     ranked = bound_first(idx, ctx, calls, providers) if BOUND_FIRST else \
         Ranking.complete(rank(idx, ctx, calls))
     with idx.lock:
