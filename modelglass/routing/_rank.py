@@ -29,7 +29,7 @@ from ._scoring import ModelQuality, Scoring, cost_score
 from ._sizing import size_gap
 
 if TYPE_CHECKING:
-    from ..catalog import OfferView, QualityAxis
+    from ..catalog import CostEstimate, OfferView, QualityAxis
     from ..plan import ProviderCall
     from ..request import ImageRequest
 
@@ -38,15 +38,36 @@ class _Context:
     made so far (``staged``: offer index → call or rejection; planning is deterministic, so the
     exhaustive path reuses what the bound-first path planned)."""
 
-    __slots__ = ("axis", "check", "commercial_why", "latency", "latency_limit", "min_mp",
-                 "negative", "open_weights", "planner", "policy", "qtable", "quality", "request",
-                 "reused", "screen_key", "shared", "staged", "today", "views", "want_px")
+    __slots__ = (
+        "axis",
+        "check",
+        "commercial_why",
+        "estimator",
+        "latency",
+        "latency_limit",
+        "min_mp",
+        "negative",
+        "open_weights",
+        "planner",
+        "policy",
+        "qtable",
+        "quality",
+        "request",
+        "reused",
+        "screen_key",
+        "shared",
+        "staged",
+        "today",
+        "views",
+        "want_px",
+    )
 
     def __init__(self, request: ImageRequest, quality: str, axis: QualityAxis,
                  qtable: dict[str, ModelQuality], check: Callable[[int], str | None],
                  today: dt.date, policy: Policy, planner: Callable[[OfferView], ProviderCall],
                  views: list[OfferView], latency: list[tuple[float | None, str]] | None,
-                 latency_limit: float | None, screen_key: Any = None) -> None:
+                 latency_limit: float | None, screen_key: Any = None,
+                 estimator: Callable[[OfferView], CostEstimate | None] | None = None) -> None:
         self.request, self.quality, self.axis, self.qtable = request, quality, axis, qtable
         self.check, self.today, self.policy, self.planner = check, today, policy, planner
         self.views, self.latency, self.latency_limit = views, latency, latency_limit
@@ -59,6 +80,8 @@ class _Context:
         self.reused: set[int] = set()
         #: What the steps before planning depend on (see :func:`~._bound.bound_first`).
         self.screen_key = screen_key
+        #: The plan's estimate, or less, before the payload (:func:`~modelglass.plan.estimate_unfitted`).
+        self.estimator = estimator
         self.min_mp = axis.min_megapixels
         self.commercial_why = ("commercial=True requested" if request.commercial else
                                "the policy requires commercial_use: true"

@@ -49,7 +49,7 @@ from .. import _clock
 from .._encoders import SHORTEST_WINDOW
 from ..catalog._price import prompt_tokens
 from ..errors import InvalidRequest
-from ..plan import plan_call
+from ..plan import estimate_unfitted, plan_call
 from ._bound import Ranking, bound_first
 from ._decision import Rejection, RoutingDecision, Row
 from ._index import _Index, _index, clear_cache
@@ -61,7 +61,7 @@ from ._reasons import _budget_text, _latency_limit, _lifecycle_reason, _pin_reas
 from ._signals import Signals, prompt_signals
 
 if TYPE_CHECKING:
-    from ..catalog import Catalog, OfferView
+    from ..catalog import Catalog, CostEstimate, OfferView
     from ..plan import ProviderCall
     from ..providers.base import Availability, Provider
     from ..request import ImageRequest
@@ -114,6 +114,9 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
     def planner(view: OfferView) -> ProviderCall:
         return plan_call(plan_request, view, provider=providers.get(view.provider), today=today)
 
+    def estimator(view: OfferView) -> CostEstimate | None:
+        return estimate_unfitted(plan_request, view, provider=providers.get(view.provider))
+
     latency_limit, latency = _latencies(idx, request, policy, observed)
     key = _memo_key(idx, request, quality, signals, today, avail_key, policy, providers, latency)
     # What the steps before planning read: shapes that differ only in what planning reads
@@ -125,7 +128,7 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
     ranked = _memoised_rank(
         idx, key, providers, calls,
         lambda: _Context(request, quality, axis, qtable, check, today, policy, planner, views,
-                         latency, latency_limit, screen_key))
+                         latency, latency_limit, screen_key, estimator))
     common: dict[str, Any] = {"request": request, "quality": quality, "quality_axis": axis,
                                   "signals": signals, "weights": weights, "budget": budget,
                                   "planner": planner, "calls": calls, "policy": policy}
