@@ -12,7 +12,7 @@ It measures, side by side in one process:
   the bound-first order of the shape's screening fields and the plans, none of which a budget
   changes, kept), *cold\** = the same with that order dropped
   before each call too (the steps before planning run for every offer),
-  *new plans* = a new size every call (a new plan shape: every offer the walk visits is
+  *new plans* = a new ``cfg`` every call (a new plan shape: every offer the walk visits is
   planned), *exhaustive* = a new shape ranked the old way, every offer planned and scored (what a cold
   decision costs once its full ranking or rejection list is read);
 - LiteLLM ``Router(model_list=[N deployments]).get_available_deployment(model=..., messages=...)``
@@ -162,11 +162,11 @@ def bench_route(cat: Catalog, reps: int, cold_reps: int, available: set[str]) ->
         return d.choice
 
     def cold_plans(i: int) -> object:
-        # A size never seen before: a new plan shape too, so every offer visited is planned.
-        k = next(counter)
+        # A guidance scale never seen before: a new plan shape too (its cfg fates and payloads
+        # differ), so every offer the walk visits is planned.
         d = route(ImageRequest(prompt=PROMPTS[i % len(PROMPTS)], quality="hero",
-                               size=f"{1024 + 8 * (k % 4096)}x{1024 + 8 * (k // 4096 % 64)}"),
-                  cat, available=available, today=TODAY)
+                               cfg=3 + (next(counter) % 10**6) * 1e-5), cat,
+                  available=available, today=TODAY)
         return d.choice
 
     def cold_unshared(i: int) -> object:
@@ -266,7 +266,7 @@ def main() -> None:
     print("warm: a request shape routed before (memoised ranking, new prompt each call); "
           "cold: a new shape each call (a new budget), bound-first (screening order and plans "
           "shared: planning does not read the budget); cold*: the same, the screening order "
-          "dropped; new plans: a new size each call, so every offer visited is planned; "
+          "dropped; new plans: a new cfg each call, so every offer visited is planned; "
           "exhaustive: every offer planned; first: includes the per-catalog index.")
 
 
