@@ -69,6 +69,8 @@ class Planned:
 
     def chunk(self, start: int, count: int) -> Planned:
         """The same plan for images ``start .. start+count-1`` (one provider call)."""
+        if start == 0 and count == self.n:
+            return self  # frozen: the whole plan is its own first chunk
         seeds = self.seeds[start:start + count] if self.seeds else None
         return replace(self, n=count, seeds=seeds)
 

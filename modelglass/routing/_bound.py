@@ -102,9 +102,10 @@ def bound_first(idx: _Index, ctx: _Context, calls: dict[str, ProviderCall],
         if rows and -neg < best - stop:
             first = _order(rows, ctx.policy)[0]
             return Ranking(first, (), idx=idx, ctx=ctx, calls=calls)
-        if refine and ctx.estimator is not None and i not in ctx.staged:
+        if refine and ctx.estimator is not None and i not in ctx.staged and i not in ctx.shared:
             # Refine a size-, steps- or tier-priced offer's cost score with its unfitted
-            # estimate (the plan's, or less) before paying for the plan; back on the heap.
+            # estimate (the plan's, or less) before paying for a plan not made yet; back on
+            # the heap.
             est = ctx.estimator(ctx.views[i])
             if est is not None:
                 cs = cost_score(est.per_image_usd, ref, scoring)
