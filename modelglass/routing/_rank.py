@@ -76,7 +76,7 @@ class _Context:
         #: call or refusal), and the offers whose call came from there: planned for another
         #: request of the same plan shape (its prompt, its drawn seed), so never handed out as
         #: this request's call (the decision plans those again when read).
-        self.shared: dict[int, ProviderCall | Rejection] = {}
+        self.shared: dict[int, Any] = {}  # also -1 - index -> its unfitted estimate (_bound)
         self.reused: set[int] = set()
         #: What the steps before planning depend on (see :func:`~._bound.bound_first`).
         self.screen_key = screen_key
