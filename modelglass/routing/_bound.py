@@ -12,7 +12,12 @@ the plan, and both have a cheap upper bound:
 - the fates only subtract (penalties are ≥ 0), except the negative-prompt bonus.
 
 So the offers that pass the steps before planning are visited by that upper bound, best first,
-and planned and scored one by one; once the next bound falls below the best total so far (by
+and planned and scored one by one. An offer whose floor depends on the request (priced per
+megapixel, tier, token or GPU-second) is first refined: its cost score is bounded by its
+*unfitted* estimate (:func:`~modelglass.plan.estimate_unfitted`: the plan's prompt, steps,
+geometry and tier without the payload, equal to the plan's estimate where no published schema
+can move the size, never above it) and it goes back in the queue; it is planned only when it
+comes out on top again; once the next bound falls below the best total so far (by
 more than the policy's ``tie_tolerance`` and a rounding margin), no offer left can win, and the
 first row is proven. The rest of the decision (every ranked row, every rejection with its reason)
 is the exhaustive :func:`~._rank.rank`, run on first use, reusing the plans already made; so a

@@ -31,7 +31,8 @@ catalog and axis. The ranking itself depends on the prompt only through its sign
 length against prompt limits), so it is memoised per request *shape*; a repeat shape skips
 planning and only plans the candidates whose ``call`` is read. A new shape is ranked
 bound-first (:mod:`._bound`): offers visited by an upper bound on their total, planned only until
-the best is proven; the rest of the decision (``ranked``, ``rejected``, ``explain()``) is ranked
+the best is proven (shapes that differ only in budget share their plans: planning does not read
+it; a shared plan is never this request's ``call``, which is planned again when read); the rest of the decision (``ranked``, ``rejected``, ``explain()``) is ranked
 on first read, identical to ranking every offer at once (:mod:`._rank`).
 
 Modules: :mod:`._index` (per-catalog caches), :mod:`._reasons` (one function per constraint),
