@@ -8,11 +8,12 @@ It measures, side by side in one process:
 
 - ``route()`` on the shipped catalog and on synthetic catalogs of 50 and 5,000 offers;
   *warm* = a request shape seen before (the memoised ranking; prompts differ every call),
-  *cold* = a new request shape every call (a new budget: ranked bound-first, planning offers
-  until the best is proven; the catalog index and the bound-first order of the shape's screening
-  fields, which a budget does not change, kept), *cold\** = the same with that order dropped
+  *cold* = a new request shape every call (a new budget: ranked bound-first; the catalog index,
+  the bound-first order of the shape's screening fields and the plans, none of which a budget
+  changes, kept), *cold\** = the same with that order dropped
   before each call too (the steps before planning run for every offer),
-  *exhaustive* = a new shape ranked the old way, every offer planned and scored (what a cold
+  *new plans* = a new ``cfg`` every call (a new plan shape: every offer the walk visits is
+  planned), *exhaustive* = a new shape ranked the old way, every offer planned and scored (what a cold
   decision costs once its full ranking or rejection list is read);
 - LiteLLM ``Router(model_list=[N deployments]).get_available_deployment(model=..., messages=...)``
   with its default routing strategy (simple-shuffle) over the same N, when litellm is importable
@@ -154,9 +155,17 @@ def bench_route(cat: Catalog, reps: int, cold_reps: int, available: set[str]) ->
     counter = iter(range(10**9))
 
     def cold(i: int) -> object:
-        # A budget never seen before makes a new request shape: every offer is planned again.
+        # A budget never seen before makes a new request shape (its plans are shared).
         d = route(ImageRequest(prompt=PROMPTS[i % len(PROMPTS)], quality="hero",
                                max_cost_usd=1000 + next(counter) * 1e-3), cat,
+                  available=available, today=TODAY)
+        return d.choice
+
+    def cold_plans(i: int) -> object:
+        # A guidance scale never seen before: a new plan shape too (its cfg fates and payloads
+        # differ), so every offer the walk visits is planned.
+        d = route(ImageRequest(prompt=PROMPTS[i % len(PROMPTS)], quality="hero",
+                               cfg=3 + (next(counter) % 10**6) * 1e-5), cat,
                   available=available, today=TODAY)
         return d.choice
 
@@ -167,12 +176,13 @@ def bench_route(cat: Catalog, reps: int, cold_reps: int, available: set[str]) ->
     def exhaustive(i: int) -> object:
         _route.BOUND_FIRST = False
         try:
-            return cold(i)
+            return cold_plans(i)
         finally:
             _route.BOUND_FIRST = True
 
     return {"first": first, "warm": median_us(warm, reps), "cold": median_us(cold, cold_reps),
             "cold*": median_us(cold_unshared, cold_reps),
+            "new plans": median_us(cold_plans, cold_reps),
             "exhaustive": median_us(exhaustive, max(3, cold_reps // 2))}
 
 
@@ -229,14 +239,16 @@ def main() -> None:
         litellm_us[n] = bench_litellm(n, ll_reps if n <= 100 else max(20, ll_reps // 5))
 
     print()
-    print(f"{'catalog':<14}{'offers':>7}{'warm':>10}{'cold':>11}{'cold*':>11}{'exhaustive':>12}"
-          f"{'first':>11}{'LiteLLM':>11}{'warm/LL':>9}{'cold/LL':>9}{'cold*/LL':>9}{'exh/LL':>9}")
+    print(f"{'catalog':<14}{'offers':>7}{'warm':>10}{'cold':>11}{'cold*':>11}{'new plans':>11}"
+          f"{'exhaustive':>12}{'first':>11}{'LiteLLM':>11}{'warm/LL':>9}{'cold/LL':>9}"
+          f"{'cold*/LL':>9}{'plans/LL':>9}{'exh/LL':>9}")
     for name, n, r in rows:
         ll = litellm_us[n]
         print(f"{name:<14}{n:>7}{_fmt(r['warm']):>10}{_fmt(r['cold']):>11}{_fmt(r['cold*']):>11}"
-              f"{_fmt(r['exhaustive']):>12}{_fmt(r['first']):>11}{_fmt(ll):>11}"
-              f"{_ratio(r['warm'], ll):>9}{_ratio(r['cold'], ll):>9}"
-              f"{_ratio(r['cold*'], ll):>9}{_ratio(r['exhaustive'], ll):>9}")
+              f"{_fmt(r['new plans']):>11}{_fmt(r['exhaustive']):>12}{_fmt(r['first']):>11}"
+              f"{_fmt(ll):>11}{_ratio(r['warm'], ll):>9}{_ratio(r['cold'], ll):>9}"
+              f"{_ratio(r['cold*'], ll):>9}{_ratio(r['new plans'], ll):>9}"
+              f"{_ratio(r['exhaustive'], ll):>9}")
     small = next(r for name, n, r in rows if n == 50)
     big = next(r for name, n, r in rows if n == 5000)
     print()
@@ -252,9 +264,10 @@ def main() -> None:
               f"5,000 offers warm {_ratio(big['warm'], ll5k)}, cold {_ratio(big['cold'], ll5k)}")
         print(f"LiteLLM 5,000 vs 50 deployments: {_ratio(ll5k, ll50)}")
     print("warm: a request shape routed before (memoised ranking, new prompt each call); "
-          "cold: a new shape each call, bound-first (screening order shared); cold*: the same, "
-          "nothing shared but the catalog index; exhaustive: every offer planned; first: "
-          "includes the per-catalog index.")
+          "cold: a new shape each call (a new budget), bound-first (screening order and plans "
+          "shared: planning does not read the budget); cold*: the same, the screening order "
+          "dropped; new plans: a new cfg each call, so every offer visited is planned; "
+          "exhaustive: every offer planned; first: includes the per-catalog index.")
 
 
 if __name__ == "__main__":

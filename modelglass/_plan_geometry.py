@@ -38,6 +38,20 @@ def _parse(s: str) -> tuple[int, int]:
     return w, h
 
 
+#: Parsed size tables by their text (a catalog has few distinct ones).
+_TABLES: dict[tuple[tuple[str | None, str], ...], tuple[SizeChoice, ...]] = {}
+
+
+def _table(listed: tuple[tuple[str | None, str], ...]) -> tuple[SizeChoice, ...]:
+    """The sizes a geometry lists (``(ratio or None, "WxH")`` each), parsed once."""
+    hit = _TABLES.get(listed)
+    if hit is None:
+        if len(_TABLES) > 4096:
+            _TABLES.clear()
+        hit = _TABLES[listed] = tuple(SizeChoice(*_parse(s), ratio=r) for r, s in listed)
+    return hit
+
+
 def snap_size(geo: Geometry, width: float, height: float, *, aspect_only: bool = False) -> SizeChoice:
     """The size this geometry allows that is nearest to ``width``×``height``.
 
@@ -46,11 +60,11 @@ def snap_size(geo: Geometry, width: float, height: float, *, aspect_only: bool =
     """
     want_aspect = width / height
     want_area = width * height
-    table: list[SizeChoice] = []
+    table: tuple[SizeChoice, ...] = ()
     if geo.sizes:
-        table = [SizeChoice(*_parse(s)) for s in geo.sizes]
+        table = _table(tuple((None, s) for s in geo.sizes))
     elif geo.aspect_ratios:
-        table = [SizeChoice(*_parse(s), ratio=r) for r, s in geo.aspect_ratios.items()]
+        table = _table(tuple(geo.aspect_ratios.items()))
     if table:
         def key(c: SizeChoice) -> tuple[float, float, int, int]:
             # Aspect within 0.5 % counts as equal so area decides between sizes of one ratio.

@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from .providers.base import Provider
     from .request import ImageRequest
 
-__all__ = ["TRUE_CFG_DEFAULT", "Planned", "ProviderCall", "SizeChoice", "geometry_fits", "plan_call",
-           "snap_size"]
+__all__ = ["TRUE_CFG_DEFAULT", "Planned", "ProviderCall", "SizeChoice", "estimate_unfitted",
+           "geometry_fits", "plan_call", "snap_size"]
 
 #: The true-CFG scale used when a negative prompt needs a second pass (FLUX ``true_cfg_scale``).
 TRUE_CFG_DEFAULT = 4.0
@@ -69,6 +69,8 @@ class Planned:
 
     def chunk(self, start: int, count: int) -> Planned:
         """The same plan for images ``start .. start+count-1`` (one provider call)."""
+        if start == 0 and count == self.n:
+            return self  # frozen: the whole plan is its own first chunk
         seeds = self.seeds[start:start + count] if self.seeds else None
         return replace(self, n=count, seeds=seeds)
 
@@ -170,11 +172,7 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     sampler = _plan_sampler(request, offer, fates)
 
     # provider quality tier (priced per tier)
-    price = offer.offer.price
-    tier = None
-    if price.kind in (PriceKind.per_tier, PriceKind.per_token):
-        tier = options.pop("quality", None) or (price.tier_for_quality or {}).get(quality) \
-            or price.default_tier or next(iter(price.tiers or price.output_tokens or {"": {}}))
+    tier = _plan_tier(offer, options, quality)
     output_format = str(options.pop("output_format", "png"))
 
     planned = Planned(prompt=prompt, width=width, height=height, n=n, negative_prompt=negative,
@@ -191,6 +189,41 @@ def plan_call(request: ImageRequest, offer: OfferView, *, provider: Provider | N
     return ProviderCall(request=request, offer=offer, planned=planned, payload=payload,
                         fates=ordered, estimate=estimate, seed_drawn=seed_drawn, chunks=chunks,
                         upscale=upscale, notes=notes)
+
+
+def estimate_unfitted(request: ImageRequest, offer: OfferView, *,
+                      provider: Provider | None = None) -> CostEstimate | None:
+    """The estimate :func:`plan_call` gives ``request`` on ``offer``, or less, without building
+    the payload: the same prompt, steps, geometry and tier, before the true-CFG doubling (which
+    only adds). None where the payload step may still move the size (the endpoint publishes an
+    input schema) or planning refuses. Routing bounds an offer's cost score with it."""
+    if schema_of(offer) is not None:
+        return None
+    try:
+        fates: dict[str, Fate] = {}
+        prompt = _plan_prompt(request, offer, fates)
+        steps = _plan_steps(request, offer, fates)
+        quality = str(request.quality)
+        width, height, _, _ = plan_geometry(request, offer, fates, quality)
+        tier = _plan_tier(offer, dict(request.provider_options.get(offer.provider, {})), quality)
+        estimate = provider.cost_estimate(offer, width, height, request.n, steps) \
+            if provider else None
+        if estimate is None:
+            estimate = offer.estimate_cost(width, height, request.n, steps=steps,
+                                           quality=quality, tier=tier, prompt=prompt)
+    except Exception:  # noqa: BLE001 - no bound then: the planner says what is wrong
+        return None
+    per = estimate.per_image_usd
+    return None if per is not None and per < 0 else estimate  # doubling a credit lowers it
+
+
+def _plan_tier(offer: OfferView, options: dict[str, Any], quality: str) -> str | None:
+    """The provider quality tier (priced per tier or token); pops ``quality`` from ``options``."""
+    price = offer.offer.price
+    if price.kind in (PriceKind.per_tier, PriceKind.per_token):
+        return options.pop("quality", None) or (price.tier_for_quality or {}).get(quality) \
+            or price.default_tier or next(iter(price.tiers or price.output_tokens or {"": {}}))
+    return None
 
 
 def _plan_prompt(request: ImageRequest, offer: OfferView, fates: dict[str, Fate]) -> str:

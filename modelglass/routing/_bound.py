@@ -12,7 +12,12 @@ the plan, and both have a cheap upper bound:
 - the fates only subtract (penalties are ≥ 0), except the negative-prompt bonus.
 
 So the offers that pass the steps before planning are visited by that upper bound, best first,
-and planned and scored one by one; once the next bound falls below the best total so far (by
+and planned and scored one by one. An offer whose floor depends on the request (priced per
+megapixel, tier, token or GPU-second) is first refined: its cost score is bounded by its
+*unfitted* estimate (:func:`~modelglass.plan.estimate_unfitted`: the plan's prompt, steps,
+geometry and tier without the payload, equal to the plan's estimate where no published schema
+can move the size, never above it) and it goes back in the queue; it is planned only when it
+comes out on top again; once the next bound falls below the best total so far (by
 more than the policy's ``tie_tolerance`` and a rounding margin), no offer left can win, and the
 first row is proven. The rest of the decision (every ranked row, every rejection with its reason)
 is the exhaustive :func:`~._rank.rank`, run on first use, reusing the plans already made; so a
@@ -23,6 +28,7 @@ the walk plans every offer anyway, the exhaustive path runs at once.
 
 from __future__ import annotations
 
+import heapq
 import threading
 from typing import TYPE_CHECKING
 
@@ -30,6 +36,7 @@ from ..catalog._schema import PriceKind, Status
 from ._decision import Rejection, Row
 from ._index import _Index
 from ._rank import Ranked, Screened, _Context, _order, _score, plan_offer, rank, screen
+from ._scoring import cost_score
 from ._sizing import size_gap
 
 if TYPE_CHECKING:
@@ -92,14 +99,30 @@ def bound_first(idx: _Index, ctx: _Context, calls: dict[str, ProviderCall],
         ctx.policy.tie_tolerance == 0 else ctx.policy.tie_tolerance + 2 * _MARGIN
     rows: list[Row] = []  # planned passing offers that make the size asked (all, without size=)
     best = float("-inf")
-    for bound, i, pre in order:
-        if rows and bound < best - stop:
+    cw, ref, scoring = ctx.axis.cost_weight, ctx.axis.cost_reference_usd, ctx.policy.scoring
+    # A max-heap on the bound (catalog order among equals); the sorted order already is one.
+    heap = [(-bound, i, pre, base, refine) for bound, i, pre, base, refine in order]
+    while heap:
+        neg, i, pre, base, refine = heapq.heappop(heap)
+        if rows and -neg < best - stop:
             first = _order(rows, ctx.policy)[0]
             return Ranking(first, (), idx=idx, ctx=ctx, calls=calls)
+        if refine and ctx.estimator is not None and i not in ctx.staged and i not in ctx.shared:
+            # Refine a size-, steps- or tier-priced offer's cost score with its unfitted
+            # estimate (the plan's, or less) before paying for a plan not made yet; back on
+            # the heap.
+            est = ctx.shared.get(-1 - i, False)  # kept for the plan shape, as plans are
+            if est is False:
+                est = ctx.shared[-1 - i] = ctx.estimator(ctx.views[i])
+            if est is not None:
+                cs = cost_score(est.per_image_usd, ref, scoring)
+                heapq.heappush(heap, (-(base + cw * cs), i, pre, base, False))
+                continue
         call = plan_offer(i, idx.facts[i], ctx)
         if isinstance(call, Rejection):
             continue
-        calls[idx.facts[i].key] = call
+        if i not in ctx.reused:
+            calls[idx.facts[i].key] = call
         row = _score(idx.facts[i], call, pre, ctx)
         if ctx.want_px is not None and size_gap(ctx.want_px, call) is not None:
             continue  # ranks only when no offer makes the size: the exhaustive path decides
@@ -113,8 +136,12 @@ def bound_first(idx: _Index, ctx: _Context, calls: dict[str, ProviderCall],
 _ORDERS = 64
 
 
-def _screened(idx: _Index, ctx: _Context, providers: Mapping[str, Provider]
-              ) -> list[tuple[float, int, Screened]]:
+#: One offer on the bound-first walk: its bound, index, screening, the bound less its cost
+#: term, and whether the cost term may be refined (its floor depends on size, steps or tier).
+_Step = tuple[float, int, Screened, float, bool]
+
+
+def _screened(idx: _Index, ctx: _Context, providers: Mapping[str, Provider]) -> list[_Step]:
     """:func:`_by_bound`, memoised per ``ctx.screen_key`` and the providers that estimate
     their own costs (nothing else the steps before planning or the bounds read)."""
     own = frozenset(name for name, p in providers.items() if _estimates_itself(p))
@@ -134,8 +161,7 @@ def _screened(idx: _Index, ctx: _Context, providers: Mapping[str, Provider]
     return order
 
 
-def _by_bound(idx: _Index, ctx: _Context, own: frozenset[str]
-              ) -> list[tuple[float, int, Screened]]:
+def _by_bound(idx: _Index, ctx: _Context, own: frozenset[str]) -> list[_Step]:
     """The offers that pass the steps before planning, with an upper bound on their total, the
     highest bound first (catalog order among equal bounds)."""
     policy, axis, scoring = ctx.policy, ctx.axis, ctx.policy.scoring
@@ -145,7 +171,7 @@ def _by_bound(idx: _Index, ctx: _Context, own: frozenset[str]
     if idx.floors is None:
         idx.floors = [price_floor(v) for v in idx.views]
     floors = idx.floors
-    out: list[tuple[float, int, Screened]] = []
+    out: list[_Step] = []
     for i, f in enumerate(idx.facts):
         pre = screen(i, f, ctx)
         if isinstance(pre, Rejection):
@@ -153,14 +179,20 @@ def _by_bound(idx: _Index, ctx: _Context, own: frozenset[str]
         mq = pre[0]
         floor = 0.0 if f.provider in own else floors[i]
         cs = unknown if floor is None else max(ref / (ref + floor), unknown)
-        bound = (1.0 - cw) * mq.quality / 10.0 + cw * cs + mq.adjustment + fates
+        base = (1.0 - cw) * mq.quality / 10.0 + mq.adjustment + fates
         if f.status is Status.deprecated:
-            bound -= scoring.deprecated_penalty
-        bound += policy.providers.prefer.get(f.provider, 0.0) + \
+            base -= scoring.deprecated_penalty
+        base += policy.providers.prefer.get(f.provider, 0.0) + \
             policy.models.prefer.get(f.model_id, 0.0)
-        out.append((bound, i, pre))
+        kind = idx.views[i].offer.price.kind
+        out.append((base + cw * cs, i, pre, base,
+                    cw > 0 and (kind not in _EXACT_FLOOR or f.provider in own)))
     out.sort(key=lambda t: -t[0])
     return out
+
+
+#: Price kinds whose floor is the estimate for every request (nothing to refine).
+_EXACT_FLOOR = frozenset({PriceKind.per_image, PriceKind.unknown})
 
 
 def _estimates_itself(provider: Provider) -> bool:

@@ -76,6 +76,23 @@ class _Index:
         self.floors: list[float | None] | None = None
         #: Bound-first orders per screening key (see :func:`~._bound.bound_first`).
         self.orders: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        #: Planner outputs per plan shape (a request shape less its budget, which planning does
+        #: not read): offer index -> its call or the planner's refusal; with the providers, as
+        #: in ``memo``. Shapes that differ only in budget share them (see :func:`shared_plans`).
+        self.plans: OrderedDict[tuple[Any, ...], tuple[dict[int, Any], Any]] = OrderedDict()
+
+    def shared_plans(self, shape: tuple[Any, ...], providers: Any) -> dict[int, Any]:
+        """The planner outputs kept for ``shape`` (a new empty dict when none are)."""
+        with self.lock:
+            hit = self.plans.get(shape)
+            if hit is not None:
+                self.plans.move_to_end(shape)
+                return hit[0]
+            out: dict[int, Any] = {}
+            self.plans[shape] = (out, providers)
+            while len(self.plans) > self.memo_limit:
+                self.plans.popitem(last=False)
+            return out
 
     def model_quality(self, catalog: Catalog, name: str, axis: QualityAxis, signals: Signals,
                       policy: Policy) -> tuple[dict[str, float], dict[str, ModelQuality]]:

@@ -29,7 +29,7 @@ from ._scoring import ModelQuality, Scoring, cost_score
 from ._sizing import size_gap
 
 if TYPE_CHECKING:
-    from ..catalog import OfferView, QualityAxis
+    from ..catalog import CostEstimate, OfferView, QualityAxis
     from ..plan import ProviderCall
     from ..request import ImageRequest
 
@@ -38,21 +38,50 @@ class _Context:
     made so far (``staged``: offer index → call or rejection; planning is deterministic, so the
     exhaustive path reuses what the bound-first path planned)."""
 
-    __slots__ = ("axis", "check", "commercial_why", "latency", "latency_limit", "min_mp",
-                 "negative", "open_weights", "planner", "policy", "qtable", "quality", "request",
-                 "screen_key", "staged", "today", "views", "want_px")
+    __slots__ = (
+        "axis",
+        "check",
+        "commercial_why",
+        "estimator",
+        "latency",
+        "latency_limit",
+        "min_mp",
+        "negative",
+        "open_weights",
+        "planner",
+        "policy",
+        "qtable",
+        "quality",
+        "request",
+        "reused",
+        "screen_key",
+        "shared",
+        "staged",
+        "today",
+        "views",
+        "want_px",
+    )
 
     def __init__(self, request: ImageRequest, quality: str, axis: QualityAxis,
                  qtable: dict[str, ModelQuality], check: Callable[[int], str | None],
                  today: dt.date, policy: Policy, planner: Callable[[OfferView], ProviderCall],
                  views: list[OfferView], latency: list[tuple[float | None, str]] | None,
-                 latency_limit: float | None, screen_key: Any = None) -> None:
+                 latency_limit: float | None, screen_key: Any = None,
+                 estimator: Callable[[OfferView], CostEstimate | None] | None = None) -> None:
         self.request, self.quality, self.axis, self.qtable = request, quality, axis, qtable
         self.check, self.today, self.policy, self.planner = check, today, policy, planner
         self.views, self.latency, self.latency_limit = views, latency, latency_limit
         self.staged: dict[int, ProviderCall | Rejection] = {}
+        #: The planner's outputs shared with shapes that differ only in budget (offer index ->
+        #: call or refusal), and the offers whose call came from there: planned for another
+        #: request of the same plan shape (its prompt, its drawn seed), so never handed out as
+        #: this request's call (the decision plans those again when read).
+        self.shared: dict[int, Any] = {}  # also -1 - index -> its unfitted estimate (_bound)
+        self.reused: set[int] = set()
         #: What the steps before planning depend on (see :func:`~._bound.bound_first`).
         self.screen_key = screen_key
+        #: The plan's estimate, or less, before the payload (:func:`~modelglass.plan.estimate_unfitted`).
+        self.estimator = estimator
         self.min_mp = axis.min_megapixels
         self.commercial_why = ("commercial=True requested" if request.commercial else
                                "the policy requires commercial_use: true"
@@ -88,7 +117,8 @@ def rank(idx: _Index, ctx: _Context, calls: dict[str, ProviderCall]) -> Ranked:
         if isinstance(out, Rejection):
             reject(out)
             continue
-        calls[f.key] = out
+        if i not in ctx.reused:
+            calls[f.key] = out
         row = _score(f, out, pre, ctx)
         gap = size_gap(ctx.want_px, out) if ctx.want_px is not None else None
         if gap is not None:
@@ -162,17 +192,24 @@ def plan_offer(i: int, f: _Facts, ctx: _Context) -> ProviderCall | Rejection:
     call, or the first failure. Planned once per ranking (``ctx.staged``)."""
     hit = ctx.staged.get(i)
     if hit is None:
-        hit = ctx.staged[i] = _plan_offer(f, ctx.views[i], ctx)
+        hit = ctx.staged[i] = _plan_offer(i, f, ctx.views[i], ctx)
     return hit
 
 
-def _plan_offer(f: _Facts, view: OfferView, ctx: _Context) -> ProviderCall | Rejection:
+def _plan_offer(i: int, f: _Facts, view: OfferView, ctx: _Context) -> ProviderCall | Rejection:
     request, policy = ctx.request, ctx.policy
-    try:
-        call = ctx.planner(view)
-    except InvalidRequest as exc:
-        constraint = _plan_constraint(exc, request)
-        return Rejection(f.key, constraint, str(exc))
+    raw = ctx.shared.get(i)
+    if raw is None:
+        try:
+            raw = ctx.planner(view)
+        except InvalidRequest as exc:
+            raw = Rejection(f.key, _plan_constraint(exc, request), str(exc))
+        ctx.shared[i] = raw
+    else:
+        ctx.reused.add(i)
+    if isinstance(raw, Rejection):
+        return raw
+    call = raw
     min_mp = ctx.min_mp
     if min_mp is not None and (f.max_mp is None or f.max_mp < min_mp - 1e-9):
         assert policy.upscale_available is not None

@@ -31,7 +31,8 @@ catalog and axis. The ranking itself depends on the prompt only through its sign
 length against prompt limits), so it is memoised per request *shape*; a repeat shape skips
 planning and only plans the candidates whose ``call`` is read. A new shape is ranked
 bound-first (:mod:`._bound`): offers visited by an upper bound on their total, planned only until
-the best is proven; the rest of the decision (``ranked``, ``rejected``, ``explain()``) is ranked
+the best is proven (shapes that differ only in budget share their plans: planning does not read
+it; a shared plan is never this request's ``call``, which is planned again when read); the rest of the decision (``ranked``, ``rejected``, ``explain()``) is ranked
 on first read, identical to ranking every offer at once (:mod:`._rank`).
 
 Modules: :mod:`._index` (per-catalog caches), :mod:`._reasons` (one function per constraint),
@@ -49,7 +50,7 @@ from .. import _clock
 from .._encoders import SHORTEST_WINDOW
 from ..catalog._price import prompt_tokens
 from ..errors import InvalidRequest
-from ..plan import plan_call
+from ..plan import estimate_unfitted, plan_call
 from ._bound import Ranking, bound_first
 from ._decision import Rejection, RoutingDecision, Row
 from ._index import _Index, _index, clear_cache
@@ -61,7 +62,7 @@ from ._reasons import _budget_text, _latency_limit, _lifecycle_reason, _pin_reas
 from ._signals import Signals, prompt_signals
 
 if TYPE_CHECKING:
-    from ..catalog import Catalog, OfferView
+    from ..catalog import Catalog, CostEstimate, OfferView
     from ..plan import ProviderCall
     from ..providers.base import Availability, Provider
     from ..request import ImageRequest
@@ -114,6 +115,9 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
     def planner(view: OfferView) -> ProviderCall:
         return plan_call(plan_request, view, provider=providers.get(view.provider), today=today)
 
+    def estimator(view: OfferView) -> CostEstimate | None:
+        return estimate_unfitted(plan_request, view, provider=providers.get(view.provider))
+
     latency_limit, latency = _latencies(idx, request, policy, observed)
     key = _memo_key(idx, request, quality, signals, today, avail_key, policy, providers, latency)
     # What the steps before planning read: shapes that differ only in what planning reads
@@ -125,7 +129,7 @@ def route(request: ImageRequest, catalog: Catalog, *, available: Available = Non
     ranked = _memoised_rank(
         idx, key, providers, calls,
         lambda: _Context(request, quality, axis, qtable, check, today, policy, planner, views,
-                         latency, latency_limit, screen_key))
+                         latency, latency_limit, screen_key, estimator))
     common: dict[str, Any] = {"request": request, "quality": quality, "quality_axis": axis,
                                   "signals": signals, "weights": weights, "budget": budget,
                                   "planner": planner, "calls": calls, "policy": policy}
@@ -218,15 +222,16 @@ def _memo_key(idx: _Index, request: ImageRequest, quality: str, signals: Signals
     long_prompt = request.prompt if plen > SHORTEST_WINDOW else None
     key = (quality, request.model, request.provider, request.negative_prompt, request.cfg,
            request.steps, request.seed is None, request.size, request.aspect_ratio,
-           request.print_size, request.dpi, request.n, request.sampler, request.max_cost_usd,
-           request.strict, request.commercial, request.max_latency_s,
+           request.print_size, request.dpi, request.n, request.sampler, request.strict, request.commercial, request.max_latency_s,
            repr(request.provider_options) if request.provider_options else None,
            plen if (idx.min_prompt_limit is not None and plen > idx.min_prompt_limit)
            or (request.strict and plen > SHORTEST_WINDOW) else 0,  # encoder cuts refuse strict
            tokens, long_prompt, signals.key, today, avail_key, policy,
            tuple(sorted((k, id(p)) for k, p in providers.items())),
            tuple(v for v, _ in latency) if latency is not None else None)
-    return key
+    # The budget last and apart: planning does not read it (shapes that differ only in budget
+    # share their plans, :meth:`~._index._Index.shared_plans`).
+    return key, request.max_cost_usd
 
 
 #: False routes every shape by the exhaustive path (every offer planned); the property test
@@ -244,6 +249,7 @@ def _memoised_rank(idx: _Index, key: tuple[Any, ...], providers: Mapping[str, Pr
     if hit is not None:
         return hit[0]
     ctx = make_ctx()
+    ctx.shared = idx.shared_plans(key[0], tuple(providers.values()))
     ranked = bound_first(idx, ctx, calls, providers) if BOUND_FIRST else \
         Ranking.complete(rank(idx, ctx, calls))
     with idx.lock:
