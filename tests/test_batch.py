@@ -51,8 +51,8 @@ class FakeClient:
         provider = request.provider or "fal"
         offer = SimpleNamespace(provider=provider)
         call = SimpleNamespace(estimate=SimpleNamespace(max_usd=self.cost))
-        return SimpleNamespace(ranked=[SimpleNamespace(offer=offer, key=f"m@{provider}",
-                                                       cost_usd=self.cost, call=call)])
+        first = SimpleNamespace(offer=offer, key=f"m@{provider}", cost_usd=self.cost, call=call)
+        return SimpleNamespace(choice=first, ranked=[first])  # a RoutingDecision's two reads
 
     def _enter(self, request: ImageRequest) -> str:
         provider = request.provider or "fal"

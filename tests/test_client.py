@@ -181,6 +181,21 @@ def test_exhausted_retries_fall_back_to_the_next_ranked_offer(sim: Simulator) ->
     assert len(submits(sim, "fal")) == 2
 
 
+def test_a_job_whose_first_offer_delivers_never_ranks_the_rest(sim: Simulator) -> None:
+    """Cold routing proves the choice before ranking every offer; the engine reads its fallback
+    order lazily, so a first try that delivers leaves the rest unranked (and unplanned), while
+    a fallback, when needed, still follows the full ranking (the test above)."""
+    from modelglass.routing import clear_cache
+
+    with make_client(available=["fal", "replicate"]) as client:
+        clear_cache(client.catalog)
+        r = client.generate(PROMPT, quality="draft", seed=3)
+        assert r.decision is not None and r.decision.choice is not None
+        assert r.decision.choice.key == r.plan.offer.key
+        assert "_rows" not in vars(r.decision)  # the full ranking was never read
+        assert r.decision.ranked[0].key == r.decision.choice.key  # same order
+
+
 def test_a_non_retryable_failure_falls_back_at_once(sim: Simulator) -> None:
     sim.fail("fal", status=403)  # no access to this model: another try would not help
     with make_client(available=["fal", "replicate"]) as client:

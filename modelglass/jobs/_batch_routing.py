@@ -67,7 +67,7 @@ class BatchRouting:
             decision = self.client.route(job.request)
         except ModelglassError as exc:
             return self._fail_early(job, exc)
-        if not decision.ranked:
+        if decision.choice is None:
             why = cooling_reason(decision.rejected)
             if why is not None:
                 if (parked := self._park(job, why)) is not None:
@@ -82,7 +82,7 @@ class BatchRouting:
                 decision.require()
             except ModelglassError as exc:
                 return self._fail_early(job, exc)
-        first = decision.ranked[0]
+        first = decision.choice  # proven first; the rest is ranked only if read
         job.provider, job.offer_key = first.offer.provider, first.key
         job.decision = decision if self._lazy else None  # the Ray workers route their own
         # The upper bound of what the call can cost (when the estimate carries one) is what
@@ -108,7 +108,9 @@ class BatchRouting:
             return None
         health = getattr(self.client, "health", None)
         rules = getattr(getattr(decision, "policy", None), "health", None)
-        first = decision.ranked[0]
+        first = decision.choice  # proven first; the rest is ranked only if read
+        if first is None:
+            return None
         if health is not None and rules is not None \
                 and health.cooling(first.key, first.offer.provider, rules) is not None:
             return None
