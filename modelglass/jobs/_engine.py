@@ -201,11 +201,15 @@ class Job:
                 run = self._open(key, call_of)
                 yield from self._offer(run)
             except Exception as exc:  # noqa: BLE001 - _after_failure re-raises what must not be caught
+                if self.checking is not None and _checking.is_partial(run, exc):
+                    return (yield from _checking.partial(self, run, exc, i))  # type: ignore[arg-type]
                 result = self._after_failure(run, exc)
                 if result is None:
                     continue
                 return result
             if run.failure is not None:  # some images could not be downloaded
+                if self.checking is not None:
+                    return (yield from _checking.partial(self, run, run.failure, i))  # type: ignore[arg-type]
                 return self._after_failure(run, run.failure)  # type: ignore[arg-type, return-value]
             return (yield from _checking.deliver(self, run, i))
         raise self._fail(_outcome.final_error(self))

@@ -104,8 +104,10 @@ def close_all(job: Job) -> None:
 
 def missing_from(job: Job, run: Run, exc: BaseException) -> None:
     """The chunks a failed provider call left undelivered."""
-    done = {k for k, _ in enumerate(run.chunk_calls) if any(
-        a.ok and a.chunk == k and a.offer_id == run.key for a in job.attempts)}
+    # The calls are made in order, one output each: those of this run, not of an earlier try
+    # on the same offer (a check's retry), which the job's attempts would not tell apart.
+    first = job.resume.chunk if job.resume is not None else 0
+    done = set(range(first, first + len(run.outputs)))
     failed_downloads = {m.chunk for m in run.missing}
     paid = possibly_charged(exc)
     reason = job.hooks.scrub(str(exc)).splitlines()[0]
