@@ -1,6 +1,6 @@
 """Outcome checks on a partial result: every image that was paid for and came back gets its
 verdicts (the missing ones are no failed check), and a retry after a failed check is paid for
-once, on top of the partial try (settled once too)."""
+once, on top of the partial try (settled once too); a resumed job's retry is sent anew."""
 
 from __future__ import annotations
 
@@ -130,3 +130,21 @@ def test_a_strict_partial_result_is_raised_with_its_images_checked(sim: Simulato
     assert len(part.images) == 1 and [c.name for c in part.checks] == ["blank"]
     assert part.images[0].metadata["checks"][0]["verdict"] == "pass"
     assert len(sim.requests("fal", stage="submit")) == 1
+
+
+def test_a_resumed_jobs_retry_is_sent_anew_not_the_old_request_paid_twice(
+        sim: Simulator) -> None:
+    from modelglass.jobs._events import Resume
+
+    sim.text_accuracy(FAL, 0.0)
+    budget = mg.Budget(1.0)
+    with _client(budget=budget) as client:
+        call = client.plan(SIGN, model="flux-schnell", provider="fal", seed=4)
+        handle = client.provider("fal").wire().submit(call.offer.endpoint, call.payload)
+        r = client.generate(SIGN, model="flux-schnell", provider="fal", seed=4, check=["text"],
+                            on_fail="retry", resume=Resume(call.offer.key, handle.request_id))
+    # the crash's request polled once; the retry a new request with the next seed
+    assert len(sim.requests("fal", stage="submit")) == 2
+    assert sorted(i.seed for i in [*r.images, *r.rejected]) == [4, 5]
+    assert r.extra["resumed"]["request_id"] == handle.request_id  # the first try, returned
+    assert budget.spent == pytest.approx(2 * call.estimate.usd) == r.cost_usd
