@@ -190,6 +190,13 @@ def test_on_ray_a_retry_the_budget_cannot_hold_is_not_sent_and_partials_are_chec
     assert [(c.image, c.name, c.verdict) for c in r.checks] == [(0, "blank", "pass")]
     assert r.missing[0].error_type == "DownloadFailed"
     assert outcome.manifest()["checks"][0]["verdict"] == "pass"
+    # strict: the job fails, and the image it paid for comes back from the worker, checked, saved
+    sim.fail("fal", kind="expired", times=1)
+    reqs[0].update(id="strict", strict=True)
+    (outcome,) = run_ray(Batch(client, reqs, budget=1.0, limits={}, check=["blank"],
+                               out=tmp_path / "out"))
+    assert outcome.status == "failed" and len(outcome.files) == 1
+    assert [c.verdict for c in outcome.result.checks] == ["pass"]
 
 
 def test_cli_batch_check_runs_on_ray(cluster, tmp_path):
