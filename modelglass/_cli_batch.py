@@ -192,9 +192,6 @@ def batch(jobs_file: Path = _jobs_arg,
     if engine not in ("local", "ray"):
         raise typer.BadParameter(f"--engine must be local or ray, got {engine!r}")
     check = check or on_fail != "keep"
-    if check and engine == "ray":
-        raise InvalidRequest("--check runs on --engine local only (the Ray workers do not run "
-                             "outcome checks yet); drop --check or --engine ray", field="check")
     if repair:
         _repair(read_jobs(jobs_file), journal, out_dir, json_out)
         return

@@ -56,11 +56,3 @@ def test_batch_check_writes_each_jobs_verdicts_to_the_manifest(tmp_path: Path) -
                 for i, row in rows.items()}
     assert verdicts == {"sign": ["pass"], "other": ["fail"]}
 
-
-def test_batch_check_on_ray_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
-    jobs = tmp_path / "jobs.jsonl"
-    jobs.write_text(json.dumps({"prompt": SIGN, "quality": "draft"}) + "\n")
-    r = runner.invoke(app, ["batch", str(jobs), "--simulate", "--check", "--engine", "ray",
-                            "--out", str(tmp_path / "out"), "--json"])
-    assert r.exit_code == 2 and json.loads(r.stdout)["error"]["field"] == "check"
-    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.png"))

@@ -88,3 +88,155 @@ def test_cli_batch_runs_on_ray(cluster, tmp_path):
     assert summary["counts"] == {"done": 3}
     lines = (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
     assert [json.loads(x)["id"] for x in lines] == ["c0", "c1", "c2"]
+
+
+# -- outcome checks on the workers ----------------------------------------------------------------
+SIGN = 'a shop sign that says "OPEN LATE"'
+FAL = "flux-schnell@fal"
+
+
+@pytest.fixture
+def scripted(sim):
+    """The module's simulator, reset before and after: a worker's fal client keeps talking to
+    it (its hosts are read once per process), even in a later test's simulated CLI run."""
+    sim.reset()
+    yield sim
+    sim.reset()
+
+
+def _sign_jobs(p: float) -> list[dict[str, object]]:
+    """Three quoted-text jobs whose seeds (with accuracy ``p``) pass at once, fail then pass
+    on the retry's seed, and fail twice."""
+    from modelglass.testing._images import spells_right
+
+    def right(s: int) -> bool:
+        return spells_right(p, "fal-ai/flux/schnell", SIGN, s)
+
+    seeds = [next(s for s in range(1000) if want(s)) for want in (
+        right, lambda s: not right(s) and right(s + 1), lambda s: not right(s) and not right(s + 1))]
+    return [{"id": f"s{i}", "prompt": SIGN, "model": "flux-schnell", "provider": "fal",
+             "seed": s} for i, s in enumerate(seeds)]
+
+
+def _verdicts(outcome) -> tuple:
+    r = outcome.result
+    return (outcome.status, [(c.image, c.name, c.verdict) for c in r.checks],
+            [i.seed for i in r.images], r.extra["checks"]["tries"],
+            [(i.seed, [c["verdict"] for c in i.metadata["checks"]]) for i in r.rejected],
+            round(outcome.cost_usd, 6))
+
+
+def test_outcome_checks_run_on_the_workers_with_the_same_verdicts_as_the_async_engine(
+        scripted, cluster, tmp_path):
+    import asyncio
+
+    sim = scripted
+    sim.text_accuracy(FAL, 0.5)
+    reqs = _sign_jobs(0.5)
+    options = {"concurrency": 2, "limits": {}, "check": True, "on_fail": "retry"}
+    client = mg.Client(available=["fal"], observed=False)
+
+    async def on_async() -> tuple[list, mg.Budget]:
+        budget = mg.Budget(1.0)
+        async with mg.AsyncClient(available=["fal"], observed=False) as aclient:
+            outcomes = [o async for o in aclient.agenerate_many(reqs, budget=budget, **options)]
+        return sorted(outcomes, key=lambda o: o.index), budget
+
+    expected, async_budget = asyncio.run(on_async())
+    sent = len(sim.requests("fal", stage="submit"))
+    assert sent == 5  # one try, then two each: every retry was sent and paid for
+    journal = tmp_path / "run.db"
+    batch = Batch(client, reqs, budget=1.0, journal=journal, out=tmp_path / "out", **options)
+    report = run_ray(batch)
+    assert report.engine["engine"] == "ray"
+    assert len(sim.requests("fal", stage="submit")) - sent == 5
+    assert [_verdicts(o) for o in report] == [_verdicts(o) for o in expected]
+    texts = [[c.verdict for c in o.result.checks if c.name == "text"] for o in report]
+    assert texts == [["pass"], ["pass"], ["fail"]]
+    # the retries were counted against the batch budget, as on the async engine, none held
+    assert batch.budget.spent == pytest.approx(async_budget.spent) and batch.budget.reserved == 0
+    assert report.spent_usd == pytest.approx(sum(o.cost_usd for o in expected))
+    for o in report:  # the manifest line and the journal entry carry the checks
+        assert [c["verdict"] for c in o.manifest()["checks"]] == [
+            c.verdict for c in o.result.checks]
+    again = run_ray(Batch(client, reqs, budget=1.0, journal=journal, out=tmp_path / "out",
+                          **options))
+    assert again.counts() == {"skipped": 3}
+    assert [[c["verdict"] for c in o.manifest()["checks"] if c["name"] == "text"]
+            for o in again] == texts  # read back from the journal
+
+
+def test_on_ray_a_retry_the_budget_cannot_hold_is_not_sent_and_partials_are_checked(
+        scripted, cluster, tmp_path):
+    sim = scripted
+    sim.text_accuracy(FAL, 0.0)
+    client = mg.Client(available=["fal"], observed=False)
+    once = client.plan(SIGN, model="flux-schnell", provider="fal", seed=3).estimate.usd
+    reqs = [{"id": "b", "prompt": SIGN, "model": "flux-schnell", "provider": "fal", "seed": 3}]
+    batch = Batch(client, reqs, budget=1.5 * once, limits={}, check=True, on_fail="retry")
+    (outcome,) = run_ray(batch)
+    assert len(sim.requests("fal", stage="submit")) == 1
+    assert [c.verdict for c in outcome.result.checks if c.name == "text"] == ["fail"]
+    assert "BudgetExceeded" in outcome.result.extra["checks"]["notes"][0]
+    assert batch.budget.spent == pytest.approx(once) and batch.budget.reserved == 0
+    # a partial result (one URL gone) comes back from the worker partial, its image checked
+    sim.fail("fal", kind="expired", times=1)
+    reqs = [{"id": "p", "prompt": "a red fox", "model": "flux-schnell", "provider": "fal",
+             "seed": 5, "n": 2}]
+    (outcome,) = run_ray(Batch(client, reqs, budget=1.0, limits={}, check=["blank"],
+                               out=tmp_path / "out"))
+    r = outcome.result
+    assert outcome.status == "done" and r.partial and len(r.images) == 1
+    assert [(c.image, c.name, c.verdict) for c in r.checks] == [(0, "blank", "pass")]
+    assert r.missing[0].error_type == "DownloadFailed"
+    assert outcome.manifest()["checks"][0]["verdict"] == "pass"
+    # strict: the job fails, and the image it paid for comes back from the worker, checked, saved
+    sim.fail("fal", kind="expired", times=1)
+    reqs[0].update(id="strict", strict=True)
+    (outcome,) = run_ray(Batch(client, reqs, budget=1.0, limits={}, check=["blank"],
+                               out=tmp_path / "out"))
+    assert outcome.status == "failed" and len(outcome.files) == 1
+    assert [c.verdict for c in outcome.result.checks] == ["pass"]
+
+
+def test_cli_batch_check_runs_on_ray(cluster, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from modelglass.cli import app
+
+    jobs = tmp_path / "jobs.jsonl"  # as tests/test_check_cli.py runs them on the local engine
+    jobs.write_text(json.dumps({"id": "sign", "prompt": SIGN, "quality": "draft", "seed": 5})
+                    + "\n" + json.dumps({"id": "other", "prompt": SIGN, "quality": "draft",
+                                         "seed": 5, "expect_text": "CLOSED"}) + "\n")
+    r = CliRunner().invoke(app, ["batch", str(jobs), "--out", str(tmp_path / "out"),
+                                 "--simulate", "--engine", "ray", "--json", "--check",
+                                 "--journal", str(tmp_path / "run.db"), "--budget", "1"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["counts"] == {"done": 2}
+    rows = {j["id"]: j for j in map(json.loads, (tmp_path / "out" / "manifest.jsonl")
+                                    .read_text().splitlines())}
+    assert [c["name"] for c in rows["sign"]["checks"]] == ["blank", "same-bytes", "text"]
+    verdicts = {i: [c["verdict"] for c in row["checks"] if c["name"] == "text"]
+                for i, row in rows.items()}
+    assert verdicts == {"sign": ["pass"], "other": ["fail"]}
+    with Journal(tmp_path / "run.db") as j:
+        entries = {r.id: r.entry for r in j.jobs()}
+    assert {i: [c["verdict"] for c in e["checks"] if c["name"] == "text"]
+            for i, e in entries.items()} == verdicts
+
+
+def test_a_jobs_estimate_and_retry_holds_settle_as_one():
+    from modelglass.jobs._ray import _settle_holds
+
+    def run(charges):
+        b = mg.Budget(1.0)
+        _settle_holds(b, b.reserve(0.1), b.reserve(0.2), charges)
+        return round(b.spent, 6), b.reserved, b.overruns
+
+    assert run([0.1]) == (0.1, 0, [])        # no retry went out: its hold is released
+    assert run([0.25]) == (0.25, 0, [])      # a retry's cost comes from its own hold
+    assert run([None]) == (0.3, 0, [])       # an unknown cost keeps both holds as spent
+    assert run([]) == (0.0, 0, [])           # nothing charged: both released
+    assert run([0.4])[0] == 0.4 and run([0.4])[2]  # more than both held: an overrun, recorded

@@ -1,7 +1,9 @@
 """Outcome checks inside a job: check each try's images, and on a failed check try again.
 
 Part of :class:`~._engine.Job`'s state machine (``generate(check=..., on_fail=...)``). After an
-offer delivered every image, the job yields a :class:`~._steps.Check` step; its results go on
+offer delivered its images (every one, or some: a partial result, whose delivered images are
+checked the same way; the missing ones are no failed check), the job yields a
+:class:`~._steps.Check` step; its results go on
 the run, to the client's observed store (per offer × check × prompt class) and, at the end, on
 the result (``ImageResult.checks``, each image's provenance).
 
@@ -13,7 +15,8 @@ When a check fails and ``on_fail`` asks for it, one more try, at most ``max_chec
 
 Each try is planned and reserved on the budget before it is sent, exactly as the first
 (:meth:`Job._open`), so a budget that cannot hold it stops the retries, not the call. A try that
-fails outright ends the retries too. The call returns the first try whose images pass, else the
+fails outright ends the retries too (the images it delivered before it failed, if any, are
+checked and kept). The call returns the first try whose images pass, else the
 try whose checks did best; every try is paid for and counted in ``cost_usd`` and ``attempts``,
 and the images of the tries not returned are on ``ImageResult.rejected``.
 """
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelglass")
 
-__all__ = ["attach", "deliver"]
+__all__ = ["attach", "deliver", "is_partial", "partial"]
 
 
 def deliver(job: Job, run: Run, index: int) -> Generator[Step, Any, ImageResult]:
@@ -70,15 +73,45 @@ def deliver(job: Job, run: Run, index: int) -> Generator[Step, Any, ImageResult]
             log.warning("%s: the %s after a failed check failed (%s); keeping the checked "
                         "images", key, checking.on_fail, why)
             notes.append(f"{checking.on_fail} on {key} failed: {type(exc).__name__}: {why}")
+            if is_partial(new, exc):  # some of its images arrived, paid for: checked and kept
+                assert new is not None
+                if new.failure is not exc:
+                    _outcome.missing_from(job, new, exc)
+                yield from _check(job, new, tries)
+                tries.append(new)
             break
         yield from _check(job, new, tries)
         _outcome.close(job.budget, new)
         tries.append(new)
-    best = max(tries, key=_rank)
+    # strict: a try that came back partial is never the one returned while a whole one exists
+    whole = [t for t in tries if not t.missing] if job.request.strict else tries
+    best = max(whole or tries, key=_rank)
     result = job._finish(best, rejected=[t for t in tries if t is not best])
     result.extra["checks"] = {"tries": len(tries), "on_fail": checking.on_fail,
                               "offers": [t.key for t in tries], "notes": notes}
     return result
+
+
+def is_partial(run: Run | None, exc: BaseException) -> bool:
+    """Whether ``exc`` ended ``run`` after some of its images arrived: a partial result, whose
+    images are checked like any (the missing ones are no failed check), not the next offer."""
+    return run is not None and bool(run.images) and isinstance(exc, ModelglassError)
+
+
+def partial(job: Job, run: Run, exc: ModelglassError, index: int
+            ) -> Generator[Step, Any, ImageResult]:
+    """The checked result of ``run``, which delivered some of its images before ``exc``; with
+    ``strict``, ``exc`` raised with that partial result (checked) on it."""
+    _outcome.close(job.budget, run)  # every image it delivered was paid for: settled once
+    if run.failure is not exc:
+        _outcome.missing_from(job, run, exc)
+    if job.request.strict:
+        yield from _check(job, run, [])
+        exc.partial = job._finish(run, failure=exc)  # type: ignore[attr-defined]
+        raise job._fail(_outcome.attach(job, exc))
+    log.warning("%s: returning %d of %d images: %s", run.key, len(run.images), job.request.n,
+                run.missing[-1].reason if run.missing else type(exc).__name__)
+    return (yield from deliver(job, run, index))
 
 
 def _check(job: Job, run: Run, before: list[Run]) -> Generator[Step, Any, None]:
@@ -101,11 +134,13 @@ def _passed(run: Run) -> bool:
     return not any(c.failed for c in run.checks)
 
 
-def _rank(run: Run) -> tuple[int, float]:
-    """Fewest failed checks first, then the highest mean score (ties: the earliest try, as
-    ``max`` keeps the first of equals)."""
+def _rank(run: Run) -> tuple[int, int, float]:
+    """Fewest failed checks first, then the most images delivered (a partial try has fewer),
+    then the highest mean score (ties: the earliest try, as ``max`` keeps the first of
+    equals)."""
     scores = [c.score for c in run.checks if c.score is not None]
-    return (-sum(c.failed for c in run.checks), sum(scores) / len(scores) if scores else 0.0)
+    return (-sum(c.failed for c in run.checks), len(run.images),
+            sum(scores) / len(scores) if scores else 0.0)
 
 
 def _next_try(job: Job, tries: list[Run], index: int

@@ -201,11 +201,15 @@ class Job:
                 run = self._open(key, call_of)
                 yield from self._offer(run)
             except Exception as exc:  # noqa: BLE001 - _after_failure re-raises what must not be caught
+                if self.checking is not None and _checking.is_partial(run, exc):
+                    return (yield from _checking.partial(self, run, exc, i))  # type: ignore[arg-type]
                 result = self._after_failure(run, exc)
                 if result is None:
                     continue
                 return result
             if run.failure is not None:  # some images could not be downloaded
+                if self.checking is not None:
+                    return (yield from _checking.partial(self, run, run.failure, i))  # type: ignore[arg-type]
                 return self._after_failure(run, run.failure)  # type: ignore[arg-type, return-value]
             return (yield from _checking.deliver(self, run, i))
         raise self._fail(_outcome.final_error(self))
@@ -253,8 +257,14 @@ class Job:
         self.emit("pending", run)
         return run
 
+    def resumed(self, run: Run) -> Resume | None:
+        """What ``run`` picks up after a crash: only the job's first run does (a failed check's
+        retry is sent anew, never the old request polled again and paid twice)."""
+        return self.resume if self.runs and run is self.runs[0] else None
+
     def _offer(self, run: Run) -> Generator[Step, Any, None]:
-        first = self.resume.chunk if self.resume is not None else 0
+        resume = self.resumed(run)
+        first = resume.chunk if resume is not None else 0
         for k in range(first, len(run.chunk_calls)):
             output = yield from self._chunk(run, k)
             yield from self._download(run, k, output)
@@ -264,8 +274,8 @@ class Job:
     def _chunk(self, run: Run, k: int) -> Generator[Step, Any, ProviderOutput]:
         """Provider call ``k`` with its retries; returns its output or raises its last error."""
         chunk = run.chunk_calls[k]
-        resume_id = (self.resume.request_id if self.resume is not None and k == self.resume.chunk
-                     else None)
+        resume = self.resumed(run)
+        resume_id = resume.request_id if resume is not None and k == resume.chunk else None
         tries = 0
         while True:
             tries += 1

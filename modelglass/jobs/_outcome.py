@@ -104,15 +104,18 @@ def close_all(job: Job) -> None:
 
 def missing_from(job: Job, run: Run, exc: BaseException) -> None:
     """The chunks a failed provider call left undelivered."""
-    done = {k for k, _ in enumerate(run.chunk_calls) if any(
-        a.ok and a.chunk == k and a.offer_id == run.key for a in job.attempts)}
+    # The calls are made in order, one output each: those of this run, not of an earlier try
+    # on the same offer (a check's retry), which the job's attempts would not tell apart.
+    resume = job.resumed(run)
+    first = resume.chunk if resume is not None else 0
+    done = set(range(first, first + len(run.outputs)))
     failed_downloads = {m.chunk for m in run.missing}
     paid = possibly_charged(exc)
     reason = job.hooks.scrub(str(exc)).splitlines()[0]
     for k, chunk in enumerate(run.chunk_calls):
         if k in done or k in failed_downloads:
             continue
-        if job.resume is not None and k < job.resume.chunk:
+        if k < first:
             continue
         run.missing.append(Missing(chunk=k, count=chunk.planned.n,
                                    reason=f"{type(exc).__name__}: {reason}",
@@ -149,8 +152,8 @@ def result(job: Job, run: Run, failure: BaseException | None = None) -> ImageRes
                              "provider_timings": [o.timings for o in run.outputs]}
     missing = list(run.missing)
     failure = failure or run.failure
-    if job.resume is not None:
-        extra["resumed"] = {"request_id": job.resume.request_id, "chunk": job.resume.chunk}
+    if (resume := job.resumed(run)) is not None:
+        extra["resumed"] = {"request_id": resume.request_id, "chunk": resume.chunk}
     if missing:
         n = job.request.n
         first = missing[0]

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._destination import trust_origin, trusted_origins
 from ..budget import Budget, settle_or_release
-from ..errors import ModelglassError, OutcomeUnknown, ProviderUnavailable
+from ..errors import BudgetExceeded, ModelglassError, OutcomeUnknown, ProviderUnavailable
 from ..request import ImageRequest
 from ._drive import run
 from ._loop import Await, Ended, Feed, Sleep, Start, next_command, schedule
@@ -44,7 +44,8 @@ from ._reconcile import error_from_dict as _error_from_dict
 from ._report import BatchReport, JobOutcome
 
 if TYPE_CHECKING:
-    from ..result import ImageResult
+    from ..budget import Reservation
+    from ..result import GeneratedImage, ImageResult
     from ._batch import Batch
     from ._events import JobEvent
     from ._schedule import Job
@@ -129,38 +130,52 @@ def _execute(client: Any, payload: dict[str, Any], relay: Any) -> dict[str, Any]
         def sink(event: JobEvent) -> None:
             ray.get(relay.record.remote(event))  # committed before the engine goes on
     hold = payload.get("hold")
-    # The job's budget is exactly the driver's hold: a pricier fallback cannot pass it.
+    # The job's budget is exactly the driver's holds (its estimate, and what the retries of
+    # failed checks may cost): a pricier fallback cannot pass it.
     budget = Budget(hold) if hold is not None else None
     try:
+        # check=...: the outcome checks run here, where the images are (and on_fail's tries)
         job = client.job(request, budget=budget, job_id=payload["id"], events=sink,
-                         resume=payload.get("resume"))
+                         resume=payload.get("resume"), **payload.get("check", {}))
         result = run(job.steps(), client)
     except ModelglassError as exc:
+        partial = getattr(exc, "partial", None)  # strict: the images already paid for
         return {"ok": False, "error": _error_dict(exc),
                 "attempts": len(getattr(exc, "attempts", None) or ()),
                 "possibly_charged": bool(getattr(exc, "possibly_charged", False))
                 or isinstance(exc, OutcomeUnknown),
-                "cost_usd": getattr(exc, "cost_usd", None)}
+                "cost_usd": getattr(exc, "cost_usd", None),
+                "partial": _pack(partial) if partial is not None else None}
     return {"ok": True, "result": _pack(result)}
 
 
+def _pack_images(images: list[GeneratedImage]) -> list[dict[str, Any]]:
+    return [{"data": i.data, "mime": i.mime, "width": i.width, "height": i.height,
+             "seed": i.seed, "index": i.index, "sha256": i.sha256, "simulated": i.simulated,
+             "c2pa": i.c2pa, "metadata": i.metadata} for i in images]
+
+
 def _pack(result: ImageResult) -> dict[str, Any]:
+    """What the driver needs of a worker's result (picklable; no plan or decision): the
+    images, the cost, the fates, the outcome checks and the tries they rejected, what is
+    missing of a partial result."""
     return {
-        "images": [{"data": i.data, "mime": i.mime, "width": i.width, "height": i.height,
-                    "seed": i.seed, "index": i.index, "sha256": i.sha256,
-                    "simulated": i.simulated, "c2pa": i.c2pa, "metadata": i.metadata}
-                   for i in result.images],
+        "images": _pack_images(result.images),
         "model": result.model, "provider": result.provider, "cost_usd": result.cost_usd,
         "cost_is_estimate": result.cost_is_estimate, "latency_s": result.latency_s,
         "fates": [f.to_dict() for f in result.fates], "simulated": result.simulated,
         "timings": result.timings,
         "extra": {**result.extra,
                   "offer": result.plan.offer.key if result.plan is not None else None},
+        "checks": [c.to_dict() for c in result.checks],
+        "rejected": _pack_images(result.rejected),
+        "missing": [m.to_dict() for m in result.missing], "partial": result.partial,
     }
 
 
 def _unpack(data: dict[str, Any]) -> ImageResult:
-    from ..result import Fate, FateKind, GeneratedImage, ImageResult
+    from ..checks import CheckResult
+    from ..result import Fate, FateKind, GeneratedImage, ImageResult, Missing
 
     return ImageResult(
         images=[GeneratedImage(**i) for i in data["images"]], model=data["model"],
@@ -168,7 +183,11 @@ def _unpack(data: dict[str, Any]) -> ImageResult:
         cost_is_estimate=data["cost_is_estimate"], latency_s=data["latency_s"],
         fates=[Fate(f["control"], FateKind(f["kind"]), f["requested"], f["applied"],
                     f["reason"], f["delta"]) for f in data["fates"]],
-        simulated=data["simulated"], timings=data["timings"], extra=data["extra"])
+        simulated=data["simulated"], timings=data["timings"], extra=data["extra"],
+        checks=[CheckResult.from_dict(c) for c in data.get("checks", ())],
+        rejected=[GeneratedImage(**i) for i in data.get("rejected", ())],
+        missing=[Missing(**m) for m in data.get("missing", ())],
+        partial=data.get("partial", False))
 
 
 def _task(spec: dict[str, Any], env: Mapping[str, str], payload: dict[str, Any],
@@ -323,6 +342,7 @@ def _drive(ray: Any, batch: Batch, *, task_cpus: float, local_workers: int | Non
     sched = batch.scheduler(jobs)  # routed up front: the feed has nothing left to route
     loop = schedule(batch, Feed(batch, [], sched, ahead=0), sched)
     refs: dict[Any, Job] = {}
+    retry_holds: dict[str, Reservation | None] = {}
     turn = 0
     reply: Ended = None
     try:
@@ -333,11 +353,13 @@ def _drive(ray: Any, batch: Batch, *, task_cpus: float, local_workers: int | Non
                 if batch.journal is not None:
                     batch.journal.started(job.id, offer_key=job.offer_key, provider=job.provider,
                                           estimate=job.estimate)
+                extra = retry_holds[job.id] = _retry_hold(batch, job)
+                payload = _payload(job, batch.check_options, extra)
                 if job.provider == "local" and workers:
-                    ref = workers[turn % len(workers)].run.remote(_payload(job), relay)
+                    ref = workers[turn % len(workers)].run.remote(payload, relay)
                     turn += 1
                 else:
-                    ref = task.remote(spec, env, _payload(job), relay)
+                    ref = task.remote(spec, env, payload, relay)
                 refs[ref] = job
             elif isinstance(command, Sleep):
                 time.sleep(command.seconds)
@@ -345,7 +367,8 @@ def _drive(ray: Any, batch: Batch, *, task_cpus: float, local_workers: int | Non
                 ready, _ = ray.wait(list(refs), num_returns=1, timeout=command.timeout_s)
                 if ready:
                     job = refs.pop(ready[0])
-                    reply = (job, _settle(batch, job, ray.get(ready[0])))
+                    reply = (job, _settle(batch, job, ray.get(ready[0]),
+                                          retry_holds.pop(job.id, None)))
     except BaseException:
         for ref in refs:
             ray.cancel(ref)
@@ -363,11 +386,33 @@ def _drive(ray: Any, batch: Batch, *, task_cpus: float, local_workers: int | Non
     return report
 
 
-def _payload(job: Job) -> dict[str, Any]:
+def _payload(job: Job, check: Mapping[str, Any] | None = None,
+             extra: Reservation | None = None) -> dict[str, Any]:
     """What a worker needs of ``job``: unset request fields stay unset (a quality left to the
-    policy's default_quality)."""
+    policy's default_quality); the batch's outcome checks; its budget, the holds taken for it."""
+    hold = None if job.hold is None else job.hold.amount + (extra.amount if extra else 0.0)
     return {"id": job.id, "request": job.request.model_dump(mode="json", exclude_unset=True),
-            "resume": job.resume, "hold": job.hold.amount if job.hold is not None else None}
+            "resume": job.resume, "hold": hold, "check": dict(check or {})}
+
+
+def _retry_hold(batch: Batch, job: Job) -> Reservation | None:
+    """With ``on_fail`` retrying failed checks: what the retries may cost, held on the batch
+    budget beside the job's estimate (a worker's budget is only what the driver holds), so
+    that they are counted against the budget before they are sent, as in a local batch. Each
+    retry is held at the first try's price (a retry is the same offer; an escalation to a
+    pricier offer does not fit and stops there, noted in the result's ``extra["checks"]``).
+    As many retries as the budget holds now, down to none."""
+    options = batch.check_options
+    retries = int(options.get("max_check_retries", 1)) if options.get("on_fail", "keep") \
+        != "keep" else 0
+    if batch.budget is None or job.hold is None or retries < 1:
+        return None
+    for k in range(retries, 0, -1):
+        try:
+            return batch.budget.reserve(k * job.hold.amount, label=f"job {job.id} check retries")
+        except BudgetExceeded:
+            continue
+    return None
 
 
 def _min_in_flight(batch: Batch, provider: str, count: int) -> Any:
@@ -378,12 +423,32 @@ def _min_in_flight(batch: Batch, provider: str, count: int) -> Any:
     return ProviderLimit(in_flight, old.per_minute if old is not None else None)
 
 
-def _settle(batch: Batch, job: Job, data: dict[str, Any]) -> JobOutcome:
-    """Settle the job's hold with what the worker reports, then record the outcome."""
+def _settle_holds(budget: Budget | None, hold: Reservation | None, extra: Reservation | None,
+                  charges: list[float | None]) -> None:
+    """Settle the job's hold and its retry hold (``extra``) with what the job was charged, as
+    one: the first takes the cost up to its amount, the second the rest (released when there
+    is none); no charge releases both, an unknown one keeps both as spent."""
+    if extra is None or budget is None or hold is None:
+        settle_or_release(budget, hold, charges)
+        settle_or_release(budget, extra, [])
+        return
+    known = [usd for usd in charges if usd is not None]
+    if not charges or len(known) != len(charges):
+        settle_or_release(budget, hold, charges)
+        settle_or_release(budget, extra, charges)
+        return
+    total = sum(known)
+    budget.settle(hold, min(total, hold.amount))
+    settle_or_release(budget, extra, [total - hold.amount] if total > hold.amount + 1e-12 else [])
+
+
+def _settle(batch: Batch, job: Job, data: dict[str, Any],
+            extra: Reservation | None = None) -> JobOutcome:
+    """Settle the job's holds with what the worker reports, then record the outcome."""
     hold, job.hold = job.hold, None
     if data["ok"]:
         result = _unpack(data["result"])
-        settle_or_release(batch.budget, hold, [result.cost_usd])
+        _settle_holds(batch.budget, hold, extra, [result.cost_usd])
         return batch.succeeded(job, result)
     err = _error_from_dict(data["error"], origin="on a Ray worker")
     for name in ("request_id", "status", "retry_after", "cost_usd", "url"):
@@ -393,8 +458,10 @@ def _settle(batch: Batch, job: Job, data: dict[str, Any]) -> JobOutcome:
         err.possibly_charged = True  # type: ignore[attr-defined]
     if data.get("attempts"):  # they stay on the worker; the driver only needs to know of them
         err.attempts = [None] * data["attempts"]  # type: ignore[attr-defined]
+    if data.get("partial") is not None:  # strict: the images already paid for, saved too
+        err.partial = _unpack(data["partial"])  # type: ignore[attr-defined]
     # Nothing charged and nothing possibly sent: the hold is released; an unknown cost of a
     # possibly charged job keeps the whole hold as spent.
     billed = data["possibly_charged"] or data["cost_usd"]
-    settle_or_release(batch.budget, hold, [data["cost_usd"]] if billed else [])
+    _settle_holds(batch.budget, hold, extra, [data["cost_usd"]] if billed else [])
     return batch.failed(job, err)
