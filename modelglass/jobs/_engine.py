@@ -34,12 +34,11 @@ the attempt, emits ``failed`` and re-raises.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +48,7 @@ from ..result import Attempt, GeneratedImage, Missing
 from . import _checking, _outcome
 from ._delivery import Download
 from ._events import EventSink, JobEvent, Resume
+from ._fallbacks import Fallbacks
 from ._owner import Hooks, Owner
 from ._retry import falls_back, possibly_charged, retry_after_of, retryable
 from ._steps import Step, Wait
@@ -227,7 +227,7 @@ class Job:
     def _candidates(self) -> Sequence[tuple[str, Callable[[], ProviderCall]]]:
         """The fallback order: the decision's ranking, read lazily (the choice is proven before
         the rest is ranked, so a job whose first offer delivers never ranks the others)."""
-        ranked = _Fallbacks(self.decision)
+        ranked = Fallbacks(self.decision)
         if self.resume is None:
             return ranked
         key = self.resume.offer_key
@@ -527,43 +527,3 @@ def chunk_calls_of(call: ProviderCall, provider: Provider) -> list[ProviderCall]
         start += count
     return calls
 
-
-def _call_of(candidate: Any) -> tuple[str, Callable[[], ProviderCall]]:
-    return candidate.key, functools.partial(getattr, candidate, "call")
-
-
-class _Fallbacks(Sequence[tuple[str, Callable[[], "ProviderCall"]]]):
-    """``decision.ranked`` as (key, plan) pairs, ranked only when more than the choice is read.
-
-    Bound-first routing proves the choice without ranking every offer; reading ``ranked`` ranks
-    (and plans) all of them. The first pair comes from ``decision.choice``; any other read
-    ranks the rest. Same pairs, same order as ``decision.ranked``."""
-
-    def __init__(self, decision: RoutingDecision) -> None:
-        self._decision = decision
-        self._all: list[tuple[str, Callable[[], ProviderCall]]] | None = None
-
-    def _ranked(self) -> list[tuple[str, Callable[[], ProviderCall]]]:
-        if self._all is None:
-            self._all = [_call_of(c) for c in self._decision.ranked]
-        return self._all
-
-    def _first(self) -> tuple[str, Callable[[], ProviderCall]] | None:
-        choice = getattr(self._decision, "choice", None)
-        return _call_of(choice) if choice is not None else None
-
-    def __iter__(self) -> Iterator[tuple[str, Callable[[], ProviderCall]]]:
-        first = self._first() if self._all is None else None
-        if first is None:
-            yield from self._ranked()
-            return
-        yield first
-        yield from self._ranked()[1:]
-
-    def __getitem__(self, i):  # type: ignore[no-untyped-def,override]
-        if i == 0 and self._all is None and (first := self._first()) is not None:
-            return first
-        return self._ranked()[i]
-
-    def __len__(self) -> int:
-        return len(self._ranked())
