@@ -42,6 +42,7 @@ class _Context:
         "axis",
         "check",
         "commercial_why",
+        "estimates",
         "estimator",
         "latency",
         "latency_limit",
@@ -76,7 +77,10 @@ class _Context:
         #: call or refusal), and the offers whose call came from there: planned for another
         #: request of the same plan shape (its prompt, its drawn seed), so never handed out as
         #: this request's call (the decision plans those again when read).
-        self.shared: dict[int, Any] = {}  # also -1 - index -> its unfitted estimate (_bound)
+        self.shared: dict[int, Any] = {}
+        #: Offer index -> its unfitted estimate, shared with shapes that differ only in budget
+        #: or ``cfg`` (neither enters :func:`~modelglass.plan.estimate_unfitted`).
+        self.estimates: dict[int, CostEstimate | None] = {}
         self.reused: set[int] = set()
         #: What the steps before planning depend on (see :func:`~._bound.bound_first`).
         self.screen_key = screen_key
