@@ -13,7 +13,8 @@ It measures, side by side in one process:
   changes, kept), *cold\** = the same with that order dropped
   before each call too (the steps before planning run for every offer),
   *new plans* = a new ``cfg`` every call (a new plan shape: every offer the walk visits is
-  planned), *exhaustive* = a new shape ranked the old way, every offer planned and scored (what a cold
+  planned; the unfitted estimates, which do not read ``cfg``, kept), *plans\** = the same with
+  those estimates dropped before each call too, *exhaustive* = a new shape ranked the old way, every offer planned and scored (what a cold
   decision costs once its full ranking or rejection list is read);
 - LiteLLM ``Router(model_list=[N deployments]).get_available_deployment(model=..., messages=...)``
   with its default routing strategy (simple-shuffle) over the same N, when litellm is importable
@@ -173,6 +174,10 @@ def bench_route(cat: Catalog, reps: int, cold_reps: int, available: set[str]) ->
         _index(cat).orders.clear()
         return cold(i)
 
+    def cold_plans_unshared(i: int) -> object:
+        _index(cat).estimates.clear()  # the unfitted estimates made again too
+        return cold_plans(i)
+
     def exhaustive(i: int) -> object:
         _route.BOUND_FIRST = False
         try:
@@ -183,6 +188,7 @@ def bench_route(cat: Catalog, reps: int, cold_reps: int, available: set[str]) ->
     return {"first": first, "warm": median_us(warm, reps), "cold": median_us(cold, cold_reps),
             "cold*": median_us(cold_unshared, cold_reps),
             "new plans": median_us(cold_plans, cold_reps),
+            "plans*": median_us(cold_plans_unshared, cold_reps),
             "exhaustive": median_us(exhaustive, max(3, cold_reps // 2))}
 
 
@@ -240,14 +246,15 @@ def main() -> None:
 
     print()
     print(f"{'catalog':<14}{'offers':>7}{'warm':>10}{'cold':>11}{'cold*':>11}{'new plans':>11}"
-          f"{'exhaustive':>12}{'first':>11}{'LiteLLM':>11}{'warm/LL':>9}{'cold/LL':>9}"
-          f"{'cold*/LL':>9}{'plans/LL':>9}{'exh/LL':>9}")
+          f"{'plans*':>11}{'exhaustive':>12}{'first':>11}{'LiteLLM':>11}{'warm/LL':>9}{'cold/LL':>9}"
+          f"{'cold*/LL':>9}{'plans/LL':>9}{'plans*/LL':>10}{'exh/LL':>9}")
     for name, n, r in rows:
         ll = litellm_us[n]
         print(f"{name:<14}{n:>7}{_fmt(r['warm']):>10}{_fmt(r['cold']):>11}{_fmt(r['cold*']):>11}"
-              f"{_fmt(r['new plans']):>11}{_fmt(r['exhaustive']):>12}{_fmt(r['first']):>11}"
+              f"{_fmt(r['new plans']):>11}{_fmt(r['plans*']):>11}{_fmt(r['exhaustive']):>12}{_fmt(r['first']):>11}"
               f"{_fmt(ll):>11}{_ratio(r['warm'], ll):>9}{_ratio(r['cold'], ll):>9}"
               f"{_ratio(r['cold*'], ll):>9}{_ratio(r['new plans'], ll):>9}"
+              f"{_ratio(r['plans*'], ll):>10}"
               f"{_ratio(r['exhaustive'], ll):>9}")
     small = next(r for name, n, r in rows if n == 50)
     big = next(r for name, n, r in rows if n == 5000)
@@ -266,7 +273,8 @@ def main() -> None:
     print("warm: a request shape routed before (memoised ranking, new prompt each call); "
           "cold: a new shape each call (a new budget), bound-first (screening order and plans "
           "shared: planning does not read the budget); cold*: the same, the screening order "
-          "dropped; new plans: a new cfg each call, so every offer visited is planned; "
+          "dropped; new plans: a new cfg each call, so every offer visited is planned (unfitted "
+          "estimates, which do not read cfg, shared); plans*: the same, the estimates dropped; "
           "exhaustive: every offer planned; first: includes the per-catalog index.")
 
 

@@ -70,3 +70,49 @@ def test_the_unfitted_estimate_is_the_plans_where_nothing_moves_the_size() -> No
                 est.per_image_usd is not None and call.estimate.per_image_usd is not None
                 and est.per_image_usd <= call.estimate.per_image_usd), view.key
     assert checked > 10
+
+
+def test_the_unfitted_estimate_does_not_read_cfg() -> None:
+    # Routing shares unfitted estimates between shapes that differ only in cfg.
+    cat = Catalog.default()
+    for view in cat.offers():
+        for req in (mg.ImageRequest(prompt="a fox", quality="hero"),
+                    mg.ImageRequest(prompt="a fox", quality="draft", size="1000x700", steps=9,
+                                    negative_prompt="blur")):
+            base = estimate_unfitted(req, view)
+            for cfg in (1.0, 3.5, 12.0):
+                assert estimate_unfitted(req.model_copy(update={"cfg": cfg}), view) == base
+
+
+def test_shapes_differing_only_in_cfg_decide_as_fresh_routes() -> None:
+    cat = Catalog.default()
+    clear_cache(cat)
+    shared = []
+    for cfg in (2.0, 4.5, 9.0, 2.0):
+        for quality, size in (("hero", None), ("draft", "1000x700"), ("print", None)):
+            req = mg.ImageRequest(prompt="a fox at dawn", quality=quality, size=size, cfg=cfg)
+            d = route(req, cat, today=TODAY)
+            shared.append((d.to_dict(), d.explain()))
+    clear_cache(cat)
+    fresh = []
+    for cfg in (2.0, 4.5, 9.0, 2.0):
+        for quality, size in (("hero", None), ("draft", "1000x700"), ("print", None)):
+            clear_cache(cat)
+            req = mg.ImageRequest(prompt="a fox at dawn", quality=quality, size=size, cfg=cfg)
+            d = route(req, cat, today=TODAY)
+            fresh.append((d.to_dict(), d.explain()))
+    assert shared == fresh
+
+
+def test_reasons_are_written_only_when_read() -> None:
+    cat = Catalog.default()
+    clear_cache(cat)
+    d = route(mg.ImageRequest(prompt="a fox", quality="hero"), cat, today=TODAY)
+    assert d.choice is not None
+    assert not isinstance(d.choice.__dict__["_reasons"], tuple)  # routing wrote no text
+    reasons, flags = d.choice.reasons, d.choice.flags
+    assert reasons[0].startswith("quality ") and isinstance(flags, tuple)
+    assert d.choice.__dict__["_reasons"] is reasons  # written once, then kept
+    clear_cache(cat)
+    again = route(mg.ImageRequest(prompt="a fox", quality="hero"), cat, today=TODAY)
+    assert again.to_dict() == d.to_dict() and again.explain() == d.explain()

@@ -111,9 +111,10 @@ def bound_first(idx: _Index, ctx: _Context, calls: dict[str, ProviderCall],
             # Refine a size-, steps- or tier-priced offer's cost score with its unfitted
             # estimate (the plan's, or less) before paying for a plan not made yet; back on
             # the heap.
-            est = ctx.shared.get(-1 - i, False)  # kept for the plan shape, as plans are
-            if est is False:
-                est = ctx.shared[-1 - i] = ctx.estimator(ctx.views[i])
+            if i in ctx.estimates:  # kept for the plan shape less its cfg
+                est = ctx.estimates[i]
+            else:
+                est = ctx.estimates[i] = ctx.estimator(ctx.views[i])
             if est is not None:
                 cs = cost_score(est.per_image_usd, ref, scoring)
                 heapq.heappush(heap, (-(base + cw * cs), i, pre, base, False))

@@ -64,10 +64,57 @@ class Rejection:
         return {"offer": self.offer_key, "constraint": self.constraint, "reason": self.reason}
 
 
+class Text:
+    """A row's reasons and flags before they are written out: :meth:`render` gives both, on the
+    first read of either (only :meth:`RoutingDecision.explain` and ``to_dict()`` read them, so
+    ranking and proving the best offer format no text)."""
+
+    __slots__ = ("_args", "_done", "_render")
+
+    def __init__(self, render: Callable[..., tuple[tuple[str, ...], tuple[str, ...]]],
+                 *args: Any) -> None:
+        self._render, self._args = render, args
+        self._done: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+
+    def render(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The reasons and the flags (rendered once)."""
+        if self._done is None:
+            self._done = self._render(*self._args)
+            self._args = ()
+        return self._done
+
+
+class _LazyText:
+    """A :class:`Row` field holding a tuple of text, or a :class:`Text` to render on first read."""
+
+    def __init__(self, which: int) -> None:
+        self._which = which
+        self._slot = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = "_" + name
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> tuple[str, ...]:
+        if obj is None:
+            return ()  # the field's default
+        value = obj.__dict__[self._slot]
+        if isinstance(value, Text):
+            value = obj.__dict__[self._slot] = value.render()[self._which]
+        return value  # type: ignore[no-any-return]
+
+    def __set__(self, obj: object, value: tuple[str, ...] | Text) -> None:
+        obj.__dict__[self._slot] = value
+
+    def raw(self, obj: object) -> tuple[str, ...] | Text:
+        """The stored value, unrendered."""
+        return obj.__dict__[self._slot]  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True)
 class Row:
     """A passing offer's scores, independent of the prompt's words (shared between decisions
-    for requests of the same shape)."""
+    for requests of the same shape). ``reasons`` and ``flags`` may be given as one
+    :class:`Text`, rendered when first read."""
 
     offer: OfferView
     quality: float
@@ -75,8 +122,8 @@ class Row:
     cost_per_image_usd: float | None
     cost_score: float
     total: float
-    reasons: tuple[str, ...]
-    flags: tuple[str, ...] = ()
+    reasons: _LazyText = _LazyText(0)
+    flags: _LazyText = _LazyText(1)
     latency_s: float | None = None
     #: The pass rate and cost per accepted image this row was ranked on (routing that learns).
     learned: str = ""
@@ -108,8 +155,9 @@ class Candidate(Row, OfferNamed):
     def of(cls, row: Row, call: ProviderCall | None,
            planner: Callable[[OfferView], ProviderCall]) -> Candidate:
         """The candidate of ``row``, with its plan (or how to make it on first use)."""
-        return cls(**{name: getattr(row, name) for name in _ROW_FIELDS}, _call=call,
-                   _planner=planner)
+        values = {name: getattr(row, name) for name in _ROW_FIELDS if name not in _TEXT}
+        values.update({name: _TEXT[name].raw(row) for name in _TEXT})  # still unrendered
+        return cls(**values, _call=call, _planner=planner)
 
     @property
     def call(self) -> ProviderCall:
@@ -125,14 +173,16 @@ class Candidate(Row, OfferNamed):
                 f"{_usd(self.cost_usd)}")
 
     def to_dict(self) -> dict[str, Any]:
+        row: Row = self  # (the text fields read as Row's: rendered tuples)
         return {"offer": self.key, "model": self.model, "provider": self.provider,
                 "total": round(self.total, 6), "quality": round(self.quality, 4),
                 "cost_usd": self.cost_usd, "cost_per_image_usd": self.cost_per_image_usd,
-                "cost_score": round(self.cost_score, 6), "reasons": list(self.reasons),
-                "flags": list(self.flags)}
+                "cost_score": round(self.cost_score, 6), "reasons": list(row.reasons),
+                "flags": list(row.flags)}
 
 
 _ROW_FIELDS = tuple(f.name for f in fields(Row))
+_TEXT: dict[str, _LazyText] = {"reasons": Row.__dict__["reasons"], "flags": Row.__dict__["flags"]}
 
 
 def _usd(v: float | None) -> str:
@@ -277,10 +327,11 @@ class RoutingDecision:
                 lines.append(f"  · wins by {choice.total - second.total:.3f} over "
                              f"{second.offer.key} (quality {second.quality:.2f}, "
                              f"cost {_usd(second.cost_usd)})")
-            for r in choice.reasons:
+            chosen: Row = choice
+            for r in chosen.reasons:
                 lines.append(f"  · {r}")
-            if choice.flags:
-                lines.append(f"  · flags: {'; '.join(choice.flags)}")
+            if chosen.flags:
+                lines.append(f"  · flags: {'; '.join(chosen.flags)}")
             rest = self._rows[1:1 + runners_up]
             if rest:
                 best = self._rows[0]

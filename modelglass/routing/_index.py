@@ -80,18 +80,25 @@ class _Index:
         #: not read): offer index -> its call or the planner's refusal; with the providers, as
         #: in ``memo``. Shapes that differ only in budget share them (see :func:`shared_plans`).
         self.plans: OrderedDict[tuple[Any, ...], tuple[dict[int, Any], Any]] = OrderedDict()
+        #: Unfitted estimates per plan shape less its ``cfg`` (which they do not read): offer
+        #: index -> estimate or None (see :func:`~._bound.bound_first`).
+        self.estimates: OrderedDict[tuple[Any, ...], tuple[dict[int, Any], Any]] = OrderedDict()
 
-    def shared_plans(self, shape: tuple[Any, ...], providers: Any) -> dict[int, Any]:
-        """The planner outputs kept for ``shape`` (a new empty dict when none are)."""
+    def shared_plans(self, shape: tuple[Any, ...], providers: Any,
+                     store: OrderedDict[tuple[Any, ...], tuple[dict[int, Any], Any]] | None = None
+                     ) -> dict[int, Any]:
+        """The planner outputs kept for ``shape`` (a new empty dict when none are); ``store``:
+        another kept set (``estimates``) instead of ``plans``."""
+        kept = self.plans if store is None else store
         with self.lock:
-            hit = self.plans.get(shape)
+            hit = kept.get(shape)
             if hit is not None:
-                self.plans.move_to_end(shape)
+                kept.move_to_end(shape)
                 return hit[0]
             out: dict[int, Any] = {}
-            self.plans[shape] = (out, providers)
-            while len(self.plans) > self.memo_limit:
-                self.plans.popitem(last=False)
+            kept[shape] = (out, providers)
+            while len(kept) > self.memo_limit:
+                kept.popitem(last=False)
             return out
 
     def model_quality(self, catalog: Catalog, name: str, axis: QualityAxis, signals: Signals,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..catalog._schema import Status
 from ..errors import InvalidRequest
 from ..result import FateKind
-from ._decision import Rejection, Row
+from ._decision import Rejection, Row, Text
 from ._index import _Facts, _Index
 from ._policy import Policy
 from ._reasons import (
@@ -42,6 +42,7 @@ class _Context:
         "axis",
         "check",
         "commercial_why",
+        "estimates",
         "estimator",
         "latency",
         "latency_limit",
@@ -76,7 +77,10 @@ class _Context:
         #: call or refusal), and the offers whose call came from there: planned for another
         #: request of the same plan shape (its prompt, its drawn seed), so never handed out as
         #: this request's call (the decision plans those again when read).
-        self.shared: dict[int, Any] = {}  # also -1 - index -> its unfitted estimate (_bound)
+        self.shared: dict[int, Any] = {}
+        #: Offer index -> its unfitted estimate, shared with shapes that differ only in budget
+        #: or ``cfg`` (neither enters :func:`~modelglass.plan.estimate_unfitted`).
+        self.estimates: dict[int, CostEstimate | None] = {}
         self.reused: set[int] = set()
         #: What the steps before planning depend on (see :func:`~._bound.bound_first`).
         self.screen_key = screen_key
@@ -285,40 +289,66 @@ def _order(rows: list[Row], policy: Policy) -> list[Row]:
 
 
 def _score(f: _Facts, call: ProviderCall, pre: Screened, ctx: _Context) -> Row:
-    """Step 12's input: the passing offer's total and the reasons and flags that explain it."""
-    mq, below, short_mp, (latency_s, _) = pre
-    axis, quality, policy, negative = ctx.axis, ctx.quality, ctx.policy, ctx.negative
+    """Step 12's input: the passing offer's total, and the reasons and flags that explain it
+    (written out only when read: :func:`_text`)."""
+    mq, _, _, (latency_s, _) = pre
+    axis, policy, negative = ctx.axis, ctx.policy, ctx.negative
     scoring: Scoring = policy.scoring
-    cw, ref = axis.cost_weight, axis.cost_reference_usd
+    cw = axis.cost_weight
     est = call.estimate
     per = est.per_image_usd
-    cs = cost_score(per, ref, scoring)
+    cs = cost_score(per, axis.cost_reference_usd, scoring)
     total = (1.0 - cw) * mq.quality / 10.0 + cw * cs + mq.adjustment
+    for fate in call.fates:
+        if fate.control == "negative_prompt" and negative:
+            if fate.faithful:
+                total += scoring.negative_bonus
+            elif fate.kind is FateKind.dropped:
+                total -= scoring.negative_penalty
+            else:
+                total -= scoring.approximated_penalty
+        elif fate.kind is FateKind.approximated:
+            total -= scoring.approximated_penalty
+        elif fate.kind is FateKind.dropped:
+            total -= scoring.dropped_penalty
+    if f.status is Status.deprecated:
+        total -= scoring.deprecated_penalty
+    for rules, name in ((policy.providers, f.provider), (policy.models, f.model_id)):
+        bonus = rules.prefer.get(name)
+        if bonus:
+            total += bonus
+    text = Text(_text, f, call.fates, est, call.offer, pre, axis, ctx.quality, policy, negative,
+                cs)
+    return Row(offer=call.offer, quality=mq.quality, cost_usd=est.usd, cost_per_image_usd=per,
+               cost_score=cs, total=total, reasons=text, flags=text, latency_s=latency_s)
+
+
+def _text(f: _Facts, fates: Any, est: CostEstimate, offer: OfferView, pre: Screened,
+          axis: QualityAxis, quality: str, policy: Policy, negative: bool,
+          cs: float) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The reasons and flags of :func:`_score`'s row, in the order its terms were added."""
+    mq, below, short_mp, _ = pre
+    scoring: Scoring = policy.scoring
+    per = est.per_image_usd
     reasons = [f"quality {mq.quality:.2f}/10 on the {quality} weights",
                (f"cost {est.basis}{' (approximate)' if est.approximate else ''} → cost score "
                 f"{cs:.2f}" if per is not None else
                 f"price unknown → cost score {cs:g} (unknown is never free)")]
     reasons.extend(mq.notes)
-    for fate in call.fates:
+    for fate in fates:
         if fate.control == "negative_prompt" and negative:
             if fate.faithful:
-                total += scoring.negative_bonus
                 reasons.append(f"negative prompt {fate.kind.value} (+{scoring.negative_bonus:g})")
             elif fate.kind is FateKind.dropped:
-                total -= scoring.negative_penalty
                 reasons.append(f"negative prompt dropped: {fate.reason} "
                                f"(−{scoring.negative_penalty:g})")
             else:
-                total -= scoring.approximated_penalty
                 reasons.append(f"{fate} (−{scoring.approximated_penalty:g})")
         elif fate.kind is FateKind.approximated:
-            total -= scoring.approximated_penalty
             reasons.append(f"{fate} (−{scoring.approximated_penalty:g})")
         elif fate.kind is FateKind.dropped:
-            total -= scoring.dropped_penalty
             reasons.append(f"{fate} (−{scoring.dropped_penalty:g})")
     if f.status is Status.deprecated:
-        total -= scoring.deprecated_penalty
         when = f", shuts down {f.shutdown_on.isoformat()}" if f.shutdown_on else ""
         use = f"; replacement {f.replacement}" if f.replacement else ""
         reasons.append(f"deprecated{when}{use} (−{scoring.deprecated_penalty:g})")
@@ -326,10 +356,15 @@ def _score(f: _Facts, call: ProviderCall, pre: Screened, ctx: _Context) -> Row:
                               (policy.models, f.model_id, "model")):
         bonus = rules.prefer.get(name)
         if bonus:
-            total += bonus
             reasons.append(f"policy prefers {kind} {name} ({bonus:+g})")
     if short_mp is not None:
         reasons.append(short_mp + "; passes with an upscale step")
+    return tuple(reasons), _flags(mq, below, axis, quality, est, offer)
+
+
+def _flags(mq: ModelQuality, below: str | None, axis: QualityAxis, quality: str,
+           est: CostEstimate, offer: OfferView) -> tuple[str, ...]:
+    per = est.per_image_usd
     flags: list[str] = []
     if below is not None:
         flags.append(f"below the {quality} minimums ({below}); kept because the model was pinned")
@@ -347,9 +382,7 @@ def _score(f: _Facts, call: ProviderCall, pre: Screened, ctx: _Context) -> Row:
         flags.append("price unknown")
     elif est.approximate:
         flags.append("approximate price")
-    if per is not None and call.offer.price_stale:  # freshness hook (catalog helper)
-        flags.append(f"price as of {call.offer.offer.as_of}, "
-                     f"{call.offer.price_age_days()} days old: stale (modelglass catalog sync)")
-    return Row(offer=call.offer, quality=mq.quality, cost_usd=est.usd, cost_per_image_usd=per,
-               cost_score=cs, total=total, reasons=tuple(reasons), flags=tuple(flags),
-               latency_s=latency_s)
+    if per is not None and offer.price_stale:  # freshness hook (catalog helper)
+        flags.append(f"price as of {offer.offer.as_of}, "
+                     f"{offer.price_age_days()} days old: stale (modelglass catalog sync)")
+    return tuple(flags)

@@ -220,7 +220,7 @@ def _memo_key(idx: _Index, request: ImageRequest, quality: str, signals: Signals
     plen = len(request.prompt)
     tokens = prompt_tokens(request.prompt)[0] if idx.token_priced else None
     long_prompt = request.prompt if plen > SHORTEST_WINDOW else None
-    key = (quality, request.model, request.provider, request.negative_prompt, request.cfg,
+    key = (quality, request.model, request.provider, request.negative_prompt,
            request.steps, request.seed is None, request.size, request.aspect_ratio,
            request.print_size, request.dpi, request.n, request.sampler, request.strict, request.commercial, request.max_latency_s,
            repr(request.provider_options) if request.provider_options else None,
@@ -228,7 +228,8 @@ def _memo_key(idx: _Index, request: ImageRequest, quality: str, signals: Signals
            or (request.strict and plen > SHORTEST_WINDOW) else 0,  # encoder cuts refuse strict
            tokens, long_prompt, signals.key, today, avail_key, policy,
            tuple(sorted((k, id(p)) for k, p in providers.items())),
-           tuple(v for v, _ in latency) if latency is not None else None)
+           tuple(v for v, _ in latency) if latency is not None else None,
+           request.cfg)  # last: unfitted estimates do not read it (shared without it)
     # The budget last and apart: planning does not read it (shapes that differ only in budget
     # share their plans, :meth:`~._index._Index.shared_plans`).
     return key, request.max_cost_usd
@@ -250,6 +251,7 @@ def _memoised_rank(idx: _Index, key: tuple[Any, ...], providers: Mapping[str, Pr
         return hit[0]
     ctx = make_ctx()
     ctx.shared = idx.shared_plans(key[0], tuple(providers.values()))
+    ctx.estimates = idx.shared_plans(key[0][:-1], tuple(providers.values()), idx.estimates)
     ranked = bound_first(idx, ctx, calls, providers) if BOUND_FIRST else \
         Ranking.complete(rank(idx, ctx, calls))
     with idx.lock:
