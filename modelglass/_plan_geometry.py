@@ -52,12 +52,29 @@ def _table(listed: tuple[tuple[str | None, str], ...]) -> tuple[SizeChoice, ...]
     return hit
 
 
+#: Snapped sizes by (geometry identity, width, height, aspect_only). Geometries are frozen
+#: catalog objects; the entry holds its geometry, so the id cannot be reused while it is cached.
+_SNAPS: dict[tuple[int, float, float, bool], tuple[Geometry, SizeChoice]] = {}
+
+
 def snap_size(geo: Geometry, width: float, height: float, *, aspect_only: bool = False) -> SizeChoice:
     """The size this geometry allows that is nearest to ``width``×``height``.
 
     Nearest in aspect first, then in area. A free range keeps the aspect and scales into the
     megapixel and side limits, rounding to ``multiple_of`` without leaving the limits.
     """
+    key = (id(geo), width, height, aspect_only)
+    hit = _SNAPS.get(key)
+    if hit is not None and hit[0] is geo:
+        return hit[1]
+    choice = _snap(geo, width, height, aspect_only)
+    if len(_SNAPS) > 4096:
+        _SNAPS.clear()
+    _SNAPS[key] = (geo, choice)
+    return choice
+
+
+def _snap(geo: Geometry, width: float, height: float, aspect_only: bool) -> SizeChoice:
     want_aspect = width / height
     want_area = width * height
     table: tuple[SizeChoice, ...] = ()
