@@ -52,12 +52,29 @@ def _table(listed: tuple[tuple[str | None, str], ...]) -> tuple[SizeChoice, ...]
     return hit
 
 
+#: Snapped sizes by (geometry identity, width, height, aspect_only). Geometries are frozen
+#: catalog objects; the entry holds its geometry, so the id cannot be reused while it is cached.
+_SNAPS: dict[tuple[int, float, float, bool], tuple[Geometry, SizeChoice]] = {}
+
+
 def snap_size(geo: Geometry, width: float, height: float, *, aspect_only: bool = False) -> SizeChoice:
     """The size this geometry allows that is nearest to ``width``×``height``.
 
     Nearest in aspect first, then in area. A free range keeps the aspect and scales into the
     megapixel and side limits, rounding to ``multiple_of`` without leaving the limits.
     """
+    key = (id(geo), width, height, aspect_only)
+    hit = _SNAPS.get(key)
+    if hit is not None and hit[0] is geo:
+        return hit[1]
+    choice = _snap(geo, width, height, aspect_only)
+    if len(_SNAPS) > 4096:
+        _SNAPS.clear()
+    _SNAPS[key] = (geo, choice)
+    return choice
+
+
+def _snap(geo: Geometry, width: float, height: float, aspect_only: bool) -> SizeChoice:
     want_aspect = width / height
     want_area = width * height
     table: tuple[SizeChoice, ...] = ()
@@ -179,6 +196,19 @@ def _describe_delta(want: tuple[float, float], got: tuple[int, int]) -> str:
     return ", ".join(parts) or "rounded"
 
 
+#: Catalog sizes (axis targets, default sizes) parsed once; a text that does not parse raises.
+_PARSED: dict[str, tuple[int, int]] = {}
+
+
+def _parsed(text: str) -> tuple[int, int]:
+    hit = _PARSED.get(text)
+    if hit is None:
+        if len(_PARSED) > 4096:
+            _PARSED.clear()
+        hit = _PARSED[text] = parse_size(text)
+    return hit
+
+
 def plan_geometry(request: ImageRequest, offer: OfferView, fates: dict[str, Fate],
                   quality: str) -> tuple[int, int, str | None, dict[str, Any] | None]:
     """The pixel size to ask ``offer`` for: ``(width, height, named ratio or None, upscale step
@@ -220,8 +250,8 @@ def plan_geometry(request: ImageRequest, offer: OfferView, fates: dict[str, Fate
                                  _describe_delta(want, got))
         return choice.width, choice.height, choice.ratio, upscale
 
-    target = parse_size(axis.target_size) if axis else (
-        parse_size(geo.default_size) if geo.default_size else (1024, 1024))
+    target = _parsed(axis.target_size) if axis else (
+        _parsed(geo.default_size) if geo.default_size else (1024, 1024))
     if request.aspect_ratio:
         aw, ah = parse_aspect_ratio(request.aspect_ratio)
         area = target[0] * target[1]

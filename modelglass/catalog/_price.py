@@ -127,6 +127,9 @@ def resolution_bucket(price: Price, width: int, height: int) -> str | None:
 
 
 def _check_job(width: int, height: int, n: int) -> None:
+    if type(width) is int and type(height) is int and type(n) is int \
+            and width >= 1 and height >= 1 and n >= 1:
+        return  # the common case, without building the loop below
     for name, v in (("width", width), ("height", height), ("n", n)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise InvalidRequest(f"{name} must be a whole number ≥ 1, got {v!r}", field=name)
@@ -166,12 +169,16 @@ def estimate_price(price: Price, width: int, height: int, n: int = 1, *, steps: 
     _check_job(width, height, n)
     est = _estimate(price, width, height, n, steps, default_steps, quality, tier, gpu_hour_usd,
                     prompt, images_per_call)
-    numbers = (est.usd, est.per_image_usd, est.max_usd)
-    if any(x is not None and not (math.isfinite(x) and x >= 0) for x in numbers):
+    if not (_sane(est.usd) and _sane(est.per_image_usd) and _sane(est.max_usd)):
         # Never let an overflow or a poisoned figure reach a budget: unknown, said plainly.
         return CostEstimate(None, None, f"the price does not give a finite cost ({est.basis})",
                             tier=est.tier)
     return est
+
+
+def _sane(x: float | None) -> bool:
+    """None, or a finite figure >= 0."""
+    return x is None or (math.isfinite(x) and x >= 0)
 
 
 def _estimate(price: Price, width: int, height: int, n: int, steps: int | None,
@@ -378,6 +385,10 @@ def check_estimate_inputs(*, width: Any, height: Any, n: Any, steps: Any = None)
     """``estimate_cost`` arguments: whole numbers, sides >= 1 px, ``n`` >= 1, ``steps`` >= 1;
     else :class:`InvalidRequest` naming the argument (never a division by zero or a negative
     price)."""
+    if type(width) is int and type(height) is int and type(n) is int \
+            and width >= 1 and height >= 1 and n >= 1 \
+            and (steps is None or (type(steps) is int and steps >= 1)):
+        return  # the common case, without building the loop below
     for name, value, low in (("width", width, 1), ("height", height, 1), ("n", n, 1),
                              ("steps", steps, 1)):
         if name == "steps" and value is None:
