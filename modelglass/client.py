@@ -374,7 +374,8 @@ class Client(_BaseClient):
                         max_check_retries=max_check_retries)
         return _drive.run(job.steps(), self)
 
-    def _http_client(self) -> httpx.Client:
+    def http_client(self) -> httpx.Client:
+        """The download client (built on first use; it checks every connection's address)."""
         if self._http is None:
             with self._lock:
                 if self._http is None:
@@ -383,7 +384,7 @@ class Client(_BaseClient):
                     self._http = make_client()  # checks every connection's address
         return self._http  # type: ignore[return-value]
 
-    def _download_pool(self) -> ThreadPoolExecutor:
+    def download_pool(self) -> ThreadPoolExecutor:
         """Threads that fetch the several images of one provider call side by side."""
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
@@ -457,6 +458,10 @@ class AsyncClient(_BaseClient):
                         deadline_s=deadline_s, check=check, on_fail=on_fail,
                         max_check_retries=max_check_retries)
         return await _drive.arun(job.steps(), self)
+
+    def ahttp_client(self) -> httpx.AsyncClient:
+        """The download client of the running event loop (one per loop, built on first use)."""
+        return self._http.get()
 
     @staticmethod
     def _make_http() -> httpx.AsyncClient:

@@ -81,14 +81,14 @@ def record_bill(store: ObservedStore, result: Any) -> None:
         return
     billed, source, ids = line
     key, provider, quoted = plan.offer.key, plan.offer.provider, plan.estimate.usd
-    store._write(lambda conn: conn.execute(
+    store.write(lambda conn: conn.execute(
         "INSERT INTO bills (at, offer, provider, quoted_usd, billed_usd, source, request_ids) "
         "VALUES (?,?,?,?,?,?,?)", (time.time(), key, provider, quoted, billed, source, ids)))
 
 
 def bill_summary(store: ObservedStore, offer_key: str) -> BillSummary:
     """Median billed ÷ quoted over the recent bills of ``offer_key``."""
-    rows = store._read("SELECT at, quoted_usd, billed_usd, source FROM bills WHERE offer = ? "
+    rows = store.read("SELECT at, quoted_usd, billed_usd, source FROM bills WHERE offer = ? "
                        "ORDER BY at DESC LIMIT ?", (offer_key, _WINDOW))
     done = [(at, q, b, s) for at, q, b, s in rows if b is not None and q]
     ratios = [b / q for _, q, b, _ in done]

@@ -189,7 +189,7 @@ class ObservedStore:
                 self._conn.close()
             self._conn = None
 
-    def _write(self, fn: Any) -> None:
+    def write(self, fn: Any) -> None:
         if not self.enabled:
             return
         self._p90_cache.clear()
@@ -204,7 +204,7 @@ class ObservedStore:
                         self.path, exc)
             self.enabled = False
 
-    def _read(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+    def read(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         if not self.enabled or (str(self.path) != ":memory:" and not Path(self.path).exists()):
             return []  # reading never creates the database
         try:
@@ -247,12 +247,12 @@ class ObservedStore:
                              (rid, seeds[i] if i < len(seeds) else None,
                               hashes[i] if i < len(hashes) else None, width, height))
 
-        self._write(write)
+        self.write(write)
 
     def record_failure(self, offer_key: str, error_type: str, *, latency_s: float | None = None,
                        source: str = "client", at: float | None = None) -> None:
         """One failed attempt on ``offer_key``; ``error_type`` is the error class name."""
-        self._write(lambda conn: conn.execute(
+        self.write(lambda conn: conn.execute(
             "INSERT INTO failures (at, offer, error_type, latency_s, source) VALUES (?,?,?,?,?)",
             (at or time.time(), offer_key, str(error_type), _finite(latency_s), source)))
 
@@ -265,7 +265,7 @@ class ObservedStore:
         if verdict not in ("pass", "fail", "unknown") or prompt_class not in PROMPT_CLASSES:
             raise ValueError(f"verdict {verdict!r} / prompt class {prompt_class!r}: use pass, "
                              f"fail or unknown / {', '.join(PROMPT_CLASSES)}")
-        self._write(lambda conn: conn.execute(
+        self.write(lambda conn: conn.execute(
             'INSERT INTO checks (at, offer, "check", prompt_class, verdict, score, source) '
             "VALUES (?,?,?,?,?,?,?)", (at or time.time(), offer_key, str(check), prompt_class,
                                        verdict, _finite(score), source)))
@@ -286,7 +286,7 @@ class ObservedStore:
         if prompt_class is not None:
             where += " AND prompt_class = ?"
             args.append(prompt_class)
-        rows = self._read(f"SELECT COALESCE(SUM(verdict = 'pass'), 0), COUNT(*) FROM (SELECT "
+        rows = self.read(f"SELECT COALESCE(SUM(verdict = 'pass'), 0), COUNT(*) FROM (SELECT "
                           f"verdict FROM checks WHERE {where} ORDER BY id DESC LIMIT ?)",
                           (*args, KEEP))
         return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
@@ -302,11 +302,11 @@ class ObservedStore:
             conn.execute(f"DELETE FROM checks {where}", args)
             conn.execute(f"DELETE FROM bills {where}", args)
 
-        self._write(wipe)
+        self.write(wipe)
 
     # -- queries ----------------------------------------------------------------------------------
     def _latencies(self, offer_key: str) -> list[float]:
-        rows = self._read("SELECT latency_s FROM results WHERE offer = ? AND latency_s IS NOT NULL"
+        rows = self.read("SELECT latency_s FROM results WHERE offer = ? AND latency_s IS NOT NULL"
                           " ORDER BY at DESC LIMIT ?", (offer_key, WINDOW))
         return [r[0] for r in rows]
 
@@ -332,9 +332,9 @@ class ObservedStore:
 
     def failure_rate(self, offer_key: str) -> float | None:
         """Failed attempts / (failed attempts + results) over recent events; None with none."""
-        ok = self._read("SELECT at FROM results WHERE offer = ? ORDER BY at DESC LIMIT ?",
+        ok = self.read("SELECT at FROM results WHERE offer = ? ORDER BY at DESC LIMIT ?",
                         (offer_key, WINDOW))
-        bad = self._read("SELECT at FROM failures WHERE offer = ? ORDER BY at DESC LIMIT ?",
+        bad = self.read("SELECT at FROM failures WHERE offer = ? ORDER BY at DESC LIMIT ?",
                          (offer_key, WINDOW))
         events = sorted([(t, 0) for (t,) in ok] + [(t, 1) for (t,) in bad], reverse=True)[:WINDOW]
         if not events:
@@ -343,7 +343,7 @@ class ObservedStore:
 
     def cost_per_image(self, offer_key: str) -> float | None:
         """Median provider-reported cost per image; None below MIN_SAMPLES reported costs."""
-        rows = self._read("SELECT cost_usd, n FROM results WHERE offer = ? AND cost_reported = 1"
+        rows = self.read("SELECT cost_usd, n FROM results WHERE offer = ? AND cost_reported = 1"
                           " ORDER BY at DESC LIMIT ?", (offer_key, WINDOW))
         per = [c / n for c, n in rows]
         return _quantile(per, 0.5) if len(per) >= MIN_SAMPLES else None
@@ -354,31 +354,31 @@ class ObservedStore:
 
     def cost_ratios(self, offer_key: str) -> list[float]:
         """Provider-reported cost ÷ the catalog's estimate, per recent result that has both."""
-        rows = self._read("SELECT cost_usd, estimated_usd FROM results WHERE offer = ? AND "
+        rows = self.read("SELECT cost_usd, estimated_usd FROM results WHERE offer = ? AND "
                           "cost_reported = 1 AND estimated_usd > 0 ORDER BY at DESC LIMIT ?",
                           (offer_key, WINDOW))
         return [c / e for c, e in rows]
 
     def offers(self) -> list[str]:
         """Every offer key with at least one recorded event."""
-        rows = self._read("SELECT offer FROM results UNION SELECT offer FROM failures "
+        rows = self.read("SELECT offer FROM results UNION SELECT offer FROM failures "
                           "UNION SELECT offer FROM checks")
         return sorted(r[0] for r in rows)
 
     def observations(self, offer_key: str) -> OfferObservations:
         """Everything known about one offer, in one object (what ``catalog verify`` reads)."""
-        results = self._read("SELECT COUNT(*) FROM results WHERE offer = ?", (offer_key,))
-        failures = self._read("SELECT error_type, COUNT(*) FROM failures WHERE offer = ? "
+        results = self.read("SELECT COUNT(*) FROM results WHERE offer = ?", (offer_key,))
+        failures = self.read("SELECT error_type, COUNT(*) FROM failures WHERE offer = ? "
                               "GROUP BY error_type", (offer_key,))
         n_results = results[0][0] if results else 0
         errors = {t: c for t, c in failures}
-        costs = self._read("SELECT COUNT(*) FROM results WHERE offer = ? AND cost_reported = 1",
+        costs = self.read("SELECT COUNT(*) FROM results WHERE offer = ? AND cost_reported = 1",
                            (offer_key,))
-        sizes = self._read("SELECT DISTINCT width, height FROM results WHERE offer = ? AND "
+        sizes = self.read("SELECT DISTINCT width, height FROM results WHERE offer = ? AND "
                            "width IS NOT NULL ORDER BY width, height", (offer_key,))
-        changes = self._read("SELECT requested_size, width, height FROM results WHERE offer = ? "
+        changes = self.read("SELECT requested_size, width, height FROM results WHERE offer = ? "
                              "AND requested_size IS NOT NULL AND width IS NOT NULL", (offer_key,))
-        seed_rows = self._read(
+        seed_rows = self.read(
             "SELECT r.fingerprint, i.seed, COUNT(DISTINCT i.sha256) FROM images i "
             "JOIN results r ON r.id = i.result_id WHERE r.offer = ? AND r.fingerprint IS NOT NULL"
             " AND i.seed IS NOT NULL AND i.sha256 IS NOT NULL GROUP BY r.fingerprint, i.seed "

@@ -32,7 +32,7 @@ def fetch_fal_bills(store: ObservedStore, env: Mapping[str, str], *,
                     timeout_s: float = 30.0) -> str:
     """Fill pending fal bills from fal's billing events; says what it did ("" when there was
     nothing to do). Never raises: a failing call is said in the answer."""
-    pending = store._read("SELECT id, request_ids FROM bills WHERE provider = 'fal' AND "
+    pending = store.read("SELECT id, request_ids FROM bills WHERE provider = 'fal' AND "
                           "billed_usd IS NULL AND request_ids IS NOT NULL ORDER BY at DESC LIMIT ?",
                           (_WINDOW,))
     if not pending:
@@ -63,7 +63,7 @@ def fetch_fal_bills(store: ObservedStore, env: Mapping[str, str], *,
         ids = [r for r in ids_text.split(",") if r]
         if ids and all(r in costs for r in ids):
             total = sum(costs[r] for r in ids)
-            store._write(lambda conn, t=total, r=row_id: conn.execute(
+            store.write(lambda conn, t=total, r=row_id: conn.execute(
                 "UPDATE bills SET billed_usd = ? WHERE id = ?", (t, r)))
             filled += 1
     return f"fal billing events: {filled} of {len(pending)} pending bills filled"

@@ -48,7 +48,7 @@ def deliver(job: Job, run: Run, index: int) -> Generator[Step, Any, ImageResult]
     tries ``on_fail`` asks for."""
     checking = job.checking
     if checking is None:
-        return job._finish(run)
+        return job.finish(run)
     tries = [run]
     notes: list[str] = []
     yield from _check(job, run, [])
@@ -62,8 +62,8 @@ def deliver(job: Job, run: Run, index: int) -> Generator[Step, Any, ImageResult]
         key, call_of, index = nxt
         new: Run | None = None
         try:
-            new = job._open(key, call_of)
-            yield from job._offer(new)
+            new = job.open_run(key, call_of)
+            yield from job.run_offer(new)
         except Exception as exc:
             _outcome.close(job.budget, new)
             if not isinstance(exc, ModelglassError):
@@ -86,7 +86,7 @@ def deliver(job: Job, run: Run, index: int) -> Generator[Step, Any, ImageResult]
     # strict: a try that came back partial is never the one returned while a whole one exists
     whole = [t for t in tries if not t.missing] if job.request.strict else tries
     best = max(whole or tries, key=_rank)
-    result = job._finish(best, rejected=[t for t in tries if t is not best])
+    result = job.finish(best, rejected=[t for t in tries if t is not best])
     result.extra["checks"] = {"tries": len(tries), "on_fail": checking.on_fail,
                               "offers": [t.key for t in tries], "notes": notes}
     return result
@@ -107,8 +107,8 @@ def partial(job: Job, run: Run, exc: ModelglassError, index: int
         _outcome.missing_from(job, run, exc)
     if job.request.strict:
         yield from _check(job, run, [])
-        exc.partial = job._finish(run, failure=exc)  # type: ignore[attr-defined]
-        raise job._fail(_outcome.attach(job, exc))
+        exc.partial = job.finish(run, failure=exc)  # type: ignore[attr-defined]
+        raise job.fail(_outcome.attach(job, exc))
     log.warning("%s: returning %d of %d images: %s", run.key, len(run.images), job.request.n,
                 run.missing[-1].reason if run.missing else type(exc).__name__)
     return (yield from deliver(job, run, index))
@@ -157,12 +157,12 @@ def _next_try(job: Job, tries: list[Run], index: int
             request = request.model_copy(update={"seed": (seeds[-1] + 1) % (SEED_MAX + 1)})
         return last.key, lambda: job.owner.plan_offer(request, last.key), index
     tried = {t.key for t in tries}
-    candidates = job._candidates()
+    candidates = job.candidates()
     for j in range(index + 1, len(candidates)):
         key, call_of = candidates[j]
         if key in tried:
             continue
-        if why := job._cooling(key):
+        if why := job.cooling(key):
             job.skipped.append((key, why))
             continue
         return key, call_of, j

@@ -41,7 +41,7 @@ def cooldown_left(client: Any) -> float:
     rules = getattr(getattr(client, "policy", None), "health", None)
     if board is None or rules is None:
         return 1.0
-    now = board._clock()
+    now = board.clock()
     ends = [cd.until - now for cd in board.snapshot(rules)]
     return min(max(min(ends, default=_MIN_WAIT_S), _MIN_WAIT_S), _MAX_WAIT_S)
 

@@ -39,7 +39,7 @@ class Download(Step):
 
         def one(raw: RawImage) -> Fetched | Exception:
             try:
-                client = None if raw.data is not None else io._http_client()
+                client = None if raw.data is not None else io.http_client()
                 return fetch(raw, client=client, provider=self.provider,  # type: ignore[arg-type]
                              timeout_s=self.timeout_s, max_bytes=self.max_bytes)
             except Exception as exc:  # noqa: BLE001 - each image's outcome goes back to the job
@@ -49,7 +49,7 @@ class Download(Step):
             return [one(self.images[0])]
         # Several images of one call: fetch and verify them side by side (the network wait and
         # Pillow's decoding both let other threads run), as AsyncClient does with gather.
-        return list(io._download_pool().map(one, self.images))
+        return list(io.download_pool().map(one, self.images))
 
     async def arun(self, io: Any) -> list[Fetched | Exception]:
         from .._download import afetch, fetch, verify_executor
@@ -63,7 +63,7 @@ class Download(Step):
                         verify_executor(), functools.partial(
                             fetch, raw, client=None, provider=self.provider,  # type: ignore[arg-type]
                             timeout_s=self.timeout_s, max_bytes=self.max_bytes))
-                return await afetch(raw, client=io._http.get(), provider=self.provider,
+                return await afetch(raw, client=io.ahttp_client(), provider=self.provider,
                                     timeout_s=self.timeout_s, max_bytes=self.max_bytes)
             except Exception as exc:  # noqa: BLE001
                 return exc

@@ -189,17 +189,17 @@ class Job:
             raise
 
     def _offers(self) -> Generator[Step, Any, ImageResult]:
-        for i, (key, call_of) in enumerate(self._candidates()):
+        for i, (key, call_of) in enumerate(self.candidates()):
             run: Run | None = None
-            if i and (why := self._cooling(key)):
+            if i and (why := self.cooling(key)):
                 # The ranking was made before this job's failures: a fallback whose provider
                 # started cooling down since then is skipped, as a fresh route would skip it.
                 log.info("%s: skipped as a fallback: %s", key, why)
                 self.skipped.append((key, why))
                 continue
             try:
-                run = self._open(key, call_of)
-                yield from self._offer(run)
+                run = self.open_run(key, call_of)
+                yield from self.run_offer(run)
             except Exception as exc:  # noqa: BLE001 - _after_failure re-raises what must not be caught
                 if self.checking is not None and _checking.is_partial(run, exc):
                     return (yield from _checking.partial(self, run, exc, i))  # type: ignore[arg-type]
@@ -212,9 +212,9 @@ class Job:
                     return (yield from _checking.partial(self, run, run.failure, i))  # type: ignore[arg-type]
                 return self._after_failure(run, run.failure)  # type: ignore[arg-type, return-value]
             return (yield from _checking.deliver(self, run, i))
-        raise self._fail(_outcome.final_error(self))
+        raise self.fail(_outcome.final_error(self))
 
-    def _cooling(self, key: str) -> str | None:
+    def cooling(self, key: str) -> str | None:
         """Why the health board says to skip ``key`` now (the decision's policy rules), or None."""
         health = getattr(self.owner, "health", None)
         rules = getattr(getattr(self.decision, "policy", None), "health", None)
@@ -224,7 +224,7 @@ class Job:
         reason: str | None = health.cooling(key, provider, rules)
         return reason
 
-    def _candidates(self) -> Sequence[tuple[str, Callable[[], ProviderCall]]]:
+    def candidates(self) -> Sequence[tuple[str, Callable[[], ProviderCall]]]:
         """The fallback order: the decision's ranking, read lazily (the choice is proven before
         the rest is ranked, so a job whose first offer delivers never ranks the others)."""
         ranked = Fallbacks(self.decision)
@@ -236,7 +236,7 @@ class Job:
                 return [(k, call_of)]
         return [(key, lambda: self.owner.plan_offer(self.request, key))]
 
-    def _open(self, key: str, call_of: Callable[[], ProviderCall]) -> Run:
+    def open_run(self, key: str, call_of: Callable[[], ProviderCall]) -> Run:
         """Plan the offer and hold its estimated cost — before anything is sent."""
         t0 = self.clock()
         call = call_of()
@@ -262,7 +262,7 @@ class Job:
         retry is sent anew, never the old request polled again and paid twice)."""
         return self.resume if self.runs and run is self.runs[0] else None
 
-    def _offer(self, run: Run) -> Generator[Step, Any, None]:
+    def run_offer(self, run: Run) -> Generator[Step, Any, None]:
         resume = self.resumed(run)
         first = resume.chunk if resume is not None else 0
         for k in range(first, len(run.chunk_calls)):
@@ -433,24 +433,24 @@ class Job:
         if run is not None and run.images:
             if run.failure is None or run.failure is not exc:
                 _outcome.missing_from(self, run, exc)
-            result = self._finish(run, failure=exc)
+            result = self.finish(run, failure=exc)
             if self.request.strict:
                 exc.partial = result  # type: ignore[attr-defined]
-                raise self._fail(_outcome.attach(self, exc))
+                raise self.fail(_outcome.attach(self, exc))
             log.warning("%s: returning %d of %d images: %s", run.key, len(run.images),
                         self.request.n, str(result.missing[-1].reason))
             return result
         self.errors.append(exc)
         if not falls_back(exc, allow_double_payment=self.allow_double_payment):
-            raise self._fail(_outcome.attach(self, exc))
+            raise self.fail(_outcome.attach(self, exc))
         if self.remaining() <= DEADLINE_SLACK_S:
-            raise self._fail(_outcome.deadline_error(
+            raise self.fail(_outcome.deadline_error(
                 self, f"while trying {run.key if run else 'an offer'}", cause=exc))
         log.info("%s failed (%s); falling back to the next ranked offer",
                  run.key if run else "offer", self.hooks.scrub(str(exc)).splitlines()[0])
         return None
 
-    def _finish(self, run: Run, failure: BaseException | None = None,
+    def finish(self, run: Run, failure: BaseException | None = None,
                 rejected: list[Run] | None = None) -> ImageResult:
         _outcome.close(self.budget, run)
         self.timings["total_s"] = self.clock() - self.started
@@ -464,7 +464,7 @@ class Job:
                   if result.partial else "")
         return result
 
-    def _fail(self, exc: BaseException) -> BaseException:
+    def fail(self, exc: BaseException) -> BaseException:
         """Report the error that ends the job (every budget settled first)."""
         _outcome.close_all(self)
         if self.events is not None:

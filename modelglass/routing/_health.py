@@ -70,7 +70,7 @@ class HealthBoard:
     _shared_lock = threading.Lock()
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+        self.clock = clock
         self._lock = threading.Lock()
         self._failures: dict[str, deque[tuple[float, str]]] = {}
 
@@ -86,7 +86,7 @@ class HealthBoard:
     # -- feeding ----------------------------------------------------------------------------------
     def record(self, offer_key: str, provider: str, *, ok: bool, error: str = "") -> None:
         """One attempt ended: a failure is remembered, a success clears what it vouches for."""
-        now = self._clock()
+        now = self.clock()
         keys = (f"provider:{provider}", f"offer:{offer_key}")
         with self._lock:
             for key in keys:
@@ -113,7 +113,7 @@ class HealthBoard:
     # -- reading ----------------------------------------------------------------------------------
     def cooldown(self, key: str, rules: HealthRules) -> Cooldown | None:
         """The cooldown of ``key`` (``"provider:fal"`` or ``"offer:flux-dev@fal"``), if any now."""
-        now = self._clock()
+        now = self.clock()
         with self._lock:
             q = self._failures.get(key)
             events = list(q) if q else []
@@ -142,7 +142,7 @@ class HealthBoard:
         what = f"provider {provider!r}" if rules.scope == "provider" else f"offer {offer_key}"
         last = f" (last: {cd.last_error})" if cd.last_error else ""
         return (f"{what} is cooling down: {cd.failures} failed attempt(s) within "
-                f"{rules.window_s:g} s{last}; tried again in {cd.remaining(self._clock()):.0f} s "
+                f"{rules.window_s:g} s{last}; tried again in {cd.remaining(self.clock()):.0f} s "
                 f"(policy health: failures {rules.failures}, window_s {rules.window_s:g}, "
                 f"cooldown_s {rules.cooldown_s:g})")
 
