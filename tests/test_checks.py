@@ -77,6 +77,27 @@ def test_scores_are_word_accuracy_and_normalized_edit_distance() -> None:
     assert m.ned == pytest.approx(1 / len("open late tonight"))
 
 
+def test_expected_words_that_ocr_ran_together_count_but_a_misspelled_run_does_not() -> None:
+    # PP-OCR often drops a narrow space: "BUT FIRST" read as "BUTFIRST" is still the text
+    run = text_metrics("BUT FIRST COFFEE", [_ocr.Line("BUTFIRST COFFEE", 0.99, 0, 0)])
+    assert (run.word_accuracy, run.ned, run.observed) == (1.0, 0.0, "but first coffee")
+    # only expected words in their expected order are split: a misspelling stays wrong,
+    # and so do the right words run together in the wrong order
+    typo = text_metrics("BUT FIRST COFFEE", [_ocr.Line("BUTFIRTS COFFEE", 0.99, 0, 0)])
+    assert typo.word_accuracy == pytest.approx(1 / 3)
+    swapped = text_metrics("BUT FIRST COFFEE", [_ocr.Line("FIRSTBUT COFFEE", 0.99, 0, 0)])
+    assert swapped.word_accuracy == pytest.approx(1 / 3)
+
+
+def test_the_real_ocr_reading_of_run_together_words_passes() -> None:
+    # the simulator's render of this prompt at seed 0, 1024 px: OCR reads "BUTFIRST COFFEE"
+    prompt = 'a ceramic coffee mug printed with "BUT FIRST COFFEE"'  # the text suite's en-03
+    data = render_image(prompt, 0, 1024, 1024)
+    image = GeneratedImage(data=data, mime="image/png", width=1024, height=1024, simulated=True)
+    result = TextCheck().check(image, mg.ImageRequest(prompt=prompt))
+    assert (result.verdict, result.observed) == ("pass", "but first coffee")
+
+
 def test_low_ocr_confidence_gives_unknown_never_fail() -> None:
     from modelglass.checks._text import _verdict
 
@@ -269,3 +290,7 @@ def test_without_a_cjk_font_the_simulator_leaves_the_text_out_and_the_check_says
     with Image.open(io.BytesIO(data)) as im:  # no tofu boxes: the text band holds no white
         band = im.convert("RGB").crop((0, 0, 512, int(512 * 0.42)))
         assert (255, 255, 255) not in {c for _, c in band.getcolors(1 << 16) or []}
+    # the textless render is not served from the cache once the font is back
+    monkeypatch.undo()
+    _fonts.cjk_font.cache_clear()
+    assert render_image(CJK, 99, 512, 512) != data

@@ -158,10 +158,35 @@ class TextMetrics:
     lines_read: int
 
 
+def _split_run_together(word: str, want: list[str]) -> list[str]:
+    """``word`` as consecutive expected words when OCR dropped the spaces between them
+    (``"butfirst"`` for ``["but", "first"]``, a common PP-OCR reading of tightly set text),
+    else ``[word]``. Only a run of expected words *in their expected order* is split, so a
+    misspelling is never read as right."""
+    if word in want or len(want) < 2:
+        return [word]
+    for start in range(len(want) - 1):
+        joined = want[start]
+        for end in range(start + 1, len(want)):
+            joined += want[end]
+            if len(joined) > len(word):
+                break
+            if joined == word:
+                return want[start:end + 1]
+    return [word]
+
+
+def _read_words(text: str, want: list[str]) -> list[str]:
+    return [part for w in words(text) for part in _split_run_together(w, want)]
+
+
 def text_metrics(expected: str, lines: list[Line]) -> TextMetrics:
-    """CVTG-2K's word accuracy and normalized edit distance of ``lines`` against ``expected``."""
+    """CVTG-2K's word accuracy and normalized edit distance of ``lines`` against ``expected``.
+
+    A read word that is several consecutive expected words run together counts as those words
+    (OCR often drops a narrow space); the edit distance is taken on the same split."""
     want = words(expected)
-    read_words = [w for ln in lines for w in words(ln.text)]
+    read_words = [w for ln in lines for w in _read_words(ln.text, want)]
     pool = list(read_words)
     found = 0
     for w in want:
@@ -169,8 +194,9 @@ def text_metrics(expected: str, lines: list[Line]) -> TextMetrics:
             pool.remove(w)
             found += 1
     relevant = [ln for ln in lines
-                if any(_similar(r, w) >= RESEMBLES for r in words(ln.text) for w in want)]
-    observed = _joined([w for ln in relevant for w in words(ln.text)])
+                if any(_similar(r, w) >= RESEMBLES for r in _read_words(ln.text, want)
+                       for w in want)]
+    observed = _joined([w for ln in relevant for w in _read_words(ln.text, want)])
     target = _joined(want)
     ned = edit_distance(target, observed) / max(len(target), len(observed), 1)
     confidence = min((ln.confidence for ln in relevant), default=None)

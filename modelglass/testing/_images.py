@@ -130,13 +130,15 @@ def render_image(prompt: str, seed: int, width: int, height: int, fmt: str = "pn
                  misspell: bool = False) -> bytes:
     """Encode a deterministic placeholder image of ``width`` x ``height`` in ``fmt``.
 
-    The content depends only on the arguments; results are cached, so repeated calls are cheap.
-    The prompt's quoted text is drawn legibly (``misspell``: with one character wrong).
+    The content depends only on the arguments and on whether a font for the quoted text's
+    script is installed; results are cached (per both), so repeated calls are cheap. The
+    prompt's quoted text is drawn legibly (``misspell``: with one character wrong).
     """
     if width < 1 or height < 1:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     fmt = normalize_format(fmt)
-    key = (prompt, int(seed), int(width), int(height), fmt, bool(misspell))
+    key = (prompt, int(seed), int(width), int(height), fmt, bool(misspell),
+           _needs_cjk(prompt) and _cjk_font(12) is not None)
     cached = _cache.get(key)
     if cached is not None:
         return cached
