@@ -92,14 +92,19 @@ def _cjk(ch: str) -> bool:
     return name.startswith(("CJK", "HIRAGANA", "KATAKANA"))
 
 
-def words(text: str) -> list[str]:
-    """``text`` normalized and split into words: NFKC, case folded, punctuation dropped; each Han
-    or kana character is a word of its own.
+#: Katakana that are drawn exactly like a hiragana (り/リ, へ/ヘ, べ/ベ, ぺ/ペ): no reader, human or
+#: OCR, can tell them apart in most fonts, so both sides compare them as the hiragana.
+_SAME_GLYPH = str.maketrans("リヘベペ", "りへべぺ")
 
-    >>> words("Open-Late, TONIGHT!") , words("欢迎 光临")
-    (['open', 'late', 'tonight'], ['欢', '迎', '光', '临'])
+
+def words(text: str) -> list[str]:
+    """``text`` normalized and split into words: NFKC, case folded, punctuation dropped, the
+    katakana drawn like a hiragana read as it; each Han or kana character is a word of its own.
+
+    >>> words("Open-Late, TONIGHT!") , words("欢迎 光临") , words("ひかリ")
+    (['open', 'late', 'tonight'], ['欢', '迎', '光', '临'], ['ひ', 'か', 'り'])
     """
-    norm = unicodedata.normalize("NFKC", text).casefold()
+    norm = unicodedata.normalize("NFKC", text).casefold().translate(_SAME_GLYPH)
     out: list[str] = []
     for chunk in "".join(ch if unicodedata.category(ch)[0] in "LN" else " " for ch in norm).split():
         word = ""
