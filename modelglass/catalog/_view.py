@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .. import _clock
 from ._price import CostEstimate, check_estimate_inputs, estimate_price
@@ -34,8 +35,8 @@ class OfferView:
         # The model and offer behind a view are kilobytes of YAML: name the offer, not all of it.
         return f"OfferView({self.key!r}, {self.offer.endpoint!r}, {self.status.value})"
 
-    @property
-    def key(self) -> str:
+    @cached_property
+    def key(self) -> str:  # read for every offer of every routing: built once per view
         return self.offer.key(self.model_id)
 
     @property

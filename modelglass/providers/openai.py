@@ -271,7 +271,7 @@ class OpenAIProvider(Provider):
         usage = getattr(response, "usage", None)
         if (problem := check_usage(usage)) is not None:
             raise self._wrong_shape(what, problem, None)
-        reply = {k: v for k, v in _dump(response).items() if k != "data"}
+        reply = _dump(response, exclude={"data"})  # not a copy of every image's base64
         return ProviderOutput(images=images, cost_usd=cost_from_usage(model, usage, call.offer.offer.price),
                               request_id=getattr(response, "_request_id", None), raw=reply,
                               timings={"total_s": round(deadline.elapsed(), 4)},
@@ -421,9 +421,9 @@ def _call_kwargs(fn: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def _dump(response: Any) -> dict[str, Any]:
+def _dump(response: Any, exclude: set[str] | None = None) -> dict[str, Any]:
     try:
-        dumped = response.model_dump(exclude_none=True)
+        dumped = response.model_dump(exclude_none=True, exclude=exclude)
         return dumped if isinstance(dumped, dict) else {}
     except Exception:  # noqa: BLE001 - best effort for messages
         return {}
