@@ -60,7 +60,7 @@ from ._batch_routing import BatchRouting
 from ._cache import ResultCache
 from ._cooling import Parking, cooling_reason
 from ._events import JobEvent
-from ._journal import Journal
+from ._journal import Journal, rejected_entry
 from ._loop import abandon, run_async
 from ._reconcile import JournalReconcile
 from ._reconcile import error_dict as _error_dict
@@ -75,7 +75,7 @@ from ._schedule import (
     request_json,
     validate_limits,
 )
-from ._spill import save_images, spill
+from ._spill import save_images, save_rejected, spill
 
 if TYPE_CHECKING:
     from ._journal import JournalJob
@@ -144,6 +144,7 @@ class Batch(BatchRouting, JournalReconcile):
         self._budget_ok = "budget" in params
         self._lock = threading.Lock()
         self._maybe_charged: set[str] = set()
+        self._rejected: dict[str, list[dict[str, Any]]] = {}  # per job: saved as rejected
         self.stop = threading.Event()
         """Set to stop the batch (Ctrl-C on the sync runner): no job starts, and jobs in flight
         are cancelled at their next wait."""
@@ -230,7 +231,7 @@ class Batch(BatchRouting, JournalReconcile):
             kwargs["events"] = self._sink
         if job.resume is not None:
             kwargs["resume"] = job.resume
-        kwargs.update(self.check_options)
+        kwargs.update(self.check_options_for(job))
         client = self.client
         if not self._jobs_ok:  # a stand-in client: its own generate
             return lease, functools.partial(client.generate, job.request, **kwargs,
@@ -243,7 +244,34 @@ class Batch(BatchRouting, JournalReconcile):
             return drive(engine.steps(), client)
         return lease, run
 
+    def check_options_for(self, job: Job) -> dict[str, Any]:
+        """The batch's check options for ``job``: the check retries an earlier run of the
+        journal already made are not made again."""
+        options = self.check_options
+        if job.tries_before and options.get("on_fail", "keep") != "keep":
+            # the earlier run's try number tries_before was rejected: this run's first try is
+            # the one after it (resumed by its request id, or sent now)
+            left = int(options.get("max_check_retries", 1)) - job.tries_before
+            options = {**options, "max_check_retries": max(0, left)}
+        return options
+
+    def _keep_rejected(self, event: JobEvent) -> None:
+        """A try a check rejected: its paid images saved under ``out`` and named in the journal
+        before the next try is sent (a run that stops now loses none of them)."""
+        files = save_rejected(self.out, event.job_id, list(event.images)) if self.out else []
+        entries = _rejected_entries(list(event.images), files)
+        with self._lock:
+            self._rejected.setdefault(event.job_id, []).extend(entries)
+        if self.journal is not None:
+            self.journal.rejected(event.job_id, event.tries, entries)
+
     def _sink(self, event: JobEvent) -> None:
+        if event.state == "rejected":
+            try:
+                self._keep_rejected(event)
+            except StorageError as exc:
+                self._break(exc)
+                raise
         if event.possibly_charged:
             self._maybe_charged.add(event.job_id)
         if self.journal is not None:
@@ -258,10 +286,14 @@ class Batch(BatchRouting, JournalReconcile):
     def succeeded(self, job: Job, result: ImageResult, status: Status = "done") -> JobOutcome:
         """Record a job that delivered ``result``: files saved, journal, cache; its outcome."""
         files = self._save(job, result)
+        self._returned(job, result)
+        rejected = self._save_rejected(job, result)
         outcome = JobOutcome(job.id, job.index, job.request, status, result=result,
                              files=[p for p, _ in files], file_sha256=[s for _, s in files],
                              cost_usd=0.0 if status == "cached" else result.cost_usd,
-                             resumed=job.resume is not None)
+                             resumed=job.resume is not None,
+                             rejected=self._all_rejected(
+                                 job, _rejected_entries(result.rejected, rejected)))
         if self.journal is not None:
             self.journal.done(job.id, cost=outcome.cost_usd, entry=outcome.manifest(),
                               files=[(str(p), sha) for p, sha in files])
@@ -269,7 +301,7 @@ class Batch(BatchRouting, JournalReconcile):
                 and result.plan is not None and result.plan.offer.key == job.offer_key:
             self.cache.put(job.cache_key, result)
         if files:  # on disk now: keep paths, not bytes (memory stays flat, see ._spill)
-            spill(result, [p for p, _ in files])
+            spill(result, [p for p, _ in files], [p for p, _ in rejected])
         return self.record(outcome)
 
     def failed(self, job: Job, exc: ModelglassError) -> JobOutcome:
@@ -291,7 +323,7 @@ class Batch(BatchRouting, JournalReconcile):
         files = self._save(job, partial) if partial is not None else []
         outcome = JobOutcome(job.id, job.index, job.request, status, result=partial, error=exc,
                              files=[p for p, _ in files], cost_usd=cost,
-                             resumed=job.resume is not None)
+                             resumed=job.resume is not None, rejected=self._all_rejected(job))
         if self.journal is not None:
             if status == "undone":
                 self.journal.reset(job.id)
@@ -340,6 +372,40 @@ class Batch(BatchRouting, JournalReconcile):
     def _save(self, job: Job, result: ImageResult) -> list[tuple[Path, str]]:
         """Every image saved under ``out`` (none without it), each with its file's sha256."""
         return [] if self.out is None else save_images(self.out, job.id, result)
+
+    def _returned(self, job: Job, result: ImageResult) -> None:
+        """A try saved as rejected when its retry went out, and returned in the end (no try
+        did better): saved as the job's image now, so its rejected copy goes."""
+        returned = {img.sha256 for img in result.images}
+        with self._lock:
+            kept = self._rejected.get(job.id, [])
+            dropped = [e for e in [*kept, *job.rejected_before] if e["sha256"] in returned]
+            if not dropped:
+                return
+            self._rejected[job.id] = [e for e in kept if e["sha256"] not in returned]
+        job.rejected_before = [e for e in job.rejected_before if e["sha256"] not in returned]
+        if self.journal is not None:
+            self.journal.unreject(job.id, [e["sha256"] for e in dropped])
+        for entry in dropped:
+            if entry.get("file"):
+                Path(entry["file"]).unlink(missing_ok=True)
+
+    def _all_rejected(self, job: Job, now: list[dict[str, Any]] | None = None
+                      ) -> list[dict[str, Any]]:
+        """Every image a check rejected for ``job``: in an earlier run of the journal, saved
+        as its tries were rejected in this one, and on its result (``now``); once each."""
+        with self._lock:
+            kept = self._rejected.pop(job.id, [])
+        out: dict[str, dict[str, Any]] = {}
+        for entry in [*job.rejected_before, *kept, *(now or [])]:
+            out[entry["sha256"]] = {**out.get(entry["sha256"], {}), **entry}
+        return list(out.values())
+
+    def _save_rejected(self, job: Job, result: ImageResult) -> list[tuple[Path, str]]:
+        """The images a check rejected, paid for like the rest: saved under ``out`` too."""
+        if self.out is None or not result.rejected:
+            return []
+        return save_rejected(self.out, job.id, result.rejected)
 
     def _ended(self, job: Job, status: Status, **fields: Any) -> JobOutcome:
         """Record the outcome of a job that needs no run (from the journal)."""
@@ -454,3 +520,11 @@ class Batch(BatchRouting, JournalReconcile):
         if self._own_journal and self.journal is not None:
             self.journal.close()
 
+
+def _rejected_entries(images: list[Any], files: list[tuple[Path, str]]
+                      ) -> list[dict[str, Any]]:
+    """The manifest's record of the images a check rejected (one per image, files when
+    saved)."""
+    return [rejected_entry(img.sha256, img.seed, (img.metadata or {}).get("offer"),
+                           *((str(files[i][0]), files[i][1]) if i < len(files) else ()))
+            for i, img in enumerate(images)]

@@ -60,6 +60,10 @@ def deliver(job: Job, run: Run, index: int) -> Generator[Step, Any, ImageResult]
             notes.append("no untried offer was left to escalate to")
             break
         key, call_of, index = nxt
+        # the rejected try's images are paid for: out to the runner before the next is sent
+        job.emit("rejected", tries[-1], images=tuple(_mark_rejected(tries[-1])),
+                 tries=len(tries),
+                 message=f"try {len(tries)} failed its checks; {checking.on_fail} on {key}")
         new: Run | None = None
         try:
             new = job.open_run(key, call_of)
@@ -175,10 +179,14 @@ def attach(job: Job, result: ImageResult, run: Run, rejected: list[Run]) -> None
     result.checks = list(run.checks)
     for img in result.images:
         img.metadata["checks"] = [c.to_dict() for c in run.checks if c.image == img.index]
-    result.rejected = []
-    for r in rejected:
-        for img in r.images:
-            img.metadata = {"offer": r.key, "seed": img.seed, "sha256": img.sha256,
-                            "rejected": True, "simulated": img.simulated,
-                            "checks": [c.to_dict() for c in r.checks if c.image == img.index]}
-            result.rejected.append(img)
+    result.rejected = [img for r in rejected for img in _mark_rejected(r)]
+
+
+def _mark_rejected(run: Run) -> list[Any]:
+    """``run``'s images, each with the provenance of a rejected image (offer, seed, sha256,
+    its checks' verdicts)."""
+    for img in run.images:
+        img.metadata = {"offer": run.key, "seed": img.seed, "sha256": img.sha256,
+                        "rejected": True, "simulated": img.simulated,
+                        "checks": [c.to_dict() for c in run.checks if c.image == img.index]}
+    return list(run.images)

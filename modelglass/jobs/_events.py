@@ -4,7 +4,8 @@ A job moves pending → sending (a create with a request id to come is about to 
 emitted before its first byte may leave) → submitted (provider request id known) → generated (result URLs or
 bytes) → downloaded (sha256 of each image) → done, or to failed with a typed error.
 "waiting" reports a retry, Retry-After or poll wait; "checked" reports a try's outcome checks
-(``generate(check=...)``); both are progress only and are not persisted.
+(``generate(check=...)``); both are progress only and are not persisted. "rejected" carries
+the images of a try a check rejected, just before the next try is sent (a batch saves them).
 A sink (a journal, a progress bar) receives the events synchronously and in order.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 JobState = Literal["pending", "sending", "submitted", "generated", "downloaded", "done",
-                   "failed", "waiting", "checked"]
+                   "failed", "waiting", "checked", "rejected"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,11 @@ class JobEvent:
     error: dict[str, Any] | None = None   # failed: {"type": "RateLimited", "message": ..., ...}
     message: str = ""
     at: float = field(default_factory=time.time)
+    #: rejected: the paid images of the try a check rejected, sent before the next try goes out
+    #: (so a runner can keep them on disk should the run stop), and how many tries the job has
+    #: made so far.
+    images: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    tries: int = 0
 
 
 EventSink = Callable[[JobEvent], None]

@@ -52,6 +52,15 @@ STATES = ("pending", "started", "sending", "submitted", "generated", "downloaded
 _PERSISTED_EVENTS = {"submitted", "generated", "downloaded"}
 
 
+def rejected_entry(sha256: str, seed: int | None, offer: str | None, path: str | None = None,
+                   file_sha: str | None = None) -> dict[str, Any]:
+    """One rejected image as the manifest lists it (``file`` and ``file_sha256`` when saved)."""
+    entry: dict[str, Any] = {"sha256": sha256, "seed": seed, "offer": offer}
+    if path is not None:
+        entry["file"], entry["file_sha256"] = path, file_sha
+    return entry
+
+
 def file_sha256(path: str | Path) -> str:
     """The sha256 of a file's bytes, read in blocks."""
     digest = hashlib.sha256()
@@ -93,6 +102,10 @@ class JournalJob:
     updated: float = 0.0  # when the row last changed (epoch seconds)
     calls: list[JournalCall] = field(default_factory=list)
     files: list[tuple[str, str]] = field(default_factory=list)  # (path, sha256 of the file)
+    #: The paid images of tries a check rejected (the manifest's ``rejected`` entries), and
+    #: how many tries the job had made when the last of them was rejected.
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    rejected_tries: int = 0
 
     def resumable_call(self) -> JournalCall | None:
         """The latest call that has a provider request id and no downloaded images yet."""
@@ -275,6 +288,12 @@ class Journal:
         for job_id, path, sha in files:
             if job_id in out:
                 out[job_id].files.append((path, sha))
+        for job_id, sha, tries, seed, offer, path, file_sha in self._read(
+                "SELECT job_id, sha256, tries, seed, offer_key, path, file_sha256 FROM rejected "
+                "ORDER BY rowid"):
+            if job_id in out:
+                out[job_id].rejected.append(rejected_entry(sha, seed, offer, path, file_sha))
+                out[job_id].rejected_tries = max(out[job_id].rejected_tries, tries)
         return list(out.values())
 
     def get(self, job_id: str) -> JournalJob | None:
@@ -282,6 +301,21 @@ class Journal:
         return next((j for j in self.jobs() if j.id == job_id), None)
 
     # -- transitions ------------------------------------------------------------------------------
+    def rejected(self, job_id: str, tries: int, entries: Iterable[dict[str, Any]]) -> None:
+        """The paid images of a try a check rejected (:func:`rejected_entry` each: saved or
+        not), and the job's tries so far: a rerun neither loses them nor retries past
+        ``max_check_retries``. Committed before the next try is sent."""
+        self._write([("INSERT OR REPLACE INTO rejected (job_id, sha256, tries, seed, offer_key, "
+                      "path, file_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (job_id, e["sha256"], tries, e.get("seed"), e.get("offer"), e.get("file"),
+                       e.get("file_sha256"))) for e in entries])
+
+    def unreject(self, job_id: str, sha256s: Iterable[str]) -> None:
+        """Images recorded as rejected that the job returned in the end (no later try did
+        better): they are its images now, not rejected ones."""
+        self._write([("DELETE FROM rejected WHERE job_id=? AND sha256=?", (job_id, sha))
+                     for sha in sha256s])
+
     def started(self, job_id: str, *, offer_key: str | None, provider: str | None,
                 estimate: float | None) -> None:
         """The job is about to run: from here on it may send (and be billed for) a request."""

@@ -46,6 +46,16 @@ CREATE TABLE IF NOT EXISTS files (
     PRIMARY KEY (job_id, idx)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS rejected (
+    job_id TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    tries INTEGER NOT NULL,
+    seed INTEGER,
+    offer_key TEXT,
+    path TEXT,
+    file_sha256 TEXT,
+    PRIMARY KEY (job_id, sha256)
+);
 """
 
 #: Columns added after the first release, by table: a journal written by an older version gets

@@ -354,7 +354,7 @@ def _drive(ray: Any, batch: Batch, *, task_cpus: float, local_workers: int | Non
                     batch.journal.started(job.id, offer_key=job.offer_key, provider=job.provider,
                                           estimate=job.estimate)
                 extra = retry_holds[job.id] = _retry_hold(batch, job)
-                payload = _payload(job, batch.check_options, extra)
+                payload = _payload(job, batch.check_options_for(job), extra)
                 if job.provider == "local" and workers:
                     ref = workers[turn % len(workers)].run.remote(payload, relay)
                     turn += 1
@@ -402,7 +402,7 @@ def _retry_hold(batch: Batch, job: Job) -> Reservation | None:
     retry is held at the first try's price (a retry is the same offer; an escalation to a
     pricier offer does not fit and stops there, noted in the result's ``extra["checks"]``).
     As many retries as the budget holds now, down to none."""
-    options = batch.check_options
+    options = batch.check_options_for(job)
     retries = int(options.get("max_check_retries", 1)) if options.get("on_fail", "keep") \
         != "keep" else 0
     if batch.budget is None or job.hold is None or retries < 1:

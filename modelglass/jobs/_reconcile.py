@@ -77,13 +77,14 @@ class JournalReconcile:
         """Whether ``job`` still has to run, given what the journal says; sets ``job.resume``."""
         assert self.journal is not None
         state = record.state
+        job.rejected_before, job.tries_before = list(record.rejected), record.rejected_tries
         if state == "done":
             problems = record.files_ok()
             if not problems:
                 self._ended(job, "skipped",
                                         result=result_from_files(record), cost_usd=record.cost,
                                         files=[Path(p) for p, _ in record.files],
-                                        entry=record.entry)
+                                        entry=record.entry, rejected=list(record.rejected))
                 return False
             log.warning("job %s: %s", job.id, "; ".join(problems))
             if not self.allow_double_payment:
@@ -107,7 +108,8 @@ class JournalReconcile:
             status: Status = "possibly_charged" if record.possibly_charged else "failed"
             self._ended(job, status,
                                     error=error_from_dict(record.error),
-                                    cost_usd=record.cost, entry=record.entry)
+                                    cost_usd=record.cost, entry=record.entry,
+                                    rejected=list(record.rejected))
             return False
         if state == "pending":
             return True
@@ -150,7 +152,7 @@ class JournalReconcile:
             f"dashboard; pass allow_double_payment (--allow-double-payment) to send it anyway.",
             request_id=None)
         self.journal.failed(job.id, error=error_dict(err) or {}, possibly_charged=True)
-        self._ended(job, "possibly_charged", error=err)
+        self._ended(job, "possibly_charged", error=err, rejected=list(record.rejected))
         return False
 
     def _adopted(self, job: Job, record: JournalJob) -> bool:
@@ -168,7 +170,8 @@ class JournalReconcile:
         self._ended(job, "skipped",
                                 result=result_from_files(record), cost_usd=got.cost,
                                 files=[Path(p) for p, _ in got.files], entry=got.entry,
-                                file_sha256=[s for _, s in got.files], resumed=True)
+                                file_sha256=[s for _, s in got.files], resumed=True,
+                                rejected=list(record.rejected))
         log.info("job %s: its images were already on disk with the journal's sha256; adopted",
                  job.id)
         return True
@@ -257,3 +260,4 @@ def result_from_files(record: JournalJob) -> ImageResult | None:
                          extra={"from_journal": True, "job_id": record.id},
                          checks=[CheckResult.from_dict(c) for c in entry.get("checks", [])])
     return spill(result, [Path(p) for p, _ in record.files])
+

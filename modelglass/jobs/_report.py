@@ -47,6 +47,9 @@ class JobOutcome:
     file_sha256: list[str] = field(default_factory=list)
     resumed: bool = False
     """Whether the job was resumed by its provider request id after an earlier run stopped."""
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    """The paid images of the tries an outcome check rejected (``ImageResult.rejected``): each
+    one's ``sha256``, ``seed``, ``offer`` and, with ``out=``, its ``file`` and ``file_sha256``."""
 
     @property
     def ok(self) -> bool:
@@ -56,8 +59,10 @@ class JobOutcome:
     def manifest(self) -> dict[str, Any]:
         """The job's line in the batch manifest: id, model, provider, cost, seed, sha256, fates,
         error (and status, files)."""
+        known = [*(self.entry or {}).get("rejected", []), *self.rejected]
+        rejected = {"rejected": list({r["sha256"]: r for r in known}.values())} if known else {}
         if self.entry is not None and self.result is None:
-            return {**self.entry, "status": self.status}
+            return {**self.entry, "status": self.status, **rejected}
         r = self.result
         checks = {"checks": [c.to_dict() for c in r.checks]} if r is not None and r.checks else {}
         return {
@@ -75,6 +80,7 @@ class JobOutcome:
             "resumed": self.resumed,
             "error": _error_dict(self.error),
             **checks,  # outcome checks, when the job ran any (in the journal's entry too)
+            **rejected,
             **({"adopted": True} if self.entry is not None and self.entry.get("adopted") else {}),
         }
 

@@ -18,7 +18,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +131,10 @@ class Job:
     hold: Reservation | None = None
     routed: bool = False  # provider and estimate known (resumed jobs: from the journal)
     cooling_since: float | None = None  # when it first waited for a cooldown
+    #: From the journal of an earlier run: the images its checks rejected (paid, on disk) and
+    #: the tries it made, so a rerun retries only what ``max_check_retries`` has left.
+    rejected_before: list[dict[str, Any]] = field(default_factory=list)
+    tries_before: int = 0
 
 
 def job_ids(requests: Requests) -> list[tuple[str, ImageRequest]]:

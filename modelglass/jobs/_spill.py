@@ -23,7 +23,7 @@ from ..result import GeneratedImage, ImageResult
 from ._adopt import safe_name
 from ._journal import file_sha256
 
-__all__ = ["SavedImage", "save_images", "spill"]
+__all__ = ["SavedImage", "rejected_name", "save_images", "save_rejected", "spill"]
 
 _KEPT = tuple(f.name for f in dataclasses.fields(GeneratedImage)
               if f.name not in ("data", "metadata"))
@@ -70,13 +70,18 @@ class SavedImage(GeneratedImage):
                 f"sha256={self.sha256[:12]}…, {self.path})")
 
 
-def spill(result: ImageResult, files: list[Path]) -> ImageResult:
-    """``result`` with its images on disk (``files``, one per image, in order), no routing
-    decision and no plan; the same object, changed in place."""
+def spill(result: ImageResult, files: list[Path], rejected: list[Path] | None = None
+          ) -> ImageResult:
+    """``result`` with its images on disk (``files``, one per image, in order; ``rejected``,
+    one per image of ``result.rejected``), no routing decision and no plan; the same object,
+    changed in place."""
     if len(files) != len(result.images):
         return result
     result.images = [SavedImage(img, path) for img, path in zip(result.images, files,
                                                                  strict=True)]
+    if rejected is not None and len(rejected) == len(result.rejected):
+        result.rejected = [SavedImage(img, path) for img, path in zip(result.rejected, rejected,
+                                                                       strict=True)]
     if result.plan is not None:  # in each file's provenance ("plan", "request", "planned")
         result.extra.setdefault("offer", result.plan.offer.key)
     result.decision = None
@@ -88,29 +93,41 @@ def save_images(out: Path, job_id: str, result: ImageResult) -> list[tuple[Path,
     """Save every image of job ``job_id`` (PNG with provenance) as ``<out>/<id>-<i>.png``;
     returns each file with the sha256 of its bytes on disk. A file written before a crash is
     adopted; any other file in the way, or a write that fails, is a :class:`StorageError`."""
-    saved = []
     stem = safe_name(job_id)
-    for img in result.images:
-        target = out / f"{stem}-{img.index}.png"
-        if target.exists() and _same_image(target, img.sha256):
-            saved.append((target, file_sha256(target)))  # written before a crash: adopt
-            continue
-        try:
-            path = Path(img.save(target))
-        except InvalidRequest:  # a file that is not this job's image is in the way
-            raise StorageError(
-                f"{target} already exists and is not job {job_id}'s image (modelglass never "
-                f"overwrites a file). Move it away and run the same command again: the job "
-                f"is resumed by its provider request id where it has one, not bought again.",
-                path=str(target)) from None
-        except OSError as exc:
-            raise StorageError(
-                f"cannot write {target}: {exc.strerror or exc} (the disk is full, a file "
-                f"size limit was hit, or the folder is not writable). Nothing more is sent; "
-                f"free some space and run the same command again: paid jobs are resumed or "
-                f"adopted from disk, not bought again.", path=str(target)) from None
-        saved.append((path, file_sha256(path)))
-    return saved
+    return [_save(out / f"{stem}-{img.index}.png", img, job_id) for img in result.images]
+
+
+def rejected_name(job_id: str, image: GeneratedImage) -> str:
+    """The file name of a paid image that a check rejected: ``<id>-rejected-<sha256[:12]>.png``
+    (named by its bytes, so the same image gets the same name whenever it is saved)."""
+    return f"{safe_name(job_id)}-rejected-{image.sha256[:12]}.png"
+
+
+def save_rejected(out: Path, job_id: str, images: list[GeneratedImage]) -> list[tuple[Path, str]]:
+    """Save the images of the tries an outcome check rejected (paid for like any:
+    ``ImageResult.rejected``) as ``<out>/<id>-rejected-<sha>.png``, provenance and verdicts
+    embedded; returns each file with the sha256 of its bytes on disk."""
+    return [_save(out / rejected_name(job_id, img), img, job_id) for img in images]
+
+
+def _save(target: Path, img: GeneratedImage, job_id: str) -> tuple[Path, str]:
+    if target.exists() and _same_image(target, img.sha256):
+        return target, file_sha256(target)  # written before a crash: adopt
+    try:
+        path = Path(img.save(target))
+    except InvalidRequest:  # a file that is not this job's image is in the way
+        raise StorageError(
+            f"{target} already exists and is not job {job_id}'s image (modelglass never "
+            f"overwrites a file). Move it away and run the same command again: the job "
+            f"is resumed by its provider request id where it has one, not bought again.",
+            path=str(target)) from None
+    except OSError as exc:
+        raise StorageError(
+            f"cannot write {target}: {exc.strerror or exc} (the disk is full, a file "
+            f"size limit was hit, or the folder is not writable). Nothing more is sent; "
+            f"free some space and run the same command again: paid jobs are resumed or "
+            f"adopted from disk, not bought again.", path=str(target)) from None
+    return path, file_sha256(path)
 
 
 def _same_image(path: Path, sha256: str) -> bool:
