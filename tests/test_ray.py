@@ -4,6 +4,8 @@ with the driver."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import _sim_fixtures
 import pytest
 
@@ -159,6 +161,19 @@ def test_outcome_checks_run_on_the_workers_with_the_same_verdicts_as_the_async_e
     for o in report:  # the manifest line and the journal entry carry the checks
         assert [c["verdict"] for c in o.manifest()["checks"]] == [
             c.verdict for c in o.result.checks]
+    # the rejected tries' images are on disk (saved by the driver-side relay before each
+    # retry went out) and named; s2's first try, returned in the end, has no rejected copy
+    rejected = {o.id: [Path(r["file"]).name for r in o.manifest().get("rejected", [])]
+                for o in report}
+    assert [len(v) for v in rejected.values()] == [0, 1, 1]
+    assert {f.name for f in (tmp_path / "out").glob("*.png")} == {
+        "s0-0.png", "s1-0.png", "s2-0.png", *rejected["s1"], *rejected["s2"]}
+    from modelglass.jobs._journal import Journal
+
+    with Journal(journal, lock=False) as j:  # written by the relay, when each retry was sent
+        kept = {r.id: [Path(e["file"]).name for e in r.rejected] for r in j.jobs()}
+    assert kept["s0"] == [] and kept["s1"] == rejected["s1"]  # s1's first try, before its retry
+    assert set(kept["s2"]) <= set(rejected["s2"])  # a try returned in the end is not "rejected"
     again = run_ray(Batch(client, reqs, budget=1.0, journal=journal, out=tmp_path / "out",
                           **options))
     assert again.counts() == {"skipped": 3}

@@ -75,7 +75,7 @@ from ._schedule import (
     request_json,
     validate_limits,
 )
-from ._spill import save_images, save_rejected, spill
+from ._spill import keep_rejected, rejected_name, save_images, save_rejected, spill
 
 if TYPE_CHECKING:
     from ._journal import JournalJob
@@ -258,12 +258,10 @@ class Batch(BatchRouting, JournalReconcile):
     def _keep_rejected(self, event: JobEvent) -> None:
         """A try a check rejected: its paid images saved under ``out`` and named in the journal
         before the next try is sent (a run that stops now loses none of them)."""
-        files = save_rejected(self.out, event.job_id, list(event.images)) if self.out else []
-        entries = _rejected_entries(list(event.images), files)
+        entries = keep_rejected(self.out, self.journal, event.job_id, event.tries,
+                                list(event.images))
         with self._lock:
             self._rejected.setdefault(event.job_id, []).extend(entries)
-        if self.journal is not None:
-            self.journal.rejected(event.job_id, event.tries, entries)
 
     def _sink(self, event: JobEvent) -> None:
         if event.state == "rejected":
@@ -377,18 +375,20 @@ class Batch(BatchRouting, JournalReconcile):
         """A try saved as rejected when its retry went out, and returned in the end (no try
         did better): saved as the job's image now, so its rejected copy goes."""
         returned = {img.sha256 for img in result.images}
+        copies = [self.out / rejected_name(job.id, img) for img in result.images] \
+            if self.out is not None and self.check_options else []
+        copies = [c for c in copies if c.exists()]  # saved by a Ray worker's relay, say
         with self._lock:
             kept = self._rejected.get(job.id, [])
             dropped = [e for e in [*kept, *job.rejected_before] if e["sha256"] in returned]
-            if not dropped:
+            if not dropped and not copies:
                 return
             self._rejected[job.id] = [e for e in kept if e["sha256"] not in returned]
         job.rejected_before = [e for e in job.rejected_before if e["sha256"] not in returned]
         if self.journal is not None:
-            self.journal.unreject(job.id, [e["sha256"] for e in dropped])
-        for entry in dropped:
-            if entry.get("file"):
-                Path(entry["file"]).unlink(missing_ok=True)
+            self.journal.unreject(job.id, returned)
+        for path in {*copies, *(Path(e["file"]) for e in dropped if e.get("file"))}:
+            path.unlink(missing_ok=True)
 
     def _all_rejected(self, job: Job, now: list[dict[str, Any]] | None = None
                       ) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ import hashlib
 import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._destination import trust_origin, trusted_origins
@@ -223,12 +224,17 @@ class LocalWorker:
 class JournalRelay:
     """A Ray actor on the driver's node that writes the driver's journal for the workers."""
 
-    def __init__(self, path: str, durable: bool) -> None:
+    def __init__(self, path: str, durable: bool, out: str | None = None) -> None:
         from ._journal import Journal
 
         self.journal = Journal(path, durable=durable, lock=False)  # the driver holds the lock
+        self.out = Path(out) if out is not None else None
 
     def record(self, event: JobEvent) -> None:
+        if event.state == "rejected":  # saved on the driver's node before the retry is sent
+            from ._spill import keep_rejected
+
+            keep_rejected(self.out, self.journal, event.job_id, event.tries, list(event.images))
         self.journal.record(event)
 
     def close(self) -> None:
@@ -324,7 +330,8 @@ def _drive(ray: Any, batch: Batch, *, task_cpus: float, local_workers: int | Non
     relay = None
     if batch.journal is not None:
         relay = ray.remote(num_cpus=0)(JournalRelay).options(scheduling_strategy=here).remote(
-            str(batch.journal.path), batch.journal.durable)
+            str(batch.journal.path), batch.journal.durable,
+            str(batch.out) if batch.out is not None else None)
     workers: list[Any] = []
     local = _local_settings(batch.client)
     if local is not None and any(j.provider == "local" for j in jobs):

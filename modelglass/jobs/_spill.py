@@ -23,7 +23,8 @@ from ..result import GeneratedImage, ImageResult
 from ._adopt import safe_name
 from ._journal import file_sha256
 
-__all__ = ["SavedImage", "rejected_name", "save_images", "save_rejected", "spill"]
+__all__ = ["SavedImage", "keep_rejected", "rejected_name", "save_images", "save_rejected",
+           "spill"]
 
 _KEPT = tuple(f.name for f in dataclasses.fields(GeneratedImage)
               if f.name not in ("data", "metadata"))
@@ -108,6 +109,22 @@ def save_rejected(out: Path, job_id: str, images: list[GeneratedImage]) -> list[
     ``ImageResult.rejected``) as ``<out>/<id>-rejected-<sha>.png``, provenance and verdicts
     embedded; returns each file with the sha256 of its bytes on disk."""
     return [_save(out / rejected_name(job_id, img), img, job_id) for img in images]
+
+
+def keep_rejected(out: Path | None, journal: Any, job_id: str, tries: int,
+                  images: list[GeneratedImage]) -> list[dict[str, Any]]:
+    """A try a check rejected (``tries``: the job's tries so far): its paid images saved under
+    ``out`` and named in ``journal`` (either may be None) before the next try is sent, so a run
+    that stops now loses none of them and its rerun counts the tries; the manifest entries."""
+    from ._journal import rejected_entry
+
+    files = save_rejected(out, job_id, images) if out is not None else []
+    entries = [rejected_entry(img.sha256, img.seed, (img.metadata or {}).get("offer"),
+                              *((str(files[i][0]), files[i][1]) if i < len(files) else ()))
+               for i, img in enumerate(images)]
+    if journal is not None:
+        journal.rejected(job_id, tries, entries)
+    return entries
 
 
 def _save(target: Path, img: GeneratedImage, job_id: str) -> tuple[Path, str]:
