@@ -146,3 +146,37 @@ def test_a_batch_saves_the_images_its_checks_rejected_and_names_them_in_the_mani
                                         check=["text"], on_fail="retry", max_check_retries=2)
     assert again.status == "skipped" and again.manifest()["rejected"] == rejected
     assert len(sim.requests("fal", stage="submit")) == 3
+
+
+def test_a_rejected_try_that_cannot_be_kept_stops_the_retries(sim, tmp_path, monkeypatch):
+    """Disk full when the rejected try's image is saved: no retry is paid for; the batch stops
+    (a StorageError) and the one paid try is the job's image, on disk and in the journal."""
+    import errno
+
+    import modelglass as mg
+    from modelglass.errors import StorageError
+    from modelglass.result import GeneratedImage
+
+    real_save = GeneratedImage.save
+
+    def save(self: GeneratedImage, path: Any, **kw: Any) -> Any:
+        if "-rejected-" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, path, **kw)
+
+    monkeypatch.setattr(GeneratedImage, "save", save)
+    sim.reset()
+    sim.text_accuracy("fal-ai/flux/schnell", 0.0)
+    job = {"id": "a", "prompt": 'a sign "OPEN LATE"', "model": "flux-schnell",
+           "provider": "fal", "seed": 3}
+    with mg.Client(available=["fal"], observed=False) as client, \
+            pytest.raises(StorageError, match="No space left"):
+        client.generate_many([job], out=tmp_path / "out", journal=tmp_path / "run.db",
+                             check=["text"], on_fail="retry", max_check_retries=2)
+    assert len(sim.requests("fal", stage="submit")) == 1  # the retries were not sent
+    from modelglass.jobs._journal import Journal
+
+    with Journal(tmp_path / "run.db") as journal:
+        (record,) = journal.jobs()
+    assert record.state == "done" and [Path(p).name for p, _ in record.files] == ["a-0.png"]
+    assert record.files_ok() == []

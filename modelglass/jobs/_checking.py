@@ -61,9 +61,17 @@ def deliver(job: Job, run: Run, index: int) -> Generator[Step, Any, ImageResult]
             break
         key, call_of, index = nxt
         # the rejected try's images are paid for: out to the runner before the next is sent
-        job.emit("rejected", tries[-1], images=tuple(_mark_rejected(tries[-1])),
-                 tries=len(tries),
-                 message=f"try {len(tries)} failed its checks; {checking.on_fail} on {key}")
+        try:
+            job.emit("rejected", tries[-1], strict=True,
+                     images=tuple(_mark_rejected(tries[-1])), tries=len(tries),
+                     message=f"try {len(tries)} failed its checks; {checking.on_fail} on {key}")
+        except Exception as exc:  # noqa: BLE001 - not kept (disk full): pay for no more tries
+            why = job.hooks.scrub(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning("%s: the rejected try's images could not be kept (%s); no %s sent",
+                        tries[-1].key, why, checking.on_fail)
+            notes.append(f"the rejected try could not be kept ({type(exc).__name__}: {why}); "
+                         f"no {checking.on_fail} was sent")
+            break
         new: Run | None = None
         try:
             new = job.open_run(key, call_of)

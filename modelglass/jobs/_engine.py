@@ -157,7 +157,10 @@ class Job:
         self.timings[key] = self.timings.get(key, 0.0) + seconds
 
     # -- events -----------------------------------------------------------------------------------
-    def emit(self, state: str, run: Run | None = None, **kw: Any) -> None:
+    def emit(self, state: str, run: Run | None = None, *, strict: bool = False,
+             **kw: Any) -> None:
+        """Tell the events sink; a sink that fails is logged and the job goes on, unless
+        ``strict`` (the sink's error is raised: what it should have kept was not kept)."""
         if self.events is None:
             return
         if run is not None:
@@ -165,7 +168,9 @@ class Job:
             kw.setdefault("provider", run.call.provider)
         try:
             self.events(JobEvent(self.job_id, state, **kw))  # type: ignore[arg-type]
-        except Exception as exc:  # noqa: BLE001 - a failing sink must not strand a paid job
+        except Exception as exc:  # a failing sink must not strand a paid job
+            if strict:
+                raise
             log.warning("job %s: the events sink failed on %r (%s: %s); the job goes on",
                         self.job_id, state, type(exc).__name__, self.hooks.scrub(str(exc)))
 
