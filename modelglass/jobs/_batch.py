@@ -60,10 +60,11 @@ from ._batch_routing import BatchRouting
 from ._cache import ResultCache
 from ._cooling import Parking, cooling_reason
 from ._events import JobEvent
-from ._journal import Journal, rejected_entry
+from ._journal import Journal
 from ._loop import abandon, run_async
 from ._reconcile import JournalReconcile
 from ._reconcile import error_dict as _error_dict
+from ._rejected import RejectedImages
 from ._report import BatchReport, JobOutcome, Status
 from ._schedule import (
     Job,
@@ -75,7 +76,7 @@ from ._schedule import (
     request_json,
     validate_limits,
 )
-from ._spill import keep_rejected, rejected_name, save_images, save_rejected, spill
+from ._spill import rejected_entries, save_images, spill
 
 if TYPE_CHECKING:
     from ._journal import JournalJob
@@ -88,7 +89,7 @@ __all__ = ["Batch", "BatchReport", "Job", "JobOutcome", "ProviderLimit", "Schedu
 OnEvent = Callable[[JobEvent], None]
 
 
-class Batch(BatchRouting, JournalReconcile):
+class Batch(BatchRouting, JournalReconcile, RejectedImages):
     """One run of a batch: its jobs, journal, budget, cache and where images go. The drivers
     below call :meth:`prepare`, then :meth:`run_one` / :meth:`arun_one` per job.
 
@@ -244,25 +245,6 @@ class Batch(BatchRouting, JournalReconcile):
             return drive(engine.steps(), client)
         return lease, run
 
-    def check_options_for(self, job: Job) -> dict[str, Any]:
-        """The batch's check options for ``job``: the check retries an earlier run of the
-        journal already made are not made again."""
-        options = self.check_options
-        if job.tries_before and options.get("on_fail", "keep") != "keep":
-            # the earlier run's try number tries_before was rejected: this run's first try is
-            # the one after it (resumed by its request id, or sent now)
-            left = int(options.get("max_check_retries", 1)) - job.tries_before
-            options = {**options, "max_check_retries": max(0, left)}
-        return options
-
-    def _keep_rejected(self, event: JobEvent) -> None:
-        """A try a check rejected: its paid images saved under ``out`` and named in the journal
-        before the next try is sent (a run that stops now loses none of them)."""
-        entries = keep_rejected(self.out, self.journal, event.job_id, event.tries,
-                                list(event.images))
-        with self._lock:
-            self._rejected.setdefault(event.job_id, []).extend(entries)
-
     def _sink(self, event: JobEvent) -> None:
         if event.state == "rejected":
             try:
@@ -291,7 +273,7 @@ class Batch(BatchRouting, JournalReconcile):
                              cost_usd=0.0 if status == "cached" else result.cost_usd,
                              resumed=job.resume is not None,
                              rejected=self._all_rejected(
-                                 job, _rejected_entries(result.rejected, rejected)))
+                                 job, rejected_entries(result.rejected, rejected)))
         if self.journal is not None:
             self.journal.done(job.id, cost=outcome.cost_usd, entry=outcome.manifest(),
                               files=[(str(p), sha) for p, sha in files])
@@ -370,42 +352,6 @@ class Batch(BatchRouting, JournalReconcile):
     def _save(self, job: Job, result: ImageResult) -> list[tuple[Path, str]]:
         """Every image saved under ``out`` (none without it), each with its file's sha256."""
         return [] if self.out is None else save_images(self.out, job.id, result)
-
-    def _returned(self, job: Job, result: ImageResult) -> None:
-        """A try saved as rejected when its retry went out, and returned in the end (no try
-        did better): saved as the job's image now, so its rejected copy goes."""
-        returned = {img.sha256 for img in result.images}
-        copies = [self.out / rejected_name(job.id, img) for img in result.images] \
-            if self.out is not None and self.check_options else []
-        copies = [c for c in copies if c.exists()]  # saved by a Ray worker's relay, say
-        with self._lock:
-            kept = self._rejected.get(job.id, [])
-            dropped = [e for e in [*kept, *job.rejected_before] if e["sha256"] in returned]
-            if not dropped and not copies:
-                return
-            self._rejected[job.id] = [e for e in kept if e["sha256"] not in returned]
-        job.rejected_before = [e for e in job.rejected_before if e["sha256"] not in returned]
-        if self.journal is not None:
-            self.journal.unreject(job.id, returned)
-        for path in {*copies, *(Path(e["file"]) for e in dropped if e.get("file"))}:
-            path.unlink(missing_ok=True)
-
-    def _all_rejected(self, job: Job, now: list[dict[str, Any]] | None = None
-                      ) -> list[dict[str, Any]]:
-        """Every image a check rejected for ``job``: in an earlier run of the journal, saved
-        as its tries were rejected in this one, and on its result (``now``); once each."""
-        with self._lock:
-            kept = self._rejected.pop(job.id, [])
-        out: dict[str, dict[str, Any]] = {}
-        for entry in [*job.rejected_before, *kept, *(now or [])]:
-            out[entry["sha256"]] = {**out.get(entry["sha256"], {}), **entry}
-        return list(out.values())
-
-    def _save_rejected(self, job: Job, result: ImageResult) -> list[tuple[Path, str]]:
-        """The images a check rejected, paid for like the rest: saved under ``out`` too."""
-        if self.out is None or not result.rejected:
-            return []
-        return save_rejected(self.out, job.id, result.rejected)
 
     def _ended(self, job: Job, status: Status, **fields: Any) -> JobOutcome:
         """Record the outcome of a job that needs no run (from the journal)."""
@@ -519,12 +465,3 @@ class Batch(BatchRouting, JournalReconcile):
     def close(self) -> None:
         if self._own_journal and self.journal is not None:
             self.journal.close()
-
-
-def _rejected_entries(images: list[Any], files: list[tuple[Path, str]]
-                      ) -> list[dict[str, Any]]:
-    """The manifest's record of the images a check rejected (one per image, files when
-    saved)."""
-    return [rejected_entry(img.sha256, img.seed, (img.metadata or {}).get("offer"),
-                           *((str(files[i][0]), files[i][1]) if i < len(files) else ()))
-            for i, img in enumerate(images)]

@@ -81,10 +81,9 @@ class JournalReconcile:
         if state == "done":
             problems = record.files_ok()
             if not problems:
-                self._ended(job, "skipped",
-                                        result=result_from_files(record), cost_usd=record.cost,
-                                        files=[Path(p) for p, _ in record.files],
-                                        entry=record.entry, rejected=list(record.rejected))
+                self._ended(job, "skipped", result=result_from_files(record), cost_usd=record.cost,
+                            files=[Path(p) for p, _ in record.files], entry=record.entry,
+                            rejected=list(record.rejected))
                 return False
             log.warning("job %s: %s", job.id, "; ".join(problems))
             if not self.allow_double_payment:

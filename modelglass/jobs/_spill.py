@@ -21,10 +21,10 @@ from typing import Any
 from ..errors import InvalidRequest, StorageError
 from ..result import GeneratedImage, ImageResult
 from ._adopt import safe_name
-from ._journal import file_sha256
+from ._journal import file_sha256, rejected_entry
 
-__all__ = ["SavedImage", "keep_rejected", "rejected_name", "save_images", "save_rejected",
-           "spill"]
+__all__ = ["SavedImage", "keep_rejected", "rejected_entries", "rejected_name", "save_images",
+           "save_rejected", "spill"]
 
 _KEPT = tuple(f.name for f in dataclasses.fields(GeneratedImage)
               if f.name not in ("data", "metadata"))
@@ -116,15 +116,20 @@ def keep_rejected(out: Path | None, journal: Any, job_id: str, tries: int,
     """A try a check rejected (``tries``: the job's tries so far): its paid images saved under
     ``out`` and named in ``journal`` (either may be None) before the next try is sent, so a run
     that stops now loses none of them and its rerun counts the tries; the manifest entries."""
-    from ._journal import rejected_entry
-
     files = save_rejected(out, job_id, images) if out is not None else []
-    entries = [rejected_entry(img.sha256, img.seed, (img.metadata or {}).get("offer"),
-                              *((str(files[i][0]), files[i][1]) if i < len(files) else ()))
-               for i, img in enumerate(images)]
+    entries = rejected_entries(images, files)
     if journal is not None:
         journal.rejected(job_id, tries, entries)
     return entries
+
+
+def rejected_entries(images: list[Any], files: list[tuple[Path, str]]
+                     ) -> list[dict[str, Any]]:
+    """The manifest's record of the images a check rejected (one per image, its file when
+    saved)."""
+    return [rejected_entry(img.sha256, img.seed, (img.metadata or {}).get("offer"),
+                           *((str(files[i][0]), files[i][1]) if i < len(files) else ()))
+            for i, img in enumerate(images)]
 
 
 def _save(target: Path, img: GeneratedImage, job_id: str) -> tuple[Path, str]:
