@@ -2,9 +2,10 @@
 
 ``jobs.jsonl`` holds one request per line: the fields of :class:`~modelglass.ImageRequest`, plus
 an optional ``id``. Every bad line is reported with its line number before anything is sent.
-The output folder gets the images (``<id>-<i>.png``, provenance embedded) and ``manifest.jsonl``
-(one line per job, in input order: id, status, model, provider, cost, seed, sha256, files, fates,
-error). Run the same command again after a crash: done jobs are skipped, submitted ones resumed
+The output folder gets the images (``<id>-<i>.png``, provenance embedded; with ``--check``, the
+paid images of tries a check rejected as ``<id>-rejected-<sha>.png``) and ``manifest.jsonl`` (one
+line per job, in input order: id, status, model, provider, cost, seed, sha256, files, fates,
+error, and the checks and rejected images when checks ran). Run the same command again after a crash: done jobs are skipped, submitted ones resumed
 by their provider request id, and nothing is paid for twice (see ``docs/batch.md``).
 """
 
