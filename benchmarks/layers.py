@@ -47,11 +47,8 @@ LAYERS: dict[int, tuple[str, ...]] = {
 
 #: Imports from a lower layer into a higher one that are still allowed, each with its reason.
 ALLOWED_UPWARD: dict[tuple[str, str], str] = {
-    # A Ray worker runs in a fresh process and builds its own Client (layer 8) and LocalBackend
-    # with `import modelglass` inside _worker_client and LocalWorker. To remove: hand the worker
-    # a client factory from the client layer (a registry, as register_tool), or move the Ray
-    # worker above client.py. jobs/ was another helper's while this check was written.
-    ("modelglass.jobs._ray", "modelglass"): "a Ray worker builds a Client (to remove)",
+    # (empty: a Ray worker gets the driver's client class in its job spec, pickled by
+    # reference, instead of importing the package)
 }
 
 

@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from ._clock import parse_date
 from .catalog import Catalog, OfferView
@@ -437,6 +437,9 @@ class AsyncClient(_BaseClient):
     ...     async with mg.AsyncClient() as c:
     ...         return await asyncio.gather(*(c.generate(p, quality="thumbnail") for p in prompts))
     """
+
+    #: The blocking client with the same settings (what a Ray worker builds for this one's jobs).
+    sync_twin: ClassVar[type[Client]] = Client
 
     def __init__(self, **kw: Any) -> None:
         from .providers._transport import PerLoop

@@ -255,3 +255,15 @@ def test_a_jobs_estimate_and_retry_holds_settle_as_one():
     assert run([None]) == (0.3, 0, [])       # an unknown cost keeps both holds as spent
     assert run([]) == (0.0, 0, [])           # nothing charged: both released
     assert run([0.4])[0] == 0.4 and run([0.4])[2]  # more than both held: an overrun, recorded
+
+
+def test_a_batch_of_an_async_client_runs_on_ray_with_its_settings(sim, cluster, tmp_path):
+    """The worker builds the driver's client class from the job spec (no import of the package
+    in the Ray layer); an AsyncClient's jobs run on its blocking twin, with its settings."""
+    client = mg.AsyncClient(available=["fal"], max_retries=0)
+    reqs = [{"id": f"a{i}", "prompt": f"an async ray {i}", "model": "flux-schnell",
+             "provider": "fal", "seed": i} for i in range(2)]
+    sim.fail("fal", status=500, times=1)  # max_retries=0 on the worker: not retried
+    report = run_ray(Batch(client, reqs, concurrency=1, budget=1.0, limits={}))
+    assert report.engine["engine"] == "ray"
+    assert report.counts() == {"failed": 1, "done": 1}

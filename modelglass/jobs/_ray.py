@@ -103,9 +103,8 @@ def _trusted_origins() -> str:
 
 
 def _worker_client(spec: dict[str, Any], env: Mapping[str, str], local: Any = None) -> Any:
-    """This worker process's client for ``spec`` (built once, reused by later tasks)."""
-    import modelglass as mg
-
+    """This worker process's client for ``spec`` (built once, reused by later tasks): of the
+    driver's client class, which travels in ``spec`` (Ray pickles a class by reference)."""
     _apply_env(env)
     key = hashlib.sha256(repr((sorted(spec["settings"].items()), spec["available"],
                                spec["catalog_id"], sorted(env.items()))).encode()).hexdigest()
@@ -115,8 +114,8 @@ def _worker_client(spec: dict[str, Any], env: Mapping[str, str], local: Any = No
     ray = _ray()
     if isinstance(catalog, ray.ObjectRef):  # refs nested in an argument are not resolved
         catalog = ray.get(catalog)
-    client = mg.Client(catalog=catalog, available=spec["available"], local=local,
-                       **spec["settings"])
+    client = spec["client_class"](catalog=catalog, available=spec["available"], local=local,
+                                  **spec["settings"])
     if local is None:
         _CLIENTS[key] = client
     return client
@@ -201,9 +200,9 @@ class LocalWorker:
 
     def __init__(self, spec: dict[str, Any], env: Mapping[str, str],
                  local_settings: dict[str, Any]) -> None:
-        import modelglass as mg
+        from ..providers.local import LocalBackend
 
-        self.backend = mg.LocalBackend(**local_settings)
+        self.backend = LocalBackend(**local_settings)
         self.client = _worker_client(spec, env, local=self.backend)
         self.jobs = 0
 
@@ -247,9 +246,11 @@ def _spec(batch: Batch) -> dict[str, Any]:
     ray = _ray()
     settings = {k: getattr(client, k) for k in _SETTINGS if hasattr(client, k)}
     assumed = client.available
+    # the workers drive jobs with the blocking client: an AsyncClient names its sync twin
+    cls = getattr(type(client), "sync_twin", type(client))
     return {"catalog": ray.put(client.catalog), "catalog_id": id(client.catalog),
             "available": sorted(assumed) if assumed is not None else None,
-            "settings": settings}
+            "settings": settings, "client_class": cls}
 
 
 def _local_settings(client: Any) -> dict[str, Any] | None:
