@@ -335,13 +335,13 @@ class Batch(BatchRouting, JournalReconcile, RejectedImages):
                                     possibly_charged=True)
             return JobOutcome(job.id, job.index, job.request, "possibly_charged",
                               error=OutcomeUnknown(message, request_id=request_id),
-                              resumed=job.resume is not None)
+                              resumed=job.resume is not None, rejected=self._all_rejected(job))
         if self.journal is not None:
             record = self.journal.get(job.id)
             if job.resume is None and record is not None and not record.calls:
                 self.journal.reset(job.id)  # nothing went out: the next run sends it
         return JobOutcome(job.id, job.index, job.request, "cancelled",
-                          resumed=job.resume is not None)
+                          resumed=job.resume is not None, rejected=self._all_rejected(job))
 
     def release_hold(self, job: Job) -> None:
         """Give back a job's admission hold (it never ran)."""
