@@ -180,3 +180,46 @@ def test_a_rejected_try_that_cannot_be_kept_stops_the_retries(sim, tmp_path, mon
         (record,) = journal.jobs()
     assert record.state == "done" and [Path(p).name for p, _ in record.files] == ["a-0.png"]
     assert record.files_ok() == []
+
+
+def test_a_rerun_that_fetches_the_rejected_try_again_still_gets_its_retry(sim, tmp_path):
+    """The run stopped after a try was rejected and saved, before its retry went out: the rerun
+    fetches that try again by its request id (free), and it is the same try, so the retry
+    max_check_retries allows is still sent (once)."""
+    import sqlite3
+
+    import modelglass as mg
+    from modelglass.jobs._spill import rejected_name
+
+    sim.reset()
+    sim.text_accuracy("fal-ai/flux/schnell", 0.0)
+    out, journal = tmp_path / "out", tmp_path / "run.db"
+    job = {"id": "a", "prompt": 'a sign "OPEN LATE"', "model": "flux-schnell",
+           "provider": "fal", "seed": 3}
+    with mg.Client(available=["fal"], observed=False) as client:  # one try, checked, kept
+        (first,) = client.generate_many([job], out=out, journal=journal, check=["text"])
+    image = first.result.images[0]
+    assert len(sim.requests("fal", stage="submit")) == 1
+    # what a run stopped right after the rejected save leaves: the try downloaded and saved as
+    # rejected, its retry not sent, the job not done
+    db = sqlite3.connect(journal)
+    (rid,) = db.execute("SELECT request_id FROM calls WHERE job_id='a'").fetchone()
+    assert rid
+    rejected = out / rejected_name("a", image)
+    (out / "a-0.png").rename(rejected)
+    db.execute("UPDATE jobs SET state='downloaded', entry=NULL, cost=NULL WHERE id='a'")
+    db.execute("DELETE FROM files WHERE job_id='a'")
+    db.execute("INSERT INTO rejected (job_id, sha256, tries, seed, offer_key, path, file_sha256,"
+               " request_id) VALUES ('a', ?, 1, 3, 'flux-schnell@fal', ?, ?, ?)",
+               (image.sha256, str(rejected), file_sha256(rejected), rid))
+    db.commit()
+    db.close()
+    with mg.Client(available=["fal"], observed=False) as client:
+        (again,) = client.generate_many([job], out=out, journal=journal, check=["text"],
+                                        on_fail="retry", max_check_retries=1)
+    assert len(sim.requests("fal", stage="submit")) == 2  # the first try, and its one retry
+    assert again.ok and again.resumed
+    assert again.result.extra["checks"]["tries"] == 2
+    # both paid images on disk: one the job's, the other rejected
+    manifest = again.manifest()
+    assert len(manifest["files"]) + len(manifest.get("rejected", [])) == 2

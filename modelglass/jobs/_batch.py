@@ -197,6 +197,9 @@ class Batch(BatchRouting, JournalReconcile, RejectedImages):
         for index, (job_id, request) in enumerate(pairs):
             job = Job(job_id, index, request)
             record = records.get(job_id)
+            if record is not None:  # the tries an earlier run's checks rejected, kept
+                job.rejected_before, job.tries_before = list(record.rejected), record.rejected_tries
+                job.rejected_ids = set(record.rejected_ids)
             if record is not None and not self._from_journal(job, record):
                 continue
             if route and self.route_one(job) is not None:

@@ -64,6 +64,7 @@ def deliver(job: Job, run: Run, index: int) -> Generator[Step, Any, ImageResult]
         try:
             job.emit("rejected", tries[-1], strict=True,
                      images=tuple(_mark_rejected(tries[-1])), tries=len(tries),
+                     request_id=tries[-1].outputs[0].request_id if tries[-1].outputs else None,
                      message=f"try {len(tries)} failed its checks; {checking.on_fail} on {key}")
         except Exception as exc:  # noqa: BLE001 - not kept (disk full): pay for no more tries
             why = job.hooks.scrub(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__

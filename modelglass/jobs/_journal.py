@@ -106,6 +106,7 @@ class JournalJob:
     #: how many tries the job had made when the last of them was rejected.
     rejected: list[dict[str, Any]] = field(default_factory=list)
     rejected_tries: int = 0
+    rejected_ids: set[str] = field(default_factory=set)  # their tries' provider request ids
 
     def resumable_call(self) -> JournalCall | None:
         """The latest call that has a provider request id and no downloaded images yet."""
@@ -288,12 +289,14 @@ class Journal:
         for job_id, path, sha in files:
             if job_id in out:
                 out[job_id].files.append((path, sha))
-        for job_id, sha, tries, seed, offer, path, file_sha in self._read(
-                "SELECT job_id, sha256, tries, seed, offer_key, path, file_sha256 FROM rejected "
-                "ORDER BY rowid"):
+        for job_id, sha, tries, seed, offer, path, file_sha, rid in self._read(
+                "SELECT job_id, sha256, tries, seed, offer_key, path, file_sha256, request_id "
+                "FROM rejected ORDER BY rowid"):
             if job_id in out:
                 out[job_id].rejected.append(rejected_entry(sha, seed, offer, path, file_sha))
                 out[job_id].rejected_tries = max(out[job_id].rejected_tries, tries)
+                if rid:
+                    out[job_id].rejected_ids.add(rid)
         return list(out.values())
 
     def get(self, job_id: str) -> JournalJob | None:
@@ -301,14 +304,15 @@ class Journal:
         return next((j for j in self.jobs() if j.id == job_id), None)
 
     # -- transitions ------------------------------------------------------------------------------
-    def rejected(self, job_id: str, tries: int, entries: Iterable[dict[str, Any]]) -> None:
+    def rejected(self, job_id: str, tries: int, entries: Iterable[dict[str, Any]], *,
+                 request_id: str | None = None) -> None:
         """The paid images of a try a check rejected (:func:`rejected_entry` each: saved or
         not), and the job's tries so far: a rerun neither loses them nor retries past
         ``max_check_retries``. Committed before the next try is sent."""
         self._write([("INSERT OR REPLACE INTO rejected (job_id, sha256, tries, seed, offer_key, "
-                      "path, file_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      "path, file_sha256, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                       (job_id, e["sha256"], tries, e.get("seed"), e.get("offer"), e.get("file"),
-                       e.get("file_sha256"))) for e in entries])
+                       e.get("file_sha256"), request_id)) for e in entries])
 
     def unreject(self, job_id: str, sha256s: Iterable[str]) -> None:
         """Images recorded as rejected that the job returned in the end (no later try did

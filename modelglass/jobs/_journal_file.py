@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS rejected (
     offer_key TEXT,
     path TEXT,
     file_sha256 TEXT,
+    request_id TEXT,
     PRIMARY KEY (job_id, sha256)
 );
 """
@@ -61,7 +62,8 @@ CREATE TABLE IF NOT EXISTS rejected (
 #: Columns added after the first release, by table: a journal written by an older version gets
 #: them on open (``ALTER TABLE … ADD COLUMN``). Later features add theirs here; queries name
 #: their columns, so a journal with columns this version does not know still works.
-COLUMNS: dict[str, dict[str, str]] = {"jobs": {}, "calls": {}, "files": {}}
+COLUMNS: dict[str, dict[str, str]] = {"jobs": {}, "calls": {}, "files": {},
+                                      "rejected": {"request_id": "TEXT"}}
 
 
 def migrate(db: sqlite3.Connection) -> None:

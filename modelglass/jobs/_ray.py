@@ -233,7 +233,8 @@ class JournalRelay:
         if event.state == "rejected":  # saved on the driver's node before the retry is sent
             from ._spill import keep_rejected
 
-            keep_rejected(self.out, self.journal, event.job_id, event.tries, list(event.images))
+            keep_rejected(self.out, self.journal, event.job_id, event.tries, list(event.images),
+                          event.request_id)
         self.journal.record(event)
 
     def close(self) -> None:

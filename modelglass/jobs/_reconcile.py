@@ -77,7 +77,6 @@ class JournalReconcile:
         """Whether ``job`` still has to run, given what the journal says; sets ``job.resume``."""
         assert self.journal is not None
         state = record.state
-        job.rejected_before, job.tries_before = list(record.rejected), record.rejected_tries
         if state == "done":
             problems = record.files_ok()
             if not problems:

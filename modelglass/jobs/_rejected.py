@@ -38,8 +38,11 @@ class RejectedImages:
         options = self.check_options
         if job.tries_before and options.get("on_fail", "keep") != "keep":
             # the earlier run's try number tries_before was rejected: this run's first try is
-            # the one after it (resumed by its request id, or sent now)
-            left = int(options.get("max_check_retries", 1)) - job.tries_before
+            # the one after it (resumed by its request id, or sent now), unless it fetches that
+            # rejected try again (the run stopped before the next went out)
+            made = job.tries_before - (job.resume is not None
+                                       and job.resume.request_id in job.rejected_ids)
+            left = int(options.get("max_check_retries", 1)) - made
             options = {**options, "max_check_retries": max(0, left)}
         return options
 
@@ -47,7 +50,7 @@ class RejectedImages:
         """A try a check rejected: its paid images saved under ``out`` and named in the journal
         before the next try is sent (a run that stops now loses none of them)."""
         entries = keep_rejected(self.out, self.journal, event.job_id, event.tries,
-                                list(event.images))
+                                list(event.images), event.request_id)
         with self._lock:
             self._rejected.setdefault(event.job_id, []).extend(entries)
 

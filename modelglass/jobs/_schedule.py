@@ -135,6 +135,7 @@ class Job:
     #: the tries it made, so a rerun retries only what ``max_check_retries`` has left.
     rejected_before: list[dict[str, Any]] = field(default_factory=list)
     tries_before: int = 0
+    rejected_ids: set[str] = field(default_factory=set)  # request ids of those tries
 
 
 def job_ids(requests: Requests) -> list[tuple[str, ImageRequest]]:

@@ -112,14 +112,16 @@ def save_rejected(out: Path, job_id: str, images: list[GeneratedImage]) -> list[
 
 
 def keep_rejected(out: Path | None, journal: Any, job_id: str, tries: int,
-                  images: list[GeneratedImage]) -> list[dict[str, Any]]:
+                  images: list[GeneratedImage], request_id: str | None = None
+                  ) -> list[dict[str, Any]]:
     """A try a check rejected (``tries``: the job's tries so far): its paid images saved under
     ``out`` and named in ``journal`` (either may be None) before the next try is sent, so a run
-    that stops now loses none of them and its rerun counts the tries; the manifest entries."""
+    that stops now loses none of them and its rerun counts the tries (``request_id``: the
+    try's provider request, which a rerun may fetch again); the manifest entries."""
     files = save_rejected(out, job_id, images) if out is not None else []
     entries = rejected_entries(images, files)
     if journal is not None:
-        journal.rejected(job_id, tries, entries)
+        journal.rejected(job_id, tries, entries, request_id=request_id)
     return entries
 
 
