@@ -58,20 +58,21 @@ class RejectedImages:
         """A try saved as rejected when its retry went out, and returned in the end (no try
         did better): saved as the job's image now, so its rejected copy goes."""
         returned = {img.sha256 for img in result.images}
-        copies = [self.out / rejected_name(job.id, img) for img in result.images] \
-            if self.out is not None and self.check_options else []
-        copies = [c for c in copies if c.exists()]  # saved by a Ray worker's relay, say
+        # a rejected image's file is named by its bytes, whoever saved it (this process, or a
+        # Ray worker's relay): the disk says which returned images have a rejected copy
+        copies = [c for c in (self.out / rejected_name(job.id, img) for img in result.images)
+                  if c.exists()] if self.out is not None and self.check_options else []
         with self._lock:
             kept = self._rejected.get(job.id, [])
-            dropped = [e for e in [*kept, *job.rejected_before] if e["sha256"] in returned]
-            if not dropped and not copies:
+            if not copies and not any(e["sha256"] in returned
+                                      for e in [*kept, *job.rejected_before]):
                 return
             self._rejected[job.id] = [e for e in kept if e["sha256"] not in returned]
         job.rejected_before = [e for e in job.rejected_before if e["sha256"] not in returned]
         if self.journal is not None:
             self.journal.unreject(job.id, returned)
-        for path in {*copies, *(Path(e["file"]) for e in dropped if e.get("file"))}:
-            path.unlink(missing_ok=True)
+        for path in copies:
+            path.unlink()
 
     def _all_rejected(self, job: Job, now: list[dict[str, Any]] | None = None
                       ) -> list[dict[str, Any]]:
