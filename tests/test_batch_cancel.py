@@ -269,3 +269,32 @@ def test_ctrl_c_lets_an_openai_call_under_way_finish_and_keeps_its_image(
     assert budget.spent == pytest.approx(report[0].cost_usd)
     with Journal(journal) as j:
         assert j.get("oa").state == "done" and j.get("later").state == "pending"  # type: ignore[union-attr]
+
+
+def test_ctrl_c_while_a_check_retry_is_out_keeps_the_rejected_try_on_disk(
+        sim: Simulator, tmp_path: Path) -> None:
+    """The first try was paid for and failed its text check; its retry is out when Ctrl-C
+    comes: the retry is cancelled (named as possibly charged), the first try's image stays on
+    disk, named in the outcome's manifest line, and a rerun sends nothing more."""
+    from modelglass.jobs._journal import file_sha256
+
+    sim.text_accuracy("fal-ai/flux/schnell", 0.0)
+    sim.service_time("fal", 1.0)
+    job = {"id": "sign", "prompt": 'a shop sign that says "OPEN LATE"', "seed": 3,
+           "model": "flux-schnell", "quality": "draft", "provider": "fal"}
+    options: dict[str, Any] = {"out": tmp_path / "out", "journal": tmp_path / "run.db",
+                               "check": ["text"], "on_fail": "retry", "max_check_retries": 1}
+    _sigint_after_submits(sim, 2)  # the retry
+    with make_client(available=["fal"]) as client, pytest.raises(KeyboardInterrupt) as info:
+        client.generate_many([job], concurrency=1, **options)
+    (outcome,) = info.value.report  # type: ignore[attr-defined]
+    assert outcome.status == "possibly_charged"
+    assert len(sim.requests("fal", stage="submit")) == 2
+    assert len(sim.requests("fal", stage="cancel")) == 1
+    (rejected,) = outcome.manifest()["rejected"]
+    assert file_sha256(rejected["file"]) == rejected["file_sha256"]
+    sim.service_time("fal", 0)
+    with make_client(available=["fal"]) as client:
+        (again,) = client.generate_many([job], concurrency=1, **options)
+    assert len(sim.requests("fal", stage="submit")) == 2  # nothing bought again
+    assert again.status == "possibly_charged" and again.manifest()["rejected"] == [rejected]
