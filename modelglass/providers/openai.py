@@ -78,6 +78,7 @@ _FORBIDDEN = {
 }
 _CONTENT_CODES = ("moderation_blocked", "content_policy_violation")
 _DATE_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+_SIZE = re.compile(r"\d+x\d+")
 
 
 def cost_from_usage(model: str, usage: Any, price: Price | None = None) -> float | None:
@@ -222,38 +223,48 @@ class OpenAIProvider(Provider):
         """:meth:`_output`, where a 200 reply that cannot be used is a generation OpenAI ran
         (and billed): :class:`OutcomeUnknown` (possibly charged), never a plain failure that
         would release the budget and invite a second, billed try."""
+        body, request_id = _reply(response)
+        what = f"images.generate ({call.payload.get('model', call.offer.endpoint)})"
         try:
-            return self._output(response, call, deadline)
+            if isinstance(body, json.JSONDecodeError):
+                raise body
+            return self._output(body, request_id, call, deadline)
         except (EmptyResult, ContentRejected):
             raise
-        except ProviderError as exc:
+        except json.JSONDecodeError as exc:
             err: ModelglassError = self._unknown(
-                f"images.generate ({call.offer.endpoint})", f"its 200 reply was unusable: {exc}",
-                request_id=getattr(response, "_request_id", None), stage="reply")
+                what, f"its 200 reply is malformed JSON ({exc.msg} at char {exc.pos})",
+                request_id=request_id, stage="reply")
+        except ProviderError as exc:
+            err = self._unknown(what, f"its 200 reply was unusable: {exc}",
+                                request_id=request_id, stage="reply")
         raise detach(err)
 
-    def _output(self, response: Any, call: ProviderCall, deadline: Deadline) -> ProviderOutput:
+    def _output(self, body: Any, request_id: str | None, call: ProviderCall,
+                deadline: Deadline) -> ProviderOutput:
+        """The images, cost and record of one 200 reply, ``body`` its parsed JSON (a str when
+        the reply was not JSON)."""
         model = str(call.payload.get("model", call.offer.endpoint))
         what = f"images.generate ({model})"
-        if isinstance(response, str) or not hasattr(response, "data"):
-            # openai returns the raw text when a 200 reply is not JSON (gateway pages, proxies).
-            raise self._wrong_shape(what, "the reply is not JSON", response)
-        data = response.data
-        if data is None:
-            raise self._wrong_shape(what, "the reply has no 'data' list", _dump(response))
+        if not isinstance(body, Mapping):
+            # a gateway page or proxy text where the JSON reply should be
+            raise self._wrong_shape(what, "the reply is not JSON", body)
+        data = body.get("data")
+        if not isinstance(data, list):
+            raise self._wrong_shape(what, "the reply has no 'data' list", _slim(body))
         if not data:
             raise EmptyResult(f"OpenAI answered {what} without images. Retry, or pick another "
                               f"model.", provider=self.name)
-        fmt = getattr(response, "output_format", None) or call.payload.get("output_format") or "png"
+        fmt = body.get("output_format") or call.payload.get("output_format") or "png"
         mime = mime_for_format(str(fmt)) or "image/png"
         width = height = None
-        size = getattr(response, "size", None) or call.payload.get("size")
-        if isinstance(size, str) and re.fullmatch(r"\d+x\d+", size):
+        size = body.get("size") or call.payload.get("size")
+        if isinstance(size, str) and _SIZE.fullmatch(size):
             width, height = (int(p) for p in size.split("x"))
         images: list[RawImage] = []
         for i, item in enumerate(data):
-            b64 = getattr(item, "b64_json", None)
-            url = getattr(item, "url", None)
+            b64 = item.get("b64_json") if isinstance(item, Mapping) else None
+            url = item.get("url") if isinstance(item, Mapping) else None
             if isinstance(b64, str) and b64:
                 try:
                     images.append(RawImage(data=decode_b64(b64), mime=mime, width=width,
@@ -261,19 +272,20 @@ class OpenAIProvider(Provider):
                 except ValueError as exc:
                     raise self._wrong_shape(what, f"data[{i}].b64_json: {exc}", None) from None
             elif isinstance(url, str) and url:
-                data, url_out, uri_mime = image_ref(url, provider=self.name, what=what,
-                                                    where=f"data[{i}].url")
-                images.append(RawImage(data=data, url=url_out, mime=uri_mime or mime,
+                data_, url_out, uri_mime = image_ref(url, provider=self.name, what=what,
+                                                     where=f"data[{i}].url")
+                images.append(RawImage(data=data_, url=url_out, mime=uri_mime or mime,
                                        width=width, height=height))
             else:
                 raise self._wrong_shape(what, f"data[{i}] has neither b64_json nor url",
-                                        _dump(response))
-        usage = getattr(response, "usage", None)
+                                        _slim(body))
+        usage = body.get("usage")
         if (problem := check_usage(usage)) is not None:
             raise self._wrong_shape(what, problem, None)
-        reply = _dump(response, exclude={"data"})  # not a copy of every image's base64
-        return ProviderOutput(images=images, cost_usd=cost_from_usage(model, usage, call.offer.offer.price),
-                              request_id=getattr(response, "_request_id", None), raw=reply,
+        reply = _slim(body, drop="data")  # not a copy of every image's base64
+        return ProviderOutput(images=images,
+                              cost_usd=cost_from_usage(model, usage, call.offer.offer.price),
+                              request_id=request_id, raw=reply,
                               timings={"total_s": round(deadline.elapsed(), 4)},
                               extra={"usage": reply.get("usage")})
 
@@ -376,8 +388,11 @@ class _Images:
         self.client = client
 
     def generate(self, payload: Mapping[str, Any], timeout: float) -> Any:
-        return self.client.images.generate(**_call_kwargs(self.client.images.generate, payload),
-                                           timeout=timeout)
+        # The raw reply: the same request, retries and typed errors as ``images.generate``,
+        # without building its pydantic model; :func:`_reply` reads the JSON once.
+        raw = self.client.images.with_raw_response
+        return raw.generate(**_call_kwargs(self.client.images.generate, payload),
+                            timeout=timeout)
 
 
 def _check_aiohttp() -> None:
@@ -421,9 +436,30 @@ def _call_kwargs(fn: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def _dump(response: Any, exclude: set[str] | None = None) -> dict[str, Any]:
+def _reply(response: Any) -> tuple[Any, str | None]:
+    """(parsed JSON body, request id) of a raw ``images.generate`` reply, read as the client
+    would: JSON when it parses (whatever the content type says), else its text, except that
+    a body that says it is JSON and is not comes back as the :class:`json.JSONDecodeError`.
+    Anything else (a test's stand-in) is taken as the body itself."""
+    http = getattr(response, "http_response", None)
+    if http is None:
+        return response, getattr(response, "_request_id", None)
+    request_id = http.headers.get("x-request-id")
     try:
-        dumped = response.model_dump(exclude_none=True, exclude=exclude)
-        return dumped if isinstance(dumped, dict) else {}
-    except Exception:  # noqa: BLE001 - best effort for messages
-        return {}
+        return json.loads(http.content), request_id
+    except ValueError as exc:
+        content_type = http.headers.get("content-type", "*").split(";")[0].strip()
+        if content_type.endswith("json") and isinstance(exc, json.JSONDecodeError):
+            return exc, request_id
+        return http.text, request_id
+
+
+def _slim(body: Mapping[str, Any], drop: str | None = None) -> dict[str, Any]:
+    """``body`` without None values (at any depth) and without the key ``drop``."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {k: clean(x) for k, x in v.items() if x is not None}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+    return {k: clean(v) for k, v in body.items() if v is not None and k != drop}
