@@ -16,8 +16,6 @@ Cost: from the reply's ``usage`` at the offer's catalog token prices (``kind: pe
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
 import math
 import re
@@ -390,9 +388,8 @@ class _Images:
     def generate(self, payload: Mapping[str, Any], timeout: float) -> Any:
         # The raw reply: the same request, retries and typed errors as ``images.generate``,
         # without building its pydantic model; :func:`_reply` reads the JSON once.
-        raw = self.client.images.with_raw_response
-        return raw.generate(**_call_kwargs(self.client.images.generate, payload),
-                            timeout=timeout)
+        return self.client.images.with_raw_response.generate(**_call_kwargs(payload),
+                                                             timeout=timeout)
 
 
 def _check_aiohttp() -> None:
@@ -417,20 +414,17 @@ def _refuse_retired(offer: OfferView) -> None:
                              field="model")
 
 
-@functools.lru_cache(maxsize=8)
-def _params_of(fn: Any) -> frozenset[str]:
-    return frozenset(inspect.signature(fn).parameters)
+def _call_kwargs(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """``prompt`` (the one argument the client's signature requires) as a keyword, every other
+    field as ``extra_body``, verbatim.
 
-
-def _call_kwargs(fn: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """Payload fields the client method names as parameters go as kwargs; any other field
-    (a newer API option) goes through ``extra_body`` unchanged."""
-    try:
-        known = _params_of(getattr(fn, "__func__", fn))
-    except (TypeError, ValueError):  # pragma: no cover
-        known = frozenset()
-    kwargs = {k: v for k, v in payload.items() if k in known}
-    extra = {k: v for k, v in payload.items() if k not in known}
+    The payload is already the API's JSON, planned against its published schema under the
+    API's own field names; ``extra_body`` merges it into the request body unchanged. As keywords
+    the client would first run each field through its type-driven transform, which renames and
+    reformats nothing for these fields (no aliases, no dates, no files) and cost ~0.1 ms of CPU
+    per call (``benchmarks/batch_cpu.py``)."""
+    kwargs: dict[str, Any] = {"prompt": payload.get("prompt")}
+    extra = {k: v for k, v in payload.items() if k != "prompt"}
     if extra:
         kwargs["extra_body"] = extra
     return kwargs

@@ -58,7 +58,7 @@ from ._latency import LatencySource, offer_latency
 from ._learning import learned_ranking, request_check
 from ._policy import Policy
 from ._rank import _Context, _order, rank
-from ._reasons import _budget_text, _latency_limit, _lifecycle_reason, _pin_reason
+from ._reasons import _budget_text, _latency_limit, _lifecycle_reason
 from ._signals import Signals, prompt_signals
 
 if TYPE_CHECKING:
@@ -330,8 +330,11 @@ def _ask_each(idx: _Index, request: ImageRequest, today: dt.date,
               available: Callable[[OfferView], Availability]) -> dict[int, str]:
     """Ask the callable about every offer that survives pins and lifecycle; keep the refusals."""
     out: dict[int, str] = {}
+    model, provider = request.model, request.provider
     for i, f in enumerate(idx.facts):
-        if _pin_reason(f, request) or _lifecycle_reason(f, today):
+        if (model is not None and f.model_id != model) \
+                or (provider is not None and f.provider != provider) \
+                or _lifecycle_reason(f, today):  # pinned out (_pin_reason, unworded) or retired
             continue
         a = available(idx.views[i])
         if not a.ok:
