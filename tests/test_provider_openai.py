@@ -271,6 +271,36 @@ def test_a_200_html_page_is_a_non_retryable_wrong_reply(sim: Simulator, mode: st
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_a_json_reply_labelled_as_text_is_read_as_the_client_reads_it(sim: Simulator,
+                                                                      mode: str) -> None:
+    # openai parses a 200 body as JSON whatever its Content-Type says; so does the raw read.
+    b64 = base64.b64encode(render_image("x", 1, 64, 64, "png")).decode()
+    sim.fail("openai", kind="wrong_shape", headers={"Content-Type": "text/plain"},
+             body={"created": 1, "size": "64x64", "data": [{"b64_json": b64}]})
+    out = run(OpenAIProvider(), call_for(), mode)
+    assert len(out.images) == 1 and (out.images[0].width, out.images[0].height) == (64, 64)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_reply_record_keeps_usage_and_request_id_but_no_image_data(sim: Simulator,
+                                                                       mode: str) -> None:
+    b64 = base64.b64encode(render_image("x", 1, 64, 64, "png")).decode()
+    usage = {"input_tokens": 10, "output_tokens": 272, "total_tokens": 282,
+             "input_tokens_details": {"text_tokens": 10, "image_tokens": 0,
+                                      "cached_tokens": None}}
+    sim.fail("openai", kind="wrong_shape", headers={"x-request-id": "req_abc"},
+             body={"created": 1, "background": None, "data": [{"b64_json": b64}],
+                   "usage": usage})
+    out = run(OpenAIProvider(), call_for(), mode)
+    assert out.request_id == "req_abc"
+    # no copy of the image's base64, and no nulls (at any depth)
+    assert out.raw == {"created": 1, "usage": {**usage, "input_tokens_details": {
+        "text_tokens": 10, "image_tokens": 0}}}
+    assert out.extra["usage"] == out.raw["usage"]
+    assert out.cost_usd is not None and out.cost_usd > 0
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_malformed_json_is_a_non_retryable_provider_error(sim: Simulator, mode: str) -> None:
     sim.fail("openai", kind="malformed")
     with pytest.raises(ProviderError, match="malformed JSON") as ei:
