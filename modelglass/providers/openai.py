@@ -6,6 +6,11 @@ The gpt-image line only: ``model``, ``prompt``, ``n``, ``size``, ``quality`` (th
 is never sent (gpt-image models always answer base64 and reject it). Retired models (dall-e-2,
 dall-e-3, gpt-image-1) are refused before anything is sent, naming the replacement.
 
+On the wire: ``images.with_raw_response.generate`` (the client's own request, retries and
+typed errors), ``prompt`` as its keyword and the rest of the planned payload, already the API's
+JSON, as ``extra_body`` verbatim; the reply's JSON is read once, as the client reads it
+(:func:`_reply`), with no response model built.
+
 Retries and timeouts: the client is built with ``max_retries=0`` (its default is 2, honouring
 Retry-After only up to 120 s) so that modelglass alone decides; each call gets ``timeout=`` the
 job's remaining time (the client's default is 600 s).
