@@ -17,7 +17,6 @@ Three signals, each a plain reading of the text, never a model call:
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -123,11 +122,6 @@ def prompt_signals(prompt: str, negative_prompt: str | None = None) -> Signals:
     >>> prompt_signals("don't forget the cat's toy").quoted_text
     ()
     """
-    return _read(prompt, bool(negative_prompt and negative_prompt.strip()))
-
-
-@functools.lru_cache(maxsize=256)  # a batch routes the same prompt many times; Signals is frozen
-def _read(prompt: str, negative_prompt: bool) -> Signals:
     # Cheap pre-checks keep the common prompt (no quotes, no numbers) off the slower regexes.
     quoted: tuple[str, ...] = ()
     if _QUOTE_HINT.search(prompt):
@@ -141,4 +135,4 @@ def _read(prompt: str, negative_prompt: bool) -> Signals:
             counts.append(m.group(0))
     spatial = tuple(dict.fromkeys(m.group(1).lower() for m in _SPATIAL.finditer(prompt)))
     return Signals(quoted_text=quoted, counts=tuple(counts), spatial=spatial,
-                   negative_prompt=negative_prompt)
+                   negative_prompt=bool(negative_prompt and negative_prompt.strip()))
