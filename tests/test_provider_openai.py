@@ -309,6 +309,16 @@ def test_malformed_json_is_a_non_retryable_provider_error(sim: Simulator, mode: 
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_a_json_reply_that_is_not_text_is_malformed_json_and_possibly_charged(sim: Simulator,
+                                                                              mode: str) -> None:
+    # labelled JSON, but bytes no Unicode encoding reads: the generation ran, its answer is lost
+    sim.fail("openai", kind="wrong_shape", body=b'{"data": [{"b64_json": "\xff\xfe\xfd"}]}')
+    with pytest.raises(OutcomeUnknown, match="malformed JSON") as ei:
+        run(OpenAIProvider(), call_for(), mode)
+    assert ei.value.possibly_charged and not ei.value.retryable and len(wire(sim)) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("body,match", [({"data": [{"foo": 1}]}, "neither b64_json nor url"),
                                         ({"created": 1}, "no 'data' list"),
                                         ({"created": 1, "data": [{"b64_json": "@@not base64@@"}]},

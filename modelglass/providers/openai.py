@@ -9,7 +9,7 @@ dall-e-3, gpt-image-1) are refused before anything is sent, naming the replaceme
 On the wire: ``images.with_raw_response.generate`` (the client's own request, retries and
 typed errors), ``prompt`` as its keyword and the rest of the planned payload, already the API's
 JSON, as ``extra_body`` verbatim; the reply's JSON is read once, as the client reads it
-(:func:`_reply`), with no response model built.
+(:func:`_body`), with no response model built.
 
 Retries and timeouts: the client is built with ``max_retries=0`` (its default is 2, honouring
 Retry-After only up to 120 s) so that modelglass alone decides; each call gets ``timeout=`` the
@@ -226,12 +226,11 @@ class OpenAIProvider(Provider):
         """:meth:`_output`, where a 200 reply that cannot be used is a generation OpenAI ran
         (and billed): :class:`OutcomeUnknown` (possibly charged), never a plain failure that
         would release the budget and invite a second, billed try."""
-        body, request_id = _reply(response)
+        http = response.http_response  # the raw reply (``_Images.generate``)
+        request_id = http.headers.get("x-request-id")
         what = f"images.generate ({call.payload.get('model', call.offer.endpoint)})"
         try:
-            if isinstance(body, json.JSONDecodeError):
-                raise body
-            return self._output(body, request_id, call, deadline)
+            return self._output(_body(http), request_id, call, deadline)
         except (EmptyResult, ContentRejected):
             raise
         except json.JSONDecodeError as exc:
@@ -351,9 +350,6 @@ class OpenAIProvider(Provider):
                 detail = None  # an HTML / text body: http_error summarises it
             return self._http(status, headers=headers, body=body, what=what + rid,
                               detail=detail, retryable=retryable)
-        if isinstance(exc, json.JSONDecodeError):
-            return self._unknown(what, f"its 200 reply is malformed JSON ({exc.msg} "
-                                 f"at char {exc.pos})", stage="reply")
         if isinstance(exc, openai.OpenAIError):
             return ProviderUnavailable(f"OpenAI client error: {scrub(str(exc), secrets)}. "
                                        f"Check OPENAI_API_KEY.", provider=self.name)
@@ -392,7 +388,7 @@ class _Images:
 
     def generate(self, payload: Mapping[str, Any], timeout: float) -> Any:
         # The raw reply: the same request, retries and typed errors as ``images.generate``,
-        # without building its pydantic model; :func:`_reply` reads the JSON once.
+        # without building its pydantic model; :func:`_body` reads the JSON once.
         return self.client.images.with_raw_response.generate(**_call_kwargs(payload),
                                                              timeout=timeout)
 
@@ -435,22 +431,18 @@ def _call_kwargs(payload: Mapping[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def _reply(response: Any) -> tuple[Any, str | None]:
-    """(parsed JSON body, request id) of a raw ``images.generate`` reply, read as the client
-    would: JSON when it parses (whatever the content type says), else its text, except that
-    a body that says it is JSON and is not comes back as the :class:`json.JSONDecodeError`.
-    Anything else (a test's stand-in) is taken as the body itself."""
-    http = getattr(response, "http_response", None)
-    if http is None:
-        return response, getattr(response, "_request_id", None)
-    request_id = http.headers.get("x-request-id")
+def _body(http: Any) -> Any:
+    """A 200 reply's body read as the openai client reads it: its JSON when it parses, whatever
+    the content type says, else its text; a body labelled JSON that does not parse raises
+    :class:`json.JSONDecodeError`."""
     try:
-        return json.loads(http.content), request_id
-    except ValueError as exc:
-        content_type = http.headers.get("content-type", "*").split(";")[0].strip()
-        if content_type.endswith("json") and isinstance(exc, json.JSONDecodeError):
-            return exc, request_id
-        return http.text, request_id
+        return json.loads(http.content)
+    except ValueError as exc:  # bad JSON, or bytes that are no Unicode text
+        if not http.headers.get("content-type", "*").split(";")[0].strip().endswith("json"):
+            return http.text
+        if isinstance(exc, json.JSONDecodeError):
+            raise
+        raise json.JSONDecodeError(str(exc), "", 0) from None
 
 
 def _slim(body: Mapping[str, Any], drop: str | None = None) -> dict[str, Any]:
