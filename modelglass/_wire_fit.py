@@ -102,9 +102,8 @@ def check_payload(payload: dict[str, Any], schema: InputSchema, offer: OfferView
 
 
 def schema_of(offer: OfferView) -> InputSchema | None:
-    """The stored input schema of a hosted offer's endpoint (None: local, or none stored)."""
-    if offer.provider == "local":
-        return None
+    """The stored input schema of an offer's endpoint; None when none is stored (an offer run
+    in-process, such as a local diffusers pipeline, has none)."""
     return input_schema(offer.provider, offer.endpoint)
 
 

@@ -336,17 +336,19 @@ def _drive(ray: Any, batch: Batch, *, task_cpus: float, local_workers: int | Non
             str(batch.out) if batch.out is not None else None)
     workers: list[Any] = []
     local = _local_settings(batch.client)
-    if local is not None and any(j.provider == "local" for j in jobs):
+    # the provider the client's in-process backend serves: its jobs go to the GPU actors
+    on_gpu = batch.client.local.name if local is not None else None
+    if on_gpu is not None and any(j.provider == on_gpu for j in jobs):
         count = local_workers if local_workers is not None else int(
             ray.cluster_resources().get("GPU", 0))
         if count < 1:
             raise ProviderUnavailable("local jobs on Ray need a GPU per LocalWorker, and the "
                                       "cluster has none: add GPU nodes, or pass local_workers=N "
                                       "with local_worker_gpus=0 to run them on CPUs.",
-                                      provider="local")
+                                      provider=on_gpu)
         actor = ray.remote(num_gpus=local_worker_gpus, num_cpus=1)(LocalWorker)
         workers = [actor.remote(spec, env, local) for _ in range(count)]
-        batch.limits = {**batch.limits, "local": _min_in_flight(batch, "local", count)}
+        batch.limits = {**batch.limits, on_gpu: _min_in_flight(batch, on_gpu, count)}
     task = ray.remote(num_cpus=task_cpus, max_retries=0)(_task)
     sched = batch.scheduler(jobs)  # routed up front: the feed has nothing left to route
     loop = schedule(batch, Feed(batch, [], sched, ahead=0), sched)
@@ -364,7 +366,7 @@ def _drive(ray: Any, batch: Batch, *, task_cpus: float, local_workers: int | Non
                                           estimate=job.estimate)
                 extra = retry_holds[job.id] = _retry_hold(batch, job)
                 payload = _payload(job, batch.check_options_for(job), extra)
-                if job.provider == "local" and workers:
+                if job.provider == on_gpu and workers:
                     ref = workers[turn % len(workers)].run.remote(payload, relay)
                     turn += 1
                 else:

@@ -258,4 +258,3 @@ def result_from_files(record: JournalJob) -> ImageResult | None:
                          extra={"from_journal": True, "job_id": record.id},
                          checks=[CheckResult.from_dict(c) for c in entry.get("checks", [])])
     return spill(result, [Path(p) for p, _ in record.files])
-
