@@ -36,7 +36,9 @@ from modelglass.providers.base import ProviderOutput
 from modelglass.providers.openai import TOKEN_PRICES, OpenAIProvider, cost_from_usage
 from modelglass.testing import Simulator, is_simulated, render_image
 
-MODES = ["sync", "async"]
+#: "async" runs on the lean transport (providers/_http11.py, the default), "async-httpcore" on
+#: the client's own (lean_http=False): every wire test holds on both.
+MODES = ["sync", "async", "async-httpcore"]
 CAT = mg.Catalog.default()
 SIM_KEY = "sim-openai-key"
 RETIRED = ["dall-e-2", "dall-e-3", "gpt-image-1"]
@@ -63,6 +65,8 @@ def run(p: OpenAIProvider, call: ProviderCall, mode: str, timeout_s: float = 5.0
             return p.generate(call, timeout_s=timeout_s)
         finally:
             p.close()
+    if mode == "async-httpcore":
+        p.lean_http = False
 
     async def go() -> ProviderOutput:
         try:
@@ -100,7 +104,7 @@ def test_gpt_image_2_sends_every_field_and_decodes_base64_images(sim: Simulator,
                         "background": "transparent"}
     assert req.json == call.payload
     assert req.header("authorization") == f"Bearer {SIM_KEY}"
-    assert req.header("x-stainless-async", "").startswith("async" if mode == "async" else "false")
+    assert req.header("x-stainless-async", "").startswith("async" if mode.startswith("async") else "false")
 
     assert len(out.images) == 2
     for img in out.images:
@@ -427,6 +431,23 @@ def test_opt_in_aiohttp_transport_generates_and_maps_errors(sim: Simulator) -> N
 
 def test_aiohttp_is_off_by_default() -> None:
     assert OpenAIProvider().aiohttp is False
+
+
+def _async_transport(p: OpenAIProvider) -> Any:
+    async def go() -> Any:
+        try:
+            return p.awire().client._client._transport
+        finally:
+            await p.aclose()
+    return asyncio.run(go())
+
+
+def test_the_async_client_runs_on_the_lean_transport_unless_told_or_proxied(
+        sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert type(_async_transport(OpenAIProvider())).__name__ == "LeanTransport"
+    assert type(_async_transport(OpenAIProvider(lean_http=False))).__name__ != "LeanTransport"
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert type(_async_transport(OpenAIProvider())).__name__ != "LeanTransport"
 
 
 # -- issue 8, item 4: a poisoned usage never becomes a cost ------------------------------------------

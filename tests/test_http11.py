@@ -1,0 +1,293 @@
+"""The lean HTTP/1.1 transport under the official clients' async client (providers/_http11.py),
+against small servers on 127.0.0.1 that misbehave on purpose: connections reused and dropped
+at checkout, failures before and after the request left (``never_sent``), timeouts, cut and
+hostile replies, cancellation, and the pool's limits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Self
+
+import httpx
+import pytest
+
+from modelglass.providers import _http11
+from modelglass.providers._errors import never_sent
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
+
+
+def ok(body: bytes = b"hello", extra: bytes = b"") -> bytes:
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\n" + extra + b"\r\n" + body)
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes | None:
+    """One request's head and body (Content-Length), or None when the client closed."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head + (await reader.readexactly(length) if length else b"")
+
+
+class Server:
+    """An asyncio server whose handler gets every connection and its number."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[bytes] = []
+
+    async def __aenter__(self) -> Self:
+        async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            try:
+                await self.handler(reader, writer, self.connections)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        self.server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+
+    async def serve_ok(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       n: int, delay: float = 0.0) -> None:
+        while (req := await read_request(reader)) is not None:
+            self.requests.append(req)
+            if delay:
+                await asyncio.sleep(delay)
+            writer.write(ok(req.split(b" ", 2)[1]))
+            await writer.drain()
+
+
+def client(**kw: Any) -> httpx.AsyncClient:
+    timeout = kw.pop("timeout", httpx.Timeout(5.0))
+    return httpx.AsyncClient(transport=_http11.lean_transport(httpx, **kw), timeout=timeout)
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 30))  # type: ignore[arg-type]
+
+
+def test_keeps_one_connection_alive_across_sequential_requests() -> None:
+    async def go() -> None:
+        srv = Server(lambda r, w, n: srv.serve_ok(r, w, n))
+        async with srv, client() as c:
+            for i in range(5):
+                resp = await c.post(f"{srv.url}/p{i}", json={"i": i})
+                assert resp.status_code == 200 and resp.text == f"/p{i}"
+            assert srv.connections == 1
+            assert b'{"i":4}' in srv.requests[-1].replace(b" ", b"")
+    run(go())
+
+
+def test_concurrent_requests_get_their_own_replies_and_reuse_the_pool() -> None:
+    async def go() -> None:
+        srv = Server(lambda r, w, n: srv.serve_ok(r, w, n, delay=0.05))
+        async with srv, client() as c:
+            for _ in range(2):
+                replies = await asyncio.gather(*(c.get(f"{srv.url}/{i}") for i in range(64)))
+                assert [r.text for r in replies] == [f"/{i}" for i in range(64)]
+            assert srv.connections == 64  # the second round reused the first round's
+    run(go())
+
+
+def test_max_connections_queues_and_a_pool_timeout_is_never_sent() -> None:
+    async def go() -> None:
+        srv = Server(lambda r, w, n: srv.serve_ok(r, w, n, delay=0.3))
+        async with srv, client(max_connections=1,
+                               timeout=httpx.Timeout(5.0, pool=0.05)) as c:
+            first = asyncio.create_task(c.get(f"{srv.url}/a"))
+            await asyncio.sleep(0.05)
+            with pytest.raises(httpx.PoolTimeout) as info:
+                await c.get(f"{srv.url}/b")
+            assert never_sent(info.value)
+            assert (await first).text == "/a"
+            assert len(srv.requests) == 1  # /b never left
+            # once free, the one connection serves the next request
+            assert (await c.get(f"{srv.url}/c")).text == "/c" and srv.connections == 1
+    run(go())
+
+
+def test_refused_connection_is_a_connect_error_never_sent() -> None:
+    async def go() -> None:
+        srv = Server(lambda r, w, n: srv.serve_ok(r, w, n))
+        async with srv:
+            url = srv.url
+        await asyncio.sleep(0.05)
+        async with client() as c:
+            with pytest.raises(httpx.ConnectError) as info:
+                await c.get(f"{url}/x")
+            assert never_sent(info.value)
+    run(go())
+
+
+def test_idle_connection_closed_by_the_server_is_not_written_to() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        req = await read_request(reader)
+        assert req is not None
+        srv.requests.append(req)
+        writer.write(ok(b"once"))
+        await writer.drain()  # then close: keep-alive ends on the server's side
+
+    async def go() -> None:
+        async with srv, client() as c:
+            assert (await c.get(f"{srv.url}/1")).text == "once"
+            await asyncio.sleep(0.1)  # the FIN arrives while the connection is idle
+            assert (await c.get(f"{srv.url}/2")).text == "once"
+            assert srv.connections == 2 and len(srv.requests) == 2
+    srv = Server(handler)
+    run(go())
+
+
+def test_dropped_after_the_request_may_have_been_sent() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        if await read_request(reader) is not None:
+            srv.requests.append(b"seen")
+        # close without a reply: the server took the request
+
+    async def go() -> None:
+        async with srv, client() as c:
+            with pytest.raises(httpx.RemoteProtocolError) as info:
+                await c.post(f"{srv.url}/create", json={"x": 1})
+            assert not never_sent(info.value)
+            assert srv.requests == [b"seen"]
+    srv = Server(handler)
+    run(go())
+
+
+def test_a_hang_is_a_read_timeout_that_may_have_been_sent() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        await asyncio.sleep(5)
+
+    async def go() -> None:
+        async with Server(handler) as srv, client(timeout=httpx.Timeout(5.0, read=0.2)) as c:
+            with pytest.raises(httpx.ReadTimeout) as info:
+                await c.post(f"{srv.url}/create", json={})
+            assert not never_sent(info.value)
+    run(go())
+
+
+def test_slow_bytes_within_the_read_timeout_arrive_whole() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        for byte in ok(b"slowly"):
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.002)
+
+    async def go() -> None:
+        async with Server(handler) as srv, client(timeout=httpx.Timeout(5.0, read=0.5)) as c:
+            assert (await c.get(f"{srv.url}/s")).text == "slowly"
+    run(go())
+
+
+def test_a_reply_cut_short_fails_and_its_connection_is_not_reused() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        if n == 1:
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+            await writer.drain()
+            return
+        await srv.serve_ok(reader, writer, n)
+
+    async def go() -> None:
+        async with srv, client() as c:
+            with pytest.raises(httpx.RemoteProtocolError) as info:
+                await c.get(f"{srv.url}/cut")
+            assert not never_sent(info.value)
+            assert (await c.get(f"{srv.url}/next")).text == "/next"
+            assert srv.connections == 2
+    srv = Server(handler)
+    run(go())
+
+
+@pytest.mark.parametrize("reply", [b"SPLAT\r\n\r\n", b"HTTP/1.1 2x0 OK\r\n\r\n",
+                                   b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n",
+                                   b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n"])
+def test_hostile_reply_heads_are_protocol_errors(reply: bytes) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(reply)
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    async def go() -> None:
+        async with Server(handler) as srv, client() as c:
+            with pytest.raises(httpx.RemoteProtocolError) as info:
+                await c.get(f"{srv.url}/h")
+            assert not never_sent(info.value)
+    run(go())
+
+
+def test_chunked_reply_and_connection_close_are_honoured() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        while await read_request(reader) is not None:
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                         b"Connection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+            await writer.drain()
+
+    async def go() -> None:
+        async with srv, client() as c:
+            for _ in range(2):
+                assert (await c.get(f"{srv.url}/c")).text == "hello world"
+            assert srv.connections == 2  # "Connection: close": never reused
+    srv = Server(handler)
+    run(go())
+
+
+def test_cancelling_mid_request_stays_a_cancellation_and_frees_the_slot() -> None:
+    async def go() -> None:
+        srv = Server(lambda r, w, n: srv.serve_ok(r, w, n, delay=0.5))
+        async with srv, client(max_connections=1) as c:
+            task = asyncio.create_task(c.get(f"{srv.url}/slow"))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # the connection with a reply still coming is not reused; the slot is free again
+            assert (await c.get(f"{srv.url}/after")).text == "/after"
+            assert srv.connections == 2
+    run(go())
+
+
+def test_aclose_closes_idle_connections_and_refuses_new_requests() -> None:
+    async def go() -> None:
+        srv = Server(lambda r, w, n: srv.serve_ok(r, w, n))
+        async with srv:
+            transport = _http11.lean_transport(httpx)
+            async with httpx.AsyncClient(transport=transport) as c:
+                await c.get(f"{srv.url}/a")
+                assert transport._idle_count == 1
+            assert transport._idle_count == 0 and transport._open == 0
+            with pytest.raises(httpx.ConnectError):
+                await transport.handle_async_request(httpx.Request("GET", f"{srv.url}/b"))
+    run(go())
+
+
+def test_header_injection_is_refused_before_anything_is_sent() -> None:
+    async def go() -> None:
+        srv = Server(lambda r, w, n: srv.serve_ok(r, w, n))
+        async with srv, client() as c:
+            with pytest.raises(httpx.LocalProtocolError):
+                await c.get(f"{srv.url}/x", headers={"x-bad": "a\r\nInjected: yes"})
+            assert srv.requests == []
+    run(go())
+
+
+def test_a_proxy_in_the_environment_keeps_the_clients_own_transport(monkeypatch: Any) -> None:
+    assert _http11.usable()
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert not _http11.usable()
