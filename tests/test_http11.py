@@ -291,3 +291,58 @@ def test_a_proxy_in_the_environment_keeps_the_clients_own_transport(monkeypatch:
     assert _http11.usable()
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     assert not _http11.usable()
+
+
+def _tls_server_context(ca: Any) -> Any:
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    return ctx
+
+
+@pytest.mark.parametrize("module", ["httpx", "httpx2"])
+def test_https_verifies_the_server_against_the_trusted_cas(module: str, tmp_path: Any,
+                                                           monkeypatch: Any) -> None:
+    """TLS as the client's own transport does it: the CAs of SSL_CERT_FILE (else certifi's),
+    the host name checked; an untrusted server is a connect error, nothing sent."""
+    import importlib
+
+    import trustme
+
+    mod = pytest.importorskip(module) if module == "httpx2" else importlib.import_module(module)
+    trusted, stranger = trustme.CA(), trustme.CA()
+    trusted.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while (req := await read_request(reader)) is not None:
+                seen.append(req)
+                writer.write(ok(b"over tls"))
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def go() -> None:
+        for ca, fine in ((trusted, True), (stranger, False)):
+            server = await asyncio.start_server(handler, "127.0.0.1", 0,
+                                                ssl=_tls_server_context(ca))
+            port = server.sockets[0].getsockname()[1]
+            transport = _http11.lean_transport(mod)
+            async with mod.AsyncClient(transport=transport) as c:
+                if fine:
+                    for _ in range(2):
+                        assert (await c.get(f"https://127.0.0.1:{port}/t")).text == "over tls"
+                    assert transport._open == 1  # one TLS connection, kept alive
+                else:
+                    with pytest.raises(mod.ConnectError) as info:
+                        await c.get(f"https://127.0.0.1:{port}/t")
+                    assert never_sent(info.value)
+            server.close()
+        assert len(seen) == 2  # the untrusted server got no request
+    run(go())
