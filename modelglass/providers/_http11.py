@@ -32,7 +32,6 @@ from typing import Any
 __all__ = ["lean_transport", "usable"]
 
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
-_READ = 65536
 
 
 def usable() -> bool:
