@@ -173,6 +173,18 @@ def _cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _speed() -> float:
+    """Seconds a fixed pure-Python loop (3M additions) takes now: this shared VM's cores change
+    speed by 2x and more from one spell to the next, so every run says how fast they were."""
+    best = float("inf")
+    for _ in range(3):
+        t0, x = time.perf_counter(), 0
+        for i in range(3_000_000):
+            x += i
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def _load() -> str:
     return "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
@@ -234,11 +246,12 @@ def main() -> None:
           f"CPUs; LiteLLM {'present' if _litellm() is not None else 'absent'}")
     runs = []
     for i in range(args.repeat):
-        load = _load()
+        load, speed = _load(), _speed()
         r = one_run(args.calls, args.jobs)
         runs.append(r)
         prefix = f"[run {i + 1}/{args.repeat}] " if args.repeat > 1 else ""
-        print(f"{prefix}load average before the run: {load}")
+        print(f"{prefix}load average before the run: {load}; a 3M-addition Python loop took "
+              f"{speed:.3f} s")
         _report(r, args.calls, args.jobs, prefix)
     if args.repeat > 1:
         table = [_ratios(r, args.jobs) for r in runs]
