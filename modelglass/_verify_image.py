@@ -25,7 +25,8 @@ from .errors import EmptyResult
 
 log = logging.getLogger("modelglass")
 
-__all__ = ["DEFAULT_MAX_PIXELS", "Fetched", "verify_bytes", "verify_executor"]
+__all__ = ["DEFAULT_MAX_PIXELS", "INLINE_MAX_PIXELS", "Fetched", "cheap_to_check",
+           "verify_bytes", "verify_executor"]
 
 #: Largest image accepted, in pixels (8192 x 8192 ≈ 67 MP): the decompression-bomb guard.
 DEFAULT_MAX_PIXELS = 8192 * 8192
@@ -109,6 +110,23 @@ def verify_bytes(data: bytes, mime_hint: str | None = None, *, provider: str | N
                    sha256=hashlib.sha256(data).hexdigest())
 
 
+#: Largest PNG (in pixels) that async code checks inline on the event loop rather than on the
+#: verify thread: its fast check costs ~0.5 ms per megapixel, less than the thread's handoffs.
+INLINE_MAX_PIXELS = 2_000_000
+
+
+def cheap_to_check(data: bytes) -> bool:
+    """Whether ``data`` is a PNG of at most :data:`INLINE_MAX_PIXELS` by its header: its whole
+    check (:func:`verify_bytes`) then costs about a millisecond and is best run where it is,
+    without a thread handoff. A verify thread waits for the GIL after each of its ~15 calls that
+    release it, up to the 5 ms switch interval each time the event loop is busy
+    (benchmarks/RESULTS.md); anything larger, or decoded by Pillow, still goes to the thread."""
+    if len(data) < 24 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return False
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return width * height <= INLINE_MAX_PIXELS
+
+
 def _decode_fully(im: Any) -> None:
     """Decode every pixel of ``im``; raise when the data ends early.
 
@@ -140,7 +158,9 @@ def verify_executor() -> Any:
     off the event loop it overlaps other jobs' I/O. Few threads on purpose: each extra thread
     fights the event loop for the GIL each time its C call returns (measured on 2 cores at
     concurrency 64: one thread took 2.4-2.7 s for 512 jobs where the default executor's six
-    took 4.3 s). Recreated after a fork (the parent's threads do not exist in the child).
+    took 4.3 s). A small PNG (:func:`cheap_to_check`) is checked inline instead: its check is
+    cheaper than the thread's GIL handoffs. Recreated after a fork (the parent's threads do not
+    exist in the child).
     """
     global _executor
     pool = _executor

@@ -202,3 +202,66 @@ def test_pieces_and_verify_threads_see_every_scanline(bad_row: int | None) -> No
         assert "filter" in (here or "") and "filter" in (there or "")
     short = data[:-40] + data[-12:]  # IDAT cut (CRC then wrong too)
     assert _check_png(short) is not None
+
+
+# -- where async code checks an image: a small PNG inline, the rest on the verify thread ----------
+
+def _header_only_png(width: int, height: int) -> bytes:
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                             0, 0, 0))
+
+
+def test_cheap_to_check_is_a_png_of_at_most_two_megapixels_by_its_header() -> None:
+    from modelglass._verify_image import INLINE_MAX_PIXELS, cheap_to_check
+
+    assert INLINE_MAX_PIXELS == 2_000_000
+    assert cheap_to_check(_header_only_png(1024, 1024))
+    assert cheap_to_check(_header_only_png(1536, 1024))
+    assert not cheap_to_check(_header_only_png(2048, 1024))
+    assert not cheap_to_check(_header_only_png(4096, 4096))
+    jpeg = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(jpeg, "JPEG")
+    assert not cheap_to_check(jpeg.getvalue())
+    assert not cheap_to_check(b"")
+    assert not cheap_to_check(b"\x89PNG\r\n\x1a\n")  # no header to read
+    assert not cheap_to_check(b"\x89PNG\r\n\x1a\n" + _chunk(b"tEXt", b"x" * 16))  # not IHDR first
+
+
+@pytest.mark.parametrize(("size", "fmt", "on_loop"), [((64, 48), "PNG", True),
+                                                      ((64, 48), "JPEG", False),
+                                                      ((1600, 1300), "PNG", False)])
+def test_async_delivery_checks_a_small_png_on_the_loop_and_the_rest_on_the_verify_thread(
+        monkeypatch: pytest.MonkeyPatch, size: tuple[int, int], fmt: str, on_loop: bool) -> None:
+    """Each verdict is the same either way; only where the check runs differs (a verify thread
+    pays a GIL handoff after each of its zlib and hash calls: benchmarks/RESULTS.md)."""
+    import asyncio
+    import threading
+
+    from modelglass import _download
+    from modelglass.jobs._delivery import Download
+    from modelglass.providers.base import RawImage
+
+    where: list[str] = []
+    real = _download.fetch
+
+    def spying_fetch(*args: object, **kw: object) -> object:
+        where.append(threading.current_thread().name)
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_download, "fetch", spying_fetch)
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buf, fmt)
+    good = buf.getvalue()
+    cut = good[: len(good) - 40]  # the pixels' end and the trailer missing
+
+    async def go(data: bytes) -> object:
+        step = Download(images=(RawImage(data=data, mime=f"image/{fmt.lower()}"),),
+                        provider="openai", timeout_s=10.0, max_bytes=50 << 20)
+        [outcome] = await step.arun(None)
+        return outcome
+
+    ok = asyncio.run(go(good))
+    assert (ok.width, ok.height) == size  # type: ignore[attr-defined]
+    assert isinstance(asyncio.run(go(cut)), EmptyResult)
+    assert len(where) == 2
+    assert all((name == "MainThread") is on_loop for name in where), where

@@ -53,16 +53,19 @@ class Download(Step):
 
     async def arun(self, io: Any) -> list[Fetched | Exception]:
         from .._download import afetch, fetch, verify_executor
+        from .._verify_image import cheap_to_check
 
         async def one(raw: RawImage) -> Fetched | Exception:
             try:
                 if raw.data is not None or (raw.url or "").startswith("data:"):
+                    check = functools.partial(fetch, raw, client=None, provider=self.provider,  # type: ignore[arg-type]
+                                              timeout_s=self.timeout_s, max_bytes=self.max_bytes)
+                    if raw.data is not None and cheap_to_check(raw.data):
+                        return check()  # a small PNG: ~1 ms here beats a thread's GIL handoffs
                     # Verifying checks every pixel's data (milliseconds per image), mostly with
                     # the GIL released: on the shared verify threads it runs beside other jobs.
-                    return await asyncio.get_running_loop().run_in_executor(
-                        verify_executor(), functools.partial(
-                            fetch, raw, client=None, provider=self.provider,  # type: ignore[arg-type]
-                            timeout_s=self.timeout_s, max_bytes=self.max_bytes))
+                    return await asyncio.get_running_loop().run_in_executor(verify_executor(),
+                                                                            check)
                 return await afetch(raw, client=io.ahttp_client(), provider=self.provider,
                                     timeout_s=self.timeout_s, max_bytes=self.max_bytes)
             except Exception as exc:  # noqa: BLE001
