@@ -346,3 +346,37 @@ def test_https_verifies_the_server_against_the_trusted_cas(module: str, tmp_path
             server.close()
         assert len(seen) == 2  # the untrusted server got no request
     run(go())
+
+
+def test_a_server_that_stops_reading_is_a_write_timeout_that_may_have_been_sent() -> None:
+    """Back-pressure: the body does not fit the socket buffers of a server that reads nothing;
+    some of it left, so the failure must not look like "never sent"."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await asyncio.sleep(5)  # accept, read nothing
+
+    async def go() -> None:
+        async with Server(handler) as srv, client(
+                timeout=httpx.Timeout(5.0, write=0.3)) as c:
+            with pytest.raises(httpx.WriteTimeout) as info:
+                await c.post(f"{srv.url}/edits", content=b"x" * (64 << 20))
+            assert not never_sent(info.value)
+    run(go())
+
+
+def test_a_kept_alive_connection_closing_before_the_write_is_never_sent(monkeypatch: Any) -> None:
+    """The window between checkout and the write: a connection that closed there had nothing
+    written on it, so the failure is "not sent" (retryable), not a possibly charged create."""
+    async def go() -> None:
+        srv = Server(lambda r, w, n: srv.serve_ok(r, w, n))
+        async with srv:
+            transport = _http11.lean_transport(httpx)
+            async with httpx.AsyncClient(transport=transport) as c:
+                assert (await c.get(f"{srv.url}/a")).text == "/a"
+                [conn] = next(iter(transport._idle.values()))
+                conn.transport.close()  # closes as the request is about to be written...
+                monkeypatch.setattr(type(conn), "stale", lambda self: False)  # ...after checkout
+                with pytest.raises(httpx.ConnectError) as info:
+                    await c.get(f"{srv.url}/b")
+                assert never_sent(info.value)
+                assert len(srv.requests) == 1 and transport._open == 0
+    run(go())

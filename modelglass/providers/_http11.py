@@ -48,12 +48,14 @@ def usable() -> bool:
 
 
 def lean_transport(httpx: Any, *, max_connections: int = 1000, max_keepalive: int = 100,
-                   keepalive_expiry: float = 5.0, ssl_context: ssl.SSLContext | None = None) -> Any:
+                   keepalive_expiry: float = 5.0) -> Any:
     """A new transport for ``httpx`` (the module the client is built on: ``httpx`` or its
-    vendored copy ``httpx2``), with the client's default limits."""
+    vendored copy ``httpx2``), with the client's default limits. TLS verifies as the client's
+    own transport does by default (``httpx.create_ssl_context()``: ``SSL_CERT_FILE`` /
+    ``SSL_CERT_DIR``, else the bundled CAs)."""
     cls = _transport_class(httpx)
     return cls(max_connections=max_connections, max_keepalive=max_keepalive,
-               keepalive_expiry=keepalive_expiry, ssl_context=ssl_context)
+               keepalive_expiry=keepalive_expiry)
 
 
 class _Conn(asyncio.Protocol):
@@ -194,12 +196,12 @@ def _transport_class(httpx: Any) -> type:
             self.pool._release(self.key, self.conn, reusable=self.done)
 
     class LeanTransport(httpx.AsyncBaseTransport):
-        def __init__(self, *, max_connections: int, max_keepalive: int, keepalive_expiry: float,
-                     ssl_context: ssl.SSLContext | None) -> None:
+        def __init__(self, *, max_connections: int, max_keepalive: int,
+                     keepalive_expiry: float) -> None:
             self.max_connections = max_connections
             self.max_keepalive = max_keepalive
             self.keepalive_expiry = keepalive_expiry
-            self._ssl = ssl_context
+            self._ssl: ssl.SSLContext | None = None  # made at the first https connection
             self._idle: dict[tuple[Any, ...], list[_Conn]] = {}
             self._open = 0  # connections, idle or busy
             self._idle_count = 0
@@ -315,7 +317,9 @@ def _transport_class(httpx: Any) -> type:
         async def _send(self, conn: _Conn, data: bytes, timeout: float | None) -> None:
             t = conn.transport
             if t is None or t.is_closing():
-                raise httpx.WriteError("the connection closed")
+                # closed between checkout and now: not one byte of this request was written
+                raise httpx.ConnectError("the kept-alive connection closed before the request "
+                                         "was written")
             t.write(data)
             while conn.paused and conn.lost is None and not conn.eof:
                 fut = conn.drained = asyncio.get_running_loop().create_future()
@@ -335,7 +339,8 @@ def _transport_class(httpx: Any) -> type:
             key = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
             timeouts = request.extensions.get("timeout") or {}
             conn = await self._checkout(key, timeouts)
-            # From here the request may reach the server: no failure may look like "not sent".
+            # Once its first byte is written (``_send``) the request may reach the server: no
+            # failure after that may look like "not sent".
             try:
                 h = conn.h11
                 try:
