@@ -380,3 +380,129 @@ def test_a_kept_alive_connection_closing_before_the_write_is_never_sent(monkeypa
                 assert never_sent(info.value)
                 assert len(srv.requests) == 1 and transport._open == 0
     run(go())
+
+
+# -- the HTTP/1.1 codec (providers/_h1.py) through the transport ---------------------------------
+def _one_reply(reply: bytes, *, then_close: bool = False) -> Handler:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        while await read_request(reader) is not None:
+            writer.write(reply)
+            await writer.drain()
+            if then_close:
+                return
+    return handler
+
+
+@pytest.mark.parametrize("reply,body,reused", [
+    # chunk extensions and trailers are read past; the connection is reused
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"3;ext=1\r\nabc\r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n", b"abc0123456789", True),
+    # informational replies before the real one are skipped
+    (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", b"ok", True),
+    # the same Content-Length twice is one length
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", b"ok", True),
+    (b"HTTP/1.1 204 No Content\r\nContent-Length: 99\r\n\r\n", b"", True),
+    (b"HTTP/1.1 304 Not Modified\r\n\r\n", b"", True),
+    # HTTP/1.0, and HTTP/1.1 with "Connection: close": read, never reused
+    (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", b"ok", False),
+    (b"HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 2\r\n\r\nok", b"ok",
+     False),
+])
+def test_reply_framing(reply: bytes, body: bytes, reused: bool) -> None:
+    async def go() -> None:
+        async with Server(_one_reply(reply)) as srv, client() as c:
+            for _ in range(2):
+                resp = await c.get(f"{srv.url}/f")
+                assert resp.content == body
+            assert srv.connections == (1 if reused else 2)
+    run(go())
+
+
+def test_a_reply_without_framing_is_read_until_the_server_closes() -> None:
+    async def go() -> None:
+        async with Server(_one_reply(b"HTTP/1.1 200 OK\r\n\r\nto the end", then_close=True)
+                          ) as srv, client() as c:
+            for _ in range(2):
+                assert (await c.get(f"{srv.url}/e")).text == "to the end"
+            assert srv.connections == 2
+    run(go())
+
+
+def test_a_head_request_reads_no_body_and_keeps_the_connection() -> None:
+    async def go() -> None:
+        async with Server(_one_reply(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n")) as srv, \
+                client() as c:
+            for _ in range(2):
+                resp = await c.head(f"{srv.url}/h")
+                assert resp.status_code == 200 and resp.content == b""
+            assert srv.connections == 1
+    run(go())
+
+
+def test_bytes_after_a_reply_mean_the_connection_is_not_reused() -> None:
+    async def go() -> None:
+        async with Server(_one_reply(ok(b"ok") + b"HTTP/1.1 200 OK\r\n")) as srv, client() as c:
+            for _ in range(2):
+                assert (await c.get(f"{srv.url}/x")).text == "ok"
+            assert srv.connections == 2
+    run(go())
+
+
+@pytest.mark.parametrize("reply", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",  # conflicting
+    b"HTTP/1.1 200 OK\r\nContent-Length: 0x10\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",  # no chunked framing
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # not a chunk size
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX0\r\n\r\n",  # no CRLF
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",  # cut in a chunk
+    b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n  b\r\nContent-Length: 0\r\n\r\n",  # obsolete folding
+    b"HTTP/1.1 200 OK\r\nX-Ctl: a\x01b\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+    b"HTTP/2 200 OK\r\n\r\n",
+    b"HTTP/1.1 200 OK\nContent-Length: 0\n\n",  # bare LF line ends: not read as a reply
+    b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"a" * (70 << 10) + b"\r\n\r\n",  # head over 64 KB
+])
+def test_malformed_replies_are_protocol_errors_that_may_have_been_sent(reply: bytes) -> None:
+    async def go() -> None:
+        async with Server(_one_reply(reply, then_close=True)) as srv, \
+                client(timeout=httpx.Timeout(5.0, read=1.0)) as c:
+            with pytest.raises(httpx.RemoteProtocolError) as info:
+                await c.post(f"{srv.url}/create", json={})
+            assert not never_sent(info.value)
+    run(go())
+
+
+def test_requests_are_written_as_sent_chunked_bodies_framed() -> None:
+    async def go() -> None:
+        got: list[bytes] = []
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                          n: int) -> None:
+            got.append(await reader.readuntil(b"0\r\n\r\n"))
+            writer.write(ok(b"ok"))
+            await writer.drain()
+
+        async def parts() -> Any:
+            yield b"hello "
+            yield b"world"
+
+        async with Server(handler) as srv, client() as c:
+            resp = await c.post(f"{srv.url}/up?q=1", content=parts(), headers={"X-A": "b"})
+            assert resp.text == "ok"
+        head, _, body = got[0].partition(b"\r\n\r\n")
+        assert head.startswith(b"POST /up?q=1 HTTP/1.1\r\n")
+        assert b"\r\nX-A: b" in head and b"Transfer-Encoding: chunked" in head
+        assert body == b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"
+    run(go())
+
+
+@pytest.mark.parametrize("headers", [{"x-bad": "a\nb"}, {"x-bad": "a\x00b"}, {"bad name": "v"}])
+def test_illegal_request_headers_are_refused_before_anything_is_sent(headers: Any) -> None:
+    async def go() -> None:
+        srv = Server(lambda r, w, n: srv.serve_ok(r, w, n))
+        async with srv, client() as c:
+            with pytest.raises(httpx.LocalProtocolError):
+                await c.get(f"{srv.url}/x", headers=headers)
+            assert srv.requests == [] and srv.connections <= 1
+    run(go())

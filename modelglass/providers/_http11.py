@@ -4,8 +4,9 @@ Why: at a batch's concurrency (64 requests in flight and more), ``httpcore``'s c
 scans every connection twice per request, through four properties each (``is_idle``,
 ``is_closed``, ``is_available``, ...): ~150 calls per request at 64 connections, a third of the
 raw ``AsyncOpenAI`` loop's CPU (``benchmarks/batch_cpu.py``). This transport keeps a stack of
-idle connections per origin (checkout and return are O(1)), parses with ``h11`` (the parser
-``httpcore`` itself uses), and runs on an :class:`asyncio.Protocol` without ``anyio``.
+idle connections per origin (checkout and return are O(1)), writes and reads HTTP/1.1 with the
+small strict codec in ``_h1.py`` (``h11``'s state machine cost ~150 µs a request), and runs on
+an :class:`asyncio.Protocol` without ``anyio``.
 
 What it is not: a general client. HTTP/1.1 only, no proxies (the provider builds the client's
 default transport instead when the environment names a proxy, see :func:`usable`), and only
@@ -29,22 +30,18 @@ import time
 from collections import deque
 from typing import Any
 
+from . import _h1
+
 __all__ = ["lean_transport", "usable"]
 
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
 def usable() -> bool:
-    """Whether the lean transport can stand in for the client's default one here: ``h11`` is
-    importable and no proxy is named in the environment (the default client honours those; this
-    transport does not speak to proxies)."""
-    if any(os.environ.get(v) for v in _PROXY_VARS):
-        return False
-    try:
-        import h11  # noqa: F401
-    except ImportError:  # pragma: no cover - h11 comes with httpcore
-        return False
-    return True
+    """Whether the lean transport can stand in for the client's default one here: no proxy is
+    named in the environment (the default client honours those; this transport does not speak
+    to proxies)."""
+    return not any(os.environ.get(v) for v in _PROXY_VARS)
 
 
 def lean_transport(httpx: Any, *, max_connections: int = 1000, max_keepalive: int = 100,
@@ -63,11 +60,12 @@ class _Conn(asyncio.Protocol):
     each awaited through one future at a time."""
 
     __slots__ = (
+        "buf",
         "chunks",
         "drained",
         "eof",
-        "h11",
         "idle_since",
+        "keep",
         "lost",
         "paused",
         "transport",
@@ -82,7 +80,8 @@ class _Conn(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None
         self.paused = False
         self.drained: asyncio.Future[None] | None = None
-        self.h11: Any = None
+        self.buf = bytearray()  # bytes received and not parsed yet
+        self.keep = False  # the last reply was read whole and the server keeps the connection
         self.idle_since = 0.0
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
@@ -122,7 +121,7 @@ class _Conn(asyncio.Protocol):
     def stale(self) -> bool:
         """Closed, half-closed or holding bytes nobody asked for: not to be used again."""
         t = self.transport
-        return self.eof or bool(self.chunks) or t is None or t.is_closing()
+        return self.eof or bool(self.chunks) or bool(self.buf) or t is None or t.is_closing()
 
     def close(self) -> None:
         if self.transport is not None:
@@ -154,40 +153,102 @@ def _expire(fut: asyncio.Future[None], fired: list[bool]) -> None:
         fut.cancel()
 
 
+_PIECE = 1 << 20  # the largest piece of a sized body handed to the client at once
+
+
 @functools.cache
 def _transport_class(httpx: Any) -> type:
-    import h11
-
-    NEED_DATA, Data, EndOfMessage = h11.NEED_DATA, h11.Data, h11.EndOfMessage
-    Response, Informational, DONE = h11.Response, h11.InformationalResponse, h11.DONE
+    Problem = _h1.ProtocolProblem
 
     class _Body(httpx.AsyncByteStream):
-        """The reply's body, read from the connection as the client iterates it; the
-        connection goes back to the pool once the whole reply was read, else it is closed."""
+        """The reply's body, read from the connection as the client iterates it (framed by
+        ``mode``: ``length`` / ``chunked`` / ``close``); the connection goes back to the pool
+        once the whole reply was read and the server keeps it, else it is closed."""
 
-        def __init__(self, pool: Any, key: tuple[Any, ...], conn: _Conn,
-                     read_timeout: float | None) -> None:
+        def __init__(self, pool: Any, key: tuple[Any, ...], conn: _Conn, read_timeout: float | None,
+                     mode: str, length: int, keep: bool) -> None:
             self.pool, self.key, self.conn, self.read_timeout = pool, key, conn, read_timeout
+            self.mode, self.length, self.keep = mode, length, keep
             self.done = False
             self.closed = False
 
         async def __aiter__(self) -> Any:
-            conn = self.conn
-            h = conn.h11
             try:
-                while True:
-                    event = h.next_event()
-                    if event is NEED_DATA:
-                        h.receive_data(await self.pool._recv(conn, self.read_timeout))
-                    elif type(event) is Data:
-                        yield bytes(event.data)
-                    elif type(event) is EndOfMessage:
-                        self.done = True
-                        return
-                    else:  # pragma: no cover - h11 yields nothing else inside a body
-                        raise httpx.RemoteProtocolError(f"unexpected {type(event).__name__}")
-            except h11.RemoteProtocolError as exc:
-                raise httpx.RemoteProtocolError(str(exc)) from exc
+                if self.mode == "length":
+                    async for piece in self._sized():
+                        yield piece
+                elif self.mode == "chunked":
+                    async for piece in self._chunked():
+                        yield piece
+                else:
+                    async for piece in self._until_close():
+                        yield piece
+            except Problem as exc:
+                raise httpx.RemoteProtocolError(str(exc)) from None
+            self.done = True
+            self.conn.keep = self.keep and self.mode != "close" and not self.conn.buf
+
+        async def _more(self, what: str) -> None:
+            data = await self.pool._recv(self.conn, self.read_timeout)
+            if not data:
+                raise Problem(f"the server closed the connection {what}")
+            self.conn.buf += data
+
+        async def _sized(self) -> Any:
+            buf, left = self.conn.buf, self.length
+            while left > 0:
+                # the whole body in one piece when it has come (up to 1 MB pieces otherwise):
+                # the client joins the pieces anyway, and each costs it a pass of its own
+                if len(buf) >= left or len(buf) >= _PIECE:
+                    n = min(left, len(buf))
+                    if n == len(buf):
+                        piece = bytes(buf)
+                        buf.clear()
+                    else:
+                        piece = bytes(buf[:n])
+                        del buf[:n]
+                    left -= n
+                    yield piece
+                else:
+                    await self._more(f"{left - len(buf)} bytes short of the reply's "
+                                     f"Content-Length ({self.length})")
+
+        async def _line(self) -> bytes:
+            buf = self.conn.buf
+            while (end := buf.find(b"\r\n")) < 0:
+                if len(buf) > 4096:
+                    raise Problem("a chunk size or trailer line over 4 KB")
+                await self._more("in the middle of a chunked body")
+            line = bytes(buf[:end])
+            del buf[:end + 2]
+            return line
+
+        async def _chunked(self) -> Any:
+            buf = self.conn.buf
+            while (size := _h1.parse_chunk_size(await self._line())) > 0:
+                while len(buf) < size + 2:
+                    await self._more("in the middle of a chunked body")
+                if buf[size:size + 2] != b"\r\n":
+                    raise Problem("a chunk is not followed by CRLF")
+                piece = bytes(buf[:size])
+                del buf[:size + 2]
+                yield piece
+            for _ in range(100):  # trailers, up to the blank line
+                if not await self._line():
+                    return
+            raise Problem("over 100 trailer lines")
+
+        async def _until_close(self) -> Any:
+            buf = self.conn.buf
+            while True:
+                if buf:
+                    piece = bytes(buf)
+                    buf.clear()
+                    yield piece
+                data = await self.pool._recv(self.conn, self.read_timeout)
+                if not data:
+                    return
+                buf += data
 
         async def aclose(self) -> None:
             if self.closed:
@@ -264,14 +325,12 @@ def _transport_class(httpx: Any) -> type:
                                            f"{timeout:g} s") from None
             except (OSError, ssl.SSLError) as exc:
                 raise httpx.ConnectError(f"{type(exc).__name__}: {exc}") from exc
-            conn.h11 = h11.Connection(h11.CLIENT)
             return conn
 
         def _release(self, key: tuple[Any, ...], conn: _Conn, *, reusable: bool) -> None:
-            h = conn.h11
-            if (reusable and not self._closed and h.our_state is DONE and h.their_state is DONE
-                    and not conn.stale() and self._idle_count < self.max_keepalive):
-                h.start_next_cycle()
+            if (reusable and conn.keep and not self._closed and not conn.stale()
+                    and self._idle_count < self.max_keepalive):
+                conn.keep = False
                 conn.idle_since = time.monotonic()
                 self._idle.setdefault(key, []).append(conn)
                 self._idle_count += 1
@@ -342,39 +401,58 @@ def _transport_class(httpx: Any) -> type:
             # Once its first byte is written (``_send``) the request may reach the server: no
             # failure after that may look like "not sent".
             try:
-                h = conn.h11
+                method = request.method
+                method = method.encode("ascii", "replace") if isinstance(method, str) else method
                 try:
-                    data = h.send(h11.Request(method=request.method, target=url.raw_path,
-                                              headers=request.headers.raw))
-                    async for chunk in request.stream:
-                        if chunk:
-                            data += h.send(Data(data=chunk))
-                    data += h.send(EndOfMessage())
-                except h11.LocalProtocolError as exc:
-                    raise httpx.LocalProtocolError(str(exc)) from exc
-                await self._send(conn, data, timeouts.get("write"))
+                    head, length, chunked, close = _h1.request_head(method, url.raw_path,
+                                                                    request.headers.raw)
+                    body = [chunk async for chunk in request.stream if chunk]
+                    if chunked:
+                        body = [b"%x\r\n%b\r\n" % (len(c), c) for c in body] + [b"0\r\n\r\n"]
+                    elif sum(map(len, body)) != (length or 0):
+                        raise _h1.ProtocolProblem(
+                            f"the body is {sum(map(len, body))} bytes, its Content-Length "
+                            f"says {length or 0}")
+                except _h1.ProtocolProblem as exc:
+                    raise httpx.LocalProtocolError(str(exc)) from None
+                await self._send(conn, b"".join([head, *body]), timeouts.get("write"))
                 read_timeout = timeouts.get("read")
-                while True:
-                    event = h.next_event()
-                    if event is NEED_DATA:
-                        h.receive_data(await self._recv(conn, read_timeout))
-                    elif type(event) is Response:
-                        break
-                    elif type(event) is Informational:
-                        continue
-                    elif isinstance(event, h11.ConnectionClosed):
-                        raise httpx.RemoteProtocolError(
-                            "Server disconnected without sending a response.")
-            except h11.RemoteProtocolError as exc:
+                reply = await self._head(conn, read_timeout)
+                mode, size = _h1.framing(reply, method)
+                keep = not close and _h1.keeps_alive(reply)
+            except _h1.ProtocolProblem as exc:
                 self._drop(conn)
-                raise httpx.RemoteProtocolError(str(exc)) from exc
+                raise httpx.RemoteProtocolError(str(exc)) from None
             except BaseException:
                 self._drop(conn)  # cancelled, timed out or broken mid-request: never reused
                 raise
-            return httpx.Response(event.status_code, headers=event.headers.raw_items(),
-                                  stream=_Body(self, key, conn, read_timeout),
-                                  extensions={"http_version": b"HTTP/1.1",
-                                              "reason_phrase": bytes(event.reason)})
+            return httpx.Response(reply.status, headers=reply.headers,
+                                  stream=_Body(self, key, conn, read_timeout, mode, size, keep),
+                                  extensions={"http_version": b"HTTP/1.0" if reply.http10
+                                              else b"HTTP/1.1", "reason_phrase": reply.reason})
+
+        async def _head(self, conn: _Conn, timeout: float | None) -> _h1.Head:
+            """The reply's head (informational 1xx replies skipped)."""
+            buf = conn.buf
+            while True:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0 or end > _h1.MAX_HEAD:
+                    if len(buf) > _h1.MAX_HEAD:
+                        raise _h1.ProtocolProblem(f"the reply's head is over "
+                                                  f"{_h1.MAX_HEAD >> 10} KB")
+                    data = await self._recv(conn, timeout)
+                    if not data:
+                        raise _h1.ProtocolProblem(
+                            "Server disconnected without sending a response." if not buf else
+                            "the server closed the connection in the middle of the reply's head")
+                    buf += data
+                    continue
+                reply = _h1.parse_head(bytes(buf[:end]))
+                del buf[:end + 4]
+                if reply.status == 101:
+                    raise _h1.ProtocolProblem("unexpected 101 Switching Protocols")
+                if reply.status >= 200:
+                    return reply
 
         async def aclose(self) -> None:
             self._closed = True
