@@ -506,3 +506,30 @@ def test_illegal_request_headers_are_refused_before_anything_is_sent(headers: An
                 await c.get(f"{srv.url}/x", headers=headers)
             assert srv.requests == [] and srv.connections <= 1
     run(go())
+
+
+def test_cancelling_while_the_body_comes_drops_the_connection_and_frees_the_slot() -> None:
+    """The reply's head arrived (the create ran), its body is still coming when the caller
+    cancels: a cancellation, the half-read connection is never reused, the slot is free."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        while (req := await read_request(reader)) is not None:
+            if n == 1:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst part")
+                await writer.drain()
+                await asyncio.sleep(5)
+                return
+            writer.write(ok(req.split(b" ", 2)[1]))
+            await writer.drain()
+
+    async def go() -> None:
+        transport = _http11.lean_transport(httpx, max_connections=1)
+        async with Server(handler) as srv, httpx.AsyncClient(transport=transport) as c:
+            task = asyncio.create_task(c.get(f"{srv.url}/slow-body"))
+            await asyncio.sleep(0.2)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert transport._open == 0 and transport._idle_count == 0
+            assert (await c.get(f"{srv.url}/after")).text == "/after"
+            assert srv.connections == 2
+    run(go())

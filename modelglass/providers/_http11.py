@@ -65,7 +65,6 @@ class _Conn(asyncio.Protocol):
         "drained",
         "eof",
         "idle_since",
-        "keep",
         "lost",
         "paused",
         "transport",
@@ -81,7 +80,6 @@ class _Conn(asyncio.Protocol):
         self.paused = False
         self.drained: asyncio.Future[None] | None = None
         self.buf = bytearray()  # bytes received and not parsed yet
-        self.keep = False  # the last reply was read whole and the server keeps the connection
         self.idle_since = 0.0
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
@@ -186,7 +184,6 @@ def _transport_class(httpx: Any) -> type:
             except Problem as exc:
                 raise httpx.RemoteProtocolError(str(exc)) from None
             self.done = True
-            self.conn.keep = self.keep and self.mode != "close" and not self.conn.buf
 
         async def _more(self, what: str) -> None:
             data = await self.pool._recv(self.conn, self.read_timeout)
@@ -254,7 +251,9 @@ def _transport_class(httpx: Any) -> type:
             if self.closed:
                 return
             self.closed = True
-            self.pool._release(self.key, self.conn, reusable=self.done)
+            # reused only when read whole and the server keeps it (bytes left over after the
+            # reply make the connection stale: ``_release`` drops it)
+            self.pool._release(self.key, self.conn, reusable=self.done and self.keep)
 
     class LeanTransport(httpx.AsyncBaseTransport):
         def __init__(self, *, max_connections: int, max_keepalive: int,
@@ -328,9 +327,8 @@ def _transport_class(httpx: Any) -> type:
             return conn
 
         def _release(self, key: tuple[Any, ...], conn: _Conn, *, reusable: bool) -> None:
-            if (reusable and conn.keep and not self._closed and not conn.stale()
+            if (reusable and not self._closed and not conn.stale()
                     and self._idle_count < self.max_keepalive):
-                conn.keep = False
                 conn.idle_since = time.monotonic()
                 self._idle.setdefault(key, []).append(conn)
                 self._idle_count += 1
@@ -419,7 +417,7 @@ def _transport_class(httpx: Any) -> type:
                 read_timeout = timeouts.get("read")
                 reply = await self._head(conn, read_timeout)
                 mode, size = _h1.framing(reply, method)
-                keep = not close and _h1.keeps_alive(reply)
+                keep = mode != "close" and not close and _h1.keeps_alive(reply)
             except _h1.ProtocolProblem as exc:
                 self._drop(conn)
                 raise httpx.RemoteProtocolError(str(exc)) from None
