@@ -254,6 +254,25 @@ async def test_agenerate_many_yields_as_completed():
     assert sorted(seen) == [f"j{i}" for i in range(8)]
 
 
+async def test_the_async_stream_keeps_no_outcome_the_caller_dropped():
+    # A long stream holds the jobs in flight, not every image it has handed over: the batch
+    # keeps no outcome once it is yielded (it used to keep all of them until the stream ended).
+    import gc
+    import weakref
+
+    client = AsyncFakeClient(service_s=0.001)
+    refs: list[weakref.ref[Any]] = []
+    async for outcome in run_async(Batch(client, _reqs(30), concurrency=3, limits={})):
+        assert outcome.status == "done"
+        refs.append(weakref.ref(outcome))
+        del outcome
+        if len(refs) == 20:
+            gc.collect()
+            # still streaming: all gone but the last (the stream's own frame still names it)
+            assert [r() for r in refs[:19]] == [None] * 19
+    assert len(refs) == 30
+
+
 async def test_closing_the_iterator_early_cancels_jobs_in_flight():
     client = AsyncFakeClient(service_s=5.0)
     client2 = AsyncFakeClient(service_s=0.0)

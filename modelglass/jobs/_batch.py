@@ -136,6 +136,9 @@ class Batch(BatchRouting, JournalReconcile, RejectedImages):
         self.requests = requests
         self.started = time.monotonic()
         self.outcomes: list[JobOutcome] = []
+        self.keep_outcomes = True
+        """Whether :meth:`record` keeps each outcome for :meth:`report` (the async stream,
+        which hands each one over as it ends and makes no report, keeps none)."""
         params = inspect.signature(client.generate).parameters
         self._events_ok = "events" in params
         self._resume_ok = "resume" in params
@@ -362,8 +365,9 @@ class Batch(BatchRouting, JournalReconcile, RejectedImages):
 
     def record(self, outcome: JobOutcome) -> JobOutcome:
         """Add ``outcome`` to the batch's and tell ``on_outcome``; returns it."""
-        with self._lock:
-            self.outcomes.append(outcome)
+        if self.keep_outcomes:
+            with self._lock:
+                self.outcomes.append(outcome)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
         return outcome

@@ -149,7 +149,10 @@ async def run_async(batch: Batch) -> AsyncIterator[JobOutcome]:
     run first). Closing the iterator early cancels the jobs in flight."""
     try:
         jobs = batch.prepare(route=False)
-        for outcome in list(batch.outcomes):
+        # Each outcome goes to the caller as it ends and nothing here reads it again: the
+        # batch keeps none, so a long stream holds only the jobs in flight (not every image).
+        prepared, batch.outcomes, batch.keep_outcomes = batch.outcomes, [], False
+        for outcome in prepared:
             yield outcome
         sched = batch.scheduler([])
         feed = Feed(batch, jobs, sched, ahead=2 * batch.concurrency)
