@@ -160,7 +160,7 @@ def test_provider_local_runs_a_local_pipeline(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setattr(mg, "LocalBackend", backend)
     code, output = _run("generate", "a fox", "-q", "draft", "--provider", "local", "--model",
-                        "flux-schnell", "--seed", "3", "--size", "256x256", "--out",
+                        "flux-schnell", "--seed", "3", "--size", "256x256", "--steps", "1", "--out",
                         str(tmp_path), "--json")
     assert code == 0, output
     data = json.loads(output)
