@@ -412,17 +412,21 @@ class _Images:
         """The ``httpx`` module's ``Response`` class the client runs on (``httpx`` or the
         ``httpx2`` the newest openai releases use): asking ``post`` for it returns the reply
         unparsed, status checked."""
-        base = next(c for c in type(self.client._client).__mro__
-                    if c.__module__.split(".")[0] in ("httpx", "httpx2"))
-        return importlib.import_module(base.__module__.split(".")[0]).Response  # type: ignore[no-any-return]
+        return _httpx_of(type(self.client._client)).Response  # type: ignore[no-any-return]
+
+
+def _httpx_of(client_class: type) -> Any:
+    """The ``httpx`` module an openai ``httpx`` client class derives from (``httpx``, or the
+    ``httpx2`` the newest openai releases run on)."""
+    base = next(c for c in client_class.__mro__
+                if c.__module__.split(".")[0] in ("httpx", "httpx2"))
+    return importlib.import_module(base.__module__.split(".")[0])
 
 
 def _lean_client(openai: Any, timeout: Any) -> Any:
     """The async client's ``httpx`` client (``openai.DefaultAsyncHttpxClient``: the SDK's own
     defaults) on :mod:`._http11`'s transport, with the SDK's connection limits."""
-    base = next(c for c in openai.DefaultAsyncHttpxClient.__mro__
-                if c.__module__.split(".")[0] in ("httpx", "httpx2"))
-    httpx = importlib.import_module(base.__module__.split(".")[0])
+    httpx = _httpx_of(openai.DefaultAsyncHttpxClient)
     limits = getattr(openai, "DEFAULT_CONNECTION_LIMITS", None)
     transport = _http11.lean_transport(
         httpx, max_connections=getattr(limits, "max_connections", None) or 1000,
