@@ -408,6 +408,10 @@ def _one_reply(reply: bytes, *, then_close: bool = False) -> Handler:
     (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", b"ok", False),
     (b"HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 2\r\n\r\nok", b"ok",
      False),
+    # both framings: chunked wins (RFC 9112 6.3), and a reply that may be smuggling one is
+    # never followed by another request on its connection
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"2\r\nok\r\n0\r\n\r\n", b"ok", False),
 ])
 def test_reply_framing(reply: bytes, body: bytes, reused: bool) -> None:
     async def go() -> None:

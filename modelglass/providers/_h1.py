@@ -120,8 +120,13 @@ def framing(head: Head, method: bytes) -> tuple[str, int]:
 
 
 def keeps_alive(head: Head) -> bool:
-    """Whether the server keeps the connection open after this reply (HTTP/1.1 without
-    ``Connection: close``; HTTP/1.0 only with ``Connection: keep-alive``)."""
+    """Whether the connection may carry another request after this reply: the server keeps it
+    open (HTTP/1.1 without ``Connection: close``; HTTP/1.0 only with ``Connection:
+    keep-alive``) and the reply did not carry both ``Transfer-Encoding`` and ``Content-Length``
+    (read as chunked, but a sign of response smuggling: RFC 9112 §6.3 has the client close)."""
+    names = {n.lower() for n, _ in head.headers}
+    if b"transfer-encoding" in names and b"content-length" in names:
+        return False
     tokens = {t.strip() for n, v in head.headers if n.lower() == b"connection"
               for t in v.lower().split(b",")}
     if head.http10:
