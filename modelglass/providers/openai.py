@@ -230,12 +230,12 @@ class OpenAIProvider(Provider):
             await wire.client.close()
 
     # -- parsing (pure) ---------------------------------------------------------------------------
-    def _guarded_output(self, response: Any, call: ProviderCall,
+    def _guarded_output(self, http: Any, call: ProviderCall,
                         deadline: Deadline) -> ProviderOutput:
         """:meth:`_output`, where a 200 reply that cannot be used is a generation OpenAI ran
         (and billed): :class:`OutcomeUnknown` (possibly charged), never a plain failure that
-        would release the budget and invite a second, billed try."""
-        http = response  # the raw reply (``_Images.generate``)
+        would release the budget and invite a second, billed try. ``http``: the raw reply
+        (:meth:`_Images.generate`)."""
         request_id = http.headers.get("x-request-id")
         what = f"images.generate ({call.payload.get('model', call.offer.endpoint)})"
         try:
