@@ -315,6 +315,23 @@ def test_a_journal_rerun_skips_done_jobs_and_sends_nothing(tmp_path):
         assert len(sim.requests("fal", stage="submit")) == sent
 
 
+async def test_an_async_journal_rerun_streams_the_done_jobs_and_sends_nothing(tmp_path):
+    # The stream hands over the jobs the journal already has before any new one, then keeps
+    # none of them (half of the jobs done first: the rerun streams 3 skipped, then 3 done).
+    with simulate() as sim:
+        async with mg.AsyncClient(available=["fal"]) as client:
+            first = [o async for o in client.agenerate_many(
+                _sim_reqs(3), concurrency=3, journal=tmp_path / "run.db", limits={})]
+            assert sorted(o.status for o in first) == ["done"] * 3
+            again = [o async for o in client.agenerate_many(
+                _sim_reqs(6), concurrency=3, journal=tmp_path / "run.db", limits={})]
+        assert [o.status for o in again[:3]] == ["skipped"] * 3
+        assert sorted(o.id for o in again[:3]) == ["s0", "s1", "s2"]
+        assert sorted((o.id, o.status) for o in again[3:]) == [
+            ("s3", "done"), ("s4", "done"), ("s5", "done")]
+        assert len(sim.requests("fal", stage="submit")) == 6  # each job paid for once
+
+
 def test_429_storm_during_a_batch_ends_with_every_job_done_once(tmp_path):
     with simulate() as sim:
         sim.fail("fal", status=429, times=12, retry_after=0.01)
