@@ -29,14 +29,14 @@ PACKAGE = "modelglass"
 #: module is in the layer of the longest pattern it matches (``jobs/_steps.py`` before ``jobs/``).
 LAYERS: dict[int, tuple[str, ...]] = {
     1: ("errors.py", "_clock.py", "_version.py", "_paths.py", "_jsonl.py", "_fonts.py",
-        "_encoders.py", "_simulated.py", "_c2pa.py", "_inflate.py", "checks/",
+        "_encoders.py", "_simulated.py", "_c2pa.py", "_inflate.py", "_png_check.py", "checks/",
         "jobs/__init__.py", "jobs/_events.py", "jobs/_steps.py", "jobs/_drive.py"),
     2: ("catalog/",),
     3: ("result.py", "_result_json.py", "_provenance.py", "_metadata.py", "_stamp.py",
         "budget.py"),
     4: ("providers/",),
     5: ("request.py", "_options.py", "plan.py", "_plan_geometry.py", "_wire_fit.py",
-        "_download.py", "_destination.py", "_verify_image.py"),
+        "_download.py", "_destination.py", "_verify_image.py", "_check_process.py"),
     6: ("routing/",),
     7: ("jobs/",),
     8: ("client.py",),

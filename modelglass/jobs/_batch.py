@@ -148,6 +148,9 @@ class Batch(BatchRouting, JournalReconcile, RejectedImages):
         self._budget_ok = "budget" in params
         self._lock = threading.Lock()
         self._maybe_charged: set[str] = set()
+        self.aio: Any = client
+        """What the async driver's jobs do their I/O with (:func:`._loop.run_async` gives it
+        the batch's check process: :class:`._loop.AsyncBatchIO`)."""
         self._rejected: dict[str, list[dict[str, Any]]] = {}  # per job: saved as rejected
         self.stop = threading.Event()
         """Set to stop the batch (Ctrl-C on the sync runner): no job starts, and jobs in flight
@@ -245,10 +248,11 @@ class Batch(BatchRouting, JournalReconcile, RejectedImages):
                                             **({"budget": lease} if self._budget_ok else {}))
         decision = self._decision(job)
         drive: Callable[..., Any] = _drive.run if sync else _drive.arun
+        io = client if sync else self.aio
 
         def run() -> Any:
             engine = client.job(job.request, budget=lease, decision=decision, **kwargs)
-            return drive(engine.steps(), client)
+            return drive(engine.steps(), io)
         return lease, run
 
     def _sink(self, event: JobEvent) -> None:

@@ -61,7 +61,10 @@ class Download(Step):
                     check = functools.partial(fetch, raw, client=None, provider=self.provider,  # type: ignore[arg-type]
                                               timeout_s=self.timeout_s, max_bytes=self.max_bytes)
                     if raw.data is not None and cheap_to_check(raw.data):
-                        return check()  # a small PNG: ~1 ms here beats a thread's GIL handoffs
+                        # a small PNG: ~1 ms here beats a thread's GIL handoffs, and its data
+                        # check goes to a large batch's check process once it has one
+                        return check(png_verdict=await _png_verdict(io, raw.data,
+                                                                    self.max_bytes))
                     # Verifying checks every pixel's data (milliseconds per image), mostly with
                     # the GIL released: on the shared verify threads it runs beside other jobs.
                     return await asyncio.get_running_loop().run_in_executor(verify_executor(),
@@ -74,6 +77,23 @@ class Download(Step):
         if len(self.images) == 1:
             return [await one(self.images[0])]
         return list(await asyncio.gather(*(one(raw) for raw in self.images)))
+
+
+async def _png_verdict(io: Any, data: bytes, max_bytes: int) -> Any:
+    """What the check process of a large async batch says of a PNG's data, or
+    :data:`~.._verify_image.CHECK_HERE` (no such process, or it did not answer: check here)."""
+    from .._verify_image import CHECK_HERE
+
+    ask = getattr(io, "check_process", None)  # an I/O without one checks here
+    process = ask() if ask is not None and len(data) <= max_bytes else None
+    if process is None:
+        return CHECK_HERE
+    from .._check_process import CheckProcessGone
+
+    try:
+        return await process.check(data)
+    except CheckProcessGone:
+        return CHECK_HERE
 
 
 @dataclass(frozen=True, slots=True)

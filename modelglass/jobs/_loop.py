@@ -21,16 +21,17 @@ import asyncio
 import collections
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._report import JobOutcome
 
 if TYPE_CHECKING:
+    from .._check_process import BatchChecks, CheckProcess
     from ._batch import Batch
     from ._schedule import Job, Scheduler
 
-__all__ = ["Await", "Feed", "Sleep", "Start", "abandon", "next_command", "run_async",
-           "schedule"]
+__all__ = ["AsyncBatchIO", "Await", "Feed", "Sleep", "Start", "abandon", "next_command",
+           "run_async", "schedule"]
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,9 @@ def next_command(loop: Generator[Command, Ended, None], reply: Ended = None) -> 
 async def run_async(batch: Batch) -> AsyncIterator[JobOutcome]:
     """Run ``batch`` on the event loop; yield each outcome as it completes (jobs that needed no
     run first). Closing the iterator early cancels the jobs in flight."""
+    from .._check_process import BatchChecks
+
+    checks = BatchChecks(batch.concurrency)
     try:
         jobs = batch.prepare(route=False)
         # Each outcome goes to the caller as it ends and nothing here reads it again: the
@@ -156,6 +160,7 @@ async def run_async(batch: Batch) -> AsyncIterator[JobOutcome]:
             yield outcome
         sched = batch.scheduler([])
         feed = Feed(batch, jobs, sched, ahead=2 * batch.concurrency)
+        batch.aio = AsyncBatchIO(batch.client, checks)
         # Finished tasks land on a queue (one callback each), so a completion costs O(1)
         # rather than asyncio.wait() re-arming every task in flight.
         finished: asyncio.Queue[asyncio.Task[JobOutcome]] = asyncio.Queue()
@@ -191,7 +196,26 @@ async def run_async(batch: Batch) -> AsyncIterator[JobOutcome]:
         for outcome in batch.leftovers(sched):
             yield outcome
     finally:
-        batch.close()
+        try:
+            await checks.aclose()
+        finally:
+            batch.close()
+
+
+class AsyncBatchIO:
+    """What an async batch's jobs do their I/O with: the client's connections and pools, and
+    the batch's check process (:class:`~.._check_process.BatchChecks`)."""
+
+    __slots__ = ("checks", "client")
+
+    def __init__(self, client: Any, checks: BatchChecks) -> None:
+        self.client, self.checks = client, checks
+
+    def ahttp_client(self) -> Any:
+        return self.client.ahttp_client()
+
+    def check_process(self) -> CheckProcess | None:
+        return self.checks.process()
 
 
 def abandon(batch: Batch, sched: Scheduler, feed: Feed) -> Iterator[JobOutcome]:
