@@ -1,18 +1,18 @@
-"""The PNG data check of a large async batch, run in a child process beside the event loop.
+"""The image check of a large async batch, run in a child process beside the event loop.
 
-An async batch checks every image's pixels (:func:`._png_check.check_png`: the chunks' CRCs, the
-whole ``IDAT`` stream inflated). On the event loop that is ~0.8 ms per generated image, a quarter
-of what a job costs there, and threads cannot take it over (each wakes for the GIL up to the 5 ms
-switch interval while the loop is busy: ``benchmarks/RESULTS.md``). So a batch that has checked
-:data:`START_AFTER` images at concurrency :data:`MIN_CONCURRENCY` or more starts one child
-process and hands it each small PNG's bytes over a pipe; the loop keeps only the writing and the
-reading of a 9-byte answer. Everything else of the check (Pillow's reading of the header, the
-pixel cap, the SHA-256) stays where it was.
+An async batch verifies every image (:func:`._verify_image.verify_bytes`: Pillow reads the
+header, the pixel cap, every chunk's CRC and the whole ``IDAT`` stream inflated, the SHA-256).
+On the event loop that is ~0.9 ms per generated image, a quarter of what a job costs there, and
+threads cannot take it over (each wakes for the GIL up to the 5 ms switch interval while the loop
+is busy: ``benchmarks/RESULTS.md``). So a batch that has checked :data:`START_AFTER` images at
+concurrency :data:`MIN_CONCURRENCY` or more starts one child process and hands it each small
+PNG's bytes over a pipe; the loop keeps only the writing and the reading of the answer.
 
 The child is a fast path, never a dependency: while it starts, when it cannot be started, when it
 dies or does not answer within :data:`ANSWER_TIMEOUT_S`, every image is checked inline as before
-(and the batch stops using the child). The image bytes stay in this process; the child only says
-what it found. ``MODELGLASS_CHECK_PROCESS=0`` turns it off.
+(and the batch stops using the child). Only an image the child verified is taken on its word (its
+type, size and SHA-256); any fault it finds is checked again here, so every refusal is worded as
+it always was. The image bytes stay in this process. ``MODELGLASS_CHECK_PROCESS=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._png_check import _PILLOW, ANSWER, ASK, FAILED, OK, PILLOW
+from ._verify_image import ANSWER, ASK, DEFAULT_MAX_PIXELS, VERIFIED, Fetched, verified
 
 log = logging.getLogger("modelglass")
 
@@ -35,19 +35,19 @@ __all__ = ["ANSWER_TIMEOUT_S", "MIN_CONCURRENCY", "START_AFTER", "CheckProcess",
            "CheckProcessGone", "enabled"]
 
 #: Images a batch checks inline before it starts the child (a small batch never starts one).
-START_AFTER = 64
+START_AFTER = 16
 #: The least concurrency at which a batch uses the child (below it the loop has time to spare).
 MIN_CONCURRENCY = 8
 #: Longest wait for one answer; past it the child is taken for stuck, stopped, and not used again.
 ANSWER_TIMEOUT_S = 10.0
 
-# The child loads the package's check module alone: a stand-in package whose path is the real
+# The child loads the package's verify module alone: a stand-in package whose path is the real
 # one, so ``modelglass/__init__.py`` (routing, pydantic, the catalog) is never imported there.
 _BOOT = ("import sys, types\n"
          "pkg = types.ModuleType('modelglass')\n"
          "pkg.__path__ = [sys.argv[1]]\n"
          "sys.modules['modelglass'] = pkg\n"
-         "from modelglass._png_check import serve\n"
+         "from modelglass._verify_image import serve\n"
          "serve(sys.stdin.buffer, sys.stdout.buffer)\n")
 
 
@@ -62,10 +62,10 @@ class CheckProcessGone(Exception):
 
 
 class CheckProcess:
-    """One child process answering :func:`._png_check.check_png` for one event loop.
+    """One child process answering :func:`._verify_image.verify_bytes` for one event loop.
 
     :meth:`start` returns at once; :attr:`ready` says when answers may be asked for.
-    :meth:`check` returns the verdict or raises :class:`CheckProcessGone`; :meth:`aclose` ends
+    :meth:`verify` returns the verified image or raises :class:`CheckProcessGone`; :meth:`aclose` ends
     the child (it also ends by itself when this process dies: its input closes). Its answers
     are read by a protocol on the loop (no task, no timer per image); one watchdog gives up on
     the child when an answer is :data:`ANSWER_TIMEOUT_S` late.
@@ -157,9 +157,12 @@ class CheckProcess:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.kill()
 
-    async def check(self, data: bytes) -> str | None:
-        """:func:`._png_check.check_png` of ``data``, answered by the child: None when every
-        pixel's data is there, else what is wrong (or ``_PILLOW``: let Pillow decode it)."""
+    async def verify(self, data: bytes, *, mime_hint: str | None = None,
+                     provider: str | None = None,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> Fetched:
+        """``verify_bytes(data, mime_hint, provider=provider, max_pixels=max_pixels)``, run by
+        the child. Raises :class:`CheckProcessGone` when it gives no verified image (it is not
+        running, died, or found a fault: check ``data`` here)."""
         if self._gone or self._stdin is None or self._stdin.is_closing():
             raise CheckProcessGone("it is not running")
         loop = asyncio.get_running_loop()
@@ -167,20 +170,20 @@ class CheckProcess:
         future: asyncio.Future[tuple[int, str]] = loop.create_future()
         self._pending[ident] = (future, loop.time())
         try:
-            self._stdin.write(ASK.pack(ident, len(data)) + data)
+            self._stdin.write(ASK.pack(ident, len(data), max_pixels) + data)
             kind, message = await future
         except (OSError, RuntimeError) as exc:
             self._give_up(f"could not be written to ({exc})")
             raise CheckProcessGone(str(exc)) from None
         finally:
             self._pending.pop(ident, None)
-        if kind == OK:
-            return None
-        if kind == PILLOW:
-            return _PILLOW
-        if kind == FAILED:  # the check itself raised there: the caller runs it here and sees
-            raise CheckProcessGone(f"the check failed there ({message})")
-        return message
+        if kind != VERIFIED:
+            raise CheckProcessGone(f"it found a fault ({message}): check it here")
+        try:
+            return verified(data, message, mime_hint, provider)
+        except ValueError as exc:
+            self._give_up(str(exc))
+            raise CheckProcessGone(str(exc)) from None
 
     async def aclose(self) -> None:
         """End the child (its input closed, then killed if it lingers)."""
@@ -234,7 +237,7 @@ class _Answers(asyncio.SubprocessProtocol):
 
 
 def _child_env() -> dict[str, str]:
-    """This process's environment, with glibc's allocator told to keep the check's 256 KiB
+    """This process's environment, with glibc's allocator told to keep the PNG check's 256 KiB
     buffers: by default it maps and unmaps them each time (measured: 171 page faults and
     1.3 ms per 1024 x 1024 image, 0.65 ms with these)."""
     env = dict(os.environ)

@@ -60,7 +60,6 @@ from ._destination import (
 from ._destination import host_of as _host
 from ._verify_image import (
     _ACCEPTED_TYPES,
-    CHECK_HERE,
     DEFAULT_MAX_PIXELS,
     Fetched,
     verify_bytes,
@@ -337,14 +336,12 @@ def download_failed(outcomes: Sequence[Fetched | BaseException], raws: Sequence[
 
 
 def _inline(raw: RawImage, provider: str | None, max_bytes: int,
-            max_pixels: int, png_verdict: Any = CHECK_HERE) -> Fetched | None:
-    """The image when it needs no network (inline bytes or a data: URL), else None
-    (``png_verdict``: of the inline bytes, see :func:`verify_bytes`)."""
+            max_pixels: int) -> Fetched | None:
+    """The image when it needs no network (inline bytes or a data: URL), else None."""
     if raw.data is not None:
         if len(raw.data) > max_bytes:
             raise _too_big(provider, "the provider's inline data", len(raw.data), max_bytes)
-        return verify_bytes(raw.data, raw.mime, provider=provider, max_pixels=max_pixels,
-                            png_verdict=png_verdict)
+        return verify_bytes(raw.data, raw.mime, provider=provider, max_pixels=max_pixels)
     if not raw.url:
         raise EmptyResult(f"{provider or 'the provider'} delivered an image with neither bytes "
                           "nor a URL", provider=provider, retryable=False)
@@ -354,9 +351,9 @@ def _inline(raw: RawImage, provider: str | None, max_bytes: int,
 
 
 def _begin(raw: RawImage, provider: str | None, timeout_s: float, max_bytes: int,
-           max_pixels: int, png_verdict: Any = CHECK_HERE) -> Fetched | _Download:
+           max_pixels: int) -> Fetched | _Download:
     """The image when it needs no network (inline bytes, a data: URL), else its download."""
-    done = _inline(raw, provider, max_bytes, max_pixels, png_verdict)
+    done = _inline(raw, provider, max_bytes, max_pixels)
     if done is not None:
         return done
     return _Download(raw, provider=provider, timeout_s=timeout_s, max_bytes=max_bytes,
@@ -376,17 +373,15 @@ def _already_read(resp: httpx.Response, dl: _Download) -> bytes:
 
 def fetch(raw: RawImage, *, client: httpx.Client, timeout_s: float,
           max_bytes: int = DEFAULT_MAX_BYTES, provider: str | None = None,
-          max_pixels: int = DEFAULT_MAX_PIXELS, png_verdict: Any = CHECK_HERE) -> Fetched:
+          max_pixels: int = DEFAULT_MAX_PIXELS) -> Fetched:
     """Get and verify one image: inline bytes, a ``data:`` URL, or a URL to download.
 
     ``timeout_s`` bounds the whole download by the wall clock (every hop, every read);
     ``provider`` names the provider in errors. Errors carry the image's URL as ``.url``. Use a
     client from :func:`make_client`, which also checks the address of every connection.
-    ``png_verdict``: what the PNG data check found in inline bytes, where it ran elsewhere
-    (the batch's check process; see :func:`verify_bytes`).
     """
     try:
-        dl = _begin(raw, provider, timeout_s, max_bytes, max_pixels, png_verdict)
+        dl = _begin(raw, provider, timeout_s, max_bytes, max_pixels)
         if isinstance(dl, Fetched):
             return dl
         with guarded(dl.guard), downloading():

@@ -1,20 +1,16 @@
-"""Every pixel's data of a PNG checked without building the image (:func:`check_png`), and the
-check process's side of its pipe (:func:`serve`).
+"""Every pixel's data of a PNG checked without building the image (:func:`check_png`).
 
-Only the standard library and :mod:`._inflate` here: the check process
-(``_check_process.py``) loads this module alone, without the ``modelglass`` package, so it is
-ready in tens of milliseconds.
+Only the standard library and :mod:`._inflate` here (``_verify_image.py`` runs it, in this process
+or in a large async batch's check process, ``_check_process.py``).
 """
 
 from __future__ import annotations
 
-import struct
 import zlib
-from typing import BinaryIO
 
 from . import _inflate  # zlib-ng when installed: the same checks, ~5x faster inflate
 
-__all__ = ["check_png", "serve"]
+__all__ = ["check_png"]
 
 #: :func:`check_png`'s answer for a PNG it does not handle itself: let Pillow decode it.
 _PILLOW = "pillow"
@@ -113,30 +109,3 @@ def check_png(data: bytes) -> str | None:
     if got < expected:
         return f"the image data ends early ({got} of {expected} bytes of scanlines)"
     return None
-
-
-# -- the check process's side of the pipe ---------------------------------------------------------
-#: A request: its id and the length of the PNG that follows it.
-ASK = struct.Struct("!II")
-#: An answer: the request's id, its verdict (:data:`VERDICTS`' index; 3: the check itself failed)
-#: and the length of the UTF-8 message that follows it (a problem, or the failure).
-ANSWER = struct.Struct("!IBI")
-OK, PILLOW, PROBLEM, FAILED = range(4)
-
-
-def serve(inp: BinaryIO, out: BinaryIO) -> None:
-    """Answer every request on ``inp`` with :func:`check_png`'s verdict on ``out``, in order,
-    until ``inp`` ends (the parent closed it, or died)."""
-    while len(head := inp.read(ASK.size)) == ASK.size:
-        ident, length = ASK.unpack(head)
-        data = inp.read(length)
-        if len(data) != length:
-            return
-        try:
-            problem = check_png(data)
-            kind = OK if problem is None else PILLOW if problem is _PILLOW else PROBLEM
-            message = b"" if kind != PROBLEM else str(problem).encode()
-        except Exception as exc:  # noqa: BLE001 - told to the parent, which checks it itself
-            kind, message = FAILED, f"{type(exc).__name__}: {exc}".encode()
-        out.write(ANSWER.pack(ident, kind, len(message)) + message)
-        out.flush()

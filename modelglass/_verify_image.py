@@ -14,10 +14,11 @@ import hashlib
 import io
 import logging
 import os
+import struct
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from ._png_check import _PILLOW
 from ._png_check import check_png as _check_png
@@ -25,7 +26,7 @@ from .errors import EmptyResult
 
 log = logging.getLogger("modelglass")
 
-__all__ = ["CHECK_HERE", "DEFAULT_MAX_PIXELS", "INLINE_MAX_PIXELS", "Fetched", "cheap_to_check",
+__all__ = ["DEFAULT_MAX_PIXELS", "INLINE_MAX_PIXELS", "Fetched", "cheap_to_check",
            "verify_bytes", "verify_executor"]
 
 #: Largest image accepted, in pixels (8192 x 8192 ≈ 67 MP): the decompression-bomb guard.
@@ -49,20 +50,13 @@ class Fetched:
 
 
 # -- verification (pure) --------------------------------------------------------------------------
-#: :func:`verify_bytes`'s ``png_verdict`` when the PNG data check is to run there.
-CHECK_HERE: Any = object()
-
-
 def verify_bytes(data: bytes, mime_hint: str | None = None, *, provider: str | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, source: str = "the image",
-                 png_verdict: Any = CHECK_HERE) -> Fetched:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, source: str = "the image") -> Fetched:
     """Check that ``data`` is a PNG, JPEG or WebP image Pillow can read, and describe it.
 
     ``mime_hint`` is what the provider claimed; the bytes win when they disagree (logged).
     Raises :class:`~modelglass.errors.EmptyResult` for empty, corrupt or unsupported bytes and
-    for images over ``max_pixels``. ``png_verdict``: what :func:`._png_check.check_png` said of
-    ``data`` where it ran elsewhere (the check process of an async batch), used if the bytes are
-    a PNG; by default the check runs here.
+    for images over ``max_pixels``.
 
     >>> from modelglass.testing import render_image
     >>> verify_bytes(render_image("a cat", 1, 64, 32)).width
@@ -92,8 +86,7 @@ def verify_bytes(data: bytes, mime_hint: str | None = None, *, provider: str | N
                               f"{max_pixels / 1e6:.0f} MP cap (decompression-bomb guard)")
                 # Structure alone (Pillow's verify()) lets half a JPEG or a short IDAT pass:
                 # every pixel's data must be there. One pass, on this one open image.
-                problem = _PILLOW if fmt != "PNG" else \
-                    _check_png(data) if png_verdict is CHECK_HERE else png_verdict
+                problem = _check_png(data) if fmt == "PNG" else _PILLOW
                 if problem is _PILLOW:
                     _decode_fully(im)
                 elif problem is not None:
@@ -110,12 +103,16 @@ def verify_bytes(data: bytes, mime_hint: str | None = None, *, provider: str | N
         except Exception as exc:  # noqa: BLE001 - any decoder failure (Pillow raises many kinds)
             raise bad(f"corrupt {fmt or 'image'} data ({type(exc).__name__}: {exc})") from None
     mime = _FORMATS[fmt]
+    _note_hint(mime_hint, mime, provider)
+    return Fetched(data=data, mime=mime, width=width, height=height,
+                   sha256=hashlib.sha256(data).hexdigest())
+
+
+def _note_hint(mime_hint: str | None, mime: str, provider: str | None) -> None:
     hint = _ACCEPTED_TYPES.get((mime_hint or "").split(";")[0].strip().lower())
     if mime_hint and hint != mime:
         log.debug("%s said %s but the bytes are %s; using %s", provider or "provider",
                   mime_hint, mime, mime)
-    return Fetched(data=data, mime=mime, width=width, height=height,
-                   sha256=hashlib.sha256(data).hexdigest())
 
 
 #: Largest PNG (in pixels) that async code checks inline on the event loop rather than on the
@@ -186,3 +183,43 @@ def verify_executor() -> Any:
 
 
 _executor_lock = threading.Lock()
+
+
+# -- the check process's side of its pipe (``_check_process.py``) --------------------------------
+#: A question: its id, the length of the image that follows it, and the pixel cap.
+ASK = struct.Struct("!IIQ")
+#: An answer: the question's id, :data:`VERIFIED` or :data:`CHECK_HERE`, and the length of the
+#: ASCII message that follows it (``"mime width height sha256"`` when verified).
+ANSWER = struct.Struct("!IBI")
+VERIFIED, CHECK_HERE = 0, 1
+
+
+def serve(inp: BinaryIO, out: BinaryIO) -> None:
+    """The check process: :func:`verify_bytes` of every image asked for on ``inp``, answered
+    on ``out`` in order, until ``inp`` ends (the parent closed it, or died). Only a verified
+    image's description goes back; for anything else the parent runs the check itself, so
+    every refusal and its wording are the ones it would give anyway."""
+    while len(head := inp.read(ASK.size)) == ASK.size:
+        ident, length, max_pixels = ASK.unpack(head)
+        data = inp.read(length)
+        if len(data) != length:
+            return
+        try:
+            got = verify_bytes(data, max_pixels=max_pixels)
+        except Exception as exc:  # noqa: BLE001 - the parent checks it again and says why
+            kind, message = CHECK_HERE, type(exc).__name__.encode()
+        else:
+            kind = VERIFIED
+            message = f"{got.mime} {got.width} {got.height} {got.sha256}".encode()
+        out.write(ANSWER.pack(ident, kind, len(message)) + message)
+        out.flush()
+
+
+def verified(data: bytes, message: str, mime_hint: str | None,
+             provider: str | None) -> Fetched:
+    """The :class:`Fetched` of ``data`` from the check process's :data:`VERIFIED` answer."""
+    mime, width, height, sha256 = message.split(" ")
+    if mime not in _FORMATS.values() or len(sha256) != 64:
+        raise ValueError(f"not a verified image's description: {message[:100]!r}")
+    _note_hint(mime_hint, mime, provider)
+    return Fetched(data=data, mime=mime, width=int(width), height=int(height), sha256=sha256)

@@ -1,7 +1,8 @@
-"""The PNG data check of a large async batch in a child process (``_check_process.py``, issue 16
-item 8): the same verdicts as the check run here, used by the batch once it has checked enough
-images, and never a reason to lose or fail an image — a child that cannot start, dies, or goes
-silent leaves every image checked inline."""
+"""The image check of a large async batch in a child process (``_check_process.py``, issue 16
+item 8): it verifies what the check here verifies and nothing else, the batch uses it once it has
+checked enough images, and it is never a reason to lose or fail an image — a child that cannot
+start, dies, or goes silent leaves every image checked inline, and a fault it finds is checked
+(and worded) here."""
 
 from __future__ import annotations
 
@@ -19,8 +20,7 @@ import pytest
 import modelglass as mg
 from modelglass import _check_process
 from modelglass._check_process import BatchChecks, CheckProcess, CheckProcessGone
-from modelglass._png_check import check_png
-from modelglass._verify_image import _PILLOW
+from modelglass._verify_image import verify_bytes
 from modelglass.jobs._delivery import Download
 from modelglass.providers.base import RawImage
 from modelglass.testing import render_image, simulate
@@ -62,41 +62,58 @@ async def process() -> Any:
     await proc.aclose()
 
 
-async def test_the_child_gives_the_verdicts_the_check_gives_here(process: CheckProcess) -> None:
-    answers = await asyncio.gather(*(process.check(data) for data in CASES.values()))
-    here = [check_png(data) for data in CASES.values()]
-    assert answers == here
-    assert answers[0] is None and answers[1] is None
-    assert answers[-1] is _PILLOW  # the same object: verify_bytes tests it with `is`
-    assert all(isinstance(a, str) and a for a in answers[2:-1])
+async def test_the_child_verifies_what_the_check_here_verifies_and_nothing_else(
+        process: CheckProcess) -> None:
+    async def there(data: bytes) -> Any:
+        try:
+            return await process.verify(data, mime_hint="image/png", provider="openai")
+        except CheckProcessGone:
+            return "check here"
+
+    def here(data: bytes) -> Any:
+        try:
+            return verify_bytes(data, "image/png", provider="openai")
+        except mg.errors.EmptyResult:
+            return "check here"
+
+    answers = await asyncio.gather(*(there(data) for data in CASES.values()))
+    assert answers == [here(data) for data in CASES.values()]
+    assert [a == "check here" for a in answers] == [False, False, True, True, True, True, True,
+                                                     False]
+    assert (answers[0].width, answers[0].height, answers[0].mime) == (256, 128, "image/png")
+    assert answers[0].data is GOOD  # this process's bytes, not a copy from the child
+    # the pixel cap goes with each question
+    with pytest.raises(CheckProcessGone):
+        await process.verify(GOOD, max_pixels=256 * 128 - 1)
+    assert (await process.verify(GOOD, max_pixels=256 * 128)).sha256 == answers[0].sha256
 
 
 async def test_a_dead_child_fails_every_wait_at_once_and_is_not_used_again(
         process: CheckProcess) -> None:
-    assert await process.check(GOOD) is None
+    assert (await process.verify(GOOD)).width == 256
     assert process.pid is not None
     os.kill(process.pid, signal.SIGKILL)
     with pytest.raises(CheckProcessGone):
-        await asyncio.wait_for(process.check(GOOD), 5)  # never a hang
+        await asyncio.wait_for(process.verify(GOOD), 5)  # never a hang
     assert not process.ready
     with pytest.raises(CheckProcessGone):
-        await process.check(GOOD)
+        await process.verify(GOOD)
 
 
 async def test_a_cancelled_wait_leaves_the_child_answering_the_next(
         process: CheckProcess) -> None:
-    waiting = asyncio.ensure_future(process.check(GOOD))
+    waiting = asyncio.ensure_future(process.verify(GOOD))
     await asyncio.sleep(0)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
-    assert await process.check(CASES["bad filter type"]) == check_png(CASES["bad filter type"])
+    assert (await process.verify(CASES["small good"])).width == 4
     assert process._pending == {}
 
 
 async def test_closing_ends_the_child(process: CheckProcess) -> None:
     pid = process.pid
-    assert pid is not None and await process.check(GOOD) is None
+    assert pid is not None and (await process.verify(GOOD)).height == 128
     await process.aclose()
     with pytest.raises(ProcessLookupError):  # it exited and was reaped
         os.kill(pid, 0)
@@ -112,24 +129,24 @@ def _jobs(n: int) -> list[dict[str, Any]]:
 @pytest.fixture
 def early(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     """Batches start their check process after 2 images at any concurrency: ``started``, the
-    processes they started; ``answered``, the verdicts those gave."""
+    processes they started; ``answered``, the images those verified."""
     monkeypatch.setattr(_check_process, "START_AFTER", 2)
     monkeypatch.setattr(_check_process, "MIN_CONCURRENCY", 1)
     seen = SimpleNamespace(started=[], answered=[])
     real_start = CheckProcess.start.__func__  # type: ignore[attr-defined]
-    real_check = CheckProcess.check
+    real_verify = CheckProcess.verify
 
     def start(cls: type[CheckProcess]) -> CheckProcess:
         seen.started.append(real_start(cls))
         return seen.started[-1]
 
-    async def check(self: CheckProcess, data: bytes) -> Any:
-        verdict = await real_check(self, data)
-        seen.answered.append(verdict)
-        return verdict
+    async def verify(self: CheckProcess, data: bytes, **kw: Any) -> Any:
+        got = await real_verify(self, data, **kw)
+        seen.answered.append(got)
+        return got
 
     monkeypatch.setattr(CheckProcess, "start", classmethod(start))
-    monkeypatch.setattr(CheckProcess, "check", check)
+    monkeypatch.setattr(CheckProcess, "verify", verify)
     return seen
 
 
@@ -146,12 +163,16 @@ async def test_a_large_batch_checks_its_images_in_the_child_and_ends_it(
         assert sorted(o.status for o in outcomes) == ["done"] * 24
         assert len(sim.requests("openai", stage="generate")) == 24  # each paid for once
     assert len(early.started) == 1
-    assert len(early.answered) >= 10 and set(early.answered) == {None}
+    assert len(early.answered) >= 10
     child = early.started[0]
     assert not child.ready and child._proc is None  # ended with the batch
-    for o in outcomes:  # every image verified: its real size and hash
+    by_hash = {f.sha256: f for f in early.answered}
+    for o in outcomes:  # every image verified: its real size and hash, where it was checked
         image = o.result.images[0]
         assert image.width > 0 and len(image.sha256) == 64
+        if image.sha256 in by_hash:
+            assert (image.width, image.height) == (by_hash[image.sha256].width,
+                                                   by_hash[image.sha256].height)
 
 
 async def test_a_small_or_switched_off_batch_starts_no_child(
@@ -204,24 +225,26 @@ class _IO:
         raise AssertionError("inline images need no download")
 
 
-async def test_a_corrupt_image_checked_in_the_child_is_refused_as_here(
+async def test_a_corrupt_image_the_child_saw_is_refused_as_here(
         process: CheckProcess, monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[bytes] = []
-    real = process.check
+    real = process.verify
 
-    async def check(data: bytes) -> Any:
+    async def verify(data: bytes, **kw: Any) -> Any:
         asked.append(data)
-        return await real(data)
+        return await real(data, **kw)
 
-    monkeypatch.setattr(process, "check", check)
+    monkeypatch.setattr(process, "verify", verify)
     step = Download(images=(RawImage(data=CASES["short image data"], mime="image/png"),
                             RawImage(data=GOOD, mime="image/png")),
                     provider="openai", timeout_s=5, max_bytes=1 << 20)
     bad, good = await step.arun(_IO(process))
     assert len(asked) == 2  # both went to the child
-    assert isinstance(bad, mg.errors.EmptyResult) and "corrupt PNG data" in str(bad)
-    assert "ends early" in str(bad)
-    assert good.sha256 and (good.width, good.height) == (256, 128)
+    assert isinstance(bad, mg.errors.EmptyResult)
+    with pytest.raises(mg.errors.EmptyResult) as here:
+        verify_bytes(CASES["short image data"], "image/png", provider="openai")
+    assert str(bad) == str(here.value) and "ends early" in str(bad)  # worded as here
+    assert good.sha256 == verify_bytes(GOOD).sha256 and (good.width, good.height) == (256, 128)
     # over the byte cap: refused here, as before, never sent to the child
     asked.clear()
     (big,) = await Download(images=(RawImage(data=GOOD, mime="image/png"),), provider="openai",

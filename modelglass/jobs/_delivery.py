@@ -61,10 +61,10 @@ class Download(Step):
                     check = functools.partial(fetch, raw, client=None, provider=self.provider,  # type: ignore[arg-type]
                                               timeout_s=self.timeout_s, max_bytes=self.max_bytes)
                     if raw.data is not None and cheap_to_check(raw.data):
-                        # a small PNG: ~1 ms here beats a thread's GIL handoffs, and its data
-                        # check goes to a large batch's check process once it has one
-                        return check(png_verdict=await _png_verdict(io, raw.data,
-                                                                    self.max_bytes))
+                        # a small PNG: ~1 ms here beats a thread's GIL handoffs; a large
+                        # batch's check process takes it over once the batch has one
+                        done = await _verified_elsewhere(io, raw, self.provider, self.max_bytes)
+                        return done if done is not None else check()
                     # Verifying checks every pixel's data (milliseconds per image), mostly with
                     # the GIL released: on the shared verify threads it runs beside other jobs.
                     return await asyncio.get_running_loop().run_in_executor(verify_executor(),
@@ -79,21 +79,21 @@ class Download(Step):
         return list(await asyncio.gather(*(one(raw) for raw in self.images)))
 
 
-async def _png_verdict(io: Any, data: bytes, max_bytes: int) -> Any:
-    """What the check process of a large async batch says of a PNG's data, or
-    :data:`~.._verify_image.CHECK_HERE` (no such process, or it did not answer: check here)."""
-    from .._verify_image import CHECK_HERE
-
+async def _verified_elsewhere(io: Any, raw: RawImage, provider: str,
+                             max_bytes: int) -> Fetched | None:
+    """``raw``'s inline bytes verified by the check process of a large async batch, or None:
+    no such process, it did not answer, or it found a fault (then the check here says which)."""
+    assert raw.data is not None
     ask = getattr(io, "check_process", None)  # an I/O without one checks here
-    process = ask() if ask is not None and len(data) <= max_bytes else None
+    process = ask() if ask is not None and len(raw.data) <= max_bytes else None
     if process is None:
-        return CHECK_HERE
+        return None
     from .._check_process import CheckProcessGone
 
     try:
-        return await process.check(data)
+        return await process.verify(raw.data, mime_hint=raw.mime, provider=provider)
     except CheckProcessGone:
-        return CHECK_HERE
+        return None
 
 
 @dataclass(frozen=True, slots=True)
