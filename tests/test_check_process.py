@@ -268,3 +268,26 @@ def test_a_batch_asks_for_the_child_only_past_its_threshold(
     off = BatchChecks(concurrency=64)
     assert [off.process() for _ in range(10)] == [None] * 10 and started == [1]
     assert os.environ["MODELGLASS_CHECK_PROCESS"] == "0"
+
+
+async def test_the_child_gets_no_credential(monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Any) -> None:
+    # It reads image bytes and nothing else: the provider keys stay in this process.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-not-for-the-child")
+    monkeypatch.setenv("FAL_KEY", "fal-secret")
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "r8-secret")
+    monkeypatch.setenv("MODELGLASS_MARKER", "kept")
+    out = tmp_path / "env.txt"
+    monkeypatch.setattr(_check_process, "_BOOT",
+                        f"import os; open({str(out)!r}, 'w').write(repr(dict(os.environ)))")
+    proc = CheckProcess.start()
+    await proc._spawning  # type: ignore[misc]
+    for _ in range(100):
+        if out.exists() and out.read_text().endswith("}"):
+            break
+        await asyncio.sleep(0.05)
+    await proc.aclose()
+    env = out.read_text()
+    assert "MODELGLASS_MARKER" in env and "MALLOC_MMAP_THRESHOLD_" in env
+    for secret in ("sk-not-for-the-child", "fal-secret", "r8-secret"):
+        assert secret not in env
