@@ -466,10 +466,6 @@ class AsyncClient(_BaseClient):
         """The download client of the running event loop (one per loop, built on first use)."""
         return self._http.get()
 
-    def check_process(self) -> None:
-        """A batch's PNG check process (``_check_process.py``); a client's own calls have none:
-        they check each image where it arrived."""
-
     @staticmethod
     def _make_http() -> httpx.AsyncClient:
         from ._download import make_async_client

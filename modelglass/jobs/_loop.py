@@ -203,16 +203,19 @@ async def run_async(batch: Batch) -> AsyncIterator[JobOutcome]:
 
 
 class AsyncBatchIO:
-    """What an async batch's jobs do their I/O with: the client's connections and pools, and
-    the batch's check process (:class:`~.._check_process.BatchChecks`)."""
+    """What an async batch's jobs do their I/O with: the client's (its download client, its
+    pools), and the batch's check process (:class:`~.._check_process.BatchChecks`), which a
+    client's own calls do not have."""
 
     __slots__ = ("checks", "client")
 
     def __init__(self, client: Any, checks: BatchChecks) -> None:
         self.client, self.checks = client, checks
 
-    def ahttp_client(self) -> Any:
-        return self.client.ahttp_client()
+    def __getattr__(self, name: str) -> Any:
+        if name in AsyncBatchIO.__slots__:  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
+        return getattr(self.client, name)
 
     def check_process(self) -> CheckProcess | None:
         return self.checks.process()
