@@ -142,7 +142,7 @@ class CheckProcess:
             return
         self._watchdog = loop.call_later(ANSWER_TIMEOUT_S / 2, self._watch)
 
-    def _give_up(self, why: str) -> None:
+    def _give_up(self, why: str, *, kill: bool = True) -> None:
         if not self._gone:
             log.debug("modelglass: the check process %s; checking images inline", why)
         self._gone = True
@@ -153,7 +153,7 @@ class CheckProcess:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        if self._proc is not None and self._proc.get_returncode() is None:
+        if kill and self._proc is not None and self._proc.get_returncode() is None:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.kill()
 
@@ -191,7 +191,7 @@ class CheckProcess:
             self._spawning.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._spawning
-        self._give_up("was closed")
+        self._give_up("was closed", kill=False)  # it exits at the end of its input
         proc, self._proc, self._stdin = self._proc, None, None
         if proc is None:
             return

@@ -112,10 +112,12 @@ async def test_a_cancelled_wait_leaves_the_child_answering_the_next(
 
 
 async def test_closing_ends_the_child(process: CheckProcess) -> None:
-    pid = process.pid
-    assert pid is not None and (await process.verify(GOOD)).height == 128
+    pid, child = process.pid, process._proc
+    assert pid is not None and child is not None
+    assert (await process.verify(GOOD)).height == 128
     await process.aclose()
-    with pytest.raises(ProcessLookupError):  # it exited and was reaped
+    assert child.get_returncode() == 0  # it read the end of its input and exited (not killed)
+    with pytest.raises(ProcessLookupError):  # and was reaped
         os.kill(pid, 0)
     assert not process.ready and process.pid is None
 
