@@ -293,3 +293,21 @@ async def test_the_child_gets_no_credential(monkeypatch: pytest.MonkeyPatch,
     assert "MODELGLASS_MARKER" in env and "MALLOC_MMAP_THRESHOLD_" in env
     for secret in ("sk-not-for-the-child", "fal-secret", "r8-secret"):
         assert secret not in env
+
+
+async def test_closing_the_stream_mid_batch_ends_its_child(early: SimpleNamespace) -> None:
+    # The caller stops reading while images are still being checked: the jobs in flight are
+    # cancelled and the batch's child ends with it (no process outlives the stream).
+    with simulate():
+        async with mg.AsyncClient(available=["openai"], observed=False) as client:
+            stream = client.agenerate_many(_jobs(40), concurrency=4, limits={})
+            seen = []
+            async for outcome in stream:
+                seen.append(outcome)
+                if len(early.answered) >= 3:
+                    break
+            await stream.aclose()
+    assert all(o.status == "done" for o in seen) and len(seen) < 40
+    assert len(early.started) == 1
+    child = early.started[0]
+    assert not child.ready and child._proc is None and child._pending == {}
