@@ -254,6 +254,16 @@ async def test_agenerate_many_yields_as_completed():
     assert sorted(seen) == [f"j{i}" for i in range(8)]
 
 
+async def test_a_freed_slot_starts_its_next_job_before_the_outcome_is_reported():
+    # One slot: when job k's outcome reaches the caller, job k + 1 has already begun its call,
+    # so the provider is not left idle while the caller handles an outcome (issue 16 item 8).
+    client = AsyncFakeClient(service_s=0.005)
+    begun = [len(client.started)
+             async for _ in run_async(Batch(client, _reqs(4), concurrency=1, limits={}))]
+    assert begun == [2, 3, 4, 4]
+    assert client.peak_total == 1  # still one call at a time
+
+
 async def test_the_async_stream_keeps_no_outcome_the_caller_dropped():
     # A long stream holds the jobs in flight, not every image it has handed over: the batch
     # keeps no outcome once it is yielded (it used to keep all of them until the stream ended).

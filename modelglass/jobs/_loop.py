@@ -133,6 +133,13 @@ def schedule(batch: Batch, feed: Feed, sched: Scheduler) -> Generator[Command, E
         if ended is not None:
             job, outcome = ended
             sched.finished(job)
+            if batch.broken is None:
+                # the freed slot's next job starts before this outcome is reported and more
+                # jobs are routed: its provider call leaves sooner
+                following, _ = sched.next()
+                while following is not None:
+                    yield Start(following)
+                    following, _ = sched.next()
             if outcome.status != "cooling":  # parked: it runs again later
                 yield outcome
 
@@ -174,6 +181,10 @@ async def run_async(batch: Batch) -> AsyncIterator[JobOutcome]:
                     task = asyncio.ensure_future(batch.arun_one(command.job))
                     task.add_done_callback(finished.put_nowait)
                     tasks[task] = command.job
+                    # let the job send its request before this loop reports and routes more:
+                    # the event loop runs what is ready in turn, so a new job would otherwise
+                    # wait behind the reporting, and its slot would sit idle meanwhile
+                    await asyncio.sleep(0)
                 elif isinstance(command, Sleep):
                     await asyncio.sleep(command.seconds)
                 elif isinstance(command, Await):
