@@ -43,6 +43,7 @@ def compare(prompt: str, models: str = run_option("models"), seed: int | None = 
     when no model made an image because a provider failed; a model listed twice runs once."""
     from ._cli_generate import _free, _make_client, _maybe_simulate
     from ._compare import compare_models, parse_models
+    from .catalog import LOCAL
 
     if out_path.suffix.lower() != ".png":
         raise typer.BadParameter("--out must be a .png file", param_hint="--out")
@@ -53,7 +54,7 @@ def compare(prompt: str, models: str = run_option("models"), seed: int | None = 
     pinned = {p for _, p in parse_models(models) if p}
     fields = {"size": size} if size else {}
     with _maybe_simulate(simulate):
-        client = _make_client(catalog, "local" if pinned == {"local"} else None, simulate,
+        client = _make_client(catalog, LOCAL if pinned == {LOCAL} else None, simulate,
                               _assume(assume_available))
         with client, _TileProgress(err, len(parse_models(models))) as progress:
             sheet = compare_models(client, prompt, models, seed=seed, quality=quality,

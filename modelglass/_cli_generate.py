@@ -31,6 +31,7 @@ from ._cli_options import (
 )
 from ._cli_policy import apply_policy
 from ._cli_progress import Progress
+from .catalog import LOCAL
 
 if TYPE_CHECKING:
     from .client import Client
@@ -53,7 +54,7 @@ def register(app: typer.Typer) -> None:
 def _local_wanted(provider: str | None) -> bool:
     # Torch is imported only when local is asked for, or when the local extra is installed (then
     # routing must know whether there is a GPU to offer local models on).
-    if provider == "local":
+    if provider == LOCAL:
         return True
     return provider is None and all(importlib.util.find_spec(m) is not None
                                     for m in ("torch", "diffusers"))
@@ -66,10 +67,10 @@ def _make_client(catalog: str | None, provider: str | None, simulated: bool,
     kwargs: dict[str, Any] = {"catalog": _catalog(catalog) if catalog else None}
     if simulated:
         # Route among what the simulators serve, so the run is the same on every machine.
-        kwargs["available"] = list(_SIMULATED) + (["local"] if provider == "local" else [])
+        kwargs["available"] = list(_SIMULATED) + ([LOCAL] if provider == LOCAL else [])
     elif assume is not None:
         kwargs["available"] = assume
-    if provider == "local" or (not simulated and _local_wanted(provider)):
+    if provider == LOCAL or (not simulated and _local_wanted(provider)):
         kwargs["local"] = mg.LocalBackend()
     return mg.Client(**kwargs)
 

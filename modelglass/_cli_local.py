@@ -42,7 +42,7 @@ def local_models(paths: list[Path], cache_dir: Path | None, catalog: Any,
 
     offers_by_repo: dict[str, list[str]] = {}
     for view in catalog.offers():
-        if view.provider == "local":
+        if view.runs_here:
             repo = Recipe.of(view).base_model or view.endpoint
             offers_by_repo.setdefault(repo, []).append(view.key)
     found: list[tuple[str, str | None, Path]] = []  # (source kind, repo id, folder)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from ._clock import parse_date
-from .catalog import Catalog, OfferView
+from .catalog import LOCAL, Catalog, OfferView
 from .errors import InvalidRequest, ProviderUnavailable
 from .jobs import _drive
 from .jobs._engine import Job
@@ -96,7 +96,7 @@ class _BaseClient:
         self.health = HealthBoard.shared()
         self._providers: dict[str, Provider] = dict(providers or {})
         if local is not None:
-            self._providers["local"] = local
+            self._providers[LOCAL] = local
         self._api_keys = dict(api_keys or {})
         self._assume_available = set(available) if available is not None else None
         self.budget = budget
@@ -129,7 +129,7 @@ class _BaseClient:
     @property
     def local(self) -> Provider | None:
         """The local backend this client was given (``local=``, or ``providers["local"]``)."""
-        return self._providers.get("local")
+        return self._providers.get(LOCAL)
 
     # -- providers --------------------------------------------------------------------------------
     def provider(self, name: str) -> Provider:

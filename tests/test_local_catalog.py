@@ -139,3 +139,16 @@ def test_hidream_needs_its_llama_encoder_present():
     backend = LocalBackend(device="cpu", paths={"hidream-i1-dev": tiny_folder("sd")})
     reason = backend.offer_availability(view).reason
     assert "meta-llama/Meta-Llama-3.1-8B-Instruct" in reason and "gated" in reason
+
+
+def test_the_offers_that_run_here_are_the_local_backends_and_only_they_name_a_pipeline():
+    # Code outside providers/ asks `runs_here`, never the provider's name: it must pick exactly
+    # the offers the local backend serves, and those are the ones with a diffusers pipeline.
+    from modelglass.catalog import LOCAL
+
+    views = list(mg.Catalog.default().offers())
+    here = {v.key for v in views if v.runs_here}
+    assert LocalBackend.name == LOCAL
+    assert here and here == {v.key for v in views if v.provider == LocalBackend.name}
+    assert here == {v.key for v in views if v.offer.pipeline}
+    assert all(v.runs_here == v.offer.runs_here for v in views)

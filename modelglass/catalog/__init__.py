@@ -23,6 +23,7 @@ from ._load import default_catalog_dir
 from ._price import CostEstimate, cost_from_usage, estimate_price
 from ._schema import (
     AXES,
+    LOCAL,
     Controls,
     Evidence,
     Geometry,
@@ -42,6 +43,7 @@ from ._view import STALE_AFTER_DAYS, OfferView
 
 __all__ = [
     "AXES",
+    "LOCAL",
     "STALE_AFTER_DAYS",
     "Catalog",
     "Comparison",

@@ -301,7 +301,7 @@ def _check_offer(ctx: _CrossCheck, mid: str, m: Model, offer: Offer, doc: _Doc,
     elif offer.as_of > today:
         problems.add(doc, path + ("as_of",), f"as_of {offer.as_of} is later than today "
                      f"({today}); fix the date (or the clock: {_clock.ENV})")
-    if offer.provider == "local":
+    if offer.runs_here:
         if not offer.pipeline:
             problems.add(doc, path, "a local offer must set `pipeline` (the diffusers "
                          "class, e.g. StableDiffusionXLPipeline)")

@@ -396,6 +396,12 @@ class Latency(_Strict):
     note: str | None = None
 
 
+#: The provider whose offers run their weights in this process (Hugging Face diffusers on this
+#: machine's GPU): a kind of offer as much as a name. Code outside ``providers/`` asks
+#: :attr:`Offer.runs_here` (or compares a user's provider name with this), never the literal.
+LOCAL = "local"
+
+
 class Offer(_Strict):
     """A model served by a provider, with the provider's own limits and price."""
 
@@ -415,6 +421,13 @@ class Offer(_Strict):
 
     def key(self, model_id: str) -> str:
         return self.id or f"{model_id}@{self.provider}"
+
+    @property
+    def runs_here(self) -> bool:
+        """True for an offer whose weights run in this process (:data:`LOCAL`): it names a
+        diffusers ``pipeline`` and a Hugging Face repo as its endpoint, and costs GPU time, not
+        a provider's bill."""
+        return self.provider == LOCAL
 
 
 class Model(_Strict):

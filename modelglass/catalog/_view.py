@@ -48,6 +48,11 @@ class OfferView:
         return self.offer.endpoint
 
     @property
+    def runs_here(self) -> bool:
+        """True when this offer's weights run in this process (see :attr:`Offer.runs_here`)."""
+        return self.offer.runs_here
+
+    @property
     def status(self) -> Status:
         """The model's lifecycle status today (a deprecated model past shutdown is retired)."""
         return self.model.lifecycle.status_on()

@@ -18,6 +18,7 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from ...catalog import LOCAL
 from ...errors import ContentRejected, InvalidRequest, ProviderUnavailable
 from ...jobs._steps import Wire
 from ..base import Availability, Provider, ProviderOutput, RawImage
@@ -83,7 +84,7 @@ class LocalBackend(Provider):
         png_compress_level: zlib level of the PNG bytes (1 is fast; 9 is small).
     """
 
-    name: ClassVar[str] = "local"
+    name: ClassVar[str] = LOCAL
     client_package: ClassVar[str | None] = "diffusers"
     no_bill: ClassVar[str] = "a local run has no bill"
     extra: ClassVar[str | None] = "local"
