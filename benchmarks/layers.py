@@ -29,7 +29,7 @@ PACKAGE = "modelglass"
 #: module is in the layer of the longest pattern it matches (``jobs/_steps.py`` before ``jobs/``).
 LAYERS: dict[int, tuple[str, ...]] = {
     1: ("errors.py", "_clock.py", "_version.py", "_paths.py", "_jsonl.py", "_fonts.py",
-        "_encoders.py", "_simulated.py", "_c2pa.py", "_inflate.py", "_png_check.py", "checks/",
+        "_encoders.py", "_simulated.py", "_c2pa.py", "_inflate.py", "_png_check.py", "_env.py", "checks/",
         "jobs/__init__.py", "jobs/_events.py", "jobs/_steps.py", "jobs/_drive.py"),
     2: ("catalog/",),
     3: ("result.py", "_result_json.py", "_provenance.py", "_metadata.py", "_stamp.py",

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._env import switched_off
 from ._verify_image import ANSWER, ASK, DEFAULT_MAX_PIXELS, VERIFIED, Fetched, verified
 
 log = logging.getLogger("modelglass")
@@ -53,7 +54,7 @@ _BOOT = ("import sys, types\n"
 
 def enabled() -> bool:
     """Whether batches may use a check process (``MODELGLASS_CHECK_PROCESS=0``: never)."""
-    return os.environ.get("MODELGLASS_CHECK_PROCESS", "").strip() not in {"0", "false", "no"}
+    return not switched_off("MODELGLASS_CHECK_PROCESS")
 
 
 class CheckProcessGone(Exception):

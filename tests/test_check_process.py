@@ -311,3 +311,17 @@ async def test_closing_the_stream_mid_batch_ends_its_child(early: SimpleNamespac
     assert len(early.started) == 1
     child = early.started[0]
     assert not child.ready and child._proc is None and child._pending == {}
+
+
+@pytest.mark.parametrize("value, on", [("0", False), (" OFF ", False), ("False", False),
+                                       ("no", False), ("1", True), ("", True), ("yes", True)])
+def test_the_switch_reads_as_the_other_modelglass_switches(monkeypatch: pytest.MonkeyPatch,
+                                                            value: str, on: bool) -> None:
+    # MODELGLASS_CHECK_PROCESS and MODELGLASS_OBSERVE read one way (``_env.switched_off``):
+    # "OFF" used to leave the check process on.
+    from modelglass.catalog._observed import observing_enabled
+
+    monkeypatch.setenv("MODELGLASS_CHECK_PROCESS", value)
+    monkeypatch.setenv("MODELGLASS_OBSERVE", value)
+    assert _check_process.enabled() is on
+    assert observing_enabled() is on

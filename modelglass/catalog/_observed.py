@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._env import switched_off
 from ..checks._text import prompt_class
 from ._bills import record_bill
 
@@ -109,8 +110,7 @@ def default_path() -> Path:
 
 def observing_enabled() -> bool:
     """False when ``MODELGLASS_OBSERVE`` is ``0``, ``false``, ``no`` or ``off``."""
-    return os.environ.get("MODELGLASS_OBSERVE", "1").strip().lower() not in ("0", "false", "no",
-                                                                             "off")
+    return not switched_off("MODELGLASS_OBSERVE")
 
 
 @dataclass(frozen=True)
