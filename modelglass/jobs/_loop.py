@@ -111,13 +111,10 @@ def schedule(batch: Batch, feed: Feed, sched: Scheduler) -> Generator[Command, E
         if batch.broken is not None:  # disk full or the like: start nothing more
             if not sched.running:
                 return
-            job, wait_s = None, None
+            wait_s = None
         else:
             yield from feed.top_up()
-            job, wait_s = sched.next()
-        while job is not None:
-            yield Start(job)
-            job, wait_s = sched.next()
+            wait_s = yield from _start_admitted(sched)
         if batch.broken is None and feed.starved():
             yield from feed.top_up(more=1)
             continue
@@ -136,12 +133,19 @@ def schedule(batch: Batch, feed: Feed, sched: Scheduler) -> Generator[Command, E
             if batch.broken is None:
                 # the freed slot's next job starts before this outcome is reported and more
                 # jobs are routed: its provider call leaves sooner
-                following, _ = sched.next()
-                while following is not None:
-                    yield Start(following)
-                    following, _ = sched.next()
+                yield from _start_admitted(sched)
             if outcome.status != "cooling":  # parked: it runs again later
                 yield outcome
+
+
+def _start_admitted(sched: Scheduler) -> Generator[Command, Ended, float | None]:
+    """Start every job the scheduler admits now; then how long until it may admit more (None:
+    when a job ends)."""
+    job, wait_s = sched.next()
+    while job is not None:
+        yield Start(job)
+        job, wait_s = sched.next()
+    return wait_s
 
 
 def next_command(loop: Generator[Command, Ended, None], reply: Ended = None) -> Command | None:
