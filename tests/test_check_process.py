@@ -325,3 +325,36 @@ def test_the_switch_reads_as_the_other_modelglass_switches(monkeypatch: pytest.M
     monkeypatch.setenv("MODELGLASS_OBSERVE", value)
     assert _check_process.enabled() is on
     assert observing_enabled() is on
+
+
+_GARBLED = """
+import struct, sys
+ask, answer = struct.Struct('!IIQ'), struct.Struct('!IBI')
+while len(head := sys.stdin.buffer.read(ask.size)) == ask.size:
+    ident, length, _ = ask.unpack(head)
+    sys.stdin.buffer.read(length)
+    message = {!r}
+    sys.stdout.buffer.write(answer.pack(ident, 0, len(message)) + message)
+    sys.stdout.buffer.flush()
+"""
+
+
+@pytest.mark.parametrize("message", [
+    b"nonsense",  # no description at all
+    b"text/html 1 1 " + b"0" * 64,  # a type no image has
+    b"image/png 1 1 abc",  # no SHA-256
+])
+async def test_a_child_that_answers_garbage_is_dropped_and_every_image_checked_here(
+        early: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, message: bytes) -> None:
+    import hashlib
+
+    monkeypatch.setattr(_check_process, "_BOOT", _GARBLED.format(message))
+    with simulate() as sim:
+        outcomes = await asyncio.wait_for(_batch(16), 60)
+        assert sorted(o.status for o in outcomes) == ["done"] * 16
+        assert len(sim.requests("openai", stage="generate")) == 16  # nothing paid twice
+    assert len(early.started) == 1 and not early.started[0].ready  # given up on
+    assert early.answered == []  # no verdict of its was taken
+    for o in outcomes:  # each image's own size and hash, from the check here
+        image = o.result.images[0]
+        assert image.sha256 == hashlib.sha256(image.data).hexdigest() and image.width > 1
